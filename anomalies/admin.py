@@ -1,0 +1,82 @@
+"""Admin for baselines, anomalies and detection runs, scoped to the staff user's tenants."""
+from django.contrib import admin
+
+from anomalies.models import Anomaly, Baseline, DetectionRun
+from anomalies.services import anomaly_status_set
+from tenants.admin import TenantScopedAdmin
+
+
+class ReadOnlyMixin:
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Baseline)
+class BaselineAdmin(ReadOnlyMixin, TenantScopedAdmin):
+    list_display = ["series", "tenant", "status", "sample_count", "median", "scale", "lower", "upper", "watermark",
+                    "late_points"]
+    list_filter = ["status", "tenant"]
+    search_fields = ["series__resource_id", "series__metric_name"]
+    list_select_related = ["series", "tenant"]
+    exclude = ["checkpoint"]
+    show_full_result_count = False
+
+
+@admin.register(Anomaly)
+class AnomalyAdmin(TenantScopedAdmin):
+    list_display = ["ts", "tenant", "series", "value", "expected", "severity", "status", "detector", "reason"]
+    list_filter = ["tenant", "severity", "status", "series__service", "series__metric_name", ("ts", admin.DateFieldListFilter)]
+    search_fields = ["series__resource_id"]
+    date_hierarchy = "ts"
+    list_select_related = ["series", "tenant"]
+    readonly_fields = [f.name for f in Anomaly._meta.fields if f.name != "status"]
+    actions = ["acknowledge", "resolve", "reopen"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_staff
+
+    def save_model(self, request, obj, form, change):
+        anomaly_status_set(tenant=obj.tenant, anomaly_ids=[obj.id], status=obj.status)
+
+    def _set_status(self, request, queryset, status):
+        changed = 0
+        for tenant_id in queryset.values_list("tenant", flat=True).distinct():
+            tenant = queryset.filter(tenant_id=tenant_id).first().tenant
+            changed += anomaly_status_set(
+                tenant=tenant, anomaly_ids=list(queryset.filter(tenant_id=tenant_id).values_list("id", flat=True)),
+                status=status,
+            )
+        self.message_user(request, f"{changed} anomal{'y' if changed == 1 else 'ies'} set to {status}.")
+
+    @admin.action(description="Acknowledge selected anomalies")
+    def acknowledge(self, request, queryset):
+        self._set_status(request, queryset, Anomaly.STATUS_ACKNOWLEDGED)
+
+    @admin.action(description="Resolve selected anomalies")
+    def resolve(self, request, queryset):
+        self._set_status(request, queryset, Anomaly.STATUS_RESOLVED)
+
+    @admin.action(description="Reopen selected anomalies")
+    def reopen(self, request, queryset):
+        self._set_status(request, queryset, Anomaly.STATUS_OPEN)
+
+
+@admin.register(DetectionRun)
+class DetectionRunAdmin(ReadOnlyMixin, TenantScopedAdmin):
+    list_display = ["run_id", "tenant", "trigger", "status", "requested_at", "duration_ms", "series_processed",
+                    "points_processed", "anomalies_created"]
+    list_filter = ["tenant", "status", "trigger"]
+    show_full_result_count = False

@@ -1,0 +1,13 @@
+from django.apps import AppConfig
+
+
+class AnomaliesConfig(AppConfig):
+    name = "anomalies"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from anomalies.services import late_points_mark
+        from metrics.services import post_ingest_hooks
+
+        if late_points_mark not in post_ingest_hooks:
+            post_ingest_hooks.append(late_points_mark)

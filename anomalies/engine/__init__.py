@@ -1,0 +1,15 @@
+"""The detection engine: pure Python/numpy, no Django.
+
+Series are processed in timestamp order from a checkpointed state; the output depends only
+on the points (and the configuration), never on batch boundaries or the number of runs.
+"""
+from anomalies.engine.detector import (
+    BaselineSnapshot,
+    DetectionConfig,
+    Finding,
+    SeriesState,
+    detect,
+)
+from anomalies.engine.explain import reason_sentence
+
+__all__ = ["BaselineSnapshot", "DetectionConfig", "Finding", "SeriesState", "detect", "reason_sentence"]

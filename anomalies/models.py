@@ -1,0 +1,126 @@
+"""Baselines (with the per-series watermark and engine checkpoint), anomalies and detection runs."""
+import uuid
+
+from django.db import models
+
+from metrics.models import Series
+from tenants.models import TenantOwned, TenantOwnedQuerySet
+
+
+class BaselineQuerySet(TenantOwnedQuerySet):
+    def warming(self):
+        return self.filter(status=Baseline.STATUS_WARMING)
+
+    def ready(self):
+        return self.filter(status=Baseline.STATUS_READY)
+
+
+class Baseline(TenantOwned):
+    STATUS_WARMING = "warming"
+    STATUS_READY = "ready"
+    STATUSES = [(STATUS_WARMING, "warming"), (STATUS_READY, "ready")]
+
+    series = models.ForeignKey(Series, on_delete=models.CASCADE, related_name="baselines", help_text="The series.")
+    method = models.CharField(max_length=40, default="median_mad", help_text="How the baseline is computed.")
+    status = models.CharField(
+        max_length=10, choices=STATUSES, default=STATUS_WARMING,
+        help_text="warming: not enough history yet, no anomaly is raised; ready: anomalies are raised.",
+    )
+    window_points = models.PositiveIntegerField(default=0, help_text="Trailing points the baseline is computed over.")
+    sample_count = models.PositiveIntegerField(default=0, help_text="Points currently in the trailing window.")
+    median = models.FloatField(null=True, blank=True, help_text="Median of the trailing window (the expected value).")
+    mad = models.FloatField(null=True, blank=True, help_text="Median absolute deviation of the trailing window.")
+    scale = models.FloatField(null=True, blank=True, help_text="Robust σ used for the band (1.4826×MAD, floored).")
+    lower = models.FloatField(null=True, blank=True, help_text="Lower edge of the current expected band.")
+    upper = models.FloatField(null=True, blank=True, help_text="Upper edge of the current expected band.")
+    first_ts = models.DateTimeField(null=True, blank=True, help_text="Timestamp of the series' first point.")
+    watermark = models.DateTimeField(
+        null=True, blank=True, help_text="Newest point read by detection; newer points are evaluated by the next run.",
+    )
+    evaluating_from = models.DateTimeField(
+        null=True, blank=True,
+        help_text="Set while a run evaluates from this time; left set if that run died, so the next run redoes it.",
+    )
+    late_from = models.DateTimeField(
+        null=True, blank=True, help_text="Earliest point that arrived behind the watermark and is not evaluated yet.",
+    )
+    late_points = models.PositiveIntegerField(
+        default=0, help_text="Points that arrived behind the watermark and wait for re-evaluation or a replay.",
+    )
+    checkpoint = models.BinaryField(null=True, blank=True, editable=False, help_text="The engine's state after the watermark.")
+    updated_at = models.DateTimeField(auto_now=True, help_text="Last time detection updated this baseline.")
+
+    objects = BaselineQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "series"], name="baseline_tenant_series_uniq")]
+        indexes = [models.Index(fields=["tenant", "status"], name="baseline_tenant_status")]
+
+
+class Anomaly(TenantOwned):
+    SEVERITY_LOW, SEVERITY_MEDIUM, SEVERITY_HIGH = "low", "medium", "high"
+    SEVERITIES = [(SEVERITY_LOW, "low"), (SEVERITY_MEDIUM, "medium"), (SEVERITY_HIGH, "high")]
+    STATUS_OPEN, STATUS_ACKNOWLEDGED, STATUS_RESOLVED = "open", "acknowledged", "resolved"
+    STATUSES = [(STATUS_OPEN, "open"), (STATUS_ACKNOWLEDGED, "acknowledged"), (STATUS_RESOLVED, "resolved")]
+
+    series = models.ForeignKey(Series, on_delete=models.CASCADE, related_name="anomalies", help_text="The series.")
+    ts = models.DateTimeField(help_text="Timestamp of the anomalous point.")
+    value = models.FloatField(help_text="The observed value.")
+    expected = models.FloatField(help_text="What the baseline expected.")
+    lower = models.FloatField(help_text="Lower edge of the expected band.")
+    upper = models.FloatField(help_text="Upper edge of the expected band.")
+    score = models.FloatField(help_text="0–1: how far outside the band, relative to the threshold.")
+    severity = models.CharField(max_length=10, choices=SEVERITIES, help_text="From the score: low, medium, high.")
+    status = models.CharField(max_length=15, choices=STATUSES, default=STATUS_OPEN, help_text="Triage status.")
+    detector = models.CharField(max_length=40, help_text="The detector that wrote the reason.")
+    parameters = models.JSONField(default=dict, help_text="The detector's parameters when it fired.")
+    baseline_stats = models.JSONField(default=dict, help_text="The baseline statistics the point was compared with.")
+    suppression = models.JSONField(default=dict, help_text="The suppression state (cooldown, previous alert).")
+    reason = models.TextField(help_text="One sentence built from the stored fields.")
+    run = models.ForeignKey(
+        "DetectionRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="anomalies",
+        help_text="The detection run that created this anomaly.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True, help_text="When the anomaly was recorded.")
+
+    class Meta:
+        verbose_name_plural = "anomalies"
+        constraints = [models.UniqueConstraint(fields=["tenant", "series", "ts"], name="anomaly_tenant_series_ts_uniq")]
+        indexes = [
+            models.Index(fields=["tenant", "-ts", "-id"], name="anomaly_tenant_ts"),
+        ]
+
+    @staticmethod
+    def severity_for(score: float) -> str:
+        if score >= 0.8:
+            return Anomaly.SEVERITY_HIGH
+        if score >= 0.5:
+            return Anomaly.SEVERITY_MEDIUM
+        return Anomaly.SEVERITY_LOW
+
+
+class DetectionRun(TenantOwned):
+    STATUS_QUEUED, STATUS_RUNNING, STATUS_SUCCEEDED, STATUS_FAILED, STATUS_SKIPPED = (
+        "queued", "running", "succeeded", "failed", "skipped")
+    STATUSES = [(s, s) for s in (STATUS_QUEUED, STATUS_RUNNING, STATUS_SUCCEEDED, STATUS_FAILED, STATUS_SKIPPED)]
+    TRIGGERS = [(t, t) for t in ("api", "api_async", "command", "beat", "replay")]
+
+    run_id = models.UUIDField(default=uuid.uuid4, editable=False, help_text="Public id of the run.")
+    trigger = models.CharField(max_length=20, choices=TRIGGERS, help_text="What started the run.")
+    status = models.CharField(max_length=10, choices=STATUSES, default=STATUS_QUEUED, help_text="Where the run is.")
+    requested_at = models.DateTimeField(auto_now_add=True, help_text="When the run was requested.")
+    started_at = models.DateTimeField(null=True, blank=True, help_text="When the run started working.")
+    finished_at = models.DateTimeField(null=True, blank=True, help_text="When the run ended.")
+    series_processed = models.PositiveIntegerField(default=0, help_text="Series with points evaluated.")
+    points_processed = models.PositiveBigIntegerField(default=0, help_text="Points evaluated.")
+    anomalies_created = models.PositiveIntegerField(default=0, help_text="Anomalies recorded by this run.")
+    duration_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Wall time of the run.")
+    replay_since = models.DateTimeField(null=True, blank=True, help_text="For a replay: the start of the recomputed range.")
+    error = models.TextField(blank=True, help_text="Why the run failed or was skipped.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "run_id"], name="run_tenant_run_id_uniq")]
+        indexes = [models.Index(fields=["tenant", "-requested_at"], name="run_tenant_requested")]
+
+    def __str__(self) -> str:
+        return f"{self.run_id} ({self.status})"

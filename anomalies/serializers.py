@@ -1,0 +1,107 @@
+"""Input and output shapes of the anomalies endpoints."""
+from rest_framework import serializers
+
+from anomalies.models import Anomaly, Baseline
+from cloudwatchdog.api import TimestampField
+
+
+class AnomalyQuerySerializer(serializers.Serializer):
+    service = serializers.CharField(required=False)
+    metric_name = serializers.CharField(required=False)
+    resource_id = serializers.CharField(required=False)
+    series_id = serializers.IntegerField(required=False)
+    start = TimestampField(required=False)
+    end = TimestampField(required=False)
+    severity = serializers.ChoiceField(choices=[s for s, _ in Anomaly.SEVERITIES], required=False)
+    status = serializers.ChoiceField(choices=[s for s, _ in Anomaly.STATUSES], required=False)
+    cursor = serializers.CharField(required=False)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=100)
+
+
+class AnomalySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    series_id = serializers.IntegerField()
+    timestamp = serializers.CharField()
+    service = serializers.CharField()
+    resource_id = serializers.CharField()
+    metric_name = serializers.CharField()
+    tags = serializers.DictField(child=serializers.CharField())
+    value = serializers.FloatField()
+    expected = serializers.FloatField()
+    lower = serializers.FloatField()
+    upper = serializers.FloatField()
+    score = serializers.FloatField()
+    severity = serializers.ChoiceField(choices=[s for s, _ in Anomaly.SEVERITIES])
+    status = serializers.ChoiceField(choices=[s for s, _ in Anomaly.STATUSES])
+    detector = serializers.CharField()
+    parameters = serializers.DictField()
+    baseline = serializers.DictField()
+    suppression = serializers.DictField()
+    reason = serializers.CharField()
+
+
+class AnomalyPageSerializer(serializers.Serializer):
+    results = AnomalySerializer(many=True)
+    next = serializers.CharField(allow_null=True)
+
+
+class BaselineQuerySerializer(serializers.Serializer):
+    series_id = serializers.IntegerField(required=False)
+    status = serializers.ChoiceField(choices=[s for s, _ in Baseline.STATUSES], required=False)
+    start = TimestampField(required=False, help_text="with series_id: start of the band (default: end − 24 h)")
+    end = TimestampField(required=False, help_text="with series_id: end of the band (default: now)")
+    cursor = serializers.CharField(required=False)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=100)
+
+
+class BaselineSerializer(serializers.Serializer):
+    series_id = serializers.IntegerField()
+    service = serializers.CharField()
+    resource_id = serializers.CharField()
+    metric_name = serializers.CharField()
+    method = serializers.CharField()
+    status = serializers.ChoiceField(choices=["warming", "ready"])
+    window_points = serializers.IntegerField()
+    sample_count = serializers.IntegerField()
+    median = serializers.FloatField(allow_null=True)
+    mad = serializers.FloatField(allow_null=True)
+    scale = serializers.FloatField(allow_null=True)
+    lower = serializers.FloatField(allow_null=True)
+    upper = serializers.FloatField(allow_null=True)
+    watermark = serializers.CharField(allow_null=True)
+    late_points = serializers.IntegerField(help_text="points behind the watermark waiting for re-evaluation or replay")
+    late_from = serializers.CharField(allow_null=True)
+
+
+class BandPointSerializer(serializers.Serializer):
+    timestamp = serializers.CharField()
+    value = serializers.FloatField()
+    expected = serializers.FloatField(allow_null=True)
+    lower = serializers.FloatField(allow_null=True)
+    upper = serializers.FloatField(allow_null=True)
+    status = serializers.CharField()
+
+
+class BaselinePageSerializer(serializers.Serializer):
+    results = BaselineSerializer(many=True)
+    next = serializers.CharField(allow_null=True)
+    band = BandPointSerializer(many=True, required=False, help_text="only with series_id")
+
+
+class RunSummarySerializer(serializers.Serializer):
+    run_id = serializers.UUIDField()
+    status = serializers.CharField()
+    trigger = serializers.CharField()
+    series_processed = serializers.IntegerField()
+    points_processed = serializers.IntegerField()
+    anomalies_created = serializers.IntegerField()
+    duration_ms = serializers.IntegerField(allow_null=True)
+    requested_at = serializers.CharField()
+    started_at = serializers.CharField(allow_null=True)
+    finished_at = serializers.CharField(allow_null=True)
+    error = serializers.CharField()
+
+
+class ProcessRunQuerySerializer(serializers.Serializer):
+    # `async` is a Python keyword, hence the source mapping in the view.
+    run_async = serializers.BooleanField(required=False, default=False)

@@ -1,0 +1,396 @@
+"""Writes for detection: `detection_run` (the one detection pass every trigger calls), the
+late-point marker run by ingest, and anomaly triage.
+
+How a run stays correct while ingest goes on:
+1. Runs of one tenant are serialized by a session advisory lock (cron and beat may overlap).
+2. Phase 1 holds the tenant's ingest lock exclusively (ingest holds it shared) while it reads
+   the new points and moves each series' watermark, so a point is either read now or, if
+   committed later behind the watermark, marked late by `late_points_mark`.
+3. Phase 2 evaluates and writes anomalies, baselines and checkpoints in one transaction;
+   `evaluating_from` stays set if a run dies in between, and the next run redoes that range.
+A late point within the tenant's late window re-evaluates its series from that point (state
+rebuilt from history), so the outcome equals in-order arrival; older ones wait for a replay.
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID
+
+import numpy as np
+import orjson
+from django.conf import settings
+from django.db import OperationalError, connection, transaction
+from django.utils import timezone
+from psycopg2.extras import execute_values
+
+from anomalies.engine import DetectionConfig, SeriesState, detect
+from anomalies.engine.detector import baseline_snapshot
+from anomalies.models import Anomaly, Baseline, DetectionRun
+from metrics import selectors as metrics_selectors
+from metrics.ingest import EPOCH, timestamp_from_us
+from metrics.services import INGEST_ADVISORY_NAMESPACE
+from tenants.models import Tenant
+
+RUN_ADVISORY_NAMESPACE = 7_302
+_US = timedelta(microseconds=1)
+
+
+class RunInProgress(Exception):
+    """Another run of this tenant holds the run lock."""
+
+    def __init__(self, running_run_id: UUID | None, run: DetectionRun):
+        super().__init__("a detection run of this tenant is already going")
+        self.running_run_id = running_run_id
+        self.run = run
+
+
+def _to_us(moment: datetime | None) -> int | None:
+    return None if moment is None else (moment - EPOCH) // _US
+
+
+def detection_config_for(*, tenant: Tenant) -> DetectionConfig:
+    """The default configuration with the tenant's overrides."""
+    return DetectionConfig.from_overrides(tenant.detection_config)
+
+
+def late_points_mark(cursor, tenant_id: int) -> None:
+    """Post-ingest hook: note points that arrived at or behind their series' watermark."""
+    cursor.execute(
+        """
+        UPDATE anomalies_baseline b
+        SET late_from = LEAST(COALESCE(b.late_from, l.min_ts), l.min_ts), late_points = b.late_points + l.n
+        FROM (
+            SELECT bb.id, min(i.ts) AS min_ts, count(*) AS n
+            FROM (SELECT series_id, timestamptz 'epoch' + ts_us * interval '1 microsecond' AS ts FROM ingest_points) i
+            JOIN anomalies_baseline bb ON bb.tenant_id = %s AND bb.series_id = i.series_id
+            WHERE i.ts <= bb.watermark
+            GROUP BY bb.id
+        ) l
+        WHERE b.id = l.id
+        """,
+        [tenant_id],
+    )
+
+
+def detection_run_queue(*, tenant: Tenant, trigger: str) -> DetectionRun:
+    """Record a queued run (for ?async=true); the Celery task picks it up by run id."""
+    return DetectionRun.objects.create(tenant=tenant, trigger=trigger, status=DetectionRun.STATUS_QUEUED)
+
+
+def detection_run(
+    *,
+    tenant: Tenant,
+    trigger: str,
+    run_id: UUID | None = None,
+    wait_seconds: float = 0.0,
+    replay_since: datetime | None = None,
+) -> DetectionRun:
+    """One detection pass over the tenant's new (and late, or replayed) points; safe to overlap.
+
+    Raises RunInProgress when another run of the tenant holds the lock past `wait_seconds`.
+    """
+    if run_id is not None:
+        run = DetectionRun.objects.for_tenant(tenant).get(run_id=run_id)
+    else:
+        run = DetectionRun.objects.create(tenant=tenant, trigger=trigger, status=DetectionRun.STATUS_QUEUED)
+    if replay_since is not None:
+        run.replay_since = replay_since
+    if not _run_lock_acquire(tenant.id, wait_seconds):
+        running = (
+            DetectionRun.objects.for_tenant(tenant).filter(status=DetectionRun.STATUS_RUNNING)
+            .order_by("-started_at").first()
+        )
+        run.status = DetectionRun.STATUS_SKIPPED
+        run.error = f"another run of this tenant was going ({running.run_id if running else 'unknown'})"
+        run.finished_at = timezone.now()
+        run.save()
+        raise RunInProgress(running.run_id if running else None, run)
+    started = time.monotonic()
+    try:
+        run.status = DetectionRun.STATUS_RUNNING
+        run.started_at = timezone.now()
+        run.save()
+        _evaluate(tenant=tenant, run=run, replay_since=replay_since)
+        run.status = DetectionRun.STATUS_SUCCEEDED
+    except Exception as error:
+        run.status = DetectionRun.STATUS_FAILED
+        run.error = f"{type(error).__name__}: {error}"
+        raise
+    finally:
+        run.finished_at = timezone.now()
+        run.duration_ms = int((time.monotonic() - started) * 1000)
+        if connection.needs_rollback:
+            pass  # inside a broken outer transaction: nothing more can be written
+        else:
+            run.save()
+        _run_lock_release(tenant.id)
+    return run
+
+
+def _run_lock_acquire(tenant_id: int, wait_seconds: float) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [RUN_ADVISORY_NAMESPACE, tenant_id])
+        if cursor.fetchone()[0]:
+            return True
+        if wait_seconds <= 0:
+            return False
+        try:
+            with transaction.atomic():
+                cursor.execute("SET LOCAL lock_timeout = %s", [f"{int(wait_seconds * 1000)}ms"])
+                cursor.execute("SELECT pg_advisory_lock(%s, %s)", [RUN_ADVISORY_NAMESPACE, tenant_id])
+            return True
+        except OperationalError:
+            return False
+
+
+def _run_lock_release(tenant_id: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [RUN_ADVISORY_NAMESPACE, tenant_id])
+
+
+@dataclass
+class _Plan:
+    series_id: int
+    baseline: Baseline | None
+    restart_us: int | None  # evaluate from this time inclusive, state rebuilt from history
+    consumes_late: bool
+
+
+def _plan(tenant: Tenant, baselines: dict[int, Baseline], series_ids: list[int], replay_us: int | None) -> list[_Plan]:
+    late_window_us = (tenant.late_window_seconds or settings.CLOUDWATCHDOG["LATE_WINDOW_SECONDS"]) * 1_000_000
+    plans = []
+    for series_id in series_ids:
+        baseline = baselines.get(series_id)
+        if baseline is None or baseline.watermark is None:
+            plans.append(_Plan(series_id, baseline, None, False))
+            continue
+        watermark_us = _to_us(baseline.watermark)
+        candidates = []
+        consumes_late = False
+        if replay_us is not None and replay_us <= watermark_us:
+            candidates.append(replay_us)
+        if baseline.evaluating_from is not None:
+            candidates.append(_to_us(baseline.evaluating_from))
+        if baseline.late_from is not None:
+            late_us = _to_us(baseline.late_from)
+            if late_us >= watermark_us - late_window_us or (replay_us is not None and late_us >= replay_us):
+                candidates.append(late_us)
+                consumes_late = True
+        plans.append(_Plan(series_id, baseline, min(candidates) if candidates else None, consumes_late))
+    return plans
+
+
+def _evaluate(*, tenant: Tenant, run: DetectionRun, replay_since: datetime | None) -> None:
+    config = detection_config_for(tenant=tenant)
+    replay_us = _to_us(replay_since)
+
+    # Phase 1: read new points and move the watermarks while ingest of this tenant waits.
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [INGEST_ADVISORY_NAMESPACE, tenant.id])
+        baselines = {b.series_id: b for b in Baseline.objects.for_tenant(tenant)}
+        series_ids = metrics_selectors.series_ids_with_points(tenant=tenant)
+        plans = _plan(tenant, baselines, series_ids, replay_us)
+        after_us = {}
+        for plan in plans:
+            if plan.restart_us is not None:
+                after_us[plan.series_id] = plan.restart_us - 1
+            elif plan.baseline is not None and plan.baseline.watermark is not None:
+                after_us[plan.series_id] = _to_us(plan.baseline.watermark)
+            else:
+                after_us[plan.series_id] = None
+        rows = metrics_selectors.points_after(tenant=tenant, after_us=after_us)
+        new_points = _group(rows)
+        plans = [p for p in plans if p.series_id in new_points or p.restart_us is not None]
+        _watermarks_advance(cursor, tenant=tenant, plans=plans, new_points=new_points)
+
+    # Phase 2: evaluate, then write anomalies, baselines and the run summary together.
+    rebuild = {p.series_id: p.restart_us for p in plans if p.restart_us is not None}
+    history = _group(metrics_selectors.points_before(tenant=tenant, before_us=rebuild, count=config.window_points))
+    first_ts = metrics_selectors.series_first_ts(tenant=tenant, series_ids=list(rebuild))
+    last_alerts = _last_alerts_before(tenant=tenant, before_us=rebuild)
+    baselines = {b.series_id: b for b in Baseline.objects.for_tenant(tenant).filter(series_id__in=[p.series_id for p in plans])}
+    findings_by_series = {}
+    states = {}
+    points_processed = 0
+    for plan in plans:
+        ts, values = new_points.get(plan.series_id, (np.empty(0, np.int64), np.empty(0)))
+        if plan.restart_us is not None:
+            window_ts, window_values = history.get(plan.series_id, (np.empty(0, np.int64), np.empty(0)))
+            state = SeriesState(
+                first_ts_us=first_ts.get(plan.series_id),
+                last_alert_us=last_alerts.get(plan.series_id),
+                window_ts=window_ts,
+                window_values=window_values,
+            )
+            if state.first_ts_us is not None and state.first_ts_us >= plan.restart_us:
+                state = SeriesState()
+        else:
+            baseline = baselines.get(plan.series_id)
+            state = SeriesState.from_bytes(baseline.checkpoint if baseline else None)
+        findings, state, snapshot = detect(state, ts, values, config)
+        findings_by_series[plan.series_id] = findings
+        states[plan.series_id] = (state, snapshot)
+        points_processed += len(ts)
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        created = _anomalies_write(cursor, tenant=tenant, run=run, findings_by_series=findings_by_series, rebuild=rebuild)
+        _baselines_write(cursor, tenant=tenant, states=states, config=config)
+        run.series_processed = sum(1 for p in plans if p.series_id in new_points)
+        run.points_processed = points_processed
+        run.anomalies_created = created
+        run.save()
+
+
+def _group(rows) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Rows (series_id, ts_us, value) sorted by series then time -> {series_id: (ts array, value array)}."""
+    if not rows:
+        return {}
+    series_col, ts_col, value_col = zip(*rows)
+    series_arr = np.fromiter(series_col, dtype=np.int64, count=len(rows))
+    ts_arr = np.fromiter(ts_col, dtype=np.int64, count=len(rows))
+    value_arr = np.fromiter(value_col, dtype=np.float64, count=len(rows))
+    boundaries = np.flatnonzero(np.diff(series_arr)) + 1
+    starts = np.concatenate([[0], boundaries])
+    ends = np.concatenate([boundaries, [len(rows)]])
+    return {int(series_arr[s]): (ts_arr[s:e], value_arr[s:e]) for s, e in zip(starts, ends)}
+
+
+def _watermarks_advance(cursor, *, tenant: Tenant, plans: list[_Plan], new_points) -> None:
+    rows = []
+    for plan in plans:
+        ts, _ = new_points.get(plan.series_id, (None, None))
+        newest = int(ts[-1]) if ts is not None and len(ts) else None
+        old = _to_us(plan.baseline.watermark) if plan.baseline is not None else None
+        watermark = max(v for v in (newest, old) if v is not None) if (newest or old) is not None else None
+        first_eval = plan.restart_us if plan.restart_us is not None else (int(ts[0]) if ts is not None and len(ts) else None)
+        rows.append((
+            plan.series_id,
+            None if watermark is None else timestamp_from_us(watermark),
+            None if first_eval is None else timestamp_from_us(first_eval),
+            plan.consumes_late,
+        ))
+    if not rows:
+        return
+    execute_values(
+        cursor.cursor,
+        f"""
+        INSERT INTO anomalies_baseline (tenant_id, series_id, method, status, window_points, sample_count,
+                                        watermark, evaluating_from, late_points, updated_at)
+        SELECT {int(tenant.id)}, v.series_id, 'median_mad', 'warming', 0, 0, v.watermark, v.evaluating_from, 0, now()
+        FROM (VALUES %s) AS v(series_id, watermark, evaluating_from)
+        ON CONFLICT (tenant_id, series_id) DO UPDATE SET
+            watermark = EXCLUDED.watermark, evaluating_from = EXCLUDED.evaluating_from
+        """,
+        [r[:3] for r in rows],
+        template="(%s::bigint, %s::timestamptz, %s::timestamptz)",
+        page_size=1000,
+    )
+    consumed = [r[0] for r in rows if r[3]]
+    if consumed:
+        cursor.execute(
+            "UPDATE anomalies_baseline SET late_from = NULL, late_points = 0 WHERE tenant_id = %s AND series_id = ANY(%s)",
+            [tenant.id, consumed],
+        )
+
+
+def _last_alerts_before(*, tenant: Tenant, before_us: dict[int, int]) -> dict[int, int]:
+    if not before_us:
+        return {}
+    series_ids = list(before_us)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT s.series_id, (SELECT (extract(epoch FROM max(a.ts)) * 1000000)::bigint FROM anomalies_anomaly a
+                                 WHERE a.tenant_id = %s AND a.series_id = s.series_id
+                                   AND a.ts < timestamptz 'epoch' + s.before_us * interval '1 microsecond')
+            FROM unnest(%s::bigint[], %s::bigint[]) AS s(series_id, before_us)
+            """,
+            [tenant.id, series_ids, [before_us[s] for s in series_ids]],
+        )
+        return {series_id: last for series_id, last in cursor.fetchall() if last is not None}
+
+
+def _anomalies_write(cursor, *, tenant: Tenant, run: DetectionRun, findings_by_series, rebuild: dict[int, int]) -> int:
+    """Replace re-evaluated ranges and insert findings; returns how many anomalies are new."""
+    for series_id, restart_us in rebuild.items():
+        kept = [timestamp_from_us(f.ts_us) for f in findings_by_series.get(series_id, [])]
+        cursor.execute(
+            "DELETE FROM anomalies_anomaly WHERE tenant_id = %s AND series_id = %s AND ts >= %s AND NOT (ts = ANY(%s))",
+            [tenant.id, series_id, timestamp_from_us(restart_us), kept],
+        )
+    rows = []
+    now = timezone.now()
+    for series_id, findings in findings_by_series.items():
+        for f in findings:
+            rows.append((
+                tenant.id, series_id, timestamp_from_us(f.ts_us), f.value, f.expected, f.lower, f.upper, f.score,
+                Anomaly.severity_for(f.score), Anomaly.STATUS_OPEN, f.detector,
+                orjson.dumps(f.parameters).decode(), orjson.dumps(f.baseline).decode(),
+                orjson.dumps(f.suppression).decode(), f.reason, run.id, now,
+            ))
+    if not rows:
+        return 0
+    inserted = execute_values(
+        cursor.cursor,
+        """
+        INSERT INTO anomalies_anomaly (tenant_id, series_id, ts, value, expected, lower, upper, score, severity,
+            status, detector, parameters, baseline_stats, suppression, reason, run_id, created_at)
+        VALUES %s
+        ON CONFLICT (tenant_id, series_id, ts) DO UPDATE SET
+            value = EXCLUDED.value, expected = EXCLUDED.expected, lower = EXCLUDED.lower, upper = EXCLUDED.upper,
+            score = EXCLUDED.score, severity = EXCLUDED.severity, detector = EXCLUDED.detector,
+            parameters = EXCLUDED.parameters, baseline_stats = EXCLUDED.baseline_stats,
+            suppression = EXCLUDED.suppression, reason = EXCLUDED.reason
+        RETURNING (xmax = 0)
+        """,
+        rows,
+        template="(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb, %s, %s, %s)",
+        fetch=True,
+        page_size=1000,
+    )
+    # xmax = 0 marks a freshly inserted row; an updated one was already there.
+    return sum(1 for (is_new,) in inserted if is_new)
+
+
+def _baselines_write(cursor, *, tenant: Tenant, states: dict, config: DetectionConfig) -> None:
+    rows = []
+    for series_id, (state, snapshot) in states.items():
+        rows.append((
+            series_id, snapshot.status, config.window_points, snapshot.samples, snapshot.median, snapshot.mad,
+            snapshot.scale, snapshot.lower, snapshot.upper,
+            None if state.first_ts_us is None else timestamp_from_us(state.first_ts_us),
+            state.to_bytes(),
+        ))
+    if not rows:
+        return
+    execute_values(
+        cursor.cursor,
+        f"""
+        UPDATE anomalies_baseline b SET
+            status = v.status, window_points = v.window_points, sample_count = v.sample_count, median = v.median,
+            mad = v.mad, scale = v.scale, lower = v.lower, upper = v.upper, first_ts = v.first_ts,
+            checkpoint = v.checkpoint, evaluating_from = NULL, updated_at = now()
+        FROM (VALUES %s) AS v(series_id, status, window_points, sample_count, median, mad, scale, lower, upper,
+                              first_ts, checkpoint)
+        WHERE b.tenant_id = {int(tenant.id)} AND b.series_id = v.series_id
+        """,
+        rows,
+        template="(%s::bigint, %s, %s::int, %s::int, %s::float8, %s::float8, %s::float8, %s::float8, %s::float8, "
+        "%s::timestamptz, %s::bytea)",
+        page_size=1000,
+    )
+
+
+def anomaly_status_set(*, tenant: Tenant, anomaly_ids: list[int], status: str) -> int:
+    """Set the triage status of the tenant's anomalies; returns how many changed."""
+    if status not in dict(Anomaly.STATUSES):
+        raise ValueError(f"unknown status {status!r}")
+    return Anomaly.objects.for_tenant(tenant).filter(id__in=anomaly_ids).exclude(status=status).update(status=status)
+
+
+def baseline_snapshot_for_checkpoint(*, tenant: Tenant, checkpoint: bytes | None):
+    """The baseline snapshot encoded in a checkpoint, with the tenant's configuration."""
+    return baseline_snapshot(SeriesState.from_bytes(checkpoint), detection_config_for(tenant=tenant))

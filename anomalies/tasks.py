@@ -1,0 +1,35 @@
+"""Celery tasks: thin wrappers over the detection service."""
+import logging
+
+from celery import shared_task
+
+from anomalies.services import RunInProgress, detection_run
+from tenants.models import Tenant
+from tenants.selectors import tenant_list
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task
+def detection_run_task(*, tenant_id: int, run_id: str | None = None, trigger: str = "api_async") -> str:
+    """Run (or finish a queued) detection pass for one tenant; returns the run's status."""
+    tenant = Tenant.objects.get(id=tenant_id)
+    try:
+        return detection_run(tenant=tenant, trigger=trigger, run_id=run_id, wait_seconds=60).status
+    except RunInProgress as busy:
+        return busy.run.status
+
+
+@shared_task
+def detection_run_all_task() -> dict:
+    """Beat's pass over every active tenant; a tenant whose run is already going is skipped."""
+    statuses = {}
+    for tenant in tenant_list():
+        try:
+            statuses[tenant.slug] = detection_run(tenant=tenant, trigger="beat").status
+        except RunInProgress:
+            statuses[tenant.slug] = "skipped"
+        except Exception:  # one tenant's failure must not stop the others
+            logger.exception("detection failed for tenant %s", tenant.slug)
+            statuses[tenant.slug] = "failed"
+    return statuses

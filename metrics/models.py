@@ -1,0 +1,36 @@
+"""Series and their points.
+
+A series is (tenant, service, resource_id, metric_name, tags). Points live in the
+`metrics_point` table, created by raw SQL in the migrations because it is range-partitioned
+by time (declarative partitions, one per ISO week), which Django models cannot express:
+columns (tenant_id, series_id, ts, value), primary key (tenant_id, series_id, ts).
+Point reads and writes go through `metrics.selectors` and `metrics.services` in SQL.
+"""
+from django.db import models
+
+from tenants.models import TenantOwned
+
+POINT_TABLE = "metrics_point"
+
+
+class Series(TenantOwned):
+    service = models.CharField(max_length=512, help_text="Service that emits the metric, e.g. ec2.")
+    resource_id = models.CharField(max_length=512, help_text="The resource measured, e.g. an instance id.")
+    metric_name = models.CharField(max_length=512, help_text="Metric name, e.g. cpu_utilization.")
+    tags = models.JSONField(default=dict, blank=True, help_text="String-to-string tags that are part of the identity.")
+    key_hash = models.CharField(
+        max_length=40, help_text="SHA-1 of the canonical (service, resource_id, metric_name, tags); unique per tenant."
+    )
+    source = models.CharField(max_length=512, blank=True, help_text="The source named by the first event of the series.")
+    created_at = models.DateTimeField(auto_now_add=True, help_text="When the first point of the series arrived.")
+
+    class Meta:
+        verbose_name_plural = "series"
+        constraints = [models.UniqueConstraint(fields=["tenant", "key_hash"], name="series_tenant_key_uniq")]
+        indexes = [
+            models.Index(fields=["tenant", "service", "metric_name", "resource_id"], name="series_tenant_lookup"),
+        ]
+
+    def __str__(self) -> str:
+        tags = ",".join(f"{k}={v}" for k, v in sorted(self.tags.items()))
+        return f"{self.service}/{self.resource_id}/{self.metric_name}" + (f"{{{tags}}}" if tags else "")

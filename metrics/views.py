@@ -1,0 +1,117 @@
+"""HTTP endpoints of metrics: ingest, series discovery, time-series reads."""
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from cloudwatchdog.api import decode_cursor, encode_cursor, next_link, query_params, window
+from cloudwatchdog.errors import ApiError
+from metrics import selectors, serializers
+from metrics.ingest import BodyError, format_timestamp, parse_body
+from metrics.services import ingest_limits, points_ingest, points_rate_check
+from tenants.models import ApiKey
+
+
+class IngestView(APIView):
+    required_scope = ApiKey.SCOPE_INGEST
+    parser_classes = []  # the body is read and parsed by the hot path itself
+
+    @extend_schema(
+        operation_id="ingest_metrics",
+        request=serializers.IngestRequestSerializer,
+        responses={
+            202: serializers.IngestResponseSerializer,
+            400: OpenApiResponse(description="no valid event, or the body is not an events object"),
+            413: OpenApiResponse(description="body or event count over the limit"),
+            429: OpenApiResponse(description="over the points rate limit; see Retry-After"),
+        },
+        description="Store a batch of events (JSON, or gzip with Content-Encoding: gzip). Valid events are "
+        "stored even when others are rejected; accepted + duplicates + len(rejected) = number of events.",
+    )
+    def post(self, request):
+        tenant = request.user.tenant
+        limits = ingest_limits(tenant=tenant)
+        declared = request.META.get("CONTENT_LENGTH")
+        if declared and declared.isdigit() and int(declared) > limits.max_body_bytes:
+            raise ApiError(413, f"The request body is over the limit of {limits.max_body_bytes} bytes.")
+        raw = request._request.read(limits.max_body_bytes + 1)
+        try:
+            events = parse_body(raw, content_encoding=request.META.get("HTTP_CONTENT_ENCODING", ""), limits=limits)
+        except BodyError as error:
+            raise ApiError(error.status, error.detail, error.errors) from None
+        wait = points_rate_check(tenant=tenant, points=len(events))
+        if wait is not None:
+            raise ApiError(429, f"Over this tenant's points rate limit; retry in {int(wait) + 1} seconds.",
+                           headers={"Retry-After": str(int(wait) + 1)})
+        result = points_ingest(tenant=tenant, events=events)
+        body = {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": result.rejected}
+        if result.accepted == 0 and result.duplicates == 0:
+            body["detail"] = f"No event was valid: {len(result.rejected)} rejected."
+            return Response(body, status=status.HTTP_400_BAD_REQUEST)
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+
+def _series_item(series, stats) -> dict:
+    return {
+        "series_id": series.id,
+        "service": series.service,
+        "resource_id": series.resource_id,
+        "metric_name": series.metric_name,
+        "tags": series.tags,
+        "source": series.source,
+        "first_timestamp": format_timestamp(stats.first_ts) if stats and stats.first_ts else None,
+        "last_timestamp": format_timestamp(stats.last_ts) if stats and stats.last_ts else None,
+        "point_count": stats.point_count if stats else 0,
+    }
+
+
+class SeriesListView(APIView):
+    @extend_schema(operation_id="series_list", parameters=[serializers.SeriesQuerySerializer],
+                   responses=serializers.SeriesPageSerializer)
+    def get(self, request):
+        """The tenant's series, oldest first, with first/last timestamps and point counts; cursor-paged."""
+        tenant = request.user.tenant
+        params = query_params(serializers.SeriesQuerySerializer, request)
+        series = selectors.series_list(
+            tenant=tenant, service=params.get("service"), metric_name=params.get("metric_name"),
+            resource_id=params.get("resource_id"),
+        )
+        if params.get("cursor"):
+            (after_id,) = decode_cursor(params["cursor"], 1)
+            series = series.filter(id__gt=int(after_id))
+        page = list(series[: params["limit"] + 1])
+        more = len(page) > params["limit"]
+        page = page[: params["limit"]]
+        stats = selectors.series_stats(tenant=tenant, series_ids=[s.id for s in page])
+        return Response({
+            "results": [_series_item(s, stats.get(s.id)) for s in page],
+            "next": next_link(request, encode_cursor(page[-1].id)) if more else None,
+        })
+
+
+class TimeseriesView(APIView):
+    @extend_schema(operation_id="timeseries_read", parameters=[serializers.TimeseriesQuerySerializer],
+                   responses=serializers.TimeseriesResponseSerializer)
+    def get(self, request):
+        """Points of the matching series in (now − minutes, now] or (start, end], raw or per step with agg."""
+        tenant = request.user.tenant
+        params = query_params(serializers.TimeseriesQuerySerializer, request)
+        start, end = window(minutes=params.get("minutes"), start=params.get("start"), end=params.get("end"),
+                            now=timezone.now(), default_minutes=60)
+        series = list(selectors.series_list(
+            tenant=tenant, service=params.get("service"), metric_name=params.get("metric_name"),
+            resource_id=params.get("resource_id"), series_id=params.get("series_id"),
+        )[:1000])
+        points = selectors.timeseries_read(
+            tenant=tenant, series_ids=[s.id for s in series], start=start, end=end,
+            step_seconds=params.get("step"), agg=params["agg"],
+        )
+        return Response({"series": [
+            {
+                "series_id": s.id, "service": s.service, "resource_id": s.resource_id,
+                "metric_name": s.metric_name, "tags": s.tags,
+                "points": [{"timestamp": format_timestamp(ts), "value": value} for ts, value in points[s.id]],
+            }
+            for s in series
+        ]})

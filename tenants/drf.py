@@ -1,0 +1,84 @@
+"""DRF policies: API-key authentication, scope permission and the per-tenant throttle."""
+from __future__ import annotations
+
+import time
+
+from django.core.cache import cache
+from rest_framework import authentication, exceptions, permissions, throttling
+
+from tenants.models import ApiKey
+from tenants.services import api_key_touch
+
+
+class TenantUser:
+    """The authenticated principal of an API request: a tenant acting through one key."""
+
+    is_authenticated = True
+    is_anonymous = False
+
+    def __init__(self, api_key: ApiKey):
+        self.api_key = api_key
+        self.tenant = api_key.tenant
+
+    def __str__(self) -> str:
+        return f"tenant:{self.tenant.slug}"
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Bearer <key>`, already resolved by ApiKeyTenantMiddleware."""
+
+    def authenticate(self, request):
+        django_request = request._request
+        api_key = getattr(django_request, "api_key", None)
+        if api_key is None:
+            if getattr(django_request, "api_key_presented", False):
+                raise exceptions.AuthenticationFailed("The API key is invalid or revoked.")
+            return None
+        api_key_touch(api_key=api_key)
+        return TenantUser(api_key), api_key
+
+    def authenticate_header(self, request):
+        return 'Bearer realm="api"'
+
+
+class HasTenantScope(permissions.BasePermission):
+    """A key may call what its scope allows; X-Tenant-ID, when sent, must name the key's tenant."""
+
+    message = "This API key may not do that."
+
+    def has_permission(self, request, view):
+        user = request.user
+        if not isinstance(user, TenantUser):
+            raise exceptions.NotAuthenticated("Send an API key as 'Authorization: Bearer <key>'.")
+        claimed = request.headers.get("X-Tenant-ID")
+        if claimed is not None and claimed != user.tenant.slug:
+            raise exceptions.PermissionDenied("X-Tenant-ID names a tenant this API key does not belong to.")
+        required = getattr(view, "required_scope", None) or (
+            ApiKey.SCOPE_READ if request.method in permissions.SAFE_METHODS else ApiKey.SCOPE_ALL
+        )
+        scope = user.api_key.scope
+        if scope == ApiKey.SCOPE_ALL or scope == required:
+            return True
+        raise exceptions.PermissionDenied(f"This API key has scope '{scope}'; this call needs '{required}'.")
+
+
+class TenantRateThrottle(throttling.BaseThrottle):
+    """Requests per minute per tenant (fixed one-minute windows in Redis), answered 429 with Retry-After."""
+
+    def allow_request(self, request, view):
+        user = request.user
+        if not isinstance(user, TenantUser):
+            return True
+        limit = user.tenant.limit("REQUESTS_PER_MINUTE")
+        window = int(time.time() // 60)
+        key = f"throttle:req:{user.tenant.id}:{window}"
+        try:
+            count = cache.incr(key)
+        except ValueError:
+            cache.set(key, 1, timeout=120)
+            count = 1
+        self._wait = 60 - time.time() % 60
+        return count <= limit
+
+    def wait(self):
+        return getattr(self, "_wait", 60)

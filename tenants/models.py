@@ -1,0 +1,104 @@
+"""Tenants, their API keys and the support staff assigned to them.
+
+`TenantOwned` is the base of every row that belongs to a tenant. Services and selectors
+reach such rows only through `for_tenant(tenant)`; `unscoped()` is the explicit, greppable
+escape for the few cross-tenant jobs (detection over all tenants, superuser admin).
+"""
+from django.conf import settings
+from django.db import models
+
+
+class Tenant(models.Model):
+    slug = models.SlugField(max_length=64, unique=True, help_text="Short name used in X-Tenant-ID and commands.")
+    name = models.CharField(max_length=200, help_text="Display name.")
+    is_active = models.BooleanField(default=True, help_text="Inactive tenants cannot authenticate.")
+    created_at = models.DateTimeField(auto_now_add=True, help_text="When the tenant was created.")
+    limits = models.JSONField(
+        default=dict, blank=True,
+        help_text="Overrides of the CLOUDWATCHDOG limits for this tenant, e.g. {\"MAX_EVENTS_PER_REQUEST\": 5000}.",
+    )
+    detection_config = models.JSONField(
+        default=dict, blank=True,
+        help_text="Overrides of the detection defaults for this tenant, e.g. {\"threshold\": 8}. "
+        "Apply to history with run_detection --replay.",
+    )
+    max_point_age_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Points older than this are refused at ingest. Empty: any age is accepted.",
+    )
+    retention_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Points older than this are deleted and refused. Empty: kept forever.",
+    )
+    late_window_seconds = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="A point arriving this far behind the detection watermark is re-evaluated automatically; "
+        "older ones wait for run_detection --replay. Empty: the global default.",
+    )
+    staff = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="TenantStaff", related_name="support_tenants", blank=True,
+        help_text="Support staff who may see this tenant in the admin.",
+    )
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    def limit(self, name: str) -> int:
+        return int(self.limits.get(name, settings.CLOUDWATCHDOG[name]))
+
+
+class TenantStaff(models.Model):
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, help_text="The tenant.")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, help_text="A support staff user.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "user"], name="tenantstaff_tenant_user_uniq")]
+        verbose_name_plural = "tenant staff"
+
+
+class TenantOwnedQuerySet(models.QuerySet):
+    def for_tenant(self, tenant: Tenant) -> "TenantOwnedQuerySet":
+        return self.filter(tenant=tenant)
+
+
+    def unscoped(self) -> "TenantOwnedQuerySet":
+        return self.all()
+
+
+class TenantOwned(models.Model):
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, help_text="The tenant that owns this row.")
+
+    objects = TenantOwnedQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+
+class ApiKey(TenantOwned):
+    SCOPE_INGEST = "ingest"
+    SCOPE_READ = "read"
+    SCOPE_ALL = "all"
+    SCOPES = [(SCOPE_INGEST, "ingest only"), (SCOPE_READ, "read only"), (SCOPE_ALL, "everything")]
+
+    name = models.CharField(max_length=100, blank=True, help_text="What this key is for.")
+    prefix = models.CharField(
+        max_length=32, unique=True,
+        help_text="The first part of the key, shown to identify it (the scope is visible in it).",
+    )
+    key_hash = models.CharField(max_length=64, help_text="SHA-256 of the whole key; the key itself is never stored.")
+    scope = models.CharField(max_length=10, choices=SCOPES, default=SCOPE_ALL, help_text="What the key may do.")
+    created_at = models.DateTimeField(auto_now_add=True, help_text="When the key was issued.")
+    revoked_at = models.DateTimeField(null=True, blank=True, help_text="When the key was revoked; revoked keys get 401.")
+    last_used_at = models.DateTimeField(null=True, blank=True, help_text="Last authenticated use (minute precision).")
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "created_at"], name="apikey_tenant_created")]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.scope})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

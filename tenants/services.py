@@ -1,0 +1,63 @@
+"""Writes for tenants and API keys."""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from tenants.models import ApiKey, Tenant
+
+KEY_PREFIX = "cwd"
+_PREFIX_SECRET_CHARS = 8
+
+
+def key_hash(plaintext: str) -> str:
+    return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+def key_prefix(plaintext: str) -> str | None:
+    """The stored lookup prefix of a key (`cwd_<scope>_<8 hex>`), or None if it is not shaped like one."""
+    parts = plaintext.split("_")
+    if len(parts) != 3 or parts[0] != KEY_PREFIX or len(parts[2]) <= _PREFIX_SECRET_CHARS:
+        return None
+    return f"{parts[0]}_{parts[1]}_{parts[2][:_PREFIX_SECRET_CHARS]}"
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    api_key: ApiKey
+    plaintext: str
+
+
+def tenant_create(*, slug: str, name: str = "") -> Tenant:
+    """Create a tenant, or return the existing one with that slug."""
+    tenant, _ = Tenant.objects.get_or_create(slug=slug, defaults={"name": name or slug})
+    return tenant
+
+
+@transaction.atomic
+def api_key_issue(*, tenant: Tenant, scope: str = ApiKey.SCOPE_ALL, name: str = "") -> IssuedKey:
+    """Issue a new key; its plaintext exists only in the returned value."""
+    if scope not in dict(ApiKey.SCOPES):
+        raise ValueError(f"unknown scope {scope!r}; use one of {', '.join(dict(ApiKey.SCOPES))}")
+    plaintext = f"{KEY_PREFIX}_{scope}_{secrets.token_hex(24)}"
+    api_key = ApiKey.objects.create(
+        tenant=tenant, name=name, scope=scope, prefix=key_prefix(plaintext), key_hash=key_hash(plaintext)
+    )
+    return IssuedKey(api_key=api_key, plaintext=plaintext)
+
+
+def api_key_revoke(*, tenant: Tenant, api_key_id: int) -> None:
+    """Revoke a key of this tenant (idempotent)."""
+    ApiKey.objects.for_tenant(tenant).filter(id=api_key_id, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+def api_key_touch(*, api_key: ApiKey) -> None:
+    """Record use, at most once a minute per key, so authentication does not write on every request."""
+    now = timezone.now()
+    if api_key.last_used_at is None or (now - api_key.last_used_at).total_seconds() >= 60:
+        ApiKey.objects.for_tenant(api_key.tenant).filter(id=api_key.id).update(last_used_at=now)
+        api_key.last_used_at = now
