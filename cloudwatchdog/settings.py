@@ -1,5 +1,7 @@
 """The one settings module. Everything a deployment changes comes from the environment
 (django-environ); with DATABASE_URL / REDIS_URL unset, embedded servers under `.data/` are used."""
+import os
+import uuid
 from pathlib import Path
 import warnings
 
@@ -11,6 +13,9 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False) if (BASE_DIR / ".env").exists() else None
 
 DEBUG = env.bool("DEBUG", default=False)
+# pytest (8.2+) sets PYTEST_VERSION: a test session gets its own Redis key space and Celery
+# queue, so it never shares throttle state or tasks with a `make run` on the same Redis.
+TEST_RUN_ID = f"test-{uuid.uuid4().hex[:8]}" if "PYTEST_VERSION" in os.environ else ""
 SECRET_KEY = env.str("SECRET_KEY", default="dev-only-insecure-key-change-me")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"])
 
@@ -115,7 +120,7 @@ CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
-        "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="cwd"),
+        "KEY_PREFIX": TEST_RUN_ID or env.str("CACHE_KEY_PREFIX", default="cwd"),
     }
 }
 
@@ -140,7 +145,7 @@ CLOUDWATCHDOG = {
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="cloudwatchdog")
+CELERY_TASK_DEFAULT_QUEUE = TEST_RUN_ID or env.str("CELERY_QUEUE", default="cloudwatchdog")
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -112,8 +112,7 @@ def points_after(*, tenant: Tenant, after_us: dict[int, int | None], limit_per_s
     if not after_us:
         return []
     series_ids = list(after_us)
-    # -2^62 µs stands for "from the beginning" without a NULL branch in the lateral scan.
-    starts = [after_us[s] if after_us[s] is not None else -(2**62) for s in series_ids]
+    starts = [after_us[s] for s in series_ids]
     limit = f"LIMIT {int(limit_per_series)}" if limit_per_series else ""
     with connection.cursor() as cursor:
         cursor.execute(
@@ -123,7 +122,7 @@ def points_after(*, tenant: Tenant, after_us: dict[int, int | None], limit_per_s
             CROSS JOIN LATERAL (
                 SELECT ts, value FROM {POINT_TABLE} p
                 WHERE p.tenant_id = %s AND p.series_id = s.series_id
-                  AND p.ts > timestamptz 'epoch' + s.after_us * interval '1 microsecond'
+                  AND p.ts > COALESCE(timestamptz 'epoch' + s.after_us * interval '1 microsecond', '-infinity')
                 ORDER BY ts {limit}
             ) p
             ORDER BY s.series_id, p.ts

@@ -84,19 +84,30 @@ def _oldest_allowed(tenant: Tenant, now: datetime) -> tuple[int | None, str]:
     return int(((now - timedelta(days=days)) - EPOCH) // timedelta(microseconds=1)), reason
 
 
+# Token bucket per tenant in Redis: refills at `rate` points/s up to `burst`; atomic in Lua.
+_TOKEN_BUCKET = """
+local rate, burst, now, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local tokens = tonumber(redis.call('HGET', KEYS[1], 't') or burst)
+local last = tonumber(redis.call('HGET', KEYS[1], 'ts') or now)
+tokens = math.min(burst, tokens + math.max(0, now - last) * rate)
+local wait = 0
+if tokens >= cost then tokens = tokens - cost
+elseif rate > 0 then wait = (cost - tokens) / rate
+else wait = 60 end
+redis.call('HSET', KEYS[1], 't', tokens, 'ts', now)
+redis.call('EXPIRE', KEYS[1], 3600)
+return tostring(wait)
+"""
+
+
 def points_rate_check(*, tenant: Tenant, points: int) -> float | None:
-    """Count points against the tenant's per-minute budget; returns seconds to wait when over it."""
-    per_minute = tenant.limit("POINTS_PER_SECOND") * 60
-    window = int(time.time() // 60)
-    key = f"throttle:points:{tenant.id}:{window}"
-    try:
-        used = cache.incr(key, points)
-    except ValueError:
-        cache.set(key, points, timeout=120)
-        used = points
-    if used > max(per_minute, tenant.limit("POINTS_BURST")) or (used > per_minute and used - points >= per_minute):
-        return 60 - time.time() % 60
-    return None
+    """Take `points` from the tenant's token bucket; returns seconds to wait when it is short."""
+    client = cache._cache.get_client(write=True)
+    wait = float(client.eval(
+        _TOKEN_BUCKET, 1, f"{cache.key_prefix}:bucket:points:{tenant.id}",
+        tenant.limit("POINTS_PER_SECOND"), tenant.limit("POINTS_BURST"), time.time(), points,
+    ))
+    return wait if wait > 0 else None
 
 
 def points_ingest(*, tenant: Tenant, events: list, now: datetime | None = None) -> IngestResult:
@@ -205,6 +216,8 @@ def _points_write(*, tenant_id: int, rows: list[tuple[int, int, float]]) -> int:
             "CREATE TEMP TABLE IF NOT EXISTS ingest_points "
             "(series_id bigint, ts_us bigint, value float8) ON COMMIT DELETE ROWS"
         )
+        # Empty unless this runs inside a caller's longer transaction (ON COMMIT has not fired yet).
+        cursor.execute("DELETE FROM ingest_points")
         # Detection takes this lock exclusively while it reads new points, so a point is either
         # seen by that read or committed before the watermark moves (see anomalies.services).
         cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [INGEST_ADVISORY_NAMESPACE, tenant_id])
