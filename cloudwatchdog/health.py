@@ -17,7 +17,7 @@ def _redis_ok() -> tuple[bool, str]:
     try:
         from django.core.cache import cache
 
-        cache.client.get_client().ping()
+        cache._cache.get_client().ping()
         return True, "ok"
     except Exception as error:  # noqa: BLE001
         return False, f"{type(error).__name__}: {error}".strip()[:200]

@@ -142,7 +142,8 @@ CLOUDWATCHDOG = {
     "RETENTION_DAYS": env.int("RETENTION_DAYS", default=None),
 }
 
-CELERY_BROKER_URL = REDIS_URL
+# kombu names a Redis unix socket "redis+socket://"; redis-py and Django say "unix://".
+CELERY_BROKER_URL = REDIS_URL.replace("unix://", "redis+socket://", 1) if REDIS_URL.startswith("unix://") else REDIS_URL
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = TEST_RUN_ID or env.str("CELERY_QUEUE", default="cloudwatchdog")
@@ -154,6 +155,10 @@ CELERY_BEAT_SCHEDULE = {
     "detection-every-interval": {
         "task": "anomalies.tasks.detection_run_all_task",
         "schedule": float(CLOUDWATCHDOG["DETECTION_INTERVAL_SECONDS"]),
+    },
+    "points-maintenance-hourly": {
+        "task": "metrics.tasks.points_maintain_task",
+        "schedule": 3600.0,
     },
 }
 

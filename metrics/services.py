@@ -249,3 +249,11 @@ def points_retention_apply(*, now: datetime | None = None) -> dict:
             )
             report["deleted_points"] += cursor.rowcount
     return report
+
+
+def points_maintain(*, now: datetime | None = None) -> dict:
+    """Partitions for this week and the next two, then retention (global and per tenant)."""
+    now = now or timezone.now()
+    created = partitions.partitions_ensure_ahead(now=now, weeks_ahead=2)
+    report = points_retention_apply(now=now)
+    return {"partitions_created": created, **report}

@@ -1,0 +1,32 @@
+# CloudWatchDog: `make run` serves everything, `make test` runs the whole suite.
+# With DATABASE_URL / REDIS_URL unset, embedded PostgreSQL and Redis start under .data/.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+
+.PHONY: run test setup migrate stop clean
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+setup: $(VENV)/.installed
+
+migrate: setup
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py maintain_points
+
+run: migrate
+	PORT=$(PORT) ./scripts/serve.sh
+
+test: setup
+	$(PY) -m pytest -q
+
+stop: setup
+	$(PY) -c "from pathlib import Path; from cloudwatchdog import embedded; embedded.stop_all(Path('.'))"
+
+clean: stop
+	rm -rf .data

@@ -1,0 +1,140 @@
+"""detection_run: incremental runs, late points, replay, overlapping runs, the command."""
+from datetime import datetime, timedelta, timezone
+from io import StringIO
+
+import psycopg2
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+
+from anomalies.models import Anomaly, Baseline
+from anomalies.services import RUN_ADVISORY_NAMESPACE, RunInProgress, detection_run
+from conftest import steady_then_spike
+from metrics.services import points_ingest
+
+END = datetime(2026, 1, 10, tzinfo=timezone.utc)
+
+
+def _anomaly_rows(tenant):
+    return list(
+        Anomaly.objects.for_tenant(tenant).order_by("series_id", "ts")
+        .values_list("ts", "value", "expected", "lower", "upper", "score", "reason")
+    )
+
+
+def _events(count=900, spikes=(300, 600)):
+    events = steady_then_spike(count=count, end=END)
+    for k in spikes:
+        events[k]["value"] = 700.0
+    return events
+
+
+def test_results_do_not_depend_on_how_points_were_batched_between_runs(make_tenant):
+    whole, split = make_tenant("whole"), make_tenant("split")
+    events = _events()
+    points_ingest(tenant=whole.tenant, events=events)
+    detection_run(tenant=whole.tenant, trigger="command")
+    for start in range(0, len(events), 137):
+        points_ingest(tenant=split.tenant, events=events[start:start + 137])
+        detection_run(tenant=split.tenant, trigger="command")
+    assert _anomaly_rows(split.tenant) == _anomaly_rows(whole.tenant)
+    assert len(_anomaly_rows(whole.tenant)) == 3
+
+
+def test_a_late_point_within_the_late_window_is_evaluated_as_if_in_order(make_tenant):
+    in_order, late = make_tenant("in-order"), make_tenant("late")
+    events = _events()
+    points_ingest(tenant=in_order.tenant, events=events)
+    detection_run(tenant=in_order.tenant, trigger="command")
+    held_back = events[880]  # 20 minutes before the end, inside the default 1 h late window
+    points_ingest(tenant=late.tenant, events=events[:880] + events[881:])
+    detection_run(tenant=late.tenant, trigger="command")
+    points_ingest(tenant=late.tenant, events=[held_back])
+    baseline = Baseline.objects.for_tenant(late.tenant).get()
+    assert baseline.late_points == 1
+    run = detection_run(tenant=late.tenant, trigger="command")
+    assert run.points_processed == 20
+    assert _anomaly_rows(late.tenant) == _anomaly_rows(in_order.tenant)
+    assert Baseline.objects.for_tenant(late.tenant).get().late_points == 0
+
+
+def test_a_point_older_than_the_late_window_waits_for_a_replay(make_tenant):
+    reference, late = make_tenant("reference"), make_tenant("late")
+    events = _events()
+    points_ingest(tenant=reference.tenant, events=events)
+    detection_run(tenant=reference.tenant, trigger="command")
+    points_ingest(tenant=late.tenant, events=events[:300] + events[301:])
+    detection_run(tenant=late.tenant, trigger="command")
+    points_ingest(tenant=late.tenant, events=[events[300]])  # the first spike, 10 h late
+    assert detection_run(tenant=late.tenant, trigger="command").points_processed == 0
+    baseline = Baseline.objects.for_tenant(late.tenant).get()
+    assert baseline.late_points == 1 and baseline.late_from is not None
+    out = StringIO()
+    call_command("run_detection", "--tenant", "late", "--replay", "--since", "2026-01-01T00:00:00Z", stdout=out)
+    assert "succeeded" in out.getvalue()
+    assert _anomaly_rows(late.tenant) == _anomaly_rows(reference.tenant)
+    assert Baseline.objects.for_tenant(late.tenant).get().late_points == 0
+
+
+def test_a_replay_after_a_configuration_change_replaces_the_range(owner):
+    points_ingest(tenant=owner.tenant, events=_events())
+    detection_run(tenant=owner.tenant, trigger="command")
+    assert len(_anomaly_rows(owner.tenant)) == 3
+    owner.tenant.detection_config = {"threshold": 1000}
+    owner.tenant.save()
+    run = detection_run(tenant=owner.tenant, trigger="replay", replay_since=END - timedelta(hours=8))
+    assert run.points_processed > 0
+    remaining = _anomaly_rows(owner.tenant)
+    assert [row[0] for row in remaining] == [(END - timedelta(minutes=899)) + timedelta(minutes=300)]
+
+
+def test_a_run_that_died_between_its_phases_is_redone(owner):
+    points_ingest(tenant=owner.tenant, events=_events())
+    detection_run(tenant=owner.tenant, trigger="command")
+    expected = _anomaly_rows(owner.tenant)
+    # Simulate a crash after phase 1: anomalies of the range gone, marker left behind.
+    Anomaly.objects.for_tenant(owner.tenant).filter(ts__gte=END - timedelta(hours=6)).delete()
+    Baseline.objects.for_tenant(owner.tenant).update(evaluating_from=END - timedelta(hours=6))
+    detection_run(tenant=owner.tenant, trigger="command")
+    assert _anomaly_rows(owner.tenant) == expected
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_overlapping_run_is_refused_with_the_running_id(make_tenant, settings):
+    settings.CLOUDWATCHDOG = {**settings.CLOUDWATCHDOG, "PROCESS_RUN_WAIT_SECONDS": 0.2}
+    owner = make_tenant("busy")
+    params = connection.get_connection_params()
+    other = psycopg2.connect(**params)
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s, %s)", [RUN_ADVISORY_NAMESPACE, owner.tenant.id])
+        with pytest.raises(RunInProgress):
+            detection_run(tenant=owner.tenant, trigger="command")
+        response = owner.post("/api/v1/process/run")
+        assert response.status_code == 409
+        assert "already going" in response.json()["detail"]
+        out = StringIO()
+        call_command("run_detection", "--tenant", "busy", stdout=out)
+        assert "skipped" in out.getvalue()
+    finally:
+        other.close()
+    assert owner.post("/api/v1/process/run").status_code == 200
+
+
+def test_run_detection_command_covers_every_tenant_and_exits_cleanly(make_tenant):
+    first, second = make_tenant("first"), make_tenant("second")
+    points_ingest(tenant=first.tenant, events=_events())
+    out = StringIO()
+    call_command("run_detection", stdout=out)
+    lines = out.getvalue().splitlines()
+    assert any(line.startswith("first: run ") and "900 points, 3 anomalies" in line for line in lines)
+    assert any(line.startswith("second: run ") and "0 points" in line for line in lines)
+
+
+def test_run_detection_command_refuses_bad_arguments(db):
+    with pytest.raises(CommandError, match="No tenant"):
+        call_command("run_detection", "--tenant", "nobody")
+    with pytest.raises(CommandError, match="--replay needs --since"):
+        call_command("run_detection", "--replay")
+    with pytest.raises(CommandError, match="needs a time zone"):
+        call_command("run_detection", "--replay", "--since", "2026-01-01T00:00:00")

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Serve the API + admin (gunicorn), a Celery worker and Celery beat; print the demo tenant's key.
+# Ctrl-C stops all three, and the embedded PostgreSQL/Redis if this script's settings started them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+PORT="${PORT:-8000}"
+mkdir -p .data
+
+KEY=$($PY manage.py create_tenant demo --name "Demo tenant" 2>/dev/null | tail -n 1)
+
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ -z "${DATABASE_URL:-}" ] || [ -z "${REDIS_URL:-}" ]; then
+    $PY -c "from pathlib import Path; from cloudwatchdog import embedded; embedded.stop_all(Path('.'))" || true
+  fi
+}
+trap cleanup INT TERM EXIT
+
+.venv/bin/celery -A cloudwatchdog worker --loglevel=INFO --concurrency="${CELERY_CONCURRENCY:-2}" &
+pids+=($!)
+.venv/bin/celery -A cloudwatchdog beat --loglevel=INFO --schedule .data/celerybeat-schedule &
+pids+=($!)
+.venv/bin/gunicorn cloudwatchdog.wsgi:application --config cloudwatchdog/gunicorn.conf.py --bind "0.0.0.0:${PORT}" &
+pids+=($!)
+
+cat <<MSG
+
+CloudWatchDog is up:
+  API      http://127.0.0.1:${PORT}/api/v1/   (schema: /api/schema/, docs: /api/docs/)
+  admin    http://127.0.0.1:${PORT}/admin/    (create a user: .venv/bin/python manage.py createsuperuser)
+  health   http://127.0.0.1:${PORT}/healthz
+Demo tenant 'demo', new API key (shown once):
+${KEY}
+
+MSG
+wait -n "${pids[@]}"
