@@ -1,0 +1,74 @@
+"""The admin: support staff see only the tenants they are assigned to; superusers see all."""
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from anomalies.models import Anomaly
+from anomalies.services import detection_run
+from conftest import steady_then_spike
+from metrics.models import Series
+from metrics.services import points_ingest
+from tenants.models import ApiKey, TenantStaff
+
+
+@pytest.fixture
+def two_tenants_with_anomalies(make_tenant):
+    mine, theirs = make_tenant("mine"), make_tenant("theirs")
+    for client, resource in ((mine, "i-mine"), (theirs, "i-theirs")):
+        points_ingest(tenant=client.tenant, events=steady_then_spike(count=300, resource_id=resource))
+        detection_run(tenant=client.tenant, trigger="command")
+    return mine.tenant, theirs.tenant
+
+
+def _login(user):
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_support_staff_see_only_their_tenants_anomalies(two_tenants_with_anomalies):
+    mine, theirs = two_tenants_with_anomalies
+    staff = User.objects.create_user("support", password="x", is_staff=True)
+    TenantStaff.objects.create(tenant=mine, user=staff)
+    client = _login(staff)
+    page = client.get("/admin/anomalies/anomaly/")
+    assert page.status_code == 200
+    assert b"i-mine" in page.content and b"i-theirs" not in page.content
+    their_anomaly = Anomaly.objects.for_tenant(theirs).first()
+    assert client.get(f"/admin/anomalies/anomaly/{their_anomaly.id}/change/").status_code == 302  # "does not exist"
+    their_series = Series.objects.for_tenant(theirs).get()
+    assert client.get(f"/admin/metrics/series/{their_series.id}/points/").status_code == 302
+    my_series = Series.objects.for_tenant(mine).get()
+    points = client.get(f"/admin/metrics/series/{my_series.id}/points/")
+    assert points.status_code == 200 and b"500.0" in points.content
+    assert b"i-theirs" not in client.get("/admin/anomalies/baseline/").content
+    assert b"theirs" not in client.get("/admin/tenants/tenant/").content
+
+
+def test_a_superuser_sees_every_tenant(two_tenants_with_anomalies):
+    admin = User.objects.create_superuser("root", password="x")
+    page = _login(admin).get("/admin/anomalies/anomaly/")
+    assert b"i-mine" in page.content and b"i-theirs" in page.content
+
+
+def test_staff_can_acknowledge_their_anomalies_in_bulk(two_tenants_with_anomalies):
+    mine, _ = two_tenants_with_anomalies
+    staff = User.objects.create_user("support", password="x", is_staff=True)
+    TenantStaff.objects.create(tenant=mine, user=staff)
+    ids = list(Anomaly.objects.for_tenant(mine).values_list("id", flat=True))
+    response = _login(staff).post("/admin/anomalies/anomaly/", {"action": "acknowledge", "_selected_action": ids})
+    assert response.status_code == 302
+    assert set(Anomaly.objects.for_tenant(mine).values_list("status", flat=True)) == {"acknowledged"}
+
+
+def test_a_key_created_in_the_admin_is_shown_once(make_tenant):
+    tenant = make_tenant("keyed").tenant
+    admin = User.objects.create_superuser("root", password="x")
+    response = _login(admin).post("/admin/tenants/apikey/add/", {"tenant": tenant.id, "scope": "read", "name": "grafana"},
+                                  follow=True)
+    assert response.status_code == 200
+    message = [str(m) for m in response.context["messages"]][0]
+    plaintext = message.rsplit(" ", 1)[-1]
+    assert plaintext.startswith("cwd_read_")
+    key = ApiKey.objects.for_tenant(tenant).get(name="grafana")
+    assert plaintext not in key.key_hash

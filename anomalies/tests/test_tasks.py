@@ -1,0 +1,50 @@
+"""The Celery tasks on a real worker, through the real Redis broker."""
+import time
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+
+from anomalies.models import DetectionRun
+from anomalies.tasks import detection_run_all_task
+from cloudwatchdog.celery import app
+from conftest import steady_then_spike
+
+
+@pytest.fixture
+def celery_worker(transactional_db):
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30) as worker:
+        yield worker
+
+
+def _wait_for(predicate, timeout=30):
+    # Poll the database the worker writes to; a bounded wait, not a fixed sleep.
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_an_async_run_goes_through_the_worker(make_tenant, celery_worker):
+    owner = make_tenant("async-owner")
+    outsider = make_tenant("async-outsider")
+    for start in range(0, 600, 300):
+        owner.ingest(steady_then_spike(count=600)[start:start + 300])
+    response = owner.post("/api/v1/process/run?async=true")
+    assert response.status_code == 202
+    run_id = response.json()["run_id"]
+    assert _wait_for(lambda: owner.get(f"/api/v1/process/runs/{run_id}").json()["status"] == "succeeded")
+    summary = owner.get(f"/api/v1/process/runs/{run_id}").json()
+    assert summary["points_processed"] == 600 and summary["anomalies_created"] >= 1
+    assert summary["trigger"] == "api_async"
+    assert outsider.get(f"/api/v1/process/runs/{run_id}").status_code == 404
+
+
+def test_the_beat_task_runs_every_tenant_on_the_worker(make_tenant, celery_worker):
+    first, second = make_tenant("beat-a"), make_tenant("beat-b")
+    first.ingest(steady_then_spike(count=100))
+    detection_run_all_task.delay()
+    assert _wait_for(lambda: DetectionRun.objects.unscoped().filter(trigger="beat", status="succeeded").count() == 2)
+    run = DetectionRun.objects.for_tenant(first.tenant).get(trigger="beat")
+    assert run.points_processed == 100
