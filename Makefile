@@ -18,6 +18,7 @@ setup: $(VENV)/.installed
 migrate: setup
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py maintain_points
+	$(PY) manage.py collectstatic --noinput --verbosity 0
 
 run: migrate
 	PORT=$(PORT) ./scripts/serve.sh
