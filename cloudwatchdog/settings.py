@@ -91,7 +91,8 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / ".data" / "static"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / ".data" / "static")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns on every request until collectstatic ran
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # The ingest body limit is enforced by the ingest view itself (413 with a JSON body).
 DATA_UPLOAD_MAX_MEMORY_SIZE = None
