@@ -91,8 +91,11 @@ def _forget_process_caches():
     from metrics.partitions import forget_known_partitions
     from metrics.services import series_cache
 
+    from tenants.selectors import api_key_cache_clear
+
     forget_known_partitions()
     series_cache.clear()
+    api_key_cache_clear()
     yield
     forget_known_partitions()
     series_cache.clear()

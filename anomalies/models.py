@@ -124,3 +124,15 @@ class DetectionRun(TenantOwned):
 
     def __str__(self) -> str:
         return f"{self.run_id} ({self.status})"
+
+
+class DetectionState(TenantOwned):
+    """Per-tenant detection state that ingest reads on every request, kept to one small row."""
+
+    watermark_max = models.DateTimeField(
+        null=True, blank=True,
+        help_text="The newest watermark of any series of the tenant: a batch entirely newer than this has no late point.",
+    )
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant"], name="detectionstate_tenant_uniq")]

@@ -56,22 +56,38 @@ def detection_config_for(*, tenant: Tenant) -> DetectionConfig:
     return DetectionConfig.from_overrides(tenant.detection_config)
 
 
-def late_points_mark(cursor, tenant_id: int) -> None:
-    """Post-ingest hook: note points that arrived at or behind their series' watermark."""
+def late_points_mark(cursor, tenant_id: int, rows) -> None:
+    """Post-ingest hook: note points that arrived at or behind their series' watermark.
+
+    Runs under the tenant's shared ingest lock, so the watermarks it reads are final until commit.
+    One indexed row read per request; the baselines are touched only when a point may be late.
+    """
+    cursor.execute(
+        "SELECT (extract(epoch FROM watermark_max) * 1000000)::bigint FROM anomalies_detectionstate "
+        "WHERE tenant_id = %s",
+        [tenant_id],
+    )
+    row = cursor.fetchone()
+    if row is None or row[0] is None:
+        return
+    maybe_late = rows.ts_us <= row[0]
+    if not maybe_late.any():
+        return
     cursor.execute(
         """
         UPDATE anomalies_baseline b
         SET late_from = LEAST(COALESCE(b.late_from, l.min_ts), l.min_ts), late_points = b.late_points + l.n
         FROM (
-            SELECT bb.id, min(i.ts) AS min_ts, count(*) AS n
-            FROM (SELECT series_id, timestamptz 'epoch' + ts_us * interval '1 microsecond' AS ts FROM ingest_points) i
-            JOIN anomalies_baseline bb ON bb.tenant_id = %s AND bb.series_id = i.series_id
-            WHERE i.ts <= bb.watermark
+            SELECT bb.id, min(p.ts) AS min_ts, count(*) AS n
+            FROM (SELECT series_id, timestamptz 'epoch' + ts_us * interval '1 microsecond' AS ts
+                  FROM unnest(%s::bigint[], %s::bigint[]) AS u(series_id, ts_us)) p
+            JOIN anomalies_baseline bb ON bb.tenant_id = %s AND bb.series_id = p.series_id
+            WHERE p.ts <= bb.watermark
             GROUP BY bb.id
         ) l
         WHERE b.id = l.id
         """,
-        [tenant_id],
+        [rows.series_ids[maybe_late].tolist(), rows.ts_us[maybe_late].tolist(), tenant_id],
     )
 
 
@@ -288,6 +304,14 @@ def _watermarks_advance(cursor, *, tenant: Tenant, plans: list[_Plan], new_point
         template="(%s::bigint, %s::timestamptz, %s::timestamptz)",
         page_size=1000,
     )
+    newest = max((r[1] for r in rows if r[1] is not None), default=None)
+    if newest is not None:
+        cursor.execute(
+            "INSERT INTO anomalies_detectionstate (tenant_id, watermark_max) VALUES (%s, %s) "
+            "ON CONFLICT (tenant_id) DO UPDATE SET watermark_max = "
+            "GREATEST(anomalies_detectionstate.watermark_max, EXCLUDED.watermark_max)",
+            [tenant.id, newest],
+        )
     consumed = [r[0] for r in rows if r[3]]
     if consumed:
         cursor.execute(

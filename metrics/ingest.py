@@ -14,6 +14,7 @@ import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+import msgspec
 import orjson
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -40,22 +41,42 @@ class Limits:
     max_string_length: int
 
 
-@dataclass(frozen=True, slots=True)
-class ValidPoint:
-    index: int
-    series_key: tuple  # (service, resource_id, metric_name, canonical tags JSON)
-    ts_us: int  # microseconds since the epoch, UTC
+class Event(msgspec.Struct):
+    """One event of the contract; decoding a whole body into these is the hot path's validation of types."""
+
+    service: str
+    resource_id: str
+    metric_name: str
     value: float
-    source: str
-    tags: dict
+    timestamp: str
+    source: str = ""
+    tags: msgspec.Raw = msgspec.Raw(b"{}")  # kept as sent: the series cache is keyed on these bytes
+
+
+class _Body(msgspec.Struct):
+    events: list[Event]
+
+
+_typed_decoder = msgspec.json.Decoder(_Body)
 
 
 def parse_body(raw: bytes, *, content_encoding: str, limits: Limits) -> list:
-    """The `events` list of a (possibly gzip) JSON body, or BodyError with 400/413."""
+    """The events of a (possibly gzip) JSON body, or BodyError with 400/413.
+
+    When every event has the right types the body decodes straight into `Event`s (in C);
+    otherwise the events come back as plain JSON values for `typed_events` to sort out by index.
+    """
     if len(raw) > limits.max_body_bytes:
         raise BodyError(413, f"The request body is over the limit of {limits.max_body_bytes} bytes.")
     if content_encoding.strip().lower() in ("gzip", "x-gzip") or raw[:2] == b"\x1f\x8b":
         raw = _gunzip(raw, limits.max_body_bytes)
+    try:
+        events = _typed_decoder.decode(raw).events
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        events = None
+    if events:
+        _check_count(events, limits)
+        return events
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -70,6 +91,11 @@ def parse_body(raw: bytes, *, content_encoding: str, limits: Limits) -> list:
     events = body["events"]
     if not isinstance(events, list):
         raise BodyError(400, "'events' must be a list of event objects.", {"events": ["must be a list"]})
+    _check_count(events, limits)
+    return events
+
+
+def _check_count(events: list, limits: Limits) -> None:
     if not events:
         raise BodyError(400, "'events' is empty: send at least one event.", {"events": ["must not be empty"]})
     if len(events) > limits.max_events:
@@ -78,7 +104,6 @@ def parse_body(raw: bytes, *, content_encoding: str, limits: Limits) -> list:
             f"The request has {len(events)} events; the limit is {limits.max_events} per request.",
             {"events": [f"at most {limits.max_events} events per request"]},
         )
-    return events
 
 
 def _gunzip(raw: bytes, max_bytes: int) -> bytes:
@@ -136,87 +161,108 @@ def _json_type(value) -> str:
     return "an object"
 
 
-def validate_events(events: list, *, now_us: int, oldest_us: int | None, oldest_reason: str, limits: Limits):
-    """Split events into ValidPoints and rejections [{"index", "errors": {field: [reason]}}]."""
-    valid: list[ValidPoint] = []
-    rejected: list[dict] = []
-    latest_us = now_us + limits.max_future_seconds * 1_000_000
-    max_len = limits.max_string_length
-    for index, event in enumerate(events):
-        if not isinstance(event, dict):
-            rejected.append({"index": index, "errors": {"event": [f"must be an object, not {_json_type(event)}"]}})
+def typed_events(events: list) -> tuple[list[Event | None], dict[int, dict]]:
+    """Events checked for presence and types: an Event per index, or None with its errors by index."""
+    if events and isinstance(events[0], Event):
+        return events, {}
+    typed: list[Event | None] = []
+    errors_by_index: dict[int, dict] = {}
+    for index, item in enumerate(events):
+        if isinstance(item, Event):
+            typed.append(item)
+            continue
+        if not isinstance(item, dict):
+            typed.append(None)
+            errors_by_index[index] = {"event": [f"must be an object, not {_json_type(item)}"]}
             continue
         errors: dict[str, list[str]] = {}
         for name in REQUIRED_FIELDS:
-            if event.get(name) is None:
+            if item.get(name) is None:
                 errors[name] = ["this field is required"]
-        for name in NAME_FIELDS:
-            text = event.get(name)
-            if text is None:
-                continue
-            if not isinstance(text, str):
-                errors[name] = [f"must be a string, not {_json_type(text)}"]
-            elif not text.strip():
-                errors[name] = ["must not be blank"]
-            elif len(text) > max_len:
-                errors[name] = [f"is {len(text)} characters long; the limit is {max_len}"]
-        source = event.get("source", "")
-        if source is None:
-            source = ""
-        if not isinstance(source, str):
-            errors["source"] = [f"must be a string, not {_json_type(source)}"]
-        elif len(source) > max_len:
-            errors["source"] = [f"is {len(source)} characters long; the limit is {max_len}"]
-        value = event.get("value")
+        for name in (*NAME_FIELDS, "timestamp", "source"):
+            value = item.get(name)
+            if value is not None and not isinstance(value, str):
+                if name == "timestamp":
+                    errors[name] = [f"must be an ISO 8601 string with a UTC offset, not {_json_type(value)}"]
+                else:
+                    errors[name] = [f"must be a string, not {_json_type(value)}"]
+        value = item.get("value")
         if value is not None:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 errors["value"] = [f"must be a number, not {_json_type(value)}"]
-            else:
-                value = float(value) if not isinstance(value, int) or abs(value) < 2**63 else math.inf
-                if math.isnan(value):
-                    errors["value"] = ["must be a finite number, not NaN"]
-                elif math.isinf(value):
-                    errors["value"] = ["must be a finite number, not infinity"]
-        ts_us = None
-        timestamp = event.get("timestamp")
-        if timestamp is not None:
-            try:
-                ts_us = parse_timestamp(timestamp)
-            except ValueError as error:
-                errors["timestamp"] = [str(error)]
-            else:
-                if ts_us > latest_us:
-                    errors["timestamp"] = [
-                        f"is more than {limits.max_future_seconds // 60} minutes in the future"
-                    ]
-                elif oldest_us is not None and ts_us < oldest_us:
-                    errors["timestamp"] = [oldest_reason]
-        tags = event.get("tags")
-        canonical_tags = ""
-        if tags is None:
-            tags = {}
-        elif not isinstance(tags, dict):
+            elif isinstance(value, float) and math.isnan(value):
+                errors["value"] = ["must be a finite number, not NaN"]
+            elif not _is_finite_number(value):
+                errors["value"] = ["must be a finite number, not infinity"]
+        tags = item.get("tags")
+        if tags is not None and not isinstance(tags, dict):
+            errors["tags"] = [f"must be an object of string values, not {_json_type(tags)}"]
+        if errors:
+            typed.append(None)
+            errors_by_index[index] = errors
+            continue
+        typed.append(Event(
+            service=item["service"], resource_id=item["resource_id"], metric_name=item["metric_name"],
+            value=float(value), timestamp=item["timestamp"], source=item.get("source") or "",
+            tags=msgspec.Raw(orjson.dumps(tags or {})),
+        ))
+    return typed, errors_by_index
+
+
+def _is_finite_number(value) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an integer beyond float range
+        return False
+
+
+class EventChecker:
+    """The value checks of the hot path, each done once per distinct timestamp or new series."""
+
+    def __init__(self, *, now_us: int, oldest_us: int | None, oldest_reason: str, limits: Limits):
+        self.latest_us = now_us + limits.max_future_seconds * 1_000_000
+        self.oldest_us = oldest_us
+        self.oldest_reason = oldest_reason
+        self.limits = limits
+
+    def timestamp(self, text: str) -> int | str:
+        """Microseconds since the epoch, or the reason the timestamp is refused."""
+        try:
+            ts_us = parse_timestamp(text)
+        except ValueError as error:
+            return str(error)
+        if ts_us > self.latest_us:
+            return f"is more than {self.limits.max_future_seconds // 60} minutes in the future"
+        if self.oldest_us is not None and ts_us < self.oldest_us:
+            return self.oldest_reason
+        return ts_us
+
+    def identity(self, event: Event) -> tuple[dict, str]:
+        """(errors by field, canonical tags JSON) of a series identity seen for the first time."""
+        errors: dict[str, list[str]] = {}
+        max_len = self.limits.max_string_length
+        for name in NAME_FIELDS:
+            text = getattr(event, name)
+            if not text.strip():
+                errors[name] = ["must not be blank"]
+            elif len(text) > max_len:
+                errors[name] = [f"is {len(text)} characters long; the limit is {max_len}"]
+        if len(event.source) > max_len:
+            errors["source"] = [f"is {len(event.source)} characters long; the limit is {max_len}"]
+        canonical = ""
+        try:
+            tags = orjson.loads(bytes(event.tags))
+        except orjson.JSONDecodeError:
+            tags = None
+        if not isinstance(tags, dict):
             errors["tags"] = [f"must be an object of string values, not {_json_type(tags)}"]
         else:
-            tag_errors = _tag_errors(tags, limits)
+            tag_errors = _tag_errors(tags, self.limits)
             if tag_errors:
                 errors["tags"] = tag_errors
             elif tags:
-                canonical_tags = orjson.dumps(tags, option=orjson.OPT_SORT_KEYS).decode()
-        if errors:
-            rejected.append({"index": index, "errors": errors})
-            continue
-        valid.append(
-            ValidPoint(
-                index=index,
-                series_key=(event["service"], event["resource_id"], event["metric_name"], canonical_tags),
-                ts_us=ts_us,
-                value=value,
-                source=source,
-                tags=tags,
-            )
-        )
-    return valid, rejected
+                canonical = orjson.dumps(tags, option=orjson.OPT_SORT_KEYS).decode()
+        return errors, canonical
 
 
 def _tag_errors(tags: dict, limits: Limits) -> list[str]:

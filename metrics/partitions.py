@@ -22,6 +22,10 @@ def week_start_us(ts_us: int) -> int:
     return _MONDAY_US + (ts_us - _MONDAY_US) // WEEK_US * WEEK_US
 
 
+def week_start_us_array(ts_us):
+    return _MONDAY_US + (ts_us - _MONDAY_US) // WEEK_US * WEEK_US
+
+
 def partition_name(week_us: int) -> str:
     start = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=week_us)
     return f"{POINT_TABLE}_p{start:%Y%m%d}"

@@ -2,25 +2,27 @@
 from __future__ import annotations
 
 import io
+import struct
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable
 
 from django.conf import settings
-from django.core.cache import cache
+import numpy as np
+import psycopg2.errors
 from django.db import connection, transaction
 from django.utils import timezone
 
 from metrics import partitions
-from metrics.ingest import EPOCH, Limits, ValidPoint, series_key_hash, validate_events
+from metrics.ingest import EPOCH, Event, EventChecker, Limits, series_key_hash, typed_events
 from metrics.models import POINT_TABLE, Series
 from tenants.models import Tenant
+from tenants.ratelimit import bucket_take
 
-# Hooks run inside the ingest transaction after the points are written, with the cursor and
-# the tenant id; the staged points are in the temp table `ingest_points`. The anomalies app
-# registers its late-point marker here, so metrics never imports anomalies.
+# Hooks run inside the ingest transaction after the points are written, with the cursor, the
+# tenant id and the PointRows. The anomalies app registers its late-point marker here, so
+# metrics never imports anomalies.
 post_ingest_hooks: list[Callable] = []
 
 INGEST_ADVISORY_NAMESPACE = 7_301  # shared by ingest, exclusive for detection's read of new points
@@ -34,22 +36,22 @@ class IngestResult:
 
 
 class _SeriesCache:
-    """Per-process LRU of (tenant_id, key_hash) -> series id; the database upsert is the truth."""
+    """Per-process map of series identities as sent -> series id; the database upsert is the truth.
 
-    def __init__(self, capacity: int = 500_000):
+    An identity is (tenant_id, service, resource_id, metric_name, tags JSON bytes as sent), so a
+    known series costs one dict lookup; only an unknown one is validated, hashed and upserted.
+    When full it starts over (cheaper on the hot path than LRU bookkeeping on every hit).
+    """
+
+    def __init__(self, capacity: int = 1_000_000):
         self.capacity = capacity
-        self._ids: OrderedDict[tuple[int, str], int] = OrderedDict()
-
-    def get(self, key):
-        series_id = self._ids.get(key)
-        if series_id is not None:
-            self._ids.move_to_end(key)
-        return series_id
+        self._ids: dict[tuple, int] = {}
+        self.get = self._ids.get
 
     def put(self, key, series_id: int) -> None:
+        if len(self._ids) >= self.capacity:
+            self._ids.clear()
         self._ids[key] = series_id
-        if len(self._ids) > self.capacity:
-            self._ids.popitem(last=False)
 
     def clear(self) -> None:
         self._ids.clear()
@@ -84,80 +86,87 @@ def _oldest_allowed(tenant: Tenant, now: datetime) -> tuple[int | None, str]:
     return int(((now - timedelta(days=days)) - EPOCH) // timedelta(microseconds=1)), reason
 
 
-# Token bucket per tenant in Redis: refills at `rate` points/s up to `burst`; atomic in Lua.
-_TOKEN_BUCKET = """
-local rate, burst, now, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local tokens = tonumber(redis.call('HGET', KEYS[1], 't') or burst)
-local last = tonumber(redis.call('HGET', KEYS[1], 'ts') or now)
-tokens = math.min(burst, tokens + math.max(0, now - last) * rate)
-local wait = 0
-if tokens >= cost then tokens = tokens - cost
-elseif rate > 0 then wait = (cost - tokens) / rate
-else wait = 60 end
-redis.call('HSET', KEYS[1], 't', tokens, 'ts', now)
-redis.call('EXPIRE', KEYS[1], 3600)
-return tostring(wait)
-"""
-
-
 def points_rate_check(*, tenant: Tenant, points: int) -> float | None:
-    """Take `points` from the tenant's token bucket; returns seconds to wait when it is short."""
-    client = cache._cache.get_client(write=True)
-    wait = float(client.eval(
-        _TOKEN_BUCKET, 1, f"{cache.key_prefix}:bucket:points:{tenant.id}",
-        tenant.limit("POINTS_PER_SECOND"), tenant.limit("POINTS_BURST"), time.time(), points,
-    ))
-    return wait if wait > 0 else None
+    """Take `points` from the tenant's points bucket; returns seconds to wait when it is short."""
+    return bucket_take(name="points", tenant_id=tenant.id, rate=tenant.limit("POINTS_PER_SECOND"),
+                       burst=tenant.limit("POINTS_BURST"), cost=points)
 
 
 def points_ingest(*, tenant: Tenant, events: list, now: datetime | None = None) -> IngestResult:
     """Store the valid events of a batch; each (series, ts) is stored once and the first write wins."""
     now = now or timezone.now()
-    now_us = (now - EPOCH) // timedelta(microseconds=1)
     oldest_us, oldest_reason = _oldest_allowed(tenant, now)
-    valid, rejected = validate_events(
-        events, now_us=now_us, oldest_us=oldest_us, oldest_reason=oldest_reason, limits=ingest_limits(tenant=tenant)
+    checker = EventChecker(
+        now_us=(now - EPOCH) // timedelta(microseconds=1), oldest_us=oldest_us, oldest_reason=oldest_reason,
+        limits=ingest_limits(tenant=tenant),
     )
-    result = IngestResult(rejected=rejected)
-    if not valid:
-        return result
-    series_ids = _series_resolve(tenant=tenant, points=valid, rejected=rejected)
+    typed, errors_by_index = typed_events(events)
+
+    # Pass 1: timestamps (checked once per distinct text) and series identities (known ones from the cache).
+    tenant_id = tenant.id
+    timestamps: dict[str, int | str] = {}
+    identities: dict[tuple, int | None] = {}
+    pending: list[tuple[int, tuple, int, float]] = []
+    for index, event in enumerate(typed):
+        if event is None:
+            continue
+        ts_us = timestamps.get(event.timestamp)
+        if ts_us is None:
+            ts_us = timestamps[event.timestamp] = checker.timestamp(event.timestamp)
+        identity = (tenant_id, event.service, event.resource_id, event.metric_name, bytes(event.tags))
+        if identity not in identities:
+            identities[identity] = series_cache.get(identity)
+        if ts_us.__class__ is str:
+            errors_by_index[index] = {"timestamp": [ts_us]}
+            continue
+        pending.append((index, identity, ts_us, event.value))
+    new_identities = {identity: typed[index] for index, identity, _, _ in pending if identities[identity] is None}
+    identity_errors = _series_resolve(tenant=tenant, new=new_identities, checker=checker, resolved=identities)
+
+    # Pass 2: rows in batch order; a repeat of (series, ts) inside the batch is a duplicate.
+    result = IngestResult()
     seen: set[tuple[int, int]] = set()
-    rows: list[tuple[int, int, float]] = []
-    for point in valid:
-        series_id = series_ids.get(point.series_key)
+    series_ids: list[int] = []
+    ts_values: list[int] = []
+    values: list[float] = []
+    for index, identity, ts_us, value in pending:
+        series_id = identities[identity]
         if series_id is None:
-            continue  # rejected by the series limit
-        key = (series_id, point.ts_us)
+            errors_by_index[index] = identity_errors[identity]
+            continue
+        key = (series_id, ts_us)
         if key in seen:
-            result.duplicates += 1  # an earlier event of this batch wins
+            result.duplicates += 1
             continue
         seen.add(key)
-        rows.append((series_id, point.ts_us, point.value))
-    if rows:
-        partitions.partitions_ensure(ts_us_values={ts for _, ts, _ in rows})
-        result.accepted = _points_write(tenant_id=tenant.id, rows=rows)
-        result.duplicates += len(rows) - result.accepted
-    rejected.sort(key=lambda item: item["index"])
+        series_ids.append(series_id)
+        ts_values.append(ts_us)
+        values.append(value)
+    if series_ids:
+        rows = PointRows(np.array(series_ids, np.int64), np.array(ts_values, np.int64), np.array(values, np.float64))
+        partitions.partitions_ensure(ts_us_values=rows.week_starts())
+        result.accepted = _points_write(tenant_id=tenant_id, rows=rows)
+        result.duplicates += len(series_ids) - result.accepted
+    result.rejected = [{"index": index, "errors": errors_by_index[index]} for index in sorted(errors_by_index)]
     return result
 
 
-def _series_resolve(*, tenant: Tenant, points: list[ValidPoint], rejected: list[dict]) -> dict[tuple, int]:
-    """Series ids for the batch's series keys, creating new series (committed on their own)."""
-    resolved: dict[tuple, int] = {}
-    missing: dict[str, ValidPoint] = {}
-    for point in points:
-        if point.series_key in resolved:
+def _series_resolve(*, tenant: Tenant, new: dict[tuple, Event], checker: EventChecker, resolved: dict) -> dict:
+    """Resolve identities missing from the cache (creating series, committed on their own); returns errors."""
+    errors: dict[tuple, dict] = {}
+    by_hash: dict[str, list[tuple]] = {}
+    canonical_event: dict[str, tuple[Event, str]] = {}
+    for identity, event in new.items():
+        identity_errors, canonical_tags = checker.identity(event)
+        if identity_errors:
+            errors[identity] = identity_errors
             continue
-        key_hash = series_key_hash(point.series_key)
-        series_id = series_cache.get((tenant.id, key_hash))
-        if series_id is not None:
-            resolved[point.series_key] = series_id
-        elif key_hash not in missing:
-            missing[key_hash] = point
-    if not missing:
-        return resolved
-    hashes = list(missing)
+        key_hash = series_key_hash((event.service, event.resource_id, event.metric_name, canonical_tags))
+        by_hash.setdefault(key_hash, []).append(identity)
+        canonical_event.setdefault(key_hash, (event, canonical_tags))
+    if not by_hash:
+        return errors
+    hashes = list(by_hash)
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT key_hash, id FROM metrics_series WHERE tenant_id = %s AND key_hash = ANY(%s)", [tenant.id, hashes]
@@ -166,37 +175,33 @@ def _series_resolve(*, tenant: Tenant, points: list[ValidPoint], rejected: list[
         to_create = [h for h in hashes if h not in found]
         if to_create:
             cursor.execute("SELECT count(*) FROM metrics_series WHERE tenant_id = %s", [tenant.id])
-            room = tenant.limit("MAX_SERIES_PER_TENANT") - cursor.fetchone()[0]
-            allowed, refused = to_create[: max(room, 0)], set(to_create[max(room, 0):])
+            limit = tenant.limit("MAX_SERIES_PER_TENANT")
+            room = max(limit - cursor.fetchone()[0], 0)
+            allowed, refused = to_create[:room], to_create[room:]
             if allowed:
-                _series_insert(cursor, tenant_id=tenant.id, points=[missing[h] for h in allowed], hashes=allowed)
+                _series_insert(cursor, tenant_id=tenant.id, created={h: canonical_event[h] for h in allowed})
                 cursor.execute(
                     "SELECT key_hash, id FROM metrics_series WHERE tenant_id = %s AND key_hash = ANY(%s)",
                     [tenant.id, allowed],
                 )
                 found.update(cursor.fetchall())
-            if refused:
-                refused_keys = {missing[h].series_key for h in refused}
-                limit = tenant.limit("MAX_SERIES_PER_TENANT")
-                for point in points:
-                    if point.series_key in refused_keys:
-                        rejected.append({"index": point.index, "errors": {
-                            "metric_name": [f"would create a new series over this tenant's limit of {limit} series"]}})
+            for key_hash in refused:
+                for identity in by_hash[key_hash]:
+                    errors[identity] = {"metric_name": [f"would create a new series over this tenant's limit of {limit} series"]}
     for key_hash, series_id in found.items():
-        series_cache.put((tenant.id, key_hash), series_id)
-        resolved[missing[key_hash].series_key] = series_id
-    return resolved
+        for identity in by_hash[key_hash]:
+            series_cache.put(identity, series_id)
+            resolved[identity] = series_id
+    return errors
 
 
-def _series_insert(cursor, *, tenant_id: int, points: list[ValidPoint], hashes: list[str]) -> None:
-    import orjson
-
+def _series_insert(cursor, *, tenant_id: int, created: dict[str, tuple[Event, str]]) -> None:
     values = []
     params: list = []
-    for key_hash, point in zip(hashes, points):
-        service, resource_id, metric_name, _ = point.series_key
+    for key_hash, (event, canonical_tags) in created.items():
         values.append("(%s, %s, %s, %s, %s::jsonb, %s, %s, now())")
-        params += [tenant_id, service, resource_id, metric_name, orjson.dumps(point.tags).decode(), key_hash, point.source]
+        params += [tenant_id, event.service, event.resource_id, event.metric_name, canonical_tags or "{}",
+                   key_hash, event.source]
     # Autocommit outside the points transaction: a series row without points is harmless,
     # and a cached id must never point at a rolled-back row.
     cursor.execute(
@@ -206,32 +211,92 @@ def _series_insert(cursor, *, tenant_id: int, points: list[ValidPoint], hashes: 
     )
 
 
-def _points_write(*, tenant_id: int, rows: list[tuple[int, int, float]]) -> int:
-    """COPY the rows into a temp table, then insert what is new; returns the number stored."""
-    buffer = io.StringIO()
-    buffer.write("".join(f"{series_id}\t{ts_us}\t{value!r}\n" for series_id, ts_us, value in rows))
-    buffer.seek(0)
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS ingest_points "
-            "(series_id bigint, ts_us bigint, value float8) ON COMMIT DELETE ROWS"
-        )
-        # Empty unless this runs inside a caller's longer transaction (ON COMMIT has not fired yet).
-        cursor.execute("DELETE FROM ingest_points")
-        # Detection takes this lock exclusively while it reads new points, so a point is either
-        # seen by that read or committed before the watermark moves (see anomalies.services).
-        cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [INGEST_ADVISORY_NAMESPACE, tenant_id])
-        cursor.cursor.copy_expert("COPY ingest_points (series_id, ts_us, value) FROM STDIN", buffer)
-        cursor.execute(
-            f"INSERT INTO {POINT_TABLE} (tenant_id, series_id, ts, value) "
-            "SELECT %s, series_id, timestamptz 'epoch' + ts_us * interval '1 microsecond', value FROM ingest_points "
-            "ON CONFLICT DO NOTHING",
-            [tenant_id],
-        )
-        accepted = cursor.rowcount
+@dataclass(frozen=True)
+class PointRows:
+    """Accepted points of one request as arrays (series id, µs since the epoch, value)."""
+
+    series_ids: np.ndarray
+    ts_us: np.ndarray
+    values: np.ndarray
+
+    def week_starts(self) -> set[int]:
+        return {int(w) for w in np.unique(partitions.week_start_us_array(self.ts_us))}
+
+    def copy_binary(self, *, tenant_id: int | None) -> bytes:
+        """The rows in PostgreSQL's binary COPY format, with or without the leading tenant_id column."""
+        fields = [("n", ">i2")]
+        if tenant_id is not None:
+            fields += [("l0", ">i4"), ("tenant", ">i8")]
+        fields += [("l1", ">i4"), ("series", ">i8"), ("l2", ">i4"), ("ts", ">i8"), ("l3", ">i4"), ("value", ">f8")]
+        table = np.empty(len(self.series_ids), dtype=np.dtype(fields))
+        table["n"] = 4 if tenant_id is not None else 3
+        for length in [name for name, _ in fields if name.startswith("l")]:
+            table[length] = 8
+        if tenant_id is not None:
+            table["tenant"] = tenant_id
+        table["series"] = self.series_ids
+        table["ts"] = self.ts_us - _PG_EPOCH_US  # binary timestamps count from 2000-01-01
+        table["value"] = self.values
+        return _COPY_HEADER + table.tobytes() + _COPY_TRAILER
+
+
+_PG_EPOCH_US = 946_684_800_000_000
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+_COPY_TRAILER = struct.pack(">h", -1)
+
+
+def _points_write(*, tenant_id: int, rows: PointRows) -> int:
+    """Write the rows in one transaction; returns how many were new.
+
+    Fast path: one binary COPY straight into metrics_point. If any row is already stored the
+    COPY fails as a whole; the transaction is then redone through a temp table and
+    INSERT ... ON CONFLICT DO NOTHING, so a retried batch stores nothing twice.
+    """
+    # Inside a caller's transaction a failed COPY must only roll back to a savepoint.
+    nested = connection.in_atomic_block
+    try:
+        with transaction.atomic(savepoint=nested), connection.cursor() as cursor:
+            _ingest_lock(cursor, tenant_id)
+            cursor.cursor.copy_expert(
+                f"COPY {POINT_TABLE} (tenant_id, series_id, ts, value) FROM STDIN WITH (FORMAT binary)",
+                io.BytesIO(rows.copy_binary(tenant_id=tenant_id)),
+            )
+            for hook in post_ingest_hooks:
+                hook(cursor, tenant_id, rows)
+        return len(rows.series_ids)
+    except psycopg2.errors.UniqueViolation:  # copy_expert is psycopg2's own call, not wrapped by Django
+        pass
+    with transaction.atomic(savepoint=nested), connection.cursor() as cursor:
+        _ingest_lock(cursor, tenant_id)
+        accepted = _points_write_deduplicated(cursor, tenant_id=tenant_id, rows=rows)
         for hook in post_ingest_hooks:
-            hook(cursor, tenant_id)
+            hook(cursor, tenant_id, rows)
     return accepted
+
+
+def _ingest_lock(cursor, tenant_id: int) -> None:
+    # Detection takes this lock exclusively while it reads new points, so a point is either
+    # seen by that read or committed before the watermark moves (see anomalies.services).
+    cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [INGEST_ADVISORY_NAMESPACE, tenant_id])
+
+
+def _points_write_deduplicated(cursor, *, tenant_id: int, rows: PointRows) -> int:
+    cursor.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS ingest_points (series_id bigint, ts timestamptz, value float8) "
+        "ON COMMIT DELETE ROWS"
+    )
+    # Empty unless this runs inside a caller's longer transaction (ON COMMIT has not fired yet).
+    cursor.execute("DELETE FROM ingest_points")
+    cursor.cursor.copy_expert(
+        "COPY ingest_points (series_id, ts, value) FROM STDIN WITH (FORMAT binary)",
+        io.BytesIO(rows.copy_binary(tenant_id=None)),
+    )
+    cursor.execute(
+        f"INSERT INTO {POINT_TABLE} (tenant_id, series_id, ts, value) "
+        "SELECT %s, series_id, ts, value FROM ingest_points ON CONFLICT DO NOTHING",
+        [tenant_id],
+    )
+    return cursor.rowcount
 
 
 def points_retention_apply(*, now: datetime | None = None) -> dict:

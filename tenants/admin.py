@@ -4,12 +4,11 @@ Support staff see only the tenants they are assigned to; superusers see all.
 """
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
-from django.utils import timezone
 from django.utils.functional import cached_property
 
 from tenants.models import ApiKey, Tenant, TenantStaff
 from tenants.selectors import tenant_list_for_staff
-from tenants.services import api_key_issue
+from tenants.services import api_key_issue, api_key_revoke
 
 
 class NoCountPaginator(Paginator):
@@ -94,5 +93,7 @@ class ApiKeyAdmin(TenantScopedAdmin):
 
     @admin.action(description="Revoke selected keys")
     def revoke(self, request, queryset):
-        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
-        self.message_user(request, f"Revoked {count} key(s).")
+        keys = list(queryset.filter(revoked_at__isnull=True).select_related("tenant"))
+        for api_key in keys:
+            api_key_revoke(tenant=api_key.tenant, api_key_id=api_key.id)
+        self.message_user(request, f"Revoked {len(keys)} key(s).")

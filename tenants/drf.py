@@ -1,12 +1,10 @@
 """DRF policies: API-key authentication, scope permission and the per-tenant throttle."""
 from __future__ import annotations
 
-import time
-
-from django.core.cache import cache
 from rest_framework import authentication, exceptions, permissions, throttling
 
 from tenants.models import ApiKey
+from tenants.ratelimit import bucket_take
 from tenants.services import api_key_touch
 
 
@@ -63,22 +61,15 @@ class HasTenantScope(permissions.BasePermission):
 
 
 class TenantRateThrottle(throttling.BaseThrottle):
-    """Requests per minute per tenant (fixed one-minute windows in Redis), answered 429 with Retry-After."""
+    """REQUESTS_PER_MINUTE per tenant (a token bucket in Redis), answered 429 with Retry-After."""
 
     def allow_request(self, request, view):
         user = request.user
         if not isinstance(user, TenantUser):
             return True
-        limit = user.tenant.limit("REQUESTS_PER_MINUTE")
-        window = int(time.time() // 60)
-        key = f"throttle:req:{user.tenant.id}:{window}"
-        try:
-            count = cache.incr(key)
-        except ValueError:
-            cache.set(key, 1, timeout=120)
-            count = 1
-        self._wait = 60 - time.time() % 60
-        return count <= limit
+        per_minute = user.tenant.limit("REQUESTS_PER_MINUTE")
+        self._wait = bucket_take(name="requests", tenant_id=user.tenant.id, rate=per_minute / 60, burst=per_minute)
+        return self._wait is None
 
     def wait(self):
-        return getattr(self, "_wait", 60)
+        return self._wait

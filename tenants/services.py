@@ -1,30 +1,15 @@
 """Writes for tenants and API keys."""
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 
 from django.db import transaction
 from django.utils import timezone
 
+from tenants.keys import KEY_PREFIX, key_hash, key_prefix
 from tenants.models import ApiKey, Tenant
-
-KEY_PREFIX = "cwd"
-_PREFIX_SECRET_CHARS = 8
-
-
-def key_hash(plaintext: str) -> str:
-    return hashlib.sha256(plaintext.encode()).hexdigest()
-
-
-def key_prefix(plaintext: str) -> str | None:
-    """The stored lookup prefix of a key (`cwd_<scope>_<8 hex>`), or None if it is not shaped like one."""
-    parts = plaintext.split("_")
-    if len(parts) != 3 or parts[0] != KEY_PREFIX or len(parts[2]) <= _PREFIX_SECRET_CHARS:
-        return None
-    return f"{parts[0]}_{parts[1]}_{parts[2][:_PREFIX_SECRET_CHARS]}"
-
+from tenants.selectors import api_key_cache_clear
 
 @dataclass(frozen=True)
 class IssuedKey:
@@ -53,6 +38,7 @@ def api_key_issue(*, tenant: Tenant, scope: str = ApiKey.SCOPE_ALL, name: str = 
 def api_key_revoke(*, tenant: Tenant, api_key_id: int) -> None:
     """Revoke a key of this tenant (idempotent)."""
     ApiKey.objects.for_tenant(tenant).filter(id=api_key_id, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    api_key_cache_clear()  # this process at once; others within API_KEY_CACHE_SECONDS
 
 
 def api_key_touch(*, api_key: ApiKey) -> None:

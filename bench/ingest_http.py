@@ -1,0 +1,113 @@
+"""HTTP ingest against raw COPY, measured side by side in one run (DESIGN §3).
+
+Both paths store the same rows: batches of 1,000 events over 1,000 series.
+- HTTP: 4 client processes, one keep-alive connection each, against a server started by `make run`.
+- COPY: one `COPY` of the same rows over one connection into a narrow table
+  (tenant_id, series_id, ts, value) with a unique (series_id, ts) index.
+
+usage: .venv/bin/python bench/ingest_http.py --url http://127.0.0.1:8000 --key KEY [--batches 200]
+The database is the one the project's settings point at (embedded by default).
+"""
+import argparse
+import http.client
+import io
+import multiprocessing
+import os
+import sys
+import time
+import urllib.parse
+from datetime import datetime, timedelta, timezone
+
+import orjson
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def make_batches(batches: int, series: int, start: datetime, run_tag: str) -> list[bytes]:
+    bodies = []
+    for b in range(batches):
+        ts = (start + timedelta(seconds=b)).isoformat().replace("+00:00", "Z")
+        events = [
+            {"source": "bench", "service": "bench", "resource_id": f"{run_tag}-r{s}", "metric_name": "load",
+             "value": float((b * 31 + s) % 1000) / 10.0, "timestamp": ts, "tags": {"env": "bench"}}
+            for s in range(series)
+        ]
+        bodies.append(orjson.dumps({"events": events}))
+    return bodies
+
+
+def _client(args):
+    url, key, bodies = args
+    parsed = urllib.parse.urlparse(url)
+    connection = http.client.HTTPConnection(parsed.hostname, parsed.port or 80, timeout=120)
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+    accepted = 0
+    for body in bodies:
+        connection.request("POST", "/api/v1/ingest/metrics", body=body, headers=headers)
+        response = connection.getresponse()
+        payload = orjson.loads(response.read())
+        if response.status != 202:
+            raise RuntimeError(f"{response.status}: {payload}")
+        accepted += payload["accepted"]
+    connection.close()
+    return accepted
+
+
+def run_http(url: str, key: str, bodies: list[bytes], connections: int) -> tuple[int, float]:
+    shards = [bodies[i::connections] for i in range(connections)]
+    with multiprocessing.Pool(connections) as pool:
+        pool.map(_client, [(url, key, shards[0][:1])] * 1)  # warm the server's caches and connections
+        started = time.perf_counter()
+        accepted = sum(pool.map(_client, [(url, key, shard[1:] if i == 0 else shard) for i, shard in enumerate(shards)]))
+        elapsed = time.perf_counter() - started
+    return accepted, elapsed
+
+
+def run_copy(rows: int, series: int, start: datetime) -> float:
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cloudwatchdog.settings")
+    django.setup()
+    from django.db import connection
+
+    buffer = io.StringIO()
+    for b in range(rows // series):
+        ts = (start + timedelta(seconds=b)).isoformat()
+        for s in range(series):
+            buffer.write(f"1\t{s}\t{ts}\t{float((b * 31 + s) % 1000) / 10.0!r}\n")
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS bench_copy_points")
+        cursor.execute("CREATE TABLE bench_copy_points (tenant_id bigint NOT NULL, series_id bigint NOT NULL, "
+                       "ts timestamptz NOT NULL, value double precision NOT NULL)")
+        cursor.execute("CREATE UNIQUE INDEX ON bench_copy_points (series_id, ts)")
+        buffer.seek(0)
+        started = time.perf_counter()
+        cursor.cursor.copy_expert("COPY bench_copy_points FROM STDIN", buffer)
+        elapsed = time.perf_counter() - started
+        cursor.execute("DROP TABLE bench_copy_points")
+    return elapsed
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", default="http://127.0.0.1:8000")
+    parser.add_argument("--key", required=True)
+    parser.add_argument("--batches", type=int, default=200, help="batches of --series events (default 200)")
+    parser.add_argument("--series", type=int, default=1000)
+    parser.add_argument("--connections", type=int, default=4)
+    args = parser.parse_args()
+    run_tag = f"b{int(time.time())}"
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(days=int(time.time()) % 300)
+    bodies = make_batches(args.batches + 1, args.series, start, run_tag)
+    accepted, http_seconds = run_http(args.url, args.key, bodies, args.connections)
+    http_rate = accepted / http_seconds
+    copy_seconds = run_copy(args.batches * args.series, args.series, start)
+    copy_rate = args.batches * args.series / copy_seconds
+    print(f"HTTP ingest: {accepted} points in {http_seconds:.2f} s = {http_rate:,.0f} points/s "
+          f"({args.connections} keep-alive connections, {args.series} events per request)")
+    print(f"raw COPY:    {args.batches * args.series} rows in {copy_seconds:.2f} s = {copy_rate:,.0f} rows/s")
+    print(f"ratio HTTP / COPY = {http_rate / copy_rate:.2f}")
+
+
+if __name__ == "__main__":
+    main()
