@@ -203,24 +203,31 @@ def _evaluate(*, tenant: Tenant, run: DetectionRun, replay_since: datetime | Non
     config = detection_config_for(tenant=tenant)
     replay_us = _to_us(replay_since)
 
-    # Phase 1: read new points and move the watermarks while ingest of this tenant waits.
+    # Phase 1, while ingest of this tenant waits (milliseconds): fix each series' new watermark at
+    # its newest committed point. A point committed later at or behind it is marked late by
+    # late_points_mark; a newer one is read by the next run.
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [INGEST_ADVISORY_NAMESPACE, tenant.id])
         baselines = {b.series_id: b for b in Baseline.objects.for_tenant(tenant)}
-        series_ids = metrics_selectors.series_ids_with_points(tenant=tenant)
-        plans = _plan(tenant, baselines, series_ids, replay_us)
-        after_us = {}
-        for plan in plans:
-            if plan.restart_us is not None:
-                after_us[plan.series_id] = plan.restart_us - 1
-            elif plan.baseline is not None and plan.baseline.watermark is not None:
-                after_us[plan.series_id] = _to_us(plan.baseline.watermark)
-            else:
-                after_us[plan.series_id] = None
-        rows = metrics_selectors.points_after(tenant=tenant, after_us=after_us)
-        new_points = _group(rows)
-        plans = [p for p in plans if p.series_id in new_points or p.restart_us is not None]
-        _watermarks_advance(cursor, tenant=tenant, plans=plans, new_points=new_points)
+        newest = metrics_selectors.series_newest_ts(tenant=tenant)
+        plans = [
+            plan for plan in _plan(tenant, baselines, list(newest), replay_us)
+            if plan.restart_us is not None or plan.baseline is None or plan.baseline.watermark is None
+            or newest[plan.series_id] > _to_us(plan.baseline.watermark)
+        ]
+        _watermarks_advance(cursor, tenant=tenant, plans=plans, newest=newest)
+
+    # Then read the points up to those watermarks without holding ingest up.
+    after_us, until_us = {}, {}
+    for plan in plans:
+        if plan.restart_us is not None:
+            after_us[plan.series_id] = plan.restart_us - 1
+        elif plan.baseline is not None and plan.baseline.watermark is not None:
+            after_us[plan.series_id] = _to_us(plan.baseline.watermark)
+        else:
+            after_us[plan.series_id] = None
+        until_us[plan.series_id] = newest[plan.series_id]
+    new_points = _group(metrics_selectors.points_after(tenant=tenant, after_us=after_us, until_us=until_us))
 
     # Phase 2: evaluate, then write anomalies, baselines and the run summary together.
     rebuild = {p.series_id: p.restart_us for p in plans if p.restart_us is not None}
@@ -274,20 +281,23 @@ def _group(rows) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     return {int(series_arr[s]): (ts_arr[s:e], value_arr[s:e]) for s, e in zip(starts, ends)}
 
 
-def _watermarks_advance(cursor, *, tenant: Tenant, plans: list[_Plan], new_points) -> None:
+# Evaluation owed "from the beginning" for a series that has no watermark yet.
+_BEGINNING = datetime(1, 1, 2, tzinfo=EPOCH.tzinfo)
+
+
+def _watermarks_advance(cursor, *, tenant: Tenant, plans: list[_Plan], newest: dict[int, int]) -> None:
+    """Move each planned series' watermark to its newest point and mark the range being evaluated."""
     rows = []
     for plan in plans:
-        ts, _ = new_points.get(plan.series_id, (None, None))
-        newest = int(ts[-1]) if ts is not None and len(ts) else None
         old = _to_us(plan.baseline.watermark) if plan.baseline is not None else None
-        watermark = max(v for v in (newest, old) if v is not None) if (newest or old) is not None else None
-        first_eval = plan.restart_us if plan.restart_us is not None else (int(ts[0]) if ts is not None and len(ts) else None)
-        rows.append((
-            plan.series_id,
-            None if watermark is None else timestamp_from_us(watermark),
-            None if first_eval is None else timestamp_from_us(first_eval),
-            plan.consumes_late,
-        ))
+        watermark = max(newest[plan.series_id], old) if old is not None else newest[plan.series_id]
+        if plan.restart_us is not None:
+            owed_from = timestamp_from_us(plan.restart_us)
+        elif old is not None:
+            owed_from = timestamp_from_us(old + 1)
+        else:
+            owed_from = _BEGINNING
+        rows.append((plan.series_id, timestamp_from_us(watermark), owed_from, plan.consumes_late))
     if not rows:
         return
     execute_values(

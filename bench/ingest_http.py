@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def make_batches(batches: int, series: int, start: datetime, run_tag: str) -> list[bytes]:
+    """One body per timestamp, one event per series, timestamps one second apart from `start`."""
     bodies = []
     for b in range(batches):
         ts = (start + timedelta(seconds=b)).isoformat().replace("+00:00", "Z")
@@ -88,24 +89,35 @@ def run_copy(rows: int, series: int, start: datetime) -> float:
     return elapsed
 
 
+def _median(values):
+    return sorted(values)[len(values) // 2]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="http://127.0.0.1:8000")
-    parser.add_argument("--key", required=True)
-    parser.add_argument("--batches", type=int, default=200, help="batches of --series events (default 200)")
+    parser.add_argument("--key", required=True, help="an ingest or all key of a tenant made for the benchmark")
+    parser.add_argument("--batches", type=int, default=300, help="batches of --series events per round (default 300)")
     parser.add_argument("--series", type=int, default=1000)
     parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating HTTP and COPY rounds; medians reported")
     args = parser.parse_args()
     run_tag = f"b{int(time.time())}"
-    start = datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(days=int(time.time()) % 300)
-    bodies = make_batches(args.batches + 1, args.series, start, run_tag)
-    accepted, http_seconds = run_http(args.url, args.key, bodies, args.connections)
-    http_rate = accepted / http_seconds
-    copy_seconds = run_copy(args.batches * args.series, args.series, start)
-    copy_rate = args.batches * args.series / copy_seconds
-    print(f"HTTP ingest: {accepted} points in {http_seconds:.2f} s = {http_rate:,.0f} points/s "
-          f"({args.connections} keep-alive connections, {args.series} events per request)")
-    print(f"raw COPY:    {args.batches * args.series} rows in {copy_seconds:.2f} s = {copy_rate:,.0f} rows/s")
+    http_rates, copy_rates = [], []
+    for round_number in range(args.rounds):
+        # Recent timestamps, as a live agent sends them; each round its own stretch of time.
+        start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(
+            seconds=(args.rounds - round_number) * (args.batches + 1) + 60)
+        bodies = make_batches(args.batches + 1, args.series, start, run_tag)
+        accepted, http_seconds = run_http(args.url, args.key, bodies, args.connections)
+        http_rates.append(accepted / http_seconds)
+        copy_seconds = run_copy(args.batches * args.series, args.series, start)
+        copy_rates.append(args.batches * args.series / copy_seconds)
+        print(f"round {round_number + 1}: HTTP {http_rates[-1]:,.0f} points/s, COPY {copy_rates[-1]:,.0f} rows/s")
+    http_rate, copy_rate = _median(http_rates), _median(copy_rates)
+    print(f"HTTP ingest: {http_rate:,.0f} points/s (median of {args.rounds}; {args.connections} keep-alive "
+          f"connections, {args.series} events per request, {args.batches} requests per round)")
+    print(f"raw COPY:    {copy_rate:,.0f} rows/s (median of {args.rounds}, one connection, narrow table)")
     print(f"ratio HTTP / COPY = {http_rate / copy_rate:.2f}")
 
 

@@ -44,7 +44,7 @@ def postgres_url(base_dir: Path) -> str:
 
     root = data_dir(base_dir)
     with _file_lock(root / "postgres.lock"):
-        server = pgserver.get_server(root / "postgres", cleanup_mode=None)
+        server = _get_server(pgserver, root / "postgres")
         _tune_postgres(server)
         admin_uri = server.get_uri()
         connection = psycopg2.connect(admin_uri)
@@ -57,6 +57,19 @@ def postgres_url(base_dir: Path) -> str:
         finally:
             connection.close()
         return server.get_uri(DATABASE_NAME)
+
+
+def _get_server(pgserver, pgdata: Path):
+    # Right after `make run` stopped it, the old postmaster may still be shutting down:
+    # pgserver then finds it "stopping" and gives up, so wait for it to finish.
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return pgserver.get_server(pgdata, cleanup_mode=None)
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"embedded PostgreSQL under {pgdata} did not become ready; see {pgdata}/log") from None
+            time.sleep(0.5)
 
 
 _TUNING = {
@@ -152,5 +165,5 @@ def stop_all(base_dir: Path) -> None:
         import pgserver
         from pgserver._commands import pg_ctl
 
-        server = pgserver.get_server(pgdata, cleanup_mode=None)
+        server = _get_server(pgserver, pgdata)
         pg_ctl(["-m", "fast", "-w", "stop"], pgdata=pgdata, user=server.system_user, timeout=60)

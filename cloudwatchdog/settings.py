@@ -28,7 +28,8 @@ else:
     warnings.filterwarnings("ignore", module="platformdirs")
     DATABASES = {"default": environ.Env.db_url_config(embedded.postgres_url(BASE_DIR))}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=300)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# A health check costs a round trip per request; a dropped connection fails one request instead.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DATABASE_CONN_HEALTH_CHECKS", default=False)
 
 if env.str("REDIS_URL", default=""):
     REDIS_URL = env.str("REDIS_URL")

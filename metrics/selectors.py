@@ -104,8 +104,15 @@ def timeseries_read(
     return result
 
 
-def points_after(*, tenant: Tenant, after_us: dict[int, int | None], limit_per_series: int | None = None):
-    """Points of each series strictly after its given time (µs since epoch; None: all), in (series, ts) order.
+def points_after(
+    *,
+    tenant: Tenant,
+    after_us: dict[int, int | None],
+    until_us: dict[int, int] | None = None,
+    limit_per_series: int | None = None,
+):
+    """Points of each series after its given time (µs since epoch, exclusive; None: all) and up to
+    `until_us` (inclusive) when given, in (series, ts) order.
 
     One set-based query for the whole tenant; returns rows (series_id, ts_us, value).
     """
@@ -113,21 +120,23 @@ def points_after(*, tenant: Tenant, after_us: dict[int, int | None], limit_per_s
         return []
     series_ids = list(after_us)
     starts = [after_us[s] for s in series_ids]
+    ends = [until_us.get(s) if until_us else None for s in series_ids]
     limit = f"LIMIT {int(limit_per_series)}" if limit_per_series else ""
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
             SELECT s.series_id, (extract(epoch FROM p.ts) * 1000000)::bigint, p.value
-            FROM unnest(%s::bigint[], %s::bigint[]) AS s(series_id, after_us)
+            FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS s(series_id, after_us, until_us)
             CROSS JOIN LATERAL (
                 SELECT ts, value FROM {POINT_TABLE} p
                 WHERE p.tenant_id = %s AND p.series_id = s.series_id
                   AND p.ts > COALESCE(timestamptz 'epoch' + s.after_us * interval '1 microsecond', '-infinity')
+                  AND p.ts <= COALESCE(timestamptz 'epoch' + s.until_us * interval '1 microsecond', 'infinity')
                 ORDER BY ts {limit}
             ) p
             ORDER BY s.series_id, p.ts
             """,
-            [series_ids, starts, tenant.id],
+            [series_ids, starts, ends, tenant.id],
         )
         return cursor.fetchall()
 
@@ -171,8 +180,18 @@ def series_first_ts(*, tenant: Tenant, series_ids: list[int]) -> dict[int, int]:
         return {series_id: first for series_id, first in cursor.fetchall() if first is not None}
 
 
-def series_ids_with_points(*, tenant: Tenant) -> list[int]:
-    return list(Series.objects.for_tenant(tenant).order_by("id").values_list("id", flat=True))
+def series_newest_ts(*, tenant: Tenant) -> dict[int, int]:
+    """The newest point's time (µs) of each of the tenant's series that has points."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT s.id, (SELECT (extract(epoch FROM max(p.ts)) * 1000000)::bigint FROM {POINT_TABLE} p
+                          WHERE p.tenant_id = s.tenant_id AND p.series_id = s.id)
+            FROM metrics_series s WHERE s.tenant_id = %s ORDER BY s.id
+            """,
+            [tenant.id],
+        )
+        return {series_id: newest for series_id, newest in cursor.fetchall() if newest is not None}
 
 
 def points_page(*, tenant: Tenant, series_id: int, before: datetime, limit: int) -> list[tuple[datetime, float]]:

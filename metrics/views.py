@@ -16,6 +16,7 @@ from tenants.models import ApiKey
 class IngestView(APIView):
     required_scope = ApiKey.SCOPE_INGEST
     parser_classes = []  # the body is read and parsed by the hot path itself
+    throttle_classes = []  # ingest is limited by the points bucket below, one Redis call per request
 
     @extend_schema(
         operation_id="ingest_metrics",
