@@ -103,9 +103,12 @@ def detection_run(
     run_id: UUID | None = None,
     wait_seconds: float = 0.0,
     replay_since: datetime | None = None,
+    settle_seconds: float = 0.0,
 ) -> DetectionRun:
     """One detection pass over the tenant's new (and late, or replayed) points; safe to overlap.
 
+    With `settle_seconds`, points newer than that are left for the next pass, so batches still
+    in flight from agents are not turned into late points (scheduled runs use it).
     Raises RunInProgress when another run of the tenant holds the lock past `wait_seconds`.
     """
     if run_id is not None:
@@ -129,7 +132,7 @@ def detection_run(
         run.status = DetectionRun.STATUS_RUNNING
         run.started_at = timezone.now()
         run.save()
-        _evaluate(tenant=tenant, run=run, replay_since=replay_since)
+        _evaluate(tenant=tenant, run=run, replay_since=replay_since, settle_seconds=settle_seconds)
         run.status = DetectionRun.STATUS_SUCCEEDED
     except Exception as error:
         run.status = DetectionRun.STATUS_FAILED
@@ -199,9 +202,10 @@ def _plan(tenant: Tenant, baselines: dict[int, Baseline], series_ids: list[int],
     return plans
 
 
-def _evaluate(*, tenant: Tenant, run: DetectionRun, replay_since: datetime | None) -> None:
+def _evaluate(*, tenant: Tenant, run: DetectionRun, replay_since: datetime | None, settle_seconds: float) -> None:
     config = detection_config_for(tenant=tenant)
     replay_us = _to_us(replay_since)
+    cutoff_us = _to_us(timezone.now()) - int(settle_seconds * 1_000_000) if settle_seconds else None
 
     # Phase 1, while ingest of this tenant waits (milliseconds): fix each series' new watermark at
     # its newest committed point. A point committed later at or behind it is marked late by
@@ -209,7 +213,7 @@ def _evaluate(*, tenant: Tenant, run: DetectionRun, replay_since: datetime | Non
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [INGEST_ADVISORY_NAMESPACE, tenant.id])
         baselines = {b.series_id: b for b in Baseline.objects.for_tenant(tenant)}
-        newest = metrics_selectors.series_newest_ts(tenant=tenant)
+        newest = metrics_selectors.series_newest_ts(tenant=tenant, until_us=cutoff_us)
         plans = [
             plan for plan in _plan(tenant, baselines, list(newest), replay_us)
             if plan.restart_us is not None or plan.baseline is None or plan.baseline.watermark is None

@@ -2,6 +2,7 @@
 import logging
 
 from celery import shared_task
+from django.conf import settings
 
 from anomalies.services import RunInProgress, detection_run
 from tenants.models import Tenant
@@ -26,7 +27,9 @@ def detection_run_all_task() -> dict:
     statuses = {}
     for tenant in tenant_list():
         try:
-            statuses[tenant.slug] = detection_run(tenant=tenant, trigger="beat").status
+            statuses[tenant.slug] = detection_run(
+                tenant=tenant, trigger="beat", settle_seconds=settings.CLOUDWATCHDOG["DETECTION_SETTLE_SECONDS"]
+            ).status
         except RunInProgress:
             statuses[tenant.slug] = "skipped"
         except Exception:  # one tenant's failure must not stop the others

@@ -104,10 +104,11 @@ def main():
     args = parser.parse_args()
     run_tag = f"b{int(time.time())}"
     http_rates, copy_rates = [], []
+    # Timestamps move forward from round to round and end near now, as a live agent's do, so no
+    # point lands behind a detection watermark (that would be a late point, a different workload).
+    first = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=args.rounds * (args.batches + 1))
     for round_number in range(args.rounds):
-        # Recent timestamps, as a live agent sends them; each round its own stretch of time.
-        start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(
-            seconds=(args.rounds - round_number) * (args.batches + 1) + 60)
+        start = first + timedelta(seconds=round_number * (args.batches + 1))
         bodies = make_batches(args.batches + 1, args.series, start, run_tag)
         accepted, http_seconds = run_http(args.url, args.key, bodies, args.connections)
         http_rates.append(accepted / http_seconds)

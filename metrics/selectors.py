@@ -180,16 +180,17 @@ def series_first_ts(*, tenant: Tenant, series_ids: list[int]) -> dict[int, int]:
         return {series_id: first for series_id, first in cursor.fetchall() if first is not None}
 
 
-def series_newest_ts(*, tenant: Tenant) -> dict[int, int]:
-    """The newest point's time (µs) of each of the tenant's series that has points."""
+def series_newest_ts(*, tenant: Tenant, until_us: int | None = None) -> dict[int, int]:
+    """The newest point's time (µs) of each of the tenant's series that has points (up to `until_us`)."""
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
             SELECT s.id, (SELECT (extract(epoch FROM max(p.ts)) * 1000000)::bigint FROM {POINT_TABLE} p
-                          WHERE p.tenant_id = s.tenant_id AND p.series_id = s.id)
+                          WHERE p.tenant_id = s.tenant_id AND p.series_id = s.id
+                            AND p.ts <= COALESCE(timestamptz 'epoch' + %s * interval '1 microsecond', 'infinity'))
             FROM metrics_series s WHERE s.tenant_id = %s ORDER BY s.id
             """,
-            [tenant.id],
+            [until_us, tenant.id],
         )
         return {series_id: newest for series_id, newest in cursor.fetchall() if newest is not None}
 

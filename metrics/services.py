@@ -101,52 +101,49 @@ def points_ingest(*, tenant: Tenant, events: list, now: datetime | None = None) 
         limits=ingest_limits(tenant=tenant),
     )
     typed, errors_by_index = typed_events(events)
-
-    # Pass 1: timestamps (checked once per distinct text) and series identities (known ones from the cache).
+    # The hot loop is list comprehensions over the batch: a known series costs one dict lookup,
+    # a timestamp text is parsed once however many events share it.
+    indices = [i for i, event in enumerate(typed) if event is not None] if errors_by_index else range(len(typed))
+    batch = [typed[i] for i in indices] if errors_by_index else typed
     tenant_id = tenant.id
-    timestamps: dict[str, int | str] = {}
-    identities: dict[tuple, int | None] = {}
-    pending: list[tuple[int, tuple, int, float]] = []
-    for index, event in enumerate(typed):
-        if event is None:
-            continue
-        ts_us = timestamps.get(event.timestamp)
-        if ts_us is None:
-            ts_us = timestamps[event.timestamp] = checker.timestamp(event.timestamp)
-        identity = (tenant_id, event.service, event.resource_id, event.metric_name, bytes(event.tags))
-        if identity not in identities:
-            identities[identity] = series_cache.get(identity)
-        if ts_us.__class__ is str:
-            errors_by_index[index] = {"timestamp": [ts_us]}
-            continue
-        pending.append((index, identity, ts_us, event.value))
-    new_identities = {identity: typed[index] for index, identity, _, _ in pending if identities[identity] is None}
-    identity_errors = _series_resolve(tenant=tenant, new=new_identities, checker=checker, resolved=identities)
+    identities = [(tenant_id, e.service, e.resource_id, e.metric_name, bytes(e.tags)) for e in batch]
+    cached = series_cache.get
+    series_ids = [cached(identity) for identity in identities]
+    identity_errors: dict[tuple, dict] = {}
+    if None in series_ids:
+        new = {identity: batch[k] for k, identity in enumerate(identities) if series_ids[k] is None}
+        resolved: dict[tuple, int] = {}
+        identity_errors = _series_resolve(tenant=tenant, new=new, checker=checker, resolved=resolved)
+        series_ids = [sid if sid is not None else resolved.get(identities[k]) for k, sid in enumerate(series_ids)]
+    texts = [e.timestamp for e in batch]
+    parsed = {text: checker.timestamp(text) for text in set(texts)}
+    timestamps = [parsed[text] for text in texts]
 
-    # Pass 2: rows in batch order; a repeat of (series, ts) inside the batch is a duplicate.
+    good = [k for k in range(len(batch)) if series_ids[k] is not None and timestamps[k].__class__ is int]
+    if len(good) < len(batch):
+        for k in range(len(batch)):
+            errors = {}
+            if timestamps[k].__class__ is str:
+                errors["timestamp"] = [timestamps[k]]
+            if series_ids[k] is None:
+                errors.update(identity_errors[identities[k]])
+            if errors:
+                errors_by_index[indices[k]] = errors
     result = IngestResult()
-    seen: set[tuple[int, int]] = set()
-    series_ids: list[int] = []
-    ts_values: list[int] = []
-    values: list[float] = []
-    for index, identity, ts_us, value in pending:
-        series_id = identities[identity]
-        if series_id is None:
-            errors_by_index[index] = identity_errors[identity]
-            continue
-        key = (series_id, ts_us)
-        if key in seen:
-            result.duplicates += 1
-            continue
-        seen.add(key)
-        series_ids.append(series_id)
-        ts_values.append(ts_us)
-        values.append(value)
-    if series_ids:
-        rows = PointRows(np.array(series_ids, np.int64), np.array(ts_values, np.int64), np.array(values, np.float64))
+    if good:
+        sid = np.fromiter((series_ids[k] for k in good), np.int64, len(good))
+        ts = np.fromiter((timestamps[k] for k in good), np.int64, len(good))
+        values = np.fromiter((batch[k].value for k in good), np.float64, len(good))
+        # A repeat of (series, ts) inside the batch is a duplicate; the earliest event wins.
+        order = np.lexsort((np.arange(len(good)), ts, sid))
+        repeat = np.zeros(len(good), bool)
+        repeat[order[1:]] = (sid[order[1:]] == sid[order[:-1]]) & (ts[order[1:]] == ts[order[:-1]])
+        keep = ~repeat
+        rows = PointRows(sid[keep], ts[keep], values[keep])
+        result.duplicates = int(repeat.sum())
         partitions.partitions_ensure(ts_us_values=rows.week_starts())
         result.accepted = _points_write(tenant_id=tenant_id, rows=rows)
-        result.duplicates += len(series_ids) - result.accepted
+        result.duplicates += len(rows.series_ids) - result.accepted
     result.rejected = [{"index": index, "errors": errors_by_index[index]} for index in sorted(errors_by_index)]
     return result
 
