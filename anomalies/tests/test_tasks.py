@@ -1,5 +1,6 @@
 """The Celery tasks on a real worker, through the real Redis broker."""
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from celery.contrib.testing.worker import start_worker
@@ -43,7 +44,9 @@ def test_an_async_run_goes_through_the_worker(make_tenant, celery_worker):
 
 def test_the_beat_task_runs_every_tenant_on_the_worker(make_tenant, celery_worker):
     first, second = make_tenant("beat-a"), make_tenant("beat-b")
-    first.ingest(steady_then_spike(count=100))
+    now = datetime.now(timezone.utc)
+    first.ingest(steady_then_spike(count=100, end=now - timedelta(minutes=1)))
+    first.ingest(steady_then_spike(count=1, end=now))  # newer than the settle delay: left for the next run
     detection_run_all_task.delay()
     assert _wait_for(lambda: DetectionRun.objects.unscoped().filter(trigger="beat", status="succeeded").count() == 2)
     run = DetectionRun.objects.for_tenant(first.tenant).get(trigger="beat")
