@@ -6,8 +6,7 @@ from datetime import datetime
 import numpy as np
 from django.db.models import QuerySet
 
-from anomalies.engine import SeriesState, detect
-from anomalies.engine.detector import baseline_snapshot
+from anomalies.engine import SeriesState, expected_band, restart_at
 from anomalies.models import Anomaly, Baseline, DetectionRun
 from anomalies.services import _to_us, detection_config_for
 from metrics import selectors as metrics_selectors
@@ -68,26 +67,26 @@ def baseline_band(*, tenant: Tenant, series_id: int, start: datetime, end: datet
     what detection compared each point with.
     """
     config = detection_config_for(tenant=tenant)
-    start_us = _to_us(start)
+    # Baselines refresh at bucket boundaries, so replay from the boundary before `start`.
+    start_us = restart_at(_to_us(start), config) - 1
     history = metrics_selectors.points_before(tenant=tenant, before_us={series_id: start_us + 1}, count=config.window_points)
     first = metrics_selectors.series_first_ts(tenant=tenant, series_ids=[series_id]).get(series_id)
-    rows = [r for r in metrics_selectors.points_after(tenant=tenant, after_us={series_id: start_us}, limit_per_series=max_points)
-            if r[1] <= _to_us(end)]
+    rows = metrics_selectors.points_after(tenant=tenant, after_us={series_id: start_us},
+                                          until_us={series_id: _to_us(end)}, limit_per_series=max_points)
     state = SeriesState(
         first_ts_us=first,
         window_ts=np.array([r[1] for r in history], dtype=np.int64),
         window_values=np.array([r[2] for r in history], dtype=np.float64),
     )
-    band = []
-    for _, ts_us, value in rows:
-        snapshot = baseline_snapshot(state, config)  # what this point is compared with
-        _, state, _ = detect(state, np.array([ts_us]), np.array([value]), config)
-        band.append({
-            "timestamp": timestamp_from_us(ts_us),
-            "value": value,
-            "expected": snapshot.median,
-            "lower": snapshot.lower,
-            "upper": snapshot.upper,
-            "status": snapshot.status,
-        })
-    return band
+    ts = np.array([r[1] for r in rows], dtype=np.int64)
+    values = np.array([r[2] for r in rows], dtype=np.float64)
+    expected, lower, upper, warm = expected_band(state, ts, values, config)
+    band = [
+        {
+            "timestamp": timestamp_from_us(int(t)), "value": float(v),
+            "expected": None if np.isnan(e) else float(e), "lower": None if np.isnan(lo) else float(lo),
+            "upper": None if np.isnan(up) else float(up), "status": "ready" if w else "warming",
+        }
+        for t, v, e, lo, up, w in zip(ts, values, expected, lower, upper, warm)
+    ]
+    return [item for item in band if item["timestamp"] > start]

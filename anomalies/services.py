@@ -26,8 +26,7 @@ from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 from psycopg2.extras import execute_values
 
-from anomalies.engine import DetectionConfig, SeriesState, detect
-from anomalies.engine.detector import baseline_snapshot
+from anomalies.engine import DetectionConfig, SeriesState, detect, restart_at
 from anomalies.models import Anomaly, Baseline, DetectionRun
 from metrics import selectors as metrics_selectors
 from metrics.ingest import EPOCH, timestamp_from_us
@@ -178,7 +177,8 @@ class _Plan:
     consumes_late: bool
 
 
-def _plan(tenant: Tenant, baselines: dict[int, Baseline], series_ids: list[int], replay_us: int | None) -> list[_Plan]:
+def _plan(tenant: Tenant, baselines: dict[int, Baseline], series_ids: list[int], replay_us: int | None,
+          config: DetectionConfig) -> list[_Plan]:
     late_window_us = (tenant.late_window_seconds or settings.CLOUDWATCHDOG["LATE_WINDOW_SECONDS"]) * 1_000_000
     plans = []
     for series_id in series_ids:
@@ -198,7 +198,8 @@ def _plan(tenant: Tenant, baselines: dict[int, Baseline], series_ids: list[int],
             if late_us >= watermark_us - late_window_us or (replay_us is not None and late_us >= replay_us):
                 candidates.append(late_us)
                 consumes_late = True
-        plans.append(_Plan(series_id, baseline, min(candidates) if candidates else None, consumes_late))
+        restart = restart_at(min(candidates), config) if candidates else None
+        plans.append(_Plan(series_id, baseline, restart, consumes_late))
     return plans
 
 
@@ -215,7 +216,7 @@ def _evaluate(*, tenant: Tenant, run: DetectionRun, replay_since: datetime | Non
         baselines = {b.series_id: b for b in Baseline.objects.for_tenant(tenant)}
         newest = metrics_selectors.series_newest_ts(tenant=tenant, until_us=cutoff_us)
         plans = [
-            plan for plan in _plan(tenant, baselines, list(newest), replay_us)
+            plan for plan in _plan(tenant, baselines, list(newest), replay_us, config)
             if plan.restart_us is not None or plan.baseline is None or plan.baseline.watermark is None
             or newest[plan.series_id] > _to_us(plan.baseline.watermark)
         ]
@@ -427,8 +428,3 @@ def anomaly_status_set(*, tenant: Tenant, anomaly_ids: list[int], status: str) -
     if status not in dict(Anomaly.STATUSES):
         raise ValueError(f"unknown status {status!r}")
     return Anomaly.objects.for_tenant(tenant).filter(id__in=anomaly_ids).exclude(status=status).update(status=status)
-
-
-def baseline_snapshot_for_checkpoint(*, tenant: Tenant, checkpoint: bytes | None):
-    """The baseline snapshot encoded in a checkpoint, with the tenant's configuration."""
-    return baseline_snapshot(SeriesState.from_bytes(checkpoint), detection_config_for(tenant=tenant))

@@ -9,7 +9,10 @@ from anomalies.engine.detector import (
     Finding,
     SeriesState,
     detect,
+    expected_band,
+    restart_at,
 )
 from anomalies.engine.explain import reason_sentence
 
-__all__ = ["BaselineSnapshot", "DetectionConfig", "Finding", "SeriesState", "detect", "reason_sentence"]
+__all__ = ["BaselineSnapshot", "DetectionConfig", "Finding", "SeriesState", "detect", "expected_band",
+           "reason_sentence", "restart_at"]

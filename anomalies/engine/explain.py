@@ -16,8 +16,8 @@ def reason_sentence(*, value: float, expected: float, lower: float, upper: float
         relative = f" ({_num(abs(value - expected) / abs(expected) * 100)}% {direction} it)"
     if detector == "robust_zscore":
         return (
-            f"Value {_num(value)} is {_num(sigma)} robust standard deviations {direction} the median "
-            f"{_num(expected)} of the previous {samples} points{relative}, outside the expected band "
+            f"Value {_num(value)} is {_num(sigma)} robust standard deviations {direction} the baseline median "
+            f"{_num(expected)} of {samples} recent points{relative}, outside the expected band "
             f"{_num(lower)} to {_num(upper)}."
         )
     return f"Value {_num(value)} is {direction} the expected {_num(expected)}, outside the band {_num(lower)} to {_num(upper)}."

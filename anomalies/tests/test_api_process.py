@@ -29,7 +29,7 @@ def test_process_run_flags_the_spike_after_2000_steady_points(owner):
     assert spike["detector"] and spike["parameters"]["threshold_sigma"] > 0
     assert spike["status"] == "open"
     assert spike["reason"].startswith("Value 500 is ") and spike["reason"].endswith(".")
-    assert "above the median" in spike["reason"]
+    assert "above the baseline median" in spike["reason"]
 
 
 def test_a_second_run_creates_nothing(owner):
