@@ -5,8 +5,9 @@ Both paths store the same rows: batches of 1,000 events over 1,000 series.
 - COPY: one `COPY` of the same rows over one connection into a narrow table
   (tenant_id, series_id, ts, value) with a unique (series_id, ts) index.
 
-usage: .venv/bin/python bench/ingest_http.py --url http://127.0.0.1:8000 --key KEY [--batches 200]
-The database is the one the project's settings point at (embedded by default).
+usage: .venv/bin/python bench/ingest_http.py --url http://127.0.0.1:8000 [--rounds 5] [--batches 300]
+Each run makes its own tenant (and ingest key) in the database the project's settings point at
+(embedded by default), so earlier runs' watermarks cannot turn its points into late points.
 """
 import argparse
 import http.client
@@ -64,11 +65,22 @@ def run_http(url: str, key: str, bodies: list[bytes], connections: int) -> tuple
     return accepted, elapsed
 
 
-def run_copy(rows: int, series: int, start: datetime) -> float:
+def _django():
     import django
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cloudwatchdog.settings")
     django.setup()
+
+
+def bench_key(run_tag: str) -> str:
+    _django()
+    from tenants.services import api_key_issue, tenant_create
+
+    return api_key_issue(tenant=tenant_create(slug=f"bench-ingest-{run_tag}"), scope="ingest").plaintext
+
+
+def run_copy(rows: int, series: int, start: datetime) -> float:
+    _django()
     from django.db import connection
 
     buffer = io.StringIO()
@@ -96,13 +108,13 @@ def _median(values):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="http://127.0.0.1:8000")
-    parser.add_argument("--key", required=True, help="an ingest or all key of a tenant made for the benchmark")
     parser.add_argument("--batches", type=int, default=300, help="batches of --series events per round (default 300)")
     parser.add_argument("--series", type=int, default=1000)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3, help="alternating HTTP and COPY rounds; medians reported")
     args = parser.parse_args()
     run_tag = f"b{int(time.time())}"
+    key = bench_key(run_tag)
     http_rates, copy_rates = [], []
     # Timestamps move forward from round to round and end near now, as a live agent's do, so no
     # point lands behind a detection watermark (that would be a late point, a different workload).
@@ -110,7 +122,7 @@ def main():
     for round_number in range(args.rounds):
         start = first + timedelta(seconds=round_number * (args.batches + 1))
         bodies = make_batches(args.batches + 1, args.series, start, run_tag)
-        accepted, http_seconds = run_http(args.url, args.key, bodies, args.connections)
+        accepted, http_seconds = run_http(args.url, key, bodies, args.connections)
         http_rates.append(accepted / http_seconds)
         copy_seconds = run_copy(args.batches * args.series, args.series, start)
         copy_rates.append(args.batches * args.series / copy_seconds)
