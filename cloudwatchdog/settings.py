@@ -160,6 +160,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "anomalies.tasks.detection_run_all_task",
         "schedule": float(CLOUDWATCHDOG["DETECTION_INTERVAL_SECONDS"]),
     },
+    "rollups-every-minute": {
+        "task": "metrics.tasks.rollups_refresh_task",
+        "schedule": 60.0,
+    },
     "points-maintenance-hourly": {
         "task": "metrics.tasks.points_maintain_task",
         "schedule": 3600.0,

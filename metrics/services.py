@@ -14,7 +14,7 @@ import psycopg2.errors
 from django.db import connection, transaction
 from django.utils import timezone
 
-from metrics import partitions
+from metrics import partitions, rollups
 from metrics.ingest import EPOCH, Event, EventChecker, Limits, series_key_hash, typed_events
 from metrics.models import POINT_TABLE, Series
 from tenants.models import Tenant
@@ -258,17 +258,21 @@ def _points_write(*, tenant_id: int, rows: PointRows) -> int:
                 f"COPY {POINT_TABLE} (tenant_id, series_id, ts, value) FROM STDIN WITH (FORMAT binary)",
                 io.BytesIO(rows.copy_binary(tenant_id=tenant_id)),
             )
-            for hook in post_ingest_hooks:
-                hook(cursor, tenant_id, rows)
+            _after_write(cursor, tenant_id, rows)
         return len(rows.series_ids)
     except psycopg2.errors.UniqueViolation:  # copy_expert is psycopg2's own call, not wrapped by Django
         pass
     with transaction.atomic(savepoint=nested), connection.cursor() as cursor:
         _ingest_lock(cursor, tenant_id)
         accepted = _points_write_deduplicated(cursor, tenant_id=tenant_id, rows=rows)
-        for hook in post_ingest_hooks:
-            hook(cursor, tenant_id, rows)
+        _after_write(cursor, tenant_id, rows)
     return accepted
+
+
+def _after_write(cursor, tenant_id: int, rows: PointRows) -> None:
+    rollups.ingest_log_append(cursor, tenant_id=tenant_id, min_us=int(rows.ts_us.min()), max_us=int(rows.ts_us.max()))
+    for hook in post_ingest_hooks:
+        hook(cursor, tenant_id, rows)
 
 
 def _ingest_lock(cursor, tenant_id: int) -> None:
@@ -303,13 +307,16 @@ def points_retention_apply(*, now: datetime | None = None) -> dict:
     global_days = settings.CLOUDWATCHDOG.get("RETENTION_DAYS")
     if global_days:
         report["dropped_partitions"] = partitions.partitions_drop_before(cutoff=now - timedelta(days=global_days))
-    for tenant in Tenant.objects.filter(retention_days__isnull=False):
         with connection.cursor() as cursor:
-            cursor.execute(
-                f"DELETE FROM {POINT_TABLE} WHERE tenant_id = %s AND ts < %s",
-                [tenant.id, now - timedelta(days=tenant.retention_days)],
-            )
+            for table in ("metrics_rollup_1m", "metrics_rollup_1h"):
+                cursor.execute(f"DELETE FROM {table} WHERE bucket < %s", [now - timedelta(days=global_days)])
+    for tenant in Tenant.objects.filter(retention_days__isnull=False):
+        cutoff = now - timedelta(days=tenant.retention_days)
+        with connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {POINT_TABLE} WHERE tenant_id = %s AND ts < %s", [tenant.id, cutoff])
             report["deleted_points"] += cursor.rowcount
+            for table in ("metrics_rollup_1m", "metrics_rollup_1h"):
+                cursor.execute(f"DELETE FROM {table} WHERE tenant_id = %s AND bucket < %s", [tenant.id, cutoff])
     return report
 
 

@@ -1,0 +1,93 @@
+"""Rollups of points into 1-minute and 1-hour count/sum/min/max, kept up to date incrementally.
+
+Every ingest transaction appends the time range it wrote to `metrics_ingest_log` (one row). The
+refresh claims those rows, and rebuilds the touched minutes from raw points and the touched
+hours from the minutes. A rebuild replaces a bucket's row, so late points are included and a
+refresh that runs twice changes nothing.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from django.db import connection, transaction
+
+from metrics.models import POINT_TABLE
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# (table, bucket seconds, source); a step that is a multiple of a resolution may read its table.
+RESOLUTIONS = [("metrics_rollup_1h", 3600), ("metrics_rollup_1m", 60)]
+_REFRESH_LOCK = "metrics_rollups_refresh"
+
+
+def ingest_log_append(cursor, *, tenant_id: int, min_us: int, max_us: int) -> None:
+    """Record the time range an ingest transaction wrote (called inside that transaction)."""
+    cursor.execute(
+        "INSERT INTO metrics_ingest_log (tenant_id, min_ts, max_ts) VALUES "
+        "(%s, timestamptz 'epoch' + %s * interval '1 microsecond', timestamptz 'epoch' + %s * interval '1 microsecond')",
+        [tenant_id, min_us, max_us],
+    )
+
+
+def _floor(moment: datetime, seconds: int) -> datetime:
+    return EPOCH + timedelta(seconds=(moment - EPOCH) // timedelta(seconds=seconds) * seconds)
+
+
+def _merged_ranges(ranges: list[tuple[datetime, datetime]], seconds: int) -> list[tuple[datetime, datetime]]:
+    """Bucket-aligned [start, end) ranges covering the given [min, max] ranges, overlapping ones merged."""
+    aligned = sorted((_floor(low, seconds), _floor(high, seconds) + timedelta(seconds=seconds)) for low, high in ranges)
+    merged: list[list[datetime]] = []
+    for start, end in aligned:
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [(start, end) for start, end in merged]
+
+
+def rollups_refresh() -> dict:
+    """Rebuild the rollup buckets touched since the last refresh; returns what was rebuilt."""
+    report = {"tenants": 0, "minute_ranges": 0, "hour_ranges": 0}
+    with transaction.atomic(), connection.cursor() as cursor:
+        # One refresh at a time; ingest is never blocked (it only appends to the log).
+        cursor.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))", [_REFRESH_LOCK])
+        if not cursor.fetchone()[0]:
+            return report
+        cursor.execute("DELETE FROM metrics_ingest_log RETURNING tenant_id, min_ts, max_ts")
+        by_tenant: dict[int, list[tuple[datetime, datetime]]] = {}
+        for tenant_id, low, high in cursor.fetchall():
+            by_tenant.setdefault(tenant_id, []).append((low, high))
+        for tenant_id, ranges in by_tenant.items():
+            report["tenants"] += 1
+            for start, end in _merged_ranges(ranges, 60):
+                _rebuild(cursor, tenant_id=tenant_id, table="metrics_rollup_1m", source=POINT_TABLE,
+                         seconds=60, start=start, end=end, time_column="ts", raw=True)
+                report["minute_ranges"] += 1
+            for start, end in _merged_ranges(ranges, 3600):
+                _rebuild(cursor, tenant_id=tenant_id, table="metrics_rollup_1h", source="metrics_rollup_1m",
+                         seconds=3600, start=start, end=end, time_column="bucket", raw=False)
+                report["hour_ranges"] += 1
+    return report
+
+
+def _rebuild(cursor, *, tenant_id, table, source, seconds, start, end, time_column, raw) -> None:
+    aggregates = ("count(*), sum(value), min(value), max(value)" if raw
+                  else "sum(count), sum(sum), min(min), max(max)")
+    cursor.execute(f"DELETE FROM {table} WHERE tenant_id = %s AND bucket >= %s AND bucket < %s", [tenant_id, start, end])
+    cursor.execute(
+        f"""
+        INSERT INTO {table} (tenant_id, series_id, bucket, count, sum, min, max)
+        SELECT tenant_id, series_id, date_bin(make_interval(secs => %s), {time_column}, timestamptz 'epoch'), {aggregates}
+        FROM {source}
+        WHERE tenant_id = %s AND {time_column} >= %s AND {time_column} < %s
+        GROUP BY 1, 2, 3
+        """,
+        [seconds, tenant_id, start, end],
+    )
+
+
+def rollup_for_step(step_seconds: int) -> tuple[str, int] | None:
+    """The coarsest rollup whose resolution divides the step, or None to read raw points."""
+    for table, seconds in RESOLUTIONS:
+        if step_seconds % seconds == 0:
+            return table, seconds
+    return None
