@@ -276,9 +276,11 @@ def _after_write(cursor, tenant_id: int, rows: PointRows) -> None:
 
 
 def _ingest_lock(cursor, tenant_id: int) -> None:
-    # Detection takes this lock exclusively while it reads new points, so a point is either
-    # seen by that read or committed before the watermark moves (see anomalies.services).
+    # Detection takes this lock exclusively while it fixes watermarks, so a point is either
+    # committed before a watermark moves or compared with the moved one (see anomalies.services).
     cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [INGEST_ADVISORY_NAMESPACE, tenant_id])
+    if not settings.CLOUDWATCHDOG["INGEST_SYNCHRONOUS_COMMIT"]:
+        cursor.execute("SET LOCAL synchronous_commit = off")
 
 
 def _points_write_deduplicated(cursor, *, tenant_id: int, rows: PointRows) -> int:
