@@ -5,6 +5,8 @@ import base64
 import re
 from datetime import datetime, timedelta
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from cloudwatchdog.errors import ApiError
@@ -14,6 +16,7 @@ _STEP = re.compile(r"^(\d+)([smhd])$")
 _STEP_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+@extend_schema_field(OpenApiTypes.DATETIME)
 class TimestampField(serializers.Field):
     """ISO 8601 with a UTC offset, as everywhere in the API."""
 
@@ -27,6 +30,7 @@ class TimestampField(serializers.Field):
         return value.isoformat().replace("+00:00", "Z")
 
 
+@extend_schema_field({"type": "string", "pattern": r"^\d+[smhd]$", "example": "1h"})
 class StepField(serializers.Field):
     """`<n>[smhd]`, e.g. 5m or 1h, as seconds."""
 

@@ -1,6 +1,7 @@
 """DRF policies: API-key authentication, scope permission and the per-tenant throttle."""
 from __future__ import annotations
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions, throttling
 
 from tenants.models import ApiKey
@@ -73,3 +74,13 @@ class TenantRateThrottle(throttling.BaseThrottle):
 
     def wait(self):
         return self._wait
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    """Documents `Authorization: Bearer <api key>` in the OpenAPI schema."""
+
+    target_class = "tenants.drf.ApiKeyAuthentication"
+    name = "apiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "description": "An API key from create_tenant or the admin."}
