@@ -14,7 +14,6 @@ rebuilt from history), so the outcome equals in-order arrival; older ones wait f
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID

@@ -6,7 +6,6 @@ index, each rejection naming the field and the reason.
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import math

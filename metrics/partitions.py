@@ -64,7 +64,7 @@ def partitions_ensure(*, ts_us_values) -> int:
             name = partition_name(week)
             start = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=week)
             end = start + timedelta(days=7)
-            cursor.execute(f"SELECT to_regclass(%s)", [name])
+            cursor.execute("SELECT to_regclass(%s)", [name])
             if cursor.fetchone()[0] is None:
                 cursor.execute(
                     f"CREATE TABLE {name} PARTITION OF {POINT_TABLE} FOR VALUES FROM (%s) TO (%s)",

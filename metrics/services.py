@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 import struct
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable
@@ -16,7 +15,7 @@ from django.utils import timezone
 
 from metrics import partitions, rollups
 from metrics.ingest import EPOCH, Event, EventChecker, Limits, series_key_hash, typed_events
-from metrics.models import POINT_TABLE, Series
+from metrics.models import POINT_TABLE
 from tenants.models import Tenant
 from tenants.ratelimit import bucket_take
 

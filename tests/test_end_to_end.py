@@ -1,6 +1,5 @@
 """The product sketch's curl flow, over real HTTP against a live server, with two tenants."""
 import json
-import math
 import urllib.error
 import urllib.request
 from datetime import datetime, timedelta, timezone

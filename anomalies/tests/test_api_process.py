@@ -1,7 +1,6 @@
 """POST /api/v1/process/run, GET /api/v1/process/runs/{id}, GET /api/v1/anomalies and /baselines."""
 from datetime import datetime, timedelta, timezone
 
-import pytest
 
 from conftest import event, steady_then_spike
 

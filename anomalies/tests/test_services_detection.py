@@ -122,7 +122,7 @@ def test_an_overlapping_run_is_refused_with_the_running_id(make_tenant, settings
 
 
 def test_run_detection_command_covers_every_tenant_and_exits_cleanly(make_tenant):
-    first, second = make_tenant("first"), make_tenant("second")
+    first, _second = make_tenant("first"), make_tenant("second")
     points_ingest(tenant=first.tenant, events=_events())
     out = StringIO()
     call_command("run_detection", stdout=out)

@@ -43,7 +43,7 @@ def test_an_async_run_goes_through_the_worker(make_tenant, celery_worker):
 
 
 def test_the_beat_task_runs_every_tenant_on_the_worker(make_tenant, celery_worker):
-    first, second = make_tenant("beat-a"), make_tenant("beat-b")
+    first, _second = make_tenant("beat-a"), make_tenant("beat-b")
     now = datetime.now(timezone.utc)
     first.ingest(steady_then_spike(count=100, end=now - timedelta(minutes=1)))
     first.ingest(steady_then_spike(count=1, end=now))  # newer than the settle delay: left for the next run

@@ -1,5 +1,4 @@
 """POST /api/v1/ingest/metrics: status, body, partial acceptance, duplicates, limits, isolation."""
-import gzip
 import json
 from datetime import datetime, timedelta, timezone
 

@@ -6,7 +6,6 @@ import pytest
 from django.db import connection
 
 from conftest import event
-from metrics import partitions
 from metrics.rollups import rollups_refresh
 from metrics.selectors import timeseries_read
 from metrics.services import points_ingest, points_maintain
