@@ -77,11 +77,13 @@ def main():
           len(read["series"][0]["points"]))
     seen = [call(base, "GET", p, other)[1] for p in ("/api/v1/anomalies", "/api/v1/series", "/api/v1/baselines")]
     check("a second tenant's key sees none of it", all(not s["results"] for s in seen))
-    raw = ('{"events": [' + json.dumps(event(1.0, now)) + "," +
-           json.dumps(event(2.0, now - timedelta(seconds=30))).replace("2.0", "NaN") + "]}").encode()
+    raw = ('{"events": [' + json.dumps(event(1.0, now, "i-nan")) + "," +
+           json.dumps(event(2.0, now - timedelta(seconds=30), "i-nan")).replace("2.0", "NaN") + "]}").encode()
     status, body = call(base, "POST", "/api/v1/ingest/metrics", key, raw=raw)
     check("a NaN event is rejected by index while its neighbour is stored",
-          status == 202 and body["accepted"] + body["duplicates"] == 1 and body["rejected"][0]["index"] == 1, body)
+          status == 202 and body["accepted"] + body["duplicates"] == 1 and body["rejected"][0]["index"] == 1
+          and call(base, "GET", "/api/v1/metrics/timeseries?service=ec2&metric_name=cpu_utilization"
+                   "&resource_id=i-nan&minutes=5", key)[1]["series"][0]["points"][-1]["value"] == 1.0, body)
     status, body = call(base, "POST", "/api/v1/ingest/metrics", key, raw=b"{not json")
     check("a malformed body gets a JSON 400", status == 400 and "detail" in body, body)
     with urllib.request.urlopen(base + "/api/schema/") as response:
