@@ -1,17 +1,77 @@
 """Reads for anomalies, baselines and detection runs."""
 from __future__ import annotations
 
-from datetime import datetime
+import math
+from datetime import datetime, timedelta
 
 import numpy as np
 from django.db.models import QuerySet
 
-from anomalies.engine import SeriesState, expected_band, restart_at
+from django.db import connection
+
+from anomalies.engine import DetectionConfig, SeriesState, expected_band, restart_at, state_from_history
 from anomalies.models import Anomaly, Baseline, DetectionRun
-from anomalies.services import _to_us, detection_config_for
 from metrics import selectors as metrics_selectors
-from metrics.ingest import timestamp_from_us
+from metrics.ingest import EPOCH, timestamp_from_us
 from tenants.models import Tenant
+
+
+def to_us(moment: datetime | None) -> int | None:
+    """Microseconds since the epoch (the engine's time unit)."""
+    return None if moment is None else (moment - EPOCH) // timedelta(microseconds=1)
+
+
+def detection_config_for(*, tenant: Tenant) -> DetectionConfig:
+    """The default configuration with the tenant's overrides."""
+    return DetectionConfig.from_overrides(tenant.detection_config)
+
+
+def states_at(*, tenant: Tenant, restart_us: dict[int, int], config: DetectionConfig) -> dict[int, SeriesState]:
+    """Each series' engine state just before its restart time (a UTC day boundary), rebuilt from
+    the stored points and anomalies before it, for re-evaluations, replays and band drawing."""
+    if not restart_us:
+        return {}
+    history = metrics_selectors.points_before(tenant=tenant, before_us=restart_us, count=2 * config.window_points)
+    by_series: dict[int, tuple[list, list]] = {}
+    for series_id, ts, value in history:
+        series_ts, series_values = by_series.setdefault(series_id, ([], []))
+        series_ts.append(ts)
+        series_values.append(value)
+    first = metrics_selectors.series_first_ts(tenant=tenant, series_ids=list(restart_us))
+    history_start = {sid: by_series[sid][0][0] if sid in by_series else restart_us[sid] for sid in restart_us}
+    extremes = metrics_selectors.series_extremes_before(tenant=tenant, before_us=history_start)
+    alerts = _alert_times_before(tenant=tenant, before_us=restart_us)
+    states = {}
+    for series_id, restart in restart_us.items():
+        if first.get(series_id) is None or first[series_id] >= restart:
+            states[series_id] = SeriesState()
+            continue
+        series_ts, series_values = by_series.get(series_id, ([], []))
+        lowest, highest = extremes.get(series_id, (math.inf, -math.inf))
+        states[series_id] = state_from_history(
+            history_ts=series_ts, history_values=series_values, first_ts_us=first[series_id],
+            lowest_before=lowest, highest_before=highest, alerts_before=alerts.get(series_id, []), config=config,
+        )
+    return states
+
+
+def _alert_times_before(*, tenant: Tenant, before_us: dict[int, int]) -> dict[int, list[int]]:
+    series_ids = list(before_us)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT a.series_id, (extract(epoch FROM a.ts) * 1000000)::bigint
+            FROM unnest(%s::bigint[], %s::bigint[]) AS s(series_id, before_us)
+            JOIN anomalies_anomaly a ON a.tenant_id = %s AND a.series_id = s.series_id
+             AND a.ts < timestamptz 'epoch' + s.before_us * interval '1 microsecond'
+            ORDER BY a.series_id, a.ts
+            """,
+            [series_ids, [before_us[s] for s in series_ids], tenant.id],
+        )
+        alerts: dict[int, list[int]] = {}
+        for series_id, ts_us in cursor.fetchall():
+            alerts.setdefault(series_id, []).append(ts_us)
+        return alerts
 
 
 def anomaly_list(
@@ -63,21 +123,14 @@ def detection_run_get(*, tenant: Tenant, run_id) -> DetectionRun | None:
 def baseline_band(*, tenant: Tenant, series_id: int, start: datetime, end: datetime, max_points: int = 20_000):
     """The expected value and band at each stored point of one series in (start, end], for drawing.
 
-    Computed by the same engine as detection, from the history before `start`, so it matches
-    what detection compared each point with.
+    Computed by the same engine as detection, from the history before `start`'s UTC day, so it
+    matches what the residual detector compared each point with.
     """
     config = detection_config_for(tenant=tenant)
-    # Baselines refresh at bucket boundaries, so replay from the boundary before `start`.
-    start_us = restart_at(_to_us(start), config) - 1
-    history = metrics_selectors.points_before(tenant=tenant, before_us={series_id: start_us + 1}, count=config.window_points)
-    first = metrics_selectors.series_first_ts(tenant=tenant, series_ids=[series_id]).get(series_id)
-    rows = metrics_selectors.points_after(tenant=tenant, after_us={series_id: start_us},
-                                          until_us={series_id: _to_us(end)}, limit_per_series=max_points)
-    state = SeriesState(
-        first_ts_us=first,
-        window_ts=np.array([r[1] for r in history], dtype=np.int64),
-        window_values=np.array([r[2] for r in history], dtype=np.float64),
-    )
+    day_start = restart_at(to_us(start), config)
+    state = states_at(tenant=tenant, restart_us={series_id: day_start}, config=config)[series_id]
+    rows = metrics_selectors.points_after(tenant=tenant, after_us={series_id: day_start - 1},
+                                          until_us={series_id: to_us(end)}, limit_per_series=max_points)
     ts = np.array([r[1] for r in rows], dtype=np.int64)
     values = np.array([r[2] for r in rows], dtype=np.float64)
     expected, lower, upper, warm = expected_band(state, ts, values, config)

@@ -25,6 +25,8 @@ from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 from psycopg2.extras import execute_values
 
+from anomalies import selectors as anomalies_selectors
+from anomalies.selectors import detection_config_for, to_us
 from anomalies.engine import DetectionConfig, SeriesState, detect, restart_at
 from anomalies.models import Anomaly, Baseline, DetectionRun
 from metrics import selectors as metrics_selectors
@@ -43,15 +45,6 @@ class RunInProgress(Exception):
         super().__init__("a detection run of this tenant is already going")
         self.running_run_id = running_run_id
         self.run = run
-
-
-def _to_us(moment: datetime | None) -> int | None:
-    return None if moment is None else (moment - EPOCH) // _US
-
-
-def detection_config_for(*, tenant: Tenant) -> DetectionConfig:
-    """The default configuration with the tenant's overrides."""
-    return DetectionConfig.from_overrides(tenant.detection_config)
 
 
 def late_points_mark(cursor, tenant_id: int, rows) -> None:
@@ -185,15 +178,15 @@ def _plan(tenant: Tenant, baselines: dict[int, Baseline], series_ids: list[int],
         if baseline is None or baseline.watermark is None:
             plans.append(_Plan(series_id, baseline, None, False))
             continue
-        watermark_us = _to_us(baseline.watermark)
+        watermark_us = to_us(baseline.watermark)
         candidates = []
         consumes_late = False
         if replay_us is not None and replay_us <= watermark_us:
             candidates.append(replay_us)
         if baseline.evaluating_from is not None:
-            candidates.append(_to_us(baseline.evaluating_from))
+            candidates.append(to_us(baseline.evaluating_from))
         if baseline.late_from is not None:
-            late_us = _to_us(baseline.late_from)
+            late_us = to_us(baseline.late_from)
             if late_us >= watermark_us - late_window_us or (replay_us is not None and late_us >= replay_us):
                 candidates.append(late_us)
                 consumes_late = True
@@ -204,8 +197,8 @@ def _plan(tenant: Tenant, baselines: dict[int, Baseline], series_ids: list[int],
 
 def _evaluate(*, tenant: Tenant, run: DetectionRun, replay_since: datetime | None, settle_seconds: float) -> None:
     config = detection_config_for(tenant=tenant)
-    replay_us = _to_us(replay_since)
-    cutoff_us = _to_us(timezone.now()) - int(settle_seconds * 1_000_000) if settle_seconds else None
+    replay_us = to_us(replay_since)
+    cutoff_us = to_us(timezone.now()) - int(settle_seconds * 1_000_000) if settle_seconds else None
 
     # Phase 1, while ingest of this tenant waits (milliseconds): fix each series' new watermark at
     # its newest committed point. A point committed later at or behind it is marked late by
@@ -217,7 +210,7 @@ def _evaluate(*, tenant: Tenant, run: DetectionRun, replay_since: datetime | Non
         plans = [
             plan for plan in _plan(tenant, baselines, list(newest), replay_us, config)
             if plan.restart_us is not None or plan.baseline is None or plan.baseline.watermark is None
-            or newest[plan.series_id] > _to_us(plan.baseline.watermark)
+            or newest[plan.series_id] > to_us(plan.baseline.watermark)
         ]
         _watermarks_advance(cursor, tenant=tenant, plans=plans, newest=newest)
 
@@ -227,7 +220,7 @@ def _evaluate(*, tenant: Tenant, run: DetectionRun, replay_since: datetime | Non
         if plan.restart_us is not None:
             after_us[plan.series_id] = plan.restart_us - 1
         elif plan.baseline is not None and plan.baseline.watermark is not None:
-            after_us[plan.series_id] = _to_us(plan.baseline.watermark)
+            after_us[plan.series_id] = to_us(plan.baseline.watermark)
         else:
             after_us[plan.series_id] = None
         until_us[plan.series_id] = newest[plan.series_id]
@@ -235,9 +228,7 @@ def _evaluate(*, tenant: Tenant, run: DetectionRun, replay_since: datetime | Non
 
     # Phase 2: evaluate, then write anomalies, baselines and the run summary together.
     rebuild = {p.series_id: p.restart_us for p in plans if p.restart_us is not None}
-    history = _group(metrics_selectors.points_before(tenant=tenant, before_us=rebuild, count=config.window_points))
-    first_ts = metrics_selectors.series_first_ts(tenant=tenant, series_ids=list(rebuild))
-    last_alerts = _last_alerts_before(tenant=tenant, before_us=rebuild)
+    rebuilt = anomalies_selectors.states_at(tenant=tenant, restart_us=rebuild, config=config)
     baselines = {b.series_id: b for b in Baseline.objects.for_tenant(tenant).filter(series_id__in=[p.series_id for p in plans])}
     findings_by_series = {}
     states = {}
@@ -245,15 +236,7 @@ def _evaluate(*, tenant: Tenant, run: DetectionRun, replay_since: datetime | Non
     for plan in plans:
         ts, values = new_points.get(plan.series_id, (np.empty(0, np.int64), np.empty(0)))
         if plan.restart_us is not None:
-            window_ts, window_values = history.get(plan.series_id, (np.empty(0, np.int64), np.empty(0)))
-            state = SeriesState(
-                first_ts_us=first_ts.get(plan.series_id),
-                last_alert_us=last_alerts.get(plan.series_id),
-                window_ts=window_ts,
-                window_values=window_values,
-            )
-            if state.first_ts_us is not None and state.first_ts_us >= plan.restart_us:
-                state = SeriesState()
+            state = rebuilt[plan.series_id]
         else:
             baseline = baselines.get(plan.series_id)
             state = SeriesState.from_bytes(baseline.checkpoint if baseline else None)
@@ -293,7 +276,7 @@ def _watermarks_advance(cursor, *, tenant: Tenant, plans: list[_Plan], newest: d
     """Move each planned series' watermark to its newest point and mark the range being evaluated."""
     rows = []
     for plan in plans:
-        old = _to_us(plan.baseline.watermark) if plan.baseline is not None else None
+        old = to_us(plan.baseline.watermark) if plan.baseline is not None else None
         watermark = max(newest[plan.series_id], old) if old is not None else newest[plan.series_id]
         if plan.restart_us is not None:
             owed_from = timestamp_from_us(plan.restart_us)
@@ -309,7 +292,7 @@ def _watermarks_advance(cursor, *, tenant: Tenant, plans: list[_Plan], newest: d
         f"""
         INSERT INTO anomalies_baseline (tenant_id, series_id, method, status, window_points, sample_count,
                                         watermark, evaluating_from, late_points, updated_at)
-        SELECT {int(tenant.id)}, v.series_id, 'median_mad', 'warming', 0, 0, v.watermark, v.evaluating_from, 0, now()
+        SELECT {int(tenant.id)}, v.series_id, 'trailing_median', 'warming', 0, 0, v.watermark, v.evaluating_from, 0, now()
         FROM (VALUES %s) AS v(series_id, watermark, evaluating_from)
         ON CONFLICT (tenant_id, series_id) DO UPDATE SET
             watermark = EXCLUDED.watermark, evaluating_from = EXCLUDED.evaluating_from
@@ -332,23 +315,6 @@ def _watermarks_advance(cursor, *, tenant: Tenant, plans: list[_Plan], newest: d
             "UPDATE anomalies_baseline SET late_from = NULL, late_points = 0 WHERE tenant_id = %s AND series_id = ANY(%s)",
             [tenant.id, consumed],
         )
-
-
-def _last_alerts_before(*, tenant: Tenant, before_us: dict[int, int]) -> dict[int, int]:
-    if not before_us:
-        return {}
-    series_ids = list(before_us)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            SELECT s.series_id, (SELECT (extract(epoch FROM max(a.ts)) * 1000000)::bigint FROM anomalies_anomaly a
-                                 WHERE a.tenant_id = %s AND a.series_id = s.series_id
-                                   AND a.ts < timestamptz 'epoch' + s.before_us * interval '1 microsecond')
-            FROM unnest(%s::bigint[], %s::bigint[]) AS s(series_id, before_us)
-            """,
-            [tenant.id, series_ids, [before_us[s] for s in series_ids]],
-        )
-        return {series_id: last for series_id, last in cursor.fetchall() if last is not None}
 
 
 def _anomalies_write(cursor, *, tenant: Tenant, run: DetectionRun, findings_by_series, rebuild: dict[int, int]) -> int:
@@ -397,7 +363,8 @@ def _baselines_write(cursor, *, tenant: Tenant, states: dict, config: DetectionC
     rows = []
     for series_id, (state, snapshot) in states.items():
         rows.append((
-            series_id, snapshot.status, config.window_points, snapshot.samples, snapshot.median, snapshot.mad,
+            series_id, snapshot.status, "seasonal_median" if snapshot.seasonal else "trailing_median",
+            config.window_points, snapshot.samples, snapshot.median, snapshot.mad,
             snapshot.scale, snapshot.lower, snapshot.upper,
             None if state.first_ts_us is None else timestamp_from_us(state.first_ts_us),
             state.to_bytes(),
@@ -408,15 +375,15 @@ def _baselines_write(cursor, *, tenant: Tenant, states: dict, config: DetectionC
         cursor.cursor,
         f"""
         UPDATE anomalies_baseline b SET
-            status = v.status, window_points = v.window_points, sample_count = v.sample_count, median = v.median,
+            status = v.status, method = v.method, window_points = v.window_points, sample_count = v.sample_count, median = v.median,
             mad = v.mad, scale = v.scale, lower = v.lower, upper = v.upper, first_ts = v.first_ts,
             checkpoint = v.checkpoint, evaluating_from = NULL, updated_at = now()
-        FROM (VALUES %s) AS v(series_id, status, window_points, sample_count, median, mad, scale, lower, upper,
+        FROM (VALUES %s) AS v(series_id, status, method, window_points, sample_count, median, mad, scale, lower, upper,
                               first_ts, checkpoint)
         WHERE b.tenant_id = {int(tenant.id)} AND b.series_id = v.series_id
         """,
         rows,
-        template="(%s::bigint, %s, %s::int, %s::int, %s::float8, %s::float8, %s::float8, %s::float8, %s::float8, "
+        template="(%s::bigint, %s, %s, %s::int, %s::int, %s::float8, %s::float8, %s::float8, %s::float8, %s::float8, "
         "%s::timestamptz, %s::bytea)",
         page_size=1000,
     )

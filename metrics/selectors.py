@@ -252,3 +252,25 @@ def points_page(*, tenant: Tenant, series_id: int, before: datetime, limit: int)
             [tenant.id, series_id, before, limit],
         )
         return cursor.fetchall()
+
+
+def series_extremes_before(*, tenant: Tenant, before_us: dict[int, int]) -> dict[int, tuple[float, float]]:
+    """The lowest and highest value of each series strictly before its given time (µs)."""
+    if not before_us:
+        return {}
+    series_ids = list(before_us)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT s.series_id, x.lowest, x.highest
+            FROM unnest(%s::bigint[], %s::bigint[]) AS s(series_id, before_us)
+            CROSS JOIN LATERAL (
+                SELECT min(value) AS lowest, max(value) AS highest FROM {POINT_TABLE} p
+                WHERE p.tenant_id = %s AND p.series_id = s.series_id
+                  AND p.ts < timestamptz 'epoch' + s.before_us * interval '1 microsecond'
+            ) x
+            WHERE x.lowest IS NOT NULL
+            """,
+            [series_ids, [before_us[s] for s in series_ids], tenant.id],
+        )
+        return {series_id: (lowest, highest) for series_id, lowest, highest in cursor.fetchall()}

@@ -11,8 +11,9 @@ from anomalies.engine.detector import (
     detect,
     expected_band,
     restart_at,
+    state_from_history,
 )
 from anomalies.engine.explain import reason_sentence
 
 __all__ = ["BaselineSnapshot", "DetectionConfig", "Finding", "SeriesState", "detect", "expected_band",
-           "reason_sentence", "restart_at"]
+           "reason_sentence", "restart_at", "state_from_history"]

@@ -1,107 +1,157 @@
-"""Robust trailing-window detector (median / MAD), cold-start safe, with a time-based cooldown.
+"""A deterministic, explainable ensemble of five detectors with suppression expressed in time.
 
-The baseline is refreshed at the first point of each `refresh_seconds` bucket of time (hourly
-by default) from the `window_points` points before it: expected = their median, scale =
-1.4826 × MAD floored (a flat series has MAD 0), band = expected ± threshold × scale. Every
-point of the bucket is compared with that baseline, so the cost per point is a few vector
-operations and the medians are computed once per bucket, not once per point.
-A point outside the band is a finding unless the series is still warming (too few points or
-too short a history) or an alert fired less than `cooldown_seconds` earlier (one alert per
-incident). The state after a point is (the last `window_points` points, the series' first
-timestamp, the last alert's timestamp, the baseline in effect); at a bucket boundary it is
-derivable from history alone, which is where a re-evaluation restarts (`restart_at`).
+Each point is compared, in timestamp order, with a baseline refreshed at the first point of
+every hour of data from the `window_points` points before it. The detectors:
+
+- range:     the value leaves [lowest − tol·range, highest + tol·range] of everything seen so far;
+- residual:  robust z of the value against the expected value: the median of the same time of
+             day 1–3 days earlier when that explains the series better than its plain median
+             (seasonality is found from the data, never assumed), else the trailing median;
+- cusum:     two-sided CUSUM of the clipped z, reset at each UTC day and after each alert
+             (slow drifts and level shifts that stay inside the band);
+- variance:  the mean |z| of the last `variance_points` points (a shift of spread or level);
+- flatline:  a run of identical values longer than any seen recently (a stuck sensor).
+
+Each detector gives an evidence ratio (≥ 1 votes). After an alert the thresholds of all but the
+range detector are multiplied by `gain_factor`, decaying back with `gain_half_life_seconds`, and
+no alert is raised for `cooldown_seconds` (one alert per incident). Nothing is raised before
+`min_points` points spanning `min_span_seconds`; gaps are gaps, never zeros.
+
+Determinism: the state after a point depends only on the points (and alerts) before it. At a
+UTC day boundary it can be rebuilt from history alone (`state_from_history`), which is where
+any re-evaluation restarts (`restart_at`), so the output never depends on batch boundaries.
 """
 from __future__ import annotations
 
 import math
 import struct
+from collections import deque
 from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 
 from anomalies.engine.explain import reason_sentence
 
-DETECTOR_NAME = "robust_zscore"
+DAY_US = 86_400_000_000
 MAD_TO_SIGMA = 1.4826
-_CHUNK_ROWS = 4096
+SEASONAL_LAGS = (1, 2, 3)  # days
+DETECTORS = ("range", "residual", "cusum", "variance", "flatline")
 
 
 @dataclass(frozen=True)
 class DetectionConfig:
-    window_points: int = 360
-    threshold: float = 6.0  # robust σ
-    min_points: int = 60
-    min_span_seconds: int = 3600
-    cooldown_seconds: int = 1800
-    refresh_seconds: int = 3600  # the baseline is recomputed at the first point of each such bucket
-    range_floor: float = 0.01  # scale ≥ this share of the window's range
-    relative_floor: float = 0.001  # scale ≥ this share of |median|
-    absolute_floor: float = 1e-9
+    window_points: int = 1000
+    refresh_seconds: int = 3600
+    min_points: int = 288
+    min_span_seconds: int = 86_400
+    sensitivity: float = 1.0  # > 1 makes every detector but range more sensitive, < 1 less
+    range_tolerance: float = 0.05
+    residual_threshold: float = 6.0  # robust σ
+    cusum_drift: float = 1.0  # σ per point
+    cusum_threshold: float = 30.0  # σ
+    variance_points: int = 12
+    variance_threshold: float = 4.0  # mean |z|
+    flatline_min_points: int = 12
+    flatline_factor: float = 3.0
+    seasonal_improvement: float = 0.7  # seasonal residual MAD must be below this share of the plain MAD
+    cooldown_seconds: int = 21_600
+    gain_factor: float = 2.0
+    gain_half_life_seconds: int = 432_000
 
     @classmethod
     def from_overrides(cls, overrides: dict | None) -> "DetectionConfig":
-        """The defaults with a tenant's overrides applied; unknown keys raise ValueError."""
+        """The defaults with a tenant's overrides applied; unknown keys or bad values raise ValueError."""
         if not overrides:
             return cls()
-        known = {f.name: f.type for f in fields(cls)}
-        unknown = set(overrides) - set(known)
+        known = {f.name for f in fields(cls)}
+        unknown = set(overrides) - known
         if unknown:
             raise ValueError(f"unknown detection setting(s): {', '.join(sorted(unknown))}")
         default = cls()
-        cast = {name: type(getattr(default, name)) for name in overrides}
-        return replace(default, **{name: cast[name](value) for name, value in overrides.items()})
+        values = {}
+        for name, value in overrides.items():
+            kind = type(getattr(default, name))
+            try:
+                values[name] = kind(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"detection setting {name} must be a {kind.__name__}") from None
+            if values[name] <= 0 and name != "range_tolerance":
+                raise ValueError(f"detection setting {name} must be positive")
+        return replace(default, **values)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
+def restart_at(ts_us: int, config: DetectionConfig) -> int:
+    """Where a re-evaluation that must cover `ts_us` starts: the UTC day it falls in."""
+    return ts_us // DAY_US * DAY_US
+
+
 @dataclass
 class SeriesState:
-    """What a series carries from one point to the next."""
+    """Everything a series carries from one point to the next."""
 
     first_ts_us: int | None = None
+    window_ts: list = field(default_factory=list)
+    window_values: list = field(default_factory=list)
+    window_residuals: list = field(default_factory=list)  # seasonal residual of each window point (NaN: none)
+    lowest: float = math.inf
+    highest: float = -math.inf
     last_alert_us: int | None = None
-    window_ts: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
-    window_values: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.float64))
-    # The baseline in effect since the last refresh (NaN before the first one with any history).
+    gain_at_alert: float = 1.0
+    cusum_up: float = 0.0
+    cusum_down: float = 0.0
+    cusum_day: int = -(2**62)
+    run_length: int = 0
+    run_alerted: bool = False  # a flatline alerts once per run, however long it lasts
+    recent_abs_z: list = field(default_factory=list)
+    # The baseline in effect since the last refresh.
+    bucket: int = -(2**62)
     median: float = math.nan
-    mad: float = math.nan
     scale: float = math.nan
-    samples: int = 0
+    plain_mad: float = math.nan
+    seasonal: bool = False
+    longest_run: int = 0
 
-    _HEADER = struct.Struct("<qqdddII")
+    _SCALARS = struct.Struct("<qddqdddqqqdddqqqII")
     _NONE = -(2**63)
 
     def to_bytes(self) -> bytes:
-        header = self._HEADER.pack(
-            self._NONE if self.first_ts_us is None else self.first_ts_us,
-            self._NONE if self.last_alert_us is None else self.last_alert_us,
-            self.median, self.mad, self.scale, self.samples,
-            len(self.window_ts),
+        none = self._NONE
+        head = self._SCALARS.pack(
+            none if self.first_ts_us is None else self.first_ts_us, self.lowest, self.highest,
+            none if self.last_alert_us is None else self.last_alert_us, self.gain_at_alert, self.cusum_up,
+            self.cusum_down, self.cusum_day, self.run_length, self.bucket, self.median, self.scale, self.plain_mad,
+            int(self.seasonal), self.longest_run, int(self.run_alerted), len(self.window_ts), len(self.recent_abs_z),
         )
-        return header + self.window_ts.astype("<i8").tobytes() + self.window_values.astype("<f8").tobytes()
+        return (head + np.asarray(self.window_ts, "<i8").tobytes() + np.asarray(self.window_values, "<f8").tobytes()
+                + np.asarray(self.window_residuals, "<f8").tobytes() + np.asarray(self.recent_abs_z, "<f8").tobytes())
 
     @classmethod
     def from_bytes(cls, blob: bytes | None) -> "SeriesState":
         if not blob:
             return cls()
         blob = bytes(blob)
-        first, last_alert, median, mad, scale, samples, count = cls._HEADER.unpack_from(blob)
-        offset = cls._HEADER.size
-        window_ts = np.frombuffer(blob, dtype="<i8", count=count, offset=offset).astype(np.int64)
-        window_values = np.frombuffer(blob, dtype="<f8", count=count, offset=offset + 8 * count).astype(np.float64)
+        (first, lowest, highest, last_alert, gain, up, down, day, run, bucket, median, scale, plain_mad, seasonal,
+         longest, run_alerted, count, recent) = cls._SCALARS.unpack_from(blob)
+        offset = cls._SCALARS.size
+        arrays = []
+        for dtype, size in (("<i8", count), ("<f8", count), ("<f8", count), ("<f8", recent)):
+            arrays.append(np.frombuffer(blob, dtype=dtype, count=size, offset=offset).tolist())
+            offset += 8 * size
         return cls(
-            first_ts_us=None if first == cls._NONE else first,
-            last_alert_us=None if last_alert == cls._NONE else last_alert,
-            window_ts=window_ts,
-            window_values=window_values,
-            median=median, mad=mad, scale=scale, samples=samples,
+            first_ts_us=None if first == cls._NONE else first, window_ts=arrays[0], window_values=arrays[1],
+            window_residuals=arrays[2], lowest=lowest, highest=highest,
+            last_alert_us=None if last_alert == cls._NONE else last_alert, gain_at_alert=gain, cusum_up=up,
+            cusum_down=down, cusum_day=day, run_length=run, run_alerted=bool(run_alerted), recent_abs_z=arrays[3], bucket=bucket, median=median,
+            scale=scale, plain_mad=plain_mad, seasonal=bool(seasonal), longest_run=longest,
         )
 
 
 @dataclass(frozen=True)
 class BaselineSnapshot:
-    """The baseline as of the last processed point (what the API and admin show)."""
+    """The baseline in effect after the last processed point (what the API and admin show)."""
 
     status: str  # "warming" or "ready"
     samples: int
@@ -110,6 +160,7 @@ class BaselineSnapshot:
     scale: float | None
     lower: float | None
     upper: float | None
+    seasonal: bool = False
 
 
 @dataclass(frozen=True)
@@ -127,148 +178,244 @@ class Finding:
     reason: str
 
 
-def _robust_stats(reference: np.ndarray, config: DetectionConfig):
-    """Median, MAD and floored scale of each row of a 2-D reference array."""
-    median = np.median(reference, axis=1)
-    mad = np.median(np.abs(reference - median[:, None]), axis=1)
-    value_range = reference.max(axis=1) - reference.min(axis=1)
-    scale = np.maximum.reduce([
-        MAD_TO_SIGMA * mad,
-        config.range_floor * value_range,
-        config.relative_floor * np.abs(median),
-        np.full_like(median, config.absolute_floor),
-    ])
-    return median, mad, scale
+class _Series:
+    """The per-point update, shared by detection and by rebuilding a state from history."""
 
+    def __init__(self, state: SeriesState, config: DetectionConfig):
+        self.s = state
+        self.c = config
+        width = config.window_points
+        self.ts = deque(state.window_ts, maxlen=width)
+        self.values = deque(state.window_values, maxlen=width)
+        self.residuals = deque(state.window_residuals, maxlen=width)
+        self.by_ts = dict(zip(state.window_ts, state.window_values))
+        self.recent = deque(state.recent_abs_z, maxlen=config.variance_points)
+        self.refresh_us = config.refresh_seconds * 1_000_000
+        self.cooldown_us = config.cooldown_seconds * 1_000_000
+        self.min_span_us = config.min_span_seconds * 1_000_000
+        self.half_life_us = config.gain_half_life_seconds * 1_000_000
 
-def restart_at(ts_us: int, config: DetectionConfig) -> int:
-    """Where a re-evaluation that must cover `ts_us` starts: the beginning of its refresh bucket."""
-    refresh_us = config.refresh_seconds * 1_000_000
-    return ts_us // refresh_us * refresh_us
+    def gain(self, t: int) -> float:
+        s = self.s
+        if s.last_alert_us is None:
+            return 1.0
+        # A closed form of the decay since the last alert, so it never depends on how often it is read.
+        return 1.0 + (s.gain_at_alert - 1.0) * 0.5 ** ((t - s.last_alert_us) / self.half_life_us)
 
+    def refresh(self) -> None:
+        s, c = self.s, self.c
+        values = np.fromiter(self.values, float, len(self.values))
+        s.median = float(np.median(values))
+        s.plain_mad = float(np.median(np.abs(values - s.median)))
+        mad = s.plain_mad
+        s.seasonal = False
+        residuals = np.fromiter(self.residuals, float, len(self.residuals))
+        residuals = residuals[~np.isnan(residuals)]
+        if len(residuals) >= c.min_points:
+            seasonal_mad = float(np.median(np.abs(residuals - np.median(residuals))))
+            if seasonal_mad < c.seasonal_improvement * s.plain_mad:
+                s.seasonal, mad = True, seasonal_mad
+        value_range = s.highest - s.lowest if s.highest > s.lowest else 0.0
+        s.scale = max(MAD_TO_SIGMA * mad, 0.01 * value_range, 1e-3 * abs(s.median), 1e-9)
+        # The reference run length leaves out the run still going on, or a flatline would hide itself.
+        reference = values[: max(len(values) - s.run_length, 0)]
+        changes = np.flatnonzero(np.diff(reference) != 0)
+        bounds = np.concatenate([[-1], changes, [len(reference) - 1]])
+        s.longest_run = int(np.max(np.diff(bounds))) if len(reference) else 0
 
-def _baselines(state: SeriesState, ts_us: np.ndarray, values: np.ndarray, config: DetectionConfig):
-    """Per new point: the (median, mad, scale, samples) of the baseline it is compared with."""
-    width = config.window_points
-    refresh_us = config.refresh_seconds * 1_000_000
-    offset = len(state.window_values)
-    all_values = np.concatenate([state.window_values, values])
-    buckets = ts_us // refresh_us
-    refresh = np.empty(len(ts_us), bool)
-    refresh[0] = offset == 0 or buckets[0] != int(state.window_ts[-1]) // refresh_us
-    refresh[1:] = buckets[1:] != buckets[:-1]
-    at = np.flatnonzero(refresh)
-    positions = at + offset
-    sizes = np.minimum(positions, width)
-    r_median = np.full(len(at), np.nan)
-    r_mad = np.full(len(at), np.nan)
-    r_scale = np.full(len(at), np.nan)
-    full = np.flatnonzero(positions >= width)
-    if len(full):
-        windows = np.lib.stride_tricks.sliding_window_view(all_values, width)
-        for start in range(0, len(full), _CHUNK_ROWS):
-            chunk = full[start:start + _CHUNK_ROWS]
-            r_median[chunk], r_mad[chunk], r_scale[chunk] = _robust_stats(windows[positions[chunk] - width], config)
-    for k in np.flatnonzero((positions < width) & (positions > 0)):
-        m, d, sc = _robust_stats(all_values[: positions[k]][None, :], config)
-        r_median[k], r_mad[k], r_scale[k] = m[0], d[0], sc[0]
-    # Each point takes the latest refresh at or before it; points before the first refresh of this
-    # batch continue the baseline carried in the state.
-    which = np.cumsum(refresh) - 1
-    carried = which < 0
-    pick = np.where(carried, 0, which)
+    def step(self, t: int, x: float, emit: bool) -> Finding | None:
+        s, c = self.s, self.c
+        if s.first_ts_us is None:
+            s.first_ts_us = t
+        bucket = t // self.refresh_us
+        if bucket != s.bucket and self.values:
+            self.refresh()
+        s.bucket = bucket
+        day = t // DAY_US
+        if day != s.cusum_day:
+            s.cusum_up = s.cusum_down = 0.0
+            s.cusum_day = day
+        lags = [self.by_ts.get(t - k * DAY_US) for k in SEASONAL_LAGS]
+        lags = [v for v in lags if v is not None]
+        seasonal_expected = float(np.median(lags)) if len(lags) >= 2 else None
+        expected = seasonal_expected if (s.seasonal and seasonal_expected is not None) else s.median
+        if self.values and x == self.values[-1]:
+            s.run_length += 1
+        else:
+            s.run_length, s.run_alerted = 1, False
+        finding = None
+        if not math.isnan(s.scale):
+            z = (x - expected) / s.scale
+            self.recent.append(abs(z))
+            warm = len(self.values) >= c.min_points and t - s.first_ts_us >= self.min_span_us
+            if warm:
+                finding = self.evaluate(t, x, z, expected, emit)
+        if len(self.ts) == self.ts.maxlen:
+            del self.by_ts[self.ts[0]]  # the point leaving the window
+        self.ts.append(t)
+        self.values.append(x)
+        self.residuals.append(x - seasonal_expected if seasonal_expected is not None else math.nan)
+        self.by_ts[t] = x
+        s.lowest = min(s.lowest, x)
+        s.highest = max(s.highest, x)
+        return finding
 
-    def spread(per_refresh, carried_value):
-        if len(at) == 0:
-            return np.full(len(ts_us), carried_value, dtype=np.float64)
-        return np.where(carried, carried_value, per_refresh[pick])
+    def evaluate(self, t: int, x: float, z: float, expected: float, emit: bool) -> Finding | None:
+        s, c = self.s, self.c
+        gain = self.gain(t)
+        sensitivity = c.sensitivity
+        value_range = s.highest - s.lowest
+        tolerance = c.range_tolerance * value_range
+        range_evidence = 0.0
+        if value_range > 0:
+            reach = max(x - (s.highest + tolerance), (s.lowest - tolerance) - x)
+            if reach >= 0:
+                range_evidence = 1.0 + reach / max(tolerance, 1e-12)
+        threshold = gain / sensitivity
+        residual_evidence = abs(z) / (c.residual_threshold * threshold)
+        clipped = max(-4.0, min(4.0, z))
+        s.cusum_up = max(0.0, s.cusum_up + clipped - c.cusum_drift)
+        s.cusum_down = max(0.0, s.cusum_down - clipped - c.cusum_drift)
+        cusum_evidence = max(s.cusum_up, s.cusum_down) / (c.cusum_threshold * threshold)
+        variance_evidence = 0.0
+        if len(self.recent) == c.variance_points:
+            variance_evidence = (sum(self.recent) / c.variance_points) / (c.variance_threshold * threshold)
+        flatline_evidence = 0.0
+        if s.plain_mad > 0 and not s.run_alerted:
+            needed = max(c.flatline_min_points, c.flatline_factor * s.longest_run)
+            flatline_evidence = s.run_length / (needed * threshold)
+        evidence = (range_evidence, residual_evidence, cusum_evidence, variance_evidence, flatline_evidence)
+        strongest = max(range(len(evidence)), key=evidence.__getitem__)
+        if evidence[strongest] < 1.0:
+            return None
+        if s.last_alert_us is not None and t - s.last_alert_us < self.cooldown_us:
+            return None
+        previous_alert = s.last_alert_us
+        s.last_alert_us = t
+        s.gain_at_alert = gain * c.gain_factor
+        s.cusum_up = s.cusum_down = 0.0
+        if strongest == DETECTORS.index("flatline"):
+            s.run_alerted = True
+        if not emit:
+            return None
+        return self.finding(t, x, z, expected, evidence, strongest, gain, tolerance, previous_alert)
 
-    return (spread(r_median, state.median), spread(r_mad, state.mad), spread(r_scale, state.scale),
-            spread(sizes.astype(np.float64), float(state.samples)).astype(np.int64))
+    def finding(self, t, x, z, expected, evidence, strongest, gain, tolerance, previous_alert) -> Finding:
+        s, c = self.s, self.c
+        detector = DETECTORS[strongest]
+        band = c.residual_threshold * gain / c.sensitivity * s.scale
+        if detector == "range":
+            lower, upper = s.lowest - tolerance, s.highest + tolerance
+        else:
+            lower, upper = expected - band, expected + band
+        parameters = {
+            "range_tolerance": c.range_tolerance, "residual_threshold": c.residual_threshold,
+            "cusum_drift": c.cusum_drift, "cusum_threshold": c.cusum_threshold,
+            "variance_points": c.variance_points, "variance_threshold": c.variance_threshold,
+            "flatline_min_points": c.flatline_min_points, "flatline_factor": c.flatline_factor,
+            "sensitivity": c.sensitivity, "window_points": c.window_points, "refresh_seconds": c.refresh_seconds,
+        }
+        baseline = {
+            "method": "seasonal_median" if s.seasonal else "trailing_median",
+            "expected": expected, "median": s.median, "scale": s.scale, "mad": s.plain_mad,
+            "samples": len(self.values), "lowest_seen": s.lowest, "highest_seen": s.highest,
+            "deviation_sigma": z, "cusum_sigma": max(s.cusum_up, s.cusum_down),
+            "recent_mean_abs_sigma": sum(self.recent) / max(len(self.recent), 1),
+            "run_length": s.run_length, "longest_recent_run": s.longest_run,
+            "evidence": {name: round(value, 6) for name, value in zip(DETECTORS, evidence)},
+        }
+        # The CUSUM was reset by this alert; keep what it had reached for the explanation.
+        baseline["cusum_sigma"] = evidence[2] * c.cusum_threshold * gain / c.sensitivity
+        suppression = {
+            "cooldown_seconds": c.cooldown_seconds, "previous_alert_us": previous_alert,
+            "threshold_multiplier": gain, "next_threshold_multiplier": s.gain_at_alert,
+            "gain_half_life_seconds": c.gain_half_life_seconds,
+        }
+        score = min(1.0, evidence[strongest] / 3.0)
+        reason = reason_sentence(value=x, expected=expected, lower=lower, upper=upper, detector=detector,
+                                 baseline=baseline, parameters=parameters, suppression=suppression)
+        return Finding(t, x, expected, lower, upper, score, detector, parameters, baseline, suppression, reason)
+
+    def state(self) -> SeriesState:
+        s = self.s
+        s.window_ts = list(self.ts)
+        s.window_values = list(self.values)
+        s.window_residuals = list(self.residuals)
+        s.recent_abs_z = list(self.recent)
+        return s
 
 
 def detect(
-    state: SeriesState, ts_us: np.ndarray, values: np.ndarray, config: DetectionConfig
+    state: SeriesState, ts_us, values, config: DetectionConfig
 ) -> tuple[list[Finding], SeriesState, BaselineSnapshot]:
-    """Evaluate new points (strictly after the state's window, ascending) and return findings and the new state."""
-    ts_us = np.asarray(ts_us, dtype=np.int64)
-    values = np.asarray(values, dtype=np.float64)
-    if len(ts_us) == 0:
-        return [], state, baseline_snapshot(state, config)
-    first_ts = state.first_ts_us if state.first_ts_us is not None else int(ts_us[0])
-    median, mad, scale, samples = _baselines(state, ts_us, values, config)
-    warm = (samples >= config.min_points) & (ts_us - first_ts >= config.min_span_seconds * 1_000_000)
-
-    findings: list[Finding] = []
-    last_alert = state.last_alert_us
-    cooldown_us = config.cooldown_seconds * 1_000_000
-    with np.errstate(invalid="ignore"):
-        z = np.abs(values - median) / scale
-    for i in np.flatnonzero(warm & (z >= config.threshold)):
-        t = int(ts_us[i])
-        if last_alert is not None and t - last_alert < cooldown_us:
-            continue
-        findings.append(_finding(t, float(values[i]), float(median[i]), float(mad[i]), float(scale[i]),
-                                 float(z[i]), int(samples[i]), last_alert, config))
-        last_alert = t
-
-    all_ts = np.concatenate([state.window_ts, ts_us])
-    all_values = np.concatenate([state.window_values, values])
-    keep = max(len(all_ts) - config.window_points, 0)
-    new_state = SeriesState(
-        first_ts_us=first_ts,
-        last_alert_us=last_alert,
-        window_ts=all_ts[keep:].copy(),
-        window_values=all_values[keep:].copy(),
-        median=float(median[-1]), mad=float(mad[-1]), scale=float(scale[-1]), samples=int(samples[-1]),
-    )
+    """Evaluate new points (strictly after the state's last one, ascending); returns findings and the new state."""
+    series = _Series(SeriesState.from_bytes(state.to_bytes()), config)
+    findings = []
+    for t, x in zip(np.asarray(ts_us, dtype=np.int64).tolist(), np.asarray(values, dtype=np.float64).tolist()):
+        finding = series.step(t, x, emit=True)
+        if finding is not None:
+            findings.append(finding)
+    new_state = series.state()
     return findings, new_state, baseline_snapshot(new_state, config)
 
 
-def expected_band(state: SeriesState, ts_us: np.ndarray, values: np.ndarray, config: DetectionConfig):
-    """Per point: (expected, lower, upper, warm) as detection compared it, for drawing the band."""
-    ts_us = np.asarray(ts_us, dtype=np.int64)
-    values = np.asarray(values, dtype=np.float64)
-    if len(ts_us) == 0:
-        empty = np.empty(0)
-        return empty, empty, empty, np.empty(0, bool)
-    first_ts = state.first_ts_us if state.first_ts_us is not None else int(ts_us[0])
-    median, _, scale, samples = _baselines(state, ts_us, values, config)
-    warm = (samples >= config.min_points) & (ts_us - first_ts >= config.min_span_seconds * 1_000_000)
-    band = config.threshold * scale
-    return median, median - band, median + band, warm
+def state_from_history(
+    *,
+    history_ts,
+    history_values,
+    first_ts_us: int | None,
+    lowest_before: float,
+    highest_before: float,
+    alerts_before: list[int],
+    config: DetectionConfig,
+) -> SeriesState:
+    """The state at a UTC day boundary, rebuilt from the points before it (at least 2 × window_points
+    of them when the series has that many), the extremes before those points, and the alert times."""
+    state = SeriesState(first_ts_us=first_ts_us, lowest=lowest_before, highest=highest_before)
+    series = _Series(state, config)
+    for t, x in zip(list(history_ts), list(history_values)):
+        series.step(int(t), float(x), emit=False)
+    state = series.state()
+    # Suppression comes from the alerts actually recorded, replayed with the same arithmetic.
+    state.last_alert_us, state.gain_at_alert = None, 1.0
+    for alert in alerts_before:
+        gain = _Series(state, config).gain(alert)
+        state.last_alert_us, state.gain_at_alert = alert, gain * config.gain_factor
+    state.cusum_up = state.cusum_down = 0.0
+    return state
+
+
+def expected_band(state: SeriesState, ts_us, values, config: DetectionConfig):
+    """Per point: (expected, lower, upper, warm) as the residual detector saw it, for drawing the band."""
+    series = _Series(SeriesState.from_bytes(state.to_bytes()), config)
+    expected, lower, upper, warm = [], [], [], []
+    for t, x in zip(np.asarray(ts_us, dtype=np.int64).tolist(), np.asarray(values, dtype=np.float64).tolist()):
+        s = series.s
+        bucket = t // series.refresh_us
+        if bucket != s.bucket and series.values:
+            series.refresh()
+            s.bucket = bucket
+        lags = [series.by_ts.get(t - k * DAY_US) for k in SEASONAL_LAGS]
+        lags = [v for v in lags if v is not None]
+        centre = float(np.median(lags)) if (s.seasonal and len(lags) >= 2) else s.median
+        half = config.residual_threshold * series.gain(t) / config.sensitivity * s.scale
+        expected.append(centre)
+        lower.append(centre - half)
+        upper.append(centre + half)
+        warm.append(len(series.values) >= config.min_points and s.first_ts_us is not None
+                    and t - s.first_ts_us >= series.min_span_us and not math.isnan(s.scale))
+        series.step(t, x, emit=False)
+    return np.array(expected), np.array(lower), np.array(upper), np.array(warm, bool)
 
 
 def baseline_snapshot(state: SeriesState, config: DetectionConfig) -> BaselineSnapshot:
     """The baseline in effect after the last processed point."""
+    samples = len(state.window_values)
     if math.isnan(state.median):
-        return BaselineSnapshot("warming", state.samples, None, None, None, None, None)
-    span_ok = (state.first_ts_us is not None and len(state.window_ts)
-               and int(state.window_ts[-1]) - state.first_ts_us >= config.min_span_seconds * 1_000_000)
-    status = "ready" if state.samples >= config.min_points and span_ok else "warming"
-    band = config.threshold * state.scale
-    return BaselineSnapshot(status, state.samples, state.median, state.mad, state.scale,
-                            state.median - band, state.median + band)
-
-
-def _finding(ts_us, value, median, mad, scale, z, samples, last_alert, config: DetectionConfig) -> Finding:
-    band = config.threshold * scale
-    lower, upper = median - band, median + band
-    score = min(1.0, z / (3.0 * config.threshold))
-    parameters = {
-        "threshold_sigma": config.threshold,
-        "window_points": config.window_points,
-        "min_points": config.min_points,
-        "min_span_seconds": config.min_span_seconds,
-        "cooldown_seconds": config.cooldown_seconds,
-        "refresh_seconds": config.refresh_seconds,
-    }
-    baseline = {"method": "median_mad", "median": median, "mad": mad, "scale": scale, "samples": samples,
-                "deviation_sigma": z}
-    suppression = {
-        "cooldown_seconds": config.cooldown_seconds,
-        "previous_alert_us": last_alert,
-    }
-    reason = reason_sentence(value=value, expected=median, lower=lower, upper=upper, detector=DETECTOR_NAME,
-                             baseline=baseline)
-    return Finding(ts_us, value, median, lower, upper, score, DETECTOR_NAME, parameters, baseline, suppression, reason)
+        return BaselineSnapshot("warming", samples, None, None, None, None, None)
+    span_ok = (state.first_ts_us is not None and samples
+               and state.window_ts[-1] - state.first_ts_us >= config.min_span_seconds * 1_000_000)
+    status = "ready" if samples >= config.min_points and span_ok else "warming"
+    band = config.residual_threshold / config.sensitivity * state.scale
+    return BaselineSnapshot(status, samples, state.median, state.plain_mad, state.scale,
+                            state.median - band, state.median + band, state.seasonal)

@@ -6,18 +6,41 @@ def _num(value: float) -> str:
     return f"{value:.6g}"
 
 
-def reason_sentence(*, value: float, expected: float, lower: float, upper: float, detector: str, baseline: dict) -> str:
-    """One sentence: what was observed, against what baseline, by how much."""
+def reason_sentence(*, value: float, expected: float, lower: float, upper: float, detector: str, baseline: dict,
+                    parameters: dict, suppression: dict) -> str:
+    """One sentence: what was observed, against what baseline, by how much (and any reduced sensitivity)."""
     direction = "above" if value > expected else "below"
-    sigma = baseline.get("deviation_sigma")
-    samples = baseline.get("samples")
-    relative = ""
-    if expected:
-        relative = f" ({_num(abs(value - expected) / abs(expected) * 100)}% {direction} it)"
-    if detector == "robust_zscore":
-        return (
-            f"Value {_num(value)} is {_num(sigma)} robust standard deviations {direction} the baseline median "
-            f"{_num(expected)} of {samples} recent points{relative}, outside the expected band "
-            f"{_num(lower)} to {_num(upper)}."
-        )
-    return f"Value {_num(value)} is {direction} the expected {_num(expected)}, outside the band {_num(lower)} to {_num(upper)}."
+    sigma = abs(baseline["deviation_sigma"])
+    if baseline["method"] == "seasonal_median":
+        basis = "the median of the same time 1-3 days earlier"
+    else:
+        basis = f"the median of the previous {baseline['samples']} points"
+    if detector == "range":
+        low, high = baseline["lowest_seen"], baseline["highest_seen"]
+        span = high - low
+        if value > high:
+            text = (f"Value {_num(value)} is above the highest value seen so far ({_num(high)}) by "
+                    f"{_num((value - high) / span * 100)}% of the observed range {_num(low)} to {_num(high)}")
+        else:
+            text = (f"Value {_num(value)} is below the lowest value seen so far ({_num(low)}) by "
+                    f"{_num((low - value) / span * 100)}% of the observed range {_num(low)} to {_num(high)}")
+    elif detector == "residual":
+        text = (f"Value {_num(value)} is {_num(sigma)} robust standard deviations {direction} the expected "
+                f"{_num(expected)} ({basis}), outside the band {_num(lower)} to {_num(upper)}")
+    elif detector == "cusum":
+        text = (f"The level has drifted {'up' if value > expected else 'down'} from the expected {_num(expected)} "
+                f"({basis}): a cumulative excess of {_num(baseline['cusum_sigma'])} standard deviations since the "
+                f"day began or the last alert, over the threshold of {_num(parameters['cusum_threshold'])}")
+    elif detector == "variance":
+        text = (f"The last {parameters['variance_points']} values deviate from the expected {_num(expected)} by "
+                f"{_num(baseline['recent_mean_abs_sigma'])} standard deviations on average, over the threshold of "
+                f"{_num(parameters['variance_threshold'])}: the spread or level has shifted")
+    elif detector == "flatline":
+        text = (f"The value has stayed at exactly {_num(value)} for {baseline['run_length']} points, longer than "
+                f"{_num(parameters['flatline_factor'])} times the longest recent run ({baseline['longest_recent_run']})")
+    else:
+        text = f"Value {_num(value)} is outside the expected band {_num(lower)} to {_num(upper)}"
+    multiplier = suppression.get("threshold_multiplier", 1.0)
+    if multiplier >= 1.05:
+        text += f"; thresholds were {_num(round(multiplier, 2))}x higher after recent alerts"
+    return text + "."

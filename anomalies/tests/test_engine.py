@@ -1,19 +1,28 @@
-"""The detection engine on arrays: determinism across batch splits, cold start, explanations."""
+"""The detection engine on arrays: determinism across batch splits, cold start, each detector and its sentence."""
+import math
+
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
-from anomalies.engine import DetectionConfig, SeriesState, detect
+from anomalies.engine import DetectionConfig, SeriesState, detect, restart_at, state_from_history
 
-MINUTE = 60_000_000
+FIVE_MINUTES = 300_000_000
+DAY = 86_400_000_000
+START = 1_700_006_400_000_000  # a UTC midnight
 CONFIG = DetectionConfig()
 
 
-def _series(n=1500, seed=7):
+def _times(n):
+    return START + np.arange(n, dtype=np.int64) * FIVE_MINUTES
+
+
+def _noisy(n=2016, seed=7):
+    """A week of 5-minute points with noise, a spike on day 3, a dip on day 5."""
     rng = np.random.default_rng(seed)
-    ts = np.arange(n, dtype=np.int64) * MINUTE + 1_700_000_000_000_000
     values = 50 + rng.normal(0, 2, n)
-    values[[700, 701, 1100, 1400]] = [400, 390, -300, 90]
-    return ts, values
+    values[900] = 400.0
+    values[1500] = -300.0
+    return _times(n), values
 
 
 def _run(ts, values, cuts, config=CONFIG):
@@ -26,10 +35,10 @@ def _run(ts, values, cuts, config=CONFIG):
     return findings, state, snapshot
 
 
-@settings(max_examples=25, deadline=None)
-@given(st.lists(st.integers(min_value=1, max_value=1499), max_size=8, unique=True))
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=2015), max_size=8, unique=True))
 def test_output_is_identical_whatever_the_batch_boundaries(cuts):
-    ts, values = _series()
+    ts, values = _noisy()
     whole = _run(ts, values, [])
     split = _run(ts, values, cuts)
     assert split[0] == whole[0]
@@ -37,53 +46,117 @@ def test_output_is_identical_whatever_the_batch_boundaries(cuts):
     assert split[2] == whole[2]
 
 
-def test_spikes_and_dips_are_found_once_per_incident():
-    findings, _, _ = _run(*_series(), [])
-    found_at = [int((f.ts_us - 1_700_000_000_000_000) // MINUTE) for f in findings]
-    assert 700 in found_at and 1100 in found_at and 1400 in found_at
-    assert 701 not in found_at  # inside the cooldown of 700
+def test_the_state_at_a_day_boundary_can_be_rebuilt_from_history():
+    ts, values = _noisy()
+    day_start = restart_at(int(ts[1600]), CONFIG)
+    cut = int(np.searchsorted(ts, day_start))
+    findings, in_order, _ = _run(ts[:cut], values[:cut], [])
+    history_from = max(0, cut - 2 * CONFIG.window_points)
+    rebuilt = state_from_history(
+        history_ts=ts[history_from:cut].tolist(), history_values=values[history_from:cut].tolist(),
+        first_ts_us=int(ts[0]), lowest_before=float(values[:history_from].min(initial=math.inf)),
+        highest_before=float(values[:history_from].max(initial=-math.inf)), alerts_before=[f.ts_us for f in findings],
+        config=CONFIG,
+    )
+    assert rebuilt.to_bytes() == in_order.to_bytes()
+
+
+def test_a_spike_and_a_dip_are_found_once_per_incident_and_explained():
+    findings, _, _ = _run(*_noisy(), [])
+    found_at = {int((f.ts_us - START) // FIVE_MINUTES): f for f in findings}
+    assert 900 in found_at and 1500 in found_at
+    spike = found_at[900]
+    assert spike.lower < spike.expected < spike.upper < spike.value
+    assert spike.reason.startswith("Value 400 is ") and spike.reason.endswith(".")
+    assert not [i for i in found_at if 900 < i < 900 + 72]  # 6 h cooldown
 
 
 def test_a_cold_series_raises_nothing():
-    ts = np.arange(59, dtype=np.int64) * MINUTE
-    values = np.ones(59)
+    ts = _times(287)  # under a day and under 288 points
+    values = np.ones(287)
     values[-1] = 1e9
     findings, _, snapshot = detect(SeriesState(), ts, values, CONFIG)
     assert findings == [] and snapshot.status == "warming"
 
 
-def test_enough_points_over_too_short_a_time_is_still_warming():
-    ts = np.arange(200, dtype=np.int64) * 1_000_000  # 200 points, one second apart
-    values = np.ones(200)
+def test_many_points_over_too_short_a_time_are_still_warming():
+    ts = START + np.arange(2000, dtype=np.int64) * 1_000_000  # 2,000 points a second apart
+    values = np.ones(2000)
     values[-1] = 1e9
     findings, _, snapshot = detect(SeriesState(), ts, values, CONFIG)
     assert findings == [] and snapshot.status == "warming"
 
 
-def test_a_flat_series_gets_a_floored_band_instead_of_dividing_by_zero():
-    ts = np.arange(300, dtype=np.int64) * MINUTE
-    values = np.full(300, 10.0)
-    values[-1] = 10.5
-    findings, _, snapshot = detect(SeriesState(), ts, values, CONFIG)
-    assert snapshot.scale > 0
-    assert [f.value for f in findings] == [10.5]
+def test_range_novelty_explains_a_new_extreme():
+    rng = np.random.default_rng(1)
+    values = rng.uniform(0, 100, 700)
+    values[650] = 130.0
+    findings, _, _ = detect(SeriesState(), _times(700), values, CONFIG)
+    assert [(f.detector, f.value) for f in findings] == [("range", 130.0)]
+    assert "above the highest value seen so far" in findings[0].reason
 
 
-def test_the_reason_is_a_sentence_built_from_the_stored_fields():
-    findings, _, _ = _run(*_series(), [])
-    spike = findings[0]
-    assert spike.reason.startswith(f"Value {spike.value:.6g} is ")
-    assert f"{spike.expected:.6g}" in spike.reason and f"{spike.upper:.6g}" in spike.reason
-    assert spike.reason.endswith(".")
-    assert spike.baseline["samples"] == CONFIG.window_points
-    assert spike.lower < spike.expected < spike.upper < spike.value
+def test_the_seasonal_residual_flags_a_normal_value_at_the_wrong_time():
+    n = 288 * 6
+    ts = _times(n)
+    phase = (ts - START) / DAY * 2 * math.pi
+    values = 50 + 40 * np.sin(phase) + np.random.default_rng(2).normal(0, 0.5, n)
+    trough = 288 * 5 + 216  # 18:00 on day 6, the daily low
+    values[trough] = 88.0  # the daily high, at the wrong time
+    findings, _, _ = detect(SeriesState(), ts, values, CONFIG)
+    assert [(f.detector, int((f.ts_us - START) // FIVE_MINUTES)) for f in findings] == [("residual", trough)]
+    assert "same time 1-3 days earlier" in findings[0].reason
+    assert findings[0].baseline["method"] == "seasonal_median"
+
+
+def test_cusum_catches_a_small_sustained_shift_inside_the_band():
+    rng = np.random.default_rng(3)
+    values = 10 + rng.normal(0, 1, 900)
+    values[:20] = [40, -20] * 10  # a wide range early on, during warm-up
+    values[700:] += 2.5  # a 2.5 σ shift: no single point leaves the band
+    findings, _, _ = detect(SeriesState(), _times(900), values, CONFIG)
+    assert findings and findings[0].detector == "cusum" and findings[0].ts_us > _times(900)[700]
+    assert "The level has drifted up" in findings[0].reason
+
+
+def test_the_variance_detector_catches_a_wider_spread():
+    rng = np.random.default_rng(4)
+    values = 10 + rng.normal(0, 1, 900)
+    values[:20] = [60, -40] * 10
+    scale = 1.4826 * np.median(np.abs(values[300:700] - np.median(values[300:700])))
+    values[700:] = 10 + np.where(np.arange(200) % 2, 4.6, -4.6) * scale  # |z| 4.6, alternating
+    findings, _, _ = detect(SeriesState(), _times(900), values, CONFIG)
+    assert findings and findings[0].detector == "variance"
+    assert "the spread or level has shifted" in findings[0].reason
+
+
+def test_a_stuck_series_is_flagged_as_a_flatline():
+    rng = np.random.default_rng(5)
+    values = 10 + rng.normal(0, 1, 900)
+    values[:20] = [40, -20] * 10
+    values[700:] = 10.0
+    findings, _, _ = detect(SeriesState(), _times(900), values, CONFIG)
+    assert [(f.detector, int((f.ts_us - START) // FIVE_MINUTES)) for f in findings] == [("flatline", 711)]
+    assert "has stayed at exactly 10 for 12 points" in findings[0].reason
+
+
+def test_sensitivity_is_lowered_after_an_alert_and_says_so():
+    rng = np.random.default_rng(6)
+    values = 50 + rng.normal(0, 2, 1200)
+    values[:20] = [110, -10] * 10
+    values[700] = values[800] = 95.0  # the second one 8 h later, past the cooldown
+    findings, _, _ = detect(SeriesState(), _times(1200), values, CONFIG)
+    assert [int((f.ts_us - START) // FIVE_MINUTES) for f in findings][:2] == [700, 800]
+    assert findings[1].suppression["threshold_multiplier"] > 1.5
+    assert "thresholds were" in findings[1].reason
 
 
 def test_tenant_overrides_change_the_configuration_and_unknown_ones_fail():
-    assert DetectionConfig.from_overrides({"threshold": 9}).threshold == 9.0
-    try:
-        DetectionConfig.from_overrides({"nonsense": 1})
-    except ValueError as error:
-        assert "nonsense" in str(error)
-    else:
-        raise AssertionError("an unknown setting was accepted")
+    assert DetectionConfig.from_overrides({"residual_threshold": 9}).residual_threshold == 9.0
+    for bad in ({"nonsense": 1}, {"sensitivity": "high"}, {"cooldown_seconds": -5}):
+        try:
+            DetectionConfig.from_overrides(bad)
+        except ValueError as error:
+            assert list(bad)[0] in str(error)
+        else:
+            raise AssertionError(f"{bad} was accepted")
