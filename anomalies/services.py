@@ -245,8 +245,13 @@ def _evaluate(*, tenant: Tenant, run: DetectionRun, replay_since: datetime | Non
         states[plan.series_id] = (state, snapshot)
         points_processed += len(ts)
 
+    # Re-evaluation starts at a day boundary; a replay since T still only replaces anomalies from T on.
+    replace_from = {sid: max(restart, replay_us) if replay_us is not None else restart for sid, restart in rebuild.items()}
+    for series_id, since in replace_from.items():
+        findings_by_series[series_id] = [f for f in findings_by_series.get(series_id, []) if f.ts_us >= since]
     with transaction.atomic(), connection.cursor() as cursor:
-        created = _anomalies_write(cursor, tenant=tenant, run=run, findings_by_series=findings_by_series, rebuild=rebuild)
+        created = _anomalies_write(cursor, tenant=tenant, run=run, findings_by_series=findings_by_series,
+                                   rebuild=replace_from)
         _baselines_write(cursor, tenant=tenant, states=states, config=config)
         run.series_processed = sum(1 for p in plans if p.series_id in new_points)
         run.points_processed = points_processed

@@ -15,7 +15,7 @@ from tenants.models import ApiKey, TenantStaff
 def two_tenants_with_anomalies(make_tenant):
     mine, theirs = make_tenant("mine"), make_tenant("theirs")
     for client, resource in ((mine, "i-mine"), (theirs, "i-theirs")):
-        points_ingest(tenant=client.tenant, events=steady_then_spike(count=300, resource_id=resource))
+        points_ingest(tenant=client.tenant, events=steady_then_spike(count=2000, resource_id=resource))
         detection_run(tenant=client.tenant, trigger="command")
     return mine.tenant, theirs.tenant
 

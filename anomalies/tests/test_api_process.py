@@ -25,14 +25,14 @@ def test_process_run_flags_the_spike_after_2000_steady_points(owner):
     assert spike["value"] == 500.0
     assert spike["lower"] < spike["expected"] < spike["upper"] < 500.0
     assert spike["score"] > 0 and spike["severity"] in {"low", "medium", "high"}
-    assert spike["detector"] and spike["parameters"]["threshold_sigma"] > 0
+    assert spike["detector"] == "range" and spike["parameters"]["range_tolerance"] > 0
     assert spike["status"] == "open"
     assert spike["reason"].startswith("Value 500 is ") and spike["reason"].endswith(".")
-    assert "above the baseline median" in spike["reason"]
+    assert "above the highest value seen so far (51.5)" in spike["reason"]
 
 
 def test_a_second_run_creates_nothing(owner):
-    _ingest_all(owner, steady_then_spike(count=600))
+    _ingest_all(owner, steady_then_spike(count=2000))
     first = owner.post("/api/v1/process/run").json()
     second = owner.post("/api/v1/process/run").json()
     assert first["anomalies_created"] >= 1
@@ -59,7 +59,7 @@ def test_run_status_is_readable_by_its_tenant_only(owner, outsider):
 
 
 def test_another_tenant_sees_no_anomalies_or_baselines(owner, outsider):
-    _ingest_all(owner, steady_then_spike(count=600))
+    _ingest_all(owner, steady_then_spike(count=2000))
     owner.post("/api/v1/process/run")
     assert owner.get("/api/v1/anomalies").json()["results"]
     assert outsider.get("/api/v1/anomalies").json()["results"] == []
@@ -80,10 +80,10 @@ def test_process_run_needs_an_all_scope_key(make_tenant):
 
 def test_anomalies_are_filtered_and_cursor_paged(owner):
     end = datetime.now(timezone.utc).replace(second=0, microsecond=0)
-    events = steady_then_spike(count=600, end=end, resource_id="a")
-    for k in (100, 200, 300):  # three spikes two hours apart, beyond the cooldown
+    events = steady_then_spike(count=3000, end=end, resource_id="a")
+    for k in (420, 840, 1260):  # three spikes seven hours apart, beyond the six-hour cooldown
         events[-1 - k]["value"] = 900.0
-    _ingest_all(owner, events + steady_then_spike(count=600, end=end, resource_id="b"))
+    _ingest_all(owner, events + steady_then_spike(count=2000, end=end, resource_id="b"))
     owner.post("/api/v1/process/run")
     everything = owner.get("/api/v1/anomalies").json()["results"]
     only_b = owner.get("/api/v1/anomalies", {"resource_id": "b"}).json()["results"]
@@ -105,7 +105,7 @@ def test_anomalies_are_filtered_and_cursor_paged(owner):
 
 def test_baselines_give_the_band_of_one_series(owner):
     end = datetime.now(timezone.utc).replace(second=0, microsecond=0)
-    _ingest_all(owner, steady_then_spike(count=600, end=end))
+    _ingest_all(owner, steady_then_spike(count=2000, end=end))
     owner.post("/api/v1/process/run")
     series_id = owner.get("/api/v1/series").json()["results"][0]["series_id"]
     body = owner.get("/api/v1/baselines", {"series_id": series_id, "start": (end - timedelta(minutes=30)).isoformat()}).json()

@@ -22,7 +22,7 @@ def _anomaly_rows(tenant):
     )
 
 
-def _events(count=900, spikes=(300, 600)):
+def _events(count=2600, spikes=(1500, 1950)):
     events = steady_then_spike(count=count, end=END)
     for k in spikes:
         events[k]["value"] = 700.0
@@ -38,7 +38,7 @@ def test_results_do_not_depend_on_how_points_were_batched_between_runs(make_tena
         points_ingest(tenant=split.tenant, events=events[start:start + 137])
         detection_run(tenant=split.tenant, trigger="command")
     assert _anomaly_rows(split.tenant) == _anomaly_rows(whole.tenant)
-    assert len(_anomaly_rows(whole.tenant)) == 3
+    assert len(_anomaly_rows(whole.tenant)) == 3  # the two spikes and the final one, each past the cooldown
 
 
 def test_a_late_point_within_the_late_window_is_evaluated_as_if_in_order(make_tenant):
@@ -46,14 +46,14 @@ def test_a_late_point_within_the_late_window_is_evaluated_as_if_in_order(make_te
     events = _events()
     points_ingest(tenant=in_order.tenant, events=events)
     detection_run(tenant=in_order.tenant, trigger="command")
-    held_back = events[880]  # 20 minutes before the end, inside the default 1 h late window
-    points_ingest(tenant=late.tenant, events=events[:880] + events[881:])
+    held_back = events[2580]  # 20 minutes before the end, inside the default 1 h late window
+    points_ingest(tenant=late.tenant, events=events[:2580] + events[2581:])
     detection_run(tenant=late.tenant, trigger="command")
     points_ingest(tenant=late.tenant, events=[held_back])
     baseline = Baseline.objects.for_tenant(late.tenant).get()
     assert baseline.late_points == 1
     run = detection_run(tenant=late.tenant, trigger="command")
-    assert run.points_processed == 61  # from 23:00, the start of the late point's baseline hour, to 00:00
+    assert run.points_processed == 1441  # re-evaluated from the start of the late point's UTC day to 00:00
     assert _anomaly_rows(late.tenant) == _anomaly_rows(in_order.tenant)
     assert Baseline.objects.for_tenant(late.tenant).get().late_points == 0
 
@@ -63,9 +63,9 @@ def test_a_point_older_than_the_late_window_waits_for_a_replay(make_tenant):
     events = _events()
     points_ingest(tenant=reference.tenant, events=events)
     detection_run(tenant=reference.tenant, trigger="command")
-    points_ingest(tenant=late.tenant, events=events[:300] + events[301:])
+    points_ingest(tenant=late.tenant, events=events[:1500] + events[1501:])
     detection_run(tenant=late.tenant, trigger="command")
-    points_ingest(tenant=late.tenant, events=[events[300]])  # the first spike, 10 h late
+    points_ingest(tenant=late.tenant, events=[events[1500]])  # the first spike, 18 h late
     assert detection_run(tenant=late.tenant, trigger="command").points_processed == 0
     baseline = Baseline.objects.for_tenant(late.tenant).get()
     assert baseline.late_points == 1 and baseline.late_from is not None
@@ -80,12 +80,13 @@ def test_a_replay_after_a_configuration_change_replaces_the_range(owner):
     points_ingest(tenant=owner.tenant, events=_events())
     detection_run(tenant=owner.tenant, trigger="command")
     assert len(_anomaly_rows(owner.tenant)) == 3
-    owner.tenant.detection_config = {"threshold": 1000}
+    owner.tenant.detection_config = {"range_tolerance": 1000, "sensitivity": 0.001}  # nothing can fire
     owner.tenant.save()
     run = detection_run(tenant=owner.tenant, trigger="replay", replay_since=END - timedelta(hours=8))
     assert run.points_processed > 0
     remaining = _anomaly_rows(owner.tenant)
-    assert [row[0] for row in remaining] == [(END - timedelta(minutes=899)) + timedelta(minutes=300)]
+    first = END - timedelta(minutes=2599)
+    assert [row[0] for row in remaining] == [first + timedelta(minutes=1500), first + timedelta(minutes=1950)]
 
 
 def test_a_run_that_died_between_its_phases_is_redone(owner):
@@ -127,7 +128,7 @@ def test_run_detection_command_covers_every_tenant_and_exits_cleanly(make_tenant
     out = StringIO()
     call_command("run_detection", stdout=out)
     lines = out.getvalue().splitlines()
-    assert any(line.startswith("first: run ") and "900 points, 3 anomalies" in line for line in lines)
+    assert any(line.startswith("first: run ") and "2600 points, 3 anomalies" in line for line in lines)
     assert any(line.startswith("second: run ") and "0 points" in line for line in lines)
 
 

@@ -30,14 +30,15 @@ def _wait_for(predicate, timeout=30):
 def test_an_async_run_goes_through_the_worker(make_tenant, celery_worker):
     owner = make_tenant("async-owner")
     outsider = make_tenant("async-outsider")
-    for start in range(0, 600, 300):
-        owner.ingest(steady_then_spike(count=600)[start:start + 300])
+    events = steady_then_spike(count=2000)
+    for start in range(0, 2000, 1000):
+        owner.ingest(events[start:start + 1000])
     response = owner.post("/api/v1/process/run?async=true")
     assert response.status_code == 202
     run_id = response.json()["run_id"]
     assert _wait_for(lambda: owner.get(f"/api/v1/process/runs/{run_id}").json()["status"] == "succeeded")
     summary = owner.get(f"/api/v1/process/runs/{run_id}").json()
-    assert summary["points_processed"] == 600 and summary["anomalies_created"] >= 1
+    assert summary["points_processed"] == 2000 and summary["anomalies_created"] >= 1
     assert summary["trigger"] == "api_async"
     assert outsider.get(f"/api/v1/process/runs/{run_id}").status_code == 404
 
