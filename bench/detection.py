@@ -34,16 +34,17 @@ from tenants.services import tenant_create  # noqa: E402
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=1000)
-    parser.add_argument("--points", type=int, default=1000, help="points per series (one a minute)")
+    parser.add_argument("--points", type=int, default=1000,
+                        help="points per series, one every 5 minutes (3.5 days, so detection is past its warm-up)")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     tenant = tenant_create(slug=f"bench-detect-{uuid.uuid4().hex[:6]}")
     tenant.limits = {"MAX_EVENTS_PER_REQUEST": args.series}
-    start = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=args.points + 5)
+    start = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=5 * args.points + 5)
     rng = np.random.default_rng(1)
     loaded = time.perf_counter()
     for minute in range(args.points):
-        ts = (start + timedelta(minutes=minute)).isoformat()
+        ts = (start + timedelta(minutes=5 * minute)).isoformat()
         values = 50 + 5 * np.sin(minute / 90) + rng.normal(0, 1, args.series)
         if minute % 400 == 399:
             values[:: 50] += 40  # a few spikes

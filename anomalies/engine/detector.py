@@ -34,7 +34,6 @@ from anomalies.engine.explain import reason_sentence
 
 DAY_US = 86_400_000_000
 MAD_TO_SIGMA = 1.4826
-SEASONAL_LAGS = (1, 2, 3)  # days
 DETECTORS = ("range", "residual", "cusum", "variance", "flatline")
 
 
@@ -81,6 +80,15 @@ class DetectionConfig:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def _median(values: np.ndarray) -> float:
+    """np.median's result (the mean of the middle two for an even count) with one partition, no overhead."""
+    middle = len(values) // 2
+    if len(values) % 2:
+        return float(np.partition(values, middle)[middle])
+    low, high = np.partition(values, (middle - 1, middle))[middle - 1:middle + 1]
+    return float((low + high) / 2)
 
 
 def restart_at(ts_us: int, config: DetectionConfig) -> int:
@@ -184,10 +192,17 @@ class _Series:
     def __init__(self, state: SeriesState, config: DetectionConfig):
         self.s = state
         self.c = config
-        width = config.window_points
-        self.ts = deque(state.window_ts, maxlen=width)
-        self.values = deque(state.window_values, maxlen=width)
-        self.residuals = deque(state.window_residuals, maxlen=width)
+        # The window as ring buffers: order only matters for runs and for the saved state.
+        width = self.width = config.window_points
+        count = self.count = len(state.window_ts)
+        self.pos = count % width
+        self.tbuf = np.zeros(width, np.int64)
+        self.vbuf = np.zeros(width)
+        self.rbuf = np.full(width, math.nan)
+        self.tbuf[:count] = state.window_ts
+        self.vbuf[:count] = state.window_values
+        self.rbuf[:count] = state.window_residuals
+        self.last_value = state.window_values[-1] if count else None
         self.by_ts = dict(zip(state.window_ts, state.window_values))
         self.recent = deque(state.recent_abs_z, maxlen=config.variance_points)
         self.refresh_us = config.refresh_seconds * 1_000_000
@@ -202,63 +217,106 @@ class _Series:
         # A closed form of the decay since the last alert, so it never depends on how often it is read.
         return 1.0 + (s.gain_at_alert - 1.0) * 0.5 ** ((t - s.last_alert_us) / self.half_life_us)
 
+    def ordered(self, buffer: np.ndarray) -> np.ndarray:
+        if self.count < self.width:
+            return buffer[: self.count]
+        return np.concatenate((buffer[self.pos:], buffer[: self.pos]))
+
     def refresh(self) -> None:
         s, c = self.s, self.c
-        values = np.fromiter(self.values, float, len(self.values))
-        s.median = float(np.median(values))
-        s.plain_mad = float(np.median(np.abs(values - s.median)))
+        values = self.vbuf[: self.count]
+        s.median = _median(values)
+        s.plain_mad = _median(np.abs(values - s.median))
         mad = s.plain_mad
         s.seasonal = False
-        residuals = np.fromiter(self.residuals, float, len(self.residuals))
+        residuals = self.rbuf[: self.count]
         residuals = residuals[~np.isnan(residuals)]
         if len(residuals) >= c.min_points:
-            seasonal_mad = float(np.median(np.abs(residuals - np.median(residuals))))
+            seasonal_mad = _median(np.abs(residuals - _median(residuals)))
             if seasonal_mad < c.seasonal_improvement * s.plain_mad:
                 s.seasonal, mad = True, seasonal_mad
         value_range = s.highest - s.lowest if s.highest > s.lowest else 0.0
         s.scale = max(MAD_TO_SIGMA * mad, 0.01 * value_range, 1e-3 * abs(s.median), 1e-9)
         # The reference run length leaves out the run still going on, or a flatline would hide itself.
-        reference = values[: max(len(values) - s.run_length, 0)]
+        ordered = self.ordered(self.vbuf)
+        reference = ordered[: max(len(ordered) - s.run_length, 0)]
         changes = np.flatnonzero(np.diff(reference) != 0)
         bounds = np.concatenate([[-1], changes, [len(reference) - 1]])
         s.longest_run = int(np.max(np.diff(bounds))) if len(reference) else 0
 
-    def step(self, t: int, x: float, emit: bool) -> Finding | None:
+    def run(self, ts_list: list, values_list: list, emit: bool) -> list[Finding]:
+        """Process points in order; the one loop both detection and rebuilding from history use.
+
+        Hot loop: attributes are read into locals once and written back at the end.
+        """
         s, c = self.s, self.c
-        if s.first_ts_us is None:
-            s.first_ts_us = t
-        bucket = t // self.refresh_us
-        if bucket != s.bucket and self.values:
-            self.refresh()
-        s.bucket = bucket
-        day = t // DAY_US
-        if day != s.cusum_day:
-            s.cusum_up = s.cusum_down = 0.0
-            s.cusum_day = day
-        lags = [self.by_ts.get(t - k * DAY_US) for k in SEASONAL_LAGS]
-        lags = [v for v in lags if v is not None]
-        seasonal_expected = float(np.median(lags)) if len(lags) >= 2 else None
-        expected = seasonal_expected if (s.seasonal and seasonal_expected is not None) else s.median
-        if self.values and x == self.values[-1]:
-            s.run_length += 1
-        else:
-            s.run_length, s.run_alerted = 1, False
-        finding = None
-        if not math.isnan(s.scale):
-            z = (x - expected) / s.scale
-            self.recent.append(abs(z))
-            warm = len(self.values) >= c.min_points and t - s.first_ts_us >= self.min_span_us
-            if warm:
-                finding = self.evaluate(t, x, z, expected, emit)
-        if len(self.ts) == self.ts.maxlen:
-            del self.by_ts[self.ts[0]]  # the point leaving the window
-        self.ts.append(t)
-        self.values.append(x)
-        self.residuals.append(x - seasonal_expected if seasonal_expected is not None else math.nan)
-        self.by_ts[t] = x
-        s.lowest = min(s.lowest, x)
-        s.highest = max(s.highest, x)
-        return finding
+        findings = []
+        tbuf, vbuf, rbuf, by_ts, recent = self.tbuf, self.vbuf, self.rbuf, self.by_ts, self.recent
+        width, count, pos, last = self.width, self.count, self.pos, self.last_value
+        refresh_us, min_span_us, min_points = self.refresh_us, self.min_span_us, c.min_points
+        get = by_ts.get
+        nan = math.nan
+        for t, x in zip(ts_list, values_list):
+            if s.first_ts_us is None:
+                s.first_ts_us = t
+            bucket = t // refresh_us
+            if bucket != s.bucket:
+                if count:
+                    self.count, self.pos = count, pos
+                    self.refresh()
+                s.bucket = bucket
+            day = t // DAY_US
+            if day != s.cusum_day:
+                s.cusum_up = s.cusum_down = 0.0
+                s.cusum_day = day
+            # The median of the values at the same time 1, 2 and 3 days earlier (at least two of them).
+            a, b, d = get(t - DAY_US), get(t - 2 * DAY_US), get(t - 3 * DAY_US)
+            if a is not None and b is not None and d is not None:
+                seasonal_expected = sorted((a, b, d))[1]
+            elif (a is None) + (b is None) + (d is None) == 1:
+                first, second = [v for v in (a, b, d) if v is not None]
+                seasonal_expected = (first + second) / 2
+            else:
+                seasonal_expected = None
+            expected = seasonal_expected if (s.seasonal and seasonal_expected is not None) else s.median
+            if last is not None and x == last:
+                s.run_length += 1
+            else:
+                s.run_length = 1
+                s.run_alerted = False
+            scale = s.scale
+            if scale == scale:  # not NaN: a baseline exists
+                z = (x - expected) / scale
+                recent.append(abs(z))
+                if count >= min_points and t - s.first_ts_us >= min_span_us:
+                    finding = self.evaluate(t, x, z, expected, emit)
+                    if finding is not None:
+                        findings.append(finding)
+            if count == width:
+                del by_ts[int(tbuf[pos])]  # the point leaving the window
+            else:
+                count += 1
+            tbuf[pos] = t
+            vbuf[pos] = x
+            rbuf[pos] = x - seasonal_expected if seasonal_expected is not None else nan
+            pos = pos + 1 if pos + 1 < width else 0
+            last = x
+            by_ts[t] = x
+            if x < s.lowest:
+                s.lowest = x
+            if x > s.highest:
+                s.highest = x
+        self.count, self.pos, self.last_value = count, pos, last
+        return findings
+
+    def seasonal_expected(self, t: int) -> float | None:
+        """The median of the values at the same time 1, 2 and 3 days earlier (at least two of them)."""
+        lags = [v for v in (self.by_ts.get(t - k * DAY_US) for k in (1, 2, 3)) if v is not None]
+        if len(lags) == 3:
+            return sorted(lags)[1]
+        if len(lags) == 2:
+            return (lags[0] + lags[1]) / 2
+        return None
 
     def evaluate(self, t: int, x: float, z: float, expected: float, emit: bool) -> Finding | None:
         s, c = self.s, self.c
@@ -285,9 +343,10 @@ class _Series:
             needed = max(c.flatline_min_points, c.flatline_factor * s.longest_run)
             flatline_evidence = s.run_length / (needed * threshold)
         evidence = (range_evidence, residual_evidence, cusum_evidence, variance_evidence, flatline_evidence)
-        strongest = max(range(len(evidence)), key=evidence.__getitem__)
-        if evidence[strongest] < 1.0:
+        best = max(evidence)
+        if best < 1.0:
             return None
+        strongest = evidence.index(best)
         if s.last_alert_us is not None and t - s.last_alert_us < self.cooldown_us:
             return None
         previous_alert = s.last_alert_us
@@ -318,7 +377,7 @@ class _Series:
         baseline = {
             "method": "seasonal_median" if s.seasonal else "trailing_median",
             "expected": expected, "median": s.median, "scale": s.scale, "mad": s.plain_mad,
-            "samples": len(self.values), "lowest_seen": s.lowest, "highest_seen": s.highest,
+            "samples": self.count, "lowest_seen": s.lowest, "highest_seen": s.highest,
             "deviation_sigma": z, "cusum_sigma": max(s.cusum_up, s.cusum_down),
             "recent_mean_abs_sigma": sum(self.recent) / max(len(self.recent), 1),
             "run_length": s.run_length, "longest_recent_run": s.longest_run,
@@ -338,9 +397,9 @@ class _Series:
 
     def state(self) -> SeriesState:
         s = self.s
-        s.window_ts = list(self.ts)
-        s.window_values = list(self.values)
-        s.window_residuals = list(self.residuals)
+        s.window_ts = self.ordered(self.tbuf).tolist()
+        s.window_values = self.ordered(self.vbuf).tolist()
+        s.window_residuals = self.ordered(self.rbuf).tolist()
         s.recent_abs_z = list(self.recent)
         return s
 
@@ -350,11 +409,8 @@ def detect(
 ) -> tuple[list[Finding], SeriesState, BaselineSnapshot]:
     """Evaluate new points (strictly after the state's last one, ascending); returns findings and the new state."""
     series = _Series(SeriesState.from_bytes(state.to_bytes()), config)
-    findings = []
-    for t, x in zip(np.asarray(ts_us, dtype=np.int64).tolist(), np.asarray(values, dtype=np.float64).tolist()):
-        finding = series.step(t, x, emit=True)
-        if finding is not None:
-            findings.append(finding)
+    findings = series.run(np.asarray(ts_us, dtype=np.int64).tolist(), np.asarray(values, dtype=np.float64).tolist(),
+                          emit=True)
     new_state = series.state()
     return findings, new_state, baseline_snapshot(new_state, config)
 
@@ -373,8 +429,7 @@ def state_from_history(
     of them when the series has that many), the extremes before those points, and the alert times."""
     state = SeriesState(first_ts_us=first_ts_us, lowest=lowest_before, highest=highest_before)
     series = _Series(state, config)
-    for t, x in zip(list(history_ts), list(history_values)):
-        series.step(int(t), float(x), emit=False)
+    series.run([int(t) for t in history_ts], [float(x) for x in history_values], emit=False)
     state = series.state()
     # Suppression comes from the alerts actually recorded, replayed with the same arithmetic.
     state.last_alert_us, state.gain_at_alert = None, 1.0
@@ -392,19 +447,18 @@ def expected_band(state: SeriesState, ts_us, values, config: DetectionConfig):
     for t, x in zip(np.asarray(ts_us, dtype=np.int64).tolist(), np.asarray(values, dtype=np.float64).tolist()):
         s = series.s
         bucket = t // series.refresh_us
-        if bucket != s.bucket and series.values:
+        if bucket != s.bucket and series.count:
             series.refresh()
             s.bucket = bucket
-        lags = [series.by_ts.get(t - k * DAY_US) for k in SEASONAL_LAGS]
-        lags = [v for v in lags if v is not None]
-        centre = float(np.median(lags)) if (s.seasonal and len(lags) >= 2) else s.median
+        lagged = series.seasonal_expected(t)
+        centre = lagged if (s.seasonal and lagged is not None) else s.median
         half = config.residual_threshold * series.gain(t) / config.sensitivity * s.scale
         expected.append(centre)
         lower.append(centre - half)
         upper.append(centre + half)
-        warm.append(len(series.values) >= config.min_points and s.first_ts_us is not None
+        warm.append(series.count >= config.min_points and s.first_ts_us is not None
                     and t - s.first_ts_us >= series.min_span_us and not math.isnan(s.scale))
-        series.step(t, x, emit=False)
+        series.run([t], [x], emit=False)
     return np.array(expected), np.array(lower), np.array(upper), np.array(warm, bool)
 
 
