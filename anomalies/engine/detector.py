@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import struct
+import zlib
 from collections import deque
 from dataclasses import asdict, dataclass, field, fields, replace
 
@@ -133,14 +134,16 @@ class SeriesState:
             self.cusum_down, self.cusum_day, self.run_length, self.bucket, self.median, self.scale, self.plain_mad,
             int(self.seasonal), self.longest_run, int(self.run_alerted), len(self.window_ts), len(self.recent_abs_z),
         )
-        return (head + np.asarray(self.window_ts, "<i8").tobytes() + np.asarray(self.window_values, "<f8").tobytes()
-                + np.asarray(self.window_residuals, "<f8").tobytes() + np.asarray(self.recent_abs_z, "<f8").tobytes())
+        # Compressed: regular timestamps and unfilled residuals shrink a lot, and the checkpoint
+        # of every series is written on every run.
+        return zlib.compress(head + np.asarray(self.window_ts, "<i8").tobytes() + np.asarray(self.window_values, "<f8").tobytes()
+                + np.asarray(self.window_residuals, "<f8").tobytes() + np.asarray(self.recent_abs_z, "<f8").tobytes(), 1)
 
     @classmethod
     def from_bytes(cls, blob: bytes | None) -> "SeriesState":
         if not blob:
             return cls()
-        blob = bytes(blob)
+        blob = zlib.decompress(bytes(blob))
         (first, lowest, highest, last_alert, gain, up, down, day, run, bucket, median, scale, plain_mad, seasonal,
          longest, run_alerted, count, recent) = cls._SCALARS.unpack_from(blob)
         offset = cls._SCALARS.size
@@ -289,6 +292,7 @@ class _Series:
                 z = (x - expected) / scale
                 recent.append(abs(z))
                 if count >= min_points and t - s.first_ts_us >= min_span_us:
+                    self.count = count  # what an explanation reports as the sample count
                     finding = self.evaluate(t, x, z, expected, emit)
                     if finding is not None:
                         findings.append(finding)
