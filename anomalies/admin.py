@@ -1,9 +1,12 @@
 """Admin for baselines, anomalies and detection runs, scoped to the staff user's tenants."""
+from django import forms
 from django.contrib import admin
 
 from anomalies.models import Anomaly, Baseline, DetectionRun
 from anomalies.services import anomaly_status_set
-from tenants.admin import TenantScopedAdmin
+from anomalies.engine import DetectionConfig
+from tenants.admin import TenantAdmin, TenantScopedAdmin
+from tenants.models import Tenant
 
 
 class ReadOnlyMixin:
@@ -80,3 +83,30 @@ class DetectionRunAdmin(ReadOnlyMixin, TenantScopedAdmin):
                     "points_processed", "anomalies_created"]
     list_filter = ["tenant", "status", "trigger"]
     show_full_result_count = False
+
+
+class TenantDetectionForm(forms.ModelForm):
+    """The tenant form, with its detection overrides checked against the engine's settings."""
+
+    class Meta:
+        model = Tenant
+        fields = "__all__"
+
+    def clean_detection_config(self):
+        overrides = self.cleaned_data.get("detection_config") or {}
+        if not isinstance(overrides, dict):
+            raise forms.ValidationError("Give an object of setting: value pairs, e.g. {\"sensitivity\": 0.5}.")
+        try:
+            DetectionConfig.from_overrides(overrides)
+        except ValueError as error:
+            raise forms.ValidationError(f"{error}; the settings are: {', '.join(DetectionConfig().as_dict())}.")
+        return overrides
+
+
+# The tenants app knows nothing of detection, so the detection-aware tenant form is added here.
+admin.site.unregister(Tenant)
+
+
+@admin.register(Tenant)
+class TenantWithDetectionAdmin(TenantAdmin):
+    form = TenantDetectionForm

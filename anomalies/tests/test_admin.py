@@ -72,3 +72,17 @@ def test_a_key_created_in_the_admin_is_shown_once(make_tenant):
     assert plaintext.startswith("cwd_read_")
     key = ApiKey.objects.for_tenant(tenant).get(name="grafana")
     assert plaintext not in key.key_hash
+
+
+def test_the_admin_refuses_unknown_detection_settings_and_saves_valid_ones(make_tenant):
+    tenant = make_tenant("tuned").tenant
+    client = _login(User.objects.create_superuser("root", password="x"))
+    url = f"/admin/tenants/tenant/{tenant.id}/change/"
+    form = {"slug": "tuned", "name": "Tuned", "is_active": "on", "limits": "{}", "tenantstaff_set-TOTAL_FORMS": "0",
+            "tenantstaff_set-INITIAL_FORMS": "0"}
+    refused = client.post(url, {**form, "detection_config": '{"threshold": 9}'})
+    assert refused.status_code == 200 and b"unknown detection setting(s): threshold" in refused.content
+    saved = client.post(url, {**form, "detection_config": '{"sensitivity": 0.5}'})
+    assert saved.status_code == 302
+    tenant.refresh_from_db()
+    assert tenant.detection_config == {"sensitivity": 0.5}
