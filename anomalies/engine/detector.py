@@ -34,6 +34,7 @@ import numpy as np
 from anomalies.engine.explain import reason_sentence
 
 DAY_US = 86_400_000_000
+WEEK_US = 7 * DAY_US
 MAD_TO_SIGMA = 1.4826
 DETECTORS = ("range", "residual", "cusum", "variance", "flatline")
 
@@ -83,6 +84,16 @@ class DetectionConfig:
         return asdict(self)
 
 
+def _lagged_median(a: float | None, b: float | None, c: float | None) -> float | None:
+    """The median of the values one, two and three periods earlier, when at least two exist."""
+    present = [v for v in (a, b, c) if v is not None]
+    if len(present) == 3:
+        return sorted(present)[1]
+    if len(present) == 2:
+        return (present[0] + present[1]) / 2
+    return None
+
+
 def _median(values: np.ndarray) -> float:
     """np.median's result (the mean of the middle two for an even count) with one partition, no overhead."""
     middle = len(values) // 2
@@ -104,7 +115,8 @@ class SeriesState:
     first_ts_us: int | None = None
     window_ts: list = field(default_factory=list)
     window_values: list = field(default_factory=list)
-    window_residuals: list = field(default_factory=list)  # seasonal residual of each window point (NaN: none)
+    window_residuals: list = field(default_factory=list)  # residual against the same time 1-3 days earlier (NaN: none)
+    window_weekly_residuals: list = field(default_factory=list)  # ... and against the same time 1-3 weeks earlier
     lowest: float = math.inf
     highest: float = -math.inf
     last_alert_us: int | None = None
@@ -120,7 +132,7 @@ class SeriesState:
     median: float = math.nan
     scale: float = math.nan
     plain_mad: float = math.nan
-    seasonal: bool = False
+    period_days: int = 0  # the seasonal period in use: 0 (none), 1 (daily) or 7 (weekly)
     longest_run: int = 0
 
     _SCALARS = struct.Struct("<qddqdddqqqdddqqqII")
@@ -132,31 +144,33 @@ class SeriesState:
             none if self.first_ts_us is None else self.first_ts_us, self.lowest, self.highest,
             none if self.last_alert_us is None else self.last_alert_us, self.gain_at_alert, self.cusum_up,
             self.cusum_down, self.cusum_day, self.run_length, self.bucket, self.median, self.scale, self.plain_mad,
-            int(self.seasonal), self.longest_run, int(self.run_alerted), len(self.window_ts), len(self.recent_abs_z),
+            self.period_days, self.longest_run, int(self.run_alerted), len(self.window_ts), len(self.recent_abs_z),
         )
         # Compressed: regular timestamps and unfilled residuals shrink a lot, and the checkpoint
         # of every series is written on every run.
         return zlib.compress(head + np.asarray(self.window_ts, "<i8").tobytes() + np.asarray(self.window_values, "<f8").tobytes()
-                + np.asarray(self.window_residuals, "<f8").tobytes() + np.asarray(self.recent_abs_z, "<f8").tobytes(), 1)
+                + np.asarray(self.window_residuals, "<f8").tobytes()
+                + np.asarray(self.window_weekly_residuals, "<f8").tobytes()
+                + np.asarray(self.recent_abs_z, "<f8").tobytes(), 1)
 
     @classmethod
     def from_bytes(cls, blob: bytes | None) -> "SeriesState":
         if not blob:
             return cls()
         blob = zlib.decompress(bytes(blob))
-        (first, lowest, highest, last_alert, gain, up, down, day, run, bucket, median, scale, plain_mad, seasonal,
+        (first, lowest, highest, last_alert, gain, up, down, day, run, bucket, median, scale, plain_mad, period,
          longest, run_alerted, count, recent) = cls._SCALARS.unpack_from(blob)
         offset = cls._SCALARS.size
         arrays = []
-        for dtype, size in (("<i8", count), ("<f8", count), ("<f8", count), ("<f8", recent)):
+        for dtype, size in (("<i8", count), ("<f8", count), ("<f8", count), ("<f8", count), ("<f8", recent)):
             arrays.append(np.frombuffer(blob, dtype=dtype, count=size, offset=offset).tolist())
             offset += 8 * size
         return cls(
             first_ts_us=None if first == cls._NONE else first, window_ts=arrays[0], window_values=arrays[1],
-            window_residuals=arrays[2], lowest=lowest, highest=highest,
+            window_residuals=arrays[2], window_weekly_residuals=arrays[3], lowest=lowest, highest=highest,
             last_alert_us=None if last_alert == cls._NONE else last_alert, gain_at_alert=gain, cusum_up=up,
-            cusum_down=down, cusum_day=day, run_length=run, run_alerted=bool(run_alerted), recent_abs_z=arrays[3], bucket=bucket, median=median,
-            scale=scale, plain_mad=plain_mad, seasonal=bool(seasonal), longest_run=longest,
+            cusum_down=down, cusum_day=day, run_length=run, run_alerted=bool(run_alerted), recent_abs_z=arrays[4], bucket=bucket, median=median,
+            scale=scale, plain_mad=plain_mad, period_days=period, longest_run=longest,
         )
 
 
@@ -202,9 +216,11 @@ class _Series:
         self.tbuf = np.zeros(width, np.int64)
         self.vbuf = np.zeros(width)
         self.rbuf = np.full(width, math.nan)
+        self.wbuf = np.full(width, math.nan)
         self.tbuf[:count] = state.window_ts
         self.vbuf[:count] = state.window_values
         self.rbuf[:count] = state.window_residuals
+        self.wbuf[:count] = state.window_weekly_residuals
         self.last_value = state.window_values[-1] if count else None
         self.by_ts = dict(zip(state.window_ts, state.window_values))
         self.recent = deque(state.recent_abs_z, maxlen=config.variance_points)
@@ -231,13 +247,16 @@ class _Series:
         s.median = _median(values)
         s.plain_mad = _median(np.abs(values - s.median))
         mad = s.plain_mad
-        s.seasonal = False
-        residuals = self.rbuf[: self.count]
-        residuals = residuals[~np.isnan(residuals)]
-        if len(residuals) >= c.min_points:
-            seasonal_mad = _median(np.abs(residuals - _median(residuals)))
-            if seasonal_mad < c.seasonal_improvement * s.plain_mad:
-                s.seasonal, mad = True, seasonal_mad
+        # The period in use is the one (daily or weekly) whose residuals are the tightest, if they
+        # are clearly tighter than the spread around the plain median: found from the data.
+        s.period_days = 0
+        for period, buffer in ((1, self.rbuf), (7, self.wbuf)):
+            residuals = buffer[: self.count]
+            residuals = residuals[~np.isnan(residuals)]
+            if len(residuals) >= c.min_points:
+                seasonal_mad = _median(np.abs(residuals - _median(residuals)))
+                if seasonal_mad < c.seasonal_improvement * s.plain_mad and seasonal_mad < mad:
+                    s.period_days, mad = period, seasonal_mad
         value_range = s.highest - s.lowest if s.highest > s.lowest else 0.0
         s.scale = max(MAD_TO_SIGMA * mad, 0.01 * value_range, 1e-3 * abs(s.median), 1e-9)
         # The reference run length leaves out the run still going on, or a flatline would hide itself.
@@ -254,7 +273,7 @@ class _Series:
         """
         s, c = self.s, self.c
         findings = []
-        tbuf, vbuf, rbuf, by_ts, recent = self.tbuf, self.vbuf, self.rbuf, self.by_ts, self.recent
+        tbuf, vbuf, rbuf, wbuf, by_ts, recent = self.tbuf, self.vbuf, self.rbuf, self.wbuf, self.by_ts, self.recent
         width, count, pos, last = self.width, self.count, self.pos, self.last_value
         refresh_us, min_span_us, min_points = self.refresh_us, self.min_span_us, c.min_points
         get = by_ts.get
@@ -272,16 +291,11 @@ class _Series:
             if day != s.cusum_day:
                 s.cusum_up = s.cusum_down = 0.0
                 s.cusum_day = day
-            # The median of the values at the same time 1, 2 and 3 days earlier (at least two of them).
-            a, b, d = get(t - DAY_US), get(t - 2 * DAY_US), get(t - 3 * DAY_US)
-            if a is not None and b is not None and d is not None:
-                seasonal_expected = sorted((a, b, d))[1]
-            elif (a is None) + (b is None) + (d is None) == 1:
-                first, second = [v for v in (a, b, d) if v is not None]
-                seasonal_expected = (first + second) / 2
-            else:
-                seasonal_expected = None
-            expected = seasonal_expected if (s.seasonal and seasonal_expected is not None) else s.median
+            daily = _lagged_median(get(t - DAY_US), get(t - 2 * DAY_US), get(t - 3 * DAY_US))
+            weekly = _lagged_median(get(t - WEEK_US), get(t - 2 * WEEK_US), get(t - 3 * WEEK_US))
+            period = s.period_days
+            lagged = daily if period == 1 else weekly if period == 7 else None
+            expected = lagged if lagged is not None else s.median
             if last is not None and x == last:
                 s.run_length += 1
             else:
@@ -302,7 +316,8 @@ class _Series:
                 count += 1
             tbuf[pos] = t
             vbuf[pos] = x
-            rbuf[pos] = x - seasonal_expected if seasonal_expected is not None else nan
+            rbuf[pos] = x - daily if daily is not None else nan
+            wbuf[pos] = x - weekly if weekly is not None else nan
             pos = pos + 1 if pos + 1 < width else 0
             last = x
             by_ts[t] = x
@@ -314,13 +329,12 @@ class _Series:
         return findings
 
     def seasonal_expected(self, t: int) -> float | None:
-        """The median of the values at the same time 1, 2 and 3 days earlier (at least two of them)."""
-        lags = [v for v in (self.by_ts.get(t - k * DAY_US) for k in (1, 2, 3)) if v is not None]
-        if len(lags) == 3:
-            return sorted(lags)[1]
-        if len(lags) == 2:
-            return (lags[0] + lags[1]) / 2
-        return None
+        """The expected value from the seasonal period in use, or None."""
+        step = DAY_US if self.s.period_days == 1 else WEEK_US if self.s.period_days == 7 else None
+        if step is None:
+            return None
+        get = self.by_ts.get
+        return _lagged_median(get(t - step), get(t - 2 * step), get(t - 3 * step))
 
     def evaluate(self, t: int, x: float, z: float, expected: float, emit: bool) -> Finding | None:
         s, c = self.s, self.c
@@ -379,7 +393,7 @@ class _Series:
             "sensitivity": c.sensitivity, "window_points": c.window_points, "refresh_seconds": c.refresh_seconds,
         }
         baseline = {
-            "method": "seasonal_median" if s.seasonal else "trailing_median",
+            "method": {1: "daily_seasonal_median", 7: "weekly_seasonal_median"}.get(s.period_days, "trailing_median"),
             "expected": expected, "median": s.median, "scale": s.scale, "mad": s.plain_mad,
             "samples": self.count, "lowest_seen": s.lowest, "highest_seen": s.highest,
             "deviation_sigma": z, "cusum_sigma": max(s.cusum_up, s.cusum_down),
@@ -404,6 +418,7 @@ class _Series:
         s.window_ts = self.ordered(self.tbuf).tolist()
         s.window_values = self.ordered(self.vbuf).tolist()
         s.window_residuals = self.ordered(self.rbuf).tolist()
+        s.window_weekly_residuals = self.ordered(self.wbuf).tolist()
         s.recent_abs_z = list(self.recent)
         return s
 
@@ -455,7 +470,7 @@ def expected_band(state: SeriesState, ts_us, values, config: DetectionConfig):
             series.refresh()
             s.bucket = bucket
         lagged = series.seasonal_expected(t)
-        centre = lagged if (s.seasonal and lagged is not None) else s.median
+        centre = lagged if lagged is not None else s.median
         half = config.residual_threshold * series.gain(t) / config.sensitivity * s.scale
         expected.append(centre)
         lower.append(centre - half)
@@ -476,4 +491,4 @@ def baseline_snapshot(state: SeriesState, config: DetectionConfig) -> BaselineSn
     status = "ready" if samples >= config.min_points and span_ok else "warming"
     band = config.residual_threshold / config.sensitivity * state.scale
     return BaselineSnapshot(status, samples, state.median, state.plain_mad, state.scale,
-                            state.median - band, state.median + band, state.seasonal)
+                            state.median - band, state.median + band, state.period_days > 0)

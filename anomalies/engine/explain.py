@@ -11,8 +11,10 @@ def reason_sentence(*, value: float, expected: float, lower: float, upper: float
     """One sentence: what was observed, against what baseline, by how much (and any reduced sensitivity)."""
     direction = "above" if value > expected else "below"
     sigma = abs(baseline["deviation_sigma"])
-    if baseline["method"] == "seasonal_median":
+    if baseline["method"] == "daily_seasonal_median":
         basis = "the median of the same time 1-3 days earlier"
+    elif baseline["method"] == "weekly_seasonal_median":
+        basis = "the median of the same time 1-3 weeks earlier"
     else:
         basis = f"the median of the previous {baseline['samples']} points"
     if detector == "range":

@@ -106,7 +106,7 @@ def test_the_seasonal_residual_flags_a_normal_value_at_the_wrong_time():
     findings, _, _ = detect(SeriesState(), ts, values, CONFIG)
     assert [(f.detector, int((f.ts_us - START) // FIVE_MINUTES)) for f in findings] == [("residual", trough)]
     assert "same time 1-3 days earlier" in findings[0].reason
-    assert findings[0].baseline["method"] == "seasonal_median"
+    assert findings[0].baseline["method"] == "daily_seasonal_median"
 
 
 def test_cusum_catches_a_small_sustained_shift_inside_the_band():
