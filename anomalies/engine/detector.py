@@ -4,9 +4,10 @@ Each point is compared, in timestamp order, with a baseline refreshed at the fir
 every hour of data from the `window_points` points before it. The detectors:
 
 - range:     the value leaves [lowest − tol·range, highest + tol·range] of everything seen so far;
-- residual:  robust z of the value against the expected value: the median of the same time of
-             day 1–3 days earlier when that explains the series better than its plain median
-             (seasonality is found from the data, never assumed), else the trailing median;
+- residual:  robust z of the value against the expected value: the median of the same time
+             1–3 days (or weeks) earlier when that period explains the series clearly better than
+             its plain median (the period is chosen from the data, never assumed), else the
+             trailing median;
 - cusum:     two-sided CUSUM of the clipped z, reset at each UTC day and after each alert
              (slow drifts and level shifts that stay inside the band);
 - variance:  the mean |z| of the last `variance_points` points (a shift of spread or level);
@@ -85,13 +86,14 @@ class DetectionConfig:
 
 
 def _lagged_median(a: float | None, b: float | None, c: float | None) -> float | None:
-    """The median of the values one, two and three periods earlier, when at least two exist."""
+    """The median of the values one, two and three periods earlier that exist (one is enough, so a
+    seasonal series is understood after one period, as Grafana's 1 d / 1 w offset bands are)."""
     present = [v for v in (a, b, c) if v is not None]
     if len(present) == 3:
         return sorted(present)[1]
     if len(present) == 2:
         return (present[0] + present[1]) / 2
-    return None
+    return present[0] if present else None
 
 
 def _median(values: np.ndarray) -> float:

@@ -12,9 +12,9 @@ def reason_sentence(*, value: float, expected: float, lower: float, upper: float
     direction = "above" if value > expected else "below"
     sigma = abs(baseline["deviation_sigma"])
     if baseline["method"] == "daily_seasonal_median":
-        basis = "the median of the same time 1-3 days earlier"
+        basis = "the same time on the previous 1-3 days"
     elif baseline["method"] == "weekly_seasonal_median":
-        basis = "the median of the same time 1-3 weeks earlier"
+        basis = "the same time in the previous 1-3 weeks"
     else:
         basis = f"the median of the previous {baseline['samples']} points"
     if detector == "range":

@@ -105,7 +105,7 @@ def test_the_seasonal_residual_flags_a_normal_value_at_the_wrong_time():
     values[trough] = 88.0  # the daily high, at the wrong time
     findings, _, _ = detect(SeriesState(), ts, values, CONFIG)
     assert [(f.detector, int((f.ts_us - START) // FIVE_MINUTES)) for f in findings] == [("residual", trough)]
-    assert "same time 1-3 days earlier" in findings[0].reason
+    assert "the same time on the previous 1-3 days" in findings[0].reason
     assert findings[0].baseline["method"] == "daily_seasonal_median"
 
 
