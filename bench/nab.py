@@ -107,6 +107,7 @@ def main():
     pipeline = Pipeline() if args.pipeline else None
     raw = defaultdict(lambda: defaultdict(float))
     windows_per_category = defaultdict(int)
+    false_positives = defaultdict(int)
     began = time.perf_counter()
     points = 0
     for name in sorted(labels):
@@ -120,6 +121,8 @@ def main():
         for profile in PROFILES:
             score, counts = file_score(detections, windows, profile)
             raw[category][profile.name] += score
+            if profile.name == "standard":
+                false_positives[category] += counts["false_positives"]
             if args.verbose and profile.name == "standard":
                 print(f"  {name:60s} {score:7.2f} {counts}")
     elapsed = time.perf_counter() - began
@@ -127,6 +130,11 @@ def main():
     header = f"{'category':24s} {'windows':>7s} " + " ".join(f"{p.name:>19s}" for p in PROFILES)
     print(header)
     for category in sorted(raw):
+        if windows_per_category[category] == 0:
+            # No window to normalize by: what counts is the raw cost of its false positives.
+            cells = " ".join(f"{raw[category][p.name]:+19.2f}" for p in PROFILES)
+            print(f"{category:24s} {0:7d} {cells}  (raw: {false_positives[category]} false positives)")
+            continue
         cells = " ".join(f"{normalized(raw[category][p.name], windows_per_category[category], p):19.1f}"
                          for p in PROFILES)
         print(f"{category:24s} {windows_per_category[category]:7d} {cells}")
