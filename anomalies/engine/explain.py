@@ -19,13 +19,12 @@ def reason_sentence(*, value: float, expected: float, lower: float, upper: float
         basis = f"the median of the previous {baseline['samples']} points"
     if detector == "range":
         low, high = baseline["lowest_seen"], baseline["highest_seen"]
-        span = high - low
-        if value > high:
-            text = (f"Value {_num(value)} is above the highest value seen so far ({_num(high)}) by "
-                    f"{_num((value - high) / span * 100)}% of the observed range {_num(low)} to {_num(high)}")
-        else:
-            text = (f"Value {_num(value)} is below the lowest value seen so far ({_num(low)}) by "
-                    f"{_num((low - value) / span * 100)}% of the observed range {_num(low)} to {_num(high)}")
+        beyond = (value - high) if value > high else (low - value)
+        share = beyond / (high - low)
+        amount = f"{_num(share * 100)}% of" if share < 10 else f"{_num(round(share, 1))} times"
+        edge = f"above the highest value seen so far ({_num(high)})" if value > high else \
+            f"below the lowest value seen so far ({_num(low)})"
+        text = f"Value {_num(value)} is {edge} by {amount} the observed range {_num(low)} to {_num(high)}"
     elif detector == "residual":
         text = (f"Value {_num(value)} is {_num(sigma)} robust standard deviations {direction} the expected "
                 f"{_num(expected)} ({basis}), outside the band {_num(lower)} to {_num(upper)}")
