@@ -341,7 +341,7 @@ class _Series:
     def evaluate(self, t: int, x: float, z: float, expected: float, emit: bool) -> Finding | None:
         s, c = self.s, self.c
         gain = self.gain(t)
-        sensitivity = c.sensitivity
+        threshold = gain / c.sensitivity
         value_range = s.highest - s.lowest
         tolerance = c.range_tolerance * value_range
         range_evidence = 0.0
@@ -349,12 +349,13 @@ class _Series:
             reach = max(x - (s.highest + tolerance), (s.lowest - tolerance) - x)
             if reach >= 0:
                 range_evidence = 1.0 + reach / max(tolerance, 1e-12)
-        threshold = gain / sensitivity
         residual_evidence = abs(z) / (c.residual_threshold * threshold)
-        clipped = max(-4.0, min(4.0, z))
-        s.cusum_up = max(0.0, s.cusum_up + clipped - c.cusum_drift)
-        s.cusum_down = max(0.0, s.cusum_down - clipped - c.cusum_drift)
-        cusum_evidence = max(s.cusum_up, s.cusum_down) / (c.cusum_threshold * threshold)
+        clipped = 4.0 if z > 4.0 else -4.0 if z < -4.0 else z
+        up = s.cusum_up + clipped - c.cusum_drift
+        down = s.cusum_down - clipped - c.cusum_drift
+        s.cusum_up = up if up > 0.0 else 0.0
+        s.cusum_down = down if down > 0.0 else 0.0
+        cusum_evidence = (s.cusum_up if s.cusum_up > s.cusum_down else s.cusum_down) / (c.cusum_threshold * threshold)
         variance_evidence = 0.0
         if len(self.recent) == c.variance_points:
             variance_evidence = (sum(self.recent) / c.variance_points) / (c.variance_threshold * threshold)
@@ -362,6 +363,9 @@ class _Series:
         if s.plain_mad > 0 and not s.run_alerted:
             needed = max(c.flatline_min_points, c.flatline_factor * s.longest_run)
             flatline_evidence = s.run_length / (needed * threshold)
+        if (range_evidence < 1.0 and residual_evidence < 1.0 and cusum_evidence < 1.0 and variance_evidence < 1.0
+                and flatline_evidence < 1.0):
+            return None  # the common case: no detector votes
         evidence = (range_evidence, residual_evidence, cusum_evidence, variance_evidence, flatline_evidence)
         best = max(evidence)
         if best < 1.0:
