@@ -47,21 +47,31 @@ class SeriesStats:
 
 
 def series_stats(*, tenant: Tenant, series_ids: list[int]) -> dict[int, SeriesStats]:
-    """First and last timestamp and point count of each series (index scans, one query)."""
+    """First and last timestamp and point count of each series, in one query of index lookups.
+
+    The count adds the hourly rollups to the raw points after the newest rolled-up hour, so it
+    costs a few rows per series whatever its size, and trails ingest by at most one rollup refresh.
+    """
     if not series_ids:
         return {}
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
             SELECT s.id,
-                   (SELECT min(ts) FROM {POINT_TABLE} p WHERE p.tenant_id = %s AND p.series_id = s.id),
-                   (SELECT max(ts) FROM {POINT_TABLE} p WHERE p.tenant_id = %s AND p.series_id = s.id),
-                   (SELECT count(*) FROM {POINT_TABLE} p WHERE p.tenant_id = %s AND p.series_id = s.id)
-            FROM unnest(%s::bigint[]) AS s(id)
+                   (SELECT min(ts) FROM {POINT_TABLE} p WHERE p.tenant_id = %(tenant)s AND p.series_id = s.id),
+                   (SELECT max(ts) FROM {POINT_TABLE} p WHERE p.tenant_id = %(tenant)s AND p.series_id = s.id),
+                   r.rolled_up + (SELECT count(*) FROM {POINT_TABLE} p
+                                  WHERE p.tenant_id = %(tenant)s AND p.series_id = s.id
+                                    AND p.ts >= COALESCE(r.newest_hour + interval '1 hour', '-infinity'))
+            FROM unnest(%(series)s::bigint[]) AS s(id)
+            CROSS JOIN LATERAL (
+                SELECT COALESCE(sum(count), 0) AS rolled_up, max(bucket) AS newest_hour
+                FROM metrics_rollup_1h WHERE tenant_id = %(tenant)s AND series_id = s.id
+            ) r
             """,
-            [tenant.id, tenant.id, tenant.id, list(series_ids)],
+            {"tenant": tenant.id, "series": list(series_ids)},
         )
-        return {row[0]: SeriesStats(row[1], row[2], row[3]) for row in cursor.fetchall()}
+        return {row[0]: SeriesStats(row[1], row[2], int(row[3])) for row in cursor.fetchall()}
 
 
 def timeseries_read(

@@ -79,3 +79,15 @@ def test_series_lists_what_exists_with_counts_and_pages(owner):
     rest = owner.client.get(first["next"], HTTP_AUTHORIZATION=f"Bearer {owner.key}").json()
     assert [s["resource_id"] for s in rest["results"]] == ["c"] and rest["next"] is None
     assert [s["resource_id"] for s in owner.get("/api/v1/series", {"resource_id": "b"}).json()["results"]] == ["b"]
+
+
+def test_series_point_counts_combine_rollups_with_newer_raw_points(owner):
+    from metrics.rollups import rollups_refresh
+
+    end = datetime(2025, 1, 1, 12, tzinfo=timezone.utc)
+    _minutes(owner, 180, end)  # three hours, rolled up below
+    rollups_refresh()
+    _minutes(owner, 30, end + timedelta(hours=1))  # 30 newer minutes, not rolled up yet
+    (series,) = owner.get("/api/v1/series").json()["results"]
+    assert series["point_count"] == 210
+    assert series["last_timestamp"] == "2025-01-01T13:00:00Z"
