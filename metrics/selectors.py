@@ -49,8 +49,9 @@ class SeriesStats:
 def series_stats(*, tenant: Tenant, series_ids: list[int]) -> dict[int, SeriesStats]:
     """First and last timestamp and point count of each series, in one query of index lookups.
 
-    The count adds the hourly rollups to the raw points after the newest rolled-up hour, so it
-    costs a few rows per series whatever its size, and trails ingest by at most one rollup refresh.
+    The count adds the hourly rollups before the newest rolled-up hour to the raw points from that
+    hour on, so it costs a few rows per series whatever its size; only late points into older
+    hours wait for the next rollup refresh (a minute).
     """
     if not series_ids:
         return {}
@@ -60,13 +61,17 @@ def series_stats(*, tenant: Tenant, series_ids: list[int]) -> dict[int, SeriesSt
             SELECT s.id,
                    (SELECT min(ts) FROM {POINT_TABLE} p WHERE p.tenant_id = %(tenant)s AND p.series_id = s.id),
                    (SELECT max(ts) FROM {POINT_TABLE} p WHERE p.tenant_id = %(tenant)s AND p.series_id = s.id),
-                   r.rolled_up + (SELECT count(*) FROM {POINT_TABLE} p
-                                  WHERE p.tenant_id = %(tenant)s AND p.series_id = s.id
-                                    AND p.ts >= COALESCE(r.newest_hour + interval '1 hour', '-infinity'))
+                   r.before_newest_hour + (SELECT count(*) FROM {POINT_TABLE} p
+                                           WHERE p.tenant_id = %(tenant)s AND p.series_id = s.id
+                                             AND p.ts >= COALESCE(r.newest_hour, '-infinity'))
             FROM unnest(%(series)s::bigint[]) AS s(id)
             CROSS JOIN LATERAL (
-                SELECT COALESCE(sum(count), 0) AS rolled_up, max(bucket) AS newest_hour
-                FROM metrics_rollup_1h WHERE tenant_id = %(tenant)s AND series_id = s.id
+                SELECT COALESCE(sum(count) FILTER (WHERE bucket < newest.hour), 0) AS before_newest_hour,
+                       newest.hour AS newest_hour
+                FROM (SELECT max(bucket) AS hour FROM metrics_rollup_1h
+                      WHERE tenant_id = %(tenant)s AND series_id = s.id) newest
+                LEFT JOIN metrics_rollup_1h h ON h.tenant_id = %(tenant)s AND h.series_id = s.id
+                GROUP BY newest.hour
             ) r
             """,
             {"tenant": tenant.id, "series": list(series_ids)},
