@@ -223,6 +223,10 @@ class _Series:
         self.vbuf[:count] = state.window_values
         self.rbuf[:count] = state.window_residuals
         self.wbuf[:count] = state.window_weekly_residuals
+        # How many residuals of each period the window holds, so a refresh skips a period with too few.
+        self.residual_counts = {1: int(np.count_nonzero(~np.isnan(self.rbuf[:count]))),
+                                7: int(np.count_nonzero(~np.isnan(self.wbuf[:count])))}
+        self.run_reference = None  # the window a pending longest-run computation refers to
         self.last_value = state.window_values[-1] if count else None
         self.by_ts = dict(zip(state.window_ts, state.window_values))
         self.recent = deque(state.recent_abs_z, maxlen=config.variance_points)
@@ -253,6 +257,8 @@ class _Series:
         # are clearly tighter than the spread around the plain median: found from the data.
         s.period_days = 0
         for period, buffer in ((1, self.rbuf), (7, self.wbuf)):
+            if self.residual_counts[period] < c.min_points:
+                continue
             residuals = buffer[: self.count]
             residuals = residuals[~np.isnan(residuals)]
             if len(residuals) >= c.min_points:
@@ -262,11 +268,21 @@ class _Series:
         value_range = s.highest - s.lowest if s.highest > s.lowest else 0.0
         s.scale = max(MAD_TO_SIGMA * mad, 0.01 * value_range, 1e-3 * abs(s.median), 1e-9)
         # The reference run length leaves out the run still going on, or a flatline would hide itself.
+        # It is only needed when a run gets long, so it is computed from this copy on demand.
         ordered = self.ordered(self.vbuf)
-        reference = ordered[: max(len(ordered) - s.run_length, 0)]
-        changes = np.flatnonzero(np.diff(reference) != 0)
-        bounds = np.concatenate([[-1], changes, [len(reference) - 1]])
-        s.longest_run = int(np.max(np.diff(bounds))) if len(reference) else 0
+        self.run_reference = ordered[: max(len(ordered) - s.run_length, 0)].copy()
+        s.longest_run = -1
+
+    def longest_run(self) -> int:
+        """The longest run of equal values in the window at the last refresh (computed once, when asked)."""
+        s = self.s
+        if s.longest_run < 0:
+            reference = self.run_reference
+            changes = np.flatnonzero(np.diff(reference) != 0)
+            bounds = np.concatenate([[-1], changes, [len(reference) - 1]])
+            s.longest_run = int(np.max(np.diff(bounds))) if len(reference) else 0
+            self.run_reference = None
+        return s.longest_run
 
     def run(self, ts_list: list, values_list: list, emit: bool) -> list[Finding]:
         """Process points in order; the one loop both detection and rebuilding from history use.
@@ -276,6 +292,7 @@ class _Series:
         s, c = self.s, self.c
         findings = []
         tbuf, vbuf, rbuf, wbuf, by_ts, recent = self.tbuf, self.vbuf, self.rbuf, self.wbuf, self.by_ts, self.recent
+        residual_counts = self.residual_counts
         width, count, pos, last = self.width, self.count, self.pos, self.last_value
         refresh_us, min_span_us, min_points = self.refresh_us, self.min_span_us, c.min_points
         get = by_ts.get
@@ -293,8 +310,11 @@ class _Series:
             if day != s.cusum_day:
                 s.cusum_up = s.cusum_down = 0.0
                 s.cusum_day = day
-            daily = _lagged_median(get(t - DAY_US), get(t - 2 * DAY_US), get(t - 3 * DAY_US))
-            weekly = _lagged_median(get(t - WEEK_US), get(t - 2 * WEEK_US), get(t - 3 * WEEK_US))
+            # _lagged_median, skipped when no earlier period is in the window (the usual weekly case).
+            a, b, d = get(t - DAY_US), get(t - 2 * DAY_US), get(t - 3 * DAY_US)
+            daily = None if a is None and b is None and d is None else _lagged_median(a, b, d)
+            a, b, d = get(t - WEEK_US), get(t - 2 * WEEK_US), get(t - 3 * WEEK_US)
+            weekly = None if a is None and b is None and d is None else _lagged_median(a, b, d)
             period = s.period_days
             lagged = daily if period == 1 else weekly if period == 7 else None
             expected = lagged if lagged is not None else s.median
@@ -314,12 +334,24 @@ class _Series:
                         findings.append(finding)
             if count == width:
                 del by_ts[int(tbuf[pos])]  # the point leaving the window
+                if rbuf[pos] == rbuf[pos]:
+                    residual_counts[1] -= 1
+                if wbuf[pos] == wbuf[pos]:
+                    residual_counts[7] -= 1
             else:
                 count += 1
             tbuf[pos] = t
             vbuf[pos] = x
-            rbuf[pos] = x - daily if daily is not None else nan
-            wbuf[pos] = x - weekly if weekly is not None else nan
+            if daily is not None:
+                rbuf[pos] = x - daily
+                residual_counts[1] += 1
+            else:
+                rbuf[pos] = nan
+            if weekly is not None:
+                wbuf[pos] = x - weekly
+                residual_counts[7] += 1
+            else:
+                wbuf[pos] = nan
             pos = pos + 1 if pos + 1 < width else 0
             last = x
             by_ts[t] = x
@@ -337,6 +369,13 @@ class _Series:
             return None
         get = self.by_ts.get
         return _lagged_median(get(t - step), get(t - 2 * step), get(t - 3 * step))
+
+    def flatline_evidence(self, threshold: float) -> float:
+        s, c = self.s, self.c
+        if s.plain_mad <= 0 or s.run_alerted:
+            return 0.0
+        needed = max(c.flatline_min_points, c.flatline_factor * self.longest_run())
+        return s.run_length / (needed * threshold)
 
     def evaluate(self, t: int, x: float, z: float, expected: float, emit: bool) -> Finding | None:
         s, c = self.s, self.c
@@ -360,12 +399,14 @@ class _Series:
         if len(self.recent) == c.variance_points:
             variance_evidence = (sum(self.recent) / c.variance_points) / (c.variance_threshold * threshold)
         flatline_evidence = 0.0
-        if s.plain_mad > 0 and not s.run_alerted:
-            needed = max(c.flatline_min_points, c.flatline_factor * s.longest_run)
-            flatline_evidence = s.run_length / (needed * threshold)
+        if s.plain_mad > 0 and not s.run_alerted and s.run_length >= c.flatline_min_points * threshold:
+            # Shorter runs cannot reach the threshold, whatever the reference run.
+            flatline_evidence = self.flatline_evidence(threshold)
         if (range_evidence < 1.0 and residual_evidence < 1.0 and cusum_evidence < 1.0 and variance_evidence < 1.0
                 and flatline_evidence < 1.0):
             return None  # the common case: no detector votes
+        if flatline_evidence == 0.0 and s.plain_mad > 0 and not s.run_alerted:
+            flatline_evidence = self.flatline_evidence(threshold)  # below 1; recorded exactly with the finding
         evidence = (range_evidence, residual_evidence, cusum_evidence, variance_evidence, flatline_evidence)
         best = max(evidence)
         if best < 1.0:
@@ -404,7 +445,7 @@ class _Series:
             "samples": self.count, "lowest_seen": s.lowest, "highest_seen": s.highest,
             "deviation_sigma": z, "cusum_sigma": max(s.cusum_up, s.cusum_down),
             "recent_mean_abs_sigma": sum(self.recent) / max(len(self.recent), 1),
-            "run_length": s.run_length, "longest_recent_run": s.longest_run,
+            "run_length": s.run_length, "longest_recent_run": self.longest_run(),
             "evidence": {name: round(value, 6) for name, value in zip(DETECTORS, evidence)},
         }
         # The CUSUM was reset by this alert; keep what it had reached for the explanation.
@@ -425,6 +466,8 @@ class _Series:
         s.window_values = self.ordered(self.vbuf).tolist()
         s.window_residuals = self.ordered(self.rbuf).tolist()
         s.window_weekly_residuals = self.ordered(self.wbuf).tolist()
+        if s.longest_run < 0:
+            self.longest_run()
         s.recent_abs_z = list(self.recent)
         return s
 
