@@ -224,7 +224,7 @@ def _evaluate(*, tenant: Tenant, run: DetectionRun, replay_since: datetime | Non
         else:
             after_us[plan.series_id] = None
         until_us[plan.series_id] = newest[plan.series_id]
-    new_points = _group(metrics_selectors.points_after(tenant=tenant, after_us=after_us, until_us=until_us))
+    new_points = _group(*metrics_selectors.points_after_arrays(tenant=tenant, after_us=after_us, until_us=until_us))
 
     # Phase 2: evaluate, then write anomalies, baselines and the run summary together.
     rebuild = {p.series_id: p.restart_us for p in plans if p.restart_us is not None}
@@ -259,17 +259,13 @@ def _evaluate(*, tenant: Tenant, run: DetectionRun, replay_since: datetime | Non
         run.save()
 
 
-def _group(rows) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """Rows (series_id, ts_us, value) sorted by series then time -> {series_id: (ts array, value array)}."""
-    if not rows:
+def _group(series_arr: np.ndarray, ts_arr: np.ndarray, value_arr: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Arrays sorted by series then time -> {series_id: (ts array, value array)}."""
+    if len(series_arr) == 0:
         return {}
-    series_col, ts_col, value_col = zip(*rows)
-    series_arr = np.fromiter(series_col, dtype=np.int64, count=len(rows))
-    ts_arr = np.fromiter(ts_col, dtype=np.int64, count=len(rows))
-    value_arr = np.fromiter(value_col, dtype=np.float64, count=len(rows))
     boundaries = np.flatnonzero(np.diff(series_arr)) + 1
     starts = np.concatenate([[0], boundaries])
-    ends = np.concatenate([boundaries, [len(rows)]])
+    ends = np.concatenate([boundaries, [len(series_arr)]])
     return {int(series_arr[s]): (ts_arr[s:e], value_arr[s:e]) for s, e in zip(starts, ends)}
 
 

@@ -69,7 +69,7 @@ def main():
     detect_times = []
     for _ in range(args.runs):
         began = time.perf_counter()
-        run = detection_run(tenant=tenant, trigger="command", replay_since=start - timedelta(minutes=1))
+        run = detection_run(tenant=tenant, trigger="command", replay_since=start - timedelta(minutes=1), wait_seconds=600)
         detect_times.append(time.perf_counter() - began)
         assert run.points_processed == total, run.points_processed
     read = sorted(read_times)[len(read_times) // 2]
