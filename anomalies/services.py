@@ -205,7 +205,7 @@ def _evaluate(*, tenant: Tenant, run: DetectionRun, replay_since: datetime | Non
     # late_points_mark; a newer one is read by the next run.
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [INGEST_ADVISORY_NAMESPACE, tenant.id])
-        baselines = {b.series_id: b for b in Baseline.objects.for_tenant(tenant)}
+        baselines = {b.series_id: b for b in Baseline.objects.for_tenant(tenant).defer("checkpoint")}
         newest = metrics_selectors.series_newest_ts(tenant=tenant, until_us=cutoff_us)
         plans = [
             plan for plan in _plan(tenant, baselines, list(newest), replay_us, config)
@@ -395,3 +395,15 @@ def anomaly_status_set(*, tenant: Tenant, anomaly_ids: list[int], status: str) -
     if status not in dict(Anomaly.STATUSES):
         raise ValueError(f"unknown status {status!r}")
     return Anomaly.objects.for_tenant(tenant).filter(id__in=anomaly_ids).exclude(status=status).update(status=status)
+
+
+def detection_runs_prune(*, older_than: timedelta = timedelta(days=7), now: datetime | None = None) -> int:
+    """Delete finished runs older than `older_than` (beat makes one per tenant a minute); returns how many."""
+    cutoff = (now or timezone.now()) - older_than
+    deleted, _ = (
+        DetectionRun.objects.unscoped()
+        .filter(requested_at__lt=cutoff, status__in=[DetectionRun.STATUS_SUCCEEDED, DetectionRun.STATUS_SKIPPED,
+                                                      DetectionRun.STATUS_FAILED])
+        .delete()
+    )
+    return deleted

@@ -1,10 +1,11 @@
 """Celery tasks: thin wrappers over the detection service."""
 import logging
+from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
 
-from anomalies.services import RunInProgress, detection_run
+from anomalies.services import RunInProgress, detection_run, detection_runs_prune
 from tenants.models import Tenant
 from tenants.selectors import tenant_list
 
@@ -36,3 +37,9 @@ def detection_run_all_task() -> dict:
             logger.exception("detection failed for tenant %s", tenant.slug)
             statuses[tenant.slug] = "failed"
     return statuses
+
+
+@shared_task
+def detection_runs_prune_task() -> int:
+    """Hourly: forget finished detection runs older than DETECTION_RUNS_KEEP_DAYS."""
+    return detection_runs_prune(older_than=timedelta(days=settings.CLOUDWATCHDOG["DETECTION_RUNS_KEEP_DAYS"]))

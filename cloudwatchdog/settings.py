@@ -144,6 +144,7 @@ CLOUDWATCHDOG = {
     "PROCESS_RUN_WAIT_SECONDS": env.int("PROCESS_RUN_WAIT_SECONDS", default=30),
     "DETECTION_INTERVAL_SECONDS": env.int("DETECTION_INTERVAL_SECONDS", default=60),
     "DETECTION_SETTLE_SECONDS": env.int("DETECTION_SETTLE_SECONDS", default=15),
+    "DETECTION_RUNS_KEEP_DAYS": env.int("DETECTION_RUNS_KEEP_DAYS", default=7),
     "RETENTION_DAYS": env.int("RETENTION_DAYS", default=None),
 }
 
@@ -164,6 +165,10 @@ CELERY_BEAT_SCHEDULE = {
     "rollups-every-minute": {
         "task": "metrics.tasks.rollups_refresh_task",
         "schedule": 60.0,
+    },
+    "detection-runs-prune-hourly": {
+        "task": "anomalies.tasks.detection_runs_prune_task",
+        "schedule": 3600.0,
     },
     "points-maintenance-hourly": {
         "task": "metrics.tasks.points_maintain_task",

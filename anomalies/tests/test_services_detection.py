@@ -139,3 +139,13 @@ def test_run_detection_command_refuses_bad_arguments(db):
         call_command("run_detection", "--replay")
     with pytest.raises(CommandError, match="needs a time zone"):
         call_command("run_detection", "--replay", "--since", "2026-01-01T00:00:00")
+
+
+def test_finished_runs_are_pruned_after_the_keep_period(owner):
+    old = detection_run(tenant=owner.tenant, trigger="command")
+    recent = detection_run(tenant=owner.tenant, trigger="command")
+    type(old).objects.for_tenant(owner.tenant).filter(id=old.id).update(requested_at=END - timedelta(days=30))
+    from anomalies.services import detection_runs_prune
+
+    assert detection_runs_prune(older_than=timedelta(days=7)) == 1
+    assert list(type(old).objects.for_tenant(owner.tenant).values_list("id", flat=True)) == [recent.id]
