@@ -110,7 +110,7 @@ def restart_at(ts_us: int, config: DetectionConfig) -> int:
     return ts_us // DAY_US * DAY_US
 
 
-@dataclass
+@dataclass(slots=True)  # slots: attribute reads are on the per-point hot path
 class SeriesState:
     """Everything a series carries from one point to the next."""
 
@@ -207,6 +207,10 @@ class Finding:
 
 class _Series:
     """The per-point update, shared by detection and by rebuilding a state from history."""
+
+    __slots__ = ("s", "c", "width", "count", "pos", "tbuf", "vbuf", "rbuf", "wbuf", "last_value", "by_ts",
+                 "residual_counts", "run_reference", "recent", "refresh_us", "cooldown_us", "min_span_us",
+                 "half_life_us")
 
     def __init__(self, state: SeriesState, config: DetectionConfig):
         self.s = state
