@@ -129,10 +129,8 @@ def baseline_band(*, tenant: Tenant, series_id: int, start: datetime, end: datet
     config = detection_config_for(tenant=tenant)
     day_start = restart_at(to_us(start), config)
     state = states_at(tenant=tenant, restart_us={series_id: day_start}, config=config)[series_id]
-    rows = metrics_selectors.points_after(tenant=tenant, after_us={series_id: day_start - 1},
-                                          until_us={series_id: to_us(end)}, limit_per_series=max_points)
-    ts = np.array([r[1] for r in rows], dtype=np.int64)
-    values = np.array([r[2] for r in rows], dtype=np.float64)
+    _, ts, values = metrics_selectors.points_after(tenant=tenant, after_us={series_id: day_start - 1},
+                                                   until_us={series_id: to_us(end)}, limit_per_series=max_points)
     expected, lower, upper, warm = expected_band(state, ts, values, config)
     band = [
         {

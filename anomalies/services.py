@@ -224,7 +224,7 @@ def _evaluate(*, tenant: Tenant, run: DetectionRun, replay_since: datetime | Non
         else:
             after_us[plan.series_id] = None
         until_us[plan.series_id] = newest[plan.series_id]
-    new_points = _group(*metrics_selectors.points_after_arrays(tenant=tenant, after_us=after_us, until_us=until_us))
+    new_points = _group(*metrics_selectors.points_after(tenant=tenant, after_us=after_us, until_us=until_us))
 
     # Phase 2: evaluate, then write anomalies, baselines and the run summary together.
     rebuild = {p.series_id: p.restart_us for p in plans if p.restart_us is not None}

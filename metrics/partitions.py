@@ -18,11 +18,8 @@ _MONDAY_US = 4 * 24 * 3600 * 1_000_000
 _known_weeks: set[int] = set()
 
 
-def week_start_us(ts_us: int) -> int:
-    return _MONDAY_US + (ts_us - _MONDAY_US) // WEEK_US * WEEK_US
-
-
-def week_start_us_array(ts_us):
+def week_start_us(ts_us):
+    """The start of the partition week of a time (µs), or of each time in an array."""
     return _MONDAY_US + (ts_us - _MONDAY_US) // WEEK_US * WEEK_US
 
 

@@ -169,33 +169,21 @@ def _bucket_floor(moment: datetime, seconds: int) -> datetime:
     return epoch + timedelta(seconds=(moment - epoch) // timedelta(seconds=seconds) * seconds)
 
 
+_POINT_ROW = np.dtype([("n", ">i2"), ("l1", ">i4"), ("series", ">i8"), ("l2", ">i4"), ("ts", ">i8"),
+                       ("l3", ">i4"), ("value", ">f8")])
+
+
 def points_after(
     *,
     tenant: Tenant,
     after_us: dict[int, int | None],
     until_us: dict[int, int] | None = None,
     limit_per_series: int | None = None,
-):
-    """Points of each series after its given time (µs since epoch, exclusive; None: all) and up to
-    `until_us` (inclusive) when given, in (series, ts) order, as rows (series_id, ts_us, value)."""
-    series_ids, ts_us, values = points_after_arrays(
-        tenant=tenant, after_us=after_us, until_us=until_us, limit_per_series=limit_per_series)
-    return list(zip(series_ids.tolist(), ts_us.tolist(), values.tolist()))
-
-
-_POINT_ROW = np.dtype([("n", ">i2"), ("l1", ">i4"), ("series", ">i8"), ("l2", ">i4"), ("ts", ">i8"),
-                       ("l3", ">i4"), ("value", ">f8")])
-
-
-def points_after_arrays(
-    *,
-    tenant: Tenant,
-    after_us: dict[int, int | None],
-    until_us: dict[int, int] | None = None,
-    limit_per_series: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """As points_after, as three arrays (series ids, µs, values): one set-based query for the whole
-    tenant, streamed with a binary COPY and read straight into numpy (no Python object per point)."""
+    """Points of each series after its given time (µs since epoch, exclusive; None: all) and up to
+    `until_us` (inclusive) when given, in (series, ts) order, as three arrays (series ids, µs,
+    values): one set-based query for the whole tenant, streamed with a binary COPY straight into
+    numpy (no Python object per point)."""
     empty = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64))
     if not after_us:
         return empty

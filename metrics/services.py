@@ -216,7 +216,7 @@ class PointRows:
     values: np.ndarray
 
     def week_starts(self) -> set[int]:
-        return {int(w) for w in np.unique(partitions.week_start_us_array(self.ts_us))}
+        return {int(w) for w in np.unique(partitions.week_start_us(self.ts_us))}
 
     def copy_binary(self, *, tenant_id: int | None) -> bytes:
         """The rows in PostgreSQL's binary COPY format, with or without the leading tenant_id column."""
