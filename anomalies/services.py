@@ -13,6 +13,7 @@ rebuilt from history), so the outcome equals in-order arrival; older ones wait f
 """
 from __future__ import annotations
 
+import io
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,6 +30,7 @@ from anomalies import selectors as anomalies_selectors
 from anomalies.selectors import detection_config_for, to_us
 from anomalies.engine import DetectionConfig, SeriesState, detect, restart_at
 from anomalies.models import Anomaly, Baseline, DetectionRun
+from cloudwatchdog import pgcopy
 from metrics import selectors as metrics_selectors
 from metrics.ingest import EPOCH, timestamp_from_us
 from metrics.services import INGEST_ADVISORY_NAMESPACE
@@ -320,11 +322,20 @@ def _watermarks_advance(cursor, *, tenant: Tenant, plans: list[_Plan], newest: d
 
 def _anomalies_write(cursor, *, tenant: Tenant, run: DetectionRun, findings_by_series, rebuild: dict[int, int]) -> int:
     """Replace re-evaluated ranges and insert findings; returns how many anomalies are new."""
-    for series_id, restart_us in rebuild.items():
-        kept = [timestamp_from_us(f.ts_us) for f in findings_by_series.get(series_id, [])]
+    if rebuild:
+        # One statement for every re-evaluated series; anomalies found again stay (with their triage status).
+        kept = [(series_id, timestamp_from_us(f.ts_us)) for series_id in rebuild
+                for f in findings_by_series.get(series_id, [])]
         cursor.execute(
-            "DELETE FROM anomalies_anomaly WHERE tenant_id = %s AND series_id = %s AND ts >= %s AND NOT (ts = ANY(%s))",
-            [tenant.id, series_id, timestamp_from_us(restart_us), kept],
+            """
+            DELETE FROM anomalies_anomaly a
+            USING unnest(%s::bigint[], %s::timestamptz[]) AS r(series_id, since)
+            WHERE a.tenant_id = %s AND a.series_id = r.series_id AND a.ts >= r.since
+              AND NOT EXISTS (SELECT 1 FROM unnest(%s::bigint[], %s::timestamptz[]) AS k(series_id, ts)
+                              WHERE k.series_id = a.series_id AND k.ts = a.ts)
+            """,
+            [list(rebuild), [timestamp_from_us(us) for us in rebuild.values()], tenant.id,
+             [series_id for series_id, _ in kept], [ts for _, ts in kept]],
         )
     rows = []
     now = timezone.now()
@@ -360,33 +371,47 @@ def _anomalies_write(cursor, *, tenant: Tenant, run: DetectionRun, findings_by_s
     return sum(1 for (is_new,) in inserted if is_new)
 
 
+_BASELINE_COLUMNS = (
+    ("series_id", "int8"), ("status", "text"), ("method", "text"), ("window_points", "int4"),
+    ("sample_count", "int4"), ("median", "float8"), ("mad", "float8"), ("scale", "float8"), ("lower", "float8"),
+    ("upper", "float8"), ("first_ts", "timestamptz_us"), ("checkpoint", "bytea"),
+)
+
+
 def _baselines_write(cursor, *, tenant: Tenant, states: dict, config: DetectionConfig) -> None:
+    """Every evaluated series' baseline and checkpoint, through a binary COPY (a checkpoint is
+    kilobytes; as a SQL literal it would be hex-escaped and parsed)."""
     rows = []
     for series_id, (state, snapshot) in states.items():
         rows.append((
             series_id, snapshot.status, "seasonal_median" if snapshot.seasonal else "trailing_median",
             config.window_points, snapshot.samples, snapshot.median, snapshot.mad,
-            snapshot.scale, snapshot.lower, snapshot.upper,
-            None if state.first_ts_us is None else timestamp_from_us(state.first_ts_us),
-            state.to_bytes(),
+            snapshot.scale, snapshot.lower, snapshot.upper, state.first_ts_us, state.to_bytes(),
         ))
     if not rows:
         return
-    execute_values(
-        cursor.cursor,
-        f"""
+    names = [name for name, _ in _BASELINE_COLUMNS]
+    cursor.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS baseline_updates (series_id bigint, status text, method text, "
+        "window_points int, sample_count int, median float8, mad float8, scale float8, lower float8, upper float8, "
+        "first_ts timestamptz, checkpoint bytea) ON COMMIT DELETE ROWS"
+    )
+    # Empty unless this runs inside a caller's longer transaction (ON COMMIT has not fired yet).
+    cursor.execute("DELETE FROM baseline_updates")
+    cursor.cursor.copy_expert(
+        f"COPY baseline_updates ({', '.join(names)}) FROM STDIN WITH (FORMAT binary)",
+        io.BytesIO(pgcopy.encode_rows(rows, tuple(kind for _, kind in _BASELINE_COLUMNS))),
+    )
+    cursor.execute(
+        """
         UPDATE anomalies_baseline b SET
-            status = v.status, method = v.method, window_points = v.window_points, sample_count = v.sample_count, median = v.median,
-            mad = v.mad, scale = v.scale, lower = v.lower, upper = v.upper, first_ts = v.first_ts,
+            status = v.status, method = v.method, window_points = v.window_points, sample_count = v.sample_count,
+            median = v.median, mad = v.mad, scale = v.scale, lower = v.lower, upper = v.upper, first_ts = v.first_ts,
             checkpoint = v.checkpoint, evaluating_from = NULL, updated_at = now()
-        FROM (VALUES %s) AS v(series_id, status, method, window_points, sample_count, median, mad, scale, lower, upper,
-                              first_ts, checkpoint)
-        WHERE b.tenant_id = {int(tenant.id)} AND b.series_id = v.series_id
+        FROM baseline_updates v
+        WHERE b.tenant_id = %s AND b.series_id = v.series_id
         """,
-        rows,
-        template="(%s::bigint, %s, %s, %s::int, %s::int, %s::float8, %s::float8, %s::float8, %s::float8, %s::float8, "
-        "%s::timestamptz, %s::bytea)",
-        page_size=1000,
+        [tenant.id],
     )
 
 

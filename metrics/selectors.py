@@ -9,6 +9,7 @@ import numpy as np
 from django.db import connection
 from django.db.models import QuerySet
 
+from cloudwatchdog import pgcopy
 from metrics.models import POINT_TABLE, Series
 from metrics.rollups import rollup_for_step
 from tenants.models import Tenant
@@ -194,7 +195,7 @@ def points_after(
     with connection.cursor() as cursor:
         query = cursor.mogrify(
             f"""
-            SELECT s.series_id, (extract(epoch FROM p.ts) * 1000000)::bigint, p.value
+            SELECT s.series_id, p.ts, p.value
             FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS s(series_id, after_us, until_us)
             CROSS JOIN LATERAL (
                 SELECT ts, value FROM {POINT_TABLE} p
@@ -214,7 +215,9 @@ def points_after(
     rows = np.frombuffer(data, dtype=_POINT_ROW, offset=19, count=(len(data) - 21) // _POINT_ROW.itemsize)
     if len(rows) == 0:
         return empty
-    return (rows["series"].astype(np.int64), rows["ts"].astype(np.int64), rows["value"].astype(np.float64))
+    # A binary timestamptz is µs since 2000-01-01; converting here spares PostgreSQL a numeric extract per row.
+    return (rows["series"].astype(np.int64), rows["ts"].astype(np.int64) + pgcopy.PG_EPOCH_US,
+            rows["value"].astype(np.float64))
 
 
 def points_before(*, tenant: Tenant, before_us: dict[int, int], count: int):

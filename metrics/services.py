@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-import struct
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable
@@ -13,6 +12,7 @@ import psycopg2.errors
 from django.db import connection, transaction
 from django.utils import timezone
 
+from cloudwatchdog import pgcopy
 from metrics import partitions, rollups
 from metrics.ingest import EPOCH, Event, EventChecker, Limits, series_key_hash, typed_events
 from metrics.models import POINT_TABLE
@@ -231,14 +231,9 @@ class PointRows:
         if tenant_id is not None:
             table["tenant"] = tenant_id
         table["series"] = self.series_ids
-        table["ts"] = self.ts_us - _PG_EPOCH_US  # binary timestamps count from 2000-01-01
+        table["ts"] = self.ts_us - pgcopy.PG_EPOCH_US
         table["value"] = self.values
-        return _COPY_HEADER + table.tobytes() + _COPY_TRAILER
-
-
-_PG_EPOCH_US = 946_684_800_000_000
-_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
-_COPY_TRAILER = struct.pack(">h", -1)
+        return pgcopy.HEADER + table.tobytes() + pgcopy.TRAILER
 
 
 def _points_write(*, tenant_id: int, rows: PointRows) -> int:

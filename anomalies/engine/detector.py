@@ -24,10 +24,11 @@ any re-evaluation restarts (`restart_at`), so the output never depends on batch 
 """
 from __future__ import annotations
 
+import bisect
+import copy
 import math
 import struct
 import zlib
-from collections import deque
 from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
@@ -85,24 +86,17 @@ class DetectionConfig:
         return asdict(self)
 
 
-def _lagged_median(a: float | None, b: float | None, c: float | None) -> float | None:
-    """The median of the values one, two and three periods earlier that exist (one is enough, so a
-    seasonal series is understood after one period, as Grafana's 1 d / 1 w offset bands are)."""
-    present = [v for v in (a, b, c) if v is not None]
-    if len(present) == 3:
-        return sorted(present)[1]
-    if len(present) == 2:
-        return (present[0] + present[1]) / 2
-    return present[0] if present else None
-
-
-def _median(values: np.ndarray) -> float:
-    """np.median's result (the mean of the middle two for an even count) with one partition, no overhead."""
+def _median(values: np.ndarray, owned: bool = False) -> float:
+    """np.median's result (the mean of the middle two for an even count) with one partition; `owned`
+    arrays are partitioned in place. Two kth positions even for an odd count: numpy partitions
+    around a single kth with a vectorised quickselect that is three times slower on windows this size."""
     middle = len(values) // 2
+    scratch = values if owned else values.copy()
     if len(values) % 2:
-        return float(np.partition(values, middle)[middle])
-    low, high = np.partition(values, (middle - 1, middle))[middle - 1:middle + 1]
-    return float((low + high) / 2)
+        scratch.partition((middle, middle))
+        return float(scratch[middle])
+    scratch.partition((middle - 1, middle))
+    return float((scratch[middle - 1] + scratch[middle]) / 2)
 
 
 def restart_at(ts_us: int, config: DetectionConfig) -> int:
@@ -115,10 +109,10 @@ class SeriesState:
     """Everything a series carries from one point to the next."""
 
     first_ts_us: int | None = None
-    window_ts: list = field(default_factory=list)
-    window_values: list = field(default_factory=list)
-    window_residuals: list = field(default_factory=list)  # residual against the same time 1-3 days earlier (NaN: none)
-    window_weekly_residuals: list = field(default_factory=list)  # ... and against the same time 1-3 weeks earlier
+    window_ts: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    window_values: np.ndarray = field(default_factory=lambda: np.empty(0))
+    window_residuals: np.ndarray = field(default_factory=lambda: np.empty(0))  # against the same time 1-3 days earlier (NaN: none)
+    window_weekly_residuals: np.ndarray = field(default_factory=lambda: np.empty(0))  # ... and 1-3 weeks earlier
     lowest: float = math.inf
     highest: float = -math.inf
     last_alert_us: int | None = None
@@ -128,7 +122,7 @@ class SeriesState:
     cusum_day: int = -(2**62)
     run_length: int = 0
     run_alerted: bool = False  # a flatline alerts once per run, however long it lasts
-    recent_abs_z: list = field(default_factory=list)
+    recent_abs_z: np.ndarray = field(default_factory=lambda: np.empty(0))
     # The baseline in effect since the last refresh.
     bucket: int = -(2**62)
     median: float = math.nan
@@ -139,8 +133,12 @@ class SeriesState:
 
     _SCALARS = struct.Struct("<qddqdddqqqdddqqqII")
     _NONE = -(2**63)
+    _MAGIC = b"CWD2"  # zlib streams, the first format, start with 0x78
 
     def to_bytes(self) -> bytes:
+        """The checkpoint written for every series on every run, so cheap to make: timestamp steps
+        compressed (regular, they shrink to almost nothing), residuals without their NaNs, values raw
+        (random doubles do not compress; trying costs ten times the rest)."""
         none = self._NONE
         head = self._SCALARS.pack(
             none if self.first_ts_us is None else self.first_ts_us, self.lowest, self.highest,
@@ -148,31 +146,68 @@ class SeriesState:
             self.cusum_down, self.cusum_day, self.run_length, self.bucket, self.median, self.scale, self.plain_mad,
             self.period_days, self.longest_run, int(self.run_alerted), len(self.window_ts), len(self.recent_abs_z),
         )
-        # Compressed: regular timestamps and unfilled residuals shrink a lot, and the checkpoint
-        # of every series is written on every run.
-        return zlib.compress(head + np.asarray(self.window_ts, "<i8").tobytes() + np.asarray(self.window_values, "<f8").tobytes()
-                + np.asarray(self.window_residuals, "<f8").tobytes()
-                + np.asarray(self.window_weekly_residuals, "<f8").tobytes()
-                + np.asarray(self.recent_abs_z, "<f8").tobytes(), 1)
+        steps = zlib.compress(np.diff(np.asarray(self.window_ts, "<i8"), prepend=0).astype("<i8").tobytes(), 1)
+        parts = [self._MAGIC, head, struct.pack("<I", len(steps)), steps, np.asarray(self.window_values, "<f8").tobytes()]
+        for residuals in (self.window_residuals, self.window_weekly_residuals):
+            residuals = np.asarray(residuals, "<f8")
+            present = ~np.isnan(residuals)
+            parts += [np.packbits(present).tobytes(), residuals[present].tobytes()]
+        parts.append(np.asarray(self.recent_abs_z, "<f8").tobytes())
+        return b"".join(parts)
 
     @classmethod
     def from_bytes(cls, blob: bytes | None) -> "SeriesState":
         if not blob:
             return cls()
-        blob = zlib.decompress(bytes(blob))
+        blob = bytes(blob)
+        if not blob.startswith(cls._MAGIC):
+            return cls._from_first_format(blob)
+        (first, lowest, highest, last_alert, gain, up, down, day, run, bucket, median, scale, plain_mad, period,
+         longest, run_alerted, count, recent) = cls._SCALARS.unpack_from(blob, len(cls._MAGIC))
+        offset = len(cls._MAGIC) + cls._SCALARS.size
+        (steps_size,) = struct.unpack_from("<I", blob, offset)
+        offset += 4
+        window_ts = np.cumsum(np.frombuffer(zlib.decompress(blob[offset:offset + steps_size]), "<i8")).astype(np.int64)
+        offset += steps_size
+        window_values = np.frombuffer(blob, "<f8", count, offset).astype(np.float64)
+        offset += 8 * count
+        residual_arrays = []
+        for _ in range(2):
+            mask_size = (count + 7) // 8
+            present = np.unpackbits(np.frombuffer(blob, np.uint8, mask_size, offset), count=count).astype(bool)
+            offset += mask_size
+            residuals = np.full(count, math.nan)
+            kept = int(present.sum())
+            residuals[present] = np.frombuffer(blob, "<f8", kept, offset)
+            offset += 8 * kept
+            residual_arrays.append(residuals)
+        recent_abs_z = np.frombuffer(blob, "<f8", recent, offset).astype(np.float64)
+        return cls(
+            first_ts_us=None if first == cls._NONE else first, window_ts=window_ts, window_values=window_values,
+            window_residuals=residual_arrays[0], window_weekly_residuals=residual_arrays[1], lowest=lowest,
+            highest=highest, last_alert_us=None if last_alert == cls._NONE else last_alert, gain_at_alert=gain,
+            cusum_up=up, cusum_down=down, cusum_day=day, run_length=run, run_alerted=bool(run_alerted),
+            recent_abs_z=recent_abs_z, bucket=bucket, median=median, scale=scale, plain_mad=plain_mad,
+            period_days=period, longest_run=longest,
+        )
+
+    @classmethod
+    def _from_first_format(cls, blob: bytes) -> "SeriesState":
+        """Checkpoints written before the current format: everything zlib-compressed."""
+        blob = zlib.decompress(blob)
         (first, lowest, highest, last_alert, gain, up, down, day, run, bucket, median, scale, plain_mad, period,
          longest, run_alerted, count, recent) = cls._SCALARS.unpack_from(blob)
         offset = cls._SCALARS.size
         arrays = []
         for dtype, size in (("<i8", count), ("<f8", count), ("<f8", count), ("<f8", count), ("<f8", recent)):
-            arrays.append(np.frombuffer(blob, dtype=dtype, count=size, offset=offset).tolist())
+            arrays.append(np.frombuffer(blob, dtype=dtype, count=size, offset=offset).astype(dtype[1:]))
             offset += 8 * size
         return cls(
             first_ts_us=None if first == cls._NONE else first, window_ts=arrays[0], window_values=arrays[1],
             window_residuals=arrays[2], window_weekly_residuals=arrays[3], lowest=lowest, highest=highest,
             last_alert_us=None if last_alert == cls._NONE else last_alert, gain_at_alert=gain, cusum_up=up,
-            cusum_down=down, cusum_day=day, run_length=run, run_alerted=bool(run_alerted), recent_abs_z=arrays[4], bucket=bucket, median=median,
-            scale=scale, plain_mad=plain_mad, period_days=period, longest_run=longest,
+            cusum_down=down, cusum_day=day, run_length=run, run_alerted=bool(run_alerted), recent_abs_z=arrays[4],
+            bucket=bucket, median=median, scale=scale, plain_mad=plain_mad, period_days=period, longest_run=longest,
         )
 
 
@@ -205,39 +240,86 @@ class Finding:
     reason: str
 
 
-class _Series:
-    """The per-point update, shared by detection and by rebuilding a state from history."""
+# Screening margin: a point is evaluated exactly (in Python, as the explanation needs) when numpy's
+# evidence reaches 1 − this; numpy and Python agree to a few ulps, so no vote is ever missed.
+_SCREEN = 1.0 - 1e-9
 
-    __slots__ = ("s", "c", "width", "count", "pos", "tbuf", "vbuf", "rbuf", "wbuf", "last_value", "by_ts",
-                 "residual_counts", "run_reference", "recent", "refresh_us", "cooldown_us", "min_span_us",
-                 "half_life_us")
+
+def _lagged(times: np.ndarray, values: np.ndarray, at: np.ndarray, window_from: np.ndarray, period_us: int):
+    """Per point: the median of the values one, two and three periods earlier that are in its window
+    (the mean of two, or the one; NaN: none). One is enough, so a seasonal series is understood after
+    one period, as Grafana's 1 d / 1 w offset bands are."""
+    earlier = []
+    for k in (1, 2, 3):
+        target = times[at] - k * period_us
+        found = np.minimum(np.searchsorted(times, target), len(times) - 1)
+        present = (found >= window_from) & (times[found] == target)
+        earlier.append(np.where(present, values[found], math.nan))
+    a, b, c = earlier
+    has_a, has_b, has_c = ~np.isnan(a), ~np.isnan(b), ~np.isnan(c)
+    present_count = has_a.astype(np.int8) + has_b + has_c
+    middle = np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))  # sorted((a, b, c))[1]
+    pair = np.where(has_a & has_b, a + b, np.where(has_a & has_c, a + c, b + c)) / 2
+    single = np.where(has_a, a, np.where(has_b, b, c))
+    return np.select([present_count == 3, present_count == 2, present_count == 1], [middle, pair, single], math.nan)
+
+
+class _Baseline:
+    """The baseline computed at a refresh, in effect until the next one."""
+
+    __slots__ = ("median", "plain_mad", "period_days", "scale", "run_reference", "longest_run")
+
+    def __init__(self, median, plain_mad, period_days, scale, run_reference, longest_run=-1):
+        self.median, self.plain_mad, self.period_days, self.scale = median, plain_mad, period_days, scale
+        self.run_reference, self.longest_run = run_reference, longest_run
+
+    def longest(self) -> int:
+        """The longest run of equal values in the window at the refresh, leaving out the run then going
+        on (or a flatline would hide itself); computed once, when first asked."""
+        if self.longest_run < 0:
+            reference = self.run_reference
+            changes = np.flatnonzero(np.diff(reference) != 0)
+            bounds = np.concatenate([[-1], changes, [len(reference) - 1]])
+            self.longest_run = int(np.max(np.diff(bounds))) if len(reference) else 0
+            self.run_reference = None
+        return self.longest_run
+
+
+class _Batch:
+    """Everything about a batch of points that does not depend on alerts, computed with numpy."""
+
+    __slots__ = ("ts", "xs", "expected", "z", "scale", "eligible", "count_before", "lowest_before",
+                 "highest_before", "run_length", "run_id", "recent", "recent_end", "baselines", "baseline_of",
+                 "days")
+
+
+class _Series:
+    """The per-batch update, shared by detection, rebuilding a state from history and band drawing.
+
+    Every quantity that does not depend on alerts (windows, lagged values, baselines, z, runs,
+    extremes) is computed for the whole batch with numpy, element by element with the same
+    arithmetic as one point at a time, so the result never depends on batch boundaries. Only the
+    CUSUM and the alerts go point by point, and only points whose screened evidence could reach a
+    vote are evaluated exactly.
+    """
+
+    __slots__ = ("s", "c", "width", "window_ts", "window_values", "window_residuals", "window_weekly",
+                 "recent", "refresh_us", "cooldown_us", "min_span_us", "half_life_us", "alerts")
 
     def __init__(self, state: SeriesState, config: DetectionConfig):
         self.s = state
         self.c = config
-        # The window as ring buffers: order only matters for runs and for the saved state.
         width = self.width = config.window_points
-        count = self.count = len(state.window_ts)
-        self.pos = count % width
-        self.tbuf = np.zeros(width, np.int64)
-        self.vbuf = np.zeros(width)
-        self.rbuf = np.full(width, math.nan)
-        self.wbuf = np.full(width, math.nan)
-        self.tbuf[:count] = state.window_ts
-        self.vbuf[:count] = state.window_values
-        self.rbuf[:count] = state.window_residuals
-        self.wbuf[:count] = state.window_weekly_residuals
-        # How many residuals of each period the window holds, so a refresh skips a period with too few.
-        self.residual_counts = {1: int(np.count_nonzero(~np.isnan(self.rbuf[:count]))),
-                                7: int(np.count_nonzero(~np.isnan(self.wbuf[:count])))}
-        self.run_reference = None  # the window a pending longest-run computation refers to
-        self.last_value = state.window_values[-1] if count else None
-        self.by_ts = dict(zip(state.window_ts, state.window_values))
-        self.recent = deque(state.recent_abs_z, maxlen=config.variance_points)
+        self.window_ts = np.asarray(state.window_ts, np.int64)[-width:]
+        self.window_values = np.asarray(state.window_values, np.float64)[-width:]
+        self.window_residuals = np.asarray(state.window_residuals, np.float64)[-width:]
+        self.window_weekly = np.asarray(state.window_weekly_residuals, np.float64)[-width:]
+        self.recent = list(state.recent_abs_z)[-config.variance_points:]
         self.refresh_us = config.refresh_seconds * 1_000_000
         self.cooldown_us = config.cooldown_seconds * 1_000_000
         self.min_span_us = config.min_span_seconds * 1_000_000
         self.half_life_us = config.gain_half_life_seconds * 1_000_000
+        self.alerts = []  # (ts_us, gain before it) of the alerts raised by this object, in order
 
     def gain(self, t: int) -> float:
         s = self.s
@@ -246,194 +328,244 @@ class _Series:
         # A closed form of the decay since the last alert, so it never depends on how often it is read.
         return 1.0 + (s.gain_at_alert - 1.0) * 0.5 ** ((t - s.last_alert_us) / self.half_life_us)
 
-    def ordered(self, buffer: np.ndarray) -> np.ndarray:
-        if self.count < self.width:
-            return buffer[: self.count]
-        return np.concatenate((buffer[self.pos:], buffer[: self.pos]))
-
-    def refresh(self) -> None:
-        s, c = self.s, self.c
-        values = self.vbuf[: self.count]
-        s.median = _median(values)
-        s.plain_mad = _median(np.abs(values - s.median))
-        mad = s.plain_mad
+    def _refresh(self, values, residuals, weekly_residuals, residual_counts, lowest, highest, run_length) -> _Baseline:
+        c = self.c
+        median = _median(values)
+        plain_mad = _median(np.abs(values - median), owned=True)
+        mad = plain_mad
         # The period in use is the one (daily or weekly) whose residuals are the tightest, if they
         # are clearly tighter than the spread around the plain median: found from the data.
-        s.period_days = 0
-        for period, buffer in ((1, self.rbuf), (7, self.wbuf)):
-            if self.residual_counts[period] < c.min_points:
-                continue
-            residuals = buffer[: self.count]
-            residuals = residuals[~np.isnan(residuals)]
-            if len(residuals) >= c.min_points:
-                seasonal_mad = _median(np.abs(residuals - _median(residuals)))
-                if seasonal_mad < c.seasonal_improvement * s.plain_mad and seasonal_mad < mad:
-                    s.period_days, mad = period, seasonal_mad
-        value_range = s.highest - s.lowest if s.highest > s.lowest else 0.0
-        s.scale = max(MAD_TO_SIGMA * mad, 0.01 * value_range, 1e-3 * abs(s.median), 1e-9)
-        # The reference run length leaves out the run still going on, or a flatline would hide itself.
-        # It is only needed when a run gets long, so it is computed from this copy on demand.
-        ordered = self.ordered(self.vbuf)
-        self.run_reference = ordered[: max(len(ordered) - s.run_length, 0)].copy()
-        s.longest_run = -1
+        period_days = 0
+        for period, buffer, present_count in ((1, residuals, residual_counts[0]), (7, weekly_residuals, residual_counts[1])):
+            if present_count >= c.min_points:
+                present = buffer[~np.isnan(buffer)]
+                seasonal_mad = _median(np.abs(present - _median(present, owned=True)), owned=True)
+                if seasonal_mad < c.seasonal_improvement * plain_mad and seasonal_mad < mad:
+                    period_days, mad = period, seasonal_mad
+        value_range = highest - lowest if highest > lowest else 0.0
+        scale = max(MAD_TO_SIGMA * mad, 0.01 * value_range, 1e-3 * abs(median), 1e-9)
+        return _Baseline(median, plain_mad, period_days, scale, values[: max(len(values) - run_length, 0)])
 
-    def longest_run(self) -> int:
-        """The longest run of equal values in the window at the last refresh (computed once, when asked)."""
-        s = self.s
-        if s.longest_run < 0:
-            reference = self.run_reference
-            changes = np.flatnonzero(np.diff(reference) != 0)
-            bounds = np.concatenate([[-1], changes, [len(reference) - 1]])
-            s.longest_run = int(np.max(np.diff(bounds))) if len(reference) else 0
-            self.run_reference = None
-        return s.longest_run
+    def prepare(self, ts: np.ndarray, xs: np.ndarray) -> _Batch:
+        """Compute the batch's alert-independent quantities and move the window past it."""
+        s, c, width = self.s, self.c, self.width
+        n = len(ts)
+        held = len(self.window_ts)
+        times = np.concatenate((self.window_ts, ts))
+        values = np.concatenate((self.window_values, xs))
+        at = np.arange(held, held + n)  # each new point's index in times/values
+        window_from = np.maximum(at - width, 0)  # its window is times[window_from:at]
+        if s.first_ts_us is None:
+            s.first_ts_us = int(ts[0])
+        daily = _lagged(times, values, at, window_from, DAY_US)
+        weekly = _lagged(times, values, at, window_from, WEEK_US)
+        residuals = np.concatenate((self.window_residuals, xs - daily))
+        weekly_residuals = np.concatenate((self.window_weekly, xs - weekly))
+        lowest_before = np.minimum.accumulate(np.concatenate(([s.lowest], xs[:-1])))
+        highest_before = np.maximum.accumulate(np.concatenate(([s.highest], xs[:-1])))
 
-    def run(self, ts_list: list, values_list: list, emit: bool) -> list[Finding]:
-        """Process points in order; the one loop both detection and rebuilding from history use.
+        # Runs of equal values: a run going on before the batch has id −1.
+        previous = np.concatenate((values[held - 1:held] if held else [math.nan], xs[:-1]))
+        index = np.arange(n)
+        run_id = np.maximum.accumulate(np.where(xs == previous, -1, index))
+        run_length = np.where(run_id >= 0, index - run_id + 1, s.run_length + index + 1)
 
-        Hot loop: attributes are read into locals once and written back at the end.
-        """
+        # A refresh at the first point of each new bucket, from the window before that point.
+        buckets = ts // self.refresh_us
+        starts = np.flatnonzero(buckets != np.concatenate(([s.bucket], buckets[:-1])))
+        baselines = [_Baseline(s.median, s.plain_mad, s.period_days, s.scale, None, s.longest_run)]
+        # How many residuals of each period any window holds, so a refresh skips a period with too few.
+        residuals_seen = np.concatenate(([0], np.cumsum(~np.isnan(residuals))))
+        weekly_seen = np.concatenate(([0], np.cumsum(~np.isnan(weekly_residuals))))
+        refreshed_at = []
+        for i in starts.tolist():
+            g = held + i
+            if g == 0:
+                continue  # nothing to learn from yet
+            lo = max(g - width, 0)
+            before = int(run_length[i - 1]) if i else s.run_length
+            counts = (int(residuals_seen[g] - residuals_seen[lo]), int(weekly_seen[g] - weekly_seen[lo]))
+            baselines.append(self._refresh(values[lo:g], residuals[lo:g], weekly_residuals[lo:g], counts,
+                                           float(lowest_before[i]), float(highest_before[i]), before))
+            refreshed_at.append(i)
+        baseline_of = np.searchsorted(np.asarray(refreshed_at, np.int64), index, side="right")
+        median = np.array([b.median for b in baselines])[baseline_of]
+        scale = np.array([b.scale for b in baselines])[baseline_of]
+        period = np.array([b.period_days for b in baselines])[baseline_of]
+        lagged = np.where(period == 1, daily, np.where(period == 7, weekly, math.nan))
+        expected = np.where(np.isnan(lagged), median, lagged)
+        has_baseline = ~np.isnan(scale)
+        z = (xs - expected) / scale
+
+        # The |z| of the points with a baseline; each point's recent ones are the last `variance_points`.
+        recent = np.concatenate((np.asarray(self.recent, np.float64), np.abs(z[has_baseline])))
+        recent_end = np.full(n, -1, np.int64)  # each point's last entry in `recent` (exclusive end)
+        recent_end[has_baseline] = len(self.recent) + np.arange(1, int(has_baseline.sum()) + 1)
+
+        count_before = np.minimum(at, width)
+        eligible = has_baseline & (count_before >= c.min_points) & (ts - s.first_ts_us >= self.min_span_us)
+
+        batch = _Batch()
+        batch.ts, batch.xs, batch.expected, batch.z, batch.scale = ts, xs, expected, z, scale
+        batch.eligible, batch.count_before = eligible, count_before
+        batch.lowest_before, batch.highest_before = lowest_before, highest_before
+        batch.run_length, batch.run_id = run_length, run_id
+        batch.recent, batch.recent_end = recent, recent_end
+        batch.baselines, batch.baseline_of = baselines, baseline_of
+        batch.days = ts // DAY_US
+
+        # The state after the batch, except CUSUM and alerts (see scan).
+        last = baselines[-1]
+        if len(baselines) > 1:
+            s.median, s.plain_mad, s.period_days, s.scale = last.median, last.plain_mad, last.period_days, last.scale
+            s.longest_run = last.longest()
+        s.bucket = int(buckets[-1])
+        s.run_length = int(run_length[-1])
+        s.lowest, s.highest = min(s.lowest, float(xs.min())), max(s.highest, float(xs.max()))
+        self.window_ts, self.window_values = times[-width:], values[-width:]
+        self.window_residuals, self.window_weekly = residuals[-width:], weekly_residuals[-width:]
+        self.recent = recent[-c.variance_points:].tolist()
+        return batch
+
+    def _screen(self, b: _Batch, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For `points` (eligible, ascending): whether a detector other than CUSUM could vote, and the
+        CUSUM level that could, with the thresholds of the current alert state."""
+        s, c = self.s, self.c
+        ts = b.ts[points]
+        if s.last_alert_us is None:
+            threshold = np.full(len(points), 1.0 / c.sensitivity)
+        else:
+            gain = 1.0 + (s.gain_at_alert - 1.0) * 0.5 ** ((ts - s.last_alert_us) / self.half_life_us)
+            threshold = gain / c.sensitivity
+        limit = threshold * _SCREEN
+        xs, lowest, highest = b.xs[points], b.lowest_before[points], b.highest_before[points]
+        value_range = highest - lowest
+        tolerance = c.range_tolerance * value_range
+        votes = (value_range > 0) & (np.maximum(xs - (highest + tolerance), (lowest - tolerance) - xs) >= 0)
+        votes |= np.abs(b.z[points]) >= c.residual_threshold * limit
+        end = b.recent_end[points]
+        full = end >= c.variance_points
+        if full.any():
+            total = np.zeros(len(points))
+            for k in range(c.variance_points, 0, -1):
+                total += b.recent[np.where(full, end - k, 0)]
+            votes |= full & (total / c.variance_points >= c.variance_threshold * limit)
+        plain_mad = np.array([base.plain_mad for base in b.baselines])[b.baseline_of[points]]
+        votes |= (plain_mad > 0) & (b.run_length[points] >= c.flatline_min_points * limit)
+        return votes, c.cusum_threshold * limit
+
+    def scan(self, b: _Batch, emit: bool) -> list[Finding]:
+        """CUSUM and alerts, point by point over the eligible points; exact evaluation where screened."""
         s, c = self.s, self.c
         findings = []
-        tbuf, vbuf, rbuf, wbuf, by_ts, recent = self.tbuf, self.vbuf, self.rbuf, self.wbuf, self.by_ts, self.recent
-        residual_counts = self.residual_counts
-        width, count, pos, last = self.width, self.count, self.pos, self.last_value
-        refresh_us, min_span_us, min_points = self.refresh_us, self.min_span_us, c.min_points
-        get = by_ts.get
-        nan = math.nan
-        for t, x in zip(ts_list, values_list):
-            if s.first_ts_us is None:
-                s.first_ts_us = t
-            bucket = t // refresh_us
-            if bucket != s.bucket:
-                if count:
-                    self.count, self.pos = count, pos
-                    self.refresh()
-                s.bucket = bucket
-            day = t // DAY_US
-            if day != s.cusum_day:
-                s.cusum_up = s.cusum_down = 0.0
-                s.cusum_day = day
-            # _lagged_median, skipped when no earlier period is in the window (the usual weekly case).
-            a, b, d = get(t - DAY_US), get(t - 2 * DAY_US), get(t - 3 * DAY_US)
-            daily = None if a is None and b is None and d is None else _lagged_median(a, b, d)
-            a, b, d = get(t - WEEK_US), get(t - 2 * WEEK_US), get(t - 3 * WEEK_US)
-            weekly = None if a is None and b is None and d is None else _lagged_median(a, b, d)
-            period = s.period_days
-            lagged = daily if period == 1 else weekly if period == 7 else None
-            expected = lagged if lagged is not None else s.median
-            if last is not None and x == last:
-                s.run_length += 1
-            else:
-                s.run_length = 1
-                s.run_alerted = False
-            scale = s.scale
-            if scale == scale:  # not NaN: a baseline exists
-                z = (x - expected) / scale
-                recent.append(abs(z))
-                if count >= min_points and t - s.first_ts_us >= min_span_us:
-                    self.count = count  # what an explanation reports as the sample count
-                    finding = self.evaluate(t, x, z, expected, emit)
-                    if finding is not None:
-                        findings.append(finding)
-            if count == width:
-                del by_ts[int(tbuf[pos])]  # the point leaving the window
-                if rbuf[pos] == rbuf[pos]:
-                    residual_counts[1] -= 1
-                if wbuf[pos] == wbuf[pos]:
-                    residual_counts[7] -= 1
-            else:
-                count += 1
-            tbuf[pos] = t
-            vbuf[pos] = x
-            if daily is not None:
-                rbuf[pos] = x - daily
-                residual_counts[1] += 1
-            else:
-                rbuf[pos] = nan
-            if weekly is not None:
-                wbuf[pos] = x - weekly
-                residual_counts[7] += 1
-            else:
-                wbuf[pos] = nan
-            pos = pos + 1 if pos + 1 < width else 0
-            last = x
-            by_ts[t] = x
-            if x < s.lowest:
-                s.lowest = x
-            if x > s.highest:
-                s.highest = x
-        self.count, self.pos, self.last_value = count, pos, last
+        points = np.flatnonzero(b.eligible)
+        days = b.days
+        up, down = s.cusum_up, s.cusum_down
+        alerted_run = -1 if s.run_alerted else None  # the run a flatline alert was raised in
+        if len(points):
+            # The CUSUM restarts at each UTC day: at an eligible point whose day differs from the
+            # day of the point the CUSUM last saw.
+            seen_day = np.concatenate(([s.cusum_day], days[points[:-1]]))
+            new_day = (days[points] != seen_day).tolist()
+            clipped = np.clip(b.z[points], -4.0, 4.0).tolist()
+            drift = c.cusum_drift
+            first = 0
+            while first < len(points):
+                votes, limits = self._screen(b, points[first:])
+                votes, limits = votes.tolist(), limits.tolist()
+                alerted = None
+                for k in range(first, len(points)):
+                    if new_day[k]:
+                        up = down = 0.0
+                    z = clipped[k]
+                    up = up + z - drift
+                    up = up if up > 0.0 else 0.0
+                    down = down - z - drift
+                    down = down if down > 0.0 else 0.0
+                    j = k - first
+                    if votes[j] or up >= limits[j] or down >= limits[j]:
+                        i = int(points[k])
+                        run_alerted = alerted_run is not None and alerted_run == int(b.run_id[i])
+                        outcome = self.evaluate(b, i, up, down, run_alerted, emit)
+                        if outcome is not None:
+                            finding, flatline = outcome
+                            if finding is not None:
+                                findings.append(finding)
+                            if flatline:
+                                alerted_run = int(b.run_id[i])
+                            up = down = 0.0
+                            alerted = k
+                            break
+                first = len(points) if alerted is None else alerted + 1
+            last_seen = int(days[points[-1]])
+        else:
+            last_seen = s.cusum_day
+        if int(days[-1]) != last_seen:
+            up = down = 0.0  # a day began after the last point the CUSUM saw
+        s.cusum_up, s.cusum_down, s.cusum_day = up, down, int(days[-1])
+        s.run_alerted = alerted_run is not None and alerted_run == int(b.run_id[-1])
         return findings
 
-    def seasonal_expected(self, t: int) -> float | None:
-        """The expected value from the seasonal period in use, or None."""
-        step = DAY_US if self.s.period_days == 1 else WEEK_US if self.s.period_days == 7 else None
-        if step is None:
+    def run(self, ts: np.ndarray, xs: np.ndarray, emit: bool) -> list[Finding]:
+        """Process points (ascending, after the window's last) in order."""
+        if not len(ts):
+            return []
+        return self.scan(self.prepare(ts, xs), emit)
+
+    def flatline_evidence(self, baseline: _Baseline, run_length: int, threshold: float) -> float:
+        needed = max(self.c.flatline_min_points, self.c.flatline_factor * baseline.longest())
+        return run_length / (needed * threshold)
+
+    def evaluate(self, b: _Batch, i: int, up: float, down: float, run_alerted: bool, emit: bool):
+        """The exact evidence at point i; None without an alert, else (finding or None, flatline?)."""
+        s, c = self.s, self.c
+        t, x, z, expected = int(b.ts[i]), float(b.xs[i]), float(b.z[i]), float(b.expected[i])
+        if s.last_alert_us is not None and t - s.last_alert_us < self.cooldown_us:
             return None
-        get = self.by_ts.get
-        return _lagged_median(get(t - step), get(t - 2 * step), get(t - 3 * step))
-
-    def flatline_evidence(self, threshold: float) -> float:
-        s, c = self.s, self.c
-        if s.plain_mad <= 0 or s.run_alerted:
-            return 0.0
-        needed = max(c.flatline_min_points, c.flatline_factor * self.longest_run())
-        return s.run_length / (needed * threshold)
-
-    def evaluate(self, t: int, x: float, z: float, expected: float, emit: bool) -> Finding | None:
-        s, c = self.s, self.c
+        baseline = b.baselines[int(b.baseline_of[i])]
+        lowest, highest, run_length = float(b.lowest_before[i]), float(b.highest_before[i]), int(b.run_length[i])
+        end = int(b.recent_end[i])
+        recent = b.recent[max(end - c.variance_points, 0):end].tolist()
         gain = self.gain(t)
         threshold = gain / c.sensitivity
-        value_range = s.highest - s.lowest
+        value_range = highest - lowest
         tolerance = c.range_tolerance * value_range
         range_evidence = 0.0
         if value_range > 0:
-            reach = max(x - (s.highest + tolerance), (s.lowest - tolerance) - x)
+            reach = max(x - (highest + tolerance), (lowest - tolerance) - x)
             if reach >= 0:
                 range_evidence = 1.0 + reach / max(tolerance, 1e-12)
         residual_evidence = abs(z) / (c.residual_threshold * threshold)
-        clipped = 4.0 if z > 4.0 else -4.0 if z < -4.0 else z
-        up = s.cusum_up + clipped - c.cusum_drift
-        down = s.cusum_down - clipped - c.cusum_drift
-        s.cusum_up = up if up > 0.0 else 0.0
-        s.cusum_down = down if down > 0.0 else 0.0
-        cusum_evidence = (s.cusum_up if s.cusum_up > s.cusum_down else s.cusum_down) / (c.cusum_threshold * threshold)
+        cusum_evidence = (up if up > down else down) / (c.cusum_threshold * threshold)
         variance_evidence = 0.0
-        if len(self.recent) == c.variance_points:
-            variance_evidence = (sum(self.recent) / c.variance_points) / (c.variance_threshold * threshold)
+        if len(recent) == c.variance_points:
+            variance_evidence = (sum(recent) / c.variance_points) / (c.variance_threshold * threshold)
         flatline_evidence = 0.0
-        if s.plain_mad > 0 and not s.run_alerted and s.run_length >= c.flatline_min_points * threshold:
-            # Shorter runs cannot reach the threshold, whatever the reference run.
-            flatline_evidence = self.flatline_evidence(threshold)
-        if (range_evidence < 1.0 and residual_evidence < 1.0 and cusum_evidence < 1.0 and variance_evidence < 1.0
-                and flatline_evidence < 1.0):
-            return None  # the common case: no detector votes
-        if flatline_evidence == 0.0 and s.plain_mad > 0 and not s.run_alerted:
-            flatline_evidence = self.flatline_evidence(threshold)  # below 1; recorded exactly with the finding
+        if baseline.plain_mad > 0 and not run_alerted:
+            flatline_evidence = self.flatline_evidence(baseline, run_length, threshold)
         evidence = (range_evidence, residual_evidence, cusum_evidence, variance_evidence, flatline_evidence)
         best = max(evidence)
         if best < 1.0:
             return None
         strongest = evidence.index(best)
-        if s.last_alert_us is not None and t - s.last_alert_us < self.cooldown_us:
-            return None
         previous_alert = s.last_alert_us
         s.last_alert_us = t
         s.gain_at_alert = gain * c.gain_factor
-        s.cusum_up = s.cusum_down = 0.0
-        if strongest == DETECTORS.index("flatline"):
-            s.run_alerted = True
+        self.alerts.append((t, gain))
+        flatline = strongest == DETECTORS.index("flatline")
         if not emit:
-            return None
-        return self.finding(t, x, z, expected, evidence, strongest, gain, tolerance, previous_alert)
+            return None, flatline
+        point = {"lowest": lowest, "highest": highest, "run_length": run_length, "recent": recent,
+                 "samples": int(b.count_before[i]), "cusum": max(up, down)}
+        return self.finding(t, x, z, expected, evidence, strongest, gain, tolerance, previous_alert, baseline,
+                            point), flatline
 
-    def finding(self, t, x, z, expected, evidence, strongest, gain, tolerance, previous_alert) -> Finding:
+    def finding(self, t, x, z, expected, evidence, strongest, gain, tolerance, previous_alert, base, point) -> Finding:
         s, c = self.s, self.c
         detector = DETECTORS[strongest]
-        band = c.residual_threshold * gain / c.sensitivity * s.scale
+        band = c.residual_threshold * gain / c.sensitivity * base.scale
         if detector == "range":
-            lower, upper = s.lowest - tolerance, s.highest + tolerance
+            lower, upper = point["lowest"] - tolerance, point["highest"] + tolerance
         else:
             lower, upper = expected - band, expected + band
         parameters = {
@@ -443,16 +575,17 @@ class _Series:
             "flatline_min_points": c.flatline_min_points, "flatline_factor": c.flatline_factor,
             "sensitivity": c.sensitivity, "window_points": c.window_points, "refresh_seconds": c.refresh_seconds,
         }
+        recent = point["recent"]
         baseline = {
-            "method": {1: "daily_seasonal_median", 7: "weekly_seasonal_median"}.get(s.period_days, "trailing_median"),
-            "expected": expected, "median": s.median, "scale": s.scale, "mad": s.plain_mad,
-            "samples": self.count, "lowest_seen": s.lowest, "highest_seen": s.highest,
-            "deviation_sigma": z, "cusum_sigma": max(s.cusum_up, s.cusum_down),
-            "recent_mean_abs_sigma": sum(self.recent) / max(len(self.recent), 1),
-            "run_length": s.run_length, "longest_recent_run": self.longest_run(),
+            "method": {1: "daily_seasonal_median", 7: "weekly_seasonal_median"}.get(base.period_days, "trailing_median"),
+            "expected": expected, "median": base.median, "scale": base.scale, "mad": base.plain_mad,
+            "samples": point["samples"], "lowest_seen": point["lowest"], "highest_seen": point["highest"],
+            "deviation_sigma": z, "cusum_sigma": point["cusum"],
+            "recent_mean_abs_sigma": sum(recent) / max(len(recent), 1),
+            "run_length": point["run_length"], "longest_recent_run": base.longest(),
             "evidence": {name: round(value, 6) for name, value in zip(DETECTORS, evidence)},
         }
-        # The CUSUM was reset by this alert; keep what it had reached for the explanation.
+        # What the CUSUM had reached (it restarts after this alert), in the explanation's terms.
         baseline["cusum_sigma"] = evidence[2] * c.cusum_threshold * gain / c.sensitivity
         suppression = {
             "cooldown_seconds": c.cooldown_seconds, "previous_alert_us": previous_alert,
@@ -466,23 +599,25 @@ class _Series:
 
     def state(self) -> SeriesState:
         s = self.s
-        s.window_ts = self.ordered(self.tbuf).tolist()
-        s.window_values = self.ordered(self.vbuf).tolist()
-        s.window_residuals = self.ordered(self.rbuf).tolist()
-        s.window_weekly_residuals = self.ordered(self.wbuf).tolist()
-        if s.longest_run < 0:
-            self.longest_run()
-        s.recent_abs_z = list(self.recent)
+        # Copies, so the state does not keep the batch's arrays alive.
+        s.window_ts = self.window_ts.copy()
+        s.window_values = self.window_values.copy()
+        s.window_residuals = self.window_residuals.copy()
+        s.window_weekly_residuals = self.window_weekly.copy()
+        s.recent_abs_z = np.array(self.recent)
         return s
+
+
+def _arrays(ts_us, values) -> tuple[np.ndarray, np.ndarray]:
+    return np.asarray(ts_us, dtype=np.int64), np.asarray(values, dtype=np.float64)
 
 
 def detect(
     state: SeriesState, ts_us, values, config: DetectionConfig
 ) -> tuple[list[Finding], SeriesState, BaselineSnapshot]:
     """Evaluate new points (strictly after the state's last one, ascending); returns findings and the new state."""
-    series = _Series(SeriesState.from_bytes(state.to_bytes()), config)
-    findings = series.run(np.asarray(ts_us, dtype=np.int64).tolist(), np.asarray(values, dtype=np.float64).tolist(),
-                          emit=True)
+    series = _Series(copy.copy(state), config)  # the series changes its state's scalars, never its arrays
+    findings = series.run(*_arrays(ts_us, values), emit=True)
     new_state = series.state()
     return findings, new_state, baseline_snapshot(new_state, config)
 
@@ -501,7 +636,7 @@ def state_from_history(
     of them when the series has that many), the extremes before those points, and the alert times."""
     state = SeriesState(first_ts_us=first_ts_us, lowest=lowest_before, highest=highest_before)
     series = _Series(state, config)
-    series.run([int(t) for t in history_ts], [float(x) for x in history_values], emit=False)
+    series.run(*_arrays(history_ts, history_values), emit=False)
     state = series.state()
     # Suppression comes from the alerts actually recorded, replayed with the same arithmetic.
     state.last_alert_us, state.gain_at_alert = None, 1.0
@@ -514,25 +649,25 @@ def state_from_history(
 
 def expected_band(state: SeriesState, ts_us, values, config: DetectionConfig):
     """Per point: (expected, lower, upper, warm) as the residual detector saw it, for drawing the band."""
-    series = _Series(SeriesState.from_bytes(state.to_bytes()), config)
-    expected, lower, upper, warm = [], [], [], []
-    for t, x in zip(np.asarray(ts_us, dtype=np.int64).tolist(), np.asarray(values, dtype=np.float64).tolist()):
-        s = series.s
-        bucket = t // series.refresh_us
-        if bucket != s.bucket and series.count:
-            series.refresh()
-            s.bucket = bucket
-        lagged = series.seasonal_expected(t)
-        centre = lagged if lagged is not None else s.median
-        half = config.residual_threshold * series.gain(t) / config.sensitivity * s.scale
-        expected.append(centre)
-        lower.append(centre - half)
-        upper.append(centre + half)
-        warm.append(series.count >= config.min_points and s.first_ts_us is not None
-                    and t - s.first_ts_us >= series.min_span_us and not math.isnan(s.scale))
-        series.run([t], [x], emit=False)
-    return np.array(expected), np.array(lower), np.array(upper), np.array(warm, bool)
-
+    ts, xs = _arrays(ts_us, values)
+    if not len(ts):
+        empty = np.array([])
+        return empty, empty, empty, np.array([], bool)
+    series = _Series(copy.copy(state), config)
+    before = (series.s.last_alert_us, series.s.gain_at_alert)
+    batch = series.prepare(ts, xs)
+    series.scan(batch, emit=False)
+    # The gain at each point follows the alerts raised before it.
+    alert_times = [t for t, _ in series.alerts]
+    alert_gains = [gain * config.gain_factor for _, gain in series.alerts]
+    gains = []
+    for t in ts.tolist():
+        k = bisect.bisect_left(alert_times, t)
+        last, at_alert = (alert_times[k - 1], alert_gains[k - 1]) if k else before
+        gains.append(1.0 if last is None else
+                     1.0 + (at_alert - 1.0) * 0.5 ** ((t - last) / series.half_life_us))
+    half = config.residual_threshold * np.array(gains) / config.sensitivity * batch.scale
+    return batch.expected, batch.expected - half, batch.expected + half, batch.eligible.copy()
 
 def baseline_snapshot(state: SeriesState, config: DetectionConfig) -> BaselineSnapshot:
     """The baseline in effect after the last processed point."""

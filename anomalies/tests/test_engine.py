@@ -160,3 +160,34 @@ def test_tenant_overrides_change_the_configuration_and_unknown_ones_fail():
             assert list(bad)[0] in str(error)
         else:
             raise AssertionError(f"{bad} was accepted")
+
+
+def test_detect_leaves_the_state_it_was_given_unchanged():
+    ts, values = _noisy()
+    _, state, _ = detect(SeriesState(), ts[:1000], values[:1000], CONFIG)
+    before = state.to_bytes()
+    detect(state, ts[1000:], values[1000:], CONFIG)
+    assert state.to_bytes() == before
+
+
+def test_a_checkpoint_in_the_first_format_is_still_read():
+    import struct
+    import zlib
+
+    ts, values = _noisy()
+    _, state, _ = detect(SeriesState(), ts[:1500], values[:1500], CONFIG)
+    # The first format: the same scalars, then every array raw, all zlib-compressed.
+    head = SeriesState._SCALARS.pack(
+        state.first_ts_us, state.lowest, state.highest, state.last_alert_us, state.gain_at_alert, state.cusum_up,
+        state.cusum_down, state.cusum_day, state.run_length, state.bucket, state.median, state.scale,
+        state.plain_mad, state.period_days, state.longest_run, int(state.run_alerted), len(state.window_ts),
+        len(state.recent_abs_z),
+    )
+    arrays = [np.asarray(a, "<i8" if i == 0 else "<f8").tobytes() for i, a in enumerate(
+        (state.window_ts, state.window_values, state.window_residuals, state.window_weekly_residuals,
+         state.recent_abs_z))]
+    first_format = zlib.compress(head + b"".join(arrays))
+    assert struct.unpack_from("B", first_format)[0] == 0x78
+    assert SeriesState.from_bytes(first_format).to_bytes() == state.to_bytes()
+    assert detect(SeriesState.from_bytes(first_format), ts[1500:], values[1500:], CONFIG)[0] == \
+        detect(state, ts[1500:], values[1500:], CONFIG)[0]

@@ -89,6 +89,20 @@ def test_a_replay_after_a_configuration_change_replaces_the_range(owner):
     assert [row[0] for row in remaining] == [first + timedelta(minutes=1500), first + timedelta(minutes=1950)]
 
 
+def test_a_replay_keeps_anomalies_found_again_with_their_triage_status(owner):
+    points_ingest(tenant=owner.tenant, events=_events())
+    points_ingest(tenant=owner.tenant, events=[{**e, "metric_name": "other"} for e in _events(spikes=(1700,))])
+    detection_run(tenant=owner.tenant, trigger="command")
+    before = {a.id: (a.series_id, a.ts) for a in Anomaly.objects.for_tenant(owner.tenant)}
+    assert len({series for series, _ in before.values()}) == 2
+    Anomaly.objects.for_tenant(owner.tenant).update(status=Anomaly.STATUS_ACKNOWLEDGED)
+    run = detection_run(tenant=owner.tenant, trigger="replay", replay_since=END - timedelta(days=3))
+    assert run.points_processed == 2 * 2600
+    after = {a.id: (a.series_id, a.ts) for a in Anomaly.objects.for_tenant(owner.tenant)}
+    assert after == before  # the same rows, not deleted and re-inserted
+    assert set(Anomaly.objects.for_tenant(owner.tenant).values_list("status", flat=True)) == {Anomaly.STATUS_ACKNOWLEDGED}
+
+
 def test_a_run_that_died_between_its_phases_is_redone(owner):
     points_ingest(tenant=owner.tenant, events=_events())
     detection_run(tenant=owner.tenant, trigger="command")
