@@ -19,9 +19,9 @@ RESOLUTIONS = [("metrics_rollup_1h", 3600), ("metrics_rollup_1m", 60)]
 _REFRESH_LOCK = "metrics_rollups_refresh"
 
 
-def ingest_log_append(cursor, *, tenant_id: int, min_us: int, max_us: int) -> None:
-    """Record the time range an ingest transaction wrote (called inside that transaction)."""
-    cursor.execute(
+def ingest_log_statement(*, tenant_id: int, min_us: int, max_us: int) -> tuple[str, list]:
+    """The statement (SQL, parameters) an ingest transaction runs to record the time range it wrote."""
+    return (
         "INSERT INTO metrics_ingest_log (tenant_id, min_ts, max_ts) VALUES "
         "(%s, timestamptz 'epoch' + %s * interval '1 microsecond', timestamptz 'epoch' + %s * interval '1 microsecond')",
         [tenant_id, min_us, max_us],

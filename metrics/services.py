@@ -247,9 +247,10 @@ def _points_write(*, tenant_id: int, rows: PointRows) -> int:
     nested = connection.in_atomic_block
     try:
         with transaction.atomic(savepoint=nested), connection.cursor() as cursor:
-            _ingest_lock(cursor, tenant_id)
+            _write_begin(cursor, tenant_id, rows)
             cursor.cursor.copy_expert(
-                f"COPY {POINT_TABLE} (tenant_id, series_id, ts, value) FROM STDIN WITH (FORMAT binary)",
+                f"COPY {POINT_TABLE} (tenant_id, series_id, ts, value) FROM STDIN WITH (FORMAT binary)"
+                + _row_by_row(),
                 io.BytesIO(rows.copy_binary(tenant_id=tenant_id)),
             )
             _after_write(cursor, tenant_id, rows)
@@ -257,24 +258,42 @@ def _points_write(*, tenant_id: int, rows: PointRows) -> int:
     except psycopg2.errors.UniqueViolation:  # copy_expert is psycopg2's own call, not wrapped by Django
         pass
     with transaction.atomic(savepoint=nested), connection.cursor() as cursor:
-        _ingest_lock(cursor, tenant_id)
+        _write_begin(cursor, tenant_id, rows)
         accepted = _points_write_deduplicated(cursor, tenant_id=tenant_id, rows=rows)
         _after_write(cursor, tenant_id, rows)
     return accepted
 
 
-def _after_write(cursor, tenant_id: int, rows: PointRows) -> None:
-    rollups.ingest_log_append(cursor, tenant_id=tenant_id, min_us=int(rows.ts_us.min()), max_us=int(rows.ts_us.max()))
-    for hook in post_ingest_hooks:
-        hook(cursor, tenant_id, rows)
+def _row_by_row() -> str:
+    """A COPY clause that makes PostgreSQL before 17 insert a request's rows one by one.
+
+    By default COPY buffers up to 1,000 rows per partition in slots that each pin the table's
+    tuple descriptor in the resource owner, whose bookkeeping for many pins of one descriptor is
+    quadratic (rewritten in PostgreSQL 17); for request-sized batches that costs more than the
+    inserts. A volatile WHERE turns the buffering off: 1.5x the rows per second for batches of
+    1,000 (`bench/copy_modes.py`). The condition itself is always true.
+    """
+    return " WHERE random() >= 0" if connection.pg_version < 170000 else ""
 
 
-def _ingest_lock(cursor, tenant_id: int) -> None:
+def _write_begin(cursor, tenant_id: int, rows: PointRows) -> None:
+    """The statements an ingest transaction starts with, sent in one round trip (each statement still
+    gets its own snapshot, so whatever follows the lock sees what committed before it)."""
     # Detection takes this lock exclusively while it fixes watermarks, so a point is either
     # committed before a watermark moves or compared with the moved one (see anomalies.services).
-    cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [INGEST_ADVISORY_NAMESPACE, tenant_id])
+    statements = ["SELECT pg_advisory_xact_lock_shared(%s, %s)"]
+    params = [INGEST_ADVISORY_NAMESPACE, tenant_id]
     if not settings.CLOUDWATCHDOG["INGEST_SYNCHRONOUS_COMMIT"]:
-        cursor.execute("SET LOCAL synchronous_commit = off")
+        statements.append("SET LOCAL synchronous_commit = off")
+    log_sql, log_params = rollups.ingest_log_statement(
+        tenant_id=tenant_id, min_us=int(rows.ts_us.min()), max_us=int(rows.ts_us.max()))
+    statements.append(log_sql)
+    cursor.execute("; ".join(statements), params + log_params)
+
+
+def _after_write(cursor, tenant_id: int, rows: PointRows) -> None:
+    for hook in post_ingest_hooks:
+        hook(cursor, tenant_id, rows)
 
 
 def _points_write_deduplicated(cursor, *, tenant_id: int, rows: PointRows) -> int:
@@ -285,7 +304,7 @@ def _points_write_deduplicated(cursor, *, tenant_id: int, rows: PointRows) -> in
     # Empty unless this runs inside a caller's longer transaction (ON COMMIT has not fired yet).
     cursor.execute("DELETE FROM ingest_points")
     cursor.cursor.copy_expert(
-        "COPY ingest_points (series_id, ts, value) FROM STDIN WITH (FORMAT binary)",
+        "COPY ingest_points (series_id, ts, value) FROM STDIN WITH (FORMAT binary)" + _row_by_row(),
         io.BytesIO(rows.copy_binary(tenant_id=None)),
     )
     cursor.execute(
