@@ -6,8 +6,8 @@ class AnomaliesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from anomalies.services import late_points_mark
+        from anomalies.services import late_points_hook
         from metrics.services import post_ingest_hooks
 
-        if late_points_mark not in post_ingest_hooks:
-            post_ingest_hooks.append(late_points_mark)
+        if late_points_hook not in post_ingest_hooks:
+            post_ingest_hooks.append(late_points_hook)

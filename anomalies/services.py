@@ -5,7 +5,7 @@ How a run stays correct while ingest goes on:
 1. Runs of one tenant are serialized by a session advisory lock (cron and beat may overlap).
 2. Phase 1 holds the tenant's ingest lock exclusively (ingest holds it shared) while it reads
    the new points and moves each series' watermark, so a point is either read now or, if
-   committed later behind the watermark, marked late by `late_points_mark`.
+   committed later behind the watermark, marked late by `late_points_hook`.
 3. Phase 2 evaluates and writes anomalies, baselines and checkpoints in one transaction;
    `evaluating_from` stays set if a run dies in between, and the next run redoes that range.
 A late point within the tenant's late window re-evaluates its series from that point (state
@@ -33,7 +33,7 @@ from anomalies.models import Anomaly, Baseline, DetectionRun
 from cloudwatchdog import pgcopy
 from metrics import selectors as metrics_selectors
 from metrics.ingest import EPOCH, timestamp_from_us
-from metrics.services import INGEST_ADVISORY_NAMESPACE
+from metrics.services import INGEST_ADVISORY_NAMESPACE, IngestHook
 from tenants.models import Tenant
 
 RUN_ADVISORY_NAMESPACE = 7_302
@@ -49,21 +49,25 @@ class RunInProgress(Exception):
         self.run = run
 
 
-def late_points_mark(cursor, tenant_id: int, rows) -> None:
-    """Post-ingest hook: note points that arrived at or behind their series' watermark.
-
-    Runs under the tenant's shared ingest lock, so the watermarks it reads are final until commit.
-    One indexed row read per request; the baselines are touched only when a point may be late.
-    """
-    cursor.execute(
-        "SELECT (extract(epoch FROM watermark_max) * 1000000)::bigint FROM anomalies_detectionstate "
-        "WHERE tenant_id = %s",
+def _watermark_query(tenant_id: int) -> tuple[str, list]:
+    return (
+        "SELECT (SELECT (extract(epoch FROM watermark_max) * 1000000)::bigint FROM anomalies_detectionstate "
+        "WHERE tenant_id = %s)",
         [tenant_id],
     )
-    row = cursor.fetchone()
-    if row is None or row[0] is None:
+
+
+def _late_points_mark(cursor, tenant_id: int, rows, watermark_row) -> None:
+    """Note points that arrived at or behind their series' watermark.
+
+    The tenant's newest watermark was read under the shared ingest lock, in the transaction's
+    opening round trip, so it is final until commit; the baselines are touched only when a point
+    may be late.
+    """
+    watermark_max = watermark_row[0] if watermark_row else None
+    if watermark_max is None:
         return
-    maybe_late = rows.ts_us <= row[0]
+    maybe_late = rows.ts_us <= watermark_max
     if not maybe_late.any():
         return
     cursor.execute(
@@ -82,6 +86,10 @@ def late_points_mark(cursor, tenant_id: int, rows) -> None:
         """,
         [rows.series_ids[maybe_late].tolist(), rows.ts_us[maybe_late].tolist(), tenant_id],
     )
+
+
+# Registered with metrics' ingest by AnomaliesConfig.ready.
+late_points_hook = IngestHook(query=_watermark_query, apply=_late_points_mark)
 
 
 def detection_run_queue(*, tenant: Tenant, trigger: str) -> DetectionRun:
@@ -204,7 +212,7 @@ def _evaluate(*, tenant: Tenant, run: DetectionRun, replay_since: datetime | Non
 
     # Phase 1, while ingest of this tenant waits (milliseconds): fix each series' new watermark at
     # its newest committed point. A point committed later at or behind it is marked late by
-    # late_points_mark; a newer one is read by the next run.
+    # late_points_hook; a newer one is read by the next run.
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [INGEST_ADVISORY_NAMESPACE, tenant.id])
         baselines = {b.series_id: b for b in Baseline.objects.for_tenant(tenant).defer("checkpoint")}

@@ -25,10 +25,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def make_batches(batches: int, series: int, start: datetime, run_tag: str) -> list[bytes]:
-    """One body per timestamp, one event per series, timestamps one second apart from `start`."""
+    """One body per timestamp, one event per series, timestamps one millisecond apart from `start`."""
     bodies = []
     for b in range(batches):
-        ts = (start + timedelta(seconds=b)).isoformat().replace("+00:00", "Z")
+        ts = (start + timedelta(milliseconds=b)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         events = [
             {"source": "bench", "service": "bench", "resource_id": f"{run_tag}-r{s}", "metric_name": "load",
              "value": float((b * 31 + s) % 1000) / 10.0, "timestamp": ts, "tags": {"env": "bench"}}
@@ -85,7 +85,7 @@ def run_copy(rows: int, series: int, start: datetime) -> float:
 
     buffer = io.StringIO()
     for b in range(rows // series):
-        ts = (start + timedelta(seconds=b)).isoformat()
+        ts = (start + timedelta(milliseconds=b)).isoformat(timespec="milliseconds")
         for s in range(series):
             buffer.write(f"1\t{s}\t{ts}\t{float((b * 31 + s) % 1000) / 10.0!r}\n")
     with connection.cursor() as cursor:
@@ -116,11 +116,11 @@ def main():
     run_tag = f"b{int(time.time())}"
     key = bench_key(run_tag)
     http_rates, copy_rates = [], []
-    # Timestamps move forward from round to round and end near now, as a live agent's do, so no
-    # point lands behind a detection watermark (that would be a late point, a different workload).
-    first = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=args.rounds * (args.batches + 1))
     for round_number in range(args.rounds):
-        start = first + timedelta(seconds=round_number * (args.batches + 1))
+        # Each round's timestamps start at the current time and are a millisecond apart, as a live
+        # agent's are current: detection leaves points younger than its settle time alone, so none
+        # lands behind a watermark while the round runs (late points are a different workload).
+        start = datetime.now(timezone.utc)
         bodies = make_batches(args.batches + 1, args.series, start, run_tag)
         accepted, http_seconds = run_http(args.url, key, bodies, args.connections)
         http_rates.append(accepted / http_seconds)

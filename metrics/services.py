@@ -19,10 +19,23 @@ from metrics.models import POINT_TABLE
 from tenants.models import Tenant
 from tenants.ratelimit import bucket_take
 
-# Hooks run inside the ingest transaction after the points are written, with the cursor, the
-# tenant id and the PointRows. The anomalies app registers its late-point marker here, so
-# metrics never imports anomalies.
-post_ingest_hooks: list[Callable] = []
+
+
+@dataclass(frozen=True)
+class IngestHook:
+    """Work another app does inside every ingest transaction, under the tenant's shared ingest lock.
+
+    `query(tenant_id)` gives a statement (SQL, parameters) that runs right after the lock, in the
+    transaction's opening round trip; `apply(cursor, tenant_id, rows, row)` runs after the points
+    are written, with that statement's first row (or None). The anomalies app registers its
+    late-point marker here, so metrics never imports anomalies.
+    """
+
+    query: Callable[[int], tuple[str, list]]
+    apply: Callable
+
+
+post_ingest_hooks: list[IngestHook] = []
 
 INGEST_ADVISORY_NAMESPACE = 7_301  # shared by ingest, exclusive for detection's read of new points
 
@@ -118,8 +131,12 @@ def points_ingest(*, tenant: Tenant, events: list, now: datetime | None = None) 
     parsed = {text: checker.timestamp(text) for text in set(texts)}
     timestamps = [parsed[text] for text in texts]
 
-    good = [k for k in range(len(batch)) if series_ids[k] is not None and timestamps[k].__class__ is int]
-    if len(good) < len(batch):
+    refused_timestamp = any(parsed_ts.__class__ is str for parsed_ts in parsed.values())
+    if batch and None not in series_ids and not refused_timestamp:
+        good = None  # the common case: every event is good
+    else:
+        good = [k for k in range(len(batch)) if series_ids[k] is not None and timestamps[k].__class__ is int]
+    if good is not None and len(good) < len(batch):
         for k in range(len(batch)):
             errors = {}
             if timestamps[k].__class__ is str:
@@ -129,13 +146,18 @@ def points_ingest(*, tenant: Tenant, events: list, now: datetime | None = None) 
             if errors:
                 errors_by_index[indices[k]] = errors
     result = IngestResult()
-    if good:
+    if good is None:
+        sid = np.array(series_ids, np.int64)
+        ts = np.array(timestamps, np.int64)
+        values = np.array([e.value for e in batch], np.float64)
+    elif good:
         sid = np.fromiter((series_ids[k] for k in good), np.int64, len(good))
         ts = np.fromiter((timestamps[k] for k in good), np.int64, len(good))
         values = np.fromiter((batch[k].value for k in good), np.float64, len(good))
+    if good is None or good:
         # A repeat of (series, ts) inside the batch is a duplicate; the earliest event wins.
-        order = np.lexsort((np.arange(len(good)), ts, sid))
-        repeat = np.zeros(len(good), bool)
+        order = np.lexsort((np.arange(len(sid)), ts, sid))
+        repeat = np.zeros(len(sid), bool)
         repeat[order[1:]] = (sid[order[1:]] == sid[order[:-1]]) & (ts[order[1:]] == ts[order[:-1]])
         keep = ~repeat
         rows = PointRows(sid[keep], ts[keep], values[keep])
@@ -247,20 +269,20 @@ def _points_write(*, tenant_id: int, rows: PointRows) -> int:
     nested = connection.in_atomic_block
     try:
         with transaction.atomic(savepoint=nested), connection.cursor() as cursor:
-            _write_begin(cursor, tenant_id, rows)
+            hook_rows = _write_begin(cursor, tenant_id, rows)
             cursor.cursor.copy_expert(
                 f"COPY {POINT_TABLE} (tenant_id, series_id, ts, value) FROM STDIN WITH (FORMAT binary)"
                 + _row_by_row(),
                 io.BytesIO(rows.copy_binary(tenant_id=tenant_id)),
             )
-            _after_write(cursor, tenant_id, rows)
+            _after_write(cursor, tenant_id, rows, hook_rows)
         return len(rows.series_ids)
     except psycopg2.errors.UniqueViolation:  # copy_expert is psycopg2's own call, not wrapped by Django
         pass
     with transaction.atomic(savepoint=nested), connection.cursor() as cursor:
-        _write_begin(cursor, tenant_id, rows)
+        hook_rows = _write_begin(cursor, tenant_id, rows)
         accepted = _points_write_deduplicated(cursor, tenant_id=tenant_id, rows=rows)
-        _after_write(cursor, tenant_id, rows)
+        _after_write(cursor, tenant_id, rows, hook_rows)
     return accepted
 
 
@@ -276,9 +298,13 @@ def _row_by_row() -> str:
     return " WHERE random() >= 0" if connection.pg_version < 170000 else ""
 
 
-def _write_begin(cursor, tenant_id: int, rows: PointRows) -> None:
-    """The statements an ingest transaction starts with, sent in one round trip (each statement still
-    gets its own snapshot, so whatever follows the lock sees what committed before it)."""
+def _write_begin(cursor, tenant_id: int, rows: PointRows) -> list:
+    """The statements an ingest transaction starts with, in one round trip; returns the hooks' rows.
+
+    Each statement of a multi-statement query gets its own snapshot, so whatever follows the lock
+    sees what committed before it. Only the last statement's result comes back: the last hook's
+    query rides along, any other runs on its own.
+    """
     # Detection takes this lock exclusively while it fixes watermarks, so a point is either
     # committed before a watermark moves or compared with the moved one (see anomalies.services).
     statements = ["SELECT pg_advisory_xact_lock_shared(%s, %s)"]
@@ -288,12 +314,24 @@ def _write_begin(cursor, tenant_id: int, rows: PointRows) -> None:
     log_sql, log_params = rollups.ingest_log_statement(
         tenant_id=tenant_id, min_us=int(rows.ts_us.min()), max_us=int(rows.ts_us.max()))
     statements.append(log_sql)
-    cursor.execute("; ".join(statements), params + log_params)
+    params += log_params
+    hook_rows = []
+    for hook in post_ingest_hooks[:-1]:
+        cursor.execute(*hook.query(tenant_id))
+        hook_rows.append(cursor.fetchone())
+    if post_ingest_hooks:
+        last_sql, last_params = post_ingest_hooks[-1].query(tenant_id)
+        statements.append(last_sql)
+        params += last_params
+    cursor.execute("; ".join(statements), params)
+    if post_ingest_hooks:
+        hook_rows.append(cursor.fetchone())
+    return hook_rows
 
 
-def _after_write(cursor, tenant_id: int, rows: PointRows) -> None:
-    for hook in post_ingest_hooks:
-        hook(cursor, tenant_id, rows)
+def _after_write(cursor, tenant_id: int, rows: PointRows, hook_rows: list) -> None:
+    for hook, row in zip(post_ingest_hooks, hook_rows):
+        hook.apply(cursor, tenant_id, rows, row)
 
 
 def _points_write_deduplicated(cursor, *, tenant_id: int, rows: PointRows) -> int:
