@@ -1,4 +1,9 @@
-"""Gunicorn settings for `make run` (override with GUNICORN_WORKERS / GUNICORN_THREADS)."""
+"""Gunicorn settings for `make run` (override with GUNICORN_WORKERS / GUNICORN_THREADS).
+
+Four single-threaded workers on two cores, chosen by measurement (bench/ingest_http.py: 4 x 1
+ahead of 3 x 1, 2 x 2, 3 x 2 and 4 x 2), with keep-alive connections spread over the workers.
+"""
+import gc
 import os
 
 workers = int(os.environ.get("GUNICORN_WORKERS", "4"))
@@ -8,3 +13,9 @@ keepalive = 75
 timeout = 120
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG")  # off by default: the ingest path is hot
 errorlog = "-"
+
+
+def post_worker_init(worker):
+    # Django and the app are loaded and never freed: keep them out of every later collection, so a
+    # full collection walks only what requests allocate.
+    gc.freeze()
