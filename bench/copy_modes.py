@@ -2,7 +2,7 @@
 
 usage: .venv/bin/python bench/copy_modes.py [--batches 300] [--series 1000]
 Stores --batches transactions of --series rows into a fresh table shaped like metrics_point
-(range-partitioned, primary key led by tenant_id, BRIN on ts), one COPY and one commit each:
+(range-partitioned, primary key led by tenant_id), one COPY and one commit each:
 COPY as PostgreSQL buffers it by default, COPY with a volatile WHERE (row by row), and one big
 COPY of every row for reference. Shows why the ingest path uses the row-by-row COPY before
 PostgreSQL 17 (see metrics.services._row_by_row).
@@ -60,7 +60,6 @@ def main():
                        "PARTITION BY RANGE (ts)")
         cursor.execute("CREATE TABLE bench_copy_modes_all PARTITION OF bench_copy_modes "
                        "FOR VALUES FROM ('2000-01-01') TO ('2100-01-01')")
-        cursor.execute("CREATE INDEX ON bench_copy_modes USING brin (ts) WITH (pages_per_range = 32)")
         conn.commit()
 
     for label, clause in (("COPY, buffered (default)", ""), ("COPY, row by row (volatile WHERE)", " WHERE random() >= 0")):

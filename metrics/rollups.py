@@ -73,15 +73,21 @@ def _rebuild(cursor, *, tenant_id, table, source, seconds, start, end, time_colu
     aggregates = ("count(*), sum(value), min(value), max(value)" if raw
                   else "sum(count), sum(sum), min(min), max(max)")
     cursor.execute(f"DELETE FROM {table} WHERE tenant_id = %s AND bucket >= %s AND bucket < %s", [tenant_id, start, end])
+    # Each of the tenant's series through the primary key (tenant_id, series_id, time): a range
+    # scan per series, with no index on time alone for ingest to keep up.
     cursor.execute(
         f"""
         INSERT INTO {table} (tenant_id, series_id, bucket, count, sum, min, max)
-        SELECT tenant_id, series_id, date_bin(make_interval(secs => %s), {time_column}, timestamptz 'epoch'), {aggregates}
-        FROM {source}
-        WHERE tenant_id = %s AND {time_column} >= %s AND {time_column} < %s
+        SELECT %s, s.id, date_bin(make_interval(secs => %s), {time_column}, timestamptz 'epoch'), {aggregates}
+        FROM metrics_series s
+        CROSS JOIN LATERAL (
+            SELECT * FROM {source} p
+            WHERE p.tenant_id = %s AND p.series_id = s.id AND p.{time_column} >= %s AND p.{time_column} < %s
+        ) p
+        WHERE s.tenant_id = %s
         GROUP BY 1, 2, 3
         """,
-        [seconds, tenant_id, start, end],
+        [tenant_id, seconds, tenant_id, start, end, tenant_id],
     )
 
 
