@@ -4,6 +4,8 @@ from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -15,10 +17,22 @@ from metrics.services import ingest_limits, points_ingest, points_rate_check
 from tenants.models import ApiKey
 
 
+class _JsonOnly(BaseContentNegotiation):
+    """Ingest answers JSON whatever the client accepts: no Accept header parsing on the hot path."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
 class IngestView(APIView):
     required_scope = ApiKey.SCOPE_INGEST
     parser_classes = []  # the body is read and parsed by the hot path itself
     throttle_classes = []  # ingest is limited by the points bucket below, one Redis call per request
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = _JsonOnly
 
     @extend_schema(
         operation_id="ingest_metrics",
