@@ -28,7 +28,7 @@ from psycopg2.extras import execute_values
 
 from anomalies import selectors as anomalies_selectors
 from anomalies.selectors import detection_config_for, to_us
-from anomalies.engine import DetectionConfig, SeriesState, detect, restart_at
+from anomalies.engine import DetectionConfig, SeriesState, detect_many, restart_at
 from anomalies.models import Anomaly, Baseline, DetectionRun
 from cloudwatchdog import pgcopy
 from metrics import selectors as metrics_selectors
@@ -240,9 +240,7 @@ def _evaluate(*, tenant: Tenant, run: DetectionRun, replay_since: datetime | Non
     rebuild = {p.series_id: p.restart_us for p in plans if p.restart_us is not None}
     rebuilt = anomalies_selectors.states_at(tenant=tenant, restart_us=rebuild, config=config)
     baselines = {b.series_id: b for b in Baseline.objects.for_tenant(tenant).filter(series_id__in=[p.series_id for p in plans])}
-    findings_by_series = {}
-    states = {}
-    points_processed = 0
+    jobs = []
     for plan in plans:
         ts, values = new_points.get(plan.series_id, (np.empty(0, np.int64), np.empty(0)))
         if plan.restart_us is not None:
@@ -250,10 +248,16 @@ def _evaluate(*, tenant: Tenant, run: DetectionRun, replay_since: datetime | Non
         else:
             baseline = baselines.get(plan.series_id)
             state = SeriesState.from_bytes(baseline.checkpoint if baseline else None)
-        findings, state, snapshot = detect(state, ts, values, config)
+        jobs.append((state, ts, values))
+    limits = settings.CLOUDWATCHDOG
+    results = detect_many(jobs, config, processes=limits["DETECTION_PROCESSES"],
+                          min_points=limits["DETECTION_PARALLEL_MIN_POINTS"])
+    findings_by_series = {}
+    states = {}
+    for plan, (findings, state, snapshot) in zip(plans, results):
         findings_by_series[plan.series_id] = findings
         states[plan.series_id] = (state, snapshot)
-        points_processed += len(ts)
+    points_processed = sum(len(ts) for _, ts, _ in jobs)
 
     # Re-evaluation starts at a day boundary; a replay since T still only replaces anomalies from T on.
     replace_from = {sid: max(restart, replay_us) if replay_us is not None else restart for sid, restart in rebuild.items()}

@@ -145,6 +145,9 @@ CLOUDWATCHDOG = {
     "DETECTION_INTERVAL_SECONDS": env.int("DETECTION_INTERVAL_SECONDS", default=60),
     "DETECTION_SETTLE_SECONDS": env.int("DETECTION_SETTLE_SECONDS", default=15),
     "DETECTION_RUNS_KEEP_DAYS": env.int("DETECTION_RUNS_KEEP_DAYS", default=7),
+    # A pass over at least this many points is split over this many processes (1: never).
+    "DETECTION_PROCESSES": env.int("DETECTION_PROCESSES", default=os.cpu_count() or 1),
+    "DETECTION_PARALLEL_MIN_POINTS": env.int("DETECTION_PARALLEL_MIN_POINTS", default=200_000),
     "RETENTION_DAYS": env.int("RETENTION_DAYS", default=None),
 }
 

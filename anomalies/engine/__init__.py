@@ -14,6 +14,7 @@ from anomalies.engine.detector import (
     state_from_history,
 )
 from anomalies.engine.explain import reason_sentence
+from anomalies.engine.parallel import detect_many
 
-__all__ = ["BaselineSnapshot", "DetectionConfig", "Finding", "SeriesState", "detect", "expected_band",
+__all__ = ["BaselineSnapshot", "DetectionConfig", "Finding", "SeriesState", "detect", "detect_many", "expected_band",
            "reason_sentence", "restart_at", "state_from_history"]

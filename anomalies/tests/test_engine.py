@@ -191,3 +191,19 @@ def test_a_checkpoint_in_the_first_format_is_still_read():
     assert SeriesState.from_bytes(first_format).to_bytes() == state.to_bytes()
     assert detect(SeriesState.from_bytes(first_format), ts[1500:], values[1500:], CONFIG)[0] == \
         detect(state, ts[1500:], values[1500:], CONFIG)[0]
+
+
+def test_detecting_many_series_over_processes_gives_what_one_process_gives():
+    from anomalies.engine import detect_many
+
+    rng = np.random.default_rng(11)
+    jobs = []
+    for k in range(6):
+        values = 50 + rng.normal(0, 2, 600)
+        values[400 + k] = 300.0
+        jobs.append((SeriesState(), _times(600), values))
+    inline = detect_many(jobs, CONFIG, processes=1)
+    spread = detect_many(jobs, CONFIG, processes=2, min_points=0)
+    assert [findings for findings, _, _ in spread] == [findings for findings, _, _ in inline]
+    assert [state.to_bytes() for _, state, _ in spread] == [state.to_bytes() for _, state, _ in inline]
+    assert sum(len(findings) for findings, _, _ in inline) >= 6
