@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from anomalies.engine.detector import DetectionConfig, detect
 
@@ -55,5 +56,11 @@ def detect_many(jobs: list, config: DetectionConfig, *, processes: int = 1, min_
     if current:
         shards.append(current)
     pool = _pool(processes)
-    futures = [pool.submit(_detect_shard, shard, config) for shard in shards]
-    return [result for future in futures for result in future.result()]
+    try:
+        futures = [pool.submit(_detect_shard, shard, config) for shard in shards]
+        return [result for future in futures for result in future.result()]
+    except BrokenProcessPool:
+        # A worker died (killed, out of memory): start afresh next time, and finish this pass here.
+        _pools.pop(processes, None)
+        pool.shutdown(wait=False, cancel_futures=True)
+        return _detect_shard(jobs, config)

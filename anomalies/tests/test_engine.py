@@ -207,3 +207,23 @@ def test_detecting_many_series_over_processes_gives_what_one_process_gives():
     assert [findings for findings, _, _ in spread] == [findings for findings, _, _ in inline]
     assert [state.to_bytes() for _, state, _ in spread] == [state.to_bytes() for _, state, _ in inline]
     assert sum(len(findings) for findings, _, _ in inline) >= 6
+
+
+def test_a_pass_survives_a_worker_process_that_died():
+    import os
+    import signal
+
+    from anomalies.engine import detect_many
+    from anomalies.engine.parallel import _pool
+
+    jobs = [(SeriesState(), _times(400), 50 + np.random.default_rng(k).normal(0, 2, 400)) for k in range(4)]
+    inline = detect_many(jobs, CONFIG, processes=1)
+    pool = _pool(2)
+    pool.submit(int).result()  # the workers are up
+    for pid in list(pool._processes):
+        os.kill(pid, signal.SIGKILL)
+    again = detect_many(jobs, CONFIG, processes=2, min_points=0)
+    assert [state.to_bytes() for _, state, _ in again] == [state.to_bytes() for _, state, _ in inline]
+    assert _pool(2) is not pool  # a fresh pool next time
+    assert [state.to_bytes() for _, state, _ in detect_many(jobs, CONFIG, processes=2, min_points=0)] == \
+        [state.to_bytes() for _, state, _ in inline]
