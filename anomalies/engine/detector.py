@@ -427,32 +427,38 @@ class _Series:
         self.recent = recent[-c.variance_points:].tolist()
         return batch
 
-    def _screen(self, b: _Batch, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For `points` (eligible, ascending): whether a detector other than CUSUM could vote, and the
-        CUSUM level that could, with the thresholds of the current alert state."""
-        s, c = self.s, self.c
-        ts = b.ts[points]
-        if s.last_alert_us is None:
-            threshold = np.full(len(points), 1.0 / c.sensitivity)
-        else:
-            gain = 1.0 + (s.gain_at_alert - 1.0) * 0.5 ** ((ts - s.last_alert_us) / self.half_life_us)
-            threshold = gain / c.sensitivity
-        limit = threshold * _SCREEN
+    def _screen_inputs(self, b: _Batch, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For `points` (eligible, ascending), what does not depend on alerts: whether the range
+        detector votes, and the threshold (in units of the alert gain) the strongest of the
+        residual, variance and flatline detectors reaches."""
+        c = self.c
         xs, lowest, highest = b.xs[points], b.lowest_before[points], b.highest_before[points]
         value_range = highest - lowest
         tolerance = c.range_tolerance * value_range
-        votes = (value_range > 0) & (np.maximum(xs - (highest + tolerance), (lowest - tolerance) - xs) >= 0)
-        votes |= np.abs(b.z[points]) >= c.residual_threshold * limit
+        range_votes = (value_range > 0) & (np.maximum(xs - (highest + tolerance), (lowest - tolerance) - xs) >= 0)
+        reach = np.abs(b.z[points]) / c.residual_threshold
         end = b.recent_end[points]
         full = end >= c.variance_points
         if full.any():
             total = np.zeros(len(points))
             for k in range(c.variance_points, 0, -1):
                 total += b.recent[np.where(full, end - k, 0)]
-            votes |= full & (total / c.variance_points >= c.variance_threshold * limit)
+            reach = np.maximum(reach, np.where(full, total / c.variance_points / c.variance_threshold, 0.0))
         plain_mad = np.array([base.plain_mad for base in b.baselines])[b.baseline_of[points]]
-        votes |= (plain_mad > 0) & (b.run_length[points] >= c.flatline_min_points * limit)
-        return votes, c.cusum_threshold * limit
+        flat = np.where(plain_mad > 0, b.run_length[points] / c.flatline_min_points, 0.0)
+        return range_votes, np.maximum(reach, flat)
+
+    def _screen(self, b: _Batch, points: np.ndarray, range_votes: np.ndarray, reach: np.ndarray):
+        """Whether a detector other than CUSUM could vote at `points`, and the CUSUM level that
+        could, with the thresholds of the current alert state."""
+        s, c = self.s, self.c
+        if s.last_alert_us is None:
+            threshold = np.full(len(points), 1.0 / c.sensitivity)
+        else:
+            gain = 1.0 + (s.gain_at_alert - 1.0) * 0.5 ** ((b.ts[points] - s.last_alert_us) / self.half_life_us)
+            threshold = gain / c.sensitivity
+        limit = threshold * _SCREEN
+        return range_votes | (reach >= limit), c.cusum_threshold * limit
 
     def scan(self, b: _Batch, emit: bool) -> list[Finding]:
         """CUSUM and alerts, point by point over the eligible points; exact evaluation where screened."""
@@ -469,9 +475,10 @@ class _Series:
             new_day = (days[points] != seen_day).tolist()
             clipped = np.clip(b.z[points], -4.0, 4.0).tolist()
             drift = c.cusum_drift
+            range_votes, reach = self._screen_inputs(b, points)
             first = 0
             while first < len(points):
-                votes, limits = self._screen(b, points[first:])
+                votes, limits = self._screen(b, points[first:], range_votes[first:], reach[first:])
                 votes, limits = votes.tolist(), limits.tolist()
                 alerted = None
                 for k in range(first, len(points)):
