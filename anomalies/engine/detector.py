@@ -162,8 +162,8 @@ class SeriesState:
         blob = bytes(blob)
         if not blob.startswith(cls._MAGIC):
             return cls._from_first_format(blob)
-        (first, lowest, highest, last_alert, gain, up, down, day, run, bucket, median, scale, plain_mad, period,
-         longest, run_alerted, count, recent) = cls._SCALARS.unpack_from(blob, len(cls._MAGIC))
+        head = cls._SCALARS.unpack_from(blob, len(cls._MAGIC))
+        count, recent = head[-2:]
         offset = len(cls._MAGIC) + cls._SCALARS.size
         (steps_size,) = struct.unpack_from("<I", blob, offset)
         offset += 4
@@ -182,32 +182,33 @@ class SeriesState:
             offset += 8 * kept
             residual_arrays.append(residuals)
         recent_abs_z = np.frombuffer(blob, "<f8", recent, offset).astype(np.float64)
-        return cls(
-            first_ts_us=None if first == cls._NONE else first, window_ts=window_ts, window_values=window_values,
-            window_residuals=residual_arrays[0], window_weekly_residuals=residual_arrays[1], lowest=lowest,
-            highest=highest, last_alert_us=None if last_alert == cls._NONE else last_alert, gain_at_alert=gain,
-            cusum_up=up, cusum_down=down, cusum_day=day, run_length=run, run_alerted=bool(run_alerted),
-            recent_abs_z=recent_abs_z, bucket=bucket, median=median, scale=scale, plain_mad=plain_mad,
-            period_days=period, longest_run=longest,
-        )
+        return cls._from_parts(head, window_ts, window_values, *residual_arrays, recent_abs_z)
 
     @classmethod
     def _from_first_format(cls, blob: bytes) -> "SeriesState":
         """Checkpoints written before the current format: everything zlib-compressed."""
         blob = zlib.decompress(blob)
-        (first, lowest, highest, last_alert, gain, up, down, day, run, bucket, median, scale, plain_mad, period,
-         longest, run_alerted, count, recent) = cls._SCALARS.unpack_from(blob)
+        head = cls._SCALARS.unpack_from(blob)
+        count, recent = head[-2:]
         offset = cls._SCALARS.size
         arrays = []
         for dtype, size in (("<i8", count), ("<f8", count), ("<f8", count), ("<f8", count), ("<f8", recent)):
             arrays.append(np.frombuffer(blob, dtype=dtype, count=size, offset=offset).astype(dtype[1:]))
             offset += 8 * size
+        return cls._from_parts(head, *arrays)
+
+    @classmethod
+    def _from_parts(cls, head: tuple, window_ts, window_values, window_residuals, window_weekly_residuals,
+                    recent_abs_z) -> "SeriesState":
+        (first, lowest, highest, last_alert, gain, up, down, day, run, bucket, median, scale, plain_mad, period,
+         longest, run_alerted, _, _) = head
         return cls(
-            first_ts_us=None if first == cls._NONE else first, window_ts=arrays[0], window_values=arrays[1],
-            window_residuals=arrays[2], window_weekly_residuals=arrays[3], lowest=lowest, highest=highest,
-            last_alert_us=None if last_alert == cls._NONE else last_alert, gain_at_alert=gain, cusum_up=up,
-            cusum_down=down, cusum_day=day, run_length=run, run_alerted=bool(run_alerted), recent_abs_z=arrays[4],
-            bucket=bucket, median=median, scale=scale, plain_mad=plain_mad, period_days=period, longest_run=longest,
+            first_ts_us=None if first == cls._NONE else first, window_ts=window_ts, window_values=window_values,
+            window_residuals=window_residuals, window_weekly_residuals=window_weekly_residuals, lowest=lowest,
+            highest=highest, last_alert_us=None if last_alert == cls._NONE else last_alert, gain_at_alert=gain,
+            cusum_up=up, cusum_down=down, cusum_day=day, run_length=run, run_alerted=bool(run_alerted),
+            recent_abs_z=recent_abs_z, bucket=bucket, median=median, scale=scale, plain_mad=plain_mad,
+            period_days=period, longest_run=longest,
         )
 
 
