@@ -2,14 +2,14 @@
 from rest_framework import serializers
 
 from anomalies.models import Anomaly, Baseline
-from cloudwatchdog.api import TimestampField
+from cloudwatchdog.api import MAX_ID, TimestampField
 
 
 class AnomalyQuerySerializer(serializers.Serializer):
     service = serializers.CharField(required=False)
     metric_name = serializers.CharField(required=False)
     resource_id = serializers.CharField(required=False)
-    series_id = serializers.IntegerField(required=False)
+    series_id = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
     start = TimestampField(required=False)
     end = TimestampField(required=False)
     severity = serializers.ChoiceField(choices=[s for s, _ in Anomaly.SEVERITIES], required=False)
@@ -46,7 +46,7 @@ class AnomalyPageSerializer(serializers.Serializer):
 
 
 class BaselineQuerySerializer(serializers.Serializer):
-    series_id = serializers.IntegerField(required=False)
+    series_id = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
     status = serializers.ChoiceField(choices=[s for s, _ in Baseline.STATUSES], required=False)
     start = TimestampField(required=False, help_text="with series_id: start of the band (default: end − 24 h)")
     end = TimestampField(required=False, help_text="with series_id: end of the band (default: now)")

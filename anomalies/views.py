@@ -3,6 +3,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -11,7 +12,7 @@ from rest_framework.views import APIView
 
 from anomalies import selectors, serializers
 from anomalies.services import RunInProgress, detection_run, detection_run_queue
-from cloudwatchdog.api import decode_cursor, encode_cursor, next_link, query_params
+from cloudwatchdog.api import cursor_id, cursor_time, decode_cursor, encode_cursor, next_link, query_params, window
 from cloudwatchdog.errors import ApiError
 from metrics.ingest import format_timestamp, timestamp_from_us
 from metrics.selectors import series_get
@@ -95,11 +96,8 @@ class AnomalyListView(APIView):
                 "service", "metric_name", "resource_id", "series_id", "start", "end", "severity", "status")},
         )
         if params.get("cursor"):
-            ts_us, anomaly_id = decode_cursor(params["cursor"], 2)
-            from django.db.models import Q
-
-            moment = timestamp_from_us(int(ts_us))
-            anomalies = anomalies.filter(Q(ts__lt=moment) | Q(ts=moment, id__lt=int(anomaly_id)))
+            moment, anomaly_id = decode_cursor(params["cursor"], cursor_time, cursor_id)
+            anomalies = anomalies.filter(Q(ts__lt=moment) | Q(ts=moment, id__lt=anomaly_id))
         page = list(anomalies[: params["limit"] + 1])
         more = len(page) > params["limit"]
         page = page[: params["limit"]]
@@ -119,8 +117,8 @@ class BaselineListView(APIView):
         params = query_params(serializers.BaselineQuerySerializer, request)
         baselines = selectors.baseline_list(tenant=tenant, series_id=params.get("series_id"), status=params.get("status"))
         if params.get("cursor"):
-            (after,) = decode_cursor(params["cursor"], 1)
-            baselines = baselines.filter(series_id__gt=int(after))
+            (after,) = decode_cursor(params["cursor"], cursor_id)
+            baselines = baselines.filter(series_id__gt=after)
         page = list(baselines[: params["limit"] + 1])
         more = len(page) > params["limit"]
         page = page[: params["limit"]]
@@ -137,8 +135,8 @@ class BaselineListView(APIView):
         if params.get("series_id") is not None:
             if series_get(tenant=tenant, series_id=params["series_id"]) is None:
                 raise ApiError(404, "Not found.")
-            end = params.get("end") or timezone.now()
-            start = params.get("start") or end - timedelta(hours=24)
+            start, end = window(minutes=None, start=params.get("start"), end=params.get("end"), now=timezone.now(),
+                                default_minutes=24 * 60)
             band = selectors.baseline_band(tenant=tenant, series_id=params["series_id"], start=start, end=end)
             body["band"] = [{**p, "timestamp": format_timestamp(p["timestamp"])} for p in band]
         return Response(body)

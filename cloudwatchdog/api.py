@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import base64
 import re
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -12,8 +12,15 @@ from rest_framework import serializers
 from cloudwatchdog.errors import ApiError
 from metrics.ingest import parse_timestamp, timestamp_from_us
 
-_STEP = re.compile(r"^(\d+)([smhd])$")
+_STEP = re.compile(r"^(\d{1,10})([smhd])$")
 _STEP_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_STEP_SECONDS = 3660 * 86400  # ten years
+# Like Prometheus: a stepped read returns at most this many points per series.
+MAX_POINTS_PER_SERIES = 11_000
+# What a read may name: datetime's range, a day short at each end so that offsets and windows fit.
+EARLIEST_READ = datetime(1, 1, 2, tzinfo=timezone.utc)
+LATEST_READ = datetime(9999, 12, 30, tzinfo=timezone.utc)
+MAX_ID = 2**63 - 1  # PostgreSQL's bigint
 
 
 @extend_schema_field(OpenApiTypes.DATETIME)
@@ -22,23 +29,32 @@ class TimestampField(serializers.Field):
 
     def to_internal_value(self, data):
         try:
-            return timestamp_from_us(parse_timestamp(data))
+            moment = timestamp_from_us(parse_timestamp(data))
         except ValueError as error:
             raise serializers.ValidationError(str(error))
+        except OverflowError:
+            moment = None
+        if moment is None or not EARLIEST_READ <= moment <= LATEST_READ:
+            raise serializers.ValidationError(
+                f"must be between {EARLIEST_READ:%Y-%m-%d}T00:00:00Z and {LATEST_READ:%Y-%m-%d}T00:00:00Z")
+        return moment
 
     def to_representation(self, value):
         return value.isoformat().replace("+00:00", "Z")
 
 
-@extend_schema_field({"type": "string", "pattern": r"^\d+[smhd]$", "example": "1h"})
+@extend_schema_field({"type": "string", "pattern": r"^\d{1,10}[smhd]$", "example": "1h"})
 class StepField(serializers.Field):
-    """`<n>[smhd]`, e.g. 5m or 1h, as seconds."""
+    """`<n>[smhd]`, e.g. 5m or 1h, as seconds (at most ten years)."""
 
     def to_internal_value(self, data):
         match = _STEP.match(str(data))
         if not match or int(match.group(1)) == 0:
             raise serializers.ValidationError("must look like 30s, 5m, 1h or 1d")
-        return int(match.group(1)) * _STEP_SECONDS[match.group(2)]
+        seconds = int(match.group(1)) * _STEP_SECONDS[match.group(2)]
+        if seconds > MAX_STEP_SECONDS:
+            raise serializers.ValidationError("must be at most 3660d (ten years)")
+        return seconds
 
     def to_representation(self, value):
         return f"{value}s"
@@ -54,14 +70,31 @@ def encode_cursor(*parts) -> str:
     return base64.urlsafe_b64encode(":".join(str(p) for p in parts).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, count: int) -> list[str]:
+def cursor_id(text: str) -> int:
+    """A row id inside a cursor (ValueError if it is not one)."""
+    value = int(text)
+    if not 0 <= value <= MAX_ID:
+        raise ValueError(text)
+    return value
+
+
+def cursor_time(text: str) -> datetime:
+    """A time (µs since the epoch) inside a cursor (ValueError if it is not one)."""
+    try:
+        return timestamp_from_us(int(text))
+    except OverflowError:
+        raise ValueError(text) from None
+
+
+def decode_cursor(cursor: str, *parts_as) -> list:
+    """The parts of a cursor, each converted by its function in `parts_as`; 400 if it is not one we gave out."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        parts = base64.urlsafe_b64decode(padded.encode()).decode().split(":")
-        if len(parts) != count:
-            raise ValueError
-        return parts
-    except (ValueError, UnicodeDecodeError):
+        parts = base64.urlsafe_b64decode(padded.encode("ascii")).decode().split(":")
+        if len(parts) != len(parts_as):
+            raise ValueError(cursor)
+        return [convert(part) for convert, part in zip(parts_as, parts)]
+    except (ValueError, UnicodeError):
         raise ApiError(400, "The cursor is not valid; use the 'next' link of a previous page.",
                        {"cursor": ["is not a cursor this API gave out"]}) from None
 
@@ -73,14 +106,24 @@ def next_link(request, cursor: str) -> str:
 
 
 def window(*, minutes: int | None, start: datetime | None, end: datetime | None, now: datetime, default_minutes: int):
-    """(start, end] of a read: explicit start/end, else the last `minutes` before now."""
-    if start is None and end is None:
+    """(start, end] of a read: explicit start/end, else the last `minutes` before now (kept within
+    the times a read may name)."""
+    if end is None and (start is None or minutes is None):
         end = now
-        start = now - timedelta(minutes=minutes or default_minutes)
-    elif start is None:
-        start = end - timedelta(minutes=minutes or default_minutes)
     elif end is None:
-        end = now if minutes is None else start + timedelta(minutes=minutes)
+        end = min(start, LATEST_READ - timedelta(minutes=minutes)) + timedelta(minutes=minutes)
+    if start is None:
+        span = timedelta(minutes=minutes or default_minutes)
+        start = max(end, EARLIEST_READ + span) - span
     if start >= end:
         raise ApiError(400, "start must be before end.", {"start": ["must be before end"]})
     return start, end
+
+
+def step_check(*, start: datetime, end: datetime, step_seconds: int | None) -> None:
+    """400 when a stepped read would return more than MAX_POINTS_PER_SERIES points per series."""
+    if step_seconds and (end - start) / timedelta(seconds=step_seconds) > MAX_POINTS_PER_SERIES:
+        least = -(-int((end - start).total_seconds()) // MAX_POINTS_PER_SERIES)
+        raise ApiError(400, f"The step gives more than {MAX_POINTS_PER_SERIES} points per series over this window.",
+                       {"step": [f"must be at least {least}s over this window (at most {MAX_POINTS_PER_SERIES} "
+                                 "points per series)"]})

@@ -1,7 +1,14 @@
-"""The one JSON exception handler: {"detail": "<sentence>", "errors": {field: [reason]}}, never a trace."""
-import logging
+"""The one JSON exception handler: {"detail": "<sentence>", "errors": {field: [reason]}}, never a trace.
 
-from django.core.exceptions import PermissionDenied
+A dependency that is down (PostgreSQL unreachable, a statement cancelled, a lock not granted in
+time) is answered 503 with Retry-After, never 500: 5xx means "our fault, retry", and clients
+such as OpenTelemetry exporters retry only 429/502/503/504.
+"""
+import logging
+import sys
+
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -29,7 +36,21 @@ def _flatten(detail) -> dict:
     return {}
 
 
+RETRY_AFTER_SECONDS = 5
+
+
+def unavailable_body(exc: BaseException) -> dict | None:
+    """The 503 body for an exception that means a dependency is down, else None."""
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        logger.warning("database unavailable: %s", str(exc).strip()[:300])
+        return {"detail": "The database is unavailable or busy; retry in a few seconds."}
+    return None
+
+
 def json_exception_handler(exc, context):
+    unavailable = unavailable_body(exc)
+    if unavailable is not None:
+        return Response(unavailable, status=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
     if isinstance(exc, ApiError):
         body = {"detail": str(exc.detail)}
         if exc.errors:
@@ -65,4 +86,16 @@ def not_found_json(request, exception=None):
 
 
 def server_error_json(request):
+    # Django calls this inside its `except` around the request, so the exception is at hand.
+    unavailable = unavailable_body(sys.exc_info()[1])
+    if unavailable is not None:
+        response = JsonResponse(unavailable, status=503)
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
     return JsonResponse({"detail": "Internal error; it has been logged."}, status=500)
+
+
+def bad_request_json(request, exception=None):
+    if isinstance(exception, RequestDataTooBig):
+        return JsonResponse({"detail": "The request body is too large."}, status=413)
+    return JsonResponse({"detail": "Bad request."}, status=400)

@@ -2,10 +2,12 @@
 (django-environ); with DATABASE_URL / REDIS_URL unset, embedded servers under `.data/` are used."""
 import os
 import uuid
-from pathlib import Path
 import warnings
+from datetime import datetime
+from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -16,10 +18,47 @@ DEBUG = env.bool("DEBUG", default=False)
 # pytest (8.2+) sets PYTEST_VERSION: a test session gets its own Redis key space and Celery
 # queue, so it never shares throttle state or tasks with a `make run` on the same Redis.
 TEST_RUN_ID = f"test-{uuid.uuid4().hex[:8]}" if "PYTEST_VERSION" in os.environ else ""
-SECRET_KEY = env.str("SECRET_KEY", default="dev-only-insecure-key-change-me")
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"])
+EMBEDDED = not env.str("DATABASE_URL", default="")
 
-if env.str("DATABASE_URL", default=""):
+
+def _secret_key() -> str:
+    """SECRET_KEY from the environment; on a development machine (embedded PostgreSQL) a random
+    key kept in .data/secret_key. A deployment without one refuses to start."""
+    key = env.str("SECRET_KEY", default="")
+    if key:
+        return key
+    if not EMBEDDED:
+        raise ImproperlyConfigured("Set SECRET_KEY (50 or more random characters) when DATABASE_URL is set.")
+    import secrets
+
+    from cloudwatchdog import embedded
+
+    path = embedded.data_dir(BASE_DIR) / "secret_key"
+    try:
+        with open(path, "x") as handle:  # the first process to start writes it, the others read it
+            handle.write(secrets.token_urlsafe(50))
+    except FileExistsError:
+        pass
+    return path.read_text().strip() or secrets.token_urlsafe(50)
+
+
+SECRET_KEY = _secret_key()
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+
+# Behind a TLS-terminating proxy (README, Production): trust its X-Forwarded-Proto, build https
+# links, keep cookies on https and tell browsers to stay there.
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+_proxy_header = env.list("SECURE_PROXY_SSL_HEADER", default=[])
+SECURE_PROXY_SSL_HEADER = tuple(_proxy_header) if len(_proxy_header) == 2 else None
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]  # load balancers probe over plain http
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+
+if not EMBEDDED:
     DATABASES = {"default": env.db_url("DATABASE_URL")}
 else:
     from cloudwatchdog import embedded
@@ -28,8 +67,9 @@ else:
     warnings.filterwarnings("ignore", module="platformdirs")
     DATABASES = {"default": environ.Env.db_url_config(embedded.postgres_url(BASE_DIR))}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=300)
-# A health check costs a round trip per request; a dropped connection fails one request instead.
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DATABASE_CONN_HEALTH_CHECKS", default=False)
+# A reused connection is checked (one round trip) before a request uses it, so a PostgreSQL
+# restart costs a reconnect instead of failing the next request on every worker.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DATABASE_CONN_HEALTH_CHECKS", default=True)
 
 if env.str("REDIS_URL", default=""):
     REDIS_URL = env.str("REDIS_URL")
@@ -95,8 +135,12 @@ STATIC_URL = "static/"
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / ".data" / "static")))
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns on every request until collectstatic ran
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-# The ingest body limit is enforced by the ingest view itself (413 with a JSON body).
-DATA_UPLOAD_MAX_MEMORY_SIZE = None
+# Django's cap on form bodies (the admin's): CsrfViewMiddleware reads the body of any POST that
+# carries a csrftoken cookie, before authentication. The ingest view reads its own body with
+# its own limit (MAX_BODY_BYTES, 413).
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+# The admin shows a new API key once, in a message: kept server-side, never in a cookie.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["tenants.drf.ApiKeyAuthentication"],
@@ -127,18 +171,22 @@ CACHES = {
     }
 }
 
-# Per-tenant limits; a tenant row may override any of them (Tenant.limits).
+# Per-tenant limits; a tenant row may override any of them (Tenant.limits), up to TENANT_LIMIT_CEILINGS.
 CLOUDWATCHDOG = {
     "MAX_EVENTS_PER_REQUEST": env.int("MAX_EVENTS_PER_REQUEST", default=10_000),
     "MAX_BODY_BYTES": env.int("MAX_BODY_BYTES", default=5 * 1024 * 1024),
     "MAX_FUTURE_SECONDS": env.int("MAX_FUTURE_SECONDS", default=600),
     "MAX_TAGS": env.int("MAX_TAGS", default=30),
-    "MAX_TAG_KEY_LENGTH": env.int("MAX_TAG_KEY_LENGTH", default=1024),
-    "MAX_STRING_LENGTH": env.int("MAX_STRING_LENGTH", default=2048),
+    # UTF-8 bytes, as Mimir counts: service, metric_name and tag names / resource_id, source and tag values.
+    "MAX_NAME_BYTES": env.int("MAX_NAME_BYTES", default=1024),
+    "MAX_VALUE_BYTES": env.int("MAX_VALUE_BYTES", default=2048),
     "MAX_SERIES_PER_TENANT": env.int("MAX_SERIES_PER_TENANT", default=150_000),
+    "MAX_NEW_PARTITIONS_PER_REQUEST": env.int("MAX_NEW_PARTITIONS_PER_REQUEST", default=12),
     "POINTS_PER_SECOND": env.int("POINTS_PER_SECOND", default=200_000),
     "POINTS_BURST": env.int("POINTS_BURST", default=2_000_000),
     "REQUESTS_PER_MINUTE": env.int("REQUESTS_PER_MINUTE", default=60_000),
+    # Points before this are refused (a tenant may refuse more with max_point_age_days).
+    "EARLIEST_TIMESTAMP": datetime.fromisoformat(env.str("EARLIEST_TIMESTAMP", default="2000-01-01T00:00:00+00:00")),
     "LATE_WINDOW_SECONDS": env.int("LATE_WINDOW_SECONDS", default=3600),
     "INGEST_SYNCHRONOUS_COMMIT": env.bool("INGEST_SYNCHRONOUS_COMMIT", default=True),
     "PROCESS_RUN_WAIT_SECONDS": env.int("PROCESS_RUN_WAIT_SECONDS", default=30),
@@ -150,6 +198,19 @@ CLOUDWATCHDOG = {
     "DETECTION_PARALLEL_MIN_POINTS": env.int("DETECTION_PARALLEL_MIN_POINTS", default=200_000),
     "RETENTION_DAYS": env.int("RETENTION_DAYS", default=None),
 }
+# The limits a tenant may override, and the most each may be: the string limits are the widths
+# of metrics_series' columns (metrics.models), which a larger override could not store.
+TENANT_LIMITS = ("MAX_EVENTS_PER_REQUEST", "MAX_BODY_BYTES", "MAX_FUTURE_SECONDS", "MAX_TAGS", "MAX_NAME_BYTES",
+                 "MAX_VALUE_BYTES", "MAX_SERIES_PER_TENANT", "MAX_NEW_PARTITIONS_PER_REQUEST", "POINTS_PER_SECOND",
+                 "POINTS_BURST", "REQUESTS_PER_MINUTE")
+TENANT_LIMIT_CEILINGS = {"MAX_NAME_BYTES": 1024, "MAX_VALUE_BYTES": 2048, "MAX_BODY_BYTES": 100 * 1024 * 1024,
+                         "MAX_EVENTS_PER_REQUEST": 100_000, "MAX_TAGS": 100, "MAX_FUTURE_SECONDS": 86_400,
+                         "MAX_NEW_PARTITIONS_PER_REQUEST": 100}
+if CLOUDWATCHDOG["EARLIEST_TIMESTAMP"].tzinfo is None or CLOUDWATCHDOG["EARLIEST_TIMESTAMP"].year < 1900:
+    raise ImproperlyConfigured("EARLIEST_TIMESTAMP must be an ISO 8601 time with an offset, in 1900 or later.")
+for _name, _ceiling in TENANT_LIMIT_CEILINGS.items():
+    if CLOUDWATCHDOG[_name] > _ceiling:
+        raise ImproperlyConfigured(f"{_name} may be at most {_ceiling}.")
 
 # kombu names a Redis unix socket "redis+socket://"; redis-py and Django say "unix://".
 CELERY_BROKER_URL = REDIS_URL.replace("unix://", "redis+socket://", 1) if REDIS_URL.startswith("unix://") else REDIS_URL

@@ -16,3 +16,4 @@ urlpatterns = [
 
 handler404 = "cloudwatchdog.errors.not_found_json"
 handler500 = "cloudwatchdog.errors.server_error_json"
+handler400 = "cloudwatchdog.errors.bad_request_json"

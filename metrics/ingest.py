@@ -20,6 +20,14 @@ EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _ONE_MICROSECOND = timedelta(microseconds=1)
 NAME_FIELDS = ("service", "resource_id", "metric_name")
 REQUIRED_FIELDS = ("service", "resource_id", "metric_name", "value", "timestamp")
+# CloudWatch's range for a value. Bounded values keep every aggregate finite: rollup sums of
+# millions of points, the engine's deviations divided by its smallest scale (1e-9), CUSUM sums.
+MAX_ABS_VALUE = 2.0 ** 360
+# The separator of the series identity hashed into key_hash (series_key_hash): it must not occur in a name.
+IDENTITY_SEPARATOR = "\x1f"
+# Which byte limit applies to each string field (the columns are at least that wide).
+NAME_BYTES_FIELDS = ("service", "metric_name")
+VALUE_BYTES_FIELDS = ("resource_id", "source")
 
 
 class BodyError(Exception):
@@ -36,8 +44,9 @@ class Limits:
     max_body_bytes: int
     max_future_seconds: int
     max_tags: int
-    max_tag_key_length: int
-    max_string_length: int
+    max_name_bytes: int  # service, metric_name, tag names
+    max_value_bytes: int  # resource_id, source, tag values
+    max_new_partitions: int
 
 
 class Event(msgspec.Struct, gc=False):
@@ -87,7 +96,10 @@ def parse_body(raw: bytes, *, content_encoding: str, limits: Limits) -> list:
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as error:
-            raise BodyError(400, f"The body is not valid JSON: {error}.", {"body": ["not valid JSON"]}) from None
+            raise BodyError(400, f"The body is not valid JSON: {shown(str(error))}.", {"body": ["not valid JSON"]}) from None
+        except RecursionError:
+            raise BodyError(400, "The body is nested too deeply: an ingest body is an object of a list of flat events.",
+                            {"body": ["nested too deeply"]}) from None
     if not isinstance(body, dict) or "events" not in body:
         raise BodyError(400, "The body must be a JSON object with an 'events' list.", {"events": ["this field is required"]})
     events = body["events"]
@@ -129,10 +141,30 @@ def parse_timestamp(text) -> int:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"'{text[:64]}' is not an ISO 8601 timestamp") from None
+        raise ValueError(f"'{shown(text)}' is not an ISO 8601 timestamp") from None
     if moment.tzinfo is None:
         raise ValueError("needs a time zone: add 'Z' or an offset such as +00:00")
     return (moment - EPOCH) // _ONE_MICROSECOND
+
+
+def shown(text: str, length: int = 64) -> str:
+    """A client's text as it may appear in an error message: cut short, lone surrogates escaped."""
+    return text[:length].encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def text_error(text: str, max_bytes: int, limit_name: str) -> str | None:
+    """Why a name or value cannot be stored (NUL, the identity separator, a lone surrogate, its size), or None."""
+    if "\x00" in text:
+        return "must not contain the NUL character (\\u0000)"
+    if IDENTITY_SEPARATOR in text:
+        return "must not contain the unit separator (\\u001f)"
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "must not contain a lone surrogate (\\ud800-\\udfff)"
+    if size > max_bytes:
+        return f"is {size} bytes long in UTF-8; the limit is {max_bytes} ({limit_name})"
+    return None
 
 
 def timestamp_from_us(ts_us: int) -> datetime:
@@ -146,7 +178,7 @@ def format_timestamp(moment: datetime) -> str:
 
 
 def series_key_hash(series_key: tuple) -> str:
-    return hashlib.sha1("\x1f".join(series_key).encode()).hexdigest()
+    return hashlib.sha1(IDENTITY_SEPARATOR.join(series_key).encode()).hexdigest()
 
 
 def _json_type(value) -> str:
@@ -163,8 +195,12 @@ def _json_type(value) -> str:
     return "an object"
 
 
-def typed_events(events: list) -> tuple[list[Event | None], dict[int, dict]]:
-    """Events checked for presence and types: an Event per index, or None with its errors by index."""
+def typed_events(events: list, limits: Limits) -> tuple[list[Event | None], dict[int, dict]]:
+    """Events checked for presence and types: an Event per index, or None with its errors by index.
+
+    Only a body that did not decode straight into Events comes here; it may hold anything JSON
+    can (lone surrogates included), so every string is checked before it goes anywhere.
+    """
     if events and isinstance(events[0], Event):
         return events, {}
     typed: list[Event | None] = []
@@ -173,55 +209,78 @@ def typed_events(events: list) -> tuple[list[Event | None], dict[int, dict]]:
         if isinstance(item, Event):
             typed.append(item)
             continue
-        if not isinstance(item, dict):
-            typed.append(None)
-            errors_by_index[index] = {"event": [f"must be an object, not {_json_type(item)}"]}
-            continue
-        errors: dict[str, list[str]] = {}
-        for name in REQUIRED_FIELDS:
-            if item.get(name) is None:
-                errors[name] = ["this field is required"]
-        for name in (*NAME_FIELDS, "timestamp", "source"):
-            value = item.get(name)
-            if value is not None and not isinstance(value, str):
-                if name == "timestamp":
-                    errors[name] = [f"must be an ISO 8601 string with a UTC offset, not {_json_type(value)}"]
-                else:
-                    errors[name] = [f"must be a string, not {_json_type(value)}"]
-        value = item.get("value")
-        if value is not None:
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                errors["value"] = [f"must be a number, not {_json_type(value)}"]
-            elif isinstance(value, float) and math.isnan(value):
-                errors["value"] = ["must be a finite number, not NaN"]
-            elif not _is_finite_number(value):
-                errors["value"] = ["must be a finite number, not infinity"]
-        tags = item.get("tags")
-        if tags is not None and not isinstance(tags, dict):
-            errors["tags"] = [f"must be an object of string values, not {_json_type(tags)}"]
+        errors = _item_errors(item, limits) if isinstance(item, dict) else {
+            "event": [f"must be an object, not {_json_type(item)}"]}
         if errors:
             typed.append(None)
             errors_by_index[index] = errors
             continue
         typed.append(Event(
             service=item["service"], resource_id=item["resource_id"], metric_name=item["metric_name"],
-            value=float(value), timestamp=item["timestamp"], source=item.get("source") or "",
-            tags=msgspec.Raw(orjson.dumps(tags or {})),
+            value=float(item["value"]), timestamp=item["timestamp"], source=item.get("source") or "",
+            tags=msgspec.Raw(orjson.dumps(item.get("tags") or {})),
         ))
     return typed, errors_by_index
 
 
-def _is_finite_number(value) -> bool:
+def _item_errors(item: dict, limits: Limits) -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = {}
+    for name in REQUIRED_FIELDS:
+        if item.get(name) is None:
+            errors[name] = ["this field is required"]
+    for name in (*NAME_FIELDS, "timestamp", "source"):
+        value = item.get(name)
+        if value is not None and not isinstance(value, str):
+            if name == "timestamp":
+                errors[name] = [f"must be an ISO 8601 string with a UTC offset, not {_json_type(value)}"]
+            else:
+                errors[name] = [f"must be a string, not {_json_type(value)}"]
+        elif isinstance(value, str) and name != "timestamp":
+            problem = _field_text_error(name, value, limits)
+            if problem:
+                errors[name] = [problem]
+    value = item.get("value")
+    if value is not None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            errors["value"] = [f"must be a number, not {_json_type(value)}"]
+        else:
+            problem = value_error(value)
+            if problem:
+                errors["value"] = [problem]
+    tags = item.get("tags")
+    if tags is not None:
+        tag_errors = _tag_errors(tags, limits) if isinstance(tags, dict) else [
+            f"must be an object of string values, not {_json_type(tags)}"]
+        if tag_errors:
+            errors["tags"] = tag_errors
+    return errors
+
+
+def value_error(value) -> str | None:
+    """Why a number cannot be stored (not finite, or beyond ±2^360), or None."""
     try:
-        return math.isfinite(float(value))
+        number = float(value)
     except OverflowError:  # an integer beyond float range
-        return False
+        number = math.inf
+    if math.isnan(number):
+        return "must be a finite number, not NaN"
+    if math.isinf(number):
+        return "must be a finite number, not infinity"
+    if abs(number) > MAX_ABS_VALUE:
+        return f"must be between -2^360 and 2^360 (±{MAX_ABS_VALUE:.3g})"
+    return None
+
+
+def _field_text_error(name: str, text: str, limits: Limits) -> str | None:
+    if name in NAME_BYTES_FIELDS:
+        return text_error(text, limits.max_name_bytes, "MAX_NAME_BYTES")
+    return text_error(text, limits.max_value_bytes, "MAX_VALUE_BYTES")
 
 
 class EventChecker:
     """The value checks of the hot path, each done once per distinct timestamp or new series."""
 
-    def __init__(self, *, now_us: int, oldest_us: int | None, oldest_reason: str, limits: Limits):
+    def __init__(self, *, now_us: int, oldest_us: int, oldest_reason: str, limits: Limits):
         self.latest_us = now_us + limits.max_future_seconds * 1_000_000
         self.oldest_us = oldest_us
         self.oldest_reason = oldest_reason
@@ -235,27 +294,27 @@ class EventChecker:
             return str(error)
         if ts_us > self.latest_us:
             return f"is more than {self.limits.max_future_seconds // 60} minutes in the future"
-        if self.oldest_us is not None and ts_us < self.oldest_us:
+        if ts_us < self.oldest_us:
             return self.oldest_reason
         return ts_us
 
     def identity(self, event: Event) -> tuple[dict, str]:
         """(errors by field, canonical tags JSON) of a series identity seen for the first time."""
         errors: dict[str, list[str]] = {}
-        max_len = self.limits.max_string_length
-        for name in NAME_FIELDS:
+        for name in (*NAME_FIELDS, "source"):
             text = getattr(event, name)
-            if not text.strip():
+            if name != "source" and not text.strip():
                 errors[name] = ["must not be blank"]
-            elif len(text) > max_len:
-                errors[name] = [f"is {len(text)} characters long; the limit is {max_len}"]
-        if len(event.source) > max_len:
-            errors["source"] = [f"is {len(event.source)} characters long; the limit is {max_len}"]
+                continue
+            problem = _field_text_error(name, text, self.limits)
+            if problem:
+                errors[name] = [problem]
         canonical = ""
         try:
             tags = orjson.loads(bytes(event.tags))
-        except orjson.JSONDecodeError:
-            tags = None
+        except orjson.JSONDecodeError as error:
+            errors["tags"] = [f"are not valid JSON: {shown(str(error))}"]
+            return errors, canonical
         if not isinstance(tags, dict):
             errors["tags"] = [f"must be an object of string values, not {_json_type(tags)}"]
         else:
@@ -269,14 +328,16 @@ class EventChecker:
 
 def _tag_errors(tags: dict, limits: Limits) -> list[str]:
     if len(tags) > limits.max_tags:
-        return [f"has {len(tags)} tags; the limit is {limits.max_tags}"]
+        return [f"has {len(tags)} tags; the limit is {limits.max_tags} (MAX_TAGS)"]
     for key, value in tags.items():
         if not key:
             return ["tag names must not be empty"]
-        if len(key) > limits.max_tag_key_length:
-            return [f"tag name '{key[:32]}…' is over {limits.max_tag_key_length} characters"]
+        problem = text_error(key, limits.max_name_bytes, "MAX_NAME_BYTES")
+        if problem:
+            return [f"tag name '{shown(key, 32)}…' {problem}"]
         if not isinstance(value, str):
-            return [f"tag '{key[:64]}' must be a string, not {_json_type(value)}"]
-        if len(value) > limits.max_string_length:
-            return [f"tag '{key[:64]}' value is over {limits.max_string_length} characters"]
+            return [f"tag '{shown(key)}' must be a string, not {_json_type(value)}"]
+        problem = text_error(value, limits.max_value_bytes, "MAX_VALUE_BYTES")
+        if problem:
+            return [f"tag '{shown(key)}' value {problem}"]
     return []

@@ -11,24 +11,29 @@ from django.db import models
 from tenants.models import TenantOwned
 
 POINT_TABLE = "metrics_point"
+# Column widths, in characters; ingest limits them in UTF-8 bytes (MAX_NAME_BYTES, MAX_VALUE_BYTES),
+# so a value that passes always fits. service and metric_name lead the lookup index, whose entries
+# must stay under PostgreSQL's 2,704-byte btree limit: 8 + 2 x 1,024 bytes does.
+NAME_MAX_BYTES = 1024
+VALUE_MAX_BYTES = 2048
 
 
 class Series(TenantOwned):
-    service = models.CharField(max_length=512, help_text="Service that emits the metric, e.g. ec2.")
-    resource_id = models.CharField(max_length=512, help_text="The resource measured, e.g. an instance id.")
-    metric_name = models.CharField(max_length=512, help_text="Metric name, e.g. cpu_utilization.")
+    service = models.CharField(max_length=NAME_MAX_BYTES, help_text="Service that emits the metric, e.g. ec2.")
+    resource_id = models.CharField(max_length=VALUE_MAX_BYTES, help_text="The resource measured, e.g. an instance id.")
+    metric_name = models.CharField(max_length=NAME_MAX_BYTES, help_text="Metric name, e.g. cpu_utilization.")
     tags = models.JSONField(default=dict, blank=True, help_text="String-to-string tags that are part of the identity.")
     key_hash = models.CharField(
         max_length=40, help_text="SHA-1 of the canonical (service, resource_id, metric_name, tags); unique per tenant."
     )
-    source = models.CharField(max_length=512, blank=True, help_text="The source named by the first event of the series.")
+    source = models.CharField(max_length=VALUE_MAX_BYTES, blank=True, help_text="The source named by the first event of the series.")
     created_at = models.DateTimeField(auto_now_add=True, help_text="When the first point of the series arrived.")
 
     class Meta:
         verbose_name_plural = "series"
         constraints = [models.UniqueConstraint(fields=["tenant", "key_hash"], name="series_tenant_key_uniq")]
         indexes = [
-            models.Index(fields=["tenant", "service", "metric_name", "resource_id"], name="series_tenant_lookup"),
+            models.Index(fields=["tenant", "service", "metric_name"], name="series_tenant_service_metric"),
         ]
 
     def __str__(self) -> str:

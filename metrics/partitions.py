@@ -1,99 +1,217 @@
-"""Weekly range partitions of metrics_point: names, bounds, creation ahead and on demand, retention.
+"""Range partitions of metrics_point: weekly for recent time, monthly for old backfill, bounds read
+from the catalog.
 
-A partition covers one ISO week [Monday 00:00 UTC, next Monday). Ingest creates a missing
-partition for a backfilled week on demand; the scheduled task creates the coming weeks ahead
-so live ingest never waits on DDL.
+Live data goes into one partition per ISO week [Monday 00:00 UTC, next Monday), which the hourly
+maintenance creates ahead so live ingest never waits on DDL. A backfilled point whose time has no
+partition gets one on demand: its week when that is recent (within RECENT_WEEKS of now), else its
+calendar month; either is clipped to its neighbours, so partitions never overlap and old history
+costs at most one partition a month (with the earliest accepted timestamp, a bounded number).
+Bounds always come from `pg_class.relpartbound`; names are only labels and are never parsed.
+
+Creating one is `CREATE TABLE` then `ATTACH PARTITION`, which takes SHARE UPDATE EXCLUSIVE on
+metrics_point: it does not conflict with other tenants' inserts and reads, as `CREATE TABLE ...
+PARTITION OF` (ACCESS EXCLUSIVE) did. Every DDL runs under a short `lock_timeout`: when it cannot
+get its locks in time it gives up with PartitionsBusy instead of queueing everyone behind it.
 """
 from __future__ import annotations
 
+import bisect
+import logging
 from datetime import datetime, timedelta, timezone
 
-from django.db import connection, transaction
+import numpy as np
+from django.db import OperationalError, connection, transaction
 
 from metrics.models import POINT_TABLE
+
+logger = logging.getLogger(__name__)
 
 WEEK_US = 7 * 24 * 3600 * 1_000_000
 # 1970-01-05 was a Monday: week starts are this plus whole weeks.
 _MONDAY_US = 4 * 24 * 3600 * 1_000_000
-_known_weeks: set[int] = set()
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+RECENT_WEEKS = 4
+DDL_LOCK_TIMEOUT = "2s"
+_DDL_LOCK = POINT_TABLE + "_partitions"
+
+
+class PartitionsBusy(Exception):
+    """Partition DDL could not get its locks within DDL_LOCK_TIMEOUT; the caller may retry soon."""
+
+
+class _KnownRanges:
+    """This process's copy of the partitions' [start, end) bounds in µs, sorted; the catalog is the truth."""
+
+    def __init__(self):
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+
+    def load(self) -> None:
+        with connection.cursor() as cursor:
+            bounds = _partition_bounds(cursor)
+        self.starts = [start for _, start, _ in bounds]
+        self.ends = [end for _, _, end in bounds]
+
+    def covered(self, ts_us: np.ndarray) -> np.ndarray:
+        """Whether each time falls in a known partition."""
+        if not self.starts:
+            return np.zeros(len(ts_us), bool)
+        index = np.searchsorted(np.asarray(self.starts), ts_us, side="right") - 1
+        inside = index >= 0
+        inside[inside] = ts_us[inside] < np.asarray(self.ends)[index[inside]]
+        return inside
+
+    def neighbours(self, ts_us: int) -> tuple[int | None, int | None]:
+        """The end of the partition before an uncovered time and the start of the one after it."""
+        position = bisect.bisect_right(self.starts, ts_us)
+        before = self.ends[position - 1] if position > 0 else None
+        after = self.starts[position] if position < len(self.starts) else None
+        return before, after
+
+    def add(self, start: int, end: int) -> None:
+        position = bisect.bisect_left(self.starts, start)
+        self.starts.insert(position, start)
+        self.ends.insert(position, end)
+
+    def clear(self) -> None:
+        self.starts, self.ends = [], []
+
+
+_known = _KnownRanges()
+
+
+def _partition_bounds(cursor) -> list[tuple[str, int, int]]:
+    """(name, start µs, end µs) of every partition of metrics_point, by start, from the catalog."""
+    cursor.execute(
+        r"""
+        SELECT c.relname, (extract(epoch FROM b[1]::timestamptz) * 1000000)::bigint,
+               (extract(epoch FROM b[2]::timestamptz) * 1000000)::bigint
+        FROM pg_inherits i
+        JOIN pg_class c ON c.oid = i.inhrelid
+        CROSS JOIN LATERAL regexp_match(pg_get_expr(c.relpartbound, c.oid),
+                                        'FROM \(''([^'']+)''\) TO \(''([^'']+)''\)') AS b
+        WHERE i.inhparent = %s::regclass
+        ORDER BY 2
+        """,
+        [POINT_TABLE],
+    )
+    return cursor.fetchall()
 
 
 def week_start_us(ts_us):
-    """The start of the partition week of a time (µs), or of each time in an array."""
+    """The start of the week of a time (µs), or of each time in an array."""
     return _MONDAY_US + (ts_us - _MONDAY_US) // WEEK_US * WEEK_US
 
 
-def partition_name(week_us: int) -> str:
-    start = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=week_us)
-    return f"{POINT_TABLE}_p{start:%Y%m%d}"
+def _from_us(ts_us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=ts_us)
 
 
-def _load_known_weeks() -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            SELECT c.relname FROM pg_inherits i
-            JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
-            WHERE p.relname = %s
-            """,
-            [POINT_TABLE],
-        )
-        for (name,) in cursor.fetchall():
-            stamp = name.rsplit("_p", 1)[-1]
-            start = datetime.strptime(stamp, "%Y%m%d").replace(tzinfo=timezone.utc)
-            _known_weeks.add(int((start - datetime(1970, 1, 1, tzinfo=timezone.utc)).total_seconds()) * 1_000_000)
+def _to_us(moment: datetime) -> int:
+    return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
-def partitions_ensure(*, ts_us_values) -> int:
-    """Create the weekly partitions that the given timestamps fall in; returns how many were created."""
-    weeks = {week_start_us(ts) for ts in ts_us_values}
-    missing = weeks - _known_weeks
-    if missing:
-        _load_known_weeks()
-        missing = weeks - _known_weeks
-    if not missing:
-        return 0
+def partition_name(start_us: int) -> str:
+    """A label for the partition starting at `start_us` (unique: partitions never share a start)."""
+    start = _from_us(start_us)
+    return f"{POINT_TABLE}_p{start.year:04d}{start.month:02d}{start.day:02d}"
+
+
+def _desired_range(ts_us: int, now_us: int) -> tuple[int, int]:
+    """The partition a time should get: its week if recent, else its calendar month."""
+    week = int(week_start_us(ts_us))
+    if week >= int(week_start_us(now_us)) - RECENT_WEEKS * WEEK_US:
+        return week, week + WEEK_US
+    moment = _from_us(ts_us)
+    month = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    following = month.replace(year=month.year + 1, month=1) if month.month == 12 else month.replace(month=month.month + 1)
+    return _to_us(month), _to_us(following)
+
+
+def partitions_ensure(*, ts_us, now_us: int, max_new: int | None = None) -> tuple[np.ndarray, int]:
+    """Create the partitions that the given times (µs) need, at most `max_new` of them.
+
+    Returns (whether each time has a partition now, how many were created). Raises PartitionsBusy
+    when the DDL could not get its locks in time.
+    """
+    ts_us = np.asarray(ts_us, dtype=np.int64)
+    covered = _known.covered(ts_us)
+    if covered.all():
+        return covered, 0
+    _known.load()
+    covered = _known.covered(ts_us)
+    if covered.all():
+        return covered, 0
     created = 0
-    with transaction.atomic(), connection.cursor() as cursor:
-        # Concurrent ingest requests may want the same new week; one creates it.
-        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [POINT_TABLE + "_partitions"])
-        for week in sorted(missing):
-            name = partition_name(week)
-            start = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=week)
-            end = start + timedelta(days=7)
-            cursor.execute("SELECT to_regclass(%s)", [name])
-            if cursor.fetchone()[0] is None:
-                cursor.execute(
-                    f"CREATE TABLE {name} PARTITION OF {POINT_TABLE} FOR VALUES FROM (%s) TO (%s)",
-                    [start, end],
-                )
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'")
+            # Concurrent requests may want the same range; one creates it, the others see it.
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [_DDL_LOCK])
+            _known.load()
+            for ts in np.unique(ts_us[~_known.covered(ts_us)]).tolist():
+                if _known.covered(np.array([ts]))[0]:
+                    continue  # the range created for an earlier time covers it
+                if max_new is not None and created >= max_new:
+                    break
+                _create(cursor, ts, now_us)
                 created += 1
-    _known_weeks.update(missing)
-    return created
+    except OperationalError as error:
+        _known.clear()  # what was created before the rollback is gone again
+        if _lock_not_available(error):
+            raise PartitionsBusy(str(error)) from error
+        raise
+    return _known.covered(ts_us), created
+
+
+def _create(cursor, ts_us: int, now_us: int) -> None:
+    start, end = _desired_range(ts_us, now_us)
+    before, after = _known.neighbours(ts_us)
+    start = max(start, before) if before is not None else start
+    end = min(end, after) if after is not None else end
+    name = partition_name(start)
+    cursor.execute(f"CREATE TABLE {name} (LIKE {POINT_TABLE} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+    cursor.execute(
+        f"ALTER TABLE {POINT_TABLE} ATTACH PARTITION {name} FOR VALUES FROM (%s) TO (%s)",
+        [_from_us(start), _from_us(end)],
+    )
+    _known.add(start, end)
 
 
 def partitions_ensure_ahead(*, now: datetime, weeks_ahead: int = 2) -> int:
-    """Create this week's partition and the next `weeks_ahead` ones."""
-    now_us = int((now - datetime(1970, 1, 1, tzinfo=timezone.utc)).total_seconds() * 1_000_000)
-    return partitions_ensure(ts_us_values=[now_us + k * WEEK_US for k in range(weeks_ahead + 1)])
+    """Create this week's partition and the next `weeks_ahead` ones; returns how many were created."""
+    now_us = _to_us(now)
+    _, created = partitions_ensure(ts_us=[now_us + k * WEEK_US for k in range(weeks_ahead + 1)], now_us=now_us)
+    return created
 
 
 def partitions_drop_before(*, cutoff: datetime) -> list[str]:
-    """Drop whole partitions that end at or before `cutoff` (global retention); returns their names."""
-    _load_known_weeks()
-    dropped = []
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [POINT_TABLE + "_partitions"])
-        for week in sorted(_known_weeks):
-            end = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=week + WEEK_US)
-            if end <= cutoff:
-                name = partition_name(week)
-                cursor.execute(f"DROP TABLE IF EXISTS {name}")
-                dropped.append(name)
-                _known_weeks.discard(week)
-    return dropped
+    """Drop whole partitions that end at or before `cutoff` (global retention); returns their names.
+
+    DROP takes ACCESS EXCLUSIVE on metrics_point; under the lock timeout, ingest and reads wait at
+    most that long, and a drop that cannot get the lock is left for the next hourly pass.
+    """
+    cutoff_us = _to_us(cutoff)
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'")
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [_DDL_LOCK])
+            names = [name for name, _, end in _partition_bounds(cursor) if end <= cutoff_us]
+            for name in names:
+                cursor.execute(f'DROP TABLE IF EXISTS "{name}"')
+    except OperationalError as error:
+        if not _lock_not_available(error):
+            raise
+        logger.warning("retention: partitions not dropped this pass, metrics_point is busy: %s", error)
+        names = []
+    _known.clear()
+    return names
+
+
+def _lock_not_available(error: OperationalError) -> bool:
+    return getattr(error.__cause__, "pgcode", None) == "55P03"
 
 
 def forget_known_partitions() -> None:
-    """Clear the per-process cache (tests that drop partitions use it)."""
-    _known_weeks.clear()
+    """Clear the per-process copy of the bounds (tests that drop partitions use it)."""
+    _known.clear()

@@ -7,12 +7,14 @@ refresh that runs twice changes nothing.
 """
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta, timezone
 
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 
 from metrics.models import POINT_TABLE
 
+logger = logging.getLogger(__name__)
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # (table, bucket seconds, source); a step that is a multiple of a resolution may read its table.
 RESOLUTIONS = [("metrics_rollup_1h", 3600), ("metrics_rollup_1m", 60)]
@@ -45,28 +47,52 @@ def _merged_ranges(ranges: list[tuple[datetime, datetime]], seconds: int) -> lis
 
 
 def rollups_refresh() -> dict:
-    """Rebuild the rollup buckets touched since the last refresh; returns what was rebuilt."""
-    report = {"tenants": 0, "minute_ranges": 0, "hour_ranges": 0}
-    with transaction.atomic(), connection.cursor() as cursor:
+    """Rebuild the rollup buckets touched since the last refresh, tenant by tenant; returns what was rebuilt.
+
+    Each tenant is refreshed in its own transaction: one tenant's failure is logged and counted,
+    its log rows stay for the next refresh, and the other tenants' rollups go on.
+    """
+    report = {"tenants": 0, "minute_ranges": 0, "hour_ranges": 0, "failed_tenants": [], "orphan_points_deleted": 0}
+    with connection.cursor() as cursor:
         # One refresh at a time; ingest is never blocked (it only appends to the log).
-        cursor.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))", [_REFRESH_LOCK])
+        cursor.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [_REFRESH_LOCK])
         if not cursor.fetchone()[0]:
             return report
-        cursor.execute("DELETE FROM metrics_ingest_log RETURNING tenant_id, min_ts, max_ts")
-        by_tenant: dict[int, list[tuple[datetime, datetime]]] = {}
-        for tenant_id, low, high in cursor.fetchall():
-            by_tenant.setdefault(tenant_id, []).append((low, high))
-        for tenant_id, ranges in by_tenant.items():
-            report["tenants"] += 1
-            for start, end in _merged_ranges(ranges, 60):
-                _rebuild(cursor, tenant_id=tenant_id, table="metrics_rollup_1m", source=POINT_TABLE,
-                         seconds=60, start=start, end=end, time_column="ts", raw=True)
-                report["minute_ranges"] += 1
-            for start, end in _merged_ranges(ranges, 3600):
-                _rebuild(cursor, tenant_id=tenant_id, table="metrics_rollup_1h", source="metrics_rollup_1m",
-                         seconds=3600, start=start, end=end, time_column="bucket", raw=False)
-                report["hour_ranges"] += 1
+        try:
+            cursor.execute("SELECT DISTINCT tenant_id FROM metrics_ingest_log ORDER BY 1")
+            for (tenant_id,) in cursor.fetchall():
+                try:
+                    with transaction.atomic():
+                        _tenant_refresh(cursor, tenant_id=tenant_id, report=report)
+                except DatabaseError:
+                    logger.exception("rollup refresh failed for tenant %s; the others go on", tenant_id)
+                    report["failed_tenants"].append(tenant_id)
+        finally:
+            cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", [_REFRESH_LOCK])
     return report
+
+
+def _tenant_refresh(cursor, *, tenant_id: int, report: dict) -> None:
+    cursor.execute("DELETE FROM metrics_ingest_log WHERE tenant_id = %s RETURNING min_ts, max_ts", [tenant_id])
+    ranges = cursor.fetchall()
+    cursor.execute("SELECT EXISTS (SELECT 1 FROM tenants_tenant WHERE id = %s)", [tenant_id])
+    if not cursor.fetchone()[0]:
+        # Written by a request that authenticated just before its tenant was deleted (web processes
+        # cache keys for a few seconds): the points are nobody's now.
+        for low, high in ranges:
+            cursor.execute(f"DELETE FROM {POINT_TABLE} WHERE tenant_id = %s AND ts >= %s AND ts <= %s",
+                           [tenant_id, low, high])
+            report["orphan_points_deleted"] += cursor.rowcount
+        return
+    report["tenants"] += 1
+    for start, end in _merged_ranges(ranges, 60):
+        _rebuild(cursor, tenant_id=tenant_id, table="metrics_rollup_1m", source=POINT_TABLE,
+                 seconds=60, start=start, end=end, time_column="ts", raw=True)
+        report["minute_ranges"] += 1
+    for start, end in _merged_ranges(ranges, 3600):
+        _rebuild(cursor, tenant_id=tenant_id, table="metrics_rollup_1h", source="metrics_rollup_1m",
+                 seconds=3600, start=start, end=end, time_column="bucket", raw=False)
+        report["hour_ranges"] += 1
 
 
 def _rebuild(cursor, *, tenant_id, table, source, seconds, start, end, time_column, raw) -> None:

@@ -1,7 +1,7 @@
 """Input and output shapes of the metrics endpoints (the output ones document the schema)."""
 from rest_framework import serializers
 
-from cloudwatchdog.api import StepField, TimestampField
+from cloudwatchdog.api import MAX_ID, StepField, TimestampField
 from metrics.selectors import AGGREGATES
 
 
@@ -61,7 +61,7 @@ class TimeseriesQuerySerializer(serializers.Serializer):
     service = serializers.CharField(required=False)
     metric_name = serializers.CharField(required=False)
     resource_id = serializers.CharField(required=False)
-    series_id = serializers.IntegerField(required=False)
+    series_id = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
     minutes = serializers.IntegerField(required=False, min_value=1, max_value=10 * 366 * 24 * 60)
     start = TimestampField(required=False)
     end = TimestampField(required=False)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable
@@ -9,16 +10,21 @@ from typing import Callable
 from django.conf import settings
 import numpy as np
 import psycopg2.errors
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from cloudwatchdog import pgcopy
 from metrics import partitions, rollups
-from metrics.ingest import EPOCH, Event, EventChecker, Limits, series_key_hash, typed_events
+from metrics.ingest import (
+    EPOCH, MAX_ABS_VALUE, Event, EventChecker, Limits, format_timestamp, series_key_hash, typed_events, value_error,
+)
 from metrics.models import POINT_TABLE
 from tenants.models import Tenant
-from tenants.ratelimit import bucket_take
+from tenants.ratelimit import buckets_take
 
+
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,7 @@ class IngestHook:
 post_ingest_hooks: list[IngestHook] = []
 
 INGEST_ADVISORY_NAMESPACE = 7_301  # shared by ingest, exclusive for detection's read of new points
+SERIES_ADVISORY_NAMESPACE = 7_303  # one tenant's series creation at a time, so the series limit holds
 
 
 @dataclass
@@ -47,26 +54,70 @@ class IngestResult:
     rejected: list[dict] = field(default_factory=list)
 
 
-class _SeriesCache:
-    """Per-process map of series identities as sent -> series id; the database upsert is the truth.
+class _TenantSeries:
+    __slots__ = ("ids", "get", "variants", "bytes")
 
-    An identity is (tenant_id, service, resource_id, metric_name, tags JSON bytes as sent), so a
-    known series costs one dict lookup; only an unknown one is validated, hashed and upserted.
-    When full it starts over (cheaper on the hot path than LRU bookkeeping on every hit).
+    def __init__(self):
+        self.ids: dict[tuple, int] = {}
+        self.get = self.ids.get
+        self.variants: dict[int, int] = {}
+        self.bytes = 0
+
+
+class _SeriesCache:
+    """Per-process map of series identities as sent -> series id, one map per tenant, bounded in bytes.
+
+    A known series costs one dict lookup: the key is the identity as sent (service, resource_id,
+    metric_name, tags JSON bytes), and only an unknown one is validated, hashed and looked up in the
+    database (the truth). What one tenant sends cannot grow it without bound: at most
+    VARIANTS_PER_SERIES spellings of one series are kept (whitespace or key-order variants of a tag
+    map are one series; further ones go to the database each time), a tenant's map that passes
+    `tenant_bytes` starts over, and when all together pass `total_bytes` the largest one does.
+    Starting over is cheaper on the hot path than LRU bookkeeping on every hit.
     """
 
-    def __init__(self, capacity: int = 1_000_000):
-        self.capacity = capacity
-        self._ids: dict[tuple, int] = {}
-        self.get = self._ids.get
+    VARIANTS_PER_SERIES = 4
+    _ENTRY_OVERHEAD = 320  # tuple, dict slot, str and int headers of one entry, in bytes
 
-    def put(self, key, series_id: int) -> None:
-        if len(self._ids) >= self.capacity:
-            self._ids.clear()
-        self._ids[key] = series_id
+    def __init__(self, *, tenant_bytes: int = 64 << 20, total_bytes: int = 256 << 20):
+        self.tenant_bytes = tenant_bytes
+        self.total_bytes = total_bytes
+        self._tenants: dict[int, _TenantSeries] = {}
+        self._total = 0
+
+    def for_tenant(self, tenant_id: int) -> _TenantSeries:
+        entries = self._tenants.get(tenant_id)
+        if entries is None:
+            entries = self._tenants[tenant_id] = _TenantSeries()
+        return entries
+
+    def put(self, tenant_id: int, key: tuple, series_id: int) -> None:
+        entries = self.for_tenant(tenant_id)
+        if key in entries.ids or entries.variants.get(series_id, 0) >= self.VARIANTS_PER_SERIES:
+            return
+        size = self._ENTRY_OVERHEAD + sum(len(part) for part in key)
+        if entries.bytes + size > self.tenant_bytes:
+            self._forget(tenant_id)
+            entries = self.for_tenant(tenant_id)
+        while self._total + size > self.total_bytes and self._tenants:
+            self._forget(max(self._tenants, key=lambda t: self._tenants[t].bytes))
+            entries = self.for_tenant(tenant_id)
+        entries.ids[key] = series_id
+        entries.variants[series_id] = entries.variants.get(series_id, 0) + 1
+        entries.bytes += size
+        self._total += size
+
+    def bytes_used(self) -> int:
+        return self._total
+
+    def _forget(self, tenant_id: int) -> None:
+        entries = self._tenants.pop(tenant_id, None)
+        if entries is not None:
+            self._total -= entries.bytes
 
     def clear(self) -> None:
-        self._ids.clear()
+        self._tenants.clear()
+        self._total = 0
 
 
 series_cache = _SeriesCache()
@@ -78,95 +129,153 @@ def ingest_limits(*, tenant: Tenant) -> Limits:
         max_body_bytes=tenant.limit("MAX_BODY_BYTES"),
         max_future_seconds=tenant.limit("MAX_FUTURE_SECONDS"),
         max_tags=tenant.limit("MAX_TAGS"),
-        max_tag_key_length=tenant.limit("MAX_TAG_KEY_LENGTH"),
-        max_string_length=tenant.limit("MAX_STRING_LENGTH"),
+        max_name_bytes=tenant.limit("MAX_NAME_BYTES"),
+        max_value_bytes=tenant.limit("MAX_VALUE_BYTES"),
+        max_new_partitions=tenant.limit("MAX_NEW_PARTITIONS_PER_REQUEST"),
     )
 
 
-def _oldest_allowed(tenant: Tenant, now: datetime) -> tuple[int | None, str]:
-    limits = []
+def earliest_timestamp() -> datetime:
+    """The earliest timestamp storage accepts (EARLIEST_TIMESTAMP)."""
+    return settings.CLOUDWATCHDOG["EARLIEST_TIMESTAMP"]
+
+
+def _oldest_allowed(tenant: Tenant, now: datetime) -> tuple[int, str]:
+    """The earliest time (µs) this tenant's points may have now, and the reason given for older ones."""
+    earliest = earliest_timestamp()
+    limits = [(earliest, f"is before the earliest accepted timestamp, {format_timestamp(earliest)} (EARLIEST_TIMESTAMP)")]
     if tenant.retention_days:
-        limits.append((tenant.retention_days, f"is older than this tenant's retention of {tenant.retention_days} days"))
+        limits.append((now - timedelta(days=tenant.retention_days),
+                       f"is older than this tenant's retention of {tenant.retention_days} days"))
     global_retention = settings.CLOUDWATCHDOG.get("RETENTION_DAYS")
     if global_retention:
-        limits.append((global_retention, f"is older than the retention of {global_retention} days"))
+        limits.append((now - timedelta(days=global_retention), f"is older than the retention of {global_retention} days"))
     if tenant.max_point_age_days:
-        limits.append((tenant.max_point_age_days, f"is older than this tenant's maximum age of {tenant.max_point_age_days} days"))
-    if not limits:
-        return None, ""
-    days, reason = min(limits)
-    return int(((now - timedelta(days=days)) - EPOCH) // timedelta(microseconds=1)), reason
+        limits.append((now - timedelta(days=tenant.max_point_age_days),
+                       f"is older than this tenant's maximum age of {tenant.max_point_age_days} days"))
+    oldest, reason = max(limits, key=lambda limit: limit[0])
+    return (oldest - EPOCH) // timedelta(microseconds=1), reason
 
 
 def points_rate_check(*, tenant: Tenant, points: int) -> float | None:
-    """Take `points` from the tenant's points bucket; returns seconds to wait when it is short."""
-    return bucket_take(name="points", tenant_id=tenant.id, rate=tenant.limit("POINTS_PER_SECOND"),
-                       burst=tenant.limit("POINTS_BURST"), cost=points)
+    """Take one request and `points` from the tenant's buckets; returns seconds to wait when either is short."""
+    return buckets_take(tenant_id=tenant.id, takes=[
+        ("requests", tenant.limit("REQUESTS_PER_MINUTE") / 60, tenant.limit("REQUESTS_PER_MINUTE"), 1),
+        ("points", tenant.limit("POINTS_PER_SECOND"), tenant.limit("POINTS_BURST"), points),
+    ])
+
+
+@dataclass
+class _Batch:
+    """The typed events of a request on their way to rows; `indices` maps batch positions to event indices."""
+
+    events: list[Event]
+    indices: range | list[int]
+    errors_by_index: dict[int, dict]
+    series_ids: list[int | None] = field(default_factory=list)
+    identity_errors: dict[tuple, dict] = field(default_factory=dict)
+    timestamps: list[int | str] = field(default_factory=list)
+
+    def reject(self, position: int, errors: dict) -> None:
+        self.errors_by_index.setdefault(self.indices[position], {}).update(errors)
 
 
 def points_ingest(*, tenant: Tenant, events: list, now: datetime | None = None) -> IngestResult:
-    """Store the valid events of a batch; each (series, ts) is stored once and the first write wins."""
-    now = now or timezone.now()
-    oldest_us, oldest_reason = _oldest_allowed(tenant, now)
-    checker = EventChecker(
-        now_us=(now - EPOCH) // timedelta(microseconds=1), oldest_us=oldest_us, oldest_reason=oldest_reason,
-        limits=ingest_limits(tenant=tenant),
-    )
-    typed, errors_by_index = typed_events(events)
-    # The hot loop is list comprehensions over the batch: a known series costs one dict lookup,
-    # a timestamp text is parsed once however many events share it.
-    indices = [i for i, event in enumerate(typed) if event is not None] if errors_by_index else range(len(typed))
-    batch = [typed[i] for i in indices] if errors_by_index else typed
-    tenant_id = tenant.id
-    identities = [(tenant_id, e.service, e.resource_id, e.metric_name, bytes(e.tags)) for e in batch]
-    cached = series_cache.get
-    series_ids = [cached(identity) for identity in identities]
-    identity_errors: dict[tuple, dict] = {}
-    if None in series_ids:
-        new = {identity: batch[k] for k, identity in enumerate(identities) if series_ids[k] is None}
-        resolved: dict[tuple, int] = {}
-        identity_errors = _series_resolve(tenant=tenant, new=new, checker=checker, resolved=resolved)
-        series_ids = [sid if sid is not None else resolved.get(identities[k]) for k, sid in enumerate(series_ids)]
-    texts = [e.timestamp for e in batch]
-    parsed = {text: checker.timestamp(text) for text in set(texts)}
-    timestamps = [parsed[text] for text in texts]
+    """Store the valid events of a batch; each (series, ts) is stored once and the first write wins.
 
-    refused_timestamp = any(parsed_ts.__class__ is str for parsed_ts in parsed.values())
-    if batch and None not in series_ids and not refused_timestamp:
-        good = None  # the common case: every event is good
+    Raises PartitionsBusy when a new partition could not be created in time (nothing was stored).
+    """
+    now = now or timezone.now()
+    limits = ingest_limits(tenant=tenant)
+    oldest_us, oldest_reason = _oldest_allowed(tenant, now)
+    now_us = (now - EPOCH) // timedelta(microseconds=1)
+    checker = EventChecker(now_us=now_us, oldest_us=oldest_us, oldest_reason=oldest_reason, limits=limits)
+    typed, errors_by_index = typed_events(events, limits)
+    # The hot path is list comprehensions over the batch: a known series costs one dict lookup,
+    # a timestamp text is parsed once however many events share it.
+    if errors_by_index:
+        indices = [i for i, event in enumerate(typed) if event is not None]
+        batch = _Batch([typed[i] for i in indices], indices, errors_by_index)
     else:
-        good = [k for k in range(len(batch)) if series_ids[k] is not None and timestamps[k].__class__ is int]
-    if good is not None and len(good) < len(batch):
-        for k in range(len(batch)):
-            errors = {}
-            if timestamps[k].__class__ is str:
-                errors["timestamp"] = [timestamps[k]]
-            if series_ids[k] is None:
-                errors.update(identity_errors[identities[k]])
-            if errors:
-                errors_by_index[indices[k]] = errors
-    result = IngestResult()
-    if good is None:
-        sid = np.array(series_ids, np.int64)
-        ts = np.array(timestamps, np.int64)
-        values = np.array([e.value for e in batch], np.float64)
-    elif good:
-        sid = np.fromiter((series_ids[k] for k in good), np.int64, len(good))
-        ts = np.fromiter((timestamps[k] for k in good), np.int64, len(good))
-        values = np.fromiter((batch[k].value for k in good), np.float64, len(good))
-    if good is None or good:
-        # A repeat of (series, ts) inside the batch is a duplicate; the earliest event wins.
-        order = np.lexsort((np.arange(len(sid)), ts, sid))
-        repeat = np.zeros(len(sid), bool)
-        repeat[order[1:]] = (sid[order[1:]] == sid[order[:-1]]) & (ts[order[1:]] == ts[order[:-1]])
-        keep = ~repeat
-        rows = PointRows(sid[keep], ts[keep], values[keep])
-        result.duplicates = int(repeat.sum())
-        partitions.partitions_ensure(ts_us_values=rows.week_starts())
-        result.accepted = _points_write(tenant_id=tenant_id, rows=rows)
+        batch = _Batch(typed, range(len(typed)), errors_by_index)
+    _series_ids_find(tenant=tenant, batch=batch, checker=checker)
+    _timestamps_check(batch=batch, checker=checker, now_us=now_us, max_new_partitions=limits.max_new_partitions)
+    rows, duplicates = _rows_of(batch)
+    result = IngestResult(duplicates=duplicates)
+    if rows is not None:
+        result.accepted = _points_write(tenant_id=tenant.id, rows=rows)
         result.duplicates += len(rows.series_ids) - result.accepted
     result.rejected = [{"index": index, "errors": errors_by_index[index]} for index in sorted(errors_by_index)]
     return result
+
+
+def _series_ids_find(*, tenant: Tenant, batch: _Batch, checker: EventChecker) -> None:
+    """Each event's series id (None where its identity is refused, with the reason in identity_errors)."""
+    entries = series_cache.for_tenant(tenant.id)
+    identities = [(e.service, e.resource_id, e.metric_name, bytes(e.tags)) for e in batch.events]
+    cached = entries.get
+    series_ids = [cached(identity) for identity in identities]
+    if None in series_ids:
+        new = {identity: batch.events[k] for k, identity in enumerate(identities) if series_ids[k] is None}
+        resolved: dict[tuple, int] = {}
+        batch.identity_errors = _series_resolve(tenant=tenant, new=new, checker=checker, resolved=resolved)
+        series_ids = [sid if sid is not None else resolved.get(identities[k]) for k, sid in enumerate(series_ids)]
+        for k, sid in enumerate(series_ids):
+            if sid is None:
+                batch.reject(k, batch.identity_errors[identities[k]])
+    batch.series_ids = series_ids
+
+
+def _timestamps_check(*, batch: _Batch, checker: EventChecker, now_us: int, max_new_partitions: int) -> None:
+    """Each event's time in µs, or the reason it is refused; creates the partitions the good ones need."""
+    texts = [e.timestamp for e in batch.events]
+    parsed = {text: checker.timestamp(text) for text in set(texts)}
+    if None in batch.series_ids:
+        wanted = {parsed[texts[k]] for k, sid in enumerate(batch.series_ids) if sid is not None}
+    else:
+        wanted = set(parsed.values())
+    wanted_us = np.fromiter((ts for ts in wanted if ts.__class__ is int), np.int64)
+    if len(wanted_us):
+        covered, _ = partitions.partitions_ensure(ts_us=wanted_us, now_us=now_us, max_new=max_new_partitions)
+        if not covered.all():
+            refused = set(wanted_us[~covered].tolist())
+            reason = (f"needs a new partition, and this request already creates {max_new_partitions}, the limit "
+                      "per request (MAX_NEW_PARTITIONS_PER_REQUEST); send it again in a later request")
+            parsed = {text: reason if ts in refused else ts for text, ts in parsed.items()}
+    batch.timestamps = [parsed[text] for text in texts]
+    if any(ts.__class__ is str for ts in parsed.values()):
+        for k, ts in enumerate(batch.timestamps):
+            if ts.__class__ is str:
+                batch.reject(k, {"timestamp": [ts]})
+
+
+def _rows_of(batch: _Batch) -> tuple[PointRows | None, int]:
+    """The accepted rows (first of each repeated (series, ts)) and how many repeats were dropped."""
+    if not batch.events:
+        return None, 0
+    values = np.array([e.value for e in batch.events], np.float64)
+    # NaN fails the comparison too; the typed decoder already refused non-finite numbers.
+    value_ok = np.abs(values) <= MAX_ABS_VALUE
+    all_good = None not in batch.series_ids and not any(ts.__class__ is str for ts in batch.timestamps)
+    if all_good and value_ok.all():
+        sid = np.array(batch.series_ids, np.int64)
+        ts = np.array(batch.timestamps, np.int64)
+    else:
+        for k in np.flatnonzero(~value_ok).tolist():
+            batch.reject(k, {"value": [value_error(batch.events[k].value)]})
+        good = [k for k in np.flatnonzero(value_ok).tolist()
+                if batch.series_ids[k] is not None and batch.timestamps[k].__class__ is int]
+        if not good:
+            return None, 0
+        sid = np.fromiter((batch.series_ids[k] for k in good), np.int64, len(good))
+        ts = np.fromiter((batch.timestamps[k] for k in good), np.int64, len(good))
+        values = values[good]
+    # A repeat of (series, ts) inside the batch is a duplicate; the earliest event wins.
+    order = np.lexsort((np.arange(len(sid)), ts, sid))
+    repeat = np.zeros(len(sid), bool)
+    repeat[order[1:]] = (sid[order[1:]] == sid[order[:-1]]) & (ts[order[1:]] == ts[order[:-1]])
+    keep = ~repeat
+    return PointRows(sid[keep], ts[keep], values[keep]), int(repeat.sum())
 
 
 def _series_resolve(*, tenant: Tenant, new: dict[tuple, Event], checker: EventChecker, resolved: dict) -> dict:
@@ -192,25 +301,45 @@ def _series_resolve(*, tenant: Tenant, new: dict[tuple, Event], checker: EventCh
         found = dict(cursor.fetchall())
         to_create = [h for h in hashes if h not in found]
         if to_create:
-            cursor.execute("SELECT count(*) FROM metrics_series WHERE tenant_id = %s", [tenant.id])
             limit = tenant.limit("MAX_SERIES_PER_TENANT")
-            room = max(limit - cursor.fetchone()[0], 0)
-            allowed, refused = to_create[:room], to_create[room:]
-            if allowed:
-                _series_insert(cursor, tenant_id=tenant.id, created={h: canonical_event[h] for h in allowed})
-                cursor.execute(
-                    "SELECT key_hash, id FROM metrics_series WHERE tenant_id = %s AND key_hash = ANY(%s)",
-                    [tenant.id, allowed],
-                )
-                found.update(cursor.fetchall())
+            refused = _series_create(cursor, tenant=tenant, limit=limit, hashes=to_create,
+                                     created={h: canonical_event[h] for h in to_create}, found=found)
             for key_hash in refused:
                 for identity in by_hash[key_hash]:
-                    errors[identity] = {"metric_name": [f"would create a new series over this tenant's limit of {limit} series"]}
+                    errors[identity] = {"metric_name": [
+                        f"would create a new series over this tenant's limit of {limit} series (MAX_SERIES_PER_TENANT)"]}
     for key_hash, series_id in found.items():
         for identity in by_hash[key_hash]:
-            series_cache.put(identity, series_id)
+            series_cache.put(tenant.id, identity, series_id)
             resolved[identity] = series_id
     return errors
+
+
+def _series_create(cursor, *, tenant: Tenant, limit: int, hashes: list[str], created: dict, found: dict) -> list[str]:
+    """Create the series that fit under the tenant's limit (their ids go into `found`); returns the refused hashes.
+
+    The count and the insert run under a per-tenant lock, so concurrent requests cannot both take
+    the last places. Committed on its own, outside the points transaction: a series row without
+    points is harmless, and a cached id must never point at a rolled-back row.
+    """
+    with transaction.atomic():
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [SERIES_ADVISORY_NAMESPACE, tenant.id])
+        cursor.execute(
+            "SELECT key_hash, id FROM metrics_series WHERE tenant_id = %s AND key_hash = ANY(%s)", [tenant.id, hashes]
+        )
+        found.update(cursor.fetchall())
+        hashes = [h for h in hashes if h not in found]
+        cursor.execute("SELECT count(*) FROM metrics_series WHERE tenant_id = %s", [tenant.id])
+        room = max(limit - cursor.fetchone()[0], 0)
+        allowed, refused = hashes[:room], hashes[room:]
+        if allowed:
+            _series_insert(cursor, tenant_id=tenant.id, created={h: created[h] for h in allowed})
+            cursor.execute(
+                "SELECT key_hash, id FROM metrics_series WHERE tenant_id = %s AND key_hash = ANY(%s)",
+                [tenant.id, allowed],
+            )
+            found.update(cursor.fetchall())
+    return refused
 
 
 def _series_insert(cursor, *, tenant_id: int, created: dict[str, tuple[Event, str]]) -> None:
@@ -220,8 +349,6 @@ def _series_insert(cursor, *, tenant_id: int, created: dict[str, tuple[Event, st
         values.append("(%s, %s, %s, %s, %s::jsonb, %s, %s, now())")
         params += [tenant_id, event.service, event.resource_id, event.metric_name, canonical_tags or "{}",
                    key_hash, event.source]
-    # Autocommit outside the points transaction: a series row without points is harmless,
-    # and a cached id must never point at a rolled-back row.
     cursor.execute(
         "INSERT INTO metrics_series (tenant_id, service, resource_id, metric_name, tags, key_hash, source, created_at) "
         f"VALUES {', '.join(values)} ON CONFLICT (tenant_id, key_hash) DO NOTHING",
@@ -236,9 +363,6 @@ class PointRows:
     series_ids: np.ndarray
     ts_us: np.ndarray
     values: np.ndarray
-
-    def week_starts(self) -> set[int]:
-        return {int(w) for w in np.unique(partitions.week_start_us(self.ts_us))}
 
     def copy_binary(self, *, tenant_id: int | None) -> bytes:
         """The rows in PostgreSQL's binary COPY format, with or without the leading tenant_id column."""
@@ -354,22 +478,30 @@ def _points_write_deduplicated(cursor, *, tenant_id: int, rows: PointRows) -> in
 
 
 def points_retention_apply(*, now: datetime | None = None) -> dict:
-    """Drop partitions past the global retention and delete points past each tenant's own retention."""
+    """Drop partitions past the global retention and delete points past each tenant's own retention.
+
+    Each tenant's deletion is its own transaction: one tenant's failure is logged and counted, the
+    others go on.
+    """
     now = now or timezone.now()
-    report = {"dropped_partitions": [], "deleted_points": 0}
+    report = {"dropped_partitions": [], "deleted_points": 0, "failed_tenants": []}
     global_days = settings.CLOUDWATCHDOG.get("RETENTION_DAYS")
     if global_days:
         report["dropped_partitions"] = partitions.partitions_drop_before(cutoff=now - timedelta(days=global_days))
         with connection.cursor() as cursor:
             for table in ("metrics_rollup_1m", "metrics_rollup_1h"):
                 cursor.execute(f"DELETE FROM {table} WHERE bucket < %s", [now - timedelta(days=global_days)])
-    for tenant in Tenant.objects.filter(retention_days__isnull=False):
+    for tenant in Tenant.objects.filter(retention_days__gte=1):
         cutoff = now - timedelta(days=tenant.retention_days)
-        with connection.cursor() as cursor:
-            cursor.execute(f"DELETE FROM {POINT_TABLE} WHERE tenant_id = %s AND ts < %s", [tenant.id, cutoff])
-            report["deleted_points"] += cursor.rowcount
-            for table in ("metrics_rollup_1m", "metrics_rollup_1h"):
-                cursor.execute(f"DELETE FROM {table} WHERE tenant_id = %s AND bucket < %s", [tenant.id, cutoff])
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(f"DELETE FROM {POINT_TABLE} WHERE tenant_id = %s AND ts < %s", [tenant.id, cutoff])
+                report["deleted_points"] += cursor.rowcount
+                for table in ("metrics_rollup_1m", "metrics_rollup_1h"):
+                    cursor.execute(f"DELETE FROM {table} WHERE tenant_id = %s AND bucket < %s", [tenant.id, cutoff])
+        except DatabaseError:
+            logger.exception("retention failed for tenant %s; the others go on", tenant.slug)
+            report["failed_tenants"].append(tenant.slug)
     return report
 
 

@@ -9,10 +9,11 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cloudwatchdog.api import decode_cursor, encode_cursor, next_link, query_params, window
+from cloudwatchdog.api import cursor_id, decode_cursor, encode_cursor, next_link, query_params, step_check, window
 from cloudwatchdog.errors import ApiError
 from metrics import selectors, serializers
 from metrics.ingest import BodyError, format_timestamp, parse_body
+from metrics.partitions import PartitionsBusy
 from metrics.services import ingest_limits, points_ingest, points_rate_check
 from tenants.models import ApiKey
 
@@ -61,7 +62,11 @@ class IngestView(APIView):
         if wait is not None:
             raise ApiError(429, f"Over this tenant's points rate limit; retry in {int(wait) + 1} seconds.",
                            headers={"Retry-After": str(int(wait) + 1)})
-        result = points_ingest(tenant=tenant, events=events)
+        try:
+            result = points_ingest(tenant=tenant, events=events)
+        except PartitionsBusy:
+            raise ApiError(503, "Storage for these timestamps is being prepared; retry in a few seconds (nothing was "
+                           "stored).", headers={"Retry-After": "2"}) from None
         body = {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": result.rejected}
         code = status.HTTP_202_ACCEPTED
         if result.accepted == 0 and result.duplicates == 0:
@@ -97,8 +102,8 @@ class SeriesListView(APIView):
             resource_id=params.get("resource_id"),
         )
         if params.get("cursor"):
-            (after_id,) = decode_cursor(params["cursor"], 1)
-            series = series.filter(id__gt=int(after_id))
+            (after_id,) = decode_cursor(params["cursor"], cursor_id)
+            series = series.filter(id__gt=after_id)
         page = list(series[: params["limit"] + 1])
         more = len(page) > params["limit"]
         page = page[: params["limit"]]
@@ -118,6 +123,7 @@ class TimeseriesView(APIView):
         params = query_params(serializers.TimeseriesQuerySerializer, request)
         start, end = window(minutes=params.get("minutes"), start=params.get("start"), end=params.get("end"),
                             now=timezone.now(), default_minutes=60)
+        step_check(start=start, end=end, step_seconds=params.get("step"))
         series = list(selectors.series_list(
             tenant=tenant, service=params.get("service"), metric_name=params.get("metric_name"),
             resource_id=params.get("resource_id"), series_id=params.get("series_id"),

@@ -5,7 +5,21 @@ reach such rows only through `for_tenant(tenant)`; `unscoped()` is the explicit,
 escape for the few cross-tenant jobs (detection over all tenants, superuser admin).
 """
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models
+
+
+def limit_override_error(name: str, value) -> str | None:
+    """Why `value` cannot override the limit `name` for a tenant, or None."""
+    if name not in settings.TENANT_LIMITS:
+        return f"{name} is not a per-tenant limit; the limits are: {', '.join(settings.TENANT_LIMITS)}."
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        return f"{name} must be a whole number of at least 1, not {value!r}."
+    ceiling = settings.TENANT_LIMIT_CEILINGS.get(name)
+    if ceiling is not None and value > ceiling:
+        return f"{name} may be at most {ceiling}."
+    return None
 
 
 class Tenant(models.Model):
@@ -15,7 +29,8 @@ class Tenant(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, help_text="When the tenant was created.")
     limits = models.JSONField(
         default=dict, blank=True,
-        help_text="Overrides of the CLOUDWATCHDOG limits for this tenant, e.g. {\"MAX_EVENTS_PER_REQUEST\": 5000}.",
+        help_text="Overrides of the per-tenant limits (README, Settings), e.g. {\"MAX_EVENTS_PER_REQUEST\": 5000, "
+        "\"POINTS_PER_SECOND\": 50000}. Empty: the defaults.",
     )
     detection_config = models.JSONField(
         default=dict, blank=True,
@@ -23,10 +38,12 @@ class Tenant(models.Model):
         "Apply to history with run_detection --replay.",
     )
     max_point_age_days = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Points older than this are refused at ingest. Empty: any age is accepted.",
+        null=True, blank=True, validators=[MinValueValidator(1)],
+        help_text="Points older than this many days are refused at ingest. Empty: back to EARLIEST_TIMESTAMP.",
     )
     retention_days = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Points older than this are deleted and refused. Empty: kept forever.",
+        null=True, blank=True, validators=[MinValueValidator(1)],
+        help_text="Points older than this many days (at least 1) are deleted and refused. Empty: kept forever.",
     )
     late_window_seconds = models.PositiveIntegerField(
         null=True, blank=True,
@@ -40,12 +57,33 @@ class Tenant(models.Model):
 
     class Meta:
         ordering = ["slug"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(retention_days__isnull=True) | models.Q(retention_days__gte=1),
+                                   name="tenant_retention_days_positive"),
+            models.CheckConstraint(condition=models.Q(max_point_age_days__isnull=True) | models.Q(max_point_age_days__gte=1),
+                                   name="tenant_max_point_age_days_positive"),
+        ]
 
     def __str__(self) -> str:
         return self.slug
 
     def limit(self, name: str) -> int:
-        return int(self.limits.get(name, settings.CLOUDWATCHDOG[name]))
+        """The tenant's override of limit `name` when it is a valid one, else the global default."""
+        override = self.limits.get(name) if isinstance(self.limits, dict) else None
+        if override is None or limit_override_error(name, override):
+            return int(settings.CLOUDWATCHDOG[name])
+        return override
+
+    def clean(self):
+        errors = {}
+        if not isinstance(self.limits, dict):
+            errors["limits"] = 'Give an object of limit: value pairs, e.g. {"MAX_EVENTS_PER_REQUEST": 5000}.'
+        else:
+            problems = [problem for name, value in self.limits.items() if (problem := limit_override_error(name, value))]
+            if problems:
+                errors["limits"] = problems
+        if errors:
+            raise ValidationError(errors)
 
 
 class TenantStaff(models.Model):

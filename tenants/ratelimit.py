@@ -1,41 +1,136 @@
-"""Per-tenant token buckets in Redis (one EVALSHA per check), answered 429 with Retry-After by callers."""
+"""Per-tenant token buckets in Redis (one EVALSHA per check), answered 429 with Retry-After by callers.
+
+When Redis does not answer, the buckets live in this process instead (each process then allows
+the whole rate, so the limit is looser by the number of processes) and a warning is logged once
+a minute; `/readyz` reports it. Redis is tried again after RETRY_SECONDS, so a stopped Redis
+costs one short timeout every few seconds, not one per request.
+"""
 from __future__ import annotations
 
+import logging
+import threading
 import time
 
 import redis
 from django.conf import settings
 
-# Refills at `rate` per second up to `burst`; takes `cost` when it can, else says how long to wait.
-_TOKEN_BUCKET = """
-local rate, burst, now, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local tokens = tonumber(redis.call('HGET', KEYS[1], 't') or burst)
-local last = tonumber(redis.call('HGET', KEYS[1], 'ts') or now)
-tokens = math.min(burst, tokens + math.max(0, now - last) * rate)
-local wait = 0
-if tokens >= cost then tokens = tokens - cost
-elseif rate > 0 then wait = (cost - tokens) / rate
-else wait = 60 end
-redis.call('HSET', KEYS[1], 't', tokens, 'ts', now)
-redis.call('EXPIRE', KEYS[1], 3600)
+logger = logging.getLogger(__name__)
+
+# Each bucket refills at its rate per second up to its burst. Either every bucket has its cost
+# and all are charged, or none is and the answer is how long the emptiest needs.
+_TOKEN_BUCKETS = """
+local now = tonumber(ARGV[1])
+local tokens, wait = {}, 0
+for i, key in ipairs(KEYS) do
+  local rate, burst, cost = tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i]), tonumber(ARGV[3 * i + 1])
+  local have = tonumber(redis.call('HGET', key, 't') or burst)
+  local last = tonumber(redis.call('HGET', key, 'ts') or now)
+  have = math.min(burst, have + math.max(0, now - last) * rate)
+  if have < cost then
+    local need = 60
+    if rate > 0 then need = (cost - have) / rate end
+    if need > wait then wait = need end
+  end
+  tokens[i] = have
+end
+for i, key in ipairs(KEYS) do
+  if wait == 0 then tokens[i] = tokens[i] - tonumber(ARGV[3 * i + 1]) end
+  redis.call('HSET', key, 't', tokens[i], 'ts', now)
+  redis.call('EXPIRE', key, 3600)
+end
 return tostring(wait)
 """
 
-_script = None
+RETRY_SECONDS = 5.0
+REDIS_TIMEOUT_SECONDS = 0.25
+_WARN_EVERY_SECONDS = 60.0
 
 
-def _bucket_script():
-    # One client and one registered script per process: building a redis client per request
-    # costs more than the check itself.
-    global _script
-    if _script is None:
-        client = redis.Redis.from_url(settings.REDIS_URL)
-        _script = client.register_script(_TOKEN_BUCKET)
-    return _script
+class _Limiter:
+    def __init__(self):
+        self._script = None
+        self._down_since: float | None = None
+        self._retry_at = 0.0
+        self._warned_at = -_WARN_EVERY_SECONDS
+        self._local: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, keys: list[str], specs: list[tuple[float, float, float]]) -> float:
+        now = time.time()
+        if time.monotonic() >= self._retry_at:
+            try:
+                args = [now] + [value for spec in specs for value in spec]
+                wait = float(self._bucket_script()(keys=keys, args=args))
+                if self._down_since is not None:
+                    logger.warning("rate limits: Redis answers again; buckets are shared again")
+                self._down_since = None
+                return wait
+            except redis.RedisError as error:
+                self._redis_failed(error)
+        return self._take_locally(keys, specs, now)
+
+    def _bucket_script(self):
+        # One client and one registered script per process: building a client per request costs
+        # more than the check itself. Short timeouts: a blackholed Redis must not hang requests.
+        if self._script is None:
+            client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=REDIS_TIMEOUT_SECONDS,
+                                          socket_connect_timeout=REDIS_TIMEOUT_SECONDS)
+            self._script = client.register_script(_TOKEN_BUCKETS)
+        return self._script
+
+    def _redis_failed(self, error: Exception) -> None:
+        monotonic = time.monotonic()
+        if self._down_since is None:
+            self._down_since = monotonic
+        self._retry_at = monotonic + RETRY_SECONDS
+        if monotonic - self._warned_at >= _WARN_EVERY_SECONDS:
+            self._warned_at = monotonic
+            logger.warning("rate limits: Redis is not answering (%s); limiting per process until it does", error)
+
+    def _take_locally(self, keys: list[str], specs: list[tuple[float, float, float]], now: float) -> float:
+        with self._lock:
+            levels, wait = [], 0.0
+            for key, (rate, burst, cost) in zip(keys, specs):
+                have, last = self._local.get(key, (burst, now))
+                have = min(burst, have + max(0.0, now - last) * rate)
+                if have < cost:
+                    wait = max(wait, (cost - have) / rate if rate > 0 else 60.0)
+                levels.append(have)
+            for key, have, (_, _, cost) in zip(keys, levels, specs):
+                self._local[key] = (have - cost if wait == 0 else have, now)
+            if len(self._local) > 100_000:  # one entry per tenant and bucket; tenants come and go
+                self._local.clear()
+            return wait
+
+    def degraded(self) -> bool:
+        """Whether the last check found Redis down (limits are per process meanwhile)."""
+        return self._down_since is not None
+
+    def reset(self) -> None:
+        self.__init__()
+
+
+_limiter = _Limiter()
+
+
+def buckets_take(*, tenant_id: int, takes: list[tuple[str, float, float, float]]) -> float | None:
+    """Take from several of the tenant's buckets at once, each given as (name, rate per second, burst,
+    cost): all or none. Returns the seconds to wait when one is short."""
+    prefix = settings.CACHES["default"].get("KEY_PREFIX", "")
+    keys = [f"{prefix}:bucket:{name}:{tenant_id}" for name, _, _, _ in takes]
+    wait = _limiter.take(keys, [(rate, burst, cost) for _, rate, burst, cost in takes])
+    return wait if wait > 0 else None
 
 
 def bucket_take(*, name: str, tenant_id: int, rate: float, burst: float, cost: float = 1) -> float | None:
     """Take `cost` tokens from the tenant's bucket `name`; returns seconds to wait when it is short."""
-    prefix = settings.CACHES["default"].get("KEY_PREFIX", "")
-    wait = float(_bucket_script()(keys=[f"{prefix}:bucket:{name}:{tenant_id}"], args=[rate, burst, time.time(), cost]))
-    return wait if wait > 0 else None
+    return buckets_take(tenant_id=tenant_id, takes=[(name, rate, burst, cost)])
+
+
+def limiter_degraded() -> bool:
+    return _limiter.degraded()
+
+
+def limiter_reset() -> None:
+    """Forget Redis's state and the local buckets (tests that stop and start Redis use it)."""
+    _limiter.reset()

@@ -64,7 +64,7 @@ NOW = datetime.now(timezone.utc)
         ({"timestamp": "2025-01-01T00:00:00"}, "timestamp", "needs a time zone: add 'Z' or an offset such as +00:00"),
         ({"timestamp": 1735689600}, "timestamp", "must be an ISO 8601 string with a UTC offset, not a number"),
         ({"timestamp": iso(NOW + timedelta(minutes=11))}, "timestamp", "is more than 10 minutes in the future"),
-        ({"resource_id": "x" * 2049}, "resource_id", "is 2049 characters long; the limit is 2048"),
+        ({"resource_id": "x" * 2049}, "resource_id", "is 2049 bytes long in UTF-8; the limit is 2048 (MAX_VALUE_BYTES)"),
         ({"tags": {"env": 1}}, "tags", "tag 'env' must be a string, not a number"),
         ({"tags": ["env"]}, "tags", "must be an object of string values, not a list"),
     ],
@@ -139,7 +139,7 @@ def test_ingest_rejects_a_broken_gzip_body(owner):
 
 
 def test_ingest_answers_429_with_retry_after_over_the_points_rate(owner):
-    owner.tenant.limits = {"POINTS_PER_SECOND": 0, "POINTS_BURST": 1}
+    owner.tenant.limits = {"POINTS_PER_SECOND": 1, "POINTS_BURST": 1}
     owner.tenant.save()
     assert owner.ingest([event(1.0, "2025-01-01T00:00:00Z")]).status_code == 202
     response = owner.ingest([event(1.0, "2025-01-01T00:01:00Z")])
