@@ -5,7 +5,8 @@ from django.contrib import admin
 from anomalies.models import Anomaly, Baseline, DetectionRun
 from anomalies.services import anomaly_status_set
 from anomalies.engine import DetectionConfig
-from tenants.admin import TenantAdmin, TenantScopedAdmin
+from metrics.admin import MetricNameFilter, ServiceFilter
+from tenants.admin import TenantAdmin, TenantFilter, TenantScopedAdmin
 from tenants.models import Tenant
 
 
@@ -24,7 +25,7 @@ class ReadOnlyMixin:
 class BaselineAdmin(ReadOnlyMixin, TenantScopedAdmin):
     list_display = ["series", "tenant", "status", "sample_count", "median", "scale", "lower", "upper", "watermark",
                     "late_points"]
-    list_filter = ["status", "tenant"]
+    list_filter = ["status", TenantFilter]
     search_fields = ["series__resource_id", "series__metric_name"]
     list_select_related = ["series", "tenant"]
     exclude = ["checkpoint"]
@@ -34,7 +35,7 @@ class BaselineAdmin(ReadOnlyMixin, TenantScopedAdmin):
 @admin.register(Anomaly)
 class AnomalyAdmin(TenantScopedAdmin):
     list_display = ["ts", "tenant", "series", "value", "expected", "severity", "status", "detector", "reason"]
-    list_filter = ["tenant", "severity", "status", "series__service", "series__metric_name", ("ts", admin.DateFieldListFilter)]
+    list_filter = [TenantFilter, "severity", "status", ServiceFilter, MetricNameFilter, ("ts", admin.DateFieldListFilter)]
     search_fields = ["series__resource_id"]
     date_hierarchy = "ts"
     list_select_related = ["series", "tenant"]
@@ -81,7 +82,7 @@ class AnomalyAdmin(TenantScopedAdmin):
 class DetectionRunAdmin(ReadOnlyMixin, TenantScopedAdmin):
     list_display = ["run_id", "tenant", "trigger", "status", "requested_at", "duration_ms", "series_processed",
                     "points_processed", "anomalies_created"]
-    list_filter = ["tenant", "status", "trigger"]
+    list_filter = [TenantFilter, "status", "trigger"]
     show_full_result_count = False
 
 

@@ -1,5 +1,5 @@
 """Admin for series, with a read-only, keyset-paginated view of raw points (no full counts)."""
-from datetime import datetime
+from datetime import datetime, timezone
 
 from django.contrib import admin
 from django.template.response import TemplateResponse
@@ -9,16 +9,39 @@ from django.utils.html import format_html
 from metrics import selectors
 from metrics.ingest import format_timestamp
 from metrics.models import Series
-from tenants.admin import TenantScopedAdmin
+from tenants.admin import ScopedValuesFilter, TenantFilter, TenantScopedAdmin
 
 POINTS_PAGE = 200
+_LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
+
+
+def _before(text: str | None) -> datetime:
+    """The page's `before` bound; anything that is not an ISO time with an offset starts from the newest."""
+    try:
+        moment = datetime.fromisoformat(text) if text else _LATEST
+    except ValueError:
+        return _LATEST
+    return moment if moment.tzinfo is not None else _LATEST
+
+
+class ServiceFilter(ScopedValuesFilter):
+    title = "service"
+    parameter_name = "series__service"
+    values_of = staticmethod(lambda **kw: selectors.series_field_values(field="service", **kw))
+
+
+class MetricNameFilter(ScopedValuesFilter):
+    title = "metric name"
+    parameter_name = "series__metric_name"
+    values_of = staticmethod(lambda **kw: selectors.series_field_values(field="metric_name", **kw))
 
 
 @admin.register(Series)
 class SeriesAdmin(TenantScopedAdmin):
     list_display = ["id", "tenant", "service", "resource_id", "metric_name", "tags", "created_at", "points_link"]
-    list_filter = ["tenant", "service", "metric_name"]
+    list_filter = [TenantFilter, "service", "metric_name"]
     search_fields = ["resource_id", "metric_name", "service"]
+    ordering = ["-id"]
     readonly_fields = ["tenant", "service", "resource_id", "metric_name", "tags", "key_hash", "source", "created_at",
                        "points_link"]
     show_full_result_count = False
@@ -30,7 +53,9 @@ class SeriesAdmin(TenantScopedAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None):
-        return request.user.is_superuser
+        # A series goes with its tenant: web processes cache series ids, and points are not
+        # foreign-keyed to their series, so a deleted series would collect orphan points.
+        return False
 
     @admin.display(description="points")
     def points_link(self, obj):
@@ -45,8 +70,7 @@ class SeriesAdmin(TenantScopedAdmin):
         series = self.get_object(request, str(series_id))
         if series is None or not self.has_view_permission(request, series):
             return self._get_obj_does_not_exist_redirect(request, self.opts, str(series_id))
-        before = request.GET.get("before")
-        end = datetime.fromisoformat(before) if before else datetime.max.replace(year=9000).astimezone()
+        end = _before(request.GET.get("before"))
         rows = selectors.points_page(tenant=series.tenant, series_id=series.id, before=end, limit=POINTS_PAGE + 1)
         more = len(rows) > POINTS_PAGE
         rows = rows[:POINTS_PAGE]

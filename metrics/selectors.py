@@ -38,6 +38,15 @@ def series_list(
     return series.order_by("id")
 
 
+def series_field_values(*, tenants: QuerySet[Tenant], field: str, limit: int = 200) -> list[str]:
+    """The distinct values of a series field (service or metric_name) among these tenants' series,
+    sorted, at most `limit` (the admin's filters list them)."""
+    if field not in ("service", "metric_name"):
+        raise ValueError(f"not a filterable series field: {field}")
+    return list(Series.objects.filter(tenant__in=tenants).order_by(field).values_list(field, flat=True)
+                .distinct()[:limit])
+
+
 def series_get(*, tenant: Tenant, series_id: int) -> Series | None:
     return Series.objects.for_tenant(tenant).filter(id=series_id).first()
 

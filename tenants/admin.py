@@ -20,8 +20,52 @@ class NoCountPaginator(Paginator):
         return 10**9
 
 
+class TenantFilter(admin.SimpleListFilter):
+    """The "tenant" filter, listing only the tenants the user may see.
+
+    Django's RelatedFieldListFilter would list every tenant's slug to every staff user.
+    """
+
+    title = "tenant"
+    parameter_name = "tenant"
+
+    def __init__(self, request, params, model, model_admin):
+        self.tenant_field = getattr(model_admin, "tenant_field", "tenant")
+        super().__init__(request, params, model, model_admin)
+
+    def lookups(self, request, model_admin):
+        return [(str(tenant.id), tenant.slug) for tenant in tenant_list_for_staff(user=request.user)]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value is None:
+            return queryset
+        if not value.isdigit():
+            return queryset.none()
+        return queryset.filter(**{f"{self.tenant_field}_id": int(value)})
+
+
+class ScopedValuesFilter(admin.SimpleListFilter):
+    """A filter on the distinct values of a field, listing only values from the tenants the user may see.
+
+    Django's AllValuesFieldListFilter reads a related model's every row (all tenants' service and
+    metric names); subclasses name a selector that is given the user's tenants instead.
+    """
+
+    values_of = None  # (tenants queryset) -> list of values; a staticmethod in subclasses
+    MAX_CHOICES = 200
+
+    def lookups(self, request, model_admin):
+        values = self.values_of(tenants=tenant_list_for_staff(user=request.user), limit=self.MAX_CHOICES)
+        return [(value, value) for value in values]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        return queryset if value is None else queryset.filter(**{self.parameter_name: value})
+
+
 class TenantScopedAdmin(admin.ModelAdmin):
-    """Rows of the tenants the user may see; tenant choices limited the same way."""
+    """Rows of the tenants the user may see; tenant choices and filters limited the same way."""
 
     tenant_field = "tenant"
 
@@ -59,6 +103,10 @@ class TenantAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         return tenant_list_for_staff(user=request.user)
 
+    def get_inline_instances(self, request, obj=None):
+        # Assigning staff (and seeing every user to choose from) is for superusers.
+        return super().get_inline_instances(request, obj) if request.user.is_superuser else []
+
     def has_module_permission(self, request):
         return request.user.is_active and request.user.is_staff
 
@@ -69,7 +117,7 @@ class TenantAdmin(admin.ModelAdmin):
 @admin.register(ApiKey)
 class ApiKeyAdmin(TenantScopedAdmin):
     list_display = ["prefix", "tenant", "scope", "name", "created_at", "last_used_at", "revoked_at"]
-    list_filter = ["scope", "tenant"]
+    list_filter = ["scope", TenantFilter]
     search_fields = ["prefix", "name"]
     readonly_fields = ["prefix", "key_hash", "created_at", "last_used_at", "revoked_at"]
     actions = ["revoke"]
@@ -91,7 +139,7 @@ class ApiKeyAdmin(TenantScopedAdmin):
         obj.prefix = issued.api_key.prefix
         messages.warning(request, f"New API key (shown once, copy it now): {issued.plaintext}")
 
-    @admin.action(description="Revoke selected keys")
+    @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke(self, request, queryset):
         keys = list(queryset.filter(revoked_at__isnull=True).select_related("tenant"))
         for api_key in keys:
