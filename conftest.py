@@ -13,10 +13,11 @@ from tenants.services import api_key_issue, tenant_create
 class ApiClient:
     """Django's test client with a tenant's key: every call goes through the middleware and DRF."""
 
-    def __init__(self, key: str | None, tenant=None):
+    def __init__(self, key: str | None, tenant=None, *, raise_request_exception=True):
         self.key = key
         self.tenant = tenant
-        self.client = Client()
+        # raise_request_exception=False: see the response Django's handlers make of an exception.
+        self.client = Client(raise_request_exception=raise_request_exception)
 
     def _headers(self, extra):
         headers = {}

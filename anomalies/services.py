@@ -14,6 +14,7 @@ rebuilt from history), so the outcome equals in-order arrival; older ones wait f
 from __future__ import annotations
 
 import io
+import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,7 +37,10 @@ from metrics.ingest import EPOCH, timestamp_from_us
 from metrics.services import INGEST_ADVISORY_NAMESPACE, IngestHook
 from tenants.models import Tenant
 
+logger = logging.getLogger(__name__)
+
 RUN_ADVISORY_NAMESPACE = 7_302
+RUN_WAITER_ADVISORY_NAMESPACE = 7_304  # held by the one caller allowed to wait for a tenant's run
 _US = timedelta(microseconds=1)
 
 
@@ -92,9 +96,31 @@ def _late_points_mark(cursor, tenant_id: int, rows, watermark_row) -> None:
 late_points_hook = IngestHook(query=_watermark_query, apply=_late_points_mark)
 
 
-def detection_run_queue(*, tenant: Tenant, trigger: str) -> DetectionRun:
-    """Record a queued run (for ?async=true); the Celery task picks it up by run id."""
-    return DetectionRun.objects.create(tenant=tenant, trigger=trigger, status=DetectionRun.STATUS_QUEUED)
+class QueueUnavailable(Exception):
+    """The task queue (Redis) did not take a task."""
+
+
+def detection_run_enqueue(*, tenant: Tenant, trigger: str = "api_async") -> DetectionRun:
+    """Record a queued run and send its Celery task once committed; the task picks it up by run id.
+
+    Raises QueueUnavailable when the broker does not take the task; the run is then closed as
+    failed, so no run stays queued forever.
+    """
+    from anomalies.tasks import detection_run_task  # tasks import this module
+
+    run = DetectionRun.objects.create(tenant=tenant, trigger=trigger, status=DetectionRun.STATUS_QUEUED)
+
+    def send():
+        try:
+            detection_run_task.delay(tenant_id=tenant.id, run_id=str(run.run_id))
+        except Exception as error:  # kombu's OperationalError, redis-py's errors: the broker is down
+            DetectionRun.objects.for_tenant(tenant).filter(id=run.id, status=DetectionRun.STATUS_QUEUED).update(
+                status=DetectionRun.STATUS_FAILED, error="the task queue was unavailable", finished_at=timezone.now())
+            run.status = DetectionRun.STATUS_FAILED
+            raise QueueUnavailable(str(error)) from error
+
+    transaction.on_commit(send)
+    return run
 
 
 def detection_run(
@@ -137,25 +163,36 @@ def detection_run(
         run.status = DetectionRun.STATUS_SUCCEEDED
     except Exception as error:
         run.status = DetectionRun.STATUS_FAILED
-        run.error = f"{type(error).__name__}: {error}"
+        run.error = f"{type(error).__name__}: {error}"  # for support staff in the admin; the API says less
+        logger.exception("detection run %s of tenant %s failed", run.run_id, tenant.slug)
         raise
     finally:
-        run.finished_at = timezone.now()
-        run.duration_ms = int((time.monotonic() - started) * 1000)
-        if connection.needs_rollback:
-            pass  # inside a broken outer transaction: nothing more can be written
-        else:
-            run.save()
-        _run_lock_release(tenant.id)
+        try:
+            run.finished_at = timezone.now()
+            run.duration_ms = int((time.monotonic() - started) * 1000)
+            if not connection.needs_rollback:  # inside a broken outer transaction nothing more can be written
+                run.save()
+        finally:
+            # Even if the summary could not be saved: a lock left on a pooled connection would
+            # skip the tenant's runs until that connection is recycled.
+            _run_lock_release(tenant.id)
     return run
 
 
 def _run_lock_acquire(tenant_id: int, wait_seconds: float) -> bool:
+    """Take the tenant's run lock, waiting up to `wait_seconds` if this is the only caller waiting.
+
+    A second caller that would wait gives up at once: each waiter holds a web thread (or a worker)
+    for the whole wait, and a tenant sending many synchronous runs must not hold them all.
+    """
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [RUN_ADVISORY_NAMESPACE, tenant_id])
         if cursor.fetchone()[0]:
             return True
         if wait_seconds <= 0:
+            return False
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [RUN_WAITER_ADVISORY_NAMESPACE, tenant_id])
+        if not cursor.fetchone()[0]:
             return False
         try:
             with transaction.atomic():
@@ -164,6 +201,8 @@ def _run_lock_acquire(tenant_id: int, wait_seconds: float) -> bool:
             return True
         except OperationalError:
             return False
+        finally:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [RUN_WAITER_ADVISORY_NAMESPACE, tenant_id])
 
 
 def _run_lock_release(tenant_id: int) -> None:

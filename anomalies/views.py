@@ -2,7 +2,6 @@
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -11,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from anomalies import selectors, serializers
-from anomalies.services import RunInProgress, detection_run, detection_run_queue
+from anomalies.services import QueueUnavailable, RunInProgress, detection_run, detection_run_enqueue
 from cloudwatchdog.api import cursor_id, cursor_time, decode_cursor, encode_cursor, next_link, query_params, window
 from cloudwatchdog.errors import ApiError
 from metrics.ingest import format_timestamp, timestamp_from_us
@@ -24,12 +23,14 @@ def _ts(moment):
 
 
 def run_summary(run) -> dict:
+    # A failed run's error may hold database text; the client gets a sentence, support staff the detail.
+    error = "The run failed; the error has been logged." if run.status == run.STATUS_FAILED and run.error else run.error
     return {
         "run_id": str(run.run_id), "status": run.status, "trigger": run.trigger,
         "series_processed": run.series_processed, "points_processed": run.points_processed,
         "anomalies_created": run.anomalies_created, "duration_ms": run.duration_ms,
         "requested_at": _ts(run.requested_at), "started_at": _ts(run.started_at),
-        "finished_at": _ts(run.finished_at), "error": run.error,
+        "finished_at": _ts(run.finished_at), "error": error,
     }
 
 
@@ -48,10 +49,11 @@ class ProcessRunView(APIView):
         tenant = request.user.tenant
         run_async = request.query_params.get("async", "false").lower() in ("1", "true", "yes")
         if run_async:
-            from anomalies.tasks import detection_run_task
-
-            run = detection_run_queue(tenant=tenant, trigger="api_async")
-            transaction.on_commit(lambda: detection_run_task.delay(tenant_id=tenant.id, run_id=str(run.run_id)))
+            try:
+                run = detection_run_enqueue(tenant=tenant)
+            except QueueUnavailable:
+                raise ApiError(503, "The task queue is unavailable; retry in a few seconds, or run without ?async=true.",
+                               headers={"Retry-After": "5"}) from None
             return Response({"run_id": str(run.run_id), "status": run.status}, status=status.HTTP_202_ACCEPTED)
         try:
             run = detection_run(tenant=tenant, trigger="api",

@@ -20,6 +20,8 @@ MAX_POINTS_PER_SERIES = 11_000
 # What a read may name: datetime's range, a day short at each end so that offsets and windows fit.
 EARLIEST_READ = datetime(1, 1, 2, tzinfo=timezone.utc)
 LATEST_READ = datetime(9999, 12, 30, tzinfo=timezone.utc)
+_FIRST = datetime(1, 1, 1, tzinfo=timezone.utc)
+_LAST = datetime(9999, 12, 31, tzinfo=timezone.utc)
 MAX_ID = 2**63 - 1  # PostgreSQL's bigint
 
 
@@ -111,10 +113,10 @@ def window(*, minutes: int | None, start: datetime | None, end: datetime | None,
     if end is None and (start is None or minutes is None):
         end = now
     elif end is None:
-        end = min(start, LATEST_READ - timedelta(minutes=minutes)) + timedelta(minutes=minutes)
+        end = min(start, _LAST - timedelta(minutes=minutes)) + timedelta(minutes=minutes)
     if start is None:
         span = timedelta(minutes=minutes or default_minutes)
-        start = max(end, EARLIEST_READ + span) - span
+        start = max(end, _FIRST + span) - span
     if start >= end:
         raise ApiError(400, "start must be before end.", {"start": ["must be before end"]})
     return start, end

@@ -42,6 +42,9 @@ RETRY_AFTER_SECONDS = 5
 def unavailable_body(exc: BaseException) -> dict | None:
     """The 503 body for an exception that means a dependency is down, else None."""
     if isinstance(exc, (OperationalError, InterfaceError)):
+        if getattr(exc.__cause__, "pgcode", None) == "57014":  # query_canceled: statement_timeout
+            logger.warning("statement cancelled: %s", str(exc).strip()[:300])
+            return {"detail": "The query took longer than the server allows; narrow the window or use a coarser step."}
         logger.warning("database unavailable: %s", str(exc).strip()[:300])
         return {"detail": "The database is unavailable or busy; retry in a few seconds."}
     return None

@@ -67,6 +67,11 @@ else:
     warnings.filterwarnings("ignore", module="platformdirs")
     DATABASES = {"default": environ.Env.db_url_config(embedded.postgres_url(BASE_DIR))}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=300)
+# gunicorn.conf.py sets this for web processes: no API request may hold a database backend longer.
+# Workers and commands (detection over a tenant's whole history, maintenance) run without one.
+_statement_timeout = env.str("DATABASE_STATEMENT_TIMEOUT", default="")
+if _statement_timeout:
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = f"-c statement_timeout={_statement_timeout}"
 # A reused connection is checked (one round trip) before a request uses it, so a PostgreSQL
 # restart costs a reconnect instead of failing the next request on every worker.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DATABASE_CONN_HEALTH_CHECKS", default=True)
@@ -221,23 +226,21 @@ CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A web request that enqueues a task gives up quickly when Redis is down (503, Retry-After)
+# instead of holding its thread through Celery's default publish retries.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 1.0}
+# Each scheduled task expires when its next one is due: if a pass takes longer than the interval,
+# the copies beat sends meanwhile are dropped instead of piling up in the queue.
 CELERY_BEAT_SCHEDULE = {
-    "detection-every-interval": {
-        "task": "anomalies.tasks.detection_run_all_task",
-        "schedule": float(CLOUDWATCHDOG["DETECTION_INTERVAL_SECONDS"]),
-    },
-    "rollups-every-minute": {
-        "task": "metrics.tasks.rollups_refresh_task",
-        "schedule": 60.0,
-    },
-    "detection-runs-prune-hourly": {
-        "task": "anomalies.tasks.detection_runs_prune_task",
-        "schedule": 3600.0,
-    },
-    "points-maintenance-hourly": {
-        "task": "metrics.tasks.points_maintain_task",
-        "schedule": 3600.0,
-    },
+    name: {"task": task, "schedule": seconds, "options": {"expires": seconds}}
+    for name, task, seconds in (
+        ("detection-every-interval", "anomalies.tasks.detection_run_all_task",
+         float(CLOUDWATCHDOG["DETECTION_INTERVAL_SECONDS"])),
+        ("rollups-every-minute", "metrics.tasks.rollups_refresh_task", 60.0),
+        ("detection-runs-prune-hourly", "anomalies.tasks.detection_runs_prune_task", 3600.0),
+        ("points-maintenance-hourly", "metrics.tasks.points_maintain_task", 3600.0),
+    )
 }
 
 LOGGING = {

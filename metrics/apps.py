@@ -1,6 +1,15 @@
 from django.apps import AppConfig
+from django.db.models.signals import pre_delete
 
 
 class MetricsConfig(AppConfig):
     name = "metrics"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from metrics.services import tenant_points_delete
+        from tenants.models import Tenant
+
+        # Points are not foreign-keyed to their tenant (a partitioned table), so a tenant's deletion
+        # (the admin's, a superuser's) would leave them behind; the tenants app imports no other app.
+        pre_delete.connect(tenant_points_delete, sender=Tenant, dispatch_uid="metrics_tenant_points_delete")

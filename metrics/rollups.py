@@ -63,7 +63,9 @@ def rollups_refresh() -> dict:
             for (tenant_id,) in cursor.fetchall():
                 try:
                     with transaction.atomic():
-                        _tenant_refresh(cursor, tenant_id=tenant_id, report=report)
+                        done = _tenant_refresh(cursor, tenant_id=tenant_id)
+                    for name, count in done.items():
+                        report[name] += count
                 except DatabaseError:
                     logger.exception("rollup refresh failed for tenant %s; the others go on", tenant_id)
                     report["failed_tenants"].append(tenant_id)
@@ -72,7 +74,9 @@ def rollups_refresh() -> dict:
     return report
 
 
-def _tenant_refresh(cursor, *, tenant_id: int, report: dict) -> None:
+def _tenant_refresh(cursor, *, tenant_id: int) -> dict:
+    """Refresh one tenant's touched ranges; returns what it did, counted as rollups_refresh reports."""
+    done = {"tenants": 0, "minute_ranges": 0, "hour_ranges": 0, "orphan_points_deleted": 0}
     cursor.execute("DELETE FROM metrics_ingest_log WHERE tenant_id = %s RETURNING min_ts, max_ts", [tenant_id])
     ranges = cursor.fetchall()
     cursor.execute("SELECT EXISTS (SELECT 1 FROM tenants_tenant WHERE id = %s)", [tenant_id])
@@ -82,17 +86,18 @@ def _tenant_refresh(cursor, *, tenant_id: int, report: dict) -> None:
         for low, high in ranges:
             cursor.execute(f"DELETE FROM {POINT_TABLE} WHERE tenant_id = %s AND ts >= %s AND ts <= %s",
                            [tenant_id, low, high])
-            report["orphan_points_deleted"] += cursor.rowcount
-        return
-    report["tenants"] += 1
+            done["orphan_points_deleted"] += cursor.rowcount
+        return done
+    done["tenants"] = 1
     for start, end in _merged_ranges(ranges, 60):
         _rebuild(cursor, tenant_id=tenant_id, table="metrics_rollup_1m", source=POINT_TABLE,
                  seconds=60, start=start, end=end, time_column="ts", raw=True)
-        report["minute_ranges"] += 1
+        done["minute_ranges"] += 1
     for start, end in _merged_ranges(ranges, 3600):
         _rebuild(cursor, tenant_id=tenant_id, table="metrics_rollup_1h", source="metrics_rollup_1m",
                  seconds=3600, start=start, end=end, time_column="bucket", raw=False)
-        report["hour_ranges"] += 1
+        done["hour_ranges"] += 1
+    return done
 
 
 def _rebuild(cursor, *, tenant_id, table, source, seconds, start, end, time_column, raw) -> None:

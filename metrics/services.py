@@ -505,6 +505,17 @@ def points_retention_apply(*, now: datetime | None = None) -> dict:
     return report
 
 
+def tenant_points_delete(sender, instance: Tenant, **kwargs) -> None:
+    """Delete a tenant's points, rollups and ingest log with the tenant (a pre_delete receiver).
+
+    A request that authenticated just before (keys are cached for a few seconds) may still write;
+    the rollup refresh deletes such points when it meets their log row.
+    """
+    with connection.cursor() as cursor:
+        for table in (POINT_TABLE, "metrics_rollup_1m", "metrics_rollup_1h", "metrics_ingest_log"):
+            cursor.execute(f"DELETE FROM {table} WHERE tenant_id = %s", [instance.id])
+
+
 def points_maintain(*, now: datetime | None = None) -> dict:
     """Partitions for this week and the next two, then retention (global and per tenant)."""
     now = now or timezone.now()

