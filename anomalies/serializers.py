@@ -103,5 +103,12 @@ class RunSummarySerializer(serializers.Serializer):
 
 
 class ProcessRunQuerySerializer(serializers.Serializer):
-    # `async` is a Python keyword, hence the source mapping in the view.
-    run_async = serializers.BooleanField(required=False, default=False)
+    def get_fields(self):
+        # "async" is a Python keyword, so the field cannot be declared as a class attribute.
+        return {"async": serializers.BooleanField(
+            required=False, default=False, help_text="enqueue on Celery and answer 202 with the run id")}
+
+
+class RunQueuedSerializer(serializers.Serializer):
+    run_id = serializers.UUIDField()
+    status = serializers.CharField()

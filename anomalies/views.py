@@ -4,7 +4,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -13,6 +13,7 @@ from anomalies import selectors, serializers
 from anomalies.services import QueueUnavailable, RunInProgress, detection_run, detection_run_enqueue
 from cloudwatchdog.api import cursor_id, cursor_time, decode_cursor, encode_cursor, next_link, query_params, window
 from cloudwatchdog.errors import ApiError
+from cloudwatchdog.schema import ErrorSerializer
 from metrics.ingest import format_timestamp, timestamp_from_us
 from metrics.selectors import series_get
 from tenants.models import ApiKey
@@ -40,14 +41,18 @@ class ProcessRunView(APIView):
     @extend_schema(
         operation_id="process_run",
         request=None,
-        parameters=[OpenApiParameter("async", bool, description="enqueue on Celery and answer 202 with the run id")],
-        responses={200: serializers.RunSummarySerializer, 202: OpenApiResponse(description='{"run_id": "..."}'),
-                   409: OpenApiResponse(description="a run of this tenant is going; its run_id is given")},
+        parameters=[serializers.ProcessRunQuerySerializer],
+        responses={200: serializers.RunSummarySerializer,
+                   202: OpenApiResponse(serializers.RunQueuedSerializer, "Queued (?async=true); follow it at "
+                                        "/api/v1/process/runs/{run_id}."),
+                   409: OpenApiResponse(ErrorSerializer, "A run of this tenant is going; errors.run_id gives its id."),
+                   503: OpenApiResponse(ErrorSerializer, "PostgreSQL, or with ?async=true the task queue, is "
+                                        "unavailable; retry after Retry-After.")},
     )
     def post(self, request):
         """Run one detection pass for the caller's tenant (or enqueue it with ?async=true)."""
         tenant = request.user.tenant
-        run_async = request.query_params.get("async", "false").lower() in ("1", "true", "yes")
+        run_async = query_params(serializers.ProcessRunQuerySerializer, request)["async"]
         if run_async:
             try:
                 run = detection_run_enqueue(tenant=tenant)

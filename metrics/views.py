@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 
 from cloudwatchdog.api import cursor_id, decode_cursor, encode_cursor, next_link, query_params, step_check, window
 from cloudwatchdog.errors import ApiError
+from cloudwatchdog.schema import ErrorSerializer
 from metrics import selectors, serializers
 from metrics.ingest import BodyError, format_timestamp, parse_body
 from metrics.partitions import PartitionsBusy
@@ -40,9 +41,12 @@ class IngestView(APIView):
         request=serializers.IngestRequestSerializer,
         responses={
             202: serializers.IngestResponseSerializer,
-            400: OpenApiResponse(description="no valid event, or the body is not an events object"),
-            413: OpenApiResponse(description="body or event count over the limit"),
-            429: OpenApiResponse(description="over the points rate limit; see Retry-After"),
+            400: OpenApiResponse(ErrorSerializer, "No valid event (the body then also has accepted, duplicates and "
+                                 "rejected), or the body is not an events object."),
+            413: OpenApiResponse(ErrorSerializer, "The body or the event count is over the tenant's limit."),
+            429: OpenApiResponse(ErrorSerializer, "Over the tenant's request or points rate; retry after Retry-After."),
+            503: OpenApiResponse(ErrorSerializer, "PostgreSQL is unavailable, or storage for a new time range is "
+                                 "being prepared; nothing was stored, retry after Retry-After."),
         },
         description="Store a batch of events (JSON, or gzip with Content-Encoding: gzip). Valid events are "
         "stored even when others are rejected; accepted + duplicates + len(rejected) = number of events.",
