@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 PORT="${PORT:-8000}"
+BIND="${BIND:-127.0.0.1:${PORT}}"  # this machine only; BIND=0.0.0.0:8000 (with ALLOWED_HOSTS) to serve others
 mkdir -p .data
 
 KEY=$($PY manage.py create_tenant demo --name "Demo tenant" 2>/dev/null | tail -n 1)
@@ -31,7 +32,7 @@ trap cleanup INT TERM EXIT
 pids+=($!)
 .venv/bin/celery -A cloudwatchdog beat --loglevel=INFO --schedule .data/celerybeat-schedule &
 pids+=($!)
-.venv/bin/gunicorn cloudwatchdog.wsgi:application --config cloudwatchdog/gunicorn.conf.py --bind "0.0.0.0:${PORT}" &
+.venv/bin/gunicorn cloudwatchdog.wsgi:application --config cloudwatchdog/gunicorn.conf.py --bind "${BIND}" &
 pids+=($!)
 
 cat <<MSG
