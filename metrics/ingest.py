@@ -78,7 +78,8 @@ def parse_body(raw: bytes, *, content_encoding: str, limits: Limits) -> list:
     otherwise the events come back as plain JSON values for `typed_events` to sort out by index.
     """
     if len(raw) > limits.max_body_bytes:
-        raise BodyError(413, f"The request body is over the limit of {limits.max_body_bytes} bytes.")
+        raise BodyError(413, f"The request body is over this tenant's limit of {limits.max_body_bytes} bytes "
+                             "(MAX_BODY_BYTES).")
     if content_encoding.strip().lower() in ("gzip", "x-gzip") or raw[:2] == b"\x1f\x8b":
         raw = _gunzip(raw, limits.max_body_bytes)
     try:
@@ -115,7 +116,8 @@ def _check_count(events: list, limits: Limits) -> None:
     if len(events) > limits.max_events:
         raise BodyError(
             413,
-            f"The request has {len(events)} events; the limit is {limits.max_events} per request.",
+            f"The request has {len(events)} events; this tenant's limit is {limits.max_events} per request "
+            "(MAX_EVENTS_PER_REQUEST).",
             {"events": [f"at most {limits.max_events} events per request"]},
         )
 
@@ -128,7 +130,7 @@ def _gunzip(raw: bytes, max_bytes: int) -> bytes:
     except zlib.error:
         raise BodyError(400, "The body is not valid gzip.", {"body": ["not valid gzip"]}) from None
     if len(out) > max_bytes or decompressor.unconsumed_tail:
-        raise BodyError(413, f"The decompressed body is over the limit of {max_bytes} bytes.")
+        raise BodyError(413, f"The decompressed body is over this tenant's limit of {max_bytes} bytes (MAX_BODY_BYTES).")
     if not decompressor.eof:
         raise BodyError(400, "The body is not valid gzip: it ends early.", {"body": ["not valid gzip"]})
     return out

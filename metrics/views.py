@@ -56,7 +56,8 @@ class IngestView(APIView):
         limits = ingest_limits(tenant=tenant)
         declared = request.META.get("CONTENT_LENGTH")
         if declared and declared.isdigit() and int(declared) > limits.max_body_bytes:
-            raise ApiError(413, f"The request body is over the limit of {limits.max_body_bytes} bytes.")
+            raise ApiError(413, f"The request body is over this tenant's limit of {limits.max_body_bytes} bytes "
+                                "(MAX_BODY_BYTES).")
         raw = request._request.read(limits.max_body_bytes + 1)
         try:
             events = parse_body(raw, content_encoding=request.META.get("HTTP_CONTENT_ENCODING", ""), limits=limits)
@@ -64,7 +65,10 @@ class IngestView(APIView):
             raise ApiError(error.status, error.detail, error.errors) from None
         wait = points_rate_check(tenant=tenant, points=len(events))
         if wait is not None:
-            raise ApiError(429, f"Over this tenant's points rate limit; retry in {int(wait) + 1} seconds.",
+            raise ApiError(429, f"Over this tenant's rate limits ({tenant.limit('POINTS_PER_SECOND')} points a second, "
+                                f"bursts of {tenant.limit('POINTS_BURST')}: POINTS_PER_SECOND, POINTS_BURST; "
+                                f"{tenant.limit('REQUESTS_PER_MINUTE')} requests a minute: REQUESTS_PER_MINUTE); "
+                                f"retry in {int(wait) + 1} seconds.",
                            headers={"Retry-After": str(int(wait) + 1)})
         try:
             result = points_ingest(tenant=tenant, events=events)

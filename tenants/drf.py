@@ -69,11 +69,14 @@ class TenantRateThrottle(throttling.BaseThrottle):
         if not isinstance(user, TenantUser):
             return True
         per_minute = user.tenant.limit("REQUESTS_PER_MINUTE")
-        self._wait = bucket_take(name="requests", tenant_id=user.tenant.id, rate=per_minute / 60, burst=per_minute)
-        return self._wait is None
+        wait = bucket_take(name="requests", tenant_id=user.tenant.id, rate=per_minute / 60, burst=per_minute)
+        if wait is not None:
+            from cloudwatchdog.errors import ApiError  # imports DRF's views, which import this module
 
-    def wait(self):
-        return self._wait
+            seconds = int(wait) + 1
+            raise ApiError(429, f"Over this tenant's limit of {per_minute} requests a minute (REQUESTS_PER_MINUTE); "
+                                f"retry in {seconds} seconds.", headers={"Retry-After": str(seconds)})
+        return True
 
 
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):

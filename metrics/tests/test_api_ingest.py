@@ -145,6 +145,16 @@ def test_ingest_answers_429_with_retry_after_over_the_points_rate(owner):
     response = owner.ingest([event(1.0, "2025-01-01T00:01:00Z")])
     assert response.status_code == 429
     assert int(response["Retry-After"]) >= 1
+    assert "1 points a second" in response.json()["detail"] and "POINTS_PER_SECOND" in response.json()["detail"]
+
+
+def test_reads_over_the_request_rate_answer_429_naming_the_limit(owner):
+    owner.tenant.limits = {"REQUESTS_PER_MINUTE": 2}
+    owner.tenant.save()
+    answers = [owner.get("/api/v1/series") for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert int(answers[2]["Retry-After"]) >= 1
+    assert answers[2].json()["detail"].startswith("Over this tenant's limit of 2 requests a minute (REQUESTS_PER_MINUTE)")
 
 
 def test_ingest_refuses_points_older_than_the_tenant_retention(owner):
