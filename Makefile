@@ -20,8 +20,10 @@ migrate: setup
 	$(PY) manage.py maintain_points
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 
-run: migrate
-	PORT=$(PORT) ./scripts/serve.sh
+# serve.py migrates, creates this week's partitions and the demo key, then starts the Procfile's
+# roles; Ctrl-C at any point stops what it started, the embedded servers included.
+run: setup
+	PORT=$(PORT) $(PY) scripts/serve.py
 
 test: setup
 	$(PY) -m pytest -q

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import subprocess
 import time
@@ -44,6 +45,7 @@ def postgres_url(base_dir: Path) -> str:
 
     root = data_dir(base_dir)
     with _file_lock(root / "postgres.lock"):
+        _repair_handle_list(root / "postgres")
         server = _get_server(pgserver, root / "postgres")
         _tune_postgres(server)
         admin_uri = server.get_uri()
@@ -57,6 +59,22 @@ def postgres_url(base_dir: Path) -> str:
         finally:
             connection.close()
         return server.get_uri(DATABASE_NAME)
+
+
+def _repair_handle_list(pgdata: Path) -> None:
+    """Reset pgserver's list of attached processes when it is not a JSON list.
+
+    pgserver rewrites `.handle_pids.json` from every process's atexit; a process killed while
+    writing it leaves it empty or cut short, and every later start would fail on it
+    (JSONDecodeError). With cleanup_mode=None the list decides nothing, so an empty one is safe.
+    """
+    path = pgdata / ".handle_pids.json"
+    try:
+        if not path.exists() or isinstance(json.loads(path.read_text() or "null"), list):
+            return
+    except (ValueError, OSError):
+        pass
+    path.write_text("[]")
 
 
 def _get_server(pgserver, pgdata: Path):

@@ -14,6 +14,7 @@ threads = int(os.environ.get("GUNICORN_THREADS", "1"))
 worker_class = "cloudwatchdog.gunicorn_worker.BalancedThreadWorker"  # gthread, keep-alive connections spread over workers
 keepalive = 75
 timeout = 120
+graceful_timeout = 10  # requests in flight get this long on TERM; make run's Ctrl-C allows 15 s in all
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG")  # off by default: the ingest path is hot
 errorlog = "-"
 

@@ -1,0 +1,191 @@
+"""`make run`'s supervisor: starts the Procfile's roles (web, worker, beat), prints the demo tenant's
+key, and stops everything, the embedded servers included, on Ctrl-C, TERM or when a role dies.
+
+Each role runs in a session of its own, so the terminal's Ctrl-C (SIGINT to its whole process
+group) reaches only this supervisor, which then sends each role's main process one SIGTERM: a
+gunicorn or Celery worker that got the terminal's signal and its master's at once could hang in
+its shutdown (seen: a gthread worker deadlocked, orphaned and holding the port). A role still
+running after STOP_SECONDS is killed with its whole process group. Each role also gets SIGTERM
+from the kernel if this supervisor dies (PR_SET_PDEATHSIG), and a leftover of an earlier
+supervisor that was killed -9 is found by its pid file and stopped before starting again.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STOP_SECONDS = 12  # within the 15 s a user waits for Ctrl-C; gunicorn's graceful_timeout is 10
+_PR_SET_PDEATHSIG = 1
+
+
+def procfile_roles(path: Path = ROOT / "Procfile") -> dict[str, str]:
+    roles = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, command = line.partition(":")
+            roles[name.strip()] = command.strip()
+    return roles
+
+
+def _die_with_parent():
+    os.setsid()
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+class Supervisor:
+    def __init__(self, data_dir: Path, env: dict[str, str]):
+        self.pid_dir = data_dir / "run"
+        self.pid_dir.mkdir(parents=True, exist_ok=True)
+        self.env = env
+        self.children: dict[str, subprocess.Popen] = {}
+        self.stopping = False
+
+    def stop_leftovers(self) -> None:
+        """Stop the roles of an earlier supervisor that died without stopping them."""
+        for pid_file in self.pid_dir.glob("*.pid"):
+            try:
+                pgid = int(pid_file.read_text())
+            except ValueError:
+                pgid = 0
+            if pgid > 1 and _group_alive(pgid) and _is_ours(pgid):
+                print(f"stopping a leftover {pid_file.stem} (process group {pgid}) of an earlier run", file=sys.stderr)
+                self._stop_groups([pgid])
+            pid_file.unlink(missing_ok=True)
+
+    def start(self, roles: dict[str, str]) -> None:
+        for name, command in roles.items():
+            child = subprocess.Popen(["/bin/sh", "-c", f"exec {command}"], cwd=ROOT, env=self.env,
+                                     preexec_fn=_die_with_parent)
+            self.children[name] = child
+            (self.pid_dir / f"{name}.pid").write_text(str(child.pid))
+
+    def listen_for_signals(self) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, self._on_signal)
+
+    def wait(self) -> int:
+        """Until a signal or a role's exit; returns the exit status for make."""
+        while not self.stopping:
+            for name, child in self.children.items():
+                if child.poll() is not None:
+                    print(f"\n{name} exited with status {child.returncode}; stopping the others", file=sys.stderr)
+                    return 1
+            time.sleep(0.2)
+        return 0
+
+    def _on_signal(self, signum, frame) -> None:
+        self.stopping = True  # a second Ctrl-C changes nothing: the stop is already bounded
+
+    def stop(self) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
+        for child in self.children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)  # the role's main process only; it stops its own workers
+        self._stop_groups([child.pid for child in self.children.values()])
+        for name in self.children:
+            (self.pid_dir / f"{name}.pid").unlink(missing_ok=True)
+
+    def _stop_groups(self, pgids: list[int]) -> None:
+        deadline = time.monotonic() + STOP_SECONDS
+        for pgid in pgids:
+            if not _group_alive(pgid):
+                continue
+            if pgid not in [child.pid for child in self.children.values()]:
+                os.killpg(pgid, signal.SIGTERM)
+            while _group_alive(pgid) and time.monotonic() < deadline:
+                _reap(self.children)
+                time.sleep(0.1)
+            if _group_alive(pgid):
+                print(f"process group {pgid} did not stop in {STOP_SECONDS} s; killing it", file=sys.stderr)
+                os.killpg(pgid, signal.SIGKILL)
+        _reap(self.children)
+
+
+def _reap(children: dict[str, subprocess.Popen]) -> None:
+    for child in children.values():
+        child.poll()
+
+
+def _is_ours(pgid: int) -> bool:
+    """Whether a process group's leader runs from this checkout (pids are reused)."""
+    try:
+        return str(ROOT) in Path(f"/proc/{pgid}/cwd").resolve().as_posix() or \
+            str(ROOT) in Path(f"/proc/{pgid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+
+
+def _port_free(bind: str) -> bool:
+    host, _, port = bind.rpartition(":")
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host.strip("[]") or "0.0.0.0", int(port)))
+            return True
+        except OSError:
+            return False
+
+
+def main() -> int:
+    sys.path.insert(0, str(ROOT))
+    from cloudwatchdog import embedded
+
+    venv_bin = Path(sys.executable).parent
+    env = dict(os.environ)
+    env["PATH"] = f"{venv_bin}{os.pathsep}{env.get('PATH', '')}"
+    port = env.setdefault("PORT", "8000")
+    env.setdefault("BIND", f"127.0.0.1:{port}")
+    data_dir = embedded.data_dir(ROOT)
+    env.setdefault("CELERY_BEAT_SCHEDULE_FILE", str(data_dir / "celerybeat-schedule"))
+    supervisor = Supervisor(data_dir, env)
+    supervisor.listen_for_signals()  # from here on, Ctrl-C at any moment ends in stop() below
+    status = 1
+    try:
+        supervisor.stop_leftovers()
+        if not _port_free(env["BIND"]):
+            print(f"{env['BIND']} is in use by another program; stop it or set PORT (or BIND).", file=sys.stderr)
+            return 1
+        # Migrations, this week's partitions, static files and the demo key, in one process.
+        demo = subprocess.run([sys.executable, str(ROOT / "scripts" / "prepare.py")], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, text=True)
+        if supervisor.stopping or demo.returncode != 0:
+            return 1
+        supervisor.start(procfile_roles())
+        print(f"""
+CloudWatchDog is up:
+  API      http://{env['BIND']}/api/v1/   (schema: /api/schema/, docs: /api/docs/)
+  admin    http://{env['BIND']}/admin/    (create a user: .venv/bin/python manage.py createsuperuser)
+  health   http://{env['BIND']}/healthz
+Demo tenant 'demo', new API key (shown once):
+{demo.stdout.strip()}
+""", flush=True)
+        status = supervisor.wait()
+    finally:
+        supervisor.stop()
+        if not env.get("DATABASE_URL") or not env.get("REDIS_URL"):
+            embedded.stop_all(ROOT)
+        print("CloudWatchDog stopped.", file=sys.stderr)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
