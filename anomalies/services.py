@@ -156,6 +156,7 @@ def detection_run(
         raise RunInProgress(running.run_id if running else None, run)
     started = time.monotonic()
     try:
+        _interrupted_runs_close(tenant=tenant, current=run)
         run.status = DetectionRun.STATUS_RUNNING
         run.started_at = timezone.now()
         run.save()
@@ -177,6 +178,14 @@ def detection_run(
             # skip the tenant's runs until that connection is recycled.
             _run_lock_release(tenant.id)
     return run
+
+
+def _interrupted_runs_close(*, tenant: Tenant, current: DetectionRun) -> None:
+    """Mark as failed the tenant's runs still "running" whose process died (this one holds the lock,
+    so no other can be going); `evaluating_from` makes this run redo their work."""
+    DetectionRun.objects.for_tenant(tenant).filter(status=DetectionRun.STATUS_RUNNING).exclude(id=current.id).update(
+        status=DetectionRun.STATUS_FAILED, finished_at=timezone.now(),
+        error=f"interrupted: its process ended before it finished; run {current.run_id} redid its work")
 
 
 def _run_lock_acquire(tenant_id: int, wait_seconds: float) -> bool:

@@ -111,6 +111,16 @@ def _tune_postgres(server) -> None:
     pg_ctl(["-w", "restart"], pgdata=server.pgdata, user=server.system_user, timeout=60)
 
 
+def postgres_restart(base_dir: Path) -> None:
+    """Restart the embedded PostgreSQL (fast mode: sessions are cut, as in a real restart)."""
+    import pgserver
+    from pgserver._commands import pg_ctl
+
+    pgdata = data_dir(base_dir) / "postgres"
+    server = _get_server(pgserver, pgdata)
+    pg_ctl(["-m", "fast", "-w", "restart"], pgdata=pgdata, user=server.system_user, timeout=60)
+
+
 def redis_socket_path(base_dir: Path) -> Path:
     root = data_dir(base_dir)
     candidate = root / "redis.sock"

@@ -2,6 +2,7 @@
 (security review C9, S4). Each test stops a real server: a Redis of its own, or PostgreSQL as
 this process sees it."""
 import logging
+import os
 import subprocess
 import time
 import uuid
@@ -144,3 +145,56 @@ def test_postgres_restarted_connections_are_checked_and_a_retried_batch_is_store
     # The server's dead connection is noticed by its health check and replaced.
     assert ingest(batch) == (202, {"accepted": 3, "duplicates": 2, "rejected": []})
     server.close()
+
+
+def _postgres_restart():
+    """Restart the PostgreSQL the tests use: the embedded one, or the command make test-external gives."""
+    from django.conf import settings
+
+    if settings.EMBEDDED:
+        embedded.postgres_restart(settings.BASE_DIR)
+    elif os.environ.get("POSTGRES_RESTART_COMMAND"):
+        subprocess.run(os.environ["POSTGRES_RESTART_COMMAND"], shell=True, check=True, capture_output=True)
+    else:
+        pytest.skip("no way to restart this PostgreSQL (set POSTGRES_RESTART_COMMAND)")
+
+
+def test_postgres_restart_answers_503_with_retry_after_and_a_retried_batch_is_stored_once(make_tenant, live_server):
+    import http.client
+    import json
+    import threading
+    from urllib.parse import urlsplit
+
+    owner = make_tenant("pg-restarting")
+    batch = [event(float(k), NOW - timedelta(seconds=k)) for k in range(50)]
+    server = http.client.HTTPConnection(urlsplit(live_server.url).hostname, urlsplit(live_server.url).port, timeout=30)
+
+    def ingest():
+        server.request("POST", "/api/v1/ingest/metrics", json.dumps({"events": batch}),
+                       {"Authorization": f"Bearer {owner.key}", "Content-Type": "application/json"})
+        response = server.getresponse()
+        return response.status, response.getheader("Retry-After"), json.loads(response.read())
+
+    assert ingest()[0] == 202  # the connection is warm, with its database connection
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM metrics_point WHERE tenant_id = %s", [owner.tenant.id])
+    restart = threading.Thread(target=_postgres_restart)
+    restart.start()
+    answers = []
+    while restart.is_alive():
+        answers.append(ingest())
+        time.sleep(0.01)
+    restart.join()
+    for _ in range(50):  # the client retries the same batch on 503, as exporters do
+        answers.append(ingest())
+        if answers[-1][0] == 202:
+            break
+        time.sleep(0.1)
+    assert {status for status, _, _ in answers} <= {202, 503}, answers
+    assert all(retry_after == "5" for status, retry_after, _ in answers if status == 503)
+    assert any(status == 503 for status, _, _ in answers), "no request met the restart"
+    assert answers[-1][0] == 202
+    connection.close()  # this test's own session was cut by the restart
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*), count(DISTINCT ts) FROM metrics_point WHERE tenant_id = %s", [owner.tenant.id])
+        assert cursor.fetchone() == (len(batch), len(batch))
