@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run test setup migrate stop clean
+.PHONY: run test test-external setup migrate stop clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ run: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# The same suite against Debian's PostgreSQL 15 and Redis 7 as real services (apt-get installs them).
+test-external: setup
+	./scripts/test-external.sh
 
 stop: setup
 	$(PY) -c "from pathlib import Path; from cloudwatchdog import embedded; embedded.stop_all(Path('.'))"

@@ -154,7 +154,8 @@ def _postgres_restart():
     if settings.EMBEDDED:
         embedded.postgres_restart(settings.BASE_DIR)
     elif os.environ.get("POSTGRES_RESTART_COMMAND"):
-        subprocess.run(os.environ["POSTGRES_RESTART_COMMAND"], shell=True, check=True, capture_output=True)
+        subprocess.run(os.environ["POSTGRES_RESTART_COMMAND"], shell=True, check=True, timeout=60,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     else:
         pytest.skip("no way to restart this PostgreSQL (set POSTGRES_RESTART_COMMAND)")
 
@@ -181,10 +182,10 @@ def test_postgres_restart_answers_503_with_retry_after_and_a_retried_batch_is_st
     restart = threading.Thread(target=_postgres_restart)
     restart.start()
     answers = []
-    while restart.is_alive():
+    while restart.is_alive() and len(answers) < 2000:
         answers.append(ingest())
         time.sleep(0.01)
-    restart.join()
+    restart.join(timeout=60)
     for _ in range(50):  # the client retries the same batch on 503, as exporters do
         answers.append(ingest())
         if answers[-1][0] == 202:

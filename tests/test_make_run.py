@@ -119,6 +119,11 @@ def make_run(data_dir):
     yield runner
     if runner.process is not None and _session_processes(runner.process.pid):
         os.killpg(runner.process.pid, signal.SIGKILL)
+    for pid_file in (data_dir / "run").glob("*.pid"):  # roles a failed test left running
+        try:
+            os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+        except (ValueError, ProcessLookupError):
+            pass
     subprocess.run([str(ROOT / ".venv/bin/python"), "-c",
                     "from pathlib import Path; from cloudwatchdog import embedded; embedded.stop_all(Path('.'))"],
                    cwd=ROOT, env=runner.env, capture_output=True)
