@@ -180,18 +180,36 @@ def _redis_answers(socket_path: Path) -> bool:
 
 
 def stop_all(base_dir: Path) -> None:
-    """Stop the embedded servers that `make run` started."""
+    """Stop the embedded servers that `make run` started (those already gone are skipped)."""
     root = data_dir(base_dir)
-    pid_file = root / "redis.pid"
-    if pid_file.exists():
-        try:
-            os.kill(int(pid_file.read_text().strip()), 15)
-        except (ProcessLookupError, ValueError):
-            pass
+    redis_pid = _pid_in(root / "redis.pid")
+    if redis_pid is not None and _alive(redis_pid):
+        os.kill(redis_pid, 15)
     pgdata = root / "postgres"
-    if (pgdata / "postmaster.pid").exists():
-        import pgserver
+    postmaster = _pid_in(pgdata / "postmaster.pid")
+    if postmaster is not None and _alive(postmaster):
         from pgserver._commands import pg_ctl
 
-        server = _get_server(pgserver, pgdata)
-        pg_ctl(["-m", "fast", "-w", "stop"], pgdata=pgdata, user=server.system_user, timeout=60)
+        # pgserver runs PostgreSQL as its own system user when started by root.
+        pg_ctl(["-m", "fast", "-w", "stop"], pgdata=pgdata, user="pgserver" if os.geteuid() == 0 else None, timeout=60)
+    deadline = time.monotonic() + 10
+    while redis_pid is not None and _alive(redis_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _pid_in(path: Path) -> int | None:
+    """The process id on the first line of a pid file (postmaster.pid has more lines), if any."""
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
