@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import numpy as np
 from django.db.models import QuerySet
@@ -12,13 +12,8 @@ from django.db import connection
 from anomalies.engine import DetectionConfig, SeriesState, expected_band, restart_at, state_from_history
 from anomalies.models import Anomaly, Baseline, DetectionRun
 from metrics import selectors as metrics_selectors
-from metrics.ingest import EPOCH, timestamp_from_us
+from cloudwatchdog.timeutil import from_us, to_us
 from tenants.models import Tenant
-
-
-def to_us(moment: datetime | None) -> int | None:
-    """Microseconds since the epoch (the engine's time unit)."""
-    return None if moment is None else (moment - EPOCH) // timedelta(microseconds=1)
 
 
 def detection_config_for(*, tenant: Tenant) -> DetectionConfig:
@@ -134,7 +129,7 @@ def baseline_band(*, tenant: Tenant, series_id: int, start: datetime, end: datet
     expected, lower, upper, warm = expected_band(state, ts, values, config)
     band = [
         {
-            "timestamp": timestamp_from_us(int(t)), "value": float(v),
+            "timestamp": from_us(int(t)), "value": float(v),
             "expected": None if np.isnan(e) else float(e), "lower": None if np.isnan(lo) else float(lo),
             "upper": None if np.isnan(up) else float(up), "status": "ready" if w else "warming",
         }

@@ -28,12 +28,12 @@ from django.utils import timezone
 from psycopg2.extras import execute_values
 
 from anomalies import selectors as anomalies_selectors
-from anomalies.selectors import detection_config_for, to_us
+from anomalies.selectors import detection_config_for
 from anomalies.engine import DetectionConfig, SeriesState, detect_many, restart_at
 from anomalies.models import Anomaly, Baseline, DetectionRun
 from cloudwatchdog import pgcopy
 from metrics import selectors as metrics_selectors
-from metrics.ingest import EPOCH, timestamp_from_us
+from cloudwatchdog.timeutil import EPOCH, from_us, to_us
 from metrics.services import INGEST_ADVISORY_NAMESPACE, IngestHook
 from tenants.models import Tenant
 
@@ -255,7 +255,7 @@ def _plan(tenant: Tenant, baselines: dict[int, Baseline], series_ids: list[int],
 
 def _evaluate(*, tenant: Tenant, run: DetectionRun, replay_since: datetime | None, settle_seconds: float) -> None:
     config = detection_config_for(tenant=tenant)
-    replay_us = to_us(replay_since)
+    replay_us = to_us(replay_since) if replay_since is not None else None
     cutoff_us = to_us(timezone.now()) - int(settle_seconds * 1_000_000) if settle_seconds else None
 
     # Phase 1, while ingest of this tenant waits (milliseconds): fix each series' new watermark at
@@ -342,12 +342,12 @@ def _watermarks_advance(cursor, *, tenant: Tenant, plans: list[_Plan], newest: d
         old = to_us(plan.baseline.watermark) if plan.baseline is not None else None
         watermark = max(newest[plan.series_id], old) if old is not None else newest[plan.series_id]
         if plan.restart_us is not None:
-            owed_from = timestamp_from_us(plan.restart_us)
+            owed_from = from_us(plan.restart_us)
         elif old is not None:
-            owed_from = timestamp_from_us(old + 1)
+            owed_from = from_us(old + 1)
         else:
             owed_from = _BEGINNING
-        rows.append((plan.series_id, timestamp_from_us(watermark), owed_from, plan.consumes_late))
+        rows.append((plan.series_id, from_us(watermark), owed_from, plan.consumes_late))
     if not rows:
         return
     execute_values(
@@ -384,7 +384,7 @@ def _anomalies_write(cursor, *, tenant: Tenant, run: DetectionRun, findings_by_s
     """Replace re-evaluated ranges and insert findings; returns how many anomalies are new."""
     if rebuild:
         # One statement for every re-evaluated series; anomalies found again stay (with their triage status).
-        kept = [(series_id, timestamp_from_us(f.ts_us)) for series_id in rebuild
+        kept = [(series_id, from_us(f.ts_us)) for series_id in rebuild
                 for f in findings_by_series.get(series_id, [])]
         cursor.execute(
             """
@@ -394,7 +394,7 @@ def _anomalies_write(cursor, *, tenant: Tenant, run: DetectionRun, findings_by_s
               AND NOT EXISTS (SELECT 1 FROM unnest(%s::bigint[], %s::timestamptz[]) AS k(series_id, ts)
                               WHERE k.series_id = a.series_id AND k.ts = a.ts)
             """,
-            [list(rebuild), [timestamp_from_us(us) for us in rebuild.values()], tenant.id,
+            [list(rebuild), [from_us(us) for us in rebuild.values()], tenant.id,
              [series_id for series_id, _ in kept], [ts for _, ts in kept]],
         )
     rows = []
@@ -402,7 +402,7 @@ def _anomalies_write(cursor, *, tenant: Tenant, run: DetectionRun, findings_by_s
     for series_id, findings in findings_by_series.items():
         for f in findings:
             rows.append((
-                tenant.id, series_id, timestamp_from_us(f.ts_us), f.value, f.expected, f.lower, f.upper, f.score,
+                tenant.id, series_id, from_us(f.ts_us), f.value, f.expected, f.lower, f.upper, f.score,
                 Anomaly.severity_for(f.score), Anomaly.STATUS_OPEN, f.detector,
                 orjson.dumps(f.parameters).decode(), orjson.dumps(f.baseline).decode(),
                 orjson.dumps(f.suppression).decode(), f.reason, run.id, now,

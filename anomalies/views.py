@@ -1,5 +1,4 @@
 """HTTP endpoints of detection: process/run, runs, anomalies, baselines."""
-from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import Q
@@ -14,13 +13,13 @@ from anomalies.services import QueueUnavailable, RunInProgress, detection_run, d
 from cloudwatchdog.api import cursor_id, cursor_time, decode_cursor, encode_cursor, next_link, query_params, window
 from cloudwatchdog.errors import ApiError
 from cloudwatchdog.schema import ErrorSerializer
-from metrics.ingest import format_timestamp, timestamp_from_us
+from cloudwatchdog.timeutil import format_iso, to_us
 from metrics.selectors import series_get
 from tenants.models import ApiKey
 
 
 def _ts(moment):
-    return format_timestamp(moment) if moment else None
+    return format_iso(moment) if moment else None
 
 
 def run_summary(run) -> dict:
@@ -83,7 +82,7 @@ class RunDetailView(APIView):
 def anomaly_item(anomaly) -> dict:
     series = anomaly.series
     return {
-        "id": anomaly.id, "series_id": anomaly.series_id, "timestamp": format_timestamp(anomaly.ts),
+        "id": anomaly.id, "series_id": anomaly.series_id, "timestamp": format_iso(anomaly.ts),
         "service": series.service, "resource_id": series.resource_id, "metric_name": series.metric_name,
         "tags": series.tags, "value": anomaly.value, "expected": anomaly.expected, "lower": anomaly.lower,
         "upper": anomaly.upper, "score": anomaly.score, "severity": anomaly.severity, "status": anomaly.status,
@@ -111,7 +110,7 @@ class AnomalyListView(APIView):
         cursor = None
         if more:
             last = page[-1]
-            cursor = next_link(request, encode_cursor((last.ts - timestamp_from_us(0)) // timedelta(microseconds=1), last.id))
+            cursor = next_link(request, encode_cursor(to_us(last.ts), last.id))
         return Response({"results": [anomaly_item(a) for a in page], "next": cursor})
 
 
@@ -145,5 +144,5 @@ class BaselineListView(APIView):
             start, end = window(minutes=None, start=params.get("start"), end=params.get("end"), now=timezone.now(),
                                 default_minutes=24 * 60)
             band = selectors.baseline_band(tenant=tenant, series_id=params["series_id"], start=start, end=end)
-            body["band"] = [{**p, "timestamp": format_timestamp(p["timestamp"])} for p in band]
+            body["band"] = [{**p, "timestamp": format_iso(p["timestamp"])} for p in band]
         return Response(body)

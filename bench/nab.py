@@ -85,11 +85,12 @@ class Pipeline:
     def flags(self, name: str, stamps, values) -> set[int]:
         from anomalies.selectors import anomaly_list
         from anomalies.services import detection_run
-        from metrics.ingest import Event, format_timestamp, timestamp_from_us
+        from cloudwatchdog.timeutil import format_iso, from_us
+        from metrics.ingest import Event
         from metrics.services import points_ingest
 
         events = [Event(service="nab", resource_id=name, metric_name="value", value=value,
-                        timestamp=format_timestamp(timestamp_from_us(ts))) for ts, value in zip(stamps, values)]
+                        timestamp=format_iso(from_us(ts))) for ts, value in zip(stamps, values)]
         for start in range(0, len(events), 1000):
             points_ingest(tenant=self.tenant, events=events[start:start + 1000])
         detection_run(tenant=self.tenant, trigger="command")

@@ -10,7 +10,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from cloudwatchdog.errors import ApiError
-from metrics.ingest import parse_timestamp, timestamp_from_us
+from cloudwatchdog.timeutil import from_us, parse_iso
 
 _STEP = re.compile(r"^(\d{1,10})([smhd])$")
 _STEP_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -31,7 +31,7 @@ class TimestampField(serializers.Field):
 
     def to_internal_value(self, data):
         try:
-            moment = timestamp_from_us(parse_timestamp(data))
+            moment = from_us(parse_iso(data))
         except ValueError as error:
             raise serializers.ValidationError(str(error))
         except OverflowError:
@@ -83,7 +83,7 @@ def cursor_id(text: str) -> int:
 def cursor_time(text: str) -> datetime:
     """A time (µs since the epoch) inside a cursor (ValueError if it is not one)."""
     try:
-        return timestamp_from_us(int(text))
+        return from_us(int(text))
     except OverflowError:
         raise ValueError(text) from None
 

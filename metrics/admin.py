@@ -7,7 +7,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from metrics import selectors
-from metrics.ingest import format_timestamp
+from cloudwatchdog.timeutil import format_iso
 from metrics.models import Series
 from tenants.admin import ScopedValuesFilter, TenantFilter, TenantScopedAdmin
 
@@ -79,7 +79,7 @@ class SeriesAdmin(TenantScopedAdmin):
             "opts": self.opts,
             "title": f"Raw points of {series}",
             "series": series,
-            "points": [(format_timestamp(ts), value) for ts, value in rows],
+            "points": [(format_iso(ts), value) for ts, value in rows],
             "older": rows[-1][0].isoformat() if more else None,
         }
         return TemplateResponse(request, "admin/metrics/series_points.html", context)

@@ -11,13 +11,12 @@ import json
 import math
 import zlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 
 import msgspec
 import orjson
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_ONE_MICROSECOND = timedelta(microseconds=1)
+from cloudwatchdog.timeutil import parse_iso
+
 NAME_FIELDS = ("service", "resource_id", "metric_name")
 REQUIRED_FIELDS = ("service", "resource_id", "metric_name", "value", "timestamp")
 # CloudWatch's range for a value. Bounded values keep every aggregate finite: rollup sums of
@@ -136,19 +135,6 @@ def _gunzip(raw: bytes, max_bytes: int) -> bytes:
     return out
 
 
-def parse_timestamp(text) -> int:
-    """Microseconds since the epoch of an ISO 8601 timestamp with a UTC offset; ValueError says why not."""
-    if not isinstance(text, str):
-        raise ValueError(f"must be an ISO 8601 string with a UTC offset, not {_json_type(text)}")
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"'{shown(text)}' is not an ISO 8601 timestamp") from None
-    if moment.tzinfo is None:
-        raise ValueError("needs a time zone: add 'Z' or an offset such as +00:00")
-    return (moment - EPOCH) // _ONE_MICROSECOND
-
-
 def shown(text: str, length: int = 64) -> str:
     """A client's text as it may appear in an error message: cut short, lone surrogates escaped."""
     return text[:length].encode("utf-8", "backslashreplace").decode("utf-8")
@@ -167,16 +153,6 @@ def text_error(text: str, max_bytes: int, limit_name: str) -> str | None:
     if size > max_bytes:
         return f"is {size} bytes long in UTF-8; the limit is {max_bytes} ({limit_name})"
     return None
-
-
-def timestamp_from_us(ts_us: int) -> datetime:
-    return EPOCH + timedelta(microseconds=ts_us)
-
-
-def format_timestamp(moment: datetime) -> str:
-    """UTC with a Z, the one form responses use."""
-    text = moment.astimezone(timezone.utc).isoformat()
-    return text.replace("+00:00", "Z")
 
 
 def series_key_hash(series_key: tuple) -> str:
@@ -291,7 +267,7 @@ class EventChecker:
     def timestamp(self, text: str) -> int | str:
         """Microseconds since the epoch, or the reason the timestamp is refused."""
         try:
-            ts_us = parse_timestamp(text)
+            ts_us = parse_iso(text)
         except ValueError as error:
             return str(error)
         if ts_us > self.latest_us:

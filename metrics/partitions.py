@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import bisect
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 import numpy as np
 from django.db import OperationalError, connection, transaction
 
+from cloudwatchdog.timeutil import from_us, to_us
 from metrics.models import POINT_TABLE
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,6 @@ logger = logging.getLogger(__name__)
 WEEK_US = 7 * 24 * 3600 * 1_000_000
 # 1970-01-05 was a Monday: week starts are this plus whole weeks.
 _MONDAY_US = 4 * 24 * 3600 * 1_000_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 RECENT_WEEKS = 4
 DDL_LOCK_TIMEOUT = "2s"
 _DDL_LOCK = POINT_TABLE + "_partitions"
@@ -103,17 +103,9 @@ def week_start_us(ts_us):
     return _MONDAY_US + (ts_us - _MONDAY_US) // WEEK_US * WEEK_US
 
 
-def _from_us(ts_us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=ts_us)
-
-
-def _to_us(moment: datetime) -> int:
-    return (moment - _EPOCH) // timedelta(microseconds=1)
-
-
 def partition_name(start_us: int) -> str:
     """A label for the partition starting at `start_us` (unique: partitions never share a start)."""
-    start = _from_us(start_us)
+    start = from_us(start_us)
     return f"{POINT_TABLE}_p{start.year:04d}{start.month:02d}{start.day:02d}"
 
 
@@ -122,10 +114,10 @@ def _desired_range(ts_us: int, now_us: int) -> tuple[int, int]:
     week = int(week_start_us(ts_us))
     if week >= int(week_start_us(now_us)) - RECENT_WEEKS * WEEK_US:
         return week, week + WEEK_US
-    moment = _from_us(ts_us)
+    moment = from_us(ts_us)
     month = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     following = month.replace(year=month.year + 1, month=1) if month.month == 12 else month.replace(month=month.month + 1)
-    return _to_us(month), _to_us(following)
+    return to_us(month), to_us(following)
 
 
 def partitions_ensure(*, ts_us, now_us: int, max_new: int | None = None) -> tuple[np.ndarray, int]:
@@ -173,14 +165,14 @@ def _create(cursor, ts_us: int, now_us: int) -> None:
     cursor.execute(f"CREATE TABLE {name} (LIKE {POINT_TABLE} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
     cursor.execute(
         f"ALTER TABLE {POINT_TABLE} ATTACH PARTITION {name} FOR VALUES FROM (%s) TO (%s)",
-        [_from_us(start), _from_us(end)],
+        [from_us(start), from_us(end)],
     )
     _known.add(start, end)
 
 
 def partitions_ensure_ahead(*, now: datetime, weeks_ahead: int = 2) -> int:
     """Create this week's partition and the next `weeks_ahead` ones; returns how many were created."""
-    now_us = _to_us(now)
+    now_us = to_us(now)
     _, created = partitions_ensure(ts_us=[now_us + k * WEEK_US for k in range(weeks_ahead + 1)], now_us=now_us)
     return created
 
@@ -191,7 +183,7 @@ def partitions_drop_before(*, cutoff: datetime) -> list[str]:
     DROP takes ACCESS EXCLUSIVE on metrics_point; under the lock timeout, ingest and reads wait at
     most that long, and a drop that cannot get the lock is left for the next hourly pass.
     """
-    cutoff_us = _to_us(cutoff)
+    cutoff_us = to_us(cutoff)
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(f"SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'")

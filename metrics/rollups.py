@@ -8,14 +8,14 @@ refresh that runs twice changes nothing.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from django.db import DatabaseError, connection, transaction
 
+from cloudwatchdog.timeutil import floor
 from metrics.models import POINT_TABLE
 
 logger = logging.getLogger(__name__)
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # (table, bucket seconds, source); a step that is a multiple of a resolution may read its table.
 RESOLUTIONS = [("metrics_rollup_1h", 3600), ("metrics_rollup_1m", 60)]
 _REFRESH_LOCK = "metrics_rollups_refresh"
@@ -30,13 +30,9 @@ def ingest_log_statement(*, tenant_id: int, min_us: int, max_us: int) -> tuple[s
     )
 
 
-def _floor(moment: datetime, seconds: int) -> datetime:
-    return EPOCH + timedelta(seconds=(moment - EPOCH) // timedelta(seconds=seconds) * seconds)
-
-
 def _merged_ranges(ranges: list[tuple[datetime, datetime]], seconds: int) -> list[tuple[datetime, datetime]]:
     """Bucket-aligned [start, end) ranges covering the given [min, max] ranges, overlapping ones merged."""
-    aligned = sorted((_floor(low, seconds), _floor(high, seconds) + timedelta(seconds=seconds)) for low, high in ranges)
+    aligned = sorted((floor(low, seconds), floor(high, seconds) + timedelta(seconds=seconds)) for low, high in ranges)
     merged: list[list[datetime]] = []
     for start, end in aligned:
         if merged and start <= merged[-1][1]:

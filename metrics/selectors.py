@@ -10,6 +10,7 @@ from django.db import connection
 from django.db.models import QuerySet
 
 from cloudwatchdog import pgcopy
+from cloudwatchdog.timeutil import floor
 from metrics.models import POINT_TABLE, Series
 from metrics.rollups import rollup_for_step
 from tenants.models import Tenant
@@ -137,13 +138,13 @@ def _aggregated_read(cursor, *, tenant, series_ids, start, end, step_seconds, ag
     if rollup is not None:
         table, seconds = rollup
         # Whole rollup buckets strictly inside (start, end]; ranges not yet refreshed read raw.
-        rollup_from = _bucket_floor(start, seconds) + timedelta(seconds=seconds)
-        rollup_to = _bucket_floor(end, seconds)
+        rollup_from = floor(start, seconds) + timedelta(seconds=seconds)
+        rollup_to = floor(end, seconds)
         cursor.execute("SELECT min(min_ts), max(max_ts) FROM metrics_ingest_log WHERE tenant_id = %s", [tenant.id])
         dirty_low, dirty_high = cursor.fetchone()
         if dirty_low is not None and dirty_high >= rollup_from and dirty_low < rollup_to:
             # Keep the clean part before the dirty range; the rest comes from raw points.
-            rollup_to = min(rollup_to, _bucket_floor(dirty_low, seconds))
+            rollup_to = min(rollup_to, floor(dirty_low, seconds))
         if rollup_to <= rollup_from:
             rollup = None
     step = f"make_interval(secs => {int(step_seconds)})"
@@ -172,11 +173,6 @@ def _aggregated_read(cursor, *, tenant, series_ids, start, end, step_seconds, ag
         {"tenant": tenant.id, "series": series_ids, "start": start, "end": end, "rollup_from": rollup_from,
          "rollup_to": rollup_to, "limit": max_points},
     )
-
-
-def _bucket_floor(moment: datetime, seconds: int) -> datetime:
-    epoch = datetime(1970, 1, 1, tzinfo=moment.tzinfo)
-    return epoch + timedelta(seconds=(moment - epoch) // timedelta(seconds=seconds) * seconds)
 
 
 _POINT_ROW = np.dtype([("n", ">i2"), ("l1", ">i4"), ("series", ">i8"), ("l2", ">i4"), ("ts", ">i8"),

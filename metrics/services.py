@@ -15,9 +15,8 @@ from django.utils import timezone
 
 from cloudwatchdog import pgcopy
 from metrics import partitions, rollups
-from metrics.ingest import (
-    EPOCH, MAX_ABS_VALUE, Event, EventChecker, Limits, format_timestamp, series_key_hash, typed_events, value_error,
-)
+from cloudwatchdog.timeutil import format_iso, to_us
+from metrics.ingest import MAX_ABS_VALUE, Event, EventChecker, Limits, series_key_hash, typed_events, value_error
 from metrics.models import POINT_TABLE
 from tenants.models import Tenant
 from tenants.ratelimit import buckets_take
@@ -143,7 +142,7 @@ def earliest_timestamp() -> datetime:
 def _oldest_allowed(tenant: Tenant, now: datetime) -> tuple[int, str]:
     """The earliest time (µs) this tenant's points may have now, and the reason given for older ones."""
     earliest = earliest_timestamp()
-    limits = [(earliest, f"is before the earliest accepted timestamp, {format_timestamp(earliest)} (EARLIEST_TIMESTAMP)")]
+    limits = [(earliest, f"is before the earliest accepted timestamp, {format_iso(earliest)} (EARLIEST_TIMESTAMP)")]
     if tenant.retention_days:
         limits.append((now - timedelta(days=tenant.retention_days),
                        f"is older than this tenant's retention of {tenant.retention_days} days"))
@@ -154,7 +153,7 @@ def _oldest_allowed(tenant: Tenant, now: datetime) -> tuple[int, str]:
         limits.append((now - timedelta(days=tenant.max_point_age_days),
                        f"is older than this tenant's maximum age of {tenant.max_point_age_days} days"))
     oldest, reason = max(limits, key=lambda limit: limit[0])
-    return (oldest - EPOCH) // timedelta(microseconds=1), reason
+    return to_us(oldest), reason
 
 
 def points_rate_check(*, tenant: Tenant, points: int) -> float | None:
@@ -188,7 +187,7 @@ def points_ingest(*, tenant: Tenant, events: list, now: datetime | None = None) 
     now = now or timezone.now()
     limits = ingest_limits(tenant=tenant)
     oldest_us, oldest_reason = _oldest_allowed(tenant, now)
-    now_us = (now - EPOCH) // timedelta(microseconds=1)
+    now_us = to_us(now)
     checker = EventChecker(now_us=now_us, oldest_us=oldest_us, oldest_reason=oldest_reason, limits=limits)
     typed, errors_by_index = typed_events(events, limits)
     # The hot path is list comprehensions over the batch: a known series costs one dict lookup,

@@ -13,7 +13,8 @@ from cloudwatchdog.api import cursor_id, decode_cursor, encode_cursor, next_link
 from cloudwatchdog.errors import ApiError
 from cloudwatchdog.schema import ErrorSerializer
 from metrics import selectors, serializers
-from metrics.ingest import BodyError, format_timestamp, parse_body
+from cloudwatchdog.timeutil import format_iso
+from metrics.ingest import BodyError, parse_body
 from metrics.partitions import PartitionsBusy
 from metrics.services import ingest_limits, points_ingest, points_rate_check
 from tenants.models import ApiKey
@@ -92,8 +93,8 @@ def _series_item(series, stats) -> dict:
         "metric_name": series.metric_name,
         "tags": series.tags,
         "source": series.source,
-        "first_timestamp": format_timestamp(stats.first_ts) if stats and stats.first_ts else None,
-        "last_timestamp": format_timestamp(stats.last_ts) if stats and stats.last_ts else None,
+        "first_timestamp": format_iso(stats.first_ts) if stats and stats.first_ts else None,
+        "last_timestamp": format_iso(stats.last_ts) if stats and stats.last_ts else None,
         "point_count": stats.point_count if stats else 0,
     }
 
@@ -144,7 +145,7 @@ class TimeseriesView(APIView):
             {
                 "series_id": s.id, "service": s.service, "resource_id": s.resource_id,
                 "metric_name": s.metric_name, "tags": s.tags,
-                "points": [{"timestamp": format_timestamp(ts), "value": value} for ts, value in points[s.id]],
+                "points": [{"timestamp": format_iso(ts), "value": value} for ts, value in points[s.id]],
             }
             for s in series
         ]})

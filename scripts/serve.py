@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import shlex
 import signal
 import socket
 import subprocess

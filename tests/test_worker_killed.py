@@ -4,7 +4,6 @@ run is closed as interrupted. The worker is a real `celery worker` process on th
 import os
 import signal
 import subprocess
-import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path

@@ -10,6 +10,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from conftest import event, iso
+from cloudwatchdog.timeutil import from_us, to_us
 from metrics import partitions
 from metrics.services import points_ingest, points_maintain
 
@@ -19,7 +20,7 @@ NOW = datetime.now(timezone.utc)
 
 def _bounds():
     with connection.cursor() as cursor:
-        return {name: (partitions._from_us(start), partitions._from_us(end))
+        return {name: (from_us(start), from_us(end))
                 for name, start, end in partitions._partition_bounds(cursor)}
 
 
@@ -66,8 +67,8 @@ def test_old_backfill_gets_one_partition_a_month_and_recent_backfill_one_a_week(
 def test_a_new_partition_is_clipped_to_its_neighbours(owner):
     # A week partition created earlier inside an old month: the month's partition fills around it.
     with connection.cursor() as cursor:
-        partitions._create(cursor, partitions._to_us(datetime(2014, 5, 14, tzinfo=timezone.utc)),
-                           partitions._to_us(datetime(2014, 5, 20, tzinfo=timezone.utc)))
+        partitions._create(cursor, to_us(datetime(2014, 5, 14, tzinfo=timezone.utc)),
+                           to_us(datetime(2014, 5, 20, tzinfo=timezone.utc)))
     partitions.forget_known_partitions()
     points_ingest(tenant=owner.tenant, events=[event(1.0, "2014-05-02T00:00:00Z"), event(2.0, "2014-05-25T00:00:00Z")])
     spans = sorted(_bounds()[n] for n in _bounds() if datetime(2014, 4, 30, tzinfo=timezone.utc) < _bounds()[n][0]
@@ -123,7 +124,7 @@ def test_maintenance_creates_this_week_and_the_next_two(db):
     covered = partitions._KnownRanges()
     covered.load()
     moments = [NOW + timedelta(days=d) for d in range(0, 15)]
-    assert covered.covered(np.array([partitions._to_us(m) for m in moments])).all()
+    assert covered.covered(np.array([to_us(m) for m in moments])).all()
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from anomalies.services import RunInProgress, detection_run
-from cloudwatchdog.api import TimestampField
+from cloudwatchdog.timeutil import from_us, parse_iso
 from tenants.selectors import tenant_get, tenant_list
 
 
@@ -29,9 +29,9 @@ class Command(BaseCommand):
         replay_since = None
         if since:
             try:
-                replay_since = TimestampField().to_internal_value(since)
-            except Exception as error:  # DRF ValidationError carries the reason
-                raise CommandError(f"--since {since!r}: {getattr(error, 'detail', [error])[0]}")
+                replay_since = from_us(parse_iso(since))
+            except (ValueError, OverflowError) as error:
+                raise CommandError(f"--since {since!r}: {error or 'is out of range'}")
         if tenant:
             found = tenant_get(slug=tenant)
             if found is None:
