@@ -180,6 +180,30 @@ def detection_run(
     return run
 
 
+@dataclass(frozen=True)
+class TenantRunOutcome:
+    slug: str
+    status: str  # the run's status, or "skipped" (a run was going) or "failed"
+    run: DetectionRun | None
+
+
+def detection_run_all(*, tenants, trigger: str, wait_seconds: float = 0.0, replay_since: datetime | None = None,
+                      settle_seconds: float = 0.0) -> list[TenantRunOutcome]:
+    """One pass for each of the tenants, in turn: a tenant whose run is going is skipped, and one
+    whose run fails is logged and counted while the others go on."""
+    outcomes = []
+    for tenant in tenants:
+        try:
+            run = detection_run(tenant=tenant, trigger=trigger, wait_seconds=wait_seconds, replay_since=replay_since,
+                                settle_seconds=settle_seconds)
+            outcomes.append(TenantRunOutcome(tenant.slug, run.status, run))
+        except RunInProgress as busy:
+            outcomes.append(TenantRunOutcome(tenant.slug, "skipped", busy.run))
+        except Exception:  # one tenant's failure must not stop the others; detection_run logged it
+            outcomes.append(TenantRunOutcome(tenant.slug, "failed", None))
+    return outcomes
+
+
 def _interrupted_runs_close(*, tenant: Tenant, current: DetectionRun) -> None:
     """Mark as failed the tenant's runs still "running" whose process died (this one holds the lock,
     so no other can be going); `evaluating_from` makes this run redo their work."""

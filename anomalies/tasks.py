@@ -1,42 +1,34 @@
-"""Celery tasks: thin wrappers over the detection service."""
-import logging
+"""Celery tasks: thin wrappers over the detection services."""
 from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
 
-from anomalies.services import RunInProgress, detection_run, detection_runs_prune
-from tenants.models import Tenant
-from tenants.selectors import tenant_list
+from anomalies.services import RunInProgress, detection_run, detection_run_all, detection_runs_prune
+from tenants.selectors import tenant_get, tenant_list
 
-logger = logging.getLogger(__name__)
+# An async run waits this long for a tenant's run already going before it is skipped.
+ASYNC_WAIT_SECONDS = 60
 
 
 @shared_task
 def detection_run_task(*, tenant_id: int, run_id: str | None = None, trigger: str = "api_async") -> str:
     """Run (or finish a queued) detection pass for one tenant; returns the run's status."""
-    tenant = Tenant.objects.get(id=tenant_id)
+    tenant = tenant_get(tenant_id=tenant_id)
+    if tenant is None:
+        return "gone"  # deleted since the run was queued; its runs went with it
     try:
-        return detection_run(tenant=tenant, trigger=trigger, run_id=run_id, wait_seconds=60).status
+        return detection_run(tenant=tenant, trigger=trigger, run_id=run_id, wait_seconds=ASYNC_WAIT_SECONDS).status
     except RunInProgress as busy:
         return busy.run.status
 
 
 @shared_task
 def detection_run_all_task() -> dict:
-    """Beat's pass over every active tenant; a tenant whose run is already going is skipped."""
-    statuses = {}
-    for tenant in tenant_list():
-        try:
-            statuses[tenant.slug] = detection_run(
-                tenant=tenant, trigger="beat", settle_seconds=settings.CLOUDWATCHDOG["DETECTION_SETTLE_SECONDS"]
-            ).status
-        except RunInProgress:
-            statuses[tenant.slug] = "skipped"
-        except Exception:  # one tenant's failure must not stop the others
-            logger.exception("detection failed for tenant %s", tenant.slug)
-            statuses[tenant.slug] = "failed"
-    return statuses
+    """Beat's pass over every active tenant: each tenant's status, "skipped" or "failed"."""
+    outcomes = detection_run_all(tenants=tenant_list(), trigger="beat",
+                                 settle_seconds=settings.CLOUDWATCHDOG["DETECTION_SETTLE_SECONDS"])
+    return {outcome.slug: outcome.status for outcome in outcomes}
 
 
 @shared_task

@@ -53,11 +53,14 @@ def _api_key_lookup(*, plaintext: str, digest: str) -> ApiKey | None:
     return api_key
 
 
-def tenant_get(*, slug: str) -> Tenant | None:
-    return Tenant.objects.filter(slug=slug).first()
+def tenant_get(*, slug: str | None = None, tenant_id: int | None = None) -> Tenant | None:
+    """The tenant with this slug (or id), active or not, or None."""
+    tenants = Tenant.objects.filter(slug=slug) if slug is not None else Tenant.objects.filter(id=tenant_id)
+    return tenants.first()
 
 
 def tenant_list(*, slug: str | None = None) -> QuerySet[Tenant]:
+    """The active tenants (with `slug`: that one, if active)."""
     tenants = Tenant.objects.filter(is_active=True)
     return tenants.filter(slug=slug) if slug else tenants
 

@@ -83,7 +83,8 @@ def test_a_worker_killed_mid_run_leaves_work_the_next_run_completes_exactly(work
     assert run.status == "running"
     assert not Anomaly.objects.for_tenant(killed).exists(), "the run finished before the kill; make it longer"
 
-    redo = detection_run(tenant=killed, trigger="command")
+    # The killed worker's database session ends (and frees the run lock) once PostgreSQL notices.
+    redo = detection_run(tenant=killed, trigger="command", wait_seconds=30)
     assert redo.points_processed == SERIES * POINTS
     expected = _anomalies(undisturbed)
     assert len(expected) >= SERIES

@@ -1,7 +1,7 @@
 """manage.py run_detection: one detection pass, all tenants or one."""
 from django.core.management.base import BaseCommand, CommandError
 
-from anomalies.services import RunInProgress, detection_run
+from anomalies.services import detection_run_all
 from cloudwatchdog.timeutil import from_us, parse_iso
 from tenants.selectors import tenant_get, tenant_list
 
@@ -39,21 +39,18 @@ class Command(BaseCommand):
             tenants = [found]
         else:
             tenants = list(tenant_list())
-        failed = False
-        for current in tenants:
-            try:
-                run = detection_run(tenant=current, trigger="replay" if replay else "command",
-                                    wait_seconds=wait, replay_since=replay_since)
-            except RunInProgress as busy:
-                self.stdout.write(f"{current.slug}: skipped, run {busy.running_run_id} is going")
-                continue
-            except Exception as error:  # report and go on with the other tenants
-                failed = True
-                self.stderr.write(f"{current.slug}: failed: {error}")
-                continue
-            self.stdout.write(
-                f"{current.slug}: run {run.run_id} {run.status}: {run.series_processed} series, "
-                f"{run.points_processed} points, {run.anomalies_created} anomalies in {run.duration_ms} ms"
-            )
-        if failed:
+        outcomes = detection_run_all(tenants=tenants, trigger="replay" if replay else "command", wait_seconds=wait,
+                                     replay_since=replay_since)
+        for outcome in outcomes:
+            run = outcome.run
+            if outcome.status == "skipped":
+                self.stdout.write(f"{outcome.slug}: skipped, another run is going ({run.error if run else ''})")
+            elif outcome.status == "failed":
+                self.stderr.write(f"{outcome.slug}: failed (see the log and the run in the admin)")
+            else:
+                self.stdout.write(
+                    f"{outcome.slug}: run {run.run_id} {run.status}: {run.series_processed} series, "
+                    f"{run.points_processed} points, {run.anomalies_created} anomalies in {run.duration_ms} ms"
+                )
+        if any(outcome.status == "failed" for outcome in outcomes):
             raise CommandError("Detection failed for at least one tenant.")
