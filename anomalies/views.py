@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from anomalies import selectors, serializers
 from anomalies.services import QueueUnavailable, RunInProgress, detection_run, detection_run_enqueue
-from cloudwatchdog.api import cursor_id, cursor_time, decode_cursor, encode_cursor, next_link, query_params, window
+from cloudwatchdog.api import cursor_id, cursor_time, keyset_page, query_params, window
 from cloudwatchdog.errors import ApiError
 from cloudwatchdog.schema import ErrorSerializer
 from cloudwatchdog.timeutil import format_iso, to_us
@@ -101,17 +101,11 @@ class AnomalyListView(APIView):
             tenant=request.user.tenant, **{k: params.get(k) for k in (
                 "service", "metric_name", "resource_id", "series_id", "start", "end", "severity", "status")},
         )
-        if params.get("cursor"):
-            moment, anomaly_id = decode_cursor(params["cursor"], cursor_time, cursor_id)
-            anomalies = anomalies.filter(Q(ts__lt=moment) | Q(ts=moment, id__lt=anomaly_id))
-        page = list(anomalies[: params["limit"] + 1])
-        more = len(page) > params["limit"]
-        page = page[: params["limit"]]
-        cursor = None
-        if more:
-            last = page[-1]
-            cursor = next_link(request, encode_cursor(to_us(last.ts), last.id))
-        return Response({"results": [anomaly_item(a) for a in page], "next": cursor})
+        page, next_page = keyset_page(
+            request, anomalies, limit=params["limit"], parts=(cursor_time, cursor_id),
+            after=lambda rows, moment, anomaly_id: rows.filter(Q(ts__lt=moment) | Q(ts=moment, id__lt=anomaly_id)),
+            key=lambda a: (to_us(a.ts), a.id))
+        return Response({"results": [anomaly_item(a) for a in page], "next": next_page})
 
 
 class BaselineListView(APIView):
@@ -122,12 +116,9 @@ class BaselineListView(APIView):
         tenant = request.user.tenant
         params = query_params(serializers.BaselineQuerySerializer, request)
         baselines = selectors.baseline_list(tenant=tenant, series_id=params.get("series_id"), status=params.get("status"))
-        if params.get("cursor"):
-            (after,) = decode_cursor(params["cursor"], cursor_id)
-            baselines = baselines.filter(series_id__gt=after)
-        page = list(baselines[: params["limit"] + 1])
-        more = len(page) > params["limit"]
-        page = page[: params["limit"]]
+        page, next_page = keyset_page(request, baselines, limit=params["limit"], parts=(cursor_id,),
+                                      after=lambda rows, after: rows.filter(series_id__gt=after),
+                                      key=lambda b: (b.series_id,))
         body = {
             "results": [{
                 "series_id": b.series_id, "service": b.series.service, "resource_id": b.series.resource_id,
@@ -136,7 +127,7 @@ class BaselineListView(APIView):
                 "mad": b.mad, "scale": b.scale, "lower": b.lower, "upper": b.upper,
                 "watermark": _ts(b.watermark), "late_points": b.late_points, "late_from": _ts(b.late_from),
             } for b in page],
-            "next": next_link(request, encode_cursor(page[-1].series_id)) if more else None,
+            "next": next_page,
         }
         if params.get("series_id") is not None:
             if series_get(tenant=tenant, series_id=params["series_id"]) is None:

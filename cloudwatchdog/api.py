@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 from drf_spectacular.types import OpenApiTypes
@@ -99,6 +100,23 @@ def decode_cursor(cursor: str, *parts_as) -> list:
     except (ValueError, UnicodeError):
         raise ApiError(400, "The cursor is not valid; use the 'next' link of a previous page.",
                        {"cursor": ["is not a cursor this API gave out"]}) from None
+
+
+def keyset_page(request, rows, *, limit: int, parts: tuple, after: Callable, key: Callable) -> tuple[list, str | None]:
+    """One page of `rows` (a queryset in its keyset order) and the link to the next, or None.
+
+    The request's `cursor`, if any, is decoded with the converters in `parts` and handed to
+    `after(rows, *values)`, which keeps the rows past it; `key(row)` gives the values that the
+    next page's cursor carries.
+    """
+    cursor = request.query_params.get("cursor")
+    if cursor:
+        rows = after(rows, *decode_cursor(cursor, *parts))
+    page = list(rows[: limit + 1])
+    if len(page) <= limit:
+        return page, None
+    page = page[:limit]
+    return page, next_link(request, encode_cursor(*key(page[-1])))
 
 
 def next_link(request, cursor: str) -> str:

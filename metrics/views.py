@@ -9,7 +9,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cloudwatchdog.api import cursor_id, decode_cursor, encode_cursor, next_link, query_params, step_check, window
+from cloudwatchdog.api import cursor_id, keyset_page, query_params, step_check, window
 from cloudwatchdog.errors import ApiError
 from cloudwatchdog.schema import ErrorSerializer
 from metrics import selectors, serializers
@@ -110,17 +110,10 @@ class SeriesListView(APIView):
             tenant=tenant, service=params.get("service"), metric_name=params.get("metric_name"),
             resource_id=params.get("resource_id"),
         )
-        if params.get("cursor"):
-            (after_id,) = decode_cursor(params["cursor"], cursor_id)
-            series = series.filter(id__gt=after_id)
-        page = list(series[: params["limit"] + 1])
-        more = len(page) > params["limit"]
-        page = page[: params["limit"]]
+        page, next_page = keyset_page(request, series, limit=params["limit"], parts=(cursor_id,),
+                                      after=lambda rows, after_id: rows.filter(id__gt=after_id), key=lambda s: (s.id,))
         stats = selectors.series_stats(tenant=tenant, series_ids=[s.id for s in page])
-        return Response({
-            "results": [_series_item(s, stats.get(s.id)) for s in page],
-            "next": next_link(request, encode_cursor(page[-1].id)) if more else None,
-        })
+        return Response({"results": [_series_item(s, stats.get(s.id)) for s in page], "next": next_page})
 
 
 class TimeseriesView(APIView):
