@@ -122,7 +122,7 @@ def baseline_band(*, tenant: Tenant, series_id: int, start: datetime, end: datet
     matches what the residual detector compared each point with.
     """
     config = detection_config_for(tenant=tenant)
-    day_start = restart_at(to_us(start), config)
+    day_start = restart_at(to_us(start))
     state = states_at(tenant=tenant, restart_us={series_id: day_start}, config=config)[series_id]
     _, ts, values = metrics_selectors.points_after(tenant=tenant, after_us={series_id: day_start - 1},
                                                    until_us={series_id: to_us(end)}, limit_per_series=max_points)

@@ -251,8 +251,7 @@ class _Plan:
     consumes_late: bool
 
 
-def _plan(tenant: Tenant, baselines: dict[int, Baseline], series_ids: list[int], replay_us: int | None,
-          config: DetectionConfig) -> list[_Plan]:
+def _plan(tenant: Tenant, baselines: dict[int, Baseline], series_ids: list[int], replay_us: int | None) -> list[_Plan]:
     late_window_us = (tenant.late_window_seconds or settings.CLOUDWATCHDOG["LATE_WINDOW_SECONDS"]) * 1_000_000
     plans = []
     for series_id in series_ids:
@@ -272,7 +271,7 @@ def _plan(tenant: Tenant, baselines: dict[int, Baseline], series_ids: list[int],
             if late_us >= watermark_us - late_window_us or (replay_us is not None and late_us >= replay_us):
                 candidates.append(late_us)
                 consumes_late = True
-        restart = restart_at(min(candidates), config) if candidates else None
+        restart = restart_at(min(candidates)) if candidates else None
         plans.append(_Plan(series_id, baseline, restart, consumes_late))
     return plans
 
@@ -281,22 +280,46 @@ def _evaluate(*, tenant: Tenant, run: DetectionRun, replay_since: datetime | Non
     config = detection_config_for(tenant=tenant)
     replay_us = to_us(replay_since) if replay_since is not None else None
     cutoff_us = to_us(timezone.now()) - int(settle_seconds * 1_000_000) if settle_seconds else None
+    plans, newest = _watermarks_fix(tenant=tenant, replay_us=replay_us, cutoff_us=cutoff_us)
+    new_points = _new_points_read(tenant=tenant, plans=plans, newest=newest)
 
-    # Phase 1, while ingest of this tenant waits (milliseconds): fix each series' new watermark at
-    # its newest committed point. A point committed later at or behind it is marked late by
-    # late_points_hook; a newer one is read by the next run.
+    # Phase 2: evaluate, then write anomalies, baselines and the run summary together.
+    rebuild = {p.series_id: p.restart_us for p in plans if p.restart_us is not None}
+    findings_by_series, states, points_processed = _detect(tenant=tenant, plans=plans, new_points=new_points,
+                                                           rebuild=rebuild, config=config)
+    # Re-evaluation starts at a day boundary; a replay since T still only replaces anomalies from T on.
+    replace_from = {sid: max(restart, replay_us) if replay_us is not None else restart for sid, restart in rebuild.items()}
+    for series_id, since in replace_from.items():
+        findings_by_series[series_id] = [f for f in findings_by_series.get(series_id, []) if f.ts_us >= since]
+    with transaction.atomic(), connection.cursor() as cursor:
+        created = _anomalies_write(cursor, tenant=tenant, run=run, findings_by_series=findings_by_series,
+                                   rebuild=replace_from)
+        _baselines_write(cursor, tenant=tenant, states=states, config=config)
+        run.series_processed = sum(1 for p in plans if p.series_id in new_points)
+        run.points_processed = points_processed
+        run.anomalies_created = created
+        run.save()
+
+
+def _watermarks_fix(*, tenant: Tenant, replay_us: int | None, cutoff_us: int | None) -> tuple[list[_Plan], dict]:
+    """Phase 1, while ingest of this tenant waits (milliseconds): fix each series' new watermark at
+    its newest committed point. A point committed later at or behind it is marked late by
+    late_points_hook; a newer one is read by the next run. Returns the plans and newest points."""
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [INGEST_ADVISORY_NAMESPACE, tenant.id])
         baselines = {b.series_id: b for b in Baseline.objects.for_tenant(tenant).defer("checkpoint")}
         newest = metrics_selectors.series_newest_ts(tenant=tenant, until_us=cutoff_us)
         plans = [
-            plan for plan in _plan(tenant, baselines, list(newest), replay_us, config)
+            plan for plan in _plan(tenant, baselines, list(newest), replay_us)
             if plan.restart_us is not None or plan.baseline is None or plan.baseline.watermark is None
             or newest[plan.series_id] > to_us(plan.baseline.watermark)
         ]
         _watermarks_advance(cursor, tenant=tenant, plans=plans, newest=newest)
+    return plans, newest
 
-    # Then read the points up to those watermarks without holding ingest up.
+
+def _new_points_read(*, tenant: Tenant, plans: list[_Plan], newest: dict) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """The points each plan evaluates, up to the fixed watermarks, read without holding ingest up."""
     after_us, until_us = {}, {}
     for plan in plans:
         if plan.restart_us is not None:
@@ -306,10 +329,13 @@ def _evaluate(*, tenant: Tenant, run: DetectionRun, replay_since: datetime | Non
         else:
             after_us[plan.series_id] = None
         until_us[plan.series_id] = newest[plan.series_id]
-    new_points = _group(*metrics_selectors.points_after(tenant=tenant, after_us=after_us, until_us=until_us))
+    return _group(*metrics_selectors.points_after(tenant=tenant, after_us=after_us, until_us=until_us))
 
-    # Phase 2: evaluate, then write anomalies, baselines and the run summary together.
-    rebuild = {p.series_id: p.restart_us for p in plans if p.restart_us is not None}
+
+def _detect(*, tenant: Tenant, plans: list[_Plan], new_points: dict, rebuild: dict[int, int],
+            config: DetectionConfig) -> tuple[dict, dict, int]:
+    """Run the engine over each plan's points from its checkpoint (or its state rebuilt from history);
+    returns the findings and (state, snapshot) by series, and how many points were evaluated."""
     rebuilt = anomalies_selectors.states_at(tenant=tenant, restart_us=rebuild, config=config)
     baselines = {b.series_id: b for b in Baseline.objects.for_tenant(tenant).filter(series_id__in=[p.series_id for p in plans])}
     jobs = []
@@ -324,25 +350,11 @@ def _evaluate(*, tenant: Tenant, run: DetectionRun, replay_since: datetime | Non
     limits = settings.CLOUDWATCHDOG
     results = detect_many(jobs, config, processes=limits["DETECTION_PROCESSES"],
                           min_points=limits["DETECTION_PARALLEL_MIN_POINTS"])
-    findings_by_series = {}
-    states = {}
+    findings_by_series, states = {}, {}
     for plan, (findings, state, snapshot) in zip(plans, results):
         findings_by_series[plan.series_id] = findings
         states[plan.series_id] = (state, snapshot)
-    points_processed = sum(len(ts) for _, ts, _ in jobs)
-
-    # Re-evaluation starts at a day boundary; a replay since T still only replaces anomalies from T on.
-    replace_from = {sid: max(restart, replay_us) if replay_us is not None else restart for sid, restart in rebuild.items()}
-    for series_id, since in replace_from.items():
-        findings_by_series[series_id] = [f for f in findings_by_series.get(series_id, []) if f.ts_us >= since]
-    with transaction.atomic(), connection.cursor() as cursor:
-        created = _anomalies_write(cursor, tenant=tenant, run=run, findings_by_series=findings_by_series,
-                                   rebuild=replace_from)
-        _baselines_write(cursor, tenant=tenant, states=states, config=config)
-        run.series_processed = sum(1 for p in plans if p.series_id in new_points)
-        run.points_processed = points_processed
-        run.anomalies_created = created
-        run.save()
+    return findings_by_series, states, sum(len(ts) for _, ts, _ in jobs)
 
 
 def _group(series_arr: np.ndarray, ts_arr: np.ndarray, value_arr: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:

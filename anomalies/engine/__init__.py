@@ -3,16 +3,9 @@
 Series are processed in timestamp order from a checkpointed state; the output depends only
 on the points (and the configuration), never on batch boundaries or the number of runs.
 """
-from anomalies.engine.detector import (
-    BaselineSnapshot,
-    DetectionConfig,
-    Finding,
-    SeriesState,
-    detect,
-    expected_band,
-    restart_at,
-    state_from_history,
-)
+from anomalies.engine.config import DetectionConfig, restart_at
+from anomalies.engine.detector import BaselineSnapshot, Finding, detect, expected_band, state_from_history
+from anomalies.engine.state import SeriesState
 from anomalies.engine.explain import reason_sentence
 from anomalies.engine.parallel import detect_many
 

@@ -27,63 +27,13 @@ from __future__ import annotations
 import bisect
 import copy
 import math
-import struct
-import zlib
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass
 
 import numpy as np
 
+from anomalies.engine.config import DAY_US, DETECTORS, MAD_TO_SIGMA, WEEK_US, DetectionConfig
 from anomalies.engine.explain import reason_sentence
-
-DAY_US = 86_400_000_000
-WEEK_US = 7 * DAY_US
-MAD_TO_SIGMA = 1.4826
-DETECTORS = ("range", "residual", "cusum", "variance", "flatline")
-
-
-@dataclass(frozen=True)
-class DetectionConfig:
-    window_points: int = 1000
-    refresh_seconds: int = 3600
-    min_points: int = 288
-    min_span_seconds: int = 86_400
-    sensitivity: float = 1.0  # > 1 makes every detector but range more sensitive, < 1 less
-    range_tolerance: float = 0.05
-    residual_threshold: float = 6.0  # robust σ
-    cusum_drift: float = 1.0  # σ per point
-    cusum_threshold: float = 30.0  # σ
-    variance_points: int = 12
-    variance_threshold: float = 4.0  # mean |z|
-    flatline_min_points: int = 12
-    flatline_factor: float = 3.0
-    seasonal_improvement: float = 0.7  # seasonal residual MAD must be below this share of the plain MAD
-    cooldown_seconds: int = 21_600
-    gain_factor: float = 2.0
-    gain_half_life_seconds: int = 432_000
-
-    @classmethod
-    def from_overrides(cls, overrides: dict | None) -> "DetectionConfig":
-        """The defaults with a tenant's overrides applied; unknown keys or bad values raise ValueError."""
-        if not overrides:
-            return cls()
-        known = {f.name for f in fields(cls)}
-        unknown = set(overrides) - known
-        if unknown:
-            raise ValueError(f"unknown detection setting(s): {', '.join(sorted(unknown))}")
-        default = cls()
-        values = {}
-        for name, value in overrides.items():
-            kind = type(getattr(default, name))
-            try:
-                values[name] = kind(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"detection setting {name} must be a {kind.__name__}") from None
-            if values[name] <= 0 and name != "range_tolerance":
-                raise ValueError(f"detection setting {name} must be positive")
-        return replace(default, **values)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
+from anomalies.engine.state import SeriesState
 
 
 def _median(values: np.ndarray, owned: bool = False) -> float:
@@ -97,119 +47,6 @@ def _median(values: np.ndarray, owned: bool = False) -> float:
         return float(scratch[middle])
     scratch.partition((middle - 1, middle))
     return float((scratch[middle - 1] + scratch[middle]) / 2)
-
-
-def restart_at(ts_us: int, config: DetectionConfig) -> int:
-    """Where a re-evaluation that must cover `ts_us` starts: the UTC day it falls in."""
-    return ts_us // DAY_US * DAY_US
-
-
-@dataclass(slots=True)  # slots: attribute reads are on the per-point hot path
-class SeriesState:
-    """Everything a series carries from one point to the next."""
-
-    first_ts_us: int | None = None
-    window_ts: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
-    window_values: np.ndarray = field(default_factory=lambda: np.empty(0))
-    window_residuals: np.ndarray = field(default_factory=lambda: np.empty(0))  # against the same time 1-3 days earlier (NaN: none)
-    window_weekly_residuals: np.ndarray = field(default_factory=lambda: np.empty(0))  # ... and 1-3 weeks earlier
-    lowest: float = math.inf
-    highest: float = -math.inf
-    last_alert_us: int | None = None
-    gain_at_alert: float = 1.0
-    cusum_up: float = 0.0
-    cusum_down: float = 0.0
-    cusum_day: int = -(2**62)
-    run_length: int = 0
-    run_alerted: bool = False  # a flatline alerts once per run, however long it lasts
-    recent_abs_z: np.ndarray = field(default_factory=lambda: np.empty(0))
-    # The baseline in effect since the last refresh.
-    bucket: int = -(2**62)
-    median: float = math.nan
-    scale: float = math.nan
-    plain_mad: float = math.nan
-    period_days: int = 0  # the seasonal period in use: 0 (none), 1 (daily) or 7 (weekly)
-    longest_run: int = 0
-
-    _SCALARS = struct.Struct("<qddqdddqqqdddqqqII")
-    _NONE = -(2**63)
-    _MAGIC = b"CWD2"  # zlib streams, the first format, start with 0x78
-
-    def to_bytes(self) -> bytes:
-        """The checkpoint written for every series on every run, so cheap to make: timestamp steps
-        compressed (regular, they shrink to almost nothing), residuals without their NaNs, values raw
-        (random doubles do not compress; trying costs ten times the rest)."""
-        none = self._NONE
-        head = self._SCALARS.pack(
-            none if self.first_ts_us is None else self.first_ts_us, self.lowest, self.highest,
-            none if self.last_alert_us is None else self.last_alert_us, self.gain_at_alert, self.cusum_up,
-            self.cusum_down, self.cusum_day, self.run_length, self.bucket, self.median, self.scale, self.plain_mad,
-            self.period_days, self.longest_run, int(self.run_alerted), len(self.window_ts), len(self.recent_abs_z),
-        )
-        steps = zlib.compress(np.diff(np.asarray(self.window_ts, "<i8"), prepend=0).astype("<i8").tobytes(), 1)
-        parts = [self._MAGIC, head, struct.pack("<I", len(steps)), steps, np.asarray(self.window_values, "<f8").tobytes()]
-        for residuals in (self.window_residuals, self.window_weekly_residuals):
-            residuals = np.asarray(residuals, "<f8")
-            present = ~np.isnan(residuals)
-            parts += [np.packbits(present).tobytes(), residuals[present].tobytes()]
-        parts.append(np.asarray(self.recent_abs_z, "<f8").tobytes())
-        return b"".join(parts)
-
-    @classmethod
-    def from_bytes(cls, blob: bytes | None) -> "SeriesState":
-        if not blob:
-            return cls()
-        blob = bytes(blob)
-        if not blob.startswith(cls._MAGIC):
-            return cls._from_first_format(blob)
-        head = cls._SCALARS.unpack_from(blob, len(cls._MAGIC))
-        count, recent = head[-2:]
-        offset = len(cls._MAGIC) + cls._SCALARS.size
-        (steps_size,) = struct.unpack_from("<I", blob, offset)
-        offset += 4
-        window_ts = np.cumsum(np.frombuffer(zlib.decompress(blob[offset:offset + steps_size]), "<i8")).astype(np.int64)
-        offset += steps_size
-        window_values = np.frombuffer(blob, "<f8", count, offset).astype(np.float64)
-        offset += 8 * count
-        residual_arrays = []
-        for _ in range(2):
-            mask_size = (count + 7) // 8
-            present = np.unpackbits(np.frombuffer(blob, np.uint8, mask_size, offset), count=count).astype(bool)
-            offset += mask_size
-            residuals = np.full(count, math.nan)
-            kept = int(present.sum())
-            residuals[present] = np.frombuffer(blob, "<f8", kept, offset)
-            offset += 8 * kept
-            residual_arrays.append(residuals)
-        recent_abs_z = np.frombuffer(blob, "<f8", recent, offset).astype(np.float64)
-        return cls._from_parts(head, window_ts, window_values, *residual_arrays, recent_abs_z)
-
-    @classmethod
-    def _from_first_format(cls, blob: bytes) -> "SeriesState":
-        """Checkpoints written before the current format: everything zlib-compressed."""
-        blob = zlib.decompress(blob)
-        head = cls._SCALARS.unpack_from(blob)
-        count, recent = head[-2:]
-        offset = cls._SCALARS.size
-        arrays = []
-        for dtype, size in (("<i8", count), ("<f8", count), ("<f8", count), ("<f8", count), ("<f8", recent)):
-            arrays.append(np.frombuffer(blob, dtype=dtype, count=size, offset=offset).astype(dtype[1:]))
-            offset += 8 * size
-        return cls._from_parts(head, *arrays)
-
-    @classmethod
-    def _from_parts(cls, head: tuple, window_ts, window_values, window_residuals, window_weekly_residuals,
-                    recent_abs_z) -> "SeriesState":
-        (first, lowest, highest, last_alert, gain, up, down, day, run, bucket, median, scale, plain_mad, period,
-         longest, run_alerted, _, _) = head
-        return cls(
-            first_ts_us=None if first == cls._NONE else first, window_ts=window_ts, window_values=window_values,
-            window_residuals=window_residuals, window_weekly_residuals=window_weekly_residuals, lowest=lowest,
-            highest=highest, last_alert_us=None if last_alert == cls._NONE else last_alert, gain_at_alert=gain,
-            cusum_up=up, cusum_down=down, cusum_day=day, run_length=run, run_alerted=bool(run_alerted),
-            recent_abs_z=recent_abs_z, bucket=bucket, median=median, scale=scale, plain_mad=plain_mad,
-            period_days=period, longest_run=longest,
-        )
 
 
 @dataclass(frozen=True)
@@ -244,6 +81,12 @@ class Finding:
 # Screening margin: a point is evaluated exactly (in Python, as the explanation needs) when numpy's
 # evidence reaches 1 − this; numpy and Python agree to a few ulps, so no vote is ever missed.
 _SCREEN = 1.0 - 1e-9
+
+
+def _gain(gain_at_alert: float, last_alert_us: int, t, half_life_us: int):
+    """The threshold multiplier at `t` (a time or an array of times) after an alert that left it at
+    `gain_at_alert`: a closed form of the decay, so it never depends on how often it is read."""
+    return 1.0 + (gain_at_alert - 1.0) * 0.5 ** ((t - last_alert_us) / half_life_us)
 
 
 def _lagged(times: np.ndarray, values: np.ndarray, at: np.ndarray, window_from: np.ndarray, period_us: int):
@@ -326,8 +169,7 @@ class _Series:
         s = self.s
         if s.last_alert_us is None:
             return 1.0
-        # A closed form of the decay since the last alert, so it never depends on how often it is read.
-        return 1.0 + (s.gain_at_alert - 1.0) * 0.5 ** ((t - s.last_alert_us) / self.half_life_us)
+        return _gain(s.gain_at_alert, s.last_alert_us, t, self.half_life_us)
 
     def _refresh(self, values, residuals, weekly_residuals, residual_counts, lowest, highest, run_length) -> _Baseline:
         c = self.c
@@ -349,12 +191,11 @@ class _Series:
 
     def prepare(self, ts: np.ndarray, xs: np.ndarray) -> _Batch:
         """Compute the batch's alert-independent quantities and move the window past it."""
-        s, c, width = self.s, self.c, self.width
-        n = len(ts)
+        s, width = self.s, self.width
         held = len(self.window_ts)
         times = np.concatenate((self.window_ts, ts))
         values = np.concatenate((self.window_values, xs))
-        at = np.arange(held, held + n)  # each new point's index in times/values
+        at = np.arange(held, held + len(ts))  # each new point's index in times/values
         window_from = np.maximum(at - width, 0)  # its window is times[window_from:at]
         if s.first_ts_us is None:
             s.first_ts_us = int(ts[0])
@@ -362,17 +203,29 @@ class _Series:
         weekly = _lagged(times, values, at, window_from, WEEK_US)
         residuals = np.concatenate((self.window_residuals, xs - daily))
         weekly_residuals = np.concatenate((self.window_weekly, xs - weekly))
-        lowest_before = np.minimum.accumulate(np.concatenate(([s.lowest], xs[:-1])))
-        highest_before = np.maximum.accumulate(np.concatenate(([s.highest], xs[:-1])))
-
-        # Runs of equal values: a run going on before the batch has id −1.
-        previous = np.concatenate((values[held - 1:held] if held else [math.nan], xs[:-1]))
-        index = np.arange(n)
-        run_id = np.maximum.accumulate(np.where(xs == previous, -1, index))
-        run_length = np.where(run_id >= 0, index - run_id + 1, s.run_length + index + 1)
-
-        # A refresh at the first point of each new bucket, from the window before that point.
+        batch = _Batch()
+        batch.ts, batch.xs, batch.days = ts, xs, ts // DAY_US
+        batch.lowest_before = np.minimum.accumulate(np.concatenate(([s.lowest], xs[:-1])))
+        batch.highest_before = np.maximum.accumulate(np.concatenate(([s.highest], xs[:-1])))
+        batch.run_id, batch.run_length = self._runs(xs, values, held)
         buckets = ts // self.refresh_us
+        self._refreshes(batch, buckets, values, residuals, weekly_residuals, held)
+        self._deviations(batch, daily, weekly, at)
+        self._advance(batch, buckets, times, values, residuals, weekly_residuals)
+        return batch
+
+    def _runs(self, xs: np.ndarray, values: np.ndarray, held: int) -> tuple[np.ndarray, np.ndarray]:
+        """Runs of equal values: each point's run id (−1 for a run going on before the batch) and length."""
+        previous = np.concatenate((values[held - 1:held] if held else [math.nan], xs[:-1]))
+        index = np.arange(len(xs))
+        run_id = np.maximum.accumulate(np.where(xs == previous, -1, index))
+        run_length = np.where(run_id >= 0, index - run_id + 1, self.s.run_length + index + 1)
+        return run_id, run_length
+
+    def _refreshes(self, b: _Batch, buckets, values, residuals, weekly_residuals, held: int) -> None:
+        """The baselines in force over the batch: a refresh at the first point of each new bucket,
+        from the window before that point (b.baselines, and b.baseline_of for each point)."""
+        s, width = self.s, self.width
         starts = np.flatnonzero(buckets != np.concatenate(([s.bucket], buckets[:-1])))
         baselines = [_Baseline(s.median, s.plain_mad, s.period_days, s.scale, None, s.longest_run)]
         # How many residuals of each period any window holds, so a refresh skips a period with too few.
@@ -384,49 +237,46 @@ class _Series:
             if g == 0:
                 continue  # nothing to learn from yet
             lo = max(g - width, 0)
-            before = int(run_length[i - 1]) if i else s.run_length
+            before = int(b.run_length[i - 1]) if i else s.run_length
             counts = (int(residuals_seen[g] - residuals_seen[lo]), int(weekly_seen[g] - weekly_seen[lo]))
             baselines.append(self._refresh(values[lo:g], residuals[lo:g], weekly_residuals[lo:g], counts,
-                                           float(lowest_before[i]), float(highest_before[i]), before))
+                                           float(b.lowest_before[i]), float(b.highest_before[i]), before))
             refreshed_at.append(i)
-        baseline_of = np.searchsorted(np.asarray(refreshed_at, np.int64), index, side="right")
-        median = np.array([b.median for b in baselines])[baseline_of]
-        scale = np.array([b.scale for b in baselines])[baseline_of]
-        period = np.array([b.period_days for b in baselines])[baseline_of]
+        b.baselines = baselines
+        b.baseline_of = np.searchsorted(np.asarray(refreshed_at, np.int64), np.arange(len(b.ts)), side="right")
+
+    def _deviations(self, b: _Batch, daily, weekly, at) -> None:
+        """Each point's expected value, scale, z, recent |z| and eligibility under its baseline."""
+        s, c = self.s, self.c
+        median = np.array([x.median for x in b.baselines])[b.baseline_of]
+        scale = np.array([x.scale for x in b.baselines])[b.baseline_of]
+        period = np.array([x.period_days for x in b.baselines])[b.baseline_of]
         lagged = np.where(period == 1, daily, np.where(period == 7, weekly, math.nan))
         expected = np.where(np.isnan(lagged), median, lagged)
         has_baseline = ~np.isnan(scale)
-        z = (xs - expected) / scale
-
+        z = (b.xs - expected) / scale
         # The |z| of the points with a baseline; each point's recent ones are the last `variance_points`.
         recent = np.concatenate((np.asarray(self.recent, np.float64), np.abs(z[has_baseline])))
-        recent_end = np.full(n, -1, np.int64)  # each point's last entry in `recent` (exclusive end)
+        recent_end = np.full(len(b.ts), -1, np.int64)  # each point's last entry in `recent` (exclusive end)
         recent_end[has_baseline] = len(self.recent) + np.arange(1, int(has_baseline.sum()) + 1)
+        count_before = np.minimum(at, self.width)
+        eligible = has_baseline & (count_before >= c.min_points) & (b.ts - s.first_ts_us >= self.min_span_us)
+        b.expected, b.z, b.scale, b.eligible, b.count_before = expected, z, scale, eligible, count_before
+        b.recent, b.recent_end = recent, recent_end
 
-        count_before = np.minimum(at, width)
-        eligible = has_baseline & (count_before >= c.min_points) & (ts - s.first_ts_us >= self.min_span_us)
-
-        batch = _Batch()
-        batch.ts, batch.xs, batch.expected, batch.z, batch.scale = ts, xs, expected, z, scale
-        batch.eligible, batch.count_before = eligible, count_before
-        batch.lowest_before, batch.highest_before = lowest_before, highest_before
-        batch.run_length, batch.run_id = run_length, run_id
-        batch.recent, batch.recent_end = recent, recent_end
-        batch.baselines, batch.baseline_of = baselines, baseline_of
-        batch.days = ts // DAY_US
-
-        # The state after the batch, except CUSUM and alerts (see scan).
-        last = baselines[-1]
-        if len(baselines) > 1:
+    def _advance(self, b: _Batch, buckets, times, values, residuals, weekly_residuals) -> None:
+        """The state after the batch, except CUSUM and alerts (see scan)."""
+        s, width = self.s, self.width
+        last = b.baselines[-1]
+        if len(b.baselines) > 1:
             s.median, s.plain_mad, s.period_days, s.scale = last.median, last.plain_mad, last.period_days, last.scale
             s.longest_run = last.longest()
         s.bucket = int(buckets[-1])
-        s.run_length = int(run_length[-1])
-        s.lowest, s.highest = min(s.lowest, float(xs.min())), max(s.highest, float(xs.max()))
+        s.run_length = int(b.run_length[-1])
+        s.lowest, s.highest = min(s.lowest, float(b.xs.min())), max(s.highest, float(b.xs.max()))
         self.window_ts, self.window_values = times[-width:], values[-width:]
         self.window_residuals, self.window_weekly = residuals[-width:], weekly_residuals[-width:]
-        self.recent = recent[-c.variance_points:].tolist()
-        return batch
+        self.recent = b.recent[-self.c.variance_points:].tolist()
 
     def _screen_inputs(self, b: _Batch, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For `points` (eligible, ascending), what does not depend on alerts: whether the range
@@ -456,7 +306,7 @@ class _Series:
         if s.last_alert_us is None:
             threshold = np.full(len(points), 1.0 / c.sensitivity)
         else:
-            gain = 1.0 + (s.gain_at_alert - 1.0) * 0.5 ** ((b.ts[points] - s.last_alert_us) / self.half_life_us)
+            gain = _gain(s.gain_at_alert, s.last_alert_us, b.ts[points], self.half_life_us)
             threshold = gain / c.sensitivity
         limit = threshold * _SCREEN
         return range_votes | (reach >= limit), c.cusum_threshold * limit
@@ -672,8 +522,7 @@ def expected_band(state: SeriesState, ts_us, values, config: DetectionConfig):
     for t in ts.tolist():
         k = bisect.bisect_left(alert_times, t)
         last, at_alert = (alert_times[k - 1], alert_gains[k - 1]) if k else before
-        gains.append(1.0 if last is None else
-                     1.0 + (at_alert - 1.0) * 0.5 ** ((t - last) / series.half_life_us))
+        gains.append(1.0 if last is None else _gain(at_alert, last, t, series.half_life_us))
     half = config.residual_threshold * np.array(gains) / config.sensitivity * batch.scale
     return batch.expected, batch.expected - half, batch.expected + half, batch.eligible.copy()
 

@@ -13,7 +13,8 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from anomalies.engine.detector import DetectionConfig, detect
+from anomalies.engine.config import DetectionConfig
+from anomalies.engine.detector import detect
 
 _pools: dict[int, ProcessPoolExecutor] = {}
 

@@ -48,7 +48,7 @@ def test_output_is_identical_whatever_the_batch_boundaries(cuts):
 
 def test_the_state_at_a_day_boundary_can_be_rebuilt_from_history():
     ts, values = _noisy()
-    day_start = restart_at(int(ts[1600]), CONFIG)
+    day_start = restart_at(int(ts[1600]))
     cut = int(np.searchsorted(ts, day_start))
     findings, in_order, _ = _run(ts[:cut], values[:cut], [])
     history_from = max(0, cut - 2 * CONFIG.window_points)

@@ -1,0 +1,60 @@
+"""The engine's settings (DetectionConfig, with a tenant's overrides), its time units and where a
+re-evaluation restarts."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+DAY_US = 86_400_000_000
+WEEK_US = 7 * DAY_US
+MAD_TO_SIGMA = 1.4826
+DETECTORS = ("range", "residual", "cusum", "variance", "flatline")
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    window_points: int = 1000
+    refresh_seconds: int = 3600
+    min_points: int = 288
+    min_span_seconds: int = 86_400
+    sensitivity: float = 1.0  # > 1 makes every detector but range more sensitive, < 1 less
+    range_tolerance: float = 0.05
+    residual_threshold: float = 6.0  # robust σ
+    cusum_drift: float = 1.0  # σ per point
+    cusum_threshold: float = 30.0  # σ
+    variance_points: int = 12
+    variance_threshold: float = 4.0  # mean |z|
+    flatline_min_points: int = 12
+    flatline_factor: float = 3.0
+    seasonal_improvement: float = 0.7  # seasonal residual MAD must be below this share of the plain MAD
+    cooldown_seconds: int = 21_600
+    gain_factor: float = 2.0
+    gain_half_life_seconds: int = 432_000
+
+    @classmethod
+    def from_overrides(cls, overrides: dict | None) -> "DetectionConfig":
+        """The defaults with a tenant's overrides applied; unknown keys or bad values raise ValueError."""
+        if not overrides:
+            return cls()
+        known = {f.name for f in fields(cls)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise ValueError(f"unknown detection setting(s): {', '.join(sorted(unknown))}")
+        default = cls()
+        values = {}
+        for name, value in overrides.items():
+            kind = type(getattr(default, name))
+            try:
+                values[name] = kind(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"detection setting {name} must be a {kind.__name__}") from None
+            if values[name] <= 0 and name != "range_tolerance":
+                raise ValueError(f"detection setting {name} must be positive")
+        return replace(default, **values)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def restart_at(ts_us: int) -> int:
+    """Where a re-evaluation that must cover `ts_us` starts: the UTC day it falls in."""
+    return ts_us // DAY_US * DAY_US

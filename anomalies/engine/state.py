@@ -1,0 +1,117 @@
+"""A series' state between points (SeriesState) and its checkpoint codec: the current format and the
+first one, which is still read."""
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+@dataclass(slots=True)  # slots: attribute reads are on the per-point hot path
+class SeriesState:
+    """Everything a series carries from one point to the next."""
+
+    first_ts_us: int | None = None
+    window_ts: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    window_values: np.ndarray = field(default_factory=lambda: np.empty(0))
+    window_residuals: np.ndarray = field(default_factory=lambda: np.empty(0))  # against the same time 1-3 days earlier (NaN: none)
+    window_weekly_residuals: np.ndarray = field(default_factory=lambda: np.empty(0))  # ... and 1-3 weeks earlier
+    lowest: float = math.inf
+    highest: float = -math.inf
+    last_alert_us: int | None = None
+    gain_at_alert: float = 1.0
+    cusum_up: float = 0.0
+    cusum_down: float = 0.0
+    cusum_day: int = -(2**62)
+    run_length: int = 0
+    run_alerted: bool = False  # a flatline alerts once per run, however long it lasts
+    recent_abs_z: np.ndarray = field(default_factory=lambda: np.empty(0))
+    # The baseline in effect since the last refresh.
+    bucket: int = -(2**62)
+    median: float = math.nan
+    scale: float = math.nan
+    plain_mad: float = math.nan
+    period_days: int = 0  # the seasonal period in use: 0 (none), 1 (daily) or 7 (weekly)
+    longest_run: int = 0
+
+    _SCALARS = struct.Struct("<qddqdddqqqdddqqqII")
+    _NONE = -(2**63)
+    _MAGIC = b"CWD2"  # zlib streams, the first format, start with 0x78
+
+    def to_bytes(self) -> bytes:
+        """The checkpoint written for every series on every run, so cheap to make: timestamp steps
+        compressed (regular, they shrink to almost nothing), residuals without their NaNs, values raw
+        (random doubles do not compress; trying costs ten times the rest)."""
+        none = self._NONE
+        head = self._SCALARS.pack(
+            none if self.first_ts_us is None else self.first_ts_us, self.lowest, self.highest,
+            none if self.last_alert_us is None else self.last_alert_us, self.gain_at_alert, self.cusum_up,
+            self.cusum_down, self.cusum_day, self.run_length, self.bucket, self.median, self.scale, self.plain_mad,
+            self.period_days, self.longest_run, int(self.run_alerted), len(self.window_ts), len(self.recent_abs_z),
+        )
+        steps = zlib.compress(np.diff(np.asarray(self.window_ts, "<i8"), prepend=0).astype("<i8").tobytes(), 1)
+        parts = [self._MAGIC, head, struct.pack("<I", len(steps)), steps, np.asarray(self.window_values, "<f8").tobytes()]
+        for residuals in (self.window_residuals, self.window_weekly_residuals):
+            residuals = np.asarray(residuals, "<f8")
+            present = ~np.isnan(residuals)
+            parts += [np.packbits(present).tobytes(), residuals[present].tobytes()]
+        parts.append(np.asarray(self.recent_abs_z, "<f8").tobytes())
+        return b"".join(parts)
+
+    @classmethod
+    def from_bytes(cls, blob: bytes | None) -> "SeriesState":
+        if not blob:
+            return cls()
+        blob = bytes(blob)
+        if not blob.startswith(cls._MAGIC):
+            return cls._from_first_format(blob)
+        head = cls._SCALARS.unpack_from(blob, len(cls._MAGIC))
+        count, recent = head[-2:]
+        offset = len(cls._MAGIC) + cls._SCALARS.size
+        (steps_size,) = struct.unpack_from("<I", blob, offset)
+        offset += 4
+        window_ts = np.cumsum(np.frombuffer(zlib.decompress(blob[offset:offset + steps_size]), "<i8")).astype(np.int64)
+        offset += steps_size
+        window_values = np.frombuffer(blob, "<f8", count, offset).astype(np.float64)
+        offset += 8 * count
+        residual_arrays = []
+        for _ in range(2):
+            mask_size = (count + 7) // 8
+            present = np.unpackbits(np.frombuffer(blob, np.uint8, mask_size, offset), count=count).astype(bool)
+            offset += mask_size
+            residuals = np.full(count, math.nan)
+            kept = int(present.sum())
+            residuals[present] = np.frombuffer(blob, "<f8", kept, offset)
+            offset += 8 * kept
+            residual_arrays.append(residuals)
+        recent_abs_z = np.frombuffer(blob, "<f8", recent, offset).astype(np.float64)
+        return cls._from_parts(head, window_ts, window_values, *residual_arrays, recent_abs_z)
+
+    @classmethod
+    def _from_first_format(cls, blob: bytes) -> "SeriesState":
+        """Checkpoints written before the current format: everything zlib-compressed."""
+        blob = zlib.decompress(blob)
+        head = cls._SCALARS.unpack_from(blob)
+        count, recent = head[-2:]
+        offset = cls._SCALARS.size
+        arrays = []
+        for dtype, size in (("<i8", count), ("<f8", count), ("<f8", count), ("<f8", count), ("<f8", recent)):
+            arrays.append(np.frombuffer(blob, dtype=dtype, count=size, offset=offset).astype(dtype[1:]))
+            offset += 8 * size
+        return cls._from_parts(head, *arrays)
+
+    @classmethod
+    def _from_parts(cls, head: tuple, window_ts, window_values, window_residuals, window_weekly_residuals,
+                    recent_abs_z) -> "SeriesState":
+        (first, lowest, highest, last_alert, gain, up, down, day, run, bucket, median, scale, plain_mad, period,
+         longest, run_alerted, _, _) = head
+        return cls(
+            first_ts_us=None if first == cls._NONE else first, window_ts=window_ts, window_values=window_values,
+            window_residuals=window_residuals, window_weekly_residuals=window_weekly_residuals, lowest=lowest,
+            highest=highest, last_alert_us=None if last_alert == cls._NONE else last_alert, gain_at_alert=gain,
+            cusum_up=up, cusum_down=down, cusum_day=day, run_length=run, run_alerted=bool(run_alerted),
+            recent_abs_z=recent_abs_z, bucket=bucket, median=median, scale=scale, plain_mad=plain_mad,
+            period_days=period, longest_run=longest,
+        )
