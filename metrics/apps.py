@@ -7,7 +7,7 @@ class MetricsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from metrics.services import tenant_points_delete
+        from metrics.maintenance import tenant_points_delete
         from tenants.models import Tenant
 
         # Points are not foreign-keyed to their tenant (a partitioned table), so a tenant's deletion

@@ -2,7 +2,7 @@
 from celery import shared_task
 
 from metrics.rollups import rollups_refresh
-from metrics.services import points_maintain
+from metrics.maintenance import points_maintain
 
 
 @shared_task

@@ -10,7 +10,7 @@ from anomalies.models import Anomaly, DetectionRun
 from anomalies.tasks import detection_run_all_task
 from conftest import event, iso, steady_then_spike
 from metrics.rollups import rollups_refresh
-from metrics.services import points_maintain
+from metrics.maintenance import points_maintain
 
 
 def test_a_hostile_tenant_changes_nothing_for_another(make_tenant):

@@ -12,7 +12,8 @@ from django.db import connection
 from conftest import event, iso
 from cloudwatchdog.timeutil import from_us, to_us
 from metrics import partitions
-from metrics.services import points_ingest, points_maintain
+from metrics.maintenance import points_maintain
+from metrics.services import points_ingest
 
 URL = "/api/v1/ingest/metrics"
 NOW = datetime.now(timezone.utc)

@@ -8,7 +8,8 @@ from django.db import connection
 from conftest import event
 from metrics.rollups import rollups_refresh
 from metrics.selectors import timeseries_read
-from metrics.services import points_ingest, points_maintain
+from metrics.maintenance import points_maintain
+from metrics.services import points_ingest
 
 BASE = datetime(2026, 3, 2, tzinfo=timezone.utc)  # a Monday
 
