@@ -4,16 +4,7 @@ import uuid
 from django.db import models
 
 from metrics.models import Series
-from tenants.models import TenantOwned, TenantOwnedQuerySet
-
-
-class BaselineQuerySet(TenantOwnedQuerySet):
-    def warming(self):
-        return self.filter(status=Baseline.STATUS_WARMING)
-
-    def ready(self):
-        return self.filter(status=Baseline.STATUS_READY)
-
+from tenants.models import TenantOwned
 
 class Baseline(TenantOwned):
     STATUS_WARMING = "warming"
@@ -21,7 +12,10 @@ class Baseline(TenantOwned):
     STATUSES = [(STATUS_WARMING, "warming"), (STATUS_READY, "ready")]
 
     series = models.ForeignKey(Series, on_delete=models.CASCADE, related_name="baselines", help_text="The series.")
-    method = models.CharField(max_length=40, default="median_mad", help_text="How the baseline is computed.")
+    method = models.CharField(
+        max_length=40, default="trailing_median",
+        help_text="How the expected value is computed: trailing_median, or seasonal_median (the same time on "
+        "earlier days or weeks; each anomaly's baseline names which).")
     status = models.CharField(
         max_length=10, choices=STATUSES, default=STATUS_WARMING,
         help_text="warming: not enough history yet, no anomaly is raised; ready: anomalies are raised.",
@@ -49,8 +43,6 @@ class Baseline(TenantOwned):
     )
     checkpoint = models.BinaryField(null=True, blank=True, editable=False, help_text="The engine's state after the watermark.")
     updated_at = models.DateTimeField(auto_now=True, help_text="Last time detection updated this baseline.")
-
-    objects = BaselineQuerySet.as_manager()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["tenant", "series"], name="baseline_tenant_series_uniq")]

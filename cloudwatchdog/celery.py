@@ -1,4 +1,4 @@
-"""The Celery app and its beat schedule (detection every DETECTION_INTERVAL_SECONDS)."""
+"""The Celery app, configured from Django's settings (its beat schedule is CELERY_BEAT_SCHEDULE there)."""
 import os
 
 from celery import Celery

@@ -9,8 +9,6 @@ from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 
-from tenants.ratelimit import REDIS_TIMEOUT_SECONDS
-
 logger = logging.getLogger(__name__)
 
 
@@ -27,8 +25,8 @@ def _postgres_ok() -> tuple[bool, str]:
 
 def _redis_ok() -> tuple[bool, str]:
     try:
-        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=REDIS_TIMEOUT_SECONDS,
-                                      socket_connect_timeout=REDIS_TIMEOUT_SECONDS)
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=settings.REDIS_TIMEOUT_SECONDS,
+                                      socket_connect_timeout=settings.REDIS_TIMEOUT_SECONDS)
         try:
             client.ping()
         finally:

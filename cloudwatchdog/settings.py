@@ -83,6 +83,10 @@ else:
 
     REDIS_URL = embedded.redis_url(BASE_DIR)
 
+# Redis calls on a request's path (rate limits, /readyz) give up after this: a Redis that does not
+# answer must not hang requests.
+REDIS_TIMEOUT_SECONDS = env.float("REDIS_TIMEOUT_SECONDS", default=0.25)
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",

@@ -1,8 +1,8 @@
 """The ingest hot path's parsing and validation: plain Python, no per-event serializers.
 
 `parse_body` turns the request body into the events list (or raises BodyError with the
-status to answer); `validate_events` splits events into valid points and rejections by
-index, each rejection naming the field and the reason.
+status to answer); `typed_events` and `EventChecker` judge each event, so that a rejection
+names its index, the field and the reason (metrics.services.points_ingest puts them together).
 """
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from cloudwatchdog.timeutil import floor
 from metrics.models import POINT_TABLE
 
 logger = logging.getLogger(__name__)
-# (table, bucket seconds, source); a step that is a multiple of a resolution may read its table.
+# (table, bucket seconds), coarsest first; a step that is a multiple of a resolution may read its table.
 RESOLUTIONS = [("metrics_rollup_1h", 3600), ("metrics_rollup_1m", 60)]
 _REFRESH_LOCK = "metrics_rollups_refresh"
 

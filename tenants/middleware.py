@@ -1,8 +1,7 @@
 """Resolves the API key of a request to its tenant once, at the edge.
 
-Sets `request.api_key` and `request.tenant` (None when there is no valid key). The DRF
-authentication class turns a missing tenant into 401; nothing below the edge looks the
-key up again.
+Sets `request.api_key` (None when there is no valid key). The DRF authentication class turns
+a missing key into 401 and gives views the tenant; nothing below the edge looks the key up again.
 """
 from tenants.selectors import api_key_get_by_plaintext
 
@@ -13,7 +12,6 @@ class ApiKeyTenantMiddleware:
 
     def __call__(self, request):
         request.api_key = None
-        request.tenant = None
         request.api_key_presented = False
         header = request.META.get("HTTP_AUTHORIZATION", "")
         if header:
@@ -23,5 +21,4 @@ class ApiKeyTenantMiddleware:
                 api_key = api_key_get_by_plaintext(plaintext=credentials.strip())
                 if api_key is not None:
                     request.api_key = api_key
-                    request.tenant = api_key.tenant
         return self.get_response(request)

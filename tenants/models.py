@@ -34,7 +34,8 @@ class Tenant(models.Model):
     )
     detection_config = models.JSONField(
         default=dict, blank=True,
-        help_text="Overrides of the detection defaults for this tenant, e.g. {\"threshold\": 8}. "
+        help_text="Overrides of the detection defaults for this tenant, e.g. {\"sensitivity\": 0.5} or "
+        "{\"residual_threshold\": 8} (the fields of anomalies.engine.DetectionConfig). "
         "Apply to history with run_detection --replay.",
     )
     max_point_age_days = models.PositiveIntegerField(
@@ -95,19 +96,82 @@ class TenantStaff(models.Model):
         verbose_name_plural = "tenant staff"
 
 
-class TenantOwnedQuerySet(models.QuerySet):
-    def for_tenant(self, tenant: Tenant) -> "TenantOwnedQuerySet":
-        return self.filter(tenant=tenant)
+class UnscopedQuery(Exception):
+    """A query of tenant-owned rows that says neither which tenant nor that it means all of them."""
 
+
+class TenantOwnedQuerySet(models.QuerySet):
+    """Fails closed: reading rows needs for_tenant(), for_tenants() or an explicit unscoped()."""
+
+    _scoped = False
+
+    def for_tenant(self, tenant: Tenant) -> "TenantOwnedQuerySet":
+        return self._mark_scoped(self.filter(tenant=tenant))
+
+    def for_tenants(self, tenants) -> "TenantOwnedQuerySet":
+        return self._mark_scoped(self.filter(tenant__in=tenants))
 
     def unscoped(self) -> "TenantOwnedQuerySet":
-        return self.all()
+        """Every tenant's rows, on purpose (cross-tenant jobs, a superuser's admin)."""
+        return self._mark_scoped(self.all())
+
+    @staticmethod
+    def _mark_scoped(queryset: "TenantOwnedQuerySet") -> "TenantOwnedQuerySet":
+        queryset._scoped = True
+        return queryset
+
+    def _clone(self):
+        clone = super()._clone()
+        clone._scoped = self._scoped
+        return clone
+
+    def _check_scoped(self) -> None:
+        if not self._scoped:
+            raise UnscopedQuery(f"a query of {self.model.__name__} rows needs for_tenant(), for_tenants() or unscoped()")
+
+    def _fetch_all(self):
+        if self._result_cache is None:
+            self._check_scoped()
+        super()._fetch_all()
+
+    def count(self):
+        self._check_scoped()
+        return super().count()
+
+    def exists(self):
+        self._check_scoped()
+        return super().exists()
+
+    def aggregate(self, *args, **kwargs):
+        self._check_scoped()
+        return super().aggregate(*args, **kwargs)
+
+    def update(self, **kwargs):
+        self._check_scoped()
+        return super().update(**kwargs)
+
+    def delete(self):
+        self._check_scoped()
+        return super().delete()
+
+    def iterator(self, chunk_size=None):
+        self._check_scoped()
+        return super().iterator(chunk_size=chunk_size)
+
+
+class TenantOwnedManager(models.Manager.from_queryset(TenantOwnedQuerySet)):
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        # A related manager reached from a tenant (tenant.apikey_set) is scoped by its own filter.
+        if getattr(getattr(self, "field", None), "name", None) == "tenant":
+            queryset._scoped = True
+        return queryset
 
 
 class TenantOwned(models.Model):
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, help_text="The tenant that owns this row.")
 
-    objects = TenantOwnedQuerySet.as_manager()
+    objects = TenantOwnedManager()
 
     class Meta:
         abstract = True

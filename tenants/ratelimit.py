@@ -42,7 +42,6 @@ return tostring(wait)
 """
 
 RETRY_SECONDS = 5.0
-REDIS_TIMEOUT_SECONDS = 0.25
 _WARN_EVERY_SECONDS = 60.0
 
 
@@ -73,8 +72,8 @@ class _Limiter:
         # One client and one registered script per process: building a client per request costs
         # more than the check itself. Short timeouts: a blackholed Redis must not hang requests.
         if self._script is None:
-            client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=REDIS_TIMEOUT_SECONDS,
-                                          socket_connect_timeout=REDIS_TIMEOUT_SECONDS)
+            client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=settings.REDIS_TIMEOUT_SECONDS,
+                                          socket_connect_timeout=settings.REDIS_TIMEOUT_SECONDS)
             self._script = client.register_script(_TOKEN_BUCKETS)
         return self._script
 

@@ -438,13 +438,12 @@ class _Series:
             "method": {1: "daily_seasonal_median", 7: "weekly_seasonal_median"}.get(base.period_days, "trailing_median"),
             "expected": expected, "median": base.median, "scale": base.scale, "mad": base.plain_mad,
             "samples": point["samples"], "lowest_seen": point["lowest"], "highest_seen": point["highest"],
-            "deviation_sigma": z, "cusum_sigma": point["cusum"],
+            # What the CUSUM had reached (it restarts after this alert), in the explanation's terms.
+            "deviation_sigma": z, "cusum_sigma": evidence[2] * c.cusum_threshold * gain / c.sensitivity,
             "recent_mean_abs_sigma": sum(recent) / max(len(recent), 1),
             "run_length": point["run_length"], "longest_recent_run": base.longest(),
             "evidence": {name: round(value, 6) for name, value in zip(DETECTORS, evidence)},
         }
-        # What the CUSUM had reached (it restarts after this alert), in the explanation's terms.
-        baseline["cusum_sigma"] = evidence[2] * c.cusum_threshold * gain / c.sensitivity
         suppression = {
             "cooldown_seconds": c.cooldown_seconds, "previous_alert_us": previous_alert,
             "threshold_multiplier": gain, "next_threshold_multiplier": s.gain_at_alert,
