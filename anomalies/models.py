@@ -128,3 +128,9 @@ class DetectionState(TenantOwned):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["tenant"], name="detectionstate_tenant_uniq")]
+
+
+# Tables that raw SQL names.
+BASELINE_TABLE = Baseline._meta.db_table
+ANOMALY_TABLE = Anomaly._meta.db_table
+DETECTION_STATE_TABLE = DetectionState._meta.db_table

@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 from django.db import connection
 
 from anomalies.engine import DetectionConfig, SeriesState, expected_band, restart_at, state_from_history
-from anomalies.models import Anomaly, Baseline, DetectionRun
+from anomalies.models import ANOMALY_TABLE, Anomaly, Baseline, DetectionRun
 from metrics import selectors as metrics_selectors
 from cloudwatchdog.timeutil import from_us, to_us
 from tenants.models import Tenant
@@ -54,10 +54,10 @@ def _alert_times_before(*, tenant: Tenant, before_us: dict[int, int]) -> dict[in
     series_ids = list(before_us)
     with connection.cursor() as cursor:
         cursor.execute(
-            """
+            f"""
             SELECT a.series_id, (extract(epoch FROM a.ts) * 1000000)::bigint
             FROM unnest(%s::bigint[], %s::bigint[]) AS s(series_id, before_us)
-            JOIN anomalies_anomaly a ON a.tenant_id = %s AND a.series_id = s.series_id
+            JOIN {ANOMALY_TABLE} a ON a.tenant_id = %s AND a.series_id = s.series_id
              AND a.ts < timestamptz 'epoch' + s.before_us * interval '1 microsecond'
             ORDER BY a.series_id, a.ts
             """,

@@ -30,7 +30,7 @@ from psycopg2.extras import execute_values
 from anomalies import selectors as anomalies_selectors
 from anomalies.selectors import detection_config_for
 from anomalies.engine import DetectionConfig, SeriesState, detect_many, restart_at
-from anomalies.models import Anomaly, Baseline, DetectionRun
+from anomalies.models import ANOMALY_TABLE, BASELINE_TABLE, DETECTION_STATE_TABLE, Anomaly, Baseline, DetectionRun
 from cloudwatchdog import pgcopy
 from metrics import selectors as metrics_selectors
 from cloudwatchdog.timeutil import EPOCH, from_us, to_us
@@ -55,7 +55,7 @@ class RunInProgress(Exception):
 
 def _watermark_query(tenant_id: int) -> tuple[str, list]:
     return (
-        "SELECT (SELECT (extract(epoch FROM watermark_max) * 1000000)::bigint FROM anomalies_detectionstate "
+        f"SELECT (SELECT (extract(epoch FROM watermark_max) * 1000000)::bigint FROM {DETECTION_STATE_TABLE} "
         "WHERE tenant_id = %s)",
         [tenant_id],
     )
@@ -75,14 +75,14 @@ def _late_points_mark(cursor, tenant_id: int, rows, watermark_row) -> None:
     if not maybe_late.any():
         return
     cursor.execute(
-        """
-        UPDATE anomalies_baseline b
+        f"""
+        UPDATE {BASELINE_TABLE} b
         SET late_from = LEAST(COALESCE(b.late_from, l.min_ts), l.min_ts), late_points = b.late_points + l.n
         FROM (
             SELECT bb.id, min(p.ts) AS min_ts, count(*) AS n
             FROM (SELECT series_id, timestamptz 'epoch' + ts_us * interval '1 microsecond' AS ts
                   FROM unnest(%s::bigint[], %s::bigint[]) AS u(series_id, ts_us)) p
-            JOIN anomalies_baseline bb ON bb.tenant_id = %s AND bb.series_id = p.series_id
+            JOIN {BASELINE_TABLE} bb ON bb.tenant_id = %s AND bb.series_id = p.series_id
             WHERE p.ts <= bb.watermark
             GROUP BY bb.id
         ) l
@@ -389,7 +389,7 @@ def _watermarks_advance(cursor, *, tenant: Tenant, plans: list[_Plan], newest: d
     execute_values(
         cursor.cursor,
         f"""
-        INSERT INTO anomalies_baseline (tenant_id, series_id, method, status, window_points, sample_count,
+        INSERT INTO {BASELINE_TABLE} (tenant_id, series_id, method, status, window_points, sample_count,
                                         watermark, evaluating_from, late_points, updated_at)
         SELECT {int(tenant.id)}, v.series_id, 'trailing_median', 'warming', 0, 0, v.watermark, v.evaluating_from, 0, now()
         FROM (VALUES %s) AS v(series_id, watermark, evaluating_from)
@@ -403,7 +403,7 @@ def _watermarks_advance(cursor, *, tenant: Tenant, plans: list[_Plan], newest: d
     newest = max((r[1] for r in rows if r[1] is not None), default=None)
     if newest is not None:
         cursor.execute(
-            "INSERT INTO anomalies_detectionstate (tenant_id, watermark_max) VALUES (%s, %s) "
+            f"INSERT INTO {DETECTION_STATE_TABLE} (tenant_id, watermark_max) VALUES (%s, %s) "
             "ON CONFLICT (tenant_id) DO UPDATE SET watermark_max = "
             "GREATEST(anomalies_detectionstate.watermark_max, EXCLUDED.watermark_max)",
             [tenant.id, newest],
@@ -411,7 +411,7 @@ def _watermarks_advance(cursor, *, tenant: Tenant, plans: list[_Plan], newest: d
     consumed = [r[0] for r in rows if r[3]]
     if consumed:
         cursor.execute(
-            "UPDATE anomalies_baseline SET late_from = NULL, late_points = 0 WHERE tenant_id = %s AND series_id = ANY(%s)",
+            f"UPDATE {BASELINE_TABLE} SET late_from = NULL, late_points = 0 WHERE tenant_id = %s AND series_id = ANY(%s)",
             [tenant.id, consumed],
         )
 
@@ -423,8 +423,8 @@ def _anomalies_write(cursor, *, tenant: Tenant, run: DetectionRun, findings_by_s
         kept = [(series_id, from_us(f.ts_us)) for series_id in rebuild
                 for f in findings_by_series.get(series_id, [])]
         cursor.execute(
-            """
-            DELETE FROM anomalies_anomaly a
+            f"""
+            DELETE FROM {ANOMALY_TABLE} a
             USING unnest(%s::bigint[], %s::timestamptz[]) AS r(series_id, since)
             WHERE a.tenant_id = %s AND a.series_id = r.series_id AND a.ts >= r.since
               AND NOT EXISTS (SELECT 1 FROM unnest(%s::bigint[], %s::timestamptz[]) AS k(series_id, ts)
@@ -447,8 +447,8 @@ def _anomalies_write(cursor, *, tenant: Tenant, run: DetectionRun, findings_by_s
         return 0
     inserted = execute_values(
         cursor.cursor,
-        """
-        INSERT INTO anomalies_anomaly (tenant_id, series_id, ts, value, expected, lower, upper, score, severity,
+        f"""
+        INSERT INTO {ANOMALY_TABLE} (tenant_id, series_id, ts, value, expected, lower, upper, score, severity,
             status, detector, parameters, baseline_stats, suppression, reason, run_id, created_at)
         VALUES %s
         ON CONFLICT (tenant_id, series_id, ts) DO UPDATE SET
@@ -499,8 +499,8 @@ def _baselines_write(cursor, *, tenant: Tenant, states: dict, config: DetectionC
         io.BytesIO(pgcopy.encode_rows(rows, tuple(kind for _, kind in _BASELINE_COLUMNS))),
     )
     cursor.execute(
-        """
-        UPDATE anomalies_baseline b SET
+        f"""
+        UPDATE {BASELINE_TABLE} b SET
             status = v.status, method = v.method, window_points = v.window_points, sample_count = v.sample_count,
             median = v.median, mad = v.mad, scale = v.scale, lower = v.lower, upper = v.upper, first_ts = v.first_ts,
             checkpoint = v.checkpoint, evaluating_from = NULL, updated_at = now()

@@ -10,7 +10,7 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from metrics import partitions
-from metrics.models import POINT_TABLE
+from metrics.models import INGEST_LOG_TABLE, POINT_TABLE, ROLLUP_1H_TABLE, ROLLUP_1M_TABLE
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ def points_retention_apply(*, now: datetime | None = None) -> dict:
     if global_days:
         report["dropped_partitions"] = partitions.partitions_drop_before(cutoff=now - timedelta(days=global_days))
         with connection.cursor() as cursor:
-            for table in ("metrics_rollup_1m", "metrics_rollup_1h"):
+            for table in (ROLLUP_1M_TABLE, ROLLUP_1H_TABLE):
                 cursor.execute(f"DELETE FROM {table} WHERE bucket < %s", [now - timedelta(days=global_days)])
     for tenant in Tenant.objects.filter(retention_days__gte=1):
         cutoff = now - timedelta(days=tenant.retention_days)
@@ -36,7 +36,7 @@ def points_retention_apply(*, now: datetime | None = None) -> dict:
             with transaction.atomic(), connection.cursor() as cursor:
                 cursor.execute(f"DELETE FROM {POINT_TABLE} WHERE tenant_id = %s AND ts < %s", [tenant.id, cutoff])
                 report["deleted_points"] += cursor.rowcount
-                for table in ("metrics_rollup_1m", "metrics_rollup_1h"):
+                for table in (ROLLUP_1M_TABLE, ROLLUP_1H_TABLE):
                     cursor.execute(f"DELETE FROM {table} WHERE tenant_id = %s AND bucket < %s", [tenant.id, cutoff])
         except DatabaseError:
             logger.exception("retention failed for tenant %s; the others go on", tenant.slug)
@@ -51,7 +51,7 @@ def tenant_points_delete(sender, instance: Tenant, **kwargs) -> None:
     the rollup refresh deletes such points when it meets their log row.
     """
     with connection.cursor() as cursor:
-        for table in (POINT_TABLE, "metrics_rollup_1m", "metrics_rollup_1h", "metrics_ingest_log"):
+        for table in (POINT_TABLE, ROLLUP_1M_TABLE, ROLLUP_1H_TABLE, INGEST_LOG_TABLE):
             cursor.execute(f"DELETE FROM {table} WHERE tenant_id = %s", [instance.id])
 
 

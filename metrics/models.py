@@ -39,3 +39,10 @@ class Series(TenantOwned):
     def __str__(self) -> str:
         tags = ",".join(f"{k}={v}" for k, v in sorted(self.tags.items()))
         return f"{self.service}/{self.resource_id}/{self.metric_name}" + (f"{{{tags}}}" if tags else "")
+
+
+# Tables that raw SQL names (the hot paths and set-based reads go through SQL, not the ORM).
+SERIES_TABLE = Series._meta.db_table
+ROLLUP_1M_TABLE = "metrics_rollup_1m"  # created by migration 0002, like the ingest log
+ROLLUP_1H_TABLE = "metrics_rollup_1h"
+INGEST_LOG_TABLE = "metrics_ingest_log"

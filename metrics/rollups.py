@@ -13,18 +13,19 @@ from datetime import datetime, timedelta
 from django.db import DatabaseError, connection, transaction
 
 from cloudwatchdog.timeutil import floor
-from metrics.models import POINT_TABLE
+from metrics.models import INGEST_LOG_TABLE, POINT_TABLE, ROLLUP_1H_TABLE, ROLLUP_1M_TABLE, SERIES_TABLE
+from tenants.models import TENANT_TABLE
 
 logger = logging.getLogger(__name__)
 # (table, bucket seconds), coarsest first; a step that is a multiple of a resolution may read its table.
-RESOLUTIONS = [("metrics_rollup_1h", 3600), ("metrics_rollup_1m", 60)]
+RESOLUTIONS = [(ROLLUP_1H_TABLE, 3600), (ROLLUP_1M_TABLE, 60)]
 _REFRESH_LOCK = "metrics_rollups_refresh"
 
 
 def ingest_log_statement(*, tenant_id: int, min_us: int, max_us: int) -> tuple[str, list]:
     """The statement (SQL, parameters) an ingest transaction runs to record the time range it wrote."""
     return (
-        "INSERT INTO metrics_ingest_log (tenant_id, min_ts, max_ts) VALUES "
+        f"INSERT INTO {INGEST_LOG_TABLE} (tenant_id, min_ts, max_ts) VALUES "
         "(%s, timestamptz 'epoch' + %s * interval '1 microsecond', timestamptz 'epoch' + %s * interval '1 microsecond')",
         [tenant_id, min_us, max_us],
     )
@@ -55,7 +56,7 @@ def rollups_refresh() -> dict:
         if not cursor.fetchone()[0]:
             return report
         try:
-            cursor.execute("SELECT DISTINCT tenant_id FROM metrics_ingest_log ORDER BY 1")
+            cursor.execute(f"SELECT DISTINCT tenant_id FROM {INGEST_LOG_TABLE} ORDER BY 1")
             for (tenant_id,) in cursor.fetchall():
                 try:
                     with transaction.atomic():
@@ -73,9 +74,9 @@ def rollups_refresh() -> dict:
 def _tenant_refresh(cursor, *, tenant_id: int) -> dict:
     """Refresh one tenant's touched ranges; returns what it did, counted as rollups_refresh reports."""
     done = {"tenants": 0, "minute_ranges": 0, "hour_ranges": 0, "orphan_points_deleted": 0}
-    cursor.execute("DELETE FROM metrics_ingest_log WHERE tenant_id = %s RETURNING min_ts, max_ts", [tenant_id])
+    cursor.execute(f"DELETE FROM {INGEST_LOG_TABLE} WHERE tenant_id = %s RETURNING min_ts, max_ts", [tenant_id])
     ranges = cursor.fetchall()
-    cursor.execute("SELECT EXISTS (SELECT 1 FROM tenants_tenant WHERE id = %s)", [tenant_id])
+    cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {TENANT_TABLE} WHERE id = %s)", [tenant_id])
     if not cursor.fetchone()[0]:
         # Written by a request that authenticated just before its tenant was deleted (web processes
         # cache keys for a few seconds): the points are nobody's now.
@@ -86,11 +87,11 @@ def _tenant_refresh(cursor, *, tenant_id: int) -> dict:
         return done
     done["tenants"] = 1
     for start, end in _merged_ranges(ranges, 60):
-        _rebuild(cursor, tenant_id=tenant_id, table="metrics_rollup_1m", source=POINT_TABLE,
+        _rebuild(cursor, tenant_id=tenant_id, table=ROLLUP_1M_TABLE, source=POINT_TABLE,
                  seconds=60, start=start, end=end, time_column="ts", raw=True)
         done["minute_ranges"] += 1
     for start, end in _merged_ranges(ranges, 3600):
-        _rebuild(cursor, tenant_id=tenant_id, table="metrics_rollup_1h", source="metrics_rollup_1m",
+        _rebuild(cursor, tenant_id=tenant_id, table=ROLLUP_1H_TABLE, source=ROLLUP_1M_TABLE,
                  seconds=3600, start=start, end=end, time_column="bucket", raw=False)
         done["hour_ranges"] += 1
     return done
@@ -106,7 +107,7 @@ def _rebuild(cursor, *, tenant_id, table, source, seconds, start, end, time_colu
         f"""
         INSERT INTO {table} (tenant_id, series_id, bucket, count, sum, min, max)
         SELECT %s, s.id, date_bin(make_interval(secs => %s), {time_column}, timestamptz 'epoch'), {aggregates}
-        FROM metrics_series s
+        FROM {SERIES_TABLE} s
         CROSS JOIN LATERAL (
             SELECT * FROM {source} p
             WHERE p.tenant_id = %s AND p.series_id = s.id AND p.{time_column} >= %s AND p.{time_column} < %s

@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 
 from cloudwatchdog import pgcopy
 from cloudwatchdog.timeutil import floor
-from metrics.models import POINT_TABLE, Series
+from metrics.models import INGEST_LOG_TABLE, POINT_TABLE, ROLLUP_1H_TABLE, SERIES_TABLE, Series
 from metrics.rollups import rollup_for_step
 from tenants.models import Tenant
 
@@ -81,9 +81,9 @@ def series_stats(*, tenant: Tenant, series_ids: list[int]) -> dict[int, SeriesSt
             CROSS JOIN LATERAL (
                 SELECT COALESCE(sum(count) FILTER (WHERE bucket < newest.hour), 0) AS before_newest_hour,
                        newest.hour AS newest_hour
-                FROM (SELECT max(bucket) AS hour FROM metrics_rollup_1h
+                FROM (SELECT max(bucket) AS hour FROM {ROLLUP_1H_TABLE}
                       WHERE tenant_id = %(tenant)s AND series_id = s.id) newest
-                LEFT JOIN metrics_rollup_1h h ON h.tenant_id = %(tenant)s AND h.series_id = s.id
+                LEFT JOIN {ROLLUP_1H_TABLE} h ON h.tenant_id = %(tenant)s AND h.series_id = s.id
                 GROUP BY newest.hour
             ) r
             """,
@@ -140,7 +140,7 @@ def _aggregated_read(cursor, *, tenant, series_ids, start, end, step_seconds, ag
         # Whole rollup buckets strictly inside (start, end]; ranges not yet refreshed read raw.
         rollup_from = floor(start, seconds) + timedelta(seconds=seconds)
         rollup_to = floor(end, seconds)
-        cursor.execute("SELECT min(min_ts), max(max_ts) FROM metrics_ingest_log WHERE tenant_id = %s", [tenant.id])
+        cursor.execute(f"SELECT min(min_ts), max(max_ts) FROM {INGEST_LOG_TABLE} WHERE tenant_id = %s", [tenant.id])
         dirty_low, dirty_high = cursor.fetchone()
         if dirty_low is not None and dirty_high >= rollup_from and dirty_low < rollup_to:
             # Keep the clean part before the dirty range; the rest comes from raw points.
@@ -279,7 +279,7 @@ def series_newest_ts(*, tenant: Tenant, until_us: int | None = None) -> dict[int
             SELECT s.id, (SELECT (extract(epoch FROM max(p.ts)) * 1000000)::bigint FROM {POINT_TABLE} p
                           WHERE p.tenant_id = s.tenant_id AND p.series_id = s.id
                             AND p.ts <= COALESCE(timestamptz 'epoch' + %s * interval '1 microsecond', 'infinity'))
-            FROM metrics_series s WHERE s.tenant_id = %s ORDER BY s.id
+            FROM {SERIES_TABLE} s WHERE s.tenant_id = %s ORDER BY s.id
             """,
             [until_us, tenant.id],
         )

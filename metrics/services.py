@@ -16,7 +16,7 @@ from cloudwatchdog import pgcopy
 from metrics import partitions, rollups
 from cloudwatchdog.timeutil import format_iso, to_us
 from metrics.ingest import MAX_ABS_VALUE, Event, EventChecker, Limits, series_key_hash, typed_events, value_error
-from metrics.models import POINT_TABLE
+from metrics.models import POINT_TABLE, SERIES_TABLE
 from tenants.models import Tenant
 from tenants.ratelimit import buckets_take
 
@@ -291,7 +291,7 @@ def _series_resolve(*, tenant: Tenant, new: dict[tuple, Event], checker: EventCh
     hashes = list(by_hash)
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT key_hash, id FROM metrics_series WHERE tenant_id = %s AND key_hash = ANY(%s)", [tenant.id, hashes]
+            f"SELECT key_hash, id FROM {SERIES_TABLE} WHERE tenant_id = %s AND key_hash = ANY(%s)", [tenant.id, hashes]
         )
         found = dict(cursor.fetchall())
         to_create = [h for h in hashes if h not in found]
@@ -320,17 +320,17 @@ def _series_create(cursor, *, tenant: Tenant, limit: int, hashes: list[str], cre
     with transaction.atomic():
         cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [SERIES_ADVISORY_NAMESPACE, tenant.id])
         cursor.execute(
-            "SELECT key_hash, id FROM metrics_series WHERE tenant_id = %s AND key_hash = ANY(%s)", [tenant.id, hashes]
+            f"SELECT key_hash, id FROM {SERIES_TABLE} WHERE tenant_id = %s AND key_hash = ANY(%s)", [tenant.id, hashes]
         )
         found.update(cursor.fetchall())
         hashes = [h for h in hashes if h not in found]
-        cursor.execute("SELECT count(*) FROM metrics_series WHERE tenant_id = %s", [tenant.id])
+        cursor.execute(f"SELECT count(*) FROM {SERIES_TABLE} WHERE tenant_id = %s", [tenant.id])
         room = max(limit - cursor.fetchone()[0], 0)
         allowed, refused = hashes[:room], hashes[room:]
         if allowed:
             _series_insert(cursor, tenant_id=tenant.id, created={h: created[h] for h in allowed})
             cursor.execute(
-                "SELECT key_hash, id FROM metrics_series WHERE tenant_id = %s AND key_hash = ANY(%s)",
+                f"SELECT key_hash, id FROM {SERIES_TABLE} WHERE tenant_id = %s AND key_hash = ANY(%s)",
                 [tenant.id, allowed],
             )
             found.update(cursor.fetchall())
@@ -345,7 +345,7 @@ def _series_insert(cursor, *, tenant_id: int, created: dict[str, tuple[Event, st
         params += [tenant_id, event.service, event.resource_id, event.metric_name, canonical_tags or "{}",
                    key_hash, event.source]
     cursor.execute(
-        "INSERT INTO metrics_series (tenant_id, service, resource_id, metric_name, tags, key_hash, source, created_at) "
+        f"INSERT INTO {SERIES_TABLE} (tenant_id, service, resource_id, metric_name, tags, key_hash, source, created_at) "
         f"VALUES {', '.join(values)} ON CONFLICT (tenant_id, key_hash) DO NOTHING",
         params,
     )

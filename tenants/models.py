@@ -204,3 +204,6 @@ class ApiKey(TenantOwned):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+# The table raw SQL names (the rollup refresh checks a tenant still exists).
+TENANT_TABLE = Tenant._meta.db_table
