@@ -1,8 +1,11 @@
 """PostgreSQL's binary COPY format: faster than text both ways, and nothing to escape.
 
 Used where many rows move at once: points into and out of metrics_point, baselines' checkpoints.
+Points go as numpy arrays both ways (no Python object per point); other rows through encode_rows.
 """
 import struct
+
+import numpy as np
 
 HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 TRAILER = struct.pack(">h", -1)
@@ -35,3 +38,36 @@ def encode_rows(rows, kinds: tuple[str, ...]) -> bytes:
                 append(data)
     append(TRAILER)
     return b"".join(parts)
+
+
+def encode_points(series_ids: np.ndarray, ts_us: np.ndarray, values: np.ndarray, *, tenant_id: int | None) -> bytes:
+    """Points (series id, µs since the Unix epoch, value) as a binary COPY stream, with a leading
+    tenant_id column when one is given: one numpy record per row."""
+    fields = [("n", ">i2")]
+    if tenant_id is not None:
+        fields += [("l0", ">i4"), ("tenant", ">i8")]
+    fields += [("l1", ">i4"), ("series", ">i8"), ("l2", ">i4"), ("ts", ">i8"), ("l3", ">i4"), ("value", ">f8")]
+    table = np.empty(len(series_ids), dtype=np.dtype(fields))
+    table["n"] = 4 if tenant_id is not None else 3
+    for length in [name for name, _ in fields if name.startswith("l")]:
+        table[length] = 8
+    if tenant_id is not None:
+        table["tenant"] = tenant_id
+    table["series"] = series_ids
+    table["ts"] = ts_us - PG_EPOCH_US
+    table["value"] = values
+    return HEADER + table.tobytes() + TRAILER
+
+
+_POINT_ROW = np.dtype([("n", ">i2"), ("l1", ">i4"), ("series", ">i8"), ("l2", ">i4"), ("ts", ">i8"),
+                       ("l3", ">i4"), ("value", ">f8")])
+
+
+def decode_points(data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A binary COPY stream of (series id bigint, ts timestamptz, value float8) rows, none NULL, as
+    three arrays (series ids, µs since the Unix epoch, values)."""
+    count = (len(data) - len(HEADER) - len(TRAILER)) // _POINT_ROW.itemsize
+    rows = np.frombuffer(data, dtype=_POINT_ROW, offset=len(HEADER), count=max(count, 0))
+    # A binary timestamptz is µs since 2000-01-01; converting here spares PostgreSQL a numeric extract per row.
+    return (rows["series"].astype(np.int64), rows["ts"].astype(np.int64) + PG_EPOCH_US,
+            rows["value"].astype(np.float64))

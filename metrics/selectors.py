@@ -175,10 +175,6 @@ def _aggregated_read(cursor, *, tenant, series_ids, start, end, step_seconds, ag
     )
 
 
-_POINT_ROW = np.dtype([("n", ">i2"), ("l1", ">i4"), ("series", ">i8"), ("l2", ">i4"), ("ts", ">i8"),
-                       ("l3", ">i4"), ("value", ">f8")])
-
-
 def points_after(
     *,
     tenant: Tenant,
@@ -217,14 +213,9 @@ def points_after(
         ).decode()
         buffer = io.BytesIO()
         cursor.cursor.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT binary)", buffer)
-    data = buffer.getbuffer()
-    # Binary COPY: a 19-byte header, fixed-size rows of 3 non-null fields, a 2-byte trailer.
-    rows = np.frombuffer(data, dtype=_POINT_ROW, offset=19, count=(len(data) - 21) // _POINT_ROW.itemsize)
-    if len(rows) == 0:
+    series_ids, ts_us, values = pgcopy.decode_points(buffer.getbuffer())
+    if len(series_ids) == 0:
         return empty
-    # A binary timestamptz is µs since 2000-01-01; converting here spares PostgreSQL a numeric extract per row.
-    series_ids, ts_us = rows["series"].astype(np.int64), rows["ts"].astype(np.int64) + pgcopy.PG_EPOCH_US
-    values = rows["value"].astype(np.float64)
     series_step, ts_step = np.diff(series_ids), np.diff(ts_us)
     if not ((series_step > 0) | ((series_step == 0) & (ts_step > 0))).all():
         order = np.lexsort((ts_us, series_ids))  # a plan that did not keep the order
@@ -232,27 +223,38 @@ def points_after(
     return series_ids, ts_us, values
 
 
-def points_before(*, tenant: Tenant, before_us: dict[int, int], count: int):
-    """The last `count` points of each series strictly before its given time, rows (series_id, ts_us, value)."""
-    if not before_us:
-        return []
+def _per_series_before(*, tenant: Tenant, before_us: dict[int, int], columns: str, aggregate: str,
+                       order_limit: str = "", outer: str = "", params: tuple = ()) -> list[tuple]:
+    """One set-based query over each series' points strictly before its own time (µs): for every
+    series, `SELECT s.series_id, {columns}` from a LATERAL `SELECT {aggregate} ... {order_limit}` on
+    its primary-key range, then `{outer}` (extra WHERE/ORDER BY); `params` fill `order_limit`."""
     series_ids = list(before_us)
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            SELECT s.series_id, p.ts_us, p.value
+            SELECT s.series_id, {columns}
             FROM unnest(%s::bigint[], %s::bigint[]) AS s(series_id, before_us)
             CROSS JOIN LATERAL (
-                SELECT (extract(epoch FROM ts) * 1000000)::bigint AS ts_us, value FROM {POINT_TABLE} p
+                SELECT {aggregate} FROM {POINT_TABLE} p
                 WHERE p.tenant_id = %s AND p.series_id = s.series_id
                   AND p.ts < timestamptz 'epoch' + s.before_us * interval '1 microsecond'
-                ORDER BY ts DESC LIMIT %s
-            ) p
-            ORDER BY s.series_id, p.ts_us
+                {order_limit}
+            ) x
+            {outer}
             """,
-            [series_ids, [before_us[s] for s in series_ids], tenant.id, count],
+            [series_ids, [before_us[s] for s in series_ids], tenant.id, *params],
         )
         return cursor.fetchall()
+
+
+def points_before(*, tenant: Tenant, before_us: dict[int, int], count: int):
+    """The last `count` points of each series strictly before its given time, rows (series_id, ts_us, value)."""
+    if not before_us:
+        return []
+    return _per_series_before(
+        tenant=tenant, before_us=before_us, columns="x.ts_us, x.value",
+        aggregate="(extract(epoch FROM ts) * 1000000)::bigint AS ts_us, value", order_limit="ORDER BY ts DESC LIMIT %s",
+        outer="ORDER BY s.series_id, x.ts_us", params=(count,))
 
 
 def series_first_ts(*, tenant: Tenant, series_ids: list[int]) -> dict[int, int]:
@@ -301,19 +303,6 @@ def series_extremes_before(*, tenant: Tenant, before_us: dict[int, int]) -> dict
     """The lowest and highest value of each series strictly before its given time (µs)."""
     if not before_us:
         return {}
-    series_ids = list(before_us)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            SELECT s.series_id, x.lowest, x.highest
-            FROM unnest(%s::bigint[], %s::bigint[]) AS s(series_id, before_us)
-            CROSS JOIN LATERAL (
-                SELECT min(value) AS lowest, max(value) AS highest FROM {POINT_TABLE} p
-                WHERE p.tenant_id = %s AND p.series_id = s.series_id
-                  AND p.ts < timestamptz 'epoch' + s.before_us * interval '1 microsecond'
-            ) x
-            WHERE x.lowest IS NOT NULL
-            """,
-            [series_ids, [before_us[s] for s in series_ids], tenant.id],
-        )
-        return {series_id: (lowest, highest) for series_id, lowest, highest in cursor.fetchall()}
+    rows = _per_series_before(tenant=tenant, before_us=before_us, columns="x.lowest, x.highest",
+                              aggregate="min(value) AS lowest, max(value) AS highest", outer="WHERE x.lowest IS NOT NULL")
+    return {series_id: (lowest, highest) for series_id, lowest, highest in rows}

@@ -361,20 +361,7 @@ class PointRows:
 
     def copy_binary(self, *, tenant_id: int | None) -> bytes:
         """The rows in PostgreSQL's binary COPY format, with or without the leading tenant_id column."""
-        fields = [("n", ">i2")]
-        if tenant_id is not None:
-            fields += [("l0", ">i4"), ("tenant", ">i8")]
-        fields += [("l1", ">i4"), ("series", ">i8"), ("l2", ">i4"), ("ts", ">i8"), ("l3", ">i4"), ("value", ">f8")]
-        table = np.empty(len(self.series_ids), dtype=np.dtype(fields))
-        table["n"] = 4 if tenant_id is not None else 3
-        for length in [name for name, _ in fields if name.startswith("l")]:
-            table[length] = 8
-        if tenant_id is not None:
-            table["tenant"] = tenant_id
-        table["series"] = self.series_ids
-        table["ts"] = self.ts_us - pgcopy.PG_EPOCH_US
-        table["value"] = self.values
-        return pgcopy.HEADER + table.tobytes() + pgcopy.TRAILER
+        return pgcopy.encode_points(self.series_ids, self.ts_us, self.values, tenant_id=tenant_id)
 
 
 def _points_write(*, tenant_id: int, rows: PointRows) -> int:
