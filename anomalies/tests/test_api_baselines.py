@@ -1,0 +1,24 @@
+"""GET /api/v1/baselines: each series' baseline and the band of one."""
+from datetime import datetime, timedelta, timezone
+
+from conftest import steady_then_spike
+
+
+def _ingest_all(client, events, chunk=1000):
+    for start in range(0, len(events), chunk):
+        response = client.ingest(events[start:start + chunk])
+        assert response.status_code == 202, response.content
+
+
+def test_baselines_give_the_band_of_one_series(owner):
+    end = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    _ingest_all(owner, steady_then_spike(count=2000, end=end))
+    owner.post("/api/v1/process/run")
+    series_id = owner.get("/api/v1/series").json()["results"][0]["series_id"]
+    body = owner.get("/api/v1/baselines", {"series_id": series_id, "start": (end - timedelta(minutes=30)).isoformat()}).json()
+    baseline = body["results"][0]
+    assert baseline["status"] == "ready" and baseline["sample_count"] > 0
+    assert baseline["lower"] < baseline["median"] < baseline["upper"]
+    assert len(body["band"]) == 30
+    spike = body["band"][-1]
+    assert spike["value"] == 500.0 and spike["upper"] < 500.0 and spike["status"] == "ready"
