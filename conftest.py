@@ -86,6 +86,14 @@ def steady_then_spike(*, count=2000, end=None, base=50.0, spike=500.0, step=time
     return events
 
 
+def spiky_history(*, count=2600, spikes=(1500, 1950), end=datetime(2026, 1, 10, tzinfo=timezone.utc)):
+    """A steady series ending at `end` with spikes at the given indices (and its last point): three anomalies."""
+    events = steady_then_spike(count=count, end=end)
+    for k in spikes:
+        events[k]["value"] = 700.0
+    return events
+
+
 @pytest.fixture(autouse=True)
 def _forget_process_caches():
     """Per-process caches of series ids and partitions would outlive a test's rolled-back rows."""

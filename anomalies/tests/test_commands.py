@@ -1,26 +1,16 @@
 """manage.py run_detection: every tenant, one tenant, bad arguments."""
-from datetime import datetime, timezone
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
 
-from conftest import steady_then_spike
+from conftest import spiky_history
 from metrics.services import points_ingest
-
-END = datetime(2026, 1, 10, tzinfo=timezone.utc)
-
-
-def _events(count=2600, spikes=(1500, 1950)):
-    events = steady_then_spike(count=count, end=END)
-    for k in spikes:
-        events[k]["value"] = 700.0
-    return events
 
 
 def test_run_detection_command_covers_every_tenant_and_exits_cleanly(make_tenant):
     first, _second = make_tenant("first"), make_tenant("second")
-    points_ingest(tenant=first.tenant, events=_events())
+    points_ingest(tenant=first.tenant, events=spiky_history())
     out = StringIO()
     call_command("run_detection", stdout=out)
     lines = out.getvalue().splitlines()

@@ -9,7 +9,7 @@ from django.db import connection
 
 from anomalies.models import Anomaly, Baseline
 from anomalies.services import RUN_ADVISORY_NAMESPACE, RunInProgress, detection_run
-from conftest import steady_then_spike
+from conftest import spiky_history
 from metrics.services import points_ingest
 
 END = datetime(2026, 1, 10, tzinfo=timezone.utc)
@@ -22,16 +22,10 @@ def _anomaly_rows(tenant):
     )
 
 
-def _events(count=2600, spikes=(1500, 1950)):
-    events = steady_then_spike(count=count, end=END)
-    for k in spikes:
-        events[k]["value"] = 700.0
-    return events
-
 
 def test_results_do_not_depend_on_how_points_were_batched_between_runs(make_tenant):
     whole, split = make_tenant("whole"), make_tenant("split")
-    events = _events()
+    events = spiky_history()
     points_ingest(tenant=whole.tenant, events=events)
     detection_run(tenant=whole.tenant, trigger="command")
     for start in range(0, len(events), 137):
@@ -43,7 +37,7 @@ def test_results_do_not_depend_on_how_points_were_batched_between_runs(make_tena
 
 def test_a_late_point_within_the_late_window_is_evaluated_as_if_in_order(make_tenant):
     in_order, late = make_tenant("in-order"), make_tenant("late")
-    events = _events()
+    events = spiky_history()
     points_ingest(tenant=in_order.tenant, events=events)
     detection_run(tenant=in_order.tenant, trigger="command")
     held_back = events[2580]  # 20 minutes before the end, inside the default 1 h late window
@@ -60,7 +54,7 @@ def test_a_late_point_within_the_late_window_is_evaluated_as_if_in_order(make_te
 
 def test_a_point_older_than_the_late_window_waits_for_a_replay(make_tenant):
     reference, late = make_tenant("reference"), make_tenant("late")
-    events = _events()
+    events = spiky_history()
     points_ingest(tenant=reference.tenant, events=events)
     detection_run(tenant=reference.tenant, trigger="command")
     points_ingest(tenant=late.tenant, events=events[:1500] + events[1501:])
@@ -77,7 +71,7 @@ def test_a_point_older_than_the_late_window_waits_for_a_replay(make_tenant):
 
 
 def test_a_replay_after_a_configuration_change_replaces_the_range(owner):
-    points_ingest(tenant=owner.tenant, events=_events())
+    points_ingest(tenant=owner.tenant, events=spiky_history())
     detection_run(tenant=owner.tenant, trigger="command")
     assert len(_anomaly_rows(owner.tenant)) == 3
     owner.tenant.detection_config = {"range_tolerance": 1000, "sensitivity": 0.001}  # nothing can fire
@@ -90,8 +84,8 @@ def test_a_replay_after_a_configuration_change_replaces_the_range(owner):
 
 
 def test_a_replay_keeps_anomalies_found_again_with_their_triage_status(owner):
-    points_ingest(tenant=owner.tenant, events=_events())
-    points_ingest(tenant=owner.tenant, events=[{**e, "metric_name": "other"} for e in _events(spikes=(1700,))])
+    points_ingest(tenant=owner.tenant, events=spiky_history())
+    points_ingest(tenant=owner.tenant, events=[{**e, "metric_name": "other"} for e in spiky_history(spikes=(1700,))])
     detection_run(tenant=owner.tenant, trigger="command")
     before = {a.id: (a.series_id, a.ts) for a in Anomaly.objects.for_tenant(owner.tenant)}
     assert len({series for series, _ in before.values()}) == 2
@@ -104,7 +98,7 @@ def test_a_replay_keeps_anomalies_found_again_with_their_triage_status(owner):
 
 
 def test_a_run_that_died_between_its_phases_is_redone(owner):
-    points_ingest(tenant=owner.tenant, events=_events())
+    points_ingest(tenant=owner.tenant, events=spiky_history())
     detection_run(tenant=owner.tenant, trigger="command")
     expected = _anomaly_rows(owner.tenant)
     # Simulate a crash after phase 1: anomalies of the range gone, marker left behind.
