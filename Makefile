@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run test test-external setup migrate stop clean
+.PHONY: run test test-external setup migrate stop clean protos
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,3 +37,11 @@ stop: setup
 
 clean: stop
 	rm -rf .data
+
+# Regenerates the remote-write protobuf classes from the checked-in .proto (grpcio-tools bundles protoc;
+# it is a tool for this step only, not a requirement of the service).
+protos:
+	test -x .data/protoc-venv/bin/python || $(PYTHON) -m venv .data/protoc-venv
+	.data/protoc-venv/bin/pip install --quiet grpcio-tools==1.85.1
+	.data/protoc-venv/bin/python -m grpc_tools.protoc -Imetrics/protocols --python_out=metrics/protocols \
+		--pyi_out=metrics/protocols metrics/protocols/remote_write.proto

@@ -6,8 +6,11 @@ class AnomaliesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from anomalies.services import late_points_hook
+        from anomalies.services import detection_figures, late_points_hook
+        from cloudwatchdog.telemetry import scrape_collectors
         from metrics.services import post_ingest_hooks
 
         if late_points_hook not in post_ingest_hooks:
             post_ingest_hooks.append(late_points_hook)
+        if detection_figures not in scrape_collectors:
+            scrape_collectors.append(detection_figures)

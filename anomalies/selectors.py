@@ -10,10 +10,11 @@ from django.db.models import QuerySet
 from django.db import connection
 
 from anomalies.engine import DetectionConfig, SeriesState, expected_band, restart_at, state_from_history
-from anomalies.models import ANOMALY_TABLE, Anomaly, Baseline, DetectionRun
+from anomalies.models import ANOMALY_TABLE, BASELINE_TABLE, DETECTION_STATE_TABLE, Anomaly, Baseline, DetectionRun
+from metrics import counters
 from metrics import selectors as metrics_selectors
 from cloudwatchdog.timeutil import from_us, to_us
-from tenants.models import Tenant
+from tenants.models import TENANT_TABLE, Tenant
 
 
 def detection_config_for(*, tenant: Tenant) -> DetectionConfig:
@@ -26,7 +27,7 @@ def states_at(*, tenant: Tenant, restart_us: dict[int, int], config: DetectionCo
     the stored points and anomalies before it, for re-evaluations, replays and band drawing."""
     if not restart_us:
         return {}
-    history = metrics_selectors.points_before(tenant=tenant, before_us=restart_us, count=2 * config.window_points)
+    history = metrics_selectors.points_before(tenant=tenant, before_us=restart_us, count=2 * config.window_points + 1)
     by_series: dict[int, tuple[list, list]] = {}
     for series_id, ts, value in history:
         series_ts, series_values = by_series.setdefault(series_id, ([], []))
@@ -34,7 +35,12 @@ def states_at(*, tenant: Tenant, restart_us: dict[int, int], config: DetectionCo
         series_values.append(value)
     first = metrics_selectors.series_first_ts(tenant=tenant, series_ids=list(restart_us))
     history_start = {sid: by_series[sid][0][0] if sid in by_series else restart_us[sid] for sid in restart_us}
-    extremes = metrics_selectors.series_extremes_before(tenant=tenant, before_us=history_start)
+    counter_ids = metrics_selectors.counter_series_ids(tenant=tenant, series_ids=restart_us)
+    # A counter's history is its rates; the extremes of its stored values say nothing about those.
+    extremes = metrics_selectors.series_extremes_before(
+        tenant=tenant, before_us={sid: ts for sid, ts in history_start.items() if sid not in counter_ids})
+    for series_id in counter_ids & by_series.keys():
+        by_series[series_id] = tuple(array.tolist() for array in counters.rates(*by_series[series_id]))
     alerts = _alert_times_before(tenant=tenant, before_us=restart_us)
     states = {}
     for series_id, restart in restart_us.items():
@@ -48,6 +54,24 @@ def states_at(*, tenant: Tenant, restart_us: dict[int, int], config: DetectionCo
             lowest_before=lowest, highest_before=highest, alerts_before=alerts.get(series_id, []), config=config,
         )
     return states
+
+
+def detection_input(*, tenant: Tenant, points: dict[int, tuple[np.ndarray, np.ndarray]],
+                    after_us: dict[int, int | None]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """What the engine evaluates for each series' new points: a gauge's values, a counter's rates.
+
+    A counter's first new point is compared with the point stored at or before `after_us` (when
+    there is one), so each evaluation continues exactly where the last one stopped.
+    """
+    counter_ids = metrics_selectors.counter_series_ids(tenant=tenant, series_ids=points)
+    if not counter_ids:
+        return points
+    previous = metrics_selectors.counters_previous(
+        tenant=tenant, before_us={sid: after_us[sid] for sid in counter_ids if after_us.get(sid) is not None})
+    converted = dict(points)
+    for series_id in counter_ids:
+        converted[series_id] = counters.rates(*points[series_id], previous=previous.get(series_id))
+    return converted
 
 
 def _alert_times_before(*, tenant: Tenant, before_us: dict[int, int]) -> dict[int, list[int]]:
@@ -126,6 +150,8 @@ def baseline_band(*, tenant: Tenant, series_id: int, start: datetime, end: datet
     state = states_at(tenant=tenant, restart_us={series_id: day_start}, config=config)[series_id]
     _, ts, values = metrics_selectors.points_after(tenant=tenant, after_us={series_id: day_start - 1},
                                                    until_us={series_id: to_us(end)}, limit_per_series=max_points)
+    ts, values = detection_input(tenant=tenant, points={series_id: (ts, values)},
+                                 after_us={series_id: day_start - 1})[series_id]
     expected, lower, upper, warm = expected_band(state, ts, values, config)
     band = [
         {
@@ -136,3 +162,17 @@ def baseline_band(*, tenant: Tenant, series_id: int, start: datetime, end: datet
         for t, v, e, lo, up, w in zip(ts, values, expected, lower, upper, warm)
     ]
     return [item for item in band if item["timestamp"] > start]
+
+
+def detection_progress() -> list[tuple[str, datetime | None, int]]:
+    """(tenant slug, newest evaluated point, late points waiting) of every tenant, for /metrics."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT t.slug, d.watermark_max,
+                   COALESCE((SELECT sum(b.late_points) FROM {BASELINE_TABLE} b WHERE b.tenant_id = t.id), 0)::bigint
+            FROM {TENANT_TABLE} t LEFT JOIN {DETECTION_STATE_TABLE} d ON d.tenant_id = t.id
+            ORDER BY t.slug
+            """
+        )
+        return cursor.fetchall()

@@ -13,6 +13,7 @@ rebuilt from history), so the outcome equals in-order arrival; older ones wait f
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import time
@@ -25,14 +26,16 @@ import orjson
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
+from prometheus_client.core import GaugeMetricFamily
 from psycopg2.extras import execute_values
 
 from anomalies import selectors as anomalies_selectors
 from anomalies.selectors import detection_config_for
-from anomalies.engine import DetectionConfig, SeriesState, detect_many, restart_at
+from anomalies.engine import DetectionConfig, Finding, SeriesState, detect_many, reason_sentence, restart_at
 from anomalies.models import ANOMALY_TABLE, BASELINE_TABLE, DETECTION_STATE_TABLE, Anomaly, Baseline, DetectionRun
-from cloudwatchdog import pgcopy
+from cloudwatchdog import pgcopy, telemetry
 from metrics import selectors as metrics_selectors
+from metrics.counters import RATE_INPUT
 from cloudwatchdog.timeutil import EPOCH, from_us, to_us
 from metrics.services import INGEST_ADVISORY_NAMESPACE, IngestHook
 from tenants.models import Tenant
@@ -177,6 +180,8 @@ def detection_run(
             # Even if the summary could not be saved: a lock left on a pooled connection would
             # skip the tenant's runs until that connection is recycled.
             _run_lock_release(tenant.id)
+            telemetry.detection_run_counted(tenant_slug=tenant.slug, trigger=trigger, status=run.status,
+                                            seconds=time.monotonic() - started)
     return run
 
 
@@ -329,7 +334,8 @@ def _new_points_read(*, tenant: Tenant, plans: list[_Plan], newest: dict) -> dic
         else:
             after_us[plan.series_id] = None
         until_us[plan.series_id] = newest[plan.series_id]
-    return _group(*metrics_selectors.points_after(tenant=tenant, after_us=after_us, until_us=until_us))
+    points = _group(*metrics_selectors.points_after(tenant=tenant, after_us=after_us, until_us=until_us))
+    return anomalies_selectors.detection_input(tenant=tenant, points=points, after_us=after_us)
 
 
 def _detect(*, tenant: Tenant, plans: list[_Plan], new_points: dict, rebuild: dict[int, int],
@@ -351,10 +357,20 @@ def _detect(*, tenant: Tenant, plans: list[_Plan], new_points: dict, rebuild: di
     results = detect_many(jobs, config, processes=limits["DETECTION_PROCESSES"],
                           min_points=limits["DETECTION_PARALLEL_MIN_POINTS"])
     findings_by_series, states = {}, {}
+    counter_ids = metrics_selectors.counter_series_ids(tenant=tenant, series_ids=[p.series_id for p in plans])
     for plan, (findings, state, snapshot) in zip(plans, results):
-        findings_by_series[plan.series_id] = findings
+        findings_by_series[plan.series_id] = [_as_rate(f) for f in findings] if plan.series_id in counter_ids else findings
         states[plan.series_id] = (state, snapshot)
     return findings_by_series, states, sum(len(ts) for _, ts, _ in jobs)
+
+
+def _as_rate(finding: Finding) -> Finding:
+    """A counter's finding, explained as what it is: its rate, not its stored value."""
+    baseline = {**finding.baseline, "input": RATE_INPUT}
+    reason = reason_sentence(value=finding.value, expected=finding.expected, lower=finding.lower, upper=finding.upper,
+                             detector=finding.detector, baseline=baseline, parameters=finding.parameters,
+                             suppression=finding.suppression)
+    return dataclasses.replace(finding, baseline=baseline, reason=reason)
 
 
 def _group(series_arr: np.ndarray, ts_arr: np.ndarray, value_arr: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
@@ -516,6 +532,20 @@ def anomaly_status_set(*, tenant: Tenant, anomaly_ids: list[int], status: str) -
     if status not in dict(Anomaly.STATUSES):
         raise ValueError(f"unknown status {status!r}")
     return Anomaly.objects.for_tenant(tenant).filter(id__in=anomaly_ids).exclude(status=status).update(status=status)
+
+
+def detection_figures() -> list:
+    """Scrape-time gauges of detection for /metrics: lag and late points waiting, per tenant."""
+    lag = GaugeMetricFamily("cloudwatchdog_detection_lag_seconds", "Now minus the newest point detection has "
+                            "evaluated for the tenant: every point after it is still unevaluated.", labels=["tenant"])
+    late = GaugeMetricFamily("cloudwatchdog_late_points_waiting", "Points that arrived behind a series' watermark "
+                             "and wait for re-evaluation or a replay.", labels=["tenant"])
+    now = timezone.now()
+    for slug, watermark, late_points in anomalies_selectors.detection_progress():
+        if watermark is not None:
+            lag.add_metric([slug], max((now - watermark).total_seconds(), 0.0))
+        late.add_metric([slug], late_points)
+    return [lag, late]
 
 
 def detection_runs_prune(*, older_than: timedelta = timedelta(days=7), now: datetime | None = None) -> int:

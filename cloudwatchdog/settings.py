@@ -86,6 +86,8 @@ else:
 # Redis calls on a request's path (rate limits, /readyz) give up after this: a Redis that does not
 # answer must not hang requests.
 REDIS_TIMEOUT_SECONDS = env.float("REDIS_TIMEOUT_SECONDS", default=0.25)
+# When set, GET /metrics wants `Authorization: Bearer <this>` (Prometheus: authorization.credentials).
+METRICS_SCRAPE_TOKEN = env.str("METRICS_SCRAPE_TOKEN", default="")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -102,6 +104,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "cloudwatchdog.telemetry.RequestTimingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",  # the admin's CSS/JS under gunicorn
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -2,11 +2,16 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from cloudwatchdog import health
+from cloudwatchdog import health, telemetry
+from metrics import agent_views
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", telemetry.metrics_view, name="metrics"),
+    path("v1/metrics", agent_views.OtlpMetricsView.as_view(), name="otlp-metrics"),
+    path("api/v1/write", agent_views.RemoteWriteView.as_view(), name="remote-write"),
+    path("api/v1/push", agent_views.RemoteWriteView.as_view(), name="remote-write-push"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

@@ -7,9 +7,13 @@ class MetricsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        from cloudwatchdog.telemetry import scrape_collectors
         from metrics.maintenance import tenant_points_delete
+        from metrics.services import ingest_figures
         from tenants.models import Tenant
 
         # Points are not foreign-keyed to their tenant (a partitioned table), so a tenant's deletion
         # (the admin's, a superuser's) would leave them behind; the tenants app imports no other app.
         pre_delete.connect(tenant_points_delete, sender=Tenant, dispatch_uid="metrics_tenant_points_delete")
+        if ingest_figures not in scrape_collectors:
+            scrape_collectors.append(ingest_figures)

@@ -11,6 +11,7 @@ import json
 import math
 import zlib
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import msgspec
 import orjson
@@ -27,6 +28,8 @@ IDENTITY_SEPARATOR = "\x1f"
 # Which byte limit applies to each string field (the columns are at least that wide).
 NAME_BYTES_FIELDS = ("service", "metric_name")
 VALUE_BYTES_FIELDS = ("resource_id", "source")
+KINDS = ("gauge", "counter")
+MAX_UNIT_BYTES = 64  # the column's width (metrics.models.UNIT_MAX_BYTES)
 
 
 class BodyError(Exception):
@@ -52,7 +55,10 @@ class Event(msgspec.Struct, gc=False):
     """One event of the contract; decoding a whole body into these is the hot path's validation of types.
 
     Untracked by the garbage collector (it holds no containers, so it cannot be in a cycle): a
-    batch is a thousand of them, which would otherwise trigger collections on every request."""
+    batch is a thousand of them, which would otherwise trigger collections on every request.
+    The agent protocols (metrics.protocols) build Events too, with `timestamp` already in µs since
+    the epoch (an int) instead of ISO text. `kind` and `unit` describe a new series (first write wins).
+    """
 
     service: str
     resource_id: str
@@ -61,6 +67,8 @@ class Event(msgspec.Struct, gc=False):
     timestamp: str
     source: str = ""
     tags: msgspec.Raw = msgspec.Raw(b"{}")  # kept as sent: the series cache is keyed on these bytes
+    kind: Literal["gauge", "counter"] = "gauge"
+    unit: Annotated[str, msgspec.Meta(max_length=MAX_UNIT_BYTES)] = ""
 
 
 class _Body(msgspec.Struct):
@@ -80,13 +88,13 @@ def parse_body(raw: bytes, *, content_encoding: str, limits: Limits) -> list:
         raise BodyError(413, f"The request body is over this tenant's limit of {limits.max_body_bytes} bytes "
                              "(MAX_BODY_BYTES).")
     if content_encoding.strip().lower() in ("gzip", "x-gzip") or raw[:2] == b"\x1f\x8b":
-        raw = _gunzip(raw, limits.max_body_bytes)
+        raw = gunzip(raw, limits.max_body_bytes)
     try:
         events = _typed_decoder.decode(raw).events
     except (msgspec.ValidationError, msgspec.DecodeError):
         events = None
     if events:
-        _check_count(events, limits)
+        events_count_check(events, limits)
         return events
     try:
         body = orjson.loads(raw)
@@ -105,11 +113,11 @@ def parse_body(raw: bytes, *, content_encoding: str, limits: Limits) -> list:
     events = body["events"]
     if not isinstance(events, list):
         raise BodyError(400, "'events' must be a list of event objects.", {"events": ["must be a list"]})
-    _check_count(events, limits)
+    events_count_check(events, limits)
     return events
 
 
-def _check_count(events: list, limits: Limits) -> None:
+def events_count_check(events: list, limits: Limits) -> None:
     if not events:
         raise BodyError(400, "'events' is empty: send at least one event.", {"events": ["must not be empty"]})
     if len(events) > limits.max_events:
@@ -121,7 +129,7 @@ def _check_count(events: list, limits: Limits) -> None:
         )
 
 
-def _gunzip(raw: bytes, max_bytes: int) -> bytes:
+def gunzip(raw: bytes, max_bytes: int) -> bytes:
     # Bounded decompression: a small gzip bomb must not become gigabytes in memory.
     decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
@@ -196,7 +204,8 @@ def typed_events(events: list, limits: Limits) -> tuple[list[Event | None], dict
         typed.append(Event(
             service=item["service"], resource_id=item["resource_id"], metric_name=item["metric_name"],
             value=float(item["value"]), timestamp=item["timestamp"], source=item.get("source") or "",
-            tags=msgspec.Raw(orjson.dumps(item.get("tags") or {})),
+            tags=msgspec.Raw(orjson.dumps(item.get("tags") or {})), kind=item.get("kind") or "gauge",
+            unit=item.get("unit") or "",
         ))
     return typed, errors_by_index
 
@@ -225,6 +234,15 @@ def _item_errors(item: dict, limits: Limits) -> dict[str, list[str]]:
             problem = value_error(value)
             if problem:
                 errors["value"] = [problem]
+    kind = item.get("kind")
+    if kind is not None and kind not in KINDS:
+        errors["kind"] = [f"must be one of {', '.join(KINDS)}"]
+    unit = item.get("unit")
+    if unit is not None:
+        problem = text_error(unit, MAX_UNIT_BYTES, "the unit limit") if isinstance(unit, str) else \
+            f"must be a string, not {_json_type(unit)}"
+        if problem:
+            errors["unit"] = [problem]
     tags = item.get("tags")
     if tags is not None:
         tag_errors = _tag_errors(tags, limits) if isinstance(tags, dict) else [
@@ -264,12 +282,15 @@ class EventChecker:
         self.oldest_reason = oldest_reason
         self.limits = limits
 
-    def timestamp(self, text: str) -> int | str:
-        """Microseconds since the epoch, or the reason the timestamp is refused."""
-        try:
-            ts_us = parse_iso(text)
-        except ValueError as error:
-            return str(error)
+    def timestamp(self, text: str | int) -> int | str:
+        """Microseconds since the epoch, or the reason the timestamp is refused (ISO text, or µs already)."""
+        if text.__class__ is int:
+            ts_us = text
+        else:
+            try:
+                ts_us = parse_iso(text)
+            except ValueError as error:
+                return str(error)
         if ts_us > self.latest_us:
             return f"is more than {self.limits.max_future_seconds // 60} minutes in the future"
         if ts_us < self.oldest_us:
@@ -287,6 +308,9 @@ class EventChecker:
             problem = _field_text_error(name, text, self.limits)
             if problem:
                 errors[name] = [problem]
+        problem = text_error(event.unit, MAX_UNIT_BYTES, "the unit limit") if event.unit else None
+        if problem:
+            errors["unit"] = [problem]
         canonical = ""
         try:
             tags = orjson.loads(bytes(event.tags))

@@ -16,6 +16,14 @@ POINT_TABLE = "metrics_point"
 # must stay under PostgreSQL's 2,704-byte btree limit: 8 + 2 x 1,024 bytes does.
 NAME_MAX_BYTES = 1024
 VALUE_MAX_BYTES = 2048
+UNIT_MAX_BYTES = 64  # UCUM units ("By", "ms", "{request}/s") and Prometheus' unit suffixes are short
+
+
+class SeriesKind(models.TextChoices):
+    # A gauge's value is what it measures; a counter's value only goes up (a drop is a restart), so
+    # it is read and evaluated by its increase per interval.
+    GAUGE = "gauge", "gauge"
+    COUNTER = "counter", "counter"
 
 
 class Series(TenantOwned):
@@ -28,6 +36,10 @@ class Series(TenantOwned):
     )
     source = models.CharField(max_length=VALUE_MAX_BYTES, blank=True, help_text="The source named by the first event of the series.")
     created_at = models.DateTimeField(auto_now_add=True, help_text="When the first point of the series arrived.")
+    kind = models.CharField(max_length=16, choices=SeriesKind.choices, default=SeriesKind.GAUGE, db_default=SeriesKind.GAUGE,
+                            help_text="gauge or counter, as the first event of the series said (default gauge).")
+    unit = models.CharField(max_length=UNIT_MAX_BYTES, blank=True, default="", db_default="",
+                            help_text="The unit the first event of the series named (UCUM, e.g. By, ms, 1), if any.")
 
     class Meta:
         verbose_name_plural = "series"

@@ -13,7 +13,7 @@ from cloudwatchdog import pgcopy
 from cloudwatchdog.timeutil import floor
 from metrics.models import INGEST_LOG_TABLE, POINT_TABLE, ROLLUP_1H_TABLE, SERIES_TABLE, Series
 from metrics.rollups import rollup_for_step
-from tenants.models import Tenant
+from tenants.models import TENANT_TABLE, Tenant
 
 AGGREGATES = ("avg", "min", "max", "sum", "count")
 
@@ -175,6 +175,71 @@ def _aggregated_read(cursor, *, tenant, series_ids, start, end, step_seconds, ag
     )
 
 
+COUNTER_FUNCTIONS = ("rate", "increase")
+
+
+def counter_read(*, tenant: Tenant, series_ids: list[int], start: datetime, end: datetime, fn: str,
+                 step_seconds: int | None = None, max_points: int = 100_000) -> dict[int, list[tuple[datetime, float]]]:
+    """Counters in (start, end] by their increase (fn=increase) or increase per second (fn=rate).
+
+    Raw: one value per stored point, against the point before it (the last one before `start`
+    included). With a step: the increases of the points in each epoch-aligned bucket summed, and
+    for a rate divided by the step's seconds. A drop counts as a restart from zero, as in
+    metrics.counters (which does the same for detection, on arrays).
+    """
+    result: dict[int, list[tuple[datetime, float]]] = {series_id: [] for series_id in series_ids}
+    if not series_ids:
+        return result
+    per_point = "inc" if fn == "increase" else "inc / secs"
+    if step_seconds:
+        step = f"make_interval(secs => {int(step_seconds)})"
+        per_bucket = "sum(inc)" if fn == "increase" else f"sum(inc) / {float(step_seconds)}"
+        select = (f"SELECT series_id, date_bin({step}, ts, timestamptz 'epoch') AS b, {per_bucket} FROM d "
+                  "WHERE secs IS NOT NULL AND ts > %(start)s GROUP BY 1, 2 ORDER BY 1, 2 LIMIT %(limit)s")
+    else:
+        select = (f"SELECT series_id, ts, {per_point} FROM d WHERE secs IS NOT NULL AND ts > %(start)s "
+                  "ORDER BY series_id, ts LIMIT %(limit)s")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH points AS (
+                SELECT series_id, ts, value FROM {POINT_TABLE}
+                WHERE tenant_id = %(tenant)s AND series_id = ANY(%(series)s) AND ts > %(start)s AND ts <= %(end)s
+                UNION ALL
+                SELECT s.series_id, p.ts, p.value FROM unnest(%(series)s::bigint[]) AS s(series_id)
+                CROSS JOIN LATERAL (
+                    SELECT ts, value FROM {POINT_TABLE}
+                    WHERE tenant_id = %(tenant)s AND series_id = s.series_id AND ts <= %(start)s
+                    ORDER BY ts DESC LIMIT 1
+                ) p
+            ), d AS (
+                SELECT series_id, ts,
+                       CASE WHEN value >= lag(value) OVER w THEN value - lag(value) OVER w ELSE value END AS inc,
+                       extract(epoch FROM ts - lag(ts) OVER w)::float8 AS secs
+                FROM points WINDOW w AS (PARTITION BY series_id ORDER BY ts)
+            )
+            {select}
+            """,
+            {"tenant": tenant.id, "series": list(series_ids), "start": start, "end": end, "limit": max_points},
+        )
+        for series_id, ts, value in cursor.fetchall():
+            result[series_id].append((ts, value))
+    return result
+
+
+def counters_previous(*, tenant: Tenant, before_us: dict[int, int]) -> dict[int, tuple[int, float]]:
+    """The last stored point (µs, value) of each series at or before its given time, where there is one."""
+    inclusive = {series_id: ts_us + 1 for series_id, ts_us in before_us.items()}
+    return {series_id: (ts_us, value) for series_id, ts_us, value in points_before(
+        tenant=tenant, before_us=inclusive, count=1)}
+
+
+def counter_series_ids(*, tenant: Tenant, series_ids) -> set[int]:
+    """Which of these series are counters."""
+    return set(Series.objects.for_tenant(tenant).filter(id__in=list(series_ids), kind="counter")
+               .values_list("id", flat=True))
+
+
 def points_after(
     *,
     tenant: Tenant,
@@ -306,3 +371,14 @@ def series_extremes_before(*, tenant: Tenant, before_us: dict[int, int]) -> dict
     rows = _per_series_before(tenant=tenant, before_us=before_us, columns="x.lowest, x.highest",
                               aggregate="min(value) AS lowest, max(value) AS highest", outer="WHERE x.lowest IS NOT NULL")
     return {series_id: (lowest, highest) for series_id, lowest, highest in rows}
+
+
+def rollup_backlog() -> list[tuple[str, int, datetime | None]]:
+    """(tenant slug, ingest log rows the rollup refresh has not consumed, the oldest time they cover) per
+    tenant with a backlog, for /metrics."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT t.slug, count(*), min(l.min_ts) FROM {INGEST_LOG_TABLE} l JOIN {TENANT_TABLE} t ON t.id = l.tenant_id "
+            "GROUP BY t.slug ORDER BY t.slug"
+        )
+        return cursor.fetchall()

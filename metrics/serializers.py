@@ -2,7 +2,7 @@
 from rest_framework import serializers
 
 from cloudwatchdog.api import MAX_ID, StepField, TimestampField
-from metrics.selectors import AGGREGATES
+from metrics.selectors import AGGREGATES, COUNTER_FUNCTIONS
 
 
 class EventSerializer(serializers.Serializer):
@@ -15,6 +15,10 @@ class EventSerializer(serializers.Serializer):
     value = serializers.FloatField()
     timestamp = serializers.CharField(help_text="ISO 8601 with a UTC offset (Z or ±hh:mm)")
     tags = serializers.DictField(child=serializers.CharField(), required=False)
+    kind = serializers.ChoiceField(choices=["gauge", "counter"], required=False, default="gauge",
+                                   help_text="What the value is, for a new series (first write wins): a gauge, or a "
+                                   "counter that only goes up (read and evaluated by its rate; a drop is a restart).")
+    unit = serializers.CharField(required=False, max_length=64, help_text="The unit, for a new series (UCUM: By, ms, 1).")
 
 
 class IngestRequestSerializer(serializers.Serializer):
@@ -47,6 +51,8 @@ class SeriesSerializer(serializers.Serializer):
     metric_name = serializers.CharField()
     tags = serializers.DictField(child=serializers.CharField())
     source = serializers.CharField()
+    kind = serializers.ChoiceField(choices=["gauge", "counter"])
+    unit = serializers.CharField()
     first_timestamp = serializers.CharField(allow_null=True)
     last_timestamp = serializers.CharField(allow_null=True)
     point_count = serializers.IntegerField()
@@ -67,6 +73,10 @@ class TimeseriesQuerySerializer(serializers.Serializer):
     end = TimestampField(required=False)
     step = StepField(required=False)
     agg = serializers.ChoiceField(choices=sorted(AGGREGATES), required=False, default="avg")
+    fn = serializers.ChoiceField(
+        choices=COUNTER_FUNCTIONS, required=False,
+        help_text="For counters: 'increase' since the point before (summed per step), or 'rate', that increase per "
+        "second. A drop counts as a restart from zero. agg does not apply; every matched series must be a counter.")
 
     def validate(self, data):
         if not any(data.get(name) for name in ("service", "metric_name", "series_id")):
@@ -85,6 +95,9 @@ class TimeseriesSeriesSerializer(serializers.Serializer):
     resource_id = serializers.CharField()
     metric_name = serializers.CharField()
     tags = serializers.DictField(child=serializers.CharField())
+    kind = serializers.ChoiceField(choices=["gauge", "counter"])
+    unit = serializers.CharField()
+    fn = serializers.CharField(allow_null=True, help_text="The counter function applied to the points, if any.")
     points = PointSerializer(many=True)
 
 

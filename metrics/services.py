@@ -9,11 +9,12 @@ from typing import Callable
 from django.conf import settings
 import numpy as np
 import psycopg2.errors
+from prometheus_client.core import GaugeMetricFamily
 from django.db import connection, transaction
 from django.utils import timezone
 
-from cloudwatchdog import pgcopy
-from metrics import partitions, rollups
+from cloudwatchdog import pgcopy, telemetry
+from metrics import partitions, rollups, selectors
 from cloudwatchdog.timeutil import format_iso, to_us
 from metrics.ingest import MAX_ABS_VALUE, Event, EventChecker, Limits, series_key_hash, typed_events, value_error
 from metrics.models import POINT_TABLE, SERIES_TABLE
@@ -204,6 +205,29 @@ def points_ingest(*, tenant: Tenant, events: list, now: datetime | None = None) 
     return result
 
 
+def ingest_counted(*, tenant: Tenant, protocol: str, result: IngestResult | None, refused_in_conversion: int = 0,
+                   dropped: int = 0) -> None:
+    """Count a request's points for /metrics: accepted, duplicate, rejected by the first field refused."""
+    by_reason: dict[str, int] = {}
+    for item in result.rejected if result else ():
+        reason = next(iter(item["errors"]), "event")
+        by_reason[reason] = by_reason.get(reason, 0) + 1
+    if refused_in_conversion:
+        by_reason["protocol"] = refused_in_conversion
+    telemetry.points_counted(tenant_slug=tenant.slug, protocol=protocol, accepted=result.accepted if result else 0,
+                             duplicates=result.duplicates if result else 0, rejected_by_reason=by_reason,
+                             dropped=dropped)
+
+
+def ingest_figures() -> list:
+    """Scrape-time gauges of ingest for /metrics: the rollup refresh's backlog per tenant."""
+    backlog = GaugeMetricFamily("cloudwatchdog_rollup_backlog_batches", "Ingest transactions whose time ranges the "
+                                "rollup refresh has not folded in yet.", labels=["tenant"])
+    for slug, batches, _ in selectors.rollup_backlog():
+        backlog.add_metric([slug], batches)
+    return [backlog]
+
+
 def _series_ids_find(*, tenant: Tenant, batch: _Batch, checker: EventChecker) -> None:
     """Each event's series id (None where its identity is refused, with the reason in identity_errors)."""
     entries = series_cache.for_tenant(tenant.id)
@@ -341,11 +365,12 @@ def _series_insert(cursor, *, tenant_id: int, created: dict[str, tuple[Event, st
     values = []
     params: list = []
     for key_hash, (event, canonical_tags) in created.items():
-        values.append("(%s, %s, %s, %s, %s::jsonb, %s, %s, now())")
+        values.append("(%s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, now())")
         params += [tenant_id, event.service, event.resource_id, event.metric_name, canonical_tags or "{}",
-                   key_hash, event.source]
+                   key_hash, event.source, event.kind, event.unit]
     cursor.execute(
-        f"INSERT INTO {SERIES_TABLE} (tenant_id, service, resource_id, metric_name, tags, key_hash, source, created_at) "
+        f"INSERT INTO {SERIES_TABLE} (tenant_id, service, resource_id, metric_name, tags, key_hash, source, kind, unit, "
+        "created_at) "
         f"VALUES {', '.join(values)} ON CONFLICT (tenant_id, key_hash) DO NOTHING",
         params,
     )

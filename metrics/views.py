@@ -16,7 +16,7 @@ from metrics import selectors, serializers
 from cloudwatchdog.timeutil import format_iso
 from metrics.ingest import BodyError, parse_body
 from metrics.partitions import PartitionsBusy
-from metrics.services import ingest_limits, points_ingest, points_rate_check
+from metrics.services import IngestResult, ingest_counted, ingest_limits, points_ingest, points_rate_check
 from tenants.models import ApiKey
 
 
@@ -28,6 +28,35 @@ class _JsonOnly(BaseContentNegotiation):
 
     def select_renderer(self, request, renderers, format_suffix=None):
         return renderers[0], renderers[0].media_type
+
+
+def body_read(request, limits) -> bytes:
+    """The raw request body, refused (413) when it is declared or turns out over the tenant's limit."""
+    declared = request.META.get("CONTENT_LENGTH")
+    if declared and declared.isdigit() and int(declared) > limits.max_body_bytes:
+        raise ApiError(413, f"The request body is over this tenant's limit of {limits.max_body_bytes} bytes "
+                            "(MAX_BODY_BYTES).")
+    return request._request.read(limits.max_body_bytes + 1)
+
+
+def points_rate_limit(tenant, points: int) -> None:
+    """429 with Retry-After when the tenant is over its request or points rate."""
+    wait = points_rate_check(tenant=tenant, points=points)
+    if wait is not None:
+        raise ApiError(429, f"Over this tenant's rate limits ({tenant.limit('POINTS_PER_SECOND')} points a second, "
+                            f"bursts of {tenant.limit('POINTS_BURST')}: POINTS_PER_SECOND, POINTS_BURST; "
+                            f"{tenant.limit('REQUESTS_PER_MINUTE')} requests a minute: REQUESTS_PER_MINUTE); "
+                            f"retry in {int(wait) + 1} seconds.",
+                       headers={"Retry-After": str(int(wait) + 1)})
+
+
+def points_store(tenant, events: list) -> IngestResult:
+    """points_ingest, with storage being prepared answered 503 (nothing was stored, retry soon)."""
+    try:
+        return points_ingest(tenant=tenant, events=events)
+    except PartitionsBusy:
+        raise ApiError(503, "Storage for these timestamps is being prepared; retry in a few seconds (nothing was "
+                       "stored).", headers={"Retry-After": "2"}) from None
 
 
 class IngestView(APIView):
@@ -55,27 +84,14 @@ class IngestView(APIView):
     def post(self, request):
         tenant = request.user.tenant
         limits = ingest_limits(tenant=tenant)
-        declared = request.META.get("CONTENT_LENGTH")
-        if declared and declared.isdigit() and int(declared) > limits.max_body_bytes:
-            raise ApiError(413, f"The request body is over this tenant's limit of {limits.max_body_bytes} bytes "
-                                "(MAX_BODY_BYTES).")
-        raw = request._request.read(limits.max_body_bytes + 1)
+        raw = body_read(request, limits)
         try:
             events = parse_body(raw, content_encoding=request.META.get("HTTP_CONTENT_ENCODING", ""), limits=limits)
         except BodyError as error:
             raise ApiError(error.status, error.detail, error.errors) from None
-        wait = points_rate_check(tenant=tenant, points=len(events))
-        if wait is not None:
-            raise ApiError(429, f"Over this tenant's rate limits ({tenant.limit('POINTS_PER_SECOND')} points a second, "
-                                f"bursts of {tenant.limit('POINTS_BURST')}: POINTS_PER_SECOND, POINTS_BURST; "
-                                f"{tenant.limit('REQUESTS_PER_MINUTE')} requests a minute: REQUESTS_PER_MINUTE); "
-                                f"retry in {int(wait) + 1} seconds.",
-                           headers={"Retry-After": str(int(wait) + 1)})
-        try:
-            result = points_ingest(tenant=tenant, events=events)
-        except PartitionsBusy:
-            raise ApiError(503, "Storage for these timestamps is being prepared; retry in a few seconds (nothing was "
-                           "stored).", headers={"Retry-After": "2"}) from None
+        points_rate_limit(tenant, len(events))
+        result = points_store(tenant, events)
+        ingest_counted(tenant=tenant, protocol="json", result=result)
         body = {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": result.rejected}
         code = status.HTTP_202_ACCEPTED
         if result.accepted == 0 and result.duplicates == 0:
@@ -93,6 +109,8 @@ def _series_item(series, stats) -> dict:
         "metric_name": series.metric_name,
         "tags": series.tags,
         "source": series.source,
+        "kind": series.kind,
+        "unit": series.unit,
         "first_timestamp": format_iso(stats.first_ts) if stats and stats.first_ts else None,
         "last_timestamp": format_iso(stats.last_ts) if stats and stats.last_ts else None,
         "point_count": stats.point_count if stats else 0,
@@ -120,7 +138,8 @@ class TimeseriesView(APIView):
     @extend_schema(operation_id="timeseries_read", parameters=[serializers.TimeseriesQuerySerializer],
                    responses=serializers.TimeseriesResponseSerializer)
     def get(self, request):
-        """Points of the matching series in (now − minutes, now] or (start, end], raw or per step with agg."""
+        """Points of the matching series in (now − minutes, now] or (start, end], raw or per step with agg; counters
+        also by their increase or rate (fn)."""
         tenant = request.user.tenant
         params = query_params(serializers.TimeseriesQuerySerializer, request)
         start, end = window(minutes=params.get("minutes"), start=params.get("start"), end=params.get("end"),
@@ -130,14 +149,23 @@ class TimeseriesView(APIView):
             tenant=tenant, service=params.get("service"), metric_name=params.get("metric_name"),
             resource_id=params.get("resource_id"), series_id=params.get("series_id"),
         )[:1000])
-        points = selectors.timeseries_read(
-            tenant=tenant, series_ids=[s.id for s in series], start=start, end=end,
-            step_seconds=params.get("step"), agg=params["agg"],
-        )
+        fn = params.get("fn")
+        if fn:
+            gauges = [s for s in series if s.kind != "counter"]
+            if gauges:
+                raise ApiError(400, f"fn={fn} applies to counters; series {gauges[0].id} ({gauges[0]}) is a "
+                                    f"{gauges[0].kind}.", {"fn": [f"series {gauges[0].id} is not a counter"]})
+            points = selectors.counter_read(tenant=tenant, series_ids=[s.id for s in series], start=start, end=end,
+                                            fn=fn, step_seconds=params.get("step"))
+        else:
+            points = selectors.timeseries_read(
+                tenant=tenant, series_ids=[s.id for s in series], start=start, end=end,
+                step_seconds=params.get("step"), agg=params["agg"],
+            )
         return Response({"series": [
             {
                 "series_id": s.id, "service": s.service, "resource_id": s.resource_id,
-                "metric_name": s.metric_name, "tags": s.tags,
+                "metric_name": s.metric_name, "tags": s.tags, "kind": s.kind, "unit": s.unit, "fn": fn,
                 "points": [{"timestamp": format_iso(ts), "value": value} for ts, value in points[s.id]],
             }
             for s in series

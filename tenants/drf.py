@@ -24,7 +24,7 @@ class TenantUser:
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
-    """`Authorization: Bearer <key>`, already resolved by ApiKeyTenantMiddleware."""
+    """`Authorization: Bearer <key>` or HTTP Basic (tenant slug, key), already resolved by ApiKeyTenantMiddleware."""
 
     def authenticate(self, request):
         django_request = request._request
@@ -48,7 +48,8 @@ class HasTenantScope(permissions.BasePermission):
     def has_permission(self, request, view):
         user = request.user
         if not isinstance(user, TenantUser):
-            raise exceptions.NotAuthenticated("Send an API key as 'Authorization: Bearer <key>'.")
+            raise exceptions.NotAuthenticated("Send an API key as 'Authorization: Bearer <key>', or with HTTP Basic as "
+                                              "the password, the tenant's slug as the user name.")
         claimed = request.headers.get("X-Tenant-ID")
         if claimed is not None and claimed != user.tenant.slug:
             raise exceptions.PermissionDenied("X-Tenant-ID names a tenant this API key does not belong to.")
@@ -86,4 +87,5 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
     name = "apiKey"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "http", "scheme": "bearer", "description": "An API key from create_tenant or the admin."}
+        return {"type": "http", "scheme": "bearer", "description": "An API key from create_tenant or the admin. HTTP "
+                "Basic works too, with the tenant slug as the user name and the key as the password."}

@@ -8,7 +8,13 @@ def _num(value: float) -> str:
 
 def reason_sentence(*, value: float, expected: float, lower: float, upper: float, detector: str, baseline: dict,
                     parameters: dict, suppression: dict) -> str:
-    """One sentence: what was observed, against what baseline, by how much (and any reduced sensitivity)."""
+    """One sentence: what was observed, against what baseline, by how much (and any reduced sensitivity).
+
+    A counter is evaluated by its rate (baseline["input"] == "rate_per_second"), and said so.
+    """
+    rate = baseline.get("input") == "rate_per_second"
+    observed = f"The rate of increase, {_num(value)} per second," if rate else f"Value {_num(value)}"
+    quantity = "rate" if rate else "value"
     direction = "above" if value > expected else "below"
     sigma = abs(baseline["deviation_sigma"])
     if baseline["method"] == "daily_seasonal_median":
@@ -22,25 +28,25 @@ def reason_sentence(*, value: float, expected: float, lower: float, upper: float
         beyond = (value - high) if value > high else (low - value)
         share = beyond / (high - low)
         amount = f"{_num(share * 100)}% of" if share < 10 else f"{_num(round(share, 1))} times"
-        edge = f"above the highest value seen so far ({_num(high)})" if value > high else \
-            f"below the lowest value seen so far ({_num(low)})"
-        text = f"Value {_num(value)} is {edge} by {amount} the observed range {_num(low)} to {_num(high)}"
+        edge = f"above the highest {quantity} seen so far ({_num(high)})" if value > high else \
+            f"below the lowest {quantity} seen so far ({_num(low)})"
+        text = f"{observed} is {edge} by {amount} the observed range {_num(low)} to {_num(high)}"
     elif detector == "residual":
-        text = (f"Value {_num(value)} is {_num(sigma)} robust standard deviations {direction} the expected "
+        text = (f"{observed} is {_num(sigma)} robust standard deviations {direction} the expected "
                 f"{_num(expected)} ({basis}), outside the band {_num(lower)} to {_num(upper)}")
     elif detector == "cusum":
-        text = (f"The level has drifted {'up' if value > expected else 'down'} from the expected {_num(expected)} "
+        text = (f"The {'rate' if rate else 'level'} has drifted {'up' if value > expected else 'down'} from the expected {_num(expected)} "
                 f"({basis}): a cumulative excess of {_num(baseline['cusum_sigma'])} standard deviations since the "
                 f"day began or the last alert, over the threshold of {_num(parameters['cusum_threshold'])}")
     elif detector == "variance":
-        text = (f"The last {parameters['variance_points']} values deviate from the expected {_num(expected)} by "
+        text = (f"The last {parameters['variance_points']} {quantity}s deviate from the expected {_num(expected)} by "
                 f"{_num(baseline['recent_mean_abs_sigma'])} standard deviations on average, over the threshold of "
                 f"{_num(parameters['variance_threshold'])}: the spread or level has shifted")
     elif detector == "flatline":
-        text = (f"The value has stayed at exactly {_num(value)} for {baseline['run_length']} points, longer than "
+        text = (f"The {quantity} has stayed at exactly {_num(value)}{' per second' if rate else ''} for {baseline['run_length']} points, longer than "
                 f"{_num(parameters['flatline_factor'])} times the longest recent run ({baseline['longest_recent_run']})")
     else:
-        text = f"Value {_num(value)} is outside the expected band {_num(lower)} to {_num(upper)}"
+        text = f"{observed} is outside the expected band {_num(lower)} to {_num(upper)}"
     multiplier = suppression.get("threshold_multiplier", 1.0)
     if multiplier >= 1.05:
         text += f"; thresholds were {_num(round(multiplier, 2))}x higher after recent alerts"

@@ -1,0 +1,178 @@
+"""The agents' ways in: OTLP/HTTP metrics at /v1/metrics, Prometheus remote write at /api/v1/write.
+
+Both answer in their protocol's terms, errors included (OTLP: a google.rpc.Status in the
+request's encoding; remote write: a plain-text line Prometheus logs), with the status codes
+their clients act on: exporters retry 429, 502, 503 and 504 only, Prometheus retries 5xx (and
+429 when told to) and drops a batch answered 4xx.
+"""
+from __future__ import annotations
+
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from google.rpc.status_pb2 import Status
+from google.protobuf import json_format
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
+from rest_framework.renderers import JSONRenderer
+from rest_framework.views import APIView
+
+from cloudwatchdog.errors import ApiError
+from cloudwatchdog.schema import ErrorSerializer
+from metrics.ingest import BodyError, events_count_check, gunzip
+from metrics.protocols import otlp, rejections_named, remote_write, summary
+from metrics.services import ingest_counted, ingest_limits
+from metrics.views import _JsonOnly, body_read, points_rate_limit, points_store
+from tenants.models import ApiKey
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+
+
+class _AgentView(APIView):
+    required_scope = ApiKey.SCOPE_INGEST
+    parser_classes = []  # each protocol reads its own body
+    throttle_classes = []  # limited by the points bucket, as the JSON ingest is
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = _JsonOnly
+
+    def handle_exception(self, exc):
+        response = super().handle_exception(exc)
+        detail = response.data.get("detail", "") if isinstance(response.data, dict) else str(response.data)
+        answer = self.error_response(response.status_code, str(detail))
+        for header in ("Retry-After", "WWW-Authenticate"):
+            if header in response:
+                answer[header] = response[header]
+        return answer
+
+    def error_response(self, status_code: int, detail: str) -> HttpResponse:
+        raise NotImplementedError
+
+
+def _content_type(request) -> str:
+    return request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+
+
+class OtlpMetricsView(_AgentView):
+    @extend_schema(
+        operation_id="otlp_metrics_export",
+        request={PROTOBUF: OpenApiTypes.BINARY, JSON: OpenApiTypes.OBJECT},
+        responses={
+            200: OpenApiResponse(OpenApiTypes.OBJECT, "An ExportMetricsServiceResponse (protobuf or JSON, as the "
+                                 "request); partial_success names the refused points."),
+            400: OpenApiResponse(OpenApiTypes.OBJECT, "The body is not an ExportMetricsServiceRequest (a "
+                                 "google.rpc.Status)."),
+            413: OpenApiResponse(OpenApiTypes.OBJECT, "The body or its point count is over the tenant's limit."),
+            415: OpenApiResponse(OpenApiTypes.OBJECT, "Not application/x-protobuf or application/json."),
+            429: OpenApiResponse(OpenApiTypes.OBJECT, "Over the tenant's rate; retry after Retry-After."),
+            503: OpenApiResponse(OpenApiTypes.OBJECT, "Storage unavailable; retry after Retry-After."),
+        },
+        description="OTLP/HTTP metrics receiver (OpenTelemetry SDK exporters and the Collector's otlphttp "
+        "exporter): protobuf or JSON, optionally gzip. The mapping to series is in the README.",
+        tags=["agents"],
+    )
+    def post(self, request):
+        json_body = _content_type(request) == JSON
+        if not json_body and _content_type(request) != PROTOBUF:
+            raise ApiError(415, f"Send {PROTOBUF} or {JSON} (Content-Type), as OTLP/HTTP defines.")
+        tenant = request.user.tenant
+        limits = ingest_limits(tenant=tenant)
+        raw = _gunzipped(body_read(request, limits), request, limits)
+        try:
+            converted = otlp.convert(otlp.decode(raw, json_body=json_body))
+        except otlp.UndecodableBody as error:
+            raise ApiError(400, str(error)) from None
+        refused = list(converted.refused)
+        total = len(converted.events) + len(refused)
+        if converted.events:
+            _count_check(converted.events, limits)
+            points_rate_limit(tenant, len(converted.events))
+            result = points_store(tenant, converted.events)
+            refused += rejections_named(converted.events, result.rejected)
+        else:
+            result = None
+        ingest_counted(tenant=tenant, protocol="otlp", result=result, refused_in_conversion=len(converted.refused),
+                       dropped=converted.dropped)
+        response = ExportMetricsServiceResponse()
+        if refused:
+            response.partial_success.rejected_data_points = len(refused)
+            response.partial_success.error_message = summary(refused, total=total, noun="data point")
+        return self._message_response(200, response)
+
+    def error_response(self, status_code: int, detail: str) -> HttpResponse:
+        return self._message_response(status_code, Status(code=_grpc_code(status_code), message=detail))
+
+    def _message_response(self, status_code: int, message) -> HttpResponse:
+        if _content_type(self.request) == JSON:
+            body = json_format.MessageToJson(message, indent=None)
+            return HttpResponse(body, status=status_code, content_type=JSON)
+        return HttpResponse(message.SerializeToString(), status=status_code, content_type=PROTOBUF)
+
+
+def _grpc_code(status_code: int) -> int:
+    # google.rpc.Code for each status we answer (the OTLP/HTTP specification maps them so).
+    return {400: 3, 401: 16, 403: 7, 404: 5, 413: 3, 415: 3, 429: 8, 503: 14}.get(status_code, 13)
+
+
+def _gunzipped(raw: bytes, request, limits) -> bytes:
+    encoding = request.META.get("HTTP_CONTENT_ENCODING", "").strip().lower()
+    if encoding in ("", "identity"):
+        return raw
+    if encoding not in ("gzip", "x-gzip"):
+        raise ApiError(415, f"Content-Encoding {encoding[:32]!r} is not supported: send gzip or none.")
+    try:
+        return gunzip(raw, limits.max_body_bytes)
+    except BodyError as error:
+        raise ApiError(error.status, error.detail) from None
+
+
+def _count_check(events: list, limits) -> None:
+    try:
+        events_count_check(events, limits)
+    except BodyError as error:
+        raise ApiError(error.status, error.detail.replace("events", "points")) from None
+
+
+class RemoteWriteView(_AgentView):
+    @extend_schema(
+        operation_id="prometheus_remote_write",
+        request={"application/x-protobuf": OpenApiTypes.BINARY},
+        responses={
+            204: OpenApiResponse(description="Every sample stored (or already stored, or a staleness marker)."),
+            400: OpenApiResponse(ErrorSerializer, "A malformed body, or samples refused (named in the text; the "
+                                 "others were stored). Prometheus drops the batch and does not retry it."),
+            413: OpenApiResponse(ErrorSerializer, "The body or its sample count is over the tenant's limit."),
+            429: OpenApiResponse(ErrorSerializer, "Over the tenant's rate; retry after Retry-After."),
+            503: OpenApiResponse(ErrorSerializer, "Storage unavailable; retry after Retry-After."),
+        },
+        description="Prometheus remote write 1.0 receiver: a snappy-compressed protobuf WriteRequest "
+        "(Content-Encoding: snappy). Authenticate with basic_auth (tenant slug, API key) or a bearer token.",
+        tags=["agents"],
+    )
+    def post(self, request):
+        tenant = request.user.tenant
+        limits = ingest_limits(tenant=tenant)
+        raw = body_read(request, limits)
+        try:
+            converted = remote_write.convert(remote_write.decode(raw, max_bytes=limits.max_body_bytes))
+        except remote_write.UndecodableBody as error:
+            raise ApiError(400, str(error)) from None
+        except remote_write.BodyTooLarge as error:
+            raise ApiError(413, str(error)) from None
+        refused = list(converted.refused)
+        total = len(converted.events) + len(refused)
+        if converted.events:
+            _count_check(converted.events, limits)
+            points_rate_limit(tenant, len(converted.events))
+            result = points_store(tenant, converted.events)
+            refused += rejections_named(converted.events, result.rejected)
+        else:
+            result = None
+        ingest_counted(tenant=tenant, protocol="remote_write", result=result,
+                       refused_in_conversion=len(converted.refused), dropped=converted.dropped)
+        if refused:
+            return self.error_response(400, summary(refused, total=total, noun="sample") +
+                                       " (the other samples were stored)")
+        return HttpResponse(status=204)
+
+    def error_response(self, status_code: int, detail: str) -> HttpResponse:
+        return HttpResponse(detail + "\n", status=status_code, content_type="text/plain; charset=utf-8")
