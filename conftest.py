@@ -1,6 +1,9 @@
 """Shared test fixtures: tenants built through the services, API clients with their keys, a real Celery worker."""
 import gzip
 import json
+import os
+import shutil
+import subprocess
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -108,3 +111,35 @@ def _forget_process_caches():
     yield
     forget_known_partitions()
     series_cache.clear()
+
+
+@pytest.fixture(scope="session")
+def prometheus_binaries() -> tuple[str, str]:
+    """Paths of Debian's prometheus and promtool, installed with apt-get when missing (as on CI's clean
+    machine, where the suite runs as root)."""
+    if not (shutil.which("prometheus") and shutil.which("promtool")):
+        if os.geteuid() != 0 or not shutil.which("apt-get"):
+            pytest.fail("Prometheus is not installed and apt-get cannot install it here: apt-get install prometheus.")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        install = ["apt-get", "install", "-y", "--no-install-recommends", "prometheus"]
+        if subprocess.run(install, env=env, capture_output=True).returncode != 0:
+            subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=True)
+            subprocess.run(install, env=env, capture_output=True, check=True)
+        # The package may start its own server on :9090; the tests run theirs on free ports.
+        subprocess.run(["pkill", "-x", "prometheus"], capture_output=True)
+    return shutil.which("prometheus"), shutil.which("promtool")
+
+
+def app_process_env(**extra) -> dict:
+    """The environment for a process of the app (a gunicorn, a Celery worker) that shares this test's
+    database and Redis: a transactional test's committed rows are what it sees."""
+    from django.conf import settings
+    from django.db import connection
+
+    db = connection.settings_dict
+    url = f"postgresql://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST'] or ''}:{db['PORT'] or ''}/{db['NAME']}"
+    if db.get("OPTIONS", {}).get("host"):
+        url = f"postgresql://{db['USER']}:@/{db['NAME']}?host={db['OPTIONS']['host']}"
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_VERSION"}
+    env.update(DATABASE_URL=url, REDIS_URL=settings.REDIS_URL, SECRET_KEY="app-process-test-" + "x" * 40, **extra)
+    return env

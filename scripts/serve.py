@@ -15,6 +15,7 @@ import ctypes
 import os
 import signal
 import socket
+import shutil
 import subprocess
 import sys
 import time
@@ -155,6 +156,11 @@ def main() -> int:
     env.setdefault("BIND", f"127.0.0.1:{port}")
     data_dir = embedded.data_dir(ROOT)
     env.setdefault("CELERY_BEAT_SCHEDULE_FILE", str(data_dir / "celerybeat-schedule"))
+    # Every role counts into files here, and /metrics sums them (cloudwatchdog.telemetry); counts of
+    # an earlier run are not this run's, so the directory starts empty.
+    metrics_dir = Path(env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(data_dir / "run" / "prometheus")))
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True, exist_ok=True)
     supervisor = Supervisor(data_dir, env)
     supervisor.listen_for_signals()  # from here on, Ctrl-C at any moment ends in stop() below
     status = 1
@@ -173,7 +179,8 @@ def main() -> int:
 CloudWatchDog is up:
   API      http://{env['BIND']}/api/v1/   (schema: /api/schema/, docs: /api/docs/)
   admin    http://{env['BIND']}/admin/    (create a user: .venv/bin/python manage.py createsuperuser)
-  health   http://{env['BIND']}/healthz
+  health   http://{env['BIND']}/healthz    metrics (Prometheus): http://{env['BIND']}/metrics
+  agents   OTLP/HTTP http://{env['BIND']}/v1/metrics, remote write http://{env['BIND']}/api/v1/write
 Demo tenant 'demo', new API key (shown once):
 {demo.stdout.strip()}
 """, flush=True)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
+
+from conftest import app_process_env
 
 from anomalies.models import Anomaly, Baseline, DetectionRun
 from anomalies.services import detection_run, detection_run_enqueue
@@ -33,14 +34,7 @@ def _events(series: int, points: int):
 
 
 def _worker_env() -> dict:
-    db = connection.settings_dict
-    url = f"postgresql://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST'] or ''}:{db['PORT'] or ''}/{db['NAME']}"
-    if db.get("OPTIONS", {}).get("host"):
-        url = f"postgresql://{db['USER']}:@/{db['NAME']}?host={db['OPTIONS']['host']}"
-    env = {k: v for k, v in os.environ.items() if k != "PYTEST_VERSION"}
-    env.update(DATABASE_URL=url, REDIS_URL=settings.REDIS_URL, SECRET_KEY="worker-killed-test-" + "x" * 40,
-               CELERY_QUEUE=settings.CELERY_TASK_DEFAULT_QUEUE, DETECTION_PARALLEL_MIN_POINTS="100000000")
-    return env
+    return app_process_env(CELERY_QUEUE=settings.CELERY_TASK_DEFAULT_QUEUE, DETECTION_PARALLEL_MIN_POINTS="100000000")
 
 
 @pytest.fixture

@@ -1,0 +1,211 @@
+"""POST /api/v1/write: Prometheus itself (agent mode) scraping a target and remote-writing to a live
+server with basic auth, and hand-built WriteRequests for the edges."""
+import base64
+import http.server
+import socket
+import struct
+import subprocess
+import threading
+import time
+import urllib.request
+
+import cramjam
+import pytest
+
+from metrics.protocols.remote_write import STALE_NAN_BITS
+from metrics.protocols.remote_write_pb2 import MetricMetadata, WriteRequest
+
+LONG_LABEL = "x" * 100  # over the tenant's MAX_VALUE_BYTES of 64 set below
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class _Target(http.server.BaseHTTPRequestHandler):
+    """A scrape target: a counter that grows on every scrape, a gauge, and a sample with a label too long."""
+
+    scrapes = 0
+
+    def do_GET(self):
+        type(self).scrapes += 1
+        body = (
+            "# TYPE shop_orders_total counter\n"
+            f'shop_orders_total{{region="eu"}} {10 * type(self).scrapes}\n'
+            "# TYPE shop_temperature gauge\n"
+            "shop_temperature 21.5\n"
+            "# TYPE shop_oversized gauge\n"
+            f'shop_oversized{{blob="{LONG_LABEL}"}} 1\n'
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def _prometheus_counters(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    counters = {}
+    for line in text.splitlines():
+        if line.startswith("prometheus_remote_storage_"):
+            name, _, value = line.rpartition(" ")
+            counters[name.split("{")[0]] = counters.get(name.split("{")[0], 0.0) + float(value)
+    return counters
+
+
+@pytest.mark.django_db(transaction=True)
+def test_prometheus_remote_writes_with_basic_auth_and_drops_a_refused_batch_instead_of_retrying(
+        live_server, make_tenant, prometheus_binaries, tmp_path):
+    prometheus, _ = prometheus_binaries
+    client = make_tenant("prom")
+    client.tenant.limits = {"MAX_VALUE_BYTES": 64}
+    client.tenant.save()
+    target = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Target)
+    threading.Thread(target=target.serve_forever, daemon=True).start()
+    web_port = _free_port()
+    (tmp_path / "prometheus.yml").write_text(f"""
+global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: shop
+    static_configs:
+      - targets: ["127.0.0.1:{target.server_address[1]}"]
+remote_write:
+  - url: {live_server.url}/api/v1/write
+    basic_auth:
+      username: {client.tenant.slug}
+      password: {client.key}
+    queue_config:
+      batch_send_deadline: 1s
+      min_backoff: 100ms
+      max_backoff: 1s
+""")
+    process = subprocess.Popen(
+        [prometheus, "--enable-feature=agent", f"--config.file={tmp_path / 'prometheus.yml'}",
+         f"--storage.agent.path={tmp_path / 'wal'}", f"--web.listen-address=127.0.0.1:{web_port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        orders = temperature = []
+        counters = {}
+        while time.monotonic() < deadline:
+            time.sleep(1)
+            orders = client.get("/api/v1/metrics/timeseries", {"service": "shop", "metric_name": "shop_orders_total",
+                                                               "minutes": 10}).json()["series"]
+            temperature = client.get("/api/v1/metrics/timeseries", {"service": "shop", "metric_name": "shop_temperature",
+                                                                    "minutes": 10}).json()["series"]
+            try:
+                counters = _prometheus_counters(web_port)
+            except OSError:
+                continue
+            if orders and len(orders[0]["points"]) >= 3 and temperature and \
+                    counters.get("prometheus_remote_storage_samples_failed_total", 0) > 0:
+                break
+        assert orders and len(orders[0]["points"]) >= 3, counters
+        [series] = orders
+        resource = f"127.0.0.1:{target.server_address[1]}"
+        assert (series["service"], series["resource_id"], series["tags"], series["kind"]) == \
+            ("shop", resource, {"region": "eu"}, "counter")
+        values = [p["value"] for p in series["points"]]
+        assert values == sorted(values) and values[0] % 10 == 0
+        assert [p["value"] for p in temperature[0]["points"]][:2] == [21.5, 21.5]
+        assert temperature[0]["kind"] == "gauge"
+        # The refused sample's batches were answered 400: counted failed by Prometheus, never retried.
+        assert counters["prometheus_remote_storage_samples_failed_total"] > 0
+        assert counters.get("prometheus_remote_storage_samples_retried_total", 0) == 0
+        rate = client.get("/api/v1/metrics/timeseries", {"series_id": series["series_id"], "minutes": 10,
+                                                         "fn": "rate"}).json()["series"][0]["points"]
+        assert rate and all(5 <= p["value"] <= 20 for p in rate)  # 10 per scrape, about one scrape a second
+        oversized = client.get("/api/v1/metrics/timeseries", {"service": "shop", "metric_name": "shop_oversized",
+                                                              "minutes": 10}).json()["series"]
+        assert oversized == []
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        target.shutdown()
+
+
+def _write(client, request: WriteRequest, *, raw: bytes | None = None, **headers):
+    body = raw if raw is not None else bytes(cramjam.snappy.compress_raw(request.SerializeToString()))
+    return client.client.generic("POST", "/api/v1/write", body, content_type="application/x-protobuf",
+                                 HTTP_CONTENT_ENCODING="snappy", HTTP_X_PROMETHEUS_REMOTE_WRITE_VERSION="0.1.0",
+                                 **headers)
+
+
+def _series(request: WriteRequest, name: str, samples, **labels):
+    series = request.timeseries.add()
+    for key, value in {"__name__": name, "job": "node", "instance": "host-1:9100", **labels}.items():
+        series.labels.add(name=key, value=value)
+    for ts_ms, value in samples:
+        series.samples.add(timestamp=ts_ms, value=value)
+
+
+def _basic(slug: str, key: str) -> dict:
+    return {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(f"{slug}:{key}".encode()).decode()}
+
+
+@pytest.mark.django_db
+def test_stale_markers_are_dropped_other_nans_refused_by_name_and_the_rest_stored_once(make_tenant):
+    client = make_tenant("rw")
+    auth = _basic("rw", client.key)
+    now_ms = int(time.time() * 1000) - 60_000
+    stale = struct.unpack("<d", struct.pack("<Q", STALE_NAN_BITS))[0]
+    request = WriteRequest()
+    _series(request, "node_load1", [(now_ms, 0.5), (now_ms + 15_000, stale)])
+    _series(request, "node_cpu_seconds_total", [(now_ms, 100.0), (now_ms + 15_000, float("nan"))], cpu="0")
+    response = _write(client, request, **auth)
+    assert response.status_code == 400
+    text = response.content.decode()
+    assert text.startswith("1 of 3 samples refused: node_cpu_seconds_total (service 'node', resource 'host-1:9100')")
+    assert "value must be a finite number, not NaN" in text and "(the other samples were stored)" in text
+
+    series = client.get("/api/v1/series", {"service": "node"}).json()["results"]
+    assert {(s["metric_name"], s["kind"], s["point_count"]) for s in series} == {
+        ("node_load1", "gauge", 1), ("node_cpu_seconds_total", "counter", 1)}
+
+    retry = WriteRequest()
+    _series(retry, "node_load1", [(now_ms, 0.5)])
+    assert _write(client, retry, **auth).status_code == 204
+    assert client.get("/api/v1/series", {"service": "node", "metric_name": "node_load1"}).json()["results"][0][
+        "point_count"] == 1
+
+
+@pytest.mark.django_db
+def test_metadata_only_requests_are_204_and_metadata_makes_a_counter(make_tenant):
+    client = make_tenant("rw-meta")
+    auth = _basic("rw-meta", client.key)
+    request = WriteRequest()
+    request.metadata.add(type=MetricMetadata.COUNTER, metric_family_name="jobs_done", help="Jobs.", unit="")
+    assert _write(client, request, **auth).status_code == 204
+    _series(request, "jobs_done", [(int(time.time() * 1000) - 1000, 3.0)])
+    assert _write(client, request, **auth).status_code == 204
+    [series] = client.get("/api/v1/series", {"metric_name": "jobs_done"}).json()["results"]
+    assert series["kind"] == "counter"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("body, reason", [
+    (b"not snappy at all", "not snappy block-compressed"),
+    (bytes(cramjam.snappy.compress_raw(b"\x0a\xff\xff\xff")), "not a protobuf WriteRequest"),
+])
+def test_a_malformed_body_is_a_400_saying_why(make_tenant, body, reason):
+    client = make_tenant("rw-bad")
+    response = _write(client, WriteRequest(), raw=body, **_basic("rw-bad", client.key))
+    assert response.status_code == 400 and reason in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_basic_auth_needs_the_keys_own_tenant_as_user(make_tenant):
+    client = make_tenant("rw-auth")
+    make_tenant("rw-other")
+    assert _write(client, WriteRequest(), **_basic("rw-other", client.key)).status_code == 401
+    assert _write(client, WriteRequest(), HTTP_AUTHORIZATION="Basic %%%").status_code == 401
+    assert _write(client, WriteRequest(), **_basic("rw-auth", client.key)).status_code == 204

@@ -1,0 +1,111 @@
+"""GET /metrics: promtool accepts it, it counts by tenant, protocol and reason, it sums several
+gunicorn workers, and a scrape token guards it when set."""
+import http.client
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from django.test import Client, override_settings
+
+from conftest import app_process_env, event
+from tenants.services import api_key_issue, tenant_create
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _sample(text: str, name: str, **labels) -> float:
+    """The sum of a family's samples whose labels include the given ones."""
+    total = 0.0
+    for line in text.splitlines():
+        match = re.match(rf"^{name}(?:\{{(.*)\}})? (\S+)$", line)
+        if match and all(f'{k}="{v}"' in (match.group(1) or "") for k, v in labels.items()):
+            total += float(match.group(2))
+    return total
+
+
+@pytest.mark.django_db
+def test_promtool_accepts_the_exposition_and_points_are_counted_by_outcome_and_reason(make_tenant, prometheus_binaries):
+    _, promtool = prometheus_binaries
+    client = make_tenant("scraped")
+    now = datetime.now(timezone.utc)
+    response = client.ingest([event(1.0, now), event(2.0, now), event(3.0, "2026-13-01T00:00:00Z"),
+                              event(1e300, now, resource_id="i-2")])
+    assert response.status_code == 202
+    text = Client().get("/metrics").content.decode()
+    check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    points = "cloudwatchdog_points_total"
+    assert _sample(text, points, tenant="scraped", protocol="json", outcome="accepted") == 1
+    assert _sample(text, points, tenant="scraped", protocol="json", outcome="duplicate") == 1
+    assert _sample(text, points, tenant="scraped", protocol="json", outcome="rejected", reason="timestamp") == 1
+    assert _sample(text, points, tenant="scraped", protocol="json", outcome="rejected", reason="value") == 1
+    assert _sample(text, "cloudwatchdog_http_request_duration_seconds_count", endpoint="ingest-metrics",
+                   method="POST", status="202") >= 1
+    for gauge in ("cloudwatchdog_detection_lag_seconds", "cloudwatchdog_late_points_waiting",
+                  "cloudwatchdog_rollup_backlog_batches", "cloudwatchdog_celery_queue_length"):
+        assert f"# TYPE {gauge} gauge" in text
+    assert _sample(text, "cloudwatchdog_rollup_backlog_batches", tenant="scraped") == 1
+    assert _sample(text, "cloudwatchdog_collector_up") == 3 and "cloudwatchdog_collector_up{" in text
+
+
+@pytest.mark.django_db
+def test_a_scrape_token_when_set_is_required():
+    with override_settings(METRICS_SCRAPE_TOKEN="s3cret-scrape-token"):
+        assert Client().get("/metrics").status_code == 401
+        assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
+        assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-scrape-token").status_code == 200
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_counts_of_several_gunicorn_workers_add_up_in_every_scrape(tmp_path):
+    key = api_key_issue(tenant=tenant_create(slug="multi"), scope="all").plaintext
+    port = _free_port()
+    metrics_dir = tmp_path / "prometheus"
+    metrics_dir.mkdir()
+    log = open(tmp_path / "gunicorn.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "cloudwatchdog.wsgi:application", "--config", "cloudwatchdog/gunicorn.conf.py",
+         "--bind", f"127.0.0.1:{port}", "--workers", "2"],
+        cwd=ROOT, env=app_process_env(PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)), stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "gunicorn.log").read_text()
+                time.sleep(0.2)
+        now = datetime.now(timezone.utc).replace(microsecond=0)
+        pids = set()
+        for k in range(20):  # a connection each: the workers take turns
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            body = json.dumps({"events": [event(float(k), now.replace(second=k))]})
+            connection.request("POST", "/api/v1/ingest/metrics", body,
+                               {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+            assert connection.getresponse().status == 202
+            connection.close()
+        pids = {path.name for path in metrics_dir.iterdir()}
+        for _ in range(4):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            connection.request("GET", "/metrics")
+            text = connection.getresponse().read().decode()
+            connection.close()
+            assert _sample(text, "cloudwatchdog_points_total", tenant="multi", outcome="accepted") == 20
+        assert len({name.split("_")[-1] for name in pids}) >= 2, pids  # files of two worker processes
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
