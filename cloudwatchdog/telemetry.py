@@ -91,6 +91,9 @@ _METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
 
 
 class _ScrapeTime(Collector):
+    def describe(self):
+        return []  # else registering it would run every collector (PostgreSQL, Redis) at import
+
     def collect(self):
         up = GaugeMetricFamily("cloudwatchdog_collector_up", "1 when a scrape-time collector (PostgreSQL or Redis "
                                "figures) answered, 0 when it failed.", labels=["collector"])

@@ -11,7 +11,7 @@ urlpatterns = [
     path("metrics", telemetry.metrics_view, name="metrics"),
     path("v1/metrics", agent_views.OtlpMetricsView.as_view(), name="otlp-metrics"),
     path("api/v1/write", agent_views.RemoteWriteView.as_view(), name="remote-write"),
-    path("api/v1/push", agent_views.RemoteWriteView.as_view(), name="remote-write-push"),
+    path("api/v1/push", agent_views.RemoteWritePushView.as_view(), name="remote-write-push"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

@@ -17,7 +17,6 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
 from cloudwatchdog.errors import ApiError
-from cloudwatchdog.schema import ErrorSerializer
 from metrics.ingest import BodyError, events_count_check, gunzip
 from metrics.protocols import otlp, rejections_named, remote_write, summary
 from metrics.services import ingest_counted, ingest_limits
@@ -48,6 +47,11 @@ class _AgentView(APIView):
         raise NotImplementedError
 
 
+def _both_encodings(descriptions: dict[int, str]) -> dict:
+    return {(code, media): OpenApiResponse(OpenApiTypes.BINARY if media == PROTOBUF else OpenApiTypes.OBJECT, text)
+            for code, text in descriptions.items() for media in (PROTOBUF, JSON)}
+
+
 def _content_type(request) -> str:
     return request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
 
@@ -56,16 +60,17 @@ class OtlpMetricsView(_AgentView):
     @extend_schema(
         operation_id="otlp_metrics_export",
         request={PROTOBUF: OpenApiTypes.BINARY, JSON: OpenApiTypes.OBJECT},
-        responses={
-            200: OpenApiResponse(OpenApiTypes.OBJECT, "An ExportMetricsServiceResponse (protobuf or JSON, as the "
-                                 "request); partial_success names the refused points."),
-            400: OpenApiResponse(OpenApiTypes.OBJECT, "The body is not an ExportMetricsServiceRequest (a "
-                                 "google.rpc.Status)."),
-            413: OpenApiResponse(OpenApiTypes.OBJECT, "The body or its point count is over the tenant's limit."),
-            415: OpenApiResponse(OpenApiTypes.OBJECT, "Not application/x-protobuf or application/json."),
-            429: OpenApiResponse(OpenApiTypes.OBJECT, "Over the tenant's rate; retry after Retry-After."),
-            503: OpenApiResponse(OpenApiTypes.OBJECT, "Storage unavailable; retry after Retry-After."),
-        },
+        responses=_both_encodings({
+            200: "An ExportMetricsServiceResponse in the request's encoding; partial_success counts and names the "
+                 "refused points (the others were stored).",
+            400: "The body is not an ExportMetricsServiceRequest (a google.rpc.Status, as are all errors).",
+            401: "No valid API key.",
+            403: "The key may not ingest.",
+            413: "The body or its point count is over the tenant's limit.",
+            415: "Not application/x-protobuf or application/json, or an encoding other than gzip.",
+            429: "Over the tenant's rate; retry after Retry-After.",
+            503: "Storage unavailable; retry after Retry-After.",
+        }),
         description="OTLP/HTTP metrics receiver (OpenTelemetry SDK exporters and the Collector's otlphttp "
         "exporter): protobuf or JSON, optionally gzip. The mapping to series is in the README.",
         tags=["agents"],
@@ -138,11 +143,15 @@ class RemoteWriteView(_AgentView):
         request={"application/x-protobuf": OpenApiTypes.BINARY},
         responses={
             204: OpenApiResponse(description="Every sample stored (or already stored, or a staleness marker)."),
-            400: OpenApiResponse(ErrorSerializer, "A malformed body, or samples refused (named in the text; the "
-                                 "others were stored). Prometheus drops the batch and does not retry it."),
-            413: OpenApiResponse(ErrorSerializer, "The body or its sample count is over the tenant's limit."),
-            429: OpenApiResponse(ErrorSerializer, "Over the tenant's rate; retry after Retry-After."),
-            503: OpenApiResponse(ErrorSerializer, "Storage unavailable; retry after Retry-After."),
+            **{(code, "text/plain"): OpenApiResponse(OpenApiTypes.STR, text) for code, text in {
+                400: "A malformed body, or samples refused (named in the text; the others were stored). Prometheus "
+                     "drops the batch and does not retry it.",
+                401: "No valid API key (basic_auth: the tenant's slug and an API key).",
+                403: "The key may not ingest.",
+                413: "The body or its sample count is over the tenant's limit.",
+                429: "Over the tenant's rate; retry after Retry-After.",
+                503: "Storage unavailable; retry after Retry-After.",
+            }.items()},
         },
         description="Prometheus remote write 1.0 receiver: a snappy-compressed protobuf WriteRequest "
         "(Content-Encoding: snappy). Authenticate with basic_auth (tenant slug, API key) or a bearer token.",
@@ -176,3 +185,11 @@ class RemoteWriteView(_AgentView):
 
     def error_response(self, status_code: int, detail: str) -> HttpResponse:
         return HttpResponse(detail + "\n", status=status_code, content_type="text/plain; charset=utf-8")
+
+
+class RemoteWritePushView(RemoteWriteView):
+    """/api/v1/push, the path Mimir and Cortex use: the same receiver, documented once (at /api/v1/write)."""
+
+    @extend_schema(exclude=True)
+    def post(self, request):
+        return super().post(request)

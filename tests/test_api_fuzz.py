@@ -20,6 +20,14 @@ from tenants.services import api_key_issue, tenant_create
 
 EXAMPLES_PER_OPERATION = 40
 
+
+
+@schemathesis.serializer("application/x-protobuf")
+def _protobuf_bytes(ctx, value):
+    """The agents' protobuf bodies are fuzzed as the raw bytes generated for them (format: binary)."""
+    return value if isinstance(value, bytes) else bytes(str(value), "utf-8")
+
+
 schema = schemathesis.openapi.from_dict(
     json.loads(OpenApiJsonRenderer().render(SchemaGenerator().get_schema(request=None, public=True))))
 
