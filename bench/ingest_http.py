@@ -1,11 +1,14 @@
 """HTTP ingest against raw COPY, measured side by side in one run (DESIGN §3).
 
-Both paths store the same rows: batches of 1,000 events over 1,000 series.
-- HTTP: 4 client processes, one keep-alive connection each, against a server started by `make run`.
+Both paths store the same rows: batches of 1,000 points over 1,000 series.
+- HTTP: 4 client processes, one keep-alive connection each, against a server started by `make run`,
+  in one of three protocols (--protocol): the JSON API, OTLP/HTTP protobuf (one resource per series,
+  as a Collector forwarding many hosts sends) or Prometheus remote write (snappy protobuf).
 - COPY: one `COPY` of the same rows over one connection into a narrow table
   (tenant_id, series_id, ts, value) with a unique (series_id, ts) index.
 
 usage: .venv/bin/python bench/ingest_http.py --url http://127.0.0.1:8000 [--rounds 5] [--batches 300]
+       [--protocol json|otlp|remote_write]
 Each run makes its own tenant (and ingest key) in the database the project's settings point at
 (embedded by default), so earlier runs' watermarks cannot turn its points into late points.
 """
@@ -38,7 +41,54 @@ def make_batches(batches: int, series: int, start: datetime, run_tag: str) -> li
     return bodies
 
 
-def _client(url: str, key: str, bodies: list[bytes], ready, results) -> None:
+def make_otlp_batches(batches: int, series: int, start: datetime, run_tag: str) -> list[bytes]:
+    """The same points as ExportMetricsServiceRequests: a resource (host.name) per series, one gauge point each."""
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+    start_ns = int(start.timestamp() * 1e9)
+    bodies = []
+    for b in range(batches):
+        request = ExportMetricsServiceRequest()
+        for s in range(series):
+            resource_metrics = request.resource_metrics.add()
+            for key, value in (("service.name", "bench"), ("host.name", f"{run_tag}-r{s}"), ("env", "bench")):
+                resource_metrics.resource.attributes.add(key=key).value.string_value = value
+            metric = resource_metrics.scope_metrics.add().metrics.add(name="load")
+            metric.gauge.data_points.add(time_unix_nano=start_ns + b * 1_000_000,
+                                         as_double=float((b * 31 + s) % 1000) / 10.0)
+        bodies.append(request.SerializeToString())
+    return bodies
+
+
+def make_remote_write_batches(batches: int, series: int, start: datetime, run_tag: str) -> list[bytes]:
+    """The same points as snappy-compressed WriteRequests: a time series per series, one sample each."""
+    import cramjam
+
+    from metrics.protocols.remote_write_pb2 import WriteRequest
+
+    start_ms = int(start.timestamp() * 1000)
+    bodies = []
+    for b in range(batches):
+        request = WriteRequest()
+        for s in range(series):
+            series_pb = request.timeseries.add()
+            for name, value in (("__name__", "load"), ("env", "bench"), ("instance", f"{run_tag}-r{s}"), ("job", "bench")):
+                series_pb.labels.add(name=name, value=value)
+            series_pb.samples.add(timestamp=start_ms + b, value=float((b * 31 + s) % 1000) / 10.0)
+        bodies.append(bytes(cramjam.snappy.compress_raw(request.SerializeToString())))
+    return bodies
+
+
+PROTOCOLS = {
+    # (body maker, path, extra headers, the status of a batch stored whole)
+    "json": (make_batches, "/api/v1/ingest/metrics", "Content-Type: application/json\r\n", 202),
+    "otlp": (make_otlp_batches, "/v1/metrics", "Content-Type: application/x-protobuf\r\n", 200),
+    "remote_write": (make_remote_write_batches, "/api/v1/write", "Content-Type: application/x-protobuf\r\n"
+                     "Content-Encoding: snappy\r\nX-Prometheus-Remote-Write-Version: 0.1.0\r\n", 204),
+}
+
+
+def _client(url: str, key: str, bodies: list[bytes], ready, results, protocol: str = "json", points: int = 0) -> None:
     """One keep-alive connection posting its bodies in turn. A minimal HTTP/1.1 client (requests
     prepared up front, responses parsed by hand), so the load generator takes little of the cores
     the server runs on; the first body warms the connection and is not timed."""
@@ -46,7 +96,8 @@ def _client(url: str, key: str, bodies: list[bytes], ready, results) -> None:
     sock = socket.create_connection((parsed.hostname, parsed.port or 80), timeout=120)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     reader = sock.makefile("rb")
-    head = (f"POST /api/v1/ingest/metrics HTTP/1.1\r\nHost: {parsed.hostname}\r\nContent-Type: application/json\r\n"
+    _, path, headers, ok = PROTOCOLS[protocol]
+    head = (f"POST {path} HTTP/1.1\r\nHost: {parsed.hostname}\r\n{headers}"
             f"Authorization: Bearer {key}\r\nContent-Length: ").encode()
     requests = [head + str(len(body)).encode() + b"\r\n\r\n" + body for body in bodies]
 
@@ -58,10 +109,14 @@ def _client(url: str, key: str, bodies: list[bytes], ready, results) -> None:
             name, _, value = line.partition(b":")
             if name.strip().lower() == b"content-length":
                 length = int(value)
-        payload = orjson.loads(reader.read(length))
-        if status != 202:
-            raise RuntimeError(f"{status}: {payload}")
-        return payload["accepted"]
+        payload = reader.read(length)
+        if status != ok:
+            raise RuntimeError(f"{status}: {payload[:500]!r}")
+        if protocol == "json":
+            return orjson.loads(payload)["accepted"]
+        if payload:  # an OTLP partial success: some points were refused
+            raise RuntimeError(f"partial success: {payload[:500]!r}")
+        return points
 
     post(requests[0])
     ready.wait()
@@ -71,13 +126,15 @@ def _client(url: str, key: str, bodies: list[bytes], ready, results) -> None:
     sock.close()
 
 
-def run_http(url: str, key: str, bodies: list[bytes], connections: int) -> tuple[int, float]:
+def run_http(url: str, key: str, bodies: list[bytes], connections: int, protocol: str = "json",
+             points: int = 0) -> tuple[int, float]:
     """Points accepted and seconds taken by `connections` clients, each with its share of the bodies
     (plus one warm-up body each), from when all are connected to when the last one is done."""
     ready = multiprocessing.Barrier(connections + 1)
     results = multiprocessing.Queue()
     shards = [bodies[i::connections] for i in range(connections)]
-    clients = [multiprocessing.Process(target=_client, args=(url, key, shard, ready, results)) for shard in shards]
+    clients = [multiprocessing.Process(target=_client, args=(url, key, shard, ready, results, protocol, points))
+               for shard in shards]
     for client in clients:
         client.start()
     ready.wait()
@@ -136,6 +193,7 @@ def main():
     parser.add_argument("--series", type=int, default=1000)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3, help="alternating HTTP and COPY rounds; medians reported")
+    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="json")
     args = parser.parse_args()
     run_tag = f"b{int(time.time())}"
     key = bench_key(run_tag)
@@ -145,14 +203,14 @@ def main():
         # agent's are current: detection leaves points younger than its settle time alone, so none
         # lands behind a watermark while the round runs (late points are a different workload).
         start = datetime.now(timezone.utc)
-        bodies = make_batches(args.batches + args.connections, args.series, start, run_tag)
-        accepted, http_seconds = run_http(args.url, key, bodies, args.connections)
+        bodies = PROTOCOLS[args.protocol][0](args.batches + args.connections, args.series, start, run_tag)
+        accepted, http_seconds = run_http(args.url, key, bodies, args.connections, args.protocol, args.series)
         http_rates.append(accepted / http_seconds)
         copy_seconds = run_copy(args.batches * args.series, args.series, start)
         copy_rates.append(args.batches * args.series / copy_seconds)
-        print(f"round {round_number + 1}: HTTP {http_rates[-1]:,.0f} points/s, COPY {copy_rates[-1]:,.0f} rows/s")
+        print(f"round {round_number + 1}: HTTP ({args.protocol}) {http_rates[-1]:,.0f} points/s, COPY {copy_rates[-1]:,.0f} rows/s")
     http_rate, copy_rate = _median(http_rates), _median(copy_rates)
-    print(f"HTTP ingest: {http_rate:,.0f} points/s (median of {args.rounds}; {args.connections} keep-alive "
+    print(f"HTTP ingest ({args.protocol}): {http_rate:,.0f} points/s (median of {args.rounds}; {args.connections} keep-alive "
           f"connections, {args.series} events per request, {args.batches} requests per round)")
     print(f"raw COPY:    {copy_rate:,.0f} rows/s (median of {args.rounds}, one connection, narrow table)")
     print(f"ratio HTTP / COPY = {http_rate / copy_rate:.2f}")
