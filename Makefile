@@ -44,4 +44,4 @@ protos:
 	test -x .data/protoc-venv/bin/python || $(PYTHON) -m venv .data/protoc-venv
 	.data/protoc-venv/bin/pip install --quiet grpcio-tools==1.85.1
 	.data/protoc-venv/bin/python -m grpc_tools.protoc -Imetrics/protocols --python_out=metrics/protocols \
-		--pyi_out=metrics/protocols metrics/protocols/remote_write.proto
+		--pyi_out=metrics/protocols metrics/protocols/remote_write.proto metrics/protocols/remote_write_fast.proto

@@ -113,26 +113,61 @@ def _identity(resource_attributes: dict[str, str]) -> tuple[str, str, dict[str, 
     return service, resource_id or UNKNOWN_RESOURCE, tags
 
 
+class _ResourceCache:
+    """Resources as sent (their encoded bytes) -> (service, resource_id, tags, tags JSON), per process.
+
+    An agent sends the same few resources in every request; their attributes are read once. The
+    mapping depends on nothing but the bytes, so tenants share it. Bounded: starts over past
+    `max_entries`."""
+
+    def __init__(self, max_entries: int = 20_000):
+        self.max_entries = max_entries
+        self._entries: dict[bytes, tuple[str, str, dict, bytes]] = {}
+
+    def get(self, resource) -> tuple[str, str, dict, bytes]:
+        key = resource.SerializeToString()
+        entry = self._entries.get(key)
+        if entry is None:
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+            service, resource_id, tags = _identity(_attributes(resource.attributes))
+            entry = self._entries[key] = (service, resource_id, tags, _tags_json(tags))
+        return entry
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+resource_cache = _ResourceCache()
+
+
+def _tags_json(tags: dict) -> bytes:
+    return orjson.dumps(tags, option=orjson.OPT_SORT_KEYS) if tags else b"{}"
+
+
 def convert(request: ExportMetricsServiceRequest) -> Converted:
     out = Converted()
     for resource_metrics in request.resource_metrics:
-        service, resource_id, resource_tags = _identity(_attributes(resource_metrics.resource.attributes))
+        resource = resource_cache.get(resource_metrics.resource)
         for scope_metrics in resource_metrics.scope_metrics:
             for metric in scope_metrics.metrics:
-                _metric_convert(out, metric, service, resource_id, resource_tags)
+                _metric_convert(out, metric, resource)
     return out
 
 
-def _metric_convert(out: Converted, metric, service: str, resource_id: str, resource_tags: dict) -> None:
+def _metric_convert(out: Converted, metric, resource: tuple[str, str, dict, bytes]) -> None:
     which = metric.WhichOneof("data")
     name, unit = metric.name, metric.unit
+    service, resource_id, resource_tags, resource_json = resource
 
     def add(point, metric_name: str, value: float, kind: str, extra_tags: dict | None = None, point_unit: str = unit):
-        tags = {**resource_tags, **_attributes(point.attributes), **(extra_tags or {})}
+        if extra_tags or len(point.attributes):
+            tags = _tags_json({**resource_tags, **_attributes(point.attributes), **(extra_tags or {})})
+        else:
+            tags = resource_json
         out.events.append(Event(
             service=service, resource_id=resource_id, metric_name=metric_name, value=value,
-            timestamp=point.time_unix_nano // 1000, source="otlp",
-            tags=orjson.dumps(tags, option=orjson.OPT_SORT_KEYS) if tags else b"{}", kind=kind, unit=point_unit,
+            timestamp=point.time_unix_nano // 1000, source="otlp", tags=tags, kind=kind, unit=point_unit,
         ))
 
     if which == "gauge" or which == "sum":
