@@ -38,12 +38,13 @@ class MetricNameFilter(ScopedValuesFilter):
 
 @admin.register(Series)
 class SeriesAdmin(TenantScopedAdmin):
-    list_display = ["id", "tenant", "service", "resource_id", "metric_name", "tags", "created_at", "points_link"]
-    list_filter = [TenantFilter, "service", "metric_name"]
+    list_display = ["id", "tenant", "service", "resource_id", "metric_name", "kind", "unit", "tags", "created_at",
+                    "points_link"]
+    list_filter = [TenantFilter, "kind", "service", "metric_name"]
     search_fields = ["resource_id", "metric_name", "service"]
     ordering = ["-id"]
-    readonly_fields = ["tenant", "service", "resource_id", "metric_name", "tags", "key_hash", "source", "created_at",
-                       "points_link"]
+    readonly_fields = ["tenant", "service", "resource_id", "metric_name", "kind", "unit", "tags", "key_hash", "source",
+                       "created_at", "points_link"]
     show_full_result_count = False
 
     def has_add_permission(self, request):

@@ -67,6 +67,9 @@ NOW = datetime.now(timezone.utc)
         ({"resource_id": "x" * 2049}, "resource_id", "is 2049 bytes long in UTF-8; the limit is 2048 (MAX_VALUE_BYTES)"),
         ({"tags": {"env": 1}}, "tags", "tag 'env' must be a string, not a number"),
         ({"tags": ["env"]}, "tags", "must be an object of string values, not a list"),
+        ({"kind": "histogram"}, "kind", "must be one of gauge, counter"),
+        ({"unit": "u" * 65}, "unit", "is 65 bytes long in UTF-8; the limit is 64 (the unit limit)"),
+        ({"unit": 5}, "unit", "must be a string, not a number"),
     ],
 )
 def test_ingest_rejects_a_bad_event_by_index_naming_the_field(owner, change, field, reason):
@@ -176,3 +179,15 @@ def test_ingest_stores_nothing_for_another_tenant(owner, outsider):
     owner.ingest([event(1.0, "2025-01-01T00:00:00Z")])
     assert outsider.get("/api/v1/series").json()["results"] == []
     assert outsider.ingest([event(5.0, "2025-01-01T00:00:00Z")]).json()["accepted"] == 1
+
+
+def test_kind_and_unit_describe_a_new_series_and_the_first_write_wins(owner):
+    first = event(1.0, "2025-01-01T00:00:00Z", metric_name="bytes_sent", kind="counter", unit="By")
+    later = event(2.0, "2025-01-01T00:01:00Z", metric_name="bytes_sent", kind="gauge", unit="kBy")
+    assert owner.ingest([first]).json()["accepted"] == 1
+    assert owner.ingest([later]).json()["accepted"] == 1
+    [series] = owner.get("/api/v1/series", {"metric_name": "bytes_sent"}).json()["results"]
+    assert (series["kind"], series["unit"]) == ("counter", "By")
+    assert owner.ingest([event(1.0, "2025-01-01T00:00:00Z")]).status_code == 202
+    [plain] = owner.get("/api/v1/series", {"metric_name": "cpu_utilization"}).json()["results"]
+    assert (plain["kind"], plain["unit"]) == ("gauge", "")

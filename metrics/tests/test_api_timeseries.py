@@ -65,3 +65,31 @@ def test_another_tenant_reads_nothing(owner, outsider):
     assert outsider.get(URL, {"service": "ec2", "metric_name": "cpu_utilization"}).json() == {"series": []}
     assert outsider.get(URL, {"series_id": series_id}).json() == {"series": []}
     assert outsider.get("/api/v1/series").json()["results"] == []
+
+
+def test_fn_reads_a_counter_by_its_increase_or_rate_with_restarts_and_steps(owner):
+    end = datetime(2025, 1, 1, 1, 0, tzinfo=timezone.utc)
+    values = [100.0, 160.0, 220.0, 10.0, 70.0, 130.0]  # one a minute; the process restarted before the 4th
+    owner.ingest([event(v, end + timedelta(minutes=k), metric_name="requests_total", kind="counter")
+                  for k, v in enumerate(values)])
+    query = {"service": "ec2", "metric_name": "requests_total", "start": "2025-01-01T01:00:00Z",
+             "end": "2025-01-01T01:05:00Z"}
+    increase = owner.get(URL, {**query, "fn": "increase"}).json()["series"][0]
+    # (start, end]: the 01:00 point is before the window and only the base of the first increase.
+    assert [p["value"] for p in increase["points"]] == [60.0, 60.0, 10.0, 60.0, 60.0]
+    assert (increase["kind"], increase["fn"]) == ("counter", "increase")
+    rate = owner.get(URL, {**query, "fn": "rate"}).json()["series"][0]["points"]
+    assert [p["value"] for p in rate] == [1.0, 1.0, 10.0 / 60, 1.0, 1.0]
+    stepped = owner.get(URL, {**query, "fn": "increase", "step": "2m"}).json()["series"][0]["points"]
+    assert [(p["timestamp"], p["value"]) for p in stepped] == [
+        ("2025-01-01T01:00:00Z", 60.0), ("2025-01-01T01:02:00Z", 70.0), ("2025-01-01T01:04:00Z", 120.0)]
+    per_second = owner.get(URL, {**query, "fn": "rate", "step": "2m"}).json()["series"][0]["points"]
+    assert [p["value"] for p in per_second] == [0.5, 70.0 / 120, 1.0]
+
+
+def test_fn_on_a_gauge_is_a_400_naming_the_series(owner):
+    _minutes(owner, 5, datetime(2025, 1, 1, tzinfo=timezone.utc))
+    response = owner.get(URL, {"service": "ec2", "metric_name": "cpu_utilization", "start": "2024-12-31T00:00:00Z",
+                               "end": "2025-01-01T00:00:00Z", "fn": "rate"})
+    assert response.status_code == 400
+    assert response.json()["errors"]["fn"][0].endswith("is not a counter")
