@@ -114,6 +114,43 @@ def test_postgres_down_every_request_answers_503_with_retry_after(make_tenant, p
         assert "nonexistent" not in str(body) and "connection" not in str(body).lower()
 
 
+def test_postgres_down_the_agent_receivers_answer_503_in_their_formats_and_metrics_still_answers(
+        make_tenant, postgres_unreachable):
+    import cramjam
+    from google.rpc.status_pb2 import Status
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+    from metrics.protocols.remote_write_pb2 import WriteRequest
+
+    owner = make_tenant("pg-down-agents")
+    assert owner.get("/api/v1/series").status_code == 200  # the key is cached: the views meet the outage
+    otlp = ExportMetricsServiceRequest()
+    resource_metrics = otlp.resource_metrics.add()
+    resource_metrics.resource.attributes.add(key="service.name").value.string_value = "svc"
+    gauge = resource_metrics.scope_metrics.add().metrics.add(name="m").gauge
+    gauge.data_points.add(time_unix_nano=int(NOW.timestamp() * 1e9), as_double=1.0)
+    remote = WriteRequest()
+    series = remote.timeseries.add()
+    series.labels.add(name="__name__", value="m")
+    series.samples.add(timestamp=int(NOW.timestamp() * 1000), value=1.0)
+    postgres_unreachable()
+    fresh = ApiClient(owner.key, raise_request_exception=False)
+    response = fresh.client.generic("POST", "/v1/metrics", otlp.SerializeToString(),
+                                    content_type="application/x-protobuf", HTTP_AUTHORIZATION=f"Bearer {owner.key}")
+    assert (response.status_code, response["Retry-After"]) == (503, "5")
+    assert "unavailable" in Status.FromString(response.content).message
+    response = fresh.client.generic("POST", "/api/v1/write", bytes(cramjam.snappy.compress_raw(remote.SerializeToString())),
+                                    content_type="application/x-protobuf", HTTP_CONTENT_ENCODING="snappy",
+                                    HTTP_AUTHORIZATION=f"Bearer {owner.key}")
+    assert (response.status_code, response["Retry-After"]) == (503, "5")
+    assert response["Content-Type"].startswith("text/plain")
+    scrape = fresh.client.get("/metrics")
+    assert scrape.status_code == 200
+    text = scrape.content.decode()
+    assert 'cloudwatchdog_collector_up{collector="detection_figures"} 0.0' in text
+    assert 'cloudwatchdog_collector_up{collector="queue_figures"} 1.0' in text
+
+
 def test_postgres_restarted_connections_are_checked_and_a_retried_batch_is_stored_once(make_tenant, live_server):
     """Against a real server thread over one keep-alive connection, which keeps its database
     connection between requests as a gunicorn worker does (Django's test client skips the
