@@ -10,6 +10,10 @@ from tenants.admin import TenantAdmin, TenantFilter, TenantScopedAdmin
 from tenants.models import Tenant
 
 
+def admin_actor(request) -> str:
+    return f"user:{request.user.get_username()}"
+
+
 class ReadOnlyMixin:
     def has_add_permission(self, request):
         return False
@@ -53,7 +57,7 @@ class AnomalyAdmin(TenantScopedAdmin):
         return request.user.is_active and request.user.is_staff
 
     def save_model(self, request, obj, form, change):
-        anomaly_status_set(tenant=obj.tenant, anomaly_ids=[obj.id], status=obj.status)
+        anomaly_status_set(tenant=obj.tenant, anomaly_ids=[obj.id], status=obj.status, actor=admin_actor(request))
 
     def _set_status(self, request, queryset, status):
         changed = 0
@@ -61,7 +65,7 @@ class AnomalyAdmin(TenantScopedAdmin):
             tenant = queryset.filter(tenant_id=tenant_id).first().tenant
             changed += anomaly_status_set(
                 tenant=tenant, anomaly_ids=list(queryset.filter(tenant_id=tenant_id).values_list("id", flat=True)),
-                status=status,
+                status=status, actor=admin_actor(request),
             )
         self.message_user(request, f"{changed} anomal{'y' if changed == 1 else 'ies'} set to {status}.")
 

@@ -74,6 +74,8 @@ class Anomaly(TenantOwned):
         help_text="The detection run that created this anomaly.",
     )
     created_at = models.DateTimeField(auto_now_add=True, help_text="When the anomaly was recorded.")
+    muted = models.BooleanField(default=False, db_default=False,
+                                help_text="Raised while its series was muted: stored, but not to be acted on.")
 
     class Meta:
         verbose_name_plural = "anomalies"
@@ -134,3 +136,36 @@ class DetectionState(TenantOwned):
 BASELINE_TABLE = Baseline._meta.db_table
 ANOMALY_TABLE = Anomaly._meta.db_table
 DETECTION_STATE_TABLE = DetectionState._meta.db_table
+
+
+class AnomalyEvent(TenantOwned):
+    """One change of an anomaly's status: who, when, from what to what, and why (the audit trail)."""
+
+    anomaly = models.ForeignKey(Anomaly, on_delete=models.CASCADE, related_name="events", help_text="The anomaly.")
+    at = models.DateTimeField(auto_now_add=True, help_text="When the change was made.")
+    actor = models.CharField(max_length=200, help_text="Who made it: an admin user (user:<name>) or an API key (key:<prefix>).")
+    from_status = models.CharField(max_length=15, help_text="The status before.")
+    to_status = models.CharField(max_length=15, help_text="The status after.")
+    note = models.TextField(blank=True, help_text="What was done, or why.")
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["tenant", "anomaly", "at"], name="anomaly_event_anomaly_at")]
+
+
+class SeriesMute(TenantOwned):
+    """A period in which a series' anomalies are stored but marked muted (maintenance, a known incident)."""
+
+    series = models.ForeignKey(Series, on_delete=models.CASCADE, related_name="mutes", help_text="The series.")
+    start = models.DateTimeField(help_text="Muted from (inclusive).")
+    end = models.DateTimeField(help_text="Muted until (exclusive).")
+    actor = models.CharField(max_length=200, help_text="Who muted it.")
+    note = models.TextField(blank=True, help_text="Why.")
+    created_at = models.DateTimeField(auto_now_add=True, help_text="When the mute was made.")
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "series", "end"], name="series_mute_series_end")]
+        constraints = [models.CheckConstraint(condition=models.Q(end__gt=models.F("start")), name="series_mute_end_after_start")]
+
+    def __str__(self) -> str:
+        return f"{self.series} muted {self.start:%Y-%m-%d %H:%M} – {self.end:%Y-%m-%d %H:%M} UTC"

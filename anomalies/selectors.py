@@ -10,7 +10,9 @@ from django.db.models import QuerySet
 from django.db import connection
 
 from anomalies.engine import DetectionConfig, SeriesState, expected_band, restart_at, state_from_history
-from anomalies.models import ANOMALY_TABLE, BASELINE_TABLE, DETECTION_STATE_TABLE, Anomaly, Baseline, DetectionRun
+from anomalies.models import (
+    ANOMALY_TABLE, BASELINE_TABLE, DETECTION_STATE_TABLE, Anomaly, AnomalyEvent, Baseline, DetectionRun, SeriesMute,
+)
 from metrics import counters
 from metrics import selectors as metrics_selectors
 from cloudwatchdog.timeutil import from_us, to_us
@@ -176,3 +178,22 @@ def detection_progress() -> list[tuple[str, datetime | None, int]]:
             """
         )
         return cursor.fetchall()
+
+
+def mute_windows(*, tenant: Tenant, series_ids: list[int]) -> dict[int, list[tuple[int, int]]]:
+    """Each series' mute periods as [start µs, end µs) pairs."""
+    windows: dict[int, list[tuple[int, int]]] = {}
+    if not series_ids:
+        return windows
+    for series_id, start, end in SeriesMute.objects.for_tenant(tenant).filter(series_id__in=series_ids).values_list(
+            "series_id", "start", "end"):
+        windows.setdefault(series_id, []).append((to_us(start), to_us(end)))
+    return windows
+
+
+def anomaly_get(*, tenant: Tenant, anomaly_id: int) -> Anomaly | None:
+    return Anomaly.objects.for_tenant(tenant).select_related("series", "run").filter(id=anomaly_id).first()
+
+
+def anomaly_events(*, tenant: Tenant, anomaly_id: int) -> list[AnomalyEvent]:
+    return list(AnomalyEvent.objects.for_tenant(tenant).filter(anomaly_id=anomaly_id).order_by("at", "id"))

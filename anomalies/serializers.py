@@ -38,6 +38,30 @@ class AnomalySerializer(serializers.Serializer):
     baseline = serializers.DictField()
     suppression = serializers.DictField()
     reason = serializers.CharField()
+    muted = serializers.BooleanField(help_text="Raised while its series was muted.")
+
+
+class AnomalyEventSerializer(serializers.Serializer):
+    at = serializers.CharField()
+    actor = serializers.CharField(help_text="user:<admin user> or key:<API key prefix>")
+    from_status = serializers.CharField()
+    to_status = serializers.CharField()
+    note = serializers.CharField()
+
+
+class AnomalyDetailSerializer(AnomalySerializer):
+    events = AnomalyEventSerializer(many=True, help_text="Status changes and notes, oldest first.")
+
+
+class AnomalyPatchSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=[s for s, _ in Anomaly.STATUSES], required=False)
+    note = serializers.CharField(required=False, max_length=4000, allow_blank=False,
+                                 help_text="What was done or why; recorded with the change.")
+
+    def validate(self, data):
+        if "status" not in data and "note" not in data:
+            raise serializers.ValidationError({"status": ["give a status, a note, or both"]})
+        return data
 
 
 class AnomalyPageSerializer(serializers.Serializer):

@@ -32,7 +32,9 @@ from psycopg2.extras import execute_values
 from anomalies import selectors as anomalies_selectors
 from anomalies.selectors import detection_config_for
 from anomalies.engine import DetectionConfig, Finding, SeriesState, detect_many, reason_sentence, restart_at
-from anomalies.models import ANOMALY_TABLE, BASELINE_TABLE, DETECTION_STATE_TABLE, Anomaly, Baseline, DetectionRun
+from anomalies.models import (
+    ANOMALY_TABLE, BASELINE_TABLE, DETECTION_STATE_TABLE, Anomaly, AnomalyEvent, Baseline, DetectionRun, SeriesMute,
+)
 from cloudwatchdog import pgcopy, telemetry
 from metrics import selectors as metrics_selectors
 from metrics.counters import RATE_INPUT
@@ -451,13 +453,17 @@ def _anomalies_write(cursor, *, tenant: Tenant, run: DetectionRun, findings_by_s
         )
     rows = []
     now = timezone.now()
+    mutes = anomalies_selectors.mute_windows(
+        tenant=tenant, series_ids=[sid for sid, findings in findings_by_series.items() if findings])
     for series_id, findings in findings_by_series.items():
+        windows = mutes.get(series_id, ())
         for f in findings:
             rows.append((
                 tenant.id, series_id, from_us(f.ts_us), f.value, f.expected, f.lower, f.upper, f.score,
                 Anomaly.severity_for(f.score), Anomaly.STATUS_OPEN, f.detector,
                 orjson.dumps(f.parameters).decode(), orjson.dumps(f.baseline).decode(),
                 orjson.dumps(f.suppression).decode(), f.reason, run.id, now,
+                any(start <= f.ts_us < end for start, end in windows),
             ))
     if not rows:
         return 0
@@ -465,17 +471,17 @@ def _anomalies_write(cursor, *, tenant: Tenant, run: DetectionRun, findings_by_s
         cursor.cursor,
         f"""
         INSERT INTO {ANOMALY_TABLE} (tenant_id, series_id, ts, value, expected, lower, upper, score, severity,
-            status, detector, parameters, baseline_stats, suppression, reason, run_id, created_at)
+            status, detector, parameters, baseline_stats, suppression, reason, run_id, created_at, muted)
         VALUES %s
         ON CONFLICT (tenant_id, series_id, ts) DO UPDATE SET
             value = EXCLUDED.value, expected = EXCLUDED.expected, lower = EXCLUDED.lower, upper = EXCLUDED.upper,
             score = EXCLUDED.score, severity = EXCLUDED.severity, detector = EXCLUDED.detector,
             parameters = EXCLUDED.parameters, baseline_stats = EXCLUDED.baseline_stats,
-            suppression = EXCLUDED.suppression, reason = EXCLUDED.reason
+            suppression = EXCLUDED.suppression, reason = EXCLUDED.reason, muted = EXCLUDED.muted
         RETURNING (xmax = 0)
         """,
         rows,
-        template="(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb, %s, %s, %s)",
+        template="(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb, %s, %s, %s, %s)",
         fetch=True,
         page_size=1000,
     )
@@ -527,11 +533,38 @@ def _baselines_write(cursor, *, tenant: Tenant, states: dict, config: DetectionC
     )
 
 
-def anomaly_status_set(*, tenant: Tenant, anomaly_ids: list[int], status: str) -> int:
-    """Set the triage status of the tenant's anomalies; returns how many changed."""
+def anomaly_status_set(*, tenant: Tenant, anomaly_ids: list[int], status: str, actor: str, note: str = "") -> int:
+    """Set the triage status of the tenant's anomalies, recording an event (who, from, to, note) for each
+    one changed; returns how many changed. A note on an anomaly already in that status is recorded too."""
     if status not in dict(Anomaly.STATUSES):
         raise ValueError(f"unknown status {status!r}")
-    return Anomaly.objects.for_tenant(tenant).filter(id__in=anomaly_ids).exclude(status=status).update(status=status)
+    with transaction.atomic():
+        anomalies = list(Anomaly.objects.for_tenant(tenant).filter(id__in=anomaly_ids).select_for_update()
+                         .only("id", "status"))
+        changed = [a for a in anomalies if a.status != status]
+        noted = changed if not note else anomalies
+        AnomalyEvent.objects.bulk_create([
+            AnomalyEvent(tenant=tenant, anomaly_id=a.id, actor=actor[:200], from_status=a.status, to_status=status,
+                         note=note)
+            for a in noted
+        ])
+        Anomaly.objects.for_tenant(tenant).filter(id__in=[a.id for a in changed]).update(status=status)
+    return len(changed)
+
+
+def series_mute(*, tenant: Tenant, series_id: int, start: datetime, end: datetime, actor: str, note: str = "") -> SeriesMute:
+    """Mute one of the tenant's series over [start, end): its anomalies there are stored, marked muted
+    (those already stored in the period too)."""
+    if end <= start:
+        raise ValueError("the end of a mute must be after its start")
+    series = metrics_selectors.series_get(tenant=tenant, series_id=series_id)
+    if series is None:
+        raise ValueError("no such series")
+    with transaction.atomic():
+        mute = SeriesMute.objects.create(tenant=tenant, series=series, start=start, end=end, actor=actor[:200],
+                                         note=note)
+        Anomaly.objects.for_tenant(tenant).filter(series=series, ts__gte=start, ts__lt=end).update(muted=True)
+    return mute
 
 
 def detection_figures() -> list:

@@ -9,8 +9,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from anomalies import selectors, serializers
-from anomalies.services import QueueUnavailable, RunInProgress, detection_run, detection_run_enqueue
-from cloudwatchdog.api import cursor_id, cursor_time, keyset_page, query_params, window
+from anomalies.services import QueueUnavailable, RunInProgress, anomaly_status_set, detection_run, detection_run_enqueue
+from cloudwatchdog.api import MAX_ID, cursor_id, cursor_time, keyset_page, query_params, window
 from cloudwatchdog.errors import ApiError
 from cloudwatchdog.schema import ErrorSerializer
 from cloudwatchdog.timeutil import format_iso, to_us
@@ -87,8 +87,46 @@ def anomaly_item(anomaly) -> dict:
         "tags": series.tags, "value": anomaly.value, "expected": anomaly.expected, "lower": anomaly.lower,
         "upper": anomaly.upper, "score": anomaly.score, "severity": anomaly.severity, "status": anomaly.status,
         "detector": anomaly.detector, "parameters": anomaly.parameters, "baseline": anomaly.baseline_stats,
-        "suppression": anomaly.suppression, "reason": anomaly.reason,
+        "suppression": anomaly.suppression, "reason": anomaly.reason, "muted": anomaly.muted,
     }
+
+
+def event_item(event) -> dict:
+    return {"at": format_iso(event.at), "actor": event.actor, "from_status": event.from_status,
+            "to_status": event.to_status, "note": event.note}
+
+
+def api_actor(request) -> str:
+    return f"key:{request.user.api_key.prefix}"
+
+
+class AnomalyDetailView(APIView):
+    def _detail(self, tenant, anomaly_id) -> dict:
+        anomaly = selectors.anomaly_get(tenant=tenant, anomaly_id=anomaly_id) if anomaly_id <= MAX_ID else None
+        if anomaly is None:
+            raise ApiError(404, "No such anomaly.")
+        return {**anomaly_item(anomaly), "events": [event_item(e) for e in selectors.anomaly_events(
+            tenant=tenant, anomaly_id=anomaly.id)]}
+
+    @extend_schema(operation_id="anomaly_read", responses=serializers.AnomalyDetailSerializer)
+    def get(self, request, anomaly_id):
+        """One anomaly with its status history."""
+        return Response(self._detail(request.user.tenant, anomaly_id))
+
+    @extend_schema(operation_id="anomaly_update", request=serializers.AnomalyPatchSerializer,
+                   responses=serializers.AnomalyDetailSerializer)
+    def patch(self, request, anomaly_id):
+        """Acknowledge, resolve or reopen an anomaly, with a note; recorded as an event (needs scope all)."""
+        tenant = request.user.tenant
+        serializer = serializers.AnomalyPatchSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        anomaly = selectors.anomaly_get(tenant=tenant, anomaly_id=anomaly_id) if anomaly_id <= MAX_ID else None
+        if anomaly is None:
+            raise ApiError(404, "No such anomaly.")
+        anomaly_status_set(tenant=tenant, anomaly_ids=[anomaly.id], status=data.get("status", anomaly.status),
+                           actor=api_actor(request), note=data.get("note", ""))
+        return Response(self._detail(tenant, anomaly.id))
 
 
 class AnomalyListView(APIView):
