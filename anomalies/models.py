@@ -84,6 +84,9 @@ class Anomaly(TenantOwned):
             models.Index(fields=["tenant", "-ts", "-id"], name="anomaly_tenant_ts"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.severity} anomaly of {self.series} at {self.ts:%Y-%m-%d %H:%M:%S} UTC"
+
     @staticmethod
     def severity_for(score: float) -> str:
         if score >= 0.8:

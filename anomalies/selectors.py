@@ -197,3 +197,12 @@ def anomaly_get(*, tenant: Tenant, anomaly_id: int) -> Anomaly | None:
 
 def anomaly_events(*, tenant: Tenant, anomaly_id: int) -> list[AnomalyEvent]:
     return list(AnomalyEvent.objects.for_tenant(tenant).filter(anomaly_id=anomaly_id).order_by("at", "id"))
+
+
+def detection_runs_recent(*, tenant: Tenant, limit: int = 10) -> list[DetectionRun]:
+    return list(DetectionRun.objects.for_tenant(tenant).order_by("-requested_at")[:limit])
+
+
+def series_mutes(*, tenant: Tenant, series_id: int) -> list[SeriesMute]:
+    return list(SeriesMute.objects.for_tenant(tenant).filter(series_id=series_id).select_related("series")
+                .order_by("-end")[:20])

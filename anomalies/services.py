@@ -105,19 +105,23 @@ class QueueUnavailable(Exception):
     """The task queue (Redis) did not take a task."""
 
 
-def detection_run_enqueue(*, tenant: Tenant, trigger: str = "api_async") -> DetectionRun:
-    """Record a queued run and send its Celery task once committed; the task picks it up by run id.
+def detection_run_enqueue(*, tenant: Tenant, trigger: str = "api_async", replay_since: datetime | None = None,
+                          ) -> DetectionRun:
+    """Record a queued run (a replay from `replay_since` when given) and send its Celery task once
+    committed; the task picks it up by run id.
 
     Raises QueueUnavailable when the broker does not take the task; the run is then closed as
     failed, so no run stays queued forever.
     """
     from anomalies.tasks import detection_run_task  # tasks import this module
 
-    run = DetectionRun.objects.create(tenant=tenant, trigger=trigger, status=DetectionRun.STATUS_QUEUED)
+    run = DetectionRun.objects.create(tenant=tenant, trigger=trigger, status=DetectionRun.STATUS_QUEUED,
+                                      replay_since=replay_since)
 
     def send():
         try:
-            detection_run_task.delay(tenant_id=tenant.id, run_id=str(run.run_id))
+            detection_run_task.delay(tenant_id=tenant.id, run_id=str(run.run_id), trigger=trigger,
+                                     replay_since=replay_since.isoformat() if replay_since else None)
         except Exception as error:  # kombu's OperationalError, redis-py's errors: the broker is down
             DetectionRun.objects.for_tenant(tenant).filter(id=run.id, status=DetectionRun.STATUS_QUEUED).update(
                 status=DetectionRun.STATUS_FAILED, error="the task queue was unavailable", finished_at=timezone.now())
@@ -550,6 +554,15 @@ def anomaly_status_set(*, tenant: Tenant, anomaly_ids: list[int], status: str, a
         ])
         Anomaly.objects.for_tenant(tenant).filter(id__in=[a.id for a in changed]).update(status=status)
     return len(changed)
+
+
+def tenant_detection_config_set(*, tenant: Tenant, overrides: dict) -> None:
+    """Save a tenant's detection overrides after the engine accepted them (ValueError says why not)."""
+    if not isinstance(overrides, dict):
+        raise ValueError("give an object of setting: value pairs")
+    DetectionConfig.from_overrides(overrides)
+    tenant.detection_config = overrides
+    tenant.save(update_fields=["detection_config"])
 
 
 def series_mute(*, tenant: Tenant, series_id: int, start: datetime, end: datetime, actor: str, note: str = "") -> SeriesMute:

@@ -1,5 +1,5 @@
 """Celery tasks: thin wrappers over the detection services."""
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from celery import shared_task
 from django.conf import settings
@@ -12,13 +12,16 @@ ASYNC_WAIT_SECONDS = 60
 
 
 @shared_task
-def detection_run_task(*, tenant_id: int, run_id: str | None = None, trigger: str = "api_async") -> str:
-    """Run (or finish a queued) detection pass for one tenant; returns the run's status."""
+def detection_run_task(*, tenant_id: int, run_id: str | None = None, trigger: str = "api_async",
+                       replay_since: str | None = None) -> str:
+    """Run (or finish a queued) detection pass for one tenant, a replay from `replay_since` (ISO) when
+    given; returns the run's status."""
     tenant = tenant_get(tenant_id=tenant_id)
     if tenant is None:
         return "gone"  # deleted since the run was queued; its runs went with it
     try:
-        return detection_run(tenant=tenant, trigger=trigger, run_id=run_id, wait_seconds=ASYNC_WAIT_SECONDS).status
+        return detection_run(tenant=tenant, trigger=trigger, run_id=run_id, wait_seconds=ASYNC_WAIT_SECONDS,
+                             replay_since=datetime.fromisoformat(replay_since) if replay_since else None).status
     except RunInProgress as busy:
         return busy.run.status
 

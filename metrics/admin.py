@@ -2,6 +2,7 @@
 from datetime import datetime, timezone
 
 from django.contrib import admin
+from django.http import Http404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -13,15 +14,17 @@ from tenants.admin import ScopedValuesFilter, TenantFilter, TenantScopedAdmin
 
 POINTS_PAGE = 200
 _LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
+_EARLIEST = datetime(1, 1, 2, tzinfo=timezone.utc)
 
 
 def _before(text: str | None) -> datetime:
     """The page's `before` bound; anything that is not an ISO time with an offset starts from the newest."""
     try:
         moment = datetime.fromisoformat(text) if text else _LATEST
-    except ValueError:
+        moment = moment.astimezone(timezone.utc) if moment.tzinfo is not None else _LATEST
+    except (ValueError, OverflowError):  # not a time, or an offset that takes it out of years 1-9999
         return _LATEST
-    return moment if moment.tzinfo is not None else _LATEST
+    return min(max(moment, _EARLIEST), _LATEST)
 
 
 class ServiceFilter(ScopedValuesFilter):
@@ -70,7 +73,7 @@ class SeriesAdmin(TenantScopedAdmin):
     def points_view(self, request, series_id: int):
         series = self.get_object(request, str(series_id))
         if series is None or not self.has_view_permission(request, series):
-            return self._get_obj_does_not_exist_redirect(request, self.opts, str(series_id))
+            raise Http404("No such series.")
         end = _before(request.GET.get("before"))
         rows = selectors.points_page(tenant=series.tenant, series_id=series.id, before=end, limit=POINTS_PAGE + 1)
         more = len(rows) > POINTS_PAGE

@@ -53,8 +53,23 @@ class Series(TenantOwned):
         return f"{self.service}/{self.resource_id}/{self.metric_name}" + (f"{{{tags}}}" if tags else "")
 
 
+class IngestRejection(TenantOwned):
+    """How many points a tenant had refused, per UTC day, protocol and reason (the first field refused),
+    for the support console; written only by requests that refused something."""
+
+    day = models.DateField(help_text="UTC day.")
+    protocol = models.CharField(max_length=20, help_text="json, otlp or remote_write.")
+    reason = models.CharField(max_length=40, help_text="The first field refused, or 'protocol'.")
+    count = models.PositiveBigIntegerField(default=0, help_text="Points refused.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "day", "protocol", "reason"],
+                                               name="ingest_rejection_uniq")]
+
+
 # Tables that raw SQL names (the hot paths and set-based reads go through SQL, not the ORM).
 SERIES_TABLE = Series._meta.db_table
 ROLLUP_1M_TABLE = "metrics_rollup_1m"  # created by migration 0002, like the ingest log
 ROLLUP_1H_TABLE = "metrics_rollup_1h"
 INGEST_LOG_TABLE = "metrics_ingest_log"
+INGEST_REJECTION_TABLE = IngestRejection._meta.db_table

@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 
 from cloudwatchdog import pgcopy
 from cloudwatchdog.timeutil import floor
-from metrics.models import INGEST_LOG_TABLE, POINT_TABLE, ROLLUP_1H_TABLE, SERIES_TABLE, Series
+from metrics.models import INGEST_LOG_TABLE, POINT_TABLE, ROLLUP_1H_TABLE, SERIES_TABLE, IngestRejection, Series
 from metrics.rollups import rollup_for_step
 from tenants.models import TENANT_TABLE, Tenant
 
@@ -382,3 +382,69 @@ def rollup_backlog() -> list[tuple[str, int, datetime | None]]:
             "GROUP BY t.slug ORDER BY t.slug"
         )
         return cursor.fetchall()
+
+
+CHART_STEPS = (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400)
+
+
+def chart_points(*, tenant: Tenant, series: Series, start: datetime, end: datetime, max_points: int = 2000):
+    """What a chart of one series over (start, end] draws: (points, envelope, step seconds or None).
+
+    Raw points when there are at most `max_points` (a counter: its rate per second); otherwise one
+    value per bucket of the smallest step that keeps under `max_points` buckets — the average with
+    the min/max envelope, read from the rollups — so a 30-day chart reads about 720 hourly rows.
+    """
+    if series.kind == "counter":
+        raw = counter_read(tenant=tenant, series_ids=[series.id], start=start, end=end, fn="rate",
+                           max_points=max_points + 1)[series.id]
+    else:
+        raw = timeseries_read(tenant=tenant, series_ids=[series.id], start=start, end=end,
+                              max_points=max_points + 1)[series.id]
+    if len(raw) <= max_points:
+        return raw, [], None
+    span = (end - start).total_seconds()
+    step = next((s for s in CHART_STEPS if span / s <= max_points), CHART_STEPS[-1])
+    if series.kind == "counter":
+        return counter_read(tenant=tenant, series_ids=[series.id], start=start, end=end, fn="rate",
+                            step_seconds=step)[series.id], [], step
+    by_agg = {agg: dict(timeseries_read(tenant=tenant, series_ids=[series.id], start=start, end=end,
+                                        step_seconds=step, agg=agg)[series.id]) for agg in ("avg", "min", "max")}
+    averages = sorted(by_agg["avg"].items())
+    envelope = [(ts, by_agg["min"][ts], by_agg["max"][ts]) for ts, _ in averages]
+    return averages, envelope, step
+
+
+def points_per_day(*, tenant: Tenant, days: int, now: datetime) -> list[tuple[str, int]]:
+    """Points stored per UTC day over the last `days` days (from the hourly rollups: the current hour
+    counts after the next refresh)."""
+    since = floor(now, 86400) - timedelta(days=days - 1)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT date_trunc('day', bucket AT TIME ZONE 'UTC')::date, sum(count)::bigint FROM {ROLLUP_1H_TABLE} "
+            "WHERE tenant_id = %s AND bucket >= %s GROUP BY 1 ORDER BY 1",
+            [tenant.id, since],
+        )
+        counted = {day.isoformat(): count for day, count in cursor.fetchall()}
+    return [((since + timedelta(days=k)).date().isoformat(), counted.get((since + timedelta(days=k)).date().isoformat(), 0))
+            for k in range(days)]
+
+
+def rejections_since(*, tenant: Tenant, since: datetime) -> list[tuple[str, str, int]]:
+    """(protocol, reason, points refused) since the UTC day of `since`, most first."""
+    rows: dict[tuple[str, str], int] = {}
+    for protocol, reason, count in IngestRejection.objects.for_tenant(tenant).filter(day__gte=since.date()).values_list(
+            "protocol", "reason", "count"):
+        rows[(protocol, reason)] = rows.get((protocol, reason), 0) + count
+    return sorted(((p, r, n) for (p, r), n in rows.items()), key=lambda row: -row[2])
+
+
+def points_count_since(*, tenant: Tenant, since: datetime) -> tuple[int, int]:
+    """(series with points since `since`, about how many points) from the hourly rollups (for a replay's
+    confirmation: the current hour counts after the next refresh)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT count(DISTINCT series_id), COALESCE(sum(count), 0)::bigint FROM {ROLLUP_1H_TABLE} "
+            "WHERE tenant_id = %s AND bucket >= %s",
+            [tenant.id, floor(since, 3600)],
+        )
+        return cursor.fetchone()

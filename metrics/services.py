@@ -17,7 +17,7 @@ from cloudwatchdog import pgcopy, telemetry
 from metrics import partitions, rollups, selectors
 from cloudwatchdog.timeutil import format_iso, to_us
 from metrics.ingest import MAX_ABS_VALUE, Event, EventChecker, Limits, series_key_hash, typed_events, value_error
-from metrics.models import POINT_TABLE, SERIES_TABLE
+from metrics.models import INGEST_REJECTION_TABLE, POINT_TABLE, SERIES_TABLE
 from tenants.models import Tenant
 from tenants.ratelimit import buckets_take
 
@@ -214,6 +214,15 @@ def ingest_counted(*, tenant: Tenant, protocol: str, result: IngestResult | None
         by_reason[reason] = by_reason.get(reason, 0) + 1
     if refused_in_conversion:
         by_reason["protocol"] = refused_in_conversion
+    if by_reason:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {INGEST_REJECTION_TABLE} AS r (tenant_id, day, protocol, reason, count) "
+                "SELECT %s, (now() AT TIME ZONE 'UTC')::date, %s, reason, n FROM unnest(%s::text[], %s::bigint[]) "
+                "AS v(reason, n) ON CONFLICT (tenant_id, day, protocol, reason) DO UPDATE SET count = r.count + "
+                "EXCLUDED.count",
+                [tenant.id, protocol, list(by_reason), list(by_reason.values())],
+            )
     telemetry.points_counted(tenant_slug=tenant.slug, protocol=protocol, accepted=result.accepted if result else 0,
                              duplicates=result.duplicates if result else 0, rejected_by_reason=by_reason,
                              dropped=dropped)

@@ -35,9 +35,9 @@ def test_support_staff_see_only_their_tenants_anomalies(two_tenants_with_anomali
     assert page.status_code == 200
     assert b"i-mine" in page.content and b"i-theirs" not in page.content
     their_anomaly = Anomaly.objects.for_tenant(theirs).first()
-    assert client.get(f"/admin/anomalies/anomaly/{their_anomaly.id}/change/").status_code == 302  # "does not exist"
+    assert client.get(f"/admin/anomalies/anomaly/{their_anomaly.id}/change/").status_code == 404
     their_series = Series.objects.for_tenant(theirs).get()
-    assert client.get(f"/admin/metrics/series/{their_series.id}/points/").status_code == 302
+    assert client.get(f"/admin/metrics/series/{their_series.id}/points/").status_code == 404
     my_series = Series.objects.for_tenant(mine).get()
     points = client.get(f"/admin/metrics/series/{my_series.id}/points/")
     assert points.status_code == 200 and b"500.0" in points.content

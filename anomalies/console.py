@@ -1,0 +1,158 @@
+"""The support console's reads: a series' chart (points, band, anomalies, cooldowns, mutes) as SVG,
+and a tenant's overview. Built from the selectors only, for the admin pages."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Callable
+
+from django.db.models import Count
+
+from anomalies import selectors
+from anomalies.engine import DetectionConfig, SeriesState, detect, restart_at
+from anomalies.models import Anomaly
+from cloudwatchdog import svgchart
+from cloudwatchdog.timeutil import format_iso, to_us
+from metrics import selectors as metrics_selectors
+from metrics.models import Series
+from tenants.models import Tenant
+
+RANGES = {"1h": timedelta(hours=1), "6h": timedelta(hours=6), "24h": timedelta(days=1), "7d": timedelta(days=7),
+          "30d": timedelta(days=30)}
+MAX_ANOMALY_MARKERS = 500
+
+
+@dataclass
+class SeriesChart:
+    svg: str
+    start: datetime
+    end: datetime
+    step_seconds: int | None  # None: raw points
+    points: int
+    anomalies: list[Anomaly]
+    band_drawn: bool
+
+
+def series_chart(*, tenant: Tenant, series: Series, start: datetime, end: datetime,
+                 anomaly_href: Callable[[Anomaly], str] = lambda anomaly: "", focus_id: int | None = None,
+                 chart_id: str = "c", markers: list[svgchart.Marker] | None = None) -> SeriesChart:
+    """The chart of one of the tenant's series over (start, end]. The band is the engine's (the one
+    GET /api/v1/baselines draws) wherever raw points are drawn; bucketed ranges show the min/max envelope."""
+    points, envelope, step = metrics_selectors.chart_points(tenant=tenant, series=series, start=start, end=end)
+    band = []
+    if step is None and points:
+        for item in selectors.baseline_band(tenant=tenant, series_id=series.id, start=start, end=end):
+            if item["lower"] is not None and item["upper"] is not None:
+                band.append((to_us(item["timestamp"]), item["expected"], item["lower"], item["upper"]))
+    anomalies = list(selectors.anomaly_list(tenant=tenant, series_id=series.id, start=start, end=end)
+                     .order_by("ts")[:MAX_ANOMALY_MARKERS])
+    if markers is None:
+        markers = [svgchart.Marker(to_us(a.ts), a.value, a.severity, f"{format_iso(a.ts)} {a.severity}: {a.reason}",
+                                   anomaly_href(a), a.id == focus_id) for a in anomalies]
+    shades = [svgchart.Shade(to_us(a.ts), to_us(a.ts) + int(a.suppression.get("cooldown_seconds", 0)) * 1_000_000,
+                             f"cooldown after the anomaly at {format_iso(a.ts)}") for a in anomalies
+              if a.suppression.get("cooldown_seconds")]
+    for start_us, end_us in selectors.mute_windows(tenant=tenant, series_ids=[series.id]).get(series.id, []):
+        shades.append(svgchart.Shade(start_us, end_us, "muted", kind="mute"))
+    if step is not None:
+        gap_us = int(step * 1.5e6)
+    elif len(points) > 2:
+        steps = sorted(to_us(b[0]) - to_us(a[0]) for a, b in zip(points, points[1:]))
+        gap_us = max(steps[len(steps) // 2] * 3, 1)
+    else:
+        gap_us = None
+    chart = svgchart.Chart(
+        start_us=to_us(start), end_us=to_us(end), points=[(to_us(ts), v) for ts, v in points],
+        envelope=[(to_us(ts), lo, hi) for ts, lo, hi in envelope], band=band, markers=markers, shades=shades,
+        gap_us=gap_us, unit=("per second" if series.kind == "counter" else series.unit),
+    )
+    return SeriesChart(svgchart.render(chart, chart_id=chart_id), start, end, step, len(points), anomalies, bool(band))
+
+
+def neighbours(*, tenant: Tenant, anomaly: Anomaly) -> tuple[Anomaly | None, Anomaly | None]:
+    """The previous and next anomaly of the same series."""
+    same = selectors.anomaly_list(tenant=tenant, series_id=anomaly.series_id)
+    previous = same.filter(ts__lt=anomaly.ts).order_by("-ts").first()
+    following = same.filter(ts__gt=anomaly.ts).order_by("ts").first()
+    return previous, following
+
+
+def evidence_rows(anomaly: Anomaly) -> list[dict]:
+    """Each detector's evidence next to its threshold, as a table reads it."""
+    evidence = anomaly.baseline_stats.get("evidence", {})
+    parameters = anomaly.parameters
+    thresholds = {"range": f"{parameters.get('range_tolerance', 0):.0%} of the range",
+                  "residual": f"{parameters.get('residual_threshold', '')} σ",
+                  "cusum": f"{parameters.get('cusum_threshold', '')} σ",
+                  "variance": f"{parameters.get('variance_threshold', '')} σ over {parameters.get('variance_points', '')} points",
+                  "flatline": f"{parameters.get('flatline_factor', '')} × the longest recent run"}
+    return [{"detector": name, "evidence": value, "threshold": thresholds.get(name, ""),
+             "fired": name == anomaly.detector} for name, value in evidence.items()]
+
+
+@dataclass
+class Overview:
+    series_count: int
+    points_per_day: list[tuple[str, int]]
+    rejected: list[tuple[str, str, int]]  # (protocol, reason, count) over 7 days
+    anomalies_24h: dict
+    anomalies_7d: dict
+    runs: list
+
+
+def tenant_overview(*, tenant: Tenant, now: datetime) -> Overview:
+    def by_severity_and_status(since):
+        rows = (selectors.anomaly_list(tenant=tenant, start=since).order_by()
+                .values("severity", "status").annotate(n=Count("id")))
+        table = {severity: {status: 0 for status, _ in Anomaly.STATUSES} for severity, _ in Anomaly.SEVERITIES}
+        for row in rows:
+            table[row["severity"]][row["status"]] = row["n"]
+        return table
+
+    return Overview(
+        series_count=metrics_selectors.series_list(tenant=tenant).count(),
+        points_per_day=metrics_selectors.points_per_day(tenant=tenant, days=7, now=now),
+        rejected=metrics_selectors.rejections_since(tenant=tenant, since=now - timedelta(days=7)),
+        anomalies_24h=by_severity_and_status(now - timedelta(days=1)),
+        anomalies_7d=by_severity_and_status(now - timedelta(days=7)),
+        runs=selectors.detection_runs_recent(tenant=tenant, limit=10),
+    )
+
+
+@dataclass
+class WhatIf:
+    series: Series
+    current: list  # findings under the tenant's current settings
+    proposed: list  # findings under the proposed ones
+    current_chart: str
+    proposed_chart: str
+
+
+def what_if(*, tenant: Tenant, series_list: list[Series], days: int, proposed: DetectionConfig, now: datetime,
+            ) -> list[WhatIf]:
+    """Replay the last `days` days of each series in memory under the current and the proposed settings.
+
+    Nothing is written: both runs start from the state rebuilt at the window's first UTC day
+    boundary with their own configuration, and evaluate the same stored points."""
+    current = selectors.detection_config_for(tenant=tenant)
+    start_us = restart_at(to_us(now - timedelta(days=days)))
+    end = now
+    results = []
+    for series in series_list:
+        outcomes = []
+        for config in (current, proposed):
+            state = selectors.states_at(tenant=tenant, restart_us={series.id: start_us}, config=config).get(
+                series.id, SeriesState())
+            _, ts, values = metrics_selectors.points_after(tenant=tenant, after_us={series.id: start_us - 1},
+                                                           until_us={series.id: to_us(end)})
+            ts, values = selectors.detection_input(tenant=tenant, points={series.id: (ts, values)},
+                                                   after_us={series.id: start_us - 1})[series.id]
+            findings, _, _ = detect(state, ts, values, config)
+            outcomes.append(findings)
+        charts = []
+        for label, findings in zip(("current", "proposed"), outcomes):
+            markers = [svgchart.Marker(f.ts_us, f.value, Anomaly.severity_for(f.score), f.reason) for f in findings]
+            charts.append(series_chart(tenant=tenant, series=series, start=now - timedelta(days=days), end=end,
+                                       markers=markers, chart_id=f"{label}-{series.id}").svg)
+        results.append(WhatIf(series, outcomes[0], outcomes[1], charts[0], charts[1]))
+    return results
