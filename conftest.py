@@ -143,3 +143,19 @@ def app_process_env(**extra) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_VERSION"}
     env.update(DATABASE_URL=url, REDIS_URL=settings.REDIS_URL, SECRET_KEY="app-process-test-" + "x" * 40, **extra)
     return env
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    """Debian's Chromium for the browser tests, installed with apt-get when missing (as CI's clean machine)."""
+    found = shutil.which("chromium")
+    if not found:
+        if os.geteuid() != 0 or not shutil.which("apt-get"):
+            pytest.fail("Chromium is not installed and apt-get cannot install it here: apt-get install chromium.")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
+        if subprocess.run(install, env=env, capture_output=True).returncode != 0:
+            subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=True)
+            subprocess.run(install, env=env, capture_output=True, check=True)
+        found = shutil.which("chromium")
+    return found

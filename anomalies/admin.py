@@ -73,8 +73,8 @@ class BaselineAdmin(ReadOnlyMixin, TenantScopedAdmin):
 
 @admin.register(Anomaly)
 class AnomalyAdmin(TenantScopedAdmin):
-    list_display = ["ts", "severity_badge", "status", "series_short", "value_short", "expected_short", "detector",
-                    "reason_short", "tenant"]
+    list_display = ["when", "severity_badge", "status", "series_short", "reason_short", "value_short",
+                    "expected_short", "detector", "tenant"]
     list_filter = [TenantFilter, "severity", "status", "muted", ServiceFilter, MetricNameFilter,
                    ("ts", admin.DateFieldListFilter)]
     search_fields = ["series__resource_id"]
@@ -96,7 +96,14 @@ class AnomalyAdmin(TenantScopedAdmin):
     def save_model(self, request, obj, form, change):
         anomaly_status_set(tenant=obj.tenant, anomaly_ids=[obj.id], status=obj.status, actor=admin_actor(request))
 
+    class Media:
+        css = {"all": ["anomalies/changelist.css"]}
+
     # The list stays one line a row: long names and sentences are cut, the whole text in the tooltip.
+    @admin.display(description="time (UTC)", ordering="ts")
+    def when(self, obj):
+        return obj.ts.strftime("%Y-%m-%d %H:%M:%S")
+
     @admin.display(description="severity", ordering="severity")
     def severity_badge(self, obj):
         colours = {"low": "#ca8a04", "medium": "#ea580c", "high": "#dc2626"}

@@ -98,6 +98,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from our own static files (works offline)
     "tenants",
     "metrics",
     "anomalies",
@@ -168,11 +169,14 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "CloudWatchDog API",
     "DESCRIPTION": "Multi-tenant metrics ingest, explainable anomaly detection and reads. "
-    "Authenticate with `Authorization: Bearer <api key>`.",
+    "Authenticate with `Authorization: Bearer <api key>` (or HTTP Basic: tenant slug, key).",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_AUTHENTICATION": [],
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 CACHES = {
