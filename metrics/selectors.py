@@ -129,7 +129,8 @@ def timeseries_read(
     return result
 
 
-_COMBINE = {"avg": "sum(s) / sum(c)", "min": "min(mn)", "max": "max(mx)", "sum": "sum(s)", "count": "sum(c)::float8"}
+_COMBINE = {"avg": "sum(s) / sum(c)", "min": "min(mn)", "max": "max(mx)", "sum": "sum(s)", "count": "sum(c)::float8",
+            "envelope": "sum(s) / sum(c), min(mn), max(mx)"}  # envelope: charts only, three values a bucket
 
 
 def _aggregated_read(cursor, *, tenant, series_ids, start, end, step_seconds, agg, max_points) -> None:
@@ -387,12 +388,14 @@ def rollup_backlog() -> list[tuple[str, int, datetime | None]]:
 CHART_STEPS = (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400)
 
 
-def chart_points(*, tenant: Tenant, series: Series, start: datetime, end: datetime, max_points: int = 2000):
+def chart_points(*, tenant: Tenant, series: Series, start: datetime, end: datetime, max_points: int = 2000,
+                 max_buckets: int = 1000):
     """What a chart of one series over (start, end] draws: (points, envelope, step seconds or None).
 
     Raw points when there are at most `max_points` (a counter: its rate per second); otherwise one
-    value per bucket of the smallest step that keeps under `max_points` buckets — the average with
-    the min/max envelope, read from the rollups — so a 30-day chart reads about 720 hourly rows.
+    value per bucket of the smallest step that gives at most `max_buckets` — the average with the
+    min/max envelope in one read, whole buckets from the rollups — so a 30-day chart reads 720
+    hourly rows.
     """
     if series.kind == "counter":
         raw = counter_read(tenant=tenant, series_ids=[series.id], start=start, end=end, fn="rate",
@@ -403,15 +406,15 @@ def chart_points(*, tenant: Tenant, series: Series, start: datetime, end: dateti
     if len(raw) <= max_points:
         return raw, [], None
     span = (end - start).total_seconds()
-    step = next((s for s in CHART_STEPS if span / s <= max_points), CHART_STEPS[-1])
+    step = next((s for s in CHART_STEPS if span / s <= max_buckets), CHART_STEPS[-1])
     if series.kind == "counter":
         return counter_read(tenant=tenant, series_ids=[series.id], start=start, end=end, fn="rate",
                             step_seconds=step)[series.id], [], step
-    by_agg = {agg: dict(timeseries_read(tenant=tenant, series_ids=[series.id], start=start, end=end,
-                                        step_seconds=step, agg=agg)[series.id]) for agg in ("avg", "min", "max")}
-    averages = sorted(by_agg["avg"].items())
-    envelope = [(ts, by_agg["min"][ts], by_agg["max"][ts]) for ts, _ in averages]
-    return averages, envelope, step
+    with connection.cursor() as cursor:
+        _aggregated_read(cursor, tenant=tenant, series_ids=[series.id], start=start, end=end, step_seconds=step,
+                         agg="envelope", max_points=max_buckets + 2)
+        rows = cursor.fetchall()
+    return [(ts, avg) for _, ts, avg, _, _ in rows], [(ts, low, high) for _, ts, _, low, high in rows], step
 
 
 def points_per_day(*, tenant: Tenant, days: int, now: datetime) -> list[tuple[str, int]]:

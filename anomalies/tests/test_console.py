@@ -153,7 +153,7 @@ def test_the_series_page_draws_its_range_and_a_long_range_from_buckets(alerted):
         assert "<svg" in page.content.decode() and 'id="baseline"' in page.content.decode()
     series = anomaly.series
     points, envelope, step = metrics_selectors.chart_points(
-        tenant=client.tenant, series=series, start=END - timedelta(days=2), end=END, max_points=100)
+        tenant=client.tenant, series=series, start=END - timedelta(days=2), end=END, max_points=100, max_buckets=100)
     assert step == 1800 and len(points) == len(envelope) > 60
     raw = metrics_selectors.timeseries_read(tenant=client.tenant, series_ids=[series.id], start=END - timedelta(days=2),
                                             end=END)[series.id]
