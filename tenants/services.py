@@ -47,3 +47,23 @@ def api_key_touch(*, api_key: ApiKey) -> None:
     if api_key.last_used_at is None or (now - api_key.last_used_at).total_seconds() >= 60:
         ApiKey.objects.for_tenant(api_key.tenant).filter(id=api_key.id).update(last_used_at=now)
         api_key.last_used_at = now
+
+
+def support_user_assign(*, username: str, tenant: Tenant, password: str | None = None, can_act: bool = False):
+    """Create (or reuse) a staff user and assign it to the tenant. With `can_act`, it may also run
+    detection, replay and save detection settings on the tenant's console page (tenants.change_tenant).
+    Returns (user, created)."""
+    from django.contrib.auth.models import Permission, User
+
+    from tenants.models import TenantStaff
+
+    with transaction.atomic():
+        user, created = User.objects.get_or_create(username=username, defaults={"is_staff": True})
+        if created:
+            user.set_password(password) if password else user.set_unusable_password()
+        user.is_staff = True
+        user.save()
+        TenantStaff.objects.get_or_create(tenant=tenant, user=user)
+        if can_act:
+            user.user_permissions.add(Permission.objects.get(content_type__app_label="tenants", codename="change_tenant"))
+    return user, created

@@ -32,3 +32,26 @@ def test_create_tenant_again_issues_another_key_for_the_same_tenant(db):
 def test_create_tenant_refuses_a_bad_slug(db):
     with pytest.raises(CommandError, match="not a valid slug"):
         _create("not a slug")
+
+
+def test_create_support_user_assigns_a_staff_user_to_one_tenant(db, monkeypatch):
+    import io
+
+    from django.contrib.auth.models import User
+    from django.core.management import call_command
+
+    from tenants.models import TenantStaff
+    from tenants.services import tenant_create
+
+    tenant = tenant_create(slug="acme")
+    monkeypatch.setattr("sys.stdin", io.StringIO("a support password\n"))
+    out = io.StringIO()
+    call_command("create_support_user", "ada", "--tenant", "acme", "--password-stdin", stdout=out)
+    user = User.objects.get(username="ada")
+    assert user.is_staff and not user.is_superuser and user.check_password("a support password")
+    assert list(TenantStaff.objects.filter(user=user).values_list("tenant__slug", flat=True)) == ["acme"]
+    assert "created staff user ada: tenant acme" in out.getvalue()
+    assert not user.has_perm("tenants.change_tenant")
+    call_command("create_support_user", "ada", "--tenant", "acme", "--can-act", "--no-password", stdout=io.StringIO())
+    assert User.objects.get(username="ada").has_perm("tenants.change_tenant")
+    assert tenant.slug == "acme"
