@@ -174,6 +174,12 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_AUTHENTICATION": [],
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    # Several choice sets are named "status"; each gets a name of its own in the schema.
+    "ENUM_NAME_OVERRIDES": {
+        "AnomalyStatusEnum": ["open", "acknowledged", "resolved"],
+        "BaselineStatusEnum": ["warming", "ready"],
+        "RunStatusEnum": ["queued", "running", "succeeded", "failed", "skipped"],
+    },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
