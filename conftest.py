@@ -118,16 +118,21 @@ def prometheus_binaries() -> tuple[str, str]:
     """Paths of Debian's prometheus and promtool, installed with apt-get when missing (as on CI's clean
     machine, where the suite runs as root)."""
     if not (shutil.which("prometheus") and shutil.which("promtool")):
-        if os.geteuid() != 0 or not shutil.which("apt-get"):
-            pytest.fail("Prometheus is not installed and apt-get cannot install it here: apt-get install prometheus.")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        install = ["apt-get", "install", "-y", "--no-install-recommends", "prometheus"]
-        if subprocess.run(install, env=env, capture_output=True).returncode != 0:
-            subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=True)
-            subprocess.run(install, env=env, capture_output=True, check=True)
+        _apt_install("prometheus")
         # The package may start its own server on :9090; the tests run theirs on free ports.
         subprocess.run(["pkill", "-x", "prometheus"], capture_output=True)
     return shutil.which("prometheus"), shutil.which("promtool")
+
+
+def _apt_install(package: str) -> None:
+    """Install a Debian package for a test, as CI's clean machine (where the suite runs as root) needs."""
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.fail(f"{package} is not installed and apt-get cannot install it here: apt-get install {package}.")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "--no-install-recommends", package]
+    if subprocess.run(install, env=env, capture_output=True).returncode != 0:
+        subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=True)
+        subprocess.run(install, env=env, capture_output=True, check=True)
 
 
 def app_process_env(**extra) -> dict:
@@ -148,14 +153,6 @@ def app_process_env(**extra) -> dict:
 @pytest.fixture(scope="session")
 def chromium_path() -> str:
     """Debian's Chromium for the browser tests, installed with apt-get when missing (as CI's clean machine)."""
-    found = shutil.which("chromium")
-    if not found:
-        if os.geteuid() != 0 or not shutil.which("apt-get"):
-            pytest.fail("Chromium is not installed and apt-get cannot install it here: apt-get install chromium.")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
-        if subprocess.run(install, env=env, capture_output=True).returncode != 0:
-            subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=True)
-            subprocess.run(install, env=env, capture_output=True, check=True)
-        found = shutil.which("chromium")
-    return found
+    if not shutil.which("chromium"):
+        _apt_install("chromium")
+    return shutil.which("chromium")

@@ -128,82 +128,119 @@ def _segments(items: list, gap_us: int | None) -> list[list]:
     return runs
 
 
-def render(chart: Chart, *, width: int = 1000, height: int = 300, chart_id: str = "c") -> str:
-    """The chart as one <svg> element; `chart_id` keeps element ids unique when a page shows several."""
+@dataclass(frozen=True)
+class _Frame:
+    """Where the plot sits in the SVG and how times and values map onto it."""
+
+    width: int
+    height: int
+    left: int
+    top: int
+    plot_w: int
+    plot_h: int
+    start_us: int
+    end_us: int
+    y0: float
+    y1: float
+
+    def x(self, ts_us: int) -> float:
+        return self.left + (ts_us - self.start_us) / (self.end_us - self.start_us) * self.plot_w
+
+    def y(self, value: float) -> float:
+        return self.top + (self.y1 - value) / (self.y1 - self.y0) * self.plot_h
+
+    def xy(self, ts_us: int, value: float) -> str:
+        return f"{_fmt(self.x(ts_us))},{_fmt(self.y(value))}"
+
+
+def _frame(chart: Chart, width: int, height: int) -> _Frame:
+    """The value range covers everything drawn (5% padding); a flat series gets ±10% around its value."""
     left, right, top, bottom = 70, 14, 10, 26
-    plot_w, plot_h = width - left - right, height - top - bottom
     values = [v for _, v in chart.points]
     values += [x for _, lo, hi in chart.envelope for x in (lo, hi)]
-    values += [x for _, e, lo, hi in chart.band for x in (e, lo, hi) if math.isfinite(x)]
+    values += [x for _, e, lo, hi in chart.band for x in (e, lo, hi)]
     values += [m.value for m in chart.markers]
     values = [v for v in values if math.isfinite(v)]
-    start_us, end_us = chart.start_us, max(chart.end_us, chart.start_us + 1)
-    if values:
-        y0, y1 = min(values), max(values)
-        if y1 == y0:
-            y0, y1 = y0 - (abs(y0) * 0.1 or 1), y1 + (abs(y1) * 0.1 or 1)
-        pad = (y1 - y0) * 0.05
-        y0, y1 = y0 - pad, y1 + pad
-    else:
-        y0, y1 = 0.0, 1.0
+    y0, y1 = (min(values), max(values)) if values else (0.0, 1.0)
+    if y1 == y0:
+        y0, y1 = y0 - (abs(y0) * 0.1 or 1), y1 + (abs(y1) * 0.1 or 1)
+    pad = (y1 - y0) * 0.05
+    return _Frame(width, height, left, top, width - left - right, height - top - bottom, chart.start_us,
+                  max(chart.end_us, chart.start_us + 1), y0 - pad, y1 + pad)
 
-    def x(ts_us: int) -> float:
-        return left + (ts_us - start_us) / (end_us - start_us) * plot_w
 
-    def y(value: float) -> float:
-        return top + (y1 - value) / (y1 - y0) * plot_h
-
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="cwd-chart" viewBox="0 0 {width} {height}" width="100%" '
-        f'role="img" data-x0="{start_us}" data-x1="{end_us}" data-y0="{y0!r}" data-y1="{y1!r}" '
-        f'data-plot="{left} {top} {plot_w} {plot_h}"><style>{_STYLE}</style>',
-        f'<defs><clipPath id="plot-{escape(chart_id)}"><rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}"/></clipPath></defs>',
-    ]
-    value_ticks = nice_ticks(y0, y1)
+def _axes(f: _Frame, unit: str) -> list[str]:
+    parts = []
+    value_ticks = nice_ticks(f.y0, f.y1)
     tick_step = value_ticks[1] - value_ticks[0] if len(value_ticks) > 1 else 1.0
     for tick in value_ticks:
-        ty = y(tick)
-        parts.append(f'<line class="grid" x1="{left}" x2="{left + plot_w}" y1="{_fmt(ty)}" y2="{_fmt(ty)}"/>'
-                     f'<text x="{left - 6}" y="{_fmt(ty + 3.5)}" text-anchor="end">{escape(_value_label(tick, tick_step))}'
-                     "</text>")
-    ticks, fmt = time_ticks(start_us, end_us)
+        ty = f.y(tick)
+        parts.append(f'<line class="grid" x1="{f.left}" x2="{f.left + f.plot_w}" y1="{_fmt(ty)}" y2="{_fmt(ty)}"/>'
+                     f'<text x="{f.left - 6}" y="{_fmt(ty + 3.5)}" text-anchor="end">'
+                     f"{escape(_value_label(tick, tick_step))}</text>")
+    ticks, fmt = time_ticks(f.start_us, f.end_us)
     for tick in ticks:
-        tx = x(tick)
+        tx = _fmt(f.x(tick))
         label = (EPOCH + timedelta(microseconds=tick)).strftime(fmt)
-        parts.append(f'<line class="grid" x1="{_fmt(tx)}" x2="{_fmt(tx)}" y1="{top}" y2="{top + plot_h}"/>'
-                     f'<text x="{_fmt(tx)}" y="{height - 8}" text-anchor="middle">{label}</text>')
-    parts.append(f'<line class="axis" x1="{left}" x2="{left + plot_w}" y1="{top + plot_h}" y2="{top + plot_h}"/>'
-                 f'<line class="axis" x1="{left}" x2="{left}" y1="{top}" y2="{top + plot_h}"/>')
-    if chart.unit:
-        parts.append(f'<text x="4" y="{top + 8}">{escape(chart.unit)}</text>')
-    parts.append(f'<g clip-path="url(#plot-{escape(chart_id)})">')
+        parts.append(f'<line class="grid" x1="{tx}" x2="{tx}" y1="{f.top}" y2="{f.top + f.plot_h}"/>'
+                     f'<text x="{tx}" y="{f.height - 8}" text-anchor="middle">{label}</text>')
+    bottom = f.top + f.plot_h
+    parts.append(f'<line class="axis" x1="{f.left}" x2="{f.left + f.plot_w}" y1="{bottom}" y2="{bottom}"/>'
+                 f'<line class="axis" x1="{f.left}" x2="{f.left}" y1="{f.top}" y2="{bottom}"/>')
+    if unit:
+        parts.append(f'<text x="4" y="{f.top + 8}">{escape(unit)}</text>')
+    return parts
+
+
+def _layers(f: _Frame, chart: Chart) -> list[str]:
+    """Shaded periods, the band with its expected line, the envelope and the line, back to front."""
+    parts = []
     for shade in chart.shades:
-        sx, ex = max(x(shade.start_us), left), min(x(shade.end_us), left + plot_w)
+        sx, ex = max(f.x(shade.start_us), f.left), min(f.x(shade.end_us), f.left + f.plot_w)
         if ex > sx:
-            parts.append(f'<rect class="shade {escape(shade.kind)}" x="{_fmt(sx)}" y="{top}" width="{_fmt(ex - sx)}" '
-                         f'height="{plot_h}"><title>{escape(shade.title)}</title></rect>')
+            parts.append(f'<rect class="shade {escape(shade.kind)}" x="{_fmt(sx)}" y="{f.top}" width="{_fmt(ex - sx)}" '
+                         f'height="{f.plot_h}"><title>{escape(shade.title)}</title></rect>')
     for run in _segments([b for b in chart.band if math.isfinite(b[2]) and math.isfinite(b[3])], chart.gap_us):
-        upper = " ".join(f"{_fmt(x(t))},{_fmt(y(hi))}" for t, _, _, hi in run)
-        lower = " ".join(f"{_fmt(x(t))},{_fmt(y(lo))}" for t, _, lo, _ in reversed(run))
+        upper = " ".join(f.xy(t, hi) for t, _, _, hi in run)
+        lower = " ".join(f.xy(t, lo) for t, _, lo, _ in reversed(run))
         parts.append(f'<polygon class="band" points="{upper} {lower}"/>')
-        expected = " L".join(f"{_fmt(x(t))},{_fmt(y(e))}" for t, e, _, _ in run)
-        parts.append(f'<path class="expected" d="M{expected}"/>')
+        parts.append(f'<path class="expected" d="M{" L".join(f.xy(t, e) for t, e, _, _ in run)}"/>')
     for run in _segments(chart.envelope, chart.gap_us):
-        upper = " ".join(f"{_fmt(x(t))},{_fmt(y(hi))}" for t, _, hi in run)
-        lower = " ".join(f"{_fmt(x(t))},{_fmt(y(lo))}" for t, lo, _ in reversed(run))
+        upper = " ".join(f.xy(t, hi) for t, _, hi in run)
+        lower = " ".join(f.xy(t, lo) for t, lo, _ in reversed(run))
         parts.append(f'<polygon class="envelope" points="{upper} {lower}"/>')
     if chart.points:
-        path = " ".join(
-            "M" + " L".join(f"{_fmt(x(t))},{_fmt(y(v))}" for t, v in run) for run in _segments(chart.points, chart.gap_us))
+        path = " ".join("M" + " L".join(f.xy(t, v) for t, v in run) for run in _segments(chart.points, chart.gap_us))
         parts.append(f'<path class="line" d="{path}"/>')
-    parts.append("</g>")
-    for marker in chart.markers:
+    return parts
+
+
+def _markers(f: _Frame, markers: list[Marker]) -> list[str]:
+    parts = []
+    for marker in markers:
         circle = (f'<circle class="anomaly {escape(marker.severity)}{" focus" if marker.focus else ""}" '
-                  f'cx="{_fmt(x(marker.ts_us))}" cy="{_fmt(y(marker.value))}" r="{6 if marker.focus else 4.5}">'
+                  f'cx="{_fmt(f.x(marker.ts_us))}" cy="{_fmt(f.y(marker.value))}" r="{6 if marker.focus else 4.5}">'
                   f'<title>{escape(marker.title)}</title></circle>')
         parts.append(f'<a href="{escape(marker.href)}">{circle}</a>' if marker.href else circle)
+    return parts
+
+
+def render(chart: Chart, *, width: int = 1000, height: int = 300, chart_id: str = "c") -> str:
+    """The chart as one <svg> element; `chart_id` keeps element ids unique when a page shows several."""
+    f = _frame(chart, width, height)
+    clip = f"plot-{escape(chart_id)}"
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="cwd-chart" viewBox="0 0 {width} {height}" width="100%" '
+        f'role="img" data-x0="{f.start_us}" data-x1="{f.end_us}" data-y0="{f.y0!r}" data-y1="{f.y1!r}" '
+        f'data-plot="{f.left} {f.top} {f.plot_w} {f.plot_h}"><style>{_STYLE}</style>',
+        f'<defs><clipPath id="{clip}"><rect x="{f.left}" y="{f.top}" width="{f.plot_w}" height="{f.plot_h}"/>'
+        "</clipPath></defs>",
+        *_axes(f, chart.unit),
+        f'<g clip-path="url(#{clip})">', *_layers(f, chart), "</g>",
+        *_markers(f, chart.markers),
+    ]
     if not chart.points and not chart.envelope:
-        parts.append(f'<text class="empty" x="{left + plot_w / 2}" y="{top + plot_h / 2}" text-anchor="middle">'
-                     f'{escape(chart.empty_text)}</text>')
+        parts.append(f'<text class="empty" x="{f.left + f.plot_w / 2}" y="{f.top + f.plot_h / 2}" '
+                     f'text-anchor="middle">{escape(chart.empty_text)}</text>')
     parts.append("</svg>")
     return "".join(parts)

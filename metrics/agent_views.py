@@ -86,17 +86,7 @@ class OtlpMetricsView(_AgentView):
             converted = otlp.convert(otlp.decode(raw, json_body=json_body))
         except otlp.UndecodableBody as error:
             raise ApiError(400, str(error)) from None
-        refused = list(converted.refused)
-        total = len(converted.events) + len(refused)
-        if converted.events:
-            _count_check(converted.events, limits)
-            points_rate_limit(tenant, len(converted.events))
-            result = points_store(tenant, converted.events)
-            refused += rejections_named(converted.events, result.rejected)
-        else:
-            result = None
-        ingest_counted(tenant=tenant, protocol="otlp", result=result, refused_in_conversion=len(converted.refused),
-                       dropped=converted.dropped)
+        refused, total = _converted_store(tenant, limits, converted, protocol="otlp")
         response = ExportMetricsServiceResponse()
         if refused:
             response.partial_success.rejected_data_points = len(refused)
@@ -128,6 +118,22 @@ def _gunzipped(raw: bytes, request, limits) -> bytes:
         return gunzip(raw, limits.max_body_bytes)
     except BodyError as error:
         raise ApiError(error.status, error.detail) from None
+
+
+def _converted_store(tenant, limits, converted, *, protocol: str) -> tuple[list[str], int]:
+    """Store a protocol request's events under the JSON path's limits and rules; returns the sentences
+    naming every refused point (in conversion or by validation) and how many points the request had."""
+    refused = list(converted.refused)
+    total = len(converted.events) + len(refused)
+    result = None
+    if converted.events:
+        _count_check(converted.events, limits)
+        points_rate_limit(tenant, len(converted.events))
+        result = points_store(tenant, converted.events)
+        refused += rejections_named(converted.events, result.rejected)
+    ingest_counted(tenant=tenant, protocol=protocol, result=result, refused_in_conversion=len(converted.refused),
+                   dropped=converted.dropped)
+    return refused, total
 
 
 def _count_check(events: list, limits) -> None:
@@ -167,17 +173,7 @@ class RemoteWriteView(_AgentView):
             raise ApiError(400, str(error)) from None
         except remote_write.BodyTooLarge as error:
             raise ApiError(413, str(error)) from None
-        refused = list(converted.refused)
-        total = len(converted.events) + len(refused)
-        if converted.events:
-            _count_check(converted.events, limits)
-            points_rate_limit(tenant, len(converted.events))
-            result = points_store(tenant, converted.events)
-            refused += rejections_named(converted.events, result.rejected)
-        else:
-            result = None
-        ingest_counted(tenant=tenant, protocol="remote_write", result=result,
-                       refused_in_conversion=len(converted.refused), dropped=converted.dropped)
+        refused, total = _converted_store(tenant, limits, converted, protocol="remote_write")
         if refused:
             return self.error_response(400, summary(refused, total=total, noun="sample") +
                                        " (the other samples were stored)")
