@@ -15,8 +15,11 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from anomalies import console, selectors
-from anomalies.models import Anomaly, Baseline, DetectionRun, SeriesMute
+from anomalies import alerting, console, selectors
+from anomalies.delivery import UnsafeDestination, destination_check
+from anomalies.models import (
+    Anomaly, Baseline, Channel, DeliveryAttempt, DetectionRun, Incident, Notification, SeriesMute, Silence,
+)
 from anomalies.services import (
     QueueUnavailable, anomaly_status_set, detection_run_enqueue, series_mute, tenant_detection_config_set,
 )
@@ -26,6 +29,7 @@ from metrics.admin import MetricNameFilter, SeriesAdmin, ServiceFilter
 from metrics.models import Series
 from tenants.admin import TenantAdmin, TenantFilter, TenantScopedAdmin
 from tenants.models import Tenant
+from tenants.selectors import tenant_list_for_staff
 
 ANOMALY_ZOOMS = {"14h": ("12 h before, 2 h after", timedelta(hours=12), timedelta(hours=2)),
                  "1d": ("1 day", timedelta(hours=12), timedelta(hours=12)),
@@ -36,6 +40,12 @@ def _cut(text: str, length: int) -> str:
     if len(text) <= length:
         return text
     return format_html('<span title="{}">{}…</span>', text, text[:length - 1])
+
+
+def _severity_badge(severity: str):
+    colours = {"low": "#ca8a04", "medium": "#ea580c", "high": "#dc2626"}
+    return format_html('<span style="color:#fff;background:{};padding:1px 7px;border-radius:8px">{}</span>',
+                       colours.get(severity, "#6b7280"), severity)
 
 
 def admin_actor(request) -> str:
@@ -106,9 +116,7 @@ class AnomalyAdmin(TenantScopedAdmin):
 
     @admin.display(description="severity", ordering="severity")
     def severity_badge(self, obj):
-        colours = {"low": "#ca8a04", "medium": "#ea580c", "high": "#dc2626"}
-        return format_html('<span style="color:#fff;background:{};padding:1px 7px;border-radius:8px">{}</span>',
-                           colours.get(obj.severity, "#6b7280"), obj.severity)
+        return _severity_badge(obj.severity)
 
     @admin.display(description="series")
     def series_short(self, obj):
@@ -364,3 +372,104 @@ class SeriesMuteAdmin(ReadOnlyMixin, TenantScopedAdmin):
     list_display = ["series", "tenant", "start", "end", "actor", "note"]
     list_filter = [TenantFilter]
     list_select_related = ["series", "tenant"]
+
+
+@admin.register(Incident)
+class IncidentAdmin(ReadOnlyMixin, TenantScopedAdmin):
+    list_display = ["started_at", "severity_badge", "status", "series", "anomaly_count", "last_anomaly_at",
+                    "resolved_at", "tenant"]
+    list_filter = [TenantFilter, "status", "peak_severity"]
+    list_select_related = ["series", "tenant"]
+    show_full_result_count = False
+
+    @admin.display(description="severity", ordering="peak_severity")
+    def severity_badge(self, obj):
+        return _severity_badge(obj.peak_severity)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # An incident is read on its series' console page, with its anomalies on the chart.
+        incident = self.get_object(request, object_id)
+        if incident is None:
+            raise Http404("No such incident.")
+        return HttpResponseRedirect(reverse("admin:metrics_series_change", args=[incident.series_id]) + "?range=7d")
+
+
+class DeliveryAttemptInline(admin.TabularInline):
+    model = DeliveryAttempt
+    fields = ["at", "status_code", "latency_ms", "response_excerpt", "error"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Notification)
+class NotificationAdmin(ReadOnlyMixin, TenantScopedAdmin):
+    list_display = ["created_at", "channel", "event", "status", "attempts", "next_attempt_at", "delivered_at", "tenant"]
+    list_filter = [TenantFilter, "status", "event"]
+    list_select_related = ["channel", "tenant"]
+    inlines = [DeliveryAttemptInline]
+    exclude = ["payload"]
+    show_full_result_count = False
+
+
+class ChannelForm(forms.ModelForm):
+    class Meta:
+        model = Channel
+        fields = ["tenant", "name", "kind", "url", "email", "min_severity", "service", "metric_name",
+                  "renotify_hours", "enabled"]
+
+    def clean(self):
+        data = super().clean()
+        if data.get("url"):
+            try:
+                destination_check(data["url"])
+            except UnsafeDestination as error:
+                self.add_error("url", str(error))
+        return data
+
+
+@admin.register(Channel)
+class ChannelAdmin(TenantScopedAdmin):
+    form = ChannelForm
+    list_display = ["name", "kind", "tenant", "min_severity", "service", "metric_name", "enabled"]
+    list_filter = [TenantFilter, "kind", "enabled"]
+    actions = ["send_test"]
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "tenant":
+            kwargs["queryset"] = tenant_list_for_staff(user=request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            alerting.channel_update(channel=obj, data=form.cleaned_data)
+            return
+        channel = alerting.channel_create(tenant=form.cleaned_data["tenant"], data=form.cleaned_data)
+        obj.pk, obj.id = channel.pk, channel.id
+        if channel.secret:
+            messages.warning(request, f"The webhook's signing secret, shown this once: {channel.secret}")
+
+    @admin.action(description="Send a test notification")
+    def send_test(self, request, queryset):
+        for channel in queryset:
+            alerting.notification_test_queue(channel=channel)
+        messages.success(request, f"{queryset.count()} test notification(s) queued; see Notifications for the outcome.")
+
+
+@admin.register(Silence)
+class SilenceAdmin(TenantScopedAdmin):
+    list_display = ["tenant", "service", "metric_name", "resource_id", "start", "end", "actor", "note"]
+    list_filter = [TenantFilter]
+    fields = ["tenant", "service", "metric_name", "resource_id", "tags", "start", "end", "note"]
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "tenant":
+            kwargs["queryset"] = tenant_list_for_staff(user=request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        obj.actor = admin_actor(request)
+        super().save_model(request, obj, form, change)

@@ -172,3 +172,137 @@ class SeriesMute(TenantOwned):
 
     def __str__(self) -> str:
         return f"{self.series} muted {self.start:%Y-%m-%d %H:%M} – {self.end:%Y-%m-%d %H:%M} UTC"
+
+
+class Incident(TenantOwned):
+    """Consecutive anomalies of one series, grouped: opened by the first, extended while more arrive within
+    the grouping window, resolved once the series has stayed inside its band for the resolve time.
+
+    Rebuilt from the anomalies themselves (anomalies.alerting), so a replay gives the same incidents:
+    an incident is known by its series and the time of its first anomaly."""
+
+    STATUS_OPEN, STATUS_ACKNOWLEDGED, STATUS_RESOLVED = "open", "acknowledged", "resolved"
+    STATUSES = [(STATUS_OPEN, "open"), (STATUS_ACKNOWLEDGED, "acknowledged"), (STATUS_RESOLVED, "resolved")]
+
+    series = models.ForeignKey(Series, on_delete=models.CASCADE, related_name="incidents", help_text="The series.")
+    started_at = models.DateTimeField(help_text="Time of its first anomaly.")
+    last_anomaly_at = models.DateTimeField(help_text="Time of its latest anomaly.")
+    resolved_at = models.DateTimeField(null=True, blank=True, help_text="When it was resolved (automatically: the "
+                                       "resolve time after its last anomaly, once the series' points got there).")
+    status = models.CharField(max_length=15, choices=STATUSES, default=STATUS_OPEN, help_text="Triage status.")
+    peak_severity = models.CharField(max_length=10, choices=Anomaly.SEVERITIES, help_text="Highest severity so far.")
+    peak_score = models.FloatField(help_text="Highest score so far.")
+    anomaly_count = models.PositiveIntegerField(help_text="Anomalies in it.")
+    reason = models.TextField(help_text="The reason of its peak anomaly.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "series", "started_at"], name="incident_series_start")]
+        indexes = [models.Index(fields=["tenant", "-started_at"], name="incident_tenant_started")]
+
+    def __str__(self) -> str:
+        return f"{self.peak_severity} incident of {self.series} from {self.started_at:%Y-%m-%d %H:%M} UTC"
+
+
+class IncidentEvent(TenantOwned):
+    """A change of an incident's status, by a person, a key or detection itself (the audit trail)."""
+
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(auto_now_add=True)
+    actor = models.CharField(max_length=200, help_text="user:<name>, key:<prefix> or detection.")
+    from_status = models.CharField(max_length=15)
+    to_status = models.CharField(max_length=15)
+    note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+
+class Channel(TenantOwned):
+    """Where a tenant's incident notifications go: a signed webhook, a Slack incoming webhook or email."""
+
+    KIND_WEBHOOK, KIND_SLACK, KIND_EMAIL = "webhook", "slack", "email"
+    KINDS = [(KIND_WEBHOOK, "webhook"), (KIND_SLACK, "slack"), (KIND_EMAIL, "email")]
+
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=10, choices=KINDS)
+    url = models.URLField(max_length=2000, blank=True, help_text="webhook and slack: where to POST.")
+    email = models.EmailField(blank=True, help_text="email: the recipient.")
+    secret = models.CharField(max_length=100, blank=True, editable=False,
+                              help_text="webhook: the signing secret (whsec_…), shown once when created.")
+    min_severity = models.CharField(max_length=10, choices=Anomaly.SEVERITIES, default=Anomaly.SEVERITY_LOW,
+                                    help_text="Incidents below this peak severity are not sent here.")
+    service = models.CharField(max_length=1024, blank=True, help_text="Only incidents of this service, if set.")
+    metric_name = models.CharField(max_length=1024, blank=True, help_text="Only incidents of this metric, if set.")
+    renotify_hours = models.PositiveIntegerField(null=True, blank=True, help_text="Remind every N hours while an "
+                                                 "incident is open and unacknowledged (empty: never).")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind})"
+
+
+class Notification(TenantOwned):
+    """One message to one channel about one incident event: the outbox row, written in the same transaction
+    as the incident change and delivered (retried with backoff for 24 h) by a Celery task."""
+
+    PENDING, DELIVERED, GAVE_UP, SILENCED = "pending", "delivered", "gave_up", "silenced"
+    STATUSES = [(s, s) for s in (PENDING, DELIVERED, GAVE_UP, SILENCED)]
+    EVENTS = [(e, e) for e in ("opened", "escalated", "resolved", "reopened", "reminder", "test")]
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="notifications")
+    incident = models.ForeignKey(Incident, null=True, blank=True, on_delete=models.CASCADE, related_name="notifications")
+    event = models.CharField(max_length=12, choices=EVENTS)
+    event_key = models.CharField(max_length=100, help_text="What makes this event unique for its incident, so "
+                                 "running detection again or replaying never sends it twice.")
+    message_id = models.CharField(max_length=40, help_text="webhook-id: the same on every attempt.")
+    payload = models.JSONField()
+    status = models.CharField(max_length=10, choices=STATUSES, default=PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(help_text="When the next attempt is due.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "channel", "incident", "event", "event_key"],
+                                               name="notification_once")]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="notification_due")]
+
+
+class DeliveryAttempt(TenantOwned):
+    """One try at delivering a notification: what came back and how long it took."""
+
+    notification = models.ForeignKey(Notification, on_delete=models.CASCADE, related_name="attempt_log")
+    at = models.DateTimeField(auto_now_add=True)
+    status_code = models.PositiveIntegerField(null=True, blank=True, help_text="HTTP status; empty for email or "
+                                              "when no answer came.")
+    latency_ms = models.PositiveIntegerField()
+    response_excerpt = models.TextField(blank=True, help_text="The first 500 characters of the answer.")
+    error = models.TextField(blank=True, help_text="Why it failed, when it did.")
+
+    class Meta:
+        ordering = ["at", "id"]
+
+
+class Silence(TenantOwned):
+    """A maintenance window: incidents of matching series notify nobody between start and end."""
+
+    service = models.CharField(max_length=1024, blank=True, help_text="Match this service (empty: any).")
+    metric_name = models.CharField(max_length=1024, blank=True, help_text="Match this metric (empty: any).")
+    resource_id = models.CharField(max_length=2048, blank=True, help_text="Match this resource (empty: any).")
+    tags = models.JSONField(default=dict, blank=True, help_text="Match series having all these tags.")
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    actor = models.CharField(max_length=200)
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(end__gt=models.F("start")), name="silence_end_after_start")]
+
+    def matches(self, series, at) -> bool:
+        return (self.start <= at < self.end and (not self.service or self.service == series.service)
+                and (not self.metric_name or self.metric_name == series.metric_name)
+                and (not self.resource_id or self.resource_id == series.resource_id)
+                and all(series.tags.get(k) == v for k, v in (self.tags or {}).items()))

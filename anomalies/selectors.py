@@ -11,7 +11,8 @@ from django.db import connection
 
 from anomalies.engine import DetectionConfig, SeriesState, expected_band, restart_at, state_from_history
 from anomalies.models import (
-    ANOMALY_TABLE, BASELINE_TABLE, DETECTION_STATE_TABLE, Anomaly, AnomalyEvent, Baseline, DetectionRun, SeriesMute,
+    ANOMALY_TABLE, BASELINE_TABLE, DETECTION_STATE_TABLE, Anomaly, AnomalyEvent, Baseline, Channel, DetectionRun,
+    Incident, IncidentEvent, Notification, SeriesMute, Silence,
 )
 from metrics import counters
 from metrics import selectors as metrics_selectors
@@ -206,3 +207,43 @@ def detection_runs_recent(*, tenant: Tenant, limit: int = 10) -> list[DetectionR
 def series_mutes(*, tenant: Tenant, series_id: int) -> list[SeriesMute]:
     return list(SeriesMute.objects.for_tenant(tenant).filter(series_id=series_id).select_related("series")
                 .order_by("-end")[:20])
+
+
+def channel_list(*, tenant: Tenant) -> list[Channel]:
+    return list(Channel.objects.for_tenant(tenant).order_by("id"))
+
+
+def channel_get(*, tenant: Tenant, channel_id: int) -> Channel | None:
+    return Channel.objects.for_tenant(tenant).filter(id=channel_id).first()
+
+
+def deliveries_list(*, tenant: Tenant, channel: Channel, limit: int = 100) -> list[Notification]:
+    """The channel's notifications, newest first, with their attempt logs."""
+    return list(Notification.objects.for_tenant(tenant).filter(channel=channel).order_by("-created_at", "-id")
+                .prefetch_related("attempt_log")[:limit])
+
+
+def incident_list(*, tenant: Tenant, status: str | None = None, series_id: int | None = None,
+                  limit: int = 100) -> list[Incident]:
+    incidents = Incident.objects.for_tenant(tenant).select_related("series")
+    if status:
+        incidents = incidents.filter(status=status)
+    if series_id is not None:
+        incidents = incidents.filter(series_id=series_id)
+    return list(incidents.order_by("-started_at", "-id")[:limit])
+
+
+def incident_get(*, tenant: Tenant, incident_id: int) -> Incident | None:
+    return Incident.objects.for_tenant(tenant).select_related("series").filter(id=incident_id).first()
+
+
+def incident_events(*, tenant: Tenant, incident_id: int) -> list[IncidentEvent]:
+    return list(IncidentEvent.objects.for_tenant(tenant).filter(incident_id=incident_id).order_by("at", "id"))
+
+
+def silence_list(*, tenant: Tenant) -> list[Silence]:
+    return list(Silence.objects.for_tenant(tenant).order_by("-end", "id"))
+
+
+def silence_get(*, tenant: Tenant, silence_id: int) -> Silence | None:
+    return Silence.objects.for_tenant(tenant).filter(id=silence_id).first()

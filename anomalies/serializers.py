@@ -136,3 +136,128 @@ class ProcessRunQuerySerializer(serializers.Serializer):
 class RunQueuedSerializer(serializers.Serializer):
     run_id = serializers.UUIDField()
     status = serializers.CharField()
+
+
+class ChannelWriteSerializer(serializers.Serializer):
+    """A notification channel as created or changed; the checks that need the network happen at send time too."""
+
+    name = serializers.CharField(max_length=200)
+    kind = serializers.ChoiceField(choices=["webhook", "slack", "email"])
+    url = serializers.URLField(max_length=2000, required=False, allow_blank=True)
+    email = serializers.EmailField(required=False, allow_blank=True)
+    min_severity = serializers.ChoiceField(choices=[s for s, _ in Anomaly.SEVERITIES], required=False, default="low")
+    service = serializers.CharField(max_length=1024, required=False, allow_blank=True, default="")
+    metric_name = serializers.CharField(max_length=1024, required=False, allow_blank=True, default="")
+    renotify_hours = serializers.IntegerField(min_value=1, max_value=24 * 7, required=False, allow_null=True)
+    enabled = serializers.BooleanField(required=False, default=True)
+
+    def validate(self, data):
+        kind = data.get("kind") or getattr(self.instance, "kind", None)
+        url = data.get("url", getattr(self.instance, "url", ""))
+        email = data.get("email", getattr(self.instance, "email", ""))
+        if kind in ("webhook", "slack") and not url:
+            raise serializers.ValidationError({"url": [f"a {kind} channel needs a url"]})
+        if kind == "email" and not email:
+            raise serializers.ValidationError({"email": ["an email channel needs an email address"]})
+        if url:
+            from anomalies.delivery import UnsafeDestination, destination_check
+
+            try:
+                destination_check(url)
+            except UnsafeDestination as error:
+                raise serializers.ValidationError({"url": [str(error)]})
+        return data
+
+
+class ChannelSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    url = serializers.CharField()
+    email = serializers.CharField()
+    min_severity = serializers.CharField()
+    service = serializers.CharField()
+    metric_name = serializers.CharField()
+    renotify_hours = serializers.IntegerField(allow_null=True)
+    enabled = serializers.BooleanField()
+    created_at = serializers.CharField()
+    secret = serializers.CharField(required=False, help_text="webhook: the signing secret, only in the answer "
+                                   "that creates the channel.")
+
+
+class ChannelPageSerializer(serializers.Serializer):
+    results = ChannelSerializer(many=True)
+
+
+class DeliverySerializer(serializers.Serializer):
+    message_id = serializers.CharField()
+    event = serializers.CharField()
+    incident_id = serializers.IntegerField(allow_null=True)
+    status = serializers.CharField()
+    attempts = serializers.IntegerField()
+    created_at = serializers.CharField()
+    delivered_at = serializers.CharField(allow_null=True)
+    log = serializers.ListField(child=serializers.DictField(), help_text="Each attempt: at, status_code, latency_ms, "
+                                "response_excerpt, error.")
+
+
+class DeliveryPageSerializer(serializers.Serializer):
+    results = DeliverySerializer(many=True)
+
+
+class IncidentQuerySerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["open", "acknowledged", "resolved"], required=False)
+    series_id = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=100)
+
+
+class IncidentSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    series_id = serializers.IntegerField()
+    service = serializers.CharField()
+    resource_id = serializers.CharField()
+    metric_name = serializers.CharField()
+    status = serializers.CharField()
+    started_at = serializers.CharField()
+    last_anomaly_at = serializers.CharField()
+    resolved_at = serializers.CharField(allow_null=True)
+    peak_severity = serializers.CharField()
+    peak_score = serializers.FloatField()
+    anomaly_count = serializers.IntegerField()
+    reason = serializers.CharField()
+    events = AnomalyEventSerializer(many=True, required=False)
+
+
+class IncidentPageSerializer(serializers.Serializer):
+    results = IncidentSerializer(many=True)
+
+
+class SilenceWriteSerializer(serializers.Serializer):
+    service = serializers.CharField(max_length=1024, required=False, allow_blank=True, default="")
+    metric_name = serializers.CharField(max_length=1024, required=False, allow_blank=True, default="")
+    resource_id = serializers.CharField(max_length=2048, required=False, allow_blank=True, default="")
+    tags = serializers.DictField(child=serializers.CharField(max_length=2048), required=False, default=dict)
+    start = TimestampField()
+    end = TimestampField()
+    note = serializers.CharField(max_length=4000, required=False, allow_blank=True, default="")
+
+    def validate(self, data):
+        if data["end"] <= data["start"]:
+            raise serializers.ValidationError({"end": ["must be after start"]})
+        return data
+
+
+class SilenceSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    service = serializers.CharField()
+    metric_name = serializers.CharField()
+    resource_id = serializers.CharField()
+    tags = serializers.DictField()
+    start = serializers.CharField()
+    end = serializers.CharField()
+    actor = serializers.CharField()
+    note = serializers.CharField()
+
+
+class SilencePageSerializer(serializers.Serializer):
+    results = SilenceSerializer(many=True)

@@ -29,6 +29,7 @@ from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily
 from psycopg2.extras import execute_values
 
+from anomalies import alerting
 from anomalies import selectors as anomalies_selectors
 from anomalies.selectors import detection_config_for
 from anomalies.engine import DetectionConfig, Finding, SeriesState, detect_many, reason_sentence, restart_at
@@ -306,10 +307,26 @@ def _evaluate(*, tenant: Tenant, run: DetectionRun, replay_since: datetime | Non
         created = _anomalies_write(cursor, tenant=tenant, run=run, findings_by_series=findings_by_series,
                                    rebuild=replace_from)
         _baselines_write(cursor, tenant=tenant, states=states, config=config)
+        # Incidents and their notifications commit with the anomalies that make them (the outbox).
+        queued = alerting.incidents_sync(
+            tenant=tenant, watermarks_us={p.series_id: newest[p.series_id] for p in plans},
+            found={sid for sid, findings in findings_by_series.items() if findings}, replaced_from_us=replace_from)
+        if queued:
+            transaction.on_commit(_notifications_send_soon)
         run.series_processed = sum(1 for p in plans if p.series_id in new_points)
         run.points_processed = points_processed
         run.anomalies_created = created
         run.save()
+
+
+def _notifications_send_soon() -> None:
+    """Ask a worker to deliver what this run queued now; if Redis is down, beat's sweep sends it later."""
+    from anomalies.tasks import notifications_deliver_task  # tasks import this module
+
+    try:
+        notifications_deliver_task.delay()
+    except Exception as error:  # the broker is down: the rows wait in the outbox
+        logger.warning("notifications queued, not signalled (beat's sweep will send them): %s", error)
 
 
 def _watermarks_fix(*, tenant: Tenant, replay_us: int | None, cutoff_us: int | None) -> tuple[list[_Plan], dict]:

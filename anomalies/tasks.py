@@ -4,6 +4,7 @@ from datetime import datetime, timedelta
 from celery import shared_task
 from django.conf import settings
 
+from anomalies.alerting import notifications_deliver_due, reminders_queue
 from anomalies.services import RunInProgress, detection_run, detection_run_all, detection_runs_prune
 from tenants.selectors import tenant_get, tenant_list
 
@@ -38,3 +39,10 @@ def detection_run_all_task() -> dict:
 def detection_runs_prune_task() -> int:
     """Hourly: forget finished detection runs older than DETECTION_RUNS_KEEP_DAYS."""
     return detection_runs_prune(older_than=timedelta(days=settings.CLOUDWATCHDOG["DETECTION_RUNS_KEEP_DAYS"]))
+
+
+@shared_task
+def notifications_deliver_task() -> int:
+    """Deliver the notifications that are due (and queue reminders); returns the attempts made."""
+    reminders_queue()
+    return notifications_deliver_due()

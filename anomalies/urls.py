@@ -1,6 +1,6 @@
 from django.urls import path
 
-from anomalies import views
+from anomalies import alerting_views, views
 
 urlpatterns = [
     path("process/run", views.ProcessRunView.as_view(), name="process-run"),
@@ -8,4 +8,12 @@ urlpatterns = [
     path("anomalies", views.AnomalyListView.as_view(), name="anomalies-list"),
     path("anomalies/<int:anomaly_id>", views.AnomalyDetailView.as_view(), name="anomaly-detail"),
     path("baselines", views.BaselineListView.as_view(), name="baselines-list"),
+    path("channels", alerting_views.ChannelListView.as_view(), name="channels-list"),
+    path("channels/<int:channel_id>", alerting_views.ChannelDetailView.as_view(), name="channel-detail"),
+    path("channels/<int:channel_id>/test", alerting_views.ChannelTestView.as_view(), name="channel-test"),
+    path("channels/<int:channel_id>/deliveries", alerting_views.ChannelDeliveriesView.as_view(), name="channel-deliveries"),
+    path("incidents", alerting_views.IncidentListView.as_view(), name="incidents-list"),
+    path("incidents/<int:incident_id>", alerting_views.IncidentDetailView.as_view(), name="incident-detail"),
+    path("silences", alerting_views.SilenceListView.as_view(), name="silences-list"),
+    path("silences/<int:silence_id>", alerting_views.SilenceDetailView.as_view(), name="silence-detail"),
 ]

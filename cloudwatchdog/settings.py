@@ -86,6 +86,19 @@ else:
 # Redis calls on a request's path (rate limits, /readyz) give up after this: a Redis that does not
 # answer must not hang requests.
 REDIS_TIMEOUT_SECONDS = env.float("REDIS_TIMEOUT_SECONDS", default=0.25)
+# Webhooks and Slack URLs may point at private or loopback addresses only when this is true.
+WEBHOOK_ALLOW_PRIVATE_NETWORKS = env.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", default=False)
+# Where the admin is, for links in notifications (e.g. https://cwd.example.com).
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# Email notifications: Django's SMTP backend, configured from the environment.
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="cloudwatchdog@localhost")
 # When set, GET /metrics wants `Authorization: Bearer <this>` (Prometheus: authorization.credentials).
 METRICS_SCRAPE_TOKEN = env.str("METRICS_SCRAPE_TOKEN", default="")
 
@@ -179,6 +192,9 @@ SPECTACULAR_SETTINGS = {
         "AnomalyStatusEnum": ["open", "acknowledged", "resolved"],
         "BaselineStatusEnum": ["warming", "ready"],
         "RunStatusEnum": ["queued", "running", "succeeded", "failed", "skipped"],
+        "SeriesKindEnum": ["gauge", "counter"],
+        "ChannelKindEnum": ["webhook", "slack", "email"],
+        "SeverityEnum": ["low", "medium", "high"],
     },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -210,6 +226,13 @@ CLOUDWATCHDOG = {
     # Points before this are refused (a tenant may refuse more with max_point_age_days).
     "EARLIEST_TIMESTAMP": datetime.fromisoformat(env.str("EARLIEST_TIMESTAMP", default="2000-01-01T00:00:00+00:00")),
     "LATE_WINDOW_SECONDS": env.int("LATE_WINDOW_SECONDS", default=3600),
+    # Alerting: anomalies of a series closer than this belong to one incident (and one within it
+    # after the incident resolved reopens it); an incident resolves when its series' points have
+    # gone on this long past its last anomaly without another.
+    "INCIDENT_GROUPING_SECONDS": env.int("INCIDENT_GROUPING_SECONDS", default=3600),
+    "INCIDENT_RESOLVE_SECONDS": env.int("INCIDENT_RESOLVE_SECONDS", default=1800),
+    "NOTIFY_RETRY_HOURS": env.int("NOTIFY_RETRY_HOURS", default=24),
+    "CHANNEL_MESSAGES_PER_MINUTE": env.int("CHANNEL_MESSAGES_PER_MINUTE", default=30),
     "INGEST_SYNCHRONOUS_COMMIT": env.bool("INGEST_SYNCHRONOUS_COMMIT", default=True),
     "PROCESS_RUN_WAIT_SECONDS": env.int("PROCESS_RUN_WAIT_SECONDS", default=30),
     "DETECTION_INTERVAL_SECONDS": env.int("DETECTION_INTERVAL_SECONDS", default=60),
@@ -257,6 +280,9 @@ CELERY_BEAT_SCHEDULE = {
         ("rollups-every-minute", "metrics.tasks.rollups_refresh_task", 60.0),
         ("detection-runs-prune-hourly", "anomalies.tasks.detection_runs_prune_task", 3600.0),
         ("points-maintenance-hourly", "metrics.tasks.points_maintain_task", 3600.0),
+        # Delivers notifications whose attempt is due (retries, and any whose immediate send was lost),
+        # and queues reminders of open incidents.
+        ("notifications-every-20s", "anomalies.tasks.notifications_deliver_task", 20.0),
     )
 }
 

@@ -1,0 +1,327 @@
+"""Writes for alerting: incidents rebuilt from anomalies, the notification outbox, delivery with retries.
+
+1. `incidents_sync` runs inside detection's write transaction: it regroups the anomalies of the
+   series the run evaluated into incidents (deterministically: an incident is known by its series
+   and first anomaly, so running again or replaying rebuilds the same ones) and writes one outbox
+   row per channel for each incident event (opened, escalated, resolved, reopened). A row's unique
+   key (channel, incident, event, event key) makes every event go out once, however often
+   detection runs.
+2. `notifications_deliver_due` (a Celery task, right after the commit and every 20 s from beat)
+   claims due rows, sends them (signed webhook, Slack, email), logs each attempt, and retries a
+   failure with exponential backoff and jitter for NOTIFY_RETRY_HOURS, within a per-channel rate.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+import random
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import orjson
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+from standardwebhooks import Webhook
+
+from anomalies import delivery
+from anomalies.models import (
+    Anomaly, Channel, DeliveryAttempt, Incident, IncidentEvent, Notification, Silence,
+)
+from cloudwatchdog.timeutil import format_iso, from_us
+from metrics.models import Series
+from tenants.models import Tenant
+from tenants.ratelimit import bucket_take
+
+logger = logging.getLogger(__name__)
+
+SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2}
+LEASE = timedelta(minutes=2)  # a claimed row is not claimed again for this long (the sender died?)
+
+
+@dataclass
+class _Group:
+    anomalies: list[Anomaly]
+
+    @property
+    def first(self) -> Anomaly:
+        return self.anomalies[0]
+
+    @property
+    def last(self) -> Anomaly:
+        return self.anomalies[-1]
+
+    @property
+    def peak(self) -> Anomaly:
+        return max(self.anomalies, key=lambda a: (SEVERITY_RANK[a.severity], a.score))
+
+
+def incidents_sync(*, tenant: Tenant, watermarks_us: dict[int, int], found: set[int],
+                   replaced_from_us: dict[int, int]) -> int:
+    """Regroup into incidents the anomalies of the series a run evaluated (their newest points at
+    `watermarks_us`) that can have changed: those with findings (`found`), with replaced anomalies
+    (`replaced_from_us`: from when) or with an incident not resolved yet; queue their events.
+    Returns how many notifications were queued."""
+    unresolved = set(Incident.objects.for_tenant(tenant).exclude(status=Incident.STATUS_RESOLVED)
+                     .values_list("series_id", flat=True))
+    series_ids = sorted((found | set(replaced_from_us) | unresolved) & set(watermarks_us))
+    if not series_ids:
+        return 0
+    grouping = timedelta(seconds=settings.CLOUDWATCHDOG["INCIDENT_GROUPING_SECONDS"])
+    resolve_after = timedelta(seconds=settings.CLOUDWATCHDOG["INCIDENT_RESOLVE_SECONDS"])
+    latest = {}
+    for incident in Incident.objects.for_tenant(tenant).filter(series_id__in=series_ids).order_by("series_id", "started_at"):
+        latest[incident.series_id] = incident  # the last one of each series wins
+    queued = 0
+    for series_id in series_ids:
+        since = latest[series_id].started_at if series_id in latest else None
+        if series_id in replaced_from_us:
+            replaced = from_us(replaced_from_us[series_id]) - grouping
+            since = replaced if since is None else min(since, replaced)
+        anomalies = Anomaly.objects.for_tenant(tenant).filter(series_id=series_id)
+        if since is not None:
+            anomalies = anomalies.filter(ts__gte=since)
+        groups = _groups(list(anomalies.order_by("ts")), grouping)
+        if since is not None:
+            # Incidents from `since` on that the anomalies no longer make (a replay changed history).
+            Incident.objects.for_tenant(tenant).filter(series_id=series_id, started_at__gte=since).exclude(
+                started_at__in=[g.first.ts for g in groups]).delete()
+        watermark = from_us(watermarks_us[series_id])
+        for group in groups:
+            queued += _incident_write(tenant, series_id, group, watermark, resolve_after)
+    return queued
+
+
+def _groups(anomalies: list[Anomaly], grouping: timedelta) -> list[_Group]:
+    groups: list[_Group] = []
+    for anomaly in anomalies:
+        if groups and anomaly.ts - groups[-1].last.ts <= grouping:
+            groups[-1].anomalies.append(anomaly)
+        else:
+            groups.append(_Group([anomaly]))
+    return groups
+
+
+def _incident_write(tenant: Tenant, series_id: int, group: _Group, watermark: datetime, resolve_after: timedelta) -> int:
+    resolved_at = group.last.ts + resolve_after if watermark >= group.last.ts + resolve_after else None
+    peak = group.peak
+    incident = Incident.objects.for_tenant(tenant).filter(series_id=series_id, started_at=group.first.ts).first()
+    events: list[tuple[str, str]] = []
+    if incident is None:
+        incident = Incident(tenant=tenant, series_id=series_id, started_at=group.first.ts, status=Incident.STATUS_OPEN)
+        events.append(("opened", format_iso(group.first.ts)))
+        previous_status = None
+    else:
+        previous_status = incident.status
+        if SEVERITY_RANK[peak.severity] > SEVERITY_RANK[incident.peak_severity]:
+            events.append(("escalated", peak.severity))
+        if incident.status == Incident.STATUS_RESOLVED and resolved_at is None:
+            events.append(("reopened", format_iso(group.last.ts)))
+    if resolved_at is not None:
+        status = Incident.STATUS_RESOLVED
+        if previous_status != Incident.STATUS_RESOLVED:
+            events.append(("resolved", format_iso(resolved_at)))
+    elif previous_status in (None, Incident.STATUS_RESOLVED):
+        status = Incident.STATUS_OPEN
+    else:
+        status = previous_status  # open or acknowledged: a person's triage stands while it lasts
+    incident.last_anomaly_at, incident.resolved_at, incident.status = group.last.ts, resolved_at, status
+    incident.peak_severity, incident.peak_score, incident.reason = peak.severity, peak.score, peak.reason
+    incident.anomaly_count = len(group.anomalies)
+    incident.save()
+    if previous_status is not None and previous_status != status:
+        IncidentEvent.objects.create(tenant=tenant, incident=incident, actor="detection", from_status=previous_status,
+                                     to_status=status)
+    return sum(_queue(tenant, incident, event, key) for event, key in events)
+
+
+def _queue(tenant: Tenant, incident: Incident, event: str, key: str) -> int:
+    """One outbox row per matching channel (ON CONFLICT: never twice); silenced ones are kept, marked so."""
+    series = incident.series
+    silenced = any(s.matches(series, incident.last_anomaly_at) for s in Silence.objects.for_tenant(tenant).filter(
+        start__lte=incident.last_anomaly_at, end__gt=incident.last_anomaly_at))
+    now = timezone.now()
+    rows = [
+        Notification(tenant=tenant, channel=channel, incident=incident, event=event, event_key=key,
+                     message_id=f"msg_{uuid.uuid4().hex}", payload=_payload(incident, event),
+                     status=Notification.SILENCED if silenced else Notification.PENDING, next_attempt_at=now)
+        for channel in _channels_for(tenant, series, incident.peak_severity)
+    ]
+    return len(Notification.objects.bulk_create(rows, ignore_conflicts=True)) if rows else 0
+
+
+def _channels_for(tenant: Tenant, series: Series, severity: str) -> list[Channel]:
+    channels = Channel.objects.for_tenant(tenant).filter(enabled=True).filter(
+        Q(service="") | Q(service=series.service), Q(metric_name="") | Q(metric_name=series.metric_name))
+    return [c for c in channels if SEVERITY_RANK[severity] >= SEVERITY_RANK[c.min_severity]]
+
+
+def _payload(incident: Incident, event: str) -> dict:
+    series = incident.series
+    return {
+        "type": f"incident.{event}",
+        "incident": {
+            "id": incident.id, "status": incident.status, "severity": incident.peak_severity,
+            "score": incident.peak_score, "started_at": format_iso(incident.started_at),
+            "last_anomaly_at": format_iso(incident.last_anomaly_at),
+            "resolved_at": format_iso(incident.resolved_at) if incident.resolved_at else None,
+            "anomaly_count": incident.anomaly_count, "reason": incident.reason,
+            "url": settings.PUBLIC_BASE_URL + reverse("admin:metrics_series_change", args=[series.id]),
+        },
+        "series": {"id": series.id, "service": series.service, "resource_id": series.resource_id,
+                   "metric_name": series.metric_name, "tags": series.tags},
+    }
+
+
+def notification_test_queue(*, channel: Channel) -> Notification:
+    """A test message to one channel ("send test"), delivered like any other."""
+    return Notification.objects.create(
+        tenant=channel.tenant, channel=channel, incident=None, event="test", event_key=uuid.uuid4().hex,
+        message_id=f"msg_{uuid.uuid4().hex}", next_attempt_at=timezone.now(),
+        payload={"type": "test", "message": f"A test notification to {channel.name} from CloudWatchDog."})
+
+
+def reminders_queue(*, now: datetime | None = None) -> int:
+    """For channels with renotify_hours: a reminder of each open, unacknowledged incident every N hours."""
+    now = now or timezone.now()
+    queued = 0
+    for channel in Channel.objects.unscoped().filter(enabled=True, renotify_hours__isnull=False).select_related("tenant"):
+        period = channel.renotify_hours * 3600
+        slot = int(now.timestamp()) // period
+        for incident in Incident.objects.for_tenant(channel.tenant).filter(
+                status=Incident.STATUS_OPEN, started_at__lte=now - timedelta(seconds=period)).select_related("series"):
+            if channel in _channels_for(channel.tenant, incident.series, incident.peak_severity):
+                queued += len(Notification.objects.bulk_create([Notification(
+                    tenant=channel.tenant, channel=channel, incident=incident, event="reminder", event_key=str(slot),
+                    message_id=f"msg_{uuid.uuid4().hex}", payload=_payload(incident, "reminder"), next_attempt_at=now,
+                )], ignore_conflicts=True))
+    return queued
+
+
+def notifications_deliver_due(*, now: datetime | None = None, limit: int = 200) -> int:
+    """Deliver the notifications whose attempt is due; returns how many attempts were made."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        due = list(Notification.objects.unscoped().filter(status=Notification.PENDING, next_attempt_at__lte=now)
+                   .select_for_update(skip_locked=True).order_by("next_attempt_at")[:limit])
+        # Claimed: a concurrent sender skips them, and a sender that dies leaves them due again later.
+        Notification.objects.unscoped().filter(id__in=[n.id for n in due]).update(next_attempt_at=now + LEASE)
+    attempts = 0
+    for notification in due:
+        attempts += _deliver(notification, now)
+    return attempts
+
+
+def _deliver(notification: Notification, now: datetime) -> int:
+    channel = Channel.objects.unscoped().filter(id=notification.channel_id, tenant_id=notification.tenant_id).first()
+    if channel is None or not channel.enabled:
+        Notification.objects.unscoped().filter(id=notification.id).update(status=Notification.GAVE_UP)
+        return 0
+    per_minute = settings.CLOUDWATCHDOG["CHANNEL_MESSAGES_PER_MINUTE"]
+    wait = bucket_take(name=f"channel:{channel.id}", tenant_id=channel.tenant_id, rate=per_minute / 60, burst=per_minute)
+    if wait is not None:  # over the channel's rate: later, without counting an attempt
+        Notification.objects.unscoped().filter(id=notification.id).update(next_attempt_at=now + timedelta(seconds=wait))
+        return 0
+    outcome = _send(channel, notification, now)
+    DeliveryAttempt.objects.create(tenant_id=notification.tenant_id, notification=notification,
+                                   status_code=outcome.status_code, latency_ms=outcome.latency_ms,
+                                   response_excerpt=outcome.excerpt, error=outcome.error)
+    attempts = notification.attempts + 1
+    if outcome.ok:
+        update = {"status": Notification.DELIVERED, "delivered_at": timezone.now()}
+    elif now - notification.created_at >= timedelta(hours=settings.CLOUDWATCHDOG["NOTIFY_RETRY_HOURS"]):
+        update = {"status": Notification.GAVE_UP}
+    else:
+        update = {"next_attempt_at": now + backoff(attempts)}
+    Notification.objects.unscoped().filter(id=notification.id).update(attempts=attempts, **update)
+    return 1
+
+
+def backoff(attempts: int) -> timedelta:
+    """Exponential, 10 s doubling up to an hour, with full jitter in its upper half."""
+    ceiling = min(10 * 2 ** (attempts - 1), 3600)
+    return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
+
+
+def _send(channel: Channel, notification: Notification, now: datetime) -> delivery.Outcome:
+    payload = notification.payload
+    if channel.kind == Channel.KIND_EMAIL:
+        return delivery.send_email(channel.email, _subject(payload), _text(payload))
+    if channel.kind == Channel.KIND_SLACK:
+        return delivery.post_json(channel.url, orjson.dumps({"text": _text(payload)}), {})
+    body = orjson.dumps(payload).decode()
+    signature = Webhook(channel.secret).sign(notification.message_id, now, body)
+    return delivery.post_json(channel.url, body.encode(), {
+        "webhook-id": notification.message_id, "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": signature})
+
+
+def _subject(payload: dict) -> str:
+    if payload.get("type") == "test":
+        return "CloudWatchDog: test notification"
+    incident, series = payload["incident"], payload["series"]
+    return (f"[{incident['severity']}] {payload['type'].split('.')[-1]}: {series['service']}/{series['resource_id']}/"
+            f"{series['metric_name']}")
+
+
+def _text(payload: dict) -> str:
+    if payload.get("type") == "test":
+        return payload["message"]
+    incident = payload["incident"]
+    return (f"{_subject(payload)}\n{incident['reason']}\n{incident['anomaly_count']} anomalies since "
+            f"{incident['started_at']}; status {incident['status']}.\n{incident['url']}")
+
+
+def channel_secret() -> str:
+    """A Standard Webhooks signing secret: whsec_ and 32 random bytes in base64."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+CHANNEL_FIELDS = ("name", "kind", "url", "email", "min_severity", "service", "metric_name", "renotify_hours", "enabled")
+
+
+def channel_create(*, tenant: Tenant, data: dict) -> Channel:
+    """A tenant's channel; a webhook gets its signing secret (returned once, by the caller's answer)."""
+    channel = Channel(tenant=tenant, **{k: v for k, v in data.items() if k in CHANNEL_FIELDS})
+    if channel.kind == Channel.KIND_WEBHOOK:
+        channel.secret = channel_secret()
+    channel.save()
+    return channel
+
+
+def channel_update(*, channel: Channel, data: dict) -> Channel:
+    for name, value in data.items():
+        if name in CHANNEL_FIELDS and name != "kind":
+            setattr(channel, name, value)
+    channel.save()
+    return channel
+
+
+def channel_delete(*, channel: Channel) -> None:
+    channel.delete()
+
+
+def incident_status_set(*, tenant: Tenant, incident: Incident, status: str, actor: str, note: str = "") -> Incident:
+    """A person's triage of an incident, recorded as an event like an anomaly's."""
+    if status not in dict(Incident.STATUSES):
+        raise ValueError(f"unknown status {status!r}")
+    with transaction.atomic():
+        incident = Incident.objects.for_tenant(tenant).select_for_update().get(id=incident.id)
+        if incident.status != status or note:
+            IncidentEvent.objects.create(tenant=tenant, incident=incident, actor=actor[:200],
+                                         from_status=incident.status, to_status=status, note=note)
+        incident.status = status
+        incident.save(update_fields=["status", "updated_at"])
+    return incident
+
+
+def silence_create(*, tenant: Tenant, data: dict, actor: str) -> Silence:
+    return Silence.objects.create(tenant=tenant, actor=actor[:200], **data)
+
+
+def silence_delete(*, silence: Silence) -> None:
+    silence.delete()

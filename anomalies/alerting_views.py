@@ -1,0 +1,176 @@
+"""HTTP endpoints of alerting: channels (and their deliveries), incidents, silences."""
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from anomalies import alerting, selectors, serializers
+from anomalies.views import api_actor, event_item
+from cloudwatchdog.api import MAX_ID, query_params
+from cloudwatchdog.errors import ApiError
+from cloudwatchdog.timeutil import format_iso
+
+
+def _iso(moment):
+    return format_iso(moment) if moment else None
+
+
+def channel_item(channel, *, secret: bool = False) -> dict:
+    item = {"id": channel.id, "name": channel.name, "kind": channel.kind, "url": channel.url, "email": channel.email,
+            "min_severity": channel.min_severity, "service": channel.service, "metric_name": channel.metric_name,
+            "renotify_hours": channel.renotify_hours, "enabled": channel.enabled,
+            "created_at": format_iso(channel.created_at)}
+    if secret and channel.secret:
+        item["secret"] = channel.secret
+    return item
+
+
+def _channel_or_404(tenant, channel_id: int):
+    channel = selectors.channel_get(tenant=tenant, channel_id=channel_id) if channel_id <= MAX_ID else None
+    if channel is None:
+        raise ApiError(404, "No such channel.")
+    return channel
+
+
+class ChannelListView(APIView):
+    @extend_schema(operation_id="channels_list", responses=serializers.ChannelPageSerializer)
+    def get(self, request):
+        """The tenant's notification channels."""
+        return Response({"results": [channel_item(c) for c in selectors.channel_list(tenant=request.user.tenant)]})
+
+    @extend_schema(operation_id="channel_create", request=serializers.ChannelWriteSerializer,
+                   responses={201: serializers.ChannelSerializer})
+    def post(self, request):
+        """A webhook, Slack or email channel; a webhook's signing secret is in this answer only (scope all)."""
+        data = serializers.ChannelWriteSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        channel = alerting.channel_create(tenant=request.user.tenant, data=data.validated_data)
+        return Response(channel_item(channel, secret=True), status=status.HTTP_201_CREATED)
+
+
+class ChannelDetailView(APIView):
+    @extend_schema(operation_id="channel_read", responses=serializers.ChannelSerializer)
+    def get(self, request, channel_id):
+        return Response(channel_item(_channel_or_404(request.user.tenant, channel_id)))
+
+    @extend_schema(operation_id="channel_update", request=serializers.ChannelWriteSerializer,
+                   responses=serializers.ChannelSerializer)
+    def patch(self, request, channel_id):
+        """Change a channel (not its kind)."""
+        channel = _channel_or_404(request.user.tenant, channel_id)
+        data = serializers.ChannelWriteSerializer(channel, data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        return Response(channel_item(alerting.channel_update(channel=channel, data=data.validated_data)))
+
+    @extend_schema(operation_id="channel_delete", responses={204: OpenApiResponse(description="Deleted.")})
+    def delete(self, request, channel_id):
+        alerting.channel_delete(channel=_channel_or_404(request.user.tenant, channel_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ChannelTestView(APIView):
+    @extend_schema(operation_id="channel_test", request=None, responses={202: serializers.DeliverySerializer})
+    def post(self, request, channel_id):
+        """Queue a test message to the channel; its delivery shows in the channel's deliveries."""
+        notification = alerting.notification_test_queue(channel=_channel_or_404(request.user.tenant, channel_id))
+        return Response(delivery_item(notification), status=status.HTTP_202_ACCEPTED)
+
+
+def delivery_item(notification) -> dict:
+    return {
+        "message_id": notification.message_id, "event": notification.event, "incident_id": notification.incident_id,
+        "status": notification.status, "attempts": notification.attempts, "created_at": format_iso(notification.created_at),
+        "delivered_at": _iso(notification.delivered_at),
+        "log": [{"at": format_iso(a.at), "status_code": a.status_code, "latency_ms": a.latency_ms,
+                 "response_excerpt": a.response_excerpt, "error": a.error}
+                for a in (notification.attempt_log.all() if notification.pk else [])],
+    }
+
+
+class ChannelDeliveriesView(APIView):
+    @extend_schema(operation_id="channel_deliveries", responses=serializers.DeliveryPageSerializer)
+    def get(self, request, channel_id):
+        """The channel's last 100 notifications, newest first, each with its attempts."""
+        tenant = request.user.tenant
+        channel = _channel_or_404(tenant, channel_id)
+        return Response({"results": [delivery_item(n) for n in selectors.deliveries_list(tenant=tenant,
+                                                                                          channel=channel)]})
+
+
+def incident_item(incident, events=None) -> dict:
+    series = incident.series
+    item = {"id": incident.id, "series_id": series.id, "service": series.service, "resource_id": series.resource_id,
+            "metric_name": series.metric_name, "status": incident.status, "started_at": format_iso(incident.started_at),
+            "last_anomaly_at": format_iso(incident.last_anomaly_at), "resolved_at": _iso(incident.resolved_at),
+            "peak_severity": incident.peak_severity, "peak_score": incident.peak_score,
+            "anomaly_count": incident.anomaly_count, "reason": incident.reason}
+    if events is not None:
+        item["events"] = [event_item(e) for e in events]
+    return item
+
+
+class IncidentListView(APIView):
+    @extend_schema(operation_id="incidents_list", parameters=[serializers.IncidentQuerySerializer],
+                   responses=serializers.IncidentPageSerializer)
+    def get(self, request):
+        """The tenant's incidents, newest first."""
+        params = query_params(serializers.IncidentQuerySerializer, request)
+        incidents = selectors.incident_list(tenant=request.user.tenant, status=params.get("status"),
+                                            series_id=params.get("series_id"), limit=params["limit"])
+        return Response({"results": [incident_item(i) for i in incidents]})
+
+
+class IncidentDetailView(APIView):
+    def _detail(self, tenant, incident_id):
+        incident = selectors.incident_get(tenant=tenant, incident_id=incident_id) if incident_id <= MAX_ID else None
+        if incident is None:
+            raise ApiError(404, "No such incident.")
+        return incident, incident_item(incident, selectors.incident_events(tenant=tenant, incident_id=incident.id))
+
+    @extend_schema(operation_id="incident_read", responses=serializers.IncidentSerializer)
+    def get(self, request, incident_id):
+        return Response(self._detail(request.user.tenant, incident_id)[1])
+
+    @extend_schema(operation_id="incident_update", request=serializers.AnomalyPatchSerializer,
+                   responses=serializers.IncidentSerializer)
+    def patch(self, request, incident_id):
+        """Acknowledge, resolve or reopen an incident with a note (scope all)."""
+        tenant = request.user.tenant
+        data = serializers.AnomalyPatchSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        incident, _ = self._detail(tenant, incident_id)
+        alerting.incident_status_set(tenant=tenant, incident=incident,
+                                     status=data.validated_data.get("status", incident.status),
+                                     actor=api_actor(request), note=data.validated_data.get("note", ""))
+        return Response(self._detail(tenant, incident_id)[1])
+
+
+def silence_item(silence) -> dict:
+    return {"id": silence.id, "service": silence.service, "metric_name": silence.metric_name,
+            "resource_id": silence.resource_id, "tags": silence.tags, "start": format_iso(silence.start),
+            "end": format_iso(silence.end), "actor": silence.actor, "note": silence.note}
+
+
+class SilenceListView(APIView):
+    @extend_schema(operation_id="silences_list", responses=serializers.SilencePageSerializer)
+    def get(self, request):
+        return Response({"results": [silence_item(s) for s in selectors.silence_list(tenant=request.user.tenant)]})
+
+    @extend_schema(operation_id="silence_create", request=serializers.SilenceWriteSerializer,
+                   responses={201: serializers.SilenceSerializer})
+    def post(self, request):
+        """A maintenance window: incidents of matching series between start and end notify nobody (scope all)."""
+        data = serializers.SilenceWriteSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        silence = alerting.silence_create(tenant=request.user.tenant, data=data.validated_data, actor=api_actor(request))
+        return Response(silence_item(silence), status=status.HTTP_201_CREATED)
+
+
+class SilenceDetailView(APIView):
+    @extend_schema(operation_id="silence_delete", responses={204: OpenApiResponse(description="Deleted.")})
+    def delete(self, request, silence_id):
+        silence = selectors.silence_get(tenant=request.user.tenant, silence_id=silence_id) if silence_id <= MAX_ID else None
+        if silence is None:
+            raise ApiError(404, "No such silence.")
+        alerting.silence_delete(silence=silence)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,85 @@
+"""Outbound requests to places tenants name (webhooks, Slack), made safe: http(s) only, public
+addresses only (unless WEBHOOK_ALLOW_PRIVATE_NETWORKS), short timeouts, no redirects, a cap on
+what is read back. And email through Django's mail backends."""
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import requests
+from django.conf import settings
+from django.core.mail import EmailMessage
+
+CONNECT_TIMEOUT, READ_TIMEOUT = 3.0, 10.0
+MAX_RESPONSE_BYTES = 64 * 1024
+EXCERPT_CHARS = 500
+
+
+class UnsafeDestination(ValueError):
+    """A URL CloudWatchDog will not send to; the message says why."""
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    status_code: int | None
+    latency_ms: int
+    excerpt: str = ""
+    error: str = ""
+
+
+def destination_check(url: str, *, resolve: bool = True) -> None:
+    """Raise UnsafeDestination unless `url` is http(s) to a host whose every address is public
+    (private, loopback, link-local and other reserved ranges are refused unless the environment
+    sets WEBHOOK_ALLOW_PRIVATE_NETWORKS=true)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UnsafeDestination("only http:// and https:// URLs with a host name are allowed")
+    if parts.username or parts.password:
+        raise UnsafeDestination("credentials in the URL are not allowed; put a token in the path or query")
+    if settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS or not resolve:
+        return
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)}
+    except (socket.gaierror, UnicodeError) as error:
+        raise UnsafeDestination(f"the host name does not resolve ({error})") from None
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if not ip.is_global or ip.is_multicast:
+            raise UnsafeDestination(f"{parts.hostname} resolves to {ip}, a private or reserved address "
+                                    "(set WEBHOOK_ALLOW_PRIVATE_NETWORKS=true to allow it)")
+
+
+def post_json(url: str, body: bytes, headers: dict[str, str]) -> Outcome:
+    """POST `body`; ok on a 2xx. Redirects are not followed (a 3xx is a failure): a redirect could lead
+    anywhere, a private address included."""
+    began = time.monotonic()
+    try:
+        destination_check(url)
+        with requests.post(url, data=body, headers={"Content-Type": "application/json", **headers},
+                           timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), allow_redirects=False, stream=True) as response:
+            content = response.raw.read(MAX_RESPONSE_BYTES, decode_content=True) or b""
+            excerpt = content.decode("utf-8", "replace")[:EXCERPT_CHARS]
+            ok = 200 <= response.status_code < 300
+            return Outcome(ok, response.status_code, _ms(began), excerpt,
+                           "" if ok else f"answered {response.status_code}")
+    except UnsafeDestination as error:
+        return Outcome(False, None, _ms(began), error=f"refused: {error}")
+    except requests.RequestException as error:
+        return Outcome(False, None, _ms(began), error=f"{type(error).__name__}: {str(error)[:300]}")
+
+
+def send_email(to: str, subject: str, text: str) -> Outcome:
+    began = time.monotonic()
+    try:
+        EmailMessage(subject=subject, body=text, to=[to]).send(fail_silently=False)
+    except Exception as error:  # smtplib's, socket's and the backends' errors alike: a failed attempt
+        return Outcome(False, None, _ms(began), error=f"{type(error).__name__}: {str(error)[:300]}")
+    return Outcome(True, None, _ms(began))
+
+
+def _ms(began: float) -> int:
+    return int((time.monotonic() - began) * 1000)
