@@ -156,3 +156,26 @@ def chromium_path() -> str:
     if not shutil.which("chromium"):
         _apt_install("chromium")
     return shutil.which("chromium")
+
+
+@pytest.fixture
+def celery_worker(transactional_db):
+    """A real Celery worker (in a thread of this process) on the real Redis broker."""
+    from celery.contrib.testing.worker import start_worker
+
+    from cloudwatchdog.celery import app
+
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30) as worker:
+        yield worker
+
+
+def wait_for(predicate, timeout=30) -> bool:
+    """Poll until `predicate()` holds (the database a worker writes to): a bounded wait, not a fixed sleep."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False

@@ -83,7 +83,7 @@ def delivery_item(notification) -> dict:
         "delivered_at": _iso(notification.delivered_at),
         "log": [{"at": format_iso(a.at), "status_code": a.status_code, "latency_ms": a.latency_ms,
                  "response_excerpt": a.response_excerpt, "error": a.error}
-                for a in (notification.attempt_log.all() if notification.pk else [])],
+                for a in getattr(notification, "attempts_logged", [])],
     }
 
 

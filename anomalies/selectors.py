@@ -5,14 +5,14 @@ import math
 from datetime import datetime
 
 import numpy as np
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 
 from django.db import connection
 
 from anomalies.engine import DetectionConfig, SeriesState, expected_band, restart_at, state_from_history
 from anomalies.models import (
-    ANOMALY_TABLE, BASELINE_TABLE, DETECTION_STATE_TABLE, Anomaly, AnomalyEvent, Baseline, Channel, DetectionRun,
-    Incident, IncidentEvent, Notification, SeriesMute, Silence,
+    ANOMALY_TABLE, BASELINE_TABLE, DETECTION_STATE_TABLE, Anomaly, AnomalyEvent, Baseline, Channel, DeliveryAttempt,
+    DetectionRun, Incident, IncidentEvent, Notification, SeriesMute, Silence,
 )
 from metrics import counters
 from metrics import selectors as metrics_selectors
@@ -219,8 +219,10 @@ def channel_get(*, tenant: Tenant, channel_id: int) -> Channel | None:
 
 def deliveries_list(*, tenant: Tenant, channel: Channel, limit: int = 100) -> list[Notification]:
     """The channel's notifications, newest first, with their attempt logs."""
+    attempts = Prefetch("attempt_log", queryset=DeliveryAttempt.objects.for_tenant(tenant).order_by("at", "id"),
+                        to_attr="attempts_logged")
     return list(Notification.objects.for_tenant(tenant).filter(channel=channel).order_by("-created_at", "-id")
-                .prefetch_related("attempt_log")[:limit])
+                .prefetch_related(attempts)[:limit])
 
 
 def incident_list(*, tenant: Tenant, status: str | None = None, series_id: int | None = None,

@@ -1,30 +1,9 @@
 """The Celery tasks on a real worker, through the real Redis broker."""
-import time
 from datetime import datetime, timedelta, timezone
-
-import pytest
-from celery.contrib.testing.worker import start_worker
 
 from anomalies.models import DetectionRun
 from anomalies.tasks import detection_run_all_task
-from cloudwatchdog.celery import app
-from conftest import steady_then_spike
-
-
-@pytest.fixture
-def celery_worker(transactional_db):
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30) as worker:
-        yield worker
-
-
-def _wait_for(predicate, timeout=30):
-    # Poll the database the worker writes to; a bounded wait, not a fixed sleep.
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
+from conftest import steady_then_spike, wait_for as _wait_for
 
 
 def test_an_async_run_goes_through_the_worker(make_tenant, celery_worker):

@@ -1,0 +1,169 @@
+"""Alerting with real receivers: a local HTTP server (pytest-httpserver) for webhooks, a local SMTP
+server (aiosmtpd) for email, the real Celery worker for delivery; signatures checked with the
+standardwebhooks library."""
+import json
+import socket
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Sink
+from standardwebhooks import Webhook
+from werkzeug import Response
+
+from anomalies.alerting import notifications_deliver_due
+from anomalies.models import Incident, Notification
+from anomalies.services import detection_run
+from conftest import event, steady_then_spike, wait_for
+
+END = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(hours=2)
+
+
+@pytest.fixture(autouse=True)
+def _local_receivers_allowed(settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True  # the receivers of these tests listen on loopback
+
+
+def _webhook(client, url, **extra) -> dict:
+    response = client.post("/api/v1/channels", {"name": "ops hook", "kind": "webhook", "url": url, **extra})
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def _spike_then_calm(client, *, calm_minutes=0):
+    """A spike at END (one incident), then `calm_minutes` of steady points after it."""
+    events = steady_then_spike(count=2000, end=END)
+    events += [event(50.0 + (k % 7) * 0.5 - 1.5, END + timedelta(minutes=k + 1)) for k in range(calm_minutes)]
+    for start in range(0, len(events), 1000):
+        client.ingest(events[start:start + 1000])
+    detection_run(tenant=client.tenant, trigger="command")
+
+
+def _received(httpserver) -> list[tuple[dict, dict]]:
+    return [(json.loads(request.get_data()), dict(request.headers)) for request, _ in httpserver.log]
+
+
+def test_each_incident_event_sends_one_signed_webhook_and_reruns_or_a_replay_send_nothing_more(make_tenant, httpserver):
+    client = make_tenant("alerts")
+    httpserver.expect_request("/hook", method="POST").respond_with_data("thanks")
+    channel = _webhook(client, httpserver.url_for("/hook"))
+    assert channel["secret"].startswith("whsec_")
+    assert "secret" not in client.get(f"/api/v1/channels/{channel['id']}").json()  # shown once
+
+    _spike_then_calm(client)
+    notifications_deliver_due()
+    _spike_then_calm(client, calm_minutes=40)  # the series stays in its band past the resolve time
+    notifications_deliver_due()
+    received = _received(httpserver)
+    assert [body["type"] for body, _ in received] == ["incident.opened", "incident.resolved"]
+    for body, headers in received:
+        verified = Webhook(channel["secret"]).verify(_raw(httpserver, headers["Webhook-Id"]), headers)
+        assert verified["incident"]["reason"] == body["incident"]["reason"]
+        assert body["series"]["resource_id"] == "i-test123"
+    [incident] = client.get("/api/v1/incidents").json()["results"]
+    assert (incident["status"], incident["anomaly_count"], incident["peak_severity"]) == ("resolved", 1, "high")
+
+    detection_run(tenant=client.tenant, trigger="command")
+    detection_run(tenant=client.tenant, trigger="replay", replay_since=END - timedelta(days=1))
+    notifications_deliver_due(now=datetime.now(timezone.utc) + timedelta(hours=1))
+    assert len(httpserver.log) == 2
+    assert Incident.objects.for_tenant(client.tenant).count() == 1
+
+
+def _raw(httpserver, message_id) -> bytes:
+    for request, _ in httpserver.log:
+        if request.headers["Webhook-Id"] == message_id:
+            return request.get_data()
+    raise AssertionError(message_id)
+
+
+def test_a_receiver_failing_twice_gets_the_same_message_three_times_and_the_log_shows_them(make_tenant, httpserver):
+    client = make_tenant("flaky")
+    for status in (500, 500, 200):
+        httpserver.expect_ordered_request("/hook", method="POST").respond_with_response(
+            Response("down" if status == 500 else "ok", status=status))
+    channel = _webhook(client, httpserver.url_for("/hook"))
+    _spike_then_calm(client)
+    now = datetime.now(timezone.utc)
+    for attempt in range(3):
+        assert notifications_deliver_due(now=now + timedelta(hours=attempt)) == 1
+    assert notifications_deliver_due(now=now + timedelta(hours=5)) == 0  # delivered: nothing more
+    ids = {request.headers["Webhook-Id"] for request, _ in httpserver.log}
+    assert len(httpserver.log) == 3 and len(ids) == 1
+    [delivery] = client.get(f"/api/v1/channels/{channel['id']}/deliveries").json()["results"]
+    assert delivery["status"] == "delivered" and delivery["attempts"] == 3 and delivery["message_id"] in ids
+    assert [a["status_code"] for a in delivery["log"]] == [500, 500, 200]
+    assert delivery["log"][0]["response_excerpt"] == "down" and delivery["log"][0]["error"] == "answered 500"
+
+
+def test_a_silenced_series_notifies_nobody(make_tenant, httpserver):
+    client = make_tenant("silenced")
+    httpserver.expect_request("/hook").respond_with_data("ok")
+    _webhook(client, httpserver.url_for("/hook"))
+    response = client.post("/api/v1/silences", {"service": "ec2", "start": (END - timedelta(hours=1)).isoformat(),
+                                                 "end": (END + timedelta(hours=1)).isoformat(), "note": "patching"})
+    assert response.status_code == 201
+    _spike_then_calm(client)
+    notifications_deliver_due()
+    assert httpserver.log == []
+    assert Notification.objects.for_tenant(client.tenant).get().status == "silenced"
+    assert client.get("/api/v1/incidents").json()["results"][0]["status"] == "open"  # the incident still exists
+
+
+def test_email_arrives_through_a_local_smtp_server_with_the_reason(make_tenant, settings, celery_worker):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sink = Sink()
+    received = []
+    sink.handle_DATA = _collect(received)
+    smtp = Controller(sink, hostname="127.0.0.1", port=port)
+    smtp.start()
+    try:
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
+        client = make_tenant("mailed")
+        response = client.post("/api/v1/channels", {"name": "on-call", "kind": "email", "email": "oncall@example.com"})
+        assert response.status_code == 201
+        _spike_then_calm(client)  # the run's commit asks the worker to deliver
+        assert wait_for(lambda: received, timeout=30)
+        message = received[0]
+        anomaly_reason = client.get("/api/v1/anomalies").json()["results"][0]["reason"]
+        assert "oncall@example.com" in message["to"]
+        assert anomaly_reason in message["body"] and "[high] opened: ec2/i-test123/cpu_utilization" in message["body"]
+    finally:
+        smtp.stop()
+
+
+def _collect(received):
+    async def handle_data(server, session, envelope):
+        received.append({"to": envelope.rcpt_tos, "body": envelope.content.decode("utf-8", "replace")})
+        return "250 OK"
+    return handle_data
+
+
+def test_channels_refuse_unsafe_urls_and_name_the_field(make_tenant, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = False
+    client = make_tenant("unsafe")
+    for url, reason in (("http://127.0.0.1:8080/hook", "private or reserved address"),
+                        ("http://169.254.169.254/latest/meta-data", "private or reserved address"),
+                        ("ftp://example.com/x", "only http:// and https:// URLs"),
+                        ("http://user:pass@example.com/", "credentials in the URL are not allowed")):
+        response = client.post("/api/v1/channels", {"name": "x", "kind": "webhook", "url": url})
+        assert response.status_code == 400, url
+        assert any(reason in message for message in response.json()["errors"]["url"]), response.json()
+    response = client.post("/api/v1/channels", {"name": "x", "kind": "email"})
+    assert response.status_code == 400 and "email" in response.json()["errors"]
+
+
+def test_incidents_are_triaged_over_the_api_with_an_audit_trail(make_tenant, httpserver):
+    client = make_tenant("triage")
+    _spike_then_calm(client)
+    [incident] = client.get("/api/v1/incidents", {"status": "open"}).json()["results"]
+    patched = client.client.patch(f"/api/v1/incidents/{incident['id']}", {"status": "acknowledged", "note": "on it"},
+                                  content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {client.key}")
+    assert patched.status_code == 200
+    assert [(e["from_status"], e["to_status"], e["note"]) for e in patched.json()["events"]] == [
+        ("open", "acknowledged", "on it")]
+    other = make_tenant("triage-other")
+    assert other.get(f"/api/v1/incidents/{incident['id']}").status_code == 404
