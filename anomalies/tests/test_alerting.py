@@ -167,3 +167,20 @@ def test_incidents_are_triaged_over_the_api_with_an_audit_trail(make_tenant, htt
         ("open", "acknowledged", "on it")]
     other = make_tenant("triage-other")
     assert other.get(f"/api/v1/incidents/{incident['id']}").status_code == 404
+
+
+def test_send_test_reaches_the_channel_and_shows_in_its_deliveries(make_tenant, httpserver):
+    client = make_tenant("tested")
+    httpserver.expect_request("/slack", method="POST").respond_with_data("ok")
+    response = client.post("/api/v1/channels", {"name": "team", "kind": "slack", "url": httpserver.url_for("/slack")})
+    channel = response.json()
+    assert "secret" not in channel  # only webhooks sign
+    assert client.post(f"/api/v1/channels/{channel['id']}/test").status_code == 202
+    notifications_deliver_due()
+    [(body, _)] = _received(httpserver)
+    assert body == {"text": "A test notification to team from CloudWatchDog."}
+    [delivery] = client.get(f"/api/v1/channels/{channel['id']}/deliveries").json()["results"]
+    assert (delivery["event"], delivery["status"], delivery["log"][0]["status_code"]) == ("test", "delivered", 200)
+    assert client.client.delete(f"/api/v1/channels/{channel['id']}",
+                                HTTP_AUTHORIZATION=f"Bearer {client.key}").status_code == 204
+    assert client.get(f"/api/v1/channels/{channel['id']}").status_code == 404
