@@ -151,7 +151,17 @@ def _queue(tenant: Tenant, incident: Incident, event: str, key: str) -> int:
                      status=Notification.SILENCED if silenced else Notification.PENDING, next_attempt_at=now)
         for channel in _channels_for(tenant, series, incident.peak_severity)
     ]
-    return len(Notification.objects.bulk_create(rows, ignore_conflicts=True)) if rows else 0
+    return _insert_new(rows)
+
+
+def _insert_new(rows: list[Notification]) -> int:
+    """Insert the rows whose event is not queued yet; returns how many were new. The unique key is what
+    guarantees "once" (a concurrent insert is ignored); the look first only makes the count exact."""
+    new = [row for row in rows if not Notification.objects.unscoped().filter(
+        tenant_id=row.tenant_id, channel_id=row.channel_id, incident_id=row.incident_id, event=row.event,
+        event_key=row.event_key).exists()]
+    Notification.objects.bulk_create(new, ignore_conflicts=True)
+    return len(new)
 
 
 def _channels_for(tenant: Tenant, series: Series, severity: str) -> list[Channel]:
@@ -195,10 +205,10 @@ def reminders_queue(*, now: datetime | None = None) -> int:
         for incident in Incident.objects.for_tenant(channel.tenant).filter(
                 status=Incident.STATUS_OPEN, started_at__lte=now - timedelta(seconds=period)).select_related("series"):
             if channel in _channels_for(channel.tenant, incident.series, incident.peak_severity):
-                queued += len(Notification.objects.bulk_create([Notification(
+                queued += _insert_new([Notification(
                     tenant=channel.tenant, channel=channel, incident=incident, event="reminder", event_key=str(slot),
                     message_id=f"msg_{uuid.uuid4().hex}", payload=_payload(incident, "reminder"), next_attempt_at=now,
-                )], ignore_conflicts=True))
+                )])
     return queued
 
 

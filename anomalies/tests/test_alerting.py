@@ -184,3 +184,42 @@ def test_send_test_reaches_the_channel_and_shows_in_its_deliveries(make_tenant, 
     assert client.client.delete(f"/api/v1/channels/{channel['id']}",
                                 HTTP_AUTHORIZATION=f"Bearer {client.key}").status_code == 204
     assert client.get(f"/api/v1/channels/{channel['id']}").status_code == 404
+
+
+def test_incident_events_follow_the_anomalies_escalated_resolved_reopened_and_reminders(make_tenant):
+    from anomalies.alerting import incidents_sync, reminders_queue
+    from anomalies.models import Anomaly, Channel
+    from cloudwatchdog.timeutil import to_us
+    from metrics.models import Series
+
+    client = make_tenant("lifecycle")
+    client.ingest([event(1.0, END)])
+    series = Series.objects.for_tenant(client.tenant).get()
+    Channel.objects.create(tenant=client.tenant, name="hook", kind="webhook", url="http://127.0.0.1:9/x",
+                           secret="whsec_" + "A" * 43, renotify_hours=1)
+
+    def anomaly(minutes, severity):
+        Anomaly.objects.create(tenant=client.tenant, series=series, ts=END + timedelta(minutes=minutes), value=9,
+                               expected=1, lower=0, upper=2, score={"low": 0.3, "high": 0.9}[severity],
+                               severity=severity, detector="residual", reason=f"{severity} at {minutes}")
+        return minutes
+
+    def sync(minutes, found=True):
+        return incidents_sync(tenant=client.tenant, watermarks_us={series.id: to_us(END + timedelta(minutes=minutes))},
+                              found={series.id} if found else set(), replaced_from_us={})
+
+    def events():
+        return list(Notification.objects.for_tenant(client.tenant).order_by("id").values_list("event", flat=True))
+
+    sync(anomaly(0, "low"))
+    sync(anomaly(10, "high"))
+    sync(10 + 31, found=False)  # the series went on inside its band past the resolve time
+    assert events() == ["opened", "escalated", "resolved"]
+    sync(anomaly(50, "low"))  # within the grouping window of the last one: the same incident, reopened
+    sync(50)
+    assert events() == ["opened", "escalated", "resolved", "reopened"]
+    [incident] = Incident.objects.for_tenant(client.tenant)
+    assert (incident.status, incident.anomaly_count, incident.peak_severity) == ("open", 3, "high")
+    later = END + timedelta(hours=3)
+    assert reminders_queue(now=later) == 1 and reminders_queue(now=later + timedelta(minutes=5)) == 0
+    assert events()[-1] == "reminder"
