@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 import orjson
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Max
 from django.urls import reverse
 from django.utils import timezone
 from standardwebhooks import Webhook
@@ -65,7 +65,8 @@ def incidents_sync(*, tenant: Tenant, watermarks_us: dict[int, int], found: set[
     """Regroup into incidents the anomalies of the series a run evaluated (their newest points at
     `watermarks_us`) that can have changed: those with findings (`found`), with replaced anomalies
     (`replaced_from_us`: from when) or with an incident not resolved yet; queue their events.
-    Returns how many notifications were queued."""
+    Set-based: a handful of queries per run however many series. Returns how many notifications
+    were queued."""
     unresolved = set(Incident.objects.for_tenant(tenant).exclude(status=Incident.STATUS_RESOLVED)
                      .values_list("series_id", flat=True))
     series_ids = sorted((found | set(replaced_from_us) | unresolved) & set(watermarks_us))
@@ -73,27 +74,42 @@ def incidents_sync(*, tenant: Tenant, watermarks_us: dict[int, int], found: set[
         return 0
     grouping = timedelta(seconds=settings.CLOUDWATCHDOG["INCIDENT_GROUPING_SECONDS"])
     resolve_after = timedelta(seconds=settings.CLOUDWATCHDOG["INCIDENT_RESOLVE_SECONDS"])
-    latest = {}
-    for incident in Incident.objects.for_tenant(tenant).filter(series_id__in=series_ids).order_by("series_id", "started_at"):
-        latest[incident.series_id] = incident  # the last one of each series wins
-    queued = 0
+    since = _regroup_since(tenant, series_ids, replaced_from_us, grouping)
+    earliest = min((t for t in since.values() if t is not None), default=None)
+    anomalies = Anomaly.objects.for_tenant(tenant).filter(series_id__in=series_ids).order_by("series_id", "ts")
+    existing_rows = Incident.objects.for_tenant(tenant).filter(series_id__in=series_ids)
+    if None not in since.values() and earliest is not None:
+        anomalies, existing_rows = anomalies.filter(ts__gte=earliest), existing_rows.filter(started_at__gte=earliest)
+    by_series: dict[int, list[Anomaly]] = {}
+    for anomaly in anomalies:
+        if since[anomaly.series_id] is None or anomaly.ts >= since[anomaly.series_id]:
+            by_series.setdefault(anomaly.series_id, []).append(anomaly)
+    existing = {(i.series_id, i.started_at): i for i in existing_rows
+                if since[i.series_id] is None or i.started_at >= since[i.series_id]}
+    changes = []
     for series_id in series_ids:
-        since = latest[series_id].started_at if series_id in latest else None
-        if series_id in replaced_from_us:
-            replaced = from_us(replaced_from_us[series_id]) - grouping
-            since = replaced if since is None else min(since, replaced)
-        anomalies = Anomaly.objects.for_tenant(tenant).filter(series_id=series_id)
-        if since is not None:
-            anomalies = anomalies.filter(ts__gte=since)
-        groups = _groups(list(anomalies.order_by("ts")), grouping)
-        if since is not None:
-            # Incidents from `since` on that the anomalies no longer make (a replay changed history).
-            Incident.objects.for_tenant(tenant).filter(series_id=series_id, started_at__gte=since).exclude(
-                started_at__in=[g.first.ts for g in groups]).delete()
         watermark = from_us(watermarks_us[series_id])
-        for group in groups:
-            queued += _incident_write(tenant, series_id, group, watermark, resolve_after)
-    return queued
+        for group in _groups(by_series.get(series_id, []), grouping):
+            incident = existing.pop((series_id, group.first.ts), None)
+            changes.append(_incident_change(tenant, series_id, incident, group, watermark, resolve_after))
+    # What is left no anomaly makes any more (a replay changed history).
+    Incident.objects.for_tenant(tenant).filter(id__in=[i.id for i in existing.values()]).delete()
+    return _changes_write(tenant, changes)
+
+
+def _regroup_since(tenant: Tenant, series_ids: list[int], replaced_from_us: dict[int, int],
+                   grouping: timedelta) -> dict[int, datetime | None]:
+    """Per series, where regrouping starts: its latest incident's start (earlier anomalies are settled),
+    or the grouping window before replaced anomalies; None: from its first anomaly."""
+    since: dict[int, datetime | None] = dict.fromkeys(series_ids)
+    for series_id, started_at in Incident.objects.for_tenant(tenant).filter(series_id__in=series_ids).order_by(
+            ).values("series_id").annotate(latest=Max("started_at")).values_list("series_id", "latest"):
+        since[series_id] = started_at
+    for series_id, replaced_us in replaced_from_us.items():
+        if series_id in since:
+            replaced = from_us(replaced_us) - grouping
+            since[series_id] = replaced if since[series_id] is None else min(since[series_id], replaced)
+    return since
 
 
 def _groups(anomalies: list[Anomaly], grouping: timedelta) -> list[_Group]:
@@ -106,12 +122,24 @@ def _groups(anomalies: list[Anomaly], grouping: timedelta) -> list[_Group]:
     return groups
 
 
-def _incident_write(tenant: Tenant, series_id: int, group: _Group, watermark: datetime, resolve_after: timedelta) -> int:
+@dataclass
+class _Change:
+    incident: Incident
+    is_new: bool
+    previous_status: str | None
+    events: list[tuple[str, str]]
+    changed: bool = True  # False: the same as stored (a rerun, a replay of the same history)
+
+
+def _incident_change(tenant: Tenant, series_id: int, incident: Incident | None, group: _Group, watermark: datetime,
+                     resolve_after: timedelta) -> _Change:
+    """The incident a group of anomalies makes now, and the events since it was last written."""
     resolved_at = group.last.ts + resolve_after if watermark >= group.last.ts + resolve_after else None
     peak = group.peak
-    incident = Incident.objects.for_tenant(tenant).filter(series_id=series_id, started_at=group.first.ts).first()
     events: list[tuple[str, str]] = []
-    if incident is None:
+    is_new = incident is None
+    before = None if is_new else [getattr(incident, name) for name in _INCIDENT_FIELDS[:-1]]
+    if is_new:
         incident = Incident(tenant=tenant, series_id=series_id, started_at=group.first.ts, status=Incident.STATUS_OPEN)
         events.append(("opened", format_iso(group.first.ts)))
         previous_status = None
@@ -132,42 +160,71 @@ def _incident_write(tenant: Tenant, series_id: int, group: _Group, watermark: da
     incident.last_anomaly_at, incident.resolved_at, incident.status = group.last.ts, resolved_at, status
     incident.peak_severity, incident.peak_score, incident.reason = peak.severity, peak.score, peak.reason
     incident.anomaly_count = len(group.anomalies)
-    incident.save()
-    if previous_status is not None and previous_status != status:
-        IncidentEvent.objects.create(tenant=tenant, incident=incident, actor="detection", from_status=previous_status,
-                                     to_status=status)
-    return sum(_queue(tenant, incident, event, key) for event, key in events)
+    changed = is_new or before != [getattr(incident, name) for name in _INCIDENT_FIELDS[:-1]]
+    return _Change(incident, is_new, previous_status, events, changed)
 
 
-def _queue(tenant: Tenant, incident: Incident, event: str, key: str) -> int:
-    """One outbox row per matching channel (ON CONFLICT: never twice); silenced ones are kept, marked so."""
-    series = incident.series
-    silenced = any(s.matches(series, incident.last_anomaly_at) for s in Silence.objects.for_tenant(tenant).filter(
-        start__lte=incident.last_anomaly_at, end__gt=incident.last_anomaly_at))
+_INCIDENT_FIELDS = ["last_anomaly_at", "resolved_at", "status", "peak_severity", "peak_score", "reason",
+                    "anomaly_count", "updated_at"]
+
+
+def _changes_write(tenant: Tenant, changes: list[_Change]) -> int:
+    """Write the incidents (new ones in one insert, the others in one update), their status events and
+    the notifications of their events; returns how many notifications were queued."""
+    changes = [c for c in changes if c.changed]
+    if not changes:
+        return 0
     now = timezone.now()
-    rows = [
-        Notification(tenant=tenant, channel=channel, incident=incident, event=event, event_key=key,
-                     message_id=f"msg_{uuid.uuid4().hex}", payload=_payload(incident, event),
-                     status=Notification.SILENCED if silenced else Notification.PENDING, next_attempt_at=now)
-        for channel in _channels_for(tenant, series, incident.peak_severity)
-    ]
+    for change in changes:
+        change.incident.updated_at = now
+    Incident.objects.bulk_create([c.incident for c in changes if c.is_new])
+    Incident.objects.for_tenant(tenant).bulk_update([c.incident for c in changes if not c.is_new], _INCIDENT_FIELDS,
+                                                    batch_size=500)
+    IncidentEvent.objects.bulk_create([
+        IncidentEvent(tenant=tenant, incident=c.incident, actor="detection", from_status=c.previous_status,
+                      to_status=c.incident.status)
+        for c in changes if c.previous_status is not None and c.previous_status != c.incident.status])
+    with_events = [c for c in changes if c.events]
+    if not with_events:
+        return 0
+    series = {s.id: s for s in Series.objects.for_tenant(tenant).filter(
+        id__in={c.incident.series_id for c in with_events})}
+    channels = list(Channel.objects.for_tenant(tenant).filter(enabled=True))
+    if not channels:
+        return 0
+    silences = list(Silence.objects.for_tenant(tenant).filter(
+        end__gt=min(c.incident.last_anomaly_at for c in with_events)))
+    rows = []
+    for change in with_events:
+        incident = change.incident
+        incident.series = series[incident.series_id]
+        silenced = any(s.matches(incident.series, incident.last_anomaly_at) for s in silences)
+        for channel in _matching(channels, incident.series, incident.peak_severity):
+            rows += [Notification(tenant=tenant, channel=channel, incident=incident, event=event, event_key=key,
+                                  message_id=f"msg_{uuid.uuid4().hex}", payload=_payload(incident, event),
+                                  status=Notification.SILENCED if silenced else Notification.PENDING,
+                                  next_attempt_at=now)
+                     for event, key in change.events]
     return _insert_new(rows)
 
 
 def _insert_new(rows: list[Notification]) -> int:
     """Insert the rows whose event is not queued yet; returns how many were new. The unique key is what
-    guarantees "once" (a concurrent insert is ignored); the look first only makes the count exact."""
-    new = [row for row in rows if not Notification.objects.unscoped().filter(
-        tenant_id=row.tenant_id, channel_id=row.channel_id, incident_id=row.incident_id, event=row.event,
-        event_key=row.event_key).exists()]
+    guarantees "once" (a concurrent insert is ignored); reading the queued keys first makes the count exact."""
+    if not rows:
+        return 0
+    queued = set(Notification.objects.unscoped().filter(
+        tenant_id=rows[0].tenant_id, incident_id__in={row.incident_id for row in rows}).values_list(
+        "channel_id", "incident_id", "event", "event_key"))
+    new = [row for row in rows if (row.channel_id, row.incident_id, row.event, row.event_key) not in queued]
     Notification.objects.bulk_create(new, ignore_conflicts=True)
     return len(new)
 
 
-def _channels_for(tenant: Tenant, series: Series, severity: str) -> list[Channel]:
-    channels = Channel.objects.for_tenant(tenant).filter(enabled=True).filter(
-        Q(service="") | Q(service=series.service), Q(metric_name="") | Q(metric_name=series.metric_name))
-    return [c for c in channels if SEVERITY_RANK[severity] >= SEVERITY_RANK[c.min_severity]]
+def _matching(channels: list[Channel], series: Series, severity: str) -> list[Channel]:
+    return [c for c in channels if SEVERITY_RANK[severity] >= SEVERITY_RANK[c.min_severity]
+            and (not c.service or c.service == series.service)
+            and (not c.metric_name or c.metric_name == series.metric_name)]
 
 
 def _payload(incident: Incident, event: str) -> dict:
@@ -204,7 +261,7 @@ def reminders_queue(*, now: datetime | None = None) -> int:
         slot = int(now.timestamp()) // period
         for incident in Incident.objects.for_tenant(channel.tenant).filter(
                 status=Incident.STATUS_OPEN, started_at__lte=now - timedelta(seconds=period)).select_related("series"):
-            if channel in _channels_for(channel.tenant, incident.series, incident.peak_severity):
+            if _matching([channel], incident.series, incident.peak_severity):
                 queued += _insert_new([Notification(
                     tenant=channel.tenant, channel=channel, incident=incident, event="reminder", event_key=str(slot),
                     message_id=f"msg_{uuid.uuid4().hex}", payload=_payload(incident, "reminder"), next_attempt_at=now,
