@@ -1,9 +1,31 @@
-"""Reason sentences, built only from an anomaly's stored fields, so they can be rebuilt any time."""
+"""Reason sentences, built only from an anomaly's stored fields, so they can be rebuilt any time.
+
+Numbers in sentences are for people: four significant digits, thousands separated (the stored
+fields keep full precision)."""
 from __future__ import annotations
 
+import math
 
-def _num(value: float) -> str:
-    return f"{value:.6g}"
+
+def readable(number: float, digits: int = 4) -> str:
+    """`digits` significant digits, thousands separated: -0.010700000000000001 -> -0.0107, 1234567.8 -> 1,235,000,
+    48.50071 -> 48.5; beyond a billion or below 0.0001, scientific (2.5e+12)."""
+    if not math.isfinite(number):
+        return str(number)
+    if number == 0:
+        return "0"
+    if abs(number) >= 1e9 or abs(number) < 1e-4:
+        mantissa, exponent = f"{number:.{digits - 1}e}".split("e")
+        return f"{mantissa.rstrip('0').rstrip('.')}e{exponent}"
+    rounded = float(f"{number:.{digits}g}")
+    if rounded == int(rounded) and abs(rounded) >= 1:
+        return f"{int(rounded):,}"
+    decimals = max(digits - 1 - int(math.floor(math.log10(abs(rounded)))), 0)
+    text = f"{rounded:,.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+_num = readable
 
 
 def reason_sentence(*, value: float, expected: float, lower: float, upper: float, detector: str, baseline: dict,

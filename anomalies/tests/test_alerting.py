@@ -220,6 +220,6 @@ def test_incident_events_follow_the_anomalies_escalated_resolved_reopened_and_re
     assert events() == ["opened", "escalated", "resolved", "reopened"]
     [incident] = Incident.objects.for_tenant(client.tenant)
     assert (incident.status, incident.anomaly_count, incident.peak_severity) == ("open", 3, "high")
-    later = END + timedelta(hours=3)
+    later = (END + timedelta(hours=3)).replace(minute=0)  # a reminder slot starts on the hour
     assert reminders_queue(now=later) == 1 and reminders_queue(now=later + timedelta(minutes=5)) == 0
     assert events()[-1] == "reminder"

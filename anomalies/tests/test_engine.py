@@ -4,7 +4,7 @@ import math
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
-from anomalies.engine import DetectionConfig, SeriesState, detect, restart_at, state_from_history
+from anomalies.engine import DetectionConfig, SeriesState, detect, reason_sentence, restart_at, state_from_history
 
 FIVE_MINUTES = 300_000_000
 DAY = 86_400_000_000
@@ -227,3 +227,15 @@ def test_a_pass_survives_a_worker_process_that_died():
     assert _pool(2) is not pool  # a fresh pool next time
     assert [state.to_bytes() for _, state, _ in detect_many(jobs, CONFIG, processes=2, min_points=0)] == \
         [state.to_bytes() for _, state, _ in inline]
+
+
+def test_numbers_in_sentences_have_four_significant_digits_and_thousands_separators():
+    from anomalies.engine.explain import readable
+
+    assert [readable(v) for v in (-0.010700000000000001, 1234567.891, 0.000123456, 48.50071, 500.0, 2.5e12, 0.0)] == [
+        "-0.0107", "1,235,000", "0.0001235", "48.5", "500", "2.5e+12", "0"]
+    reason = reason_sentence(value=1234.5678, expected=87.8541, lower=-1087.9612, upper=1263.6721, detector="residual",
+                             baseline={"method": "trailing_median", "samples": 1000, "deviation_sigma": 7.123456},
+                             parameters={}, suppression={})
+    assert reason == ("Value 1,235 is 7.123 robust standard deviations above the expected 87.85 (the median of the "
+                      "previous 1000 points), outside the band -1,088 to 1,264.")
