@@ -249,3 +249,10 @@ def silence_list(*, tenant: Tenant) -> list[Silence]:
 
 def silence_get(*, tenant: Tenant, silence_id: int) -> Silence | None:
     return Silence.objects.for_tenant(tenant).filter(id=silence_id).first()
+
+
+def watermarks_of(tenant: Tenant) -> dict[int, int]:
+    """Detection's watermark (µs) of each of a tenant's series that has a baseline (0 before its first
+    evaluation): compaction stays behind it (registered in metrics.compaction.compaction_horizons)."""
+    return {series_id: to_us(watermark) if watermark is not None else 0
+            for series_id, watermark in Baseline.objects.for_tenant(tenant).values_list("series_id", "watermark")}

@@ -226,6 +226,10 @@ CLOUDWATCHDOG = {
     # Points before this are refused (a tenant may refuse more with max_point_age_days).
     "EARLIEST_TIMESTAMP": datetime.fromisoformat(env.str("EARLIEST_TIMESTAMP", default="2000-01-01T00:00:00+00:00")),
     "LATE_WINDOW_SECONDS": env.int("LATE_WINDOW_SECONDS", default=3600),
+    # Compaction (hourly): a UTC day's points move into compressed chunks once the day is older than
+    # this and wholly behind the late window; series per transaction.
+    "COMPACTION_OLDER_THAN_SECONDS": env.int("COMPACTION_OLDER_THAN_SECONDS", default=0),
+    "COMPACTION_BATCH_SERIES": env.int("COMPACTION_BATCH_SERIES", default=100),
     # Alerting: anomalies of a series closer than this belong to one incident (and one within it
     # after the incident resolved reopens it); an incident resolves when its series' points have
     # gone on this long past its last anomaly without another.
@@ -280,6 +284,7 @@ CELERY_BEAT_SCHEDULE = {
         ("rollups-every-minute", "metrics.tasks.rollups_refresh_task", 60.0),
         ("detection-runs-prune-hourly", "anomalies.tasks.detection_runs_prune_task", 3600.0),
         ("points-maintenance-hourly", "metrics.tasks.points_maintain_task", 3600.0),
+        ("points-compaction-hourly", "metrics.tasks.points_compact_task", 3600.0),
         # Delivers notifications whose attempt is due (retries, and any whose immediate send was lost),
         # and queues reminders of open incidents.
         ("notifications-every-20s", "anomalies.tasks.notifications_deliver_task", 20.0),

@@ -1,16 +1,18 @@
-"""Maintenance of the point store: partitions ahead, retention (global and per tenant), and a
-deleted tenant's points. Beat runs points_maintain hourly; `manage.py maintain_points` runs it now."""
+"""Maintenance of the point store: partitions ahead, retention (global and per tenant, rows and
+compacted chunks), and a deleted tenant's points. Beat runs points_maintain hourly; `manage.py maintain_points` runs it now."""
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
 
+import numpy as np
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from metrics import partitions
-from metrics.models import INGEST_LOG_TABLE, POINT_TABLE, ROLLUP_1H_TABLE, ROLLUP_1M_TABLE
+from cloudwatchdog.timeutil import from_us, to_us
+from metrics import chunks, codec, partitions
+from metrics.models import CHUNK_TABLE, INGEST_LOG_TABLE, POINT_TABLE, ROLLUP_1H_TABLE, ROLLUP_1M_TABLE
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -23,13 +25,17 @@ def points_retention_apply(*, now: datetime | None = None) -> dict:
     others go on.
     """
     now = now or timezone.now()
-    report = {"dropped_partitions": [], "deleted_points": 0, "failed_tenants": []}
+    report = {"dropped_partitions": [], "dropped_chunks": 0, "deleted_points": 0, "failed_tenants": []}
     global_days = settings.CLOUDWATCHDOG.get("RETENTION_DAYS")
     if global_days:
         report["dropped_partitions"] = partitions.partitions_drop_before(cutoff=now - timedelta(days=global_days))
         with connection.cursor() as cursor:
             for table in (ROLLUP_1M_TABLE, ROLLUP_1H_TABLE):
                 cursor.execute(f"DELETE FROM {table} WHERE bucket < %s", [now - timedelta(days=global_days)])
+            # Like partitions, whole chunks: those whose day ended before the cutoff.
+            cursor.execute(f"DELETE FROM {CHUNK_TABLE} WHERE period_start <= %s",
+                           [now - timedelta(days=global_days, seconds=chunks.CHUNK_SECONDS)])
+            report["dropped_chunks"] = cursor.rowcount
     for tenant in Tenant.objects.filter(retention_days__gte=1):
         cutoff = now - timedelta(days=tenant.retention_days)
         try:
@@ -38,10 +44,34 @@ def points_retention_apply(*, now: datetime | None = None) -> dict:
                 report["deleted_points"] += cursor.rowcount
                 for table in (ROLLUP_1M_TABLE, ROLLUP_1H_TABLE):
                     cursor.execute(f"DELETE FROM {table} WHERE tenant_id = %s AND bucket < %s", [tenant.id, cutoff])
+                report["deleted_points"] += _chunks_cut(cursor, tenant_id=tenant.id, cutoff=cutoff)
         except DatabaseError:
             logger.exception("retention failed for tenant %s; the others go on", tenant.slug)
             report["failed_tenants"].append(tenant.slug)
     return report
+
+
+def _chunks_cut(cursor, *, tenant_id: int, cutoff: datetime) -> int:
+    """Delete a tenant's compacted points before the cutoff: whole chunks, and the chunk holding the
+    cutoff re-encoded without its older points; returns how many points went."""
+    cursor.execute(f"DELETE FROM {CHUNK_TABLE} WHERE tenant_id = %s AND last_ts < %s RETURNING count",
+                   [tenant_id, cutoff])
+    deleted = sum(count for (count,) in cursor.fetchall())
+    cursor.execute(f"SELECT series_id, period_start, data FROM {CHUNK_TABLE} WHERE tenant_id = %s AND first_ts < %s",
+                   [tenant_id, cutoff])
+    cutoff_us = to_us(cutoff)
+    for series_id, period_start, data in cursor.fetchall():
+        ts_us, values = codec.decode(data)
+        keep = ts_us >= cutoff_us
+        deleted += int((~keep).sum())
+        ts_us, values = ts_us[keep], values[keep]
+        cursor.execute(
+            f"UPDATE {CHUNK_TABLE} SET first_ts = %s, count = %s, sum = %s, min = %s, max = %s, data = %s "
+            "WHERE tenant_id = %s AND series_id = %s AND period_start = %s",
+            [from_us(int(ts_us[0])), len(ts_us), float(np.sum(values)), float(values.min()), float(values.max()),
+             codec.encode(ts_us, values), tenant_id, series_id, period_start],
+        )
+    return deleted
 
 
 def tenant_points_delete(sender, instance: Tenant, **kwargs) -> None:
@@ -51,7 +81,7 @@ def tenant_points_delete(sender, instance: Tenant, **kwargs) -> None:
     the rollup refresh deletes such points when it meets their log row.
     """
     with connection.cursor() as cursor:
-        for table in (POINT_TABLE, ROLLUP_1M_TABLE, ROLLUP_1H_TABLE, INGEST_LOG_TABLE):
+        for table in (POINT_TABLE, CHUNK_TABLE, ROLLUP_1M_TABLE, ROLLUP_1H_TABLE, INGEST_LOG_TABLE):
             cursor.execute(f"DELETE FROM {table} WHERE tenant_id = %s", [instance.id])
 
 

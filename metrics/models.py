@@ -4,6 +4,8 @@ A series is (tenant, service, resource_id, metric_name, tags). Points live in th
 `metrics_point` table, created by raw SQL in the migrations because it is range-partitioned
 by time (declarative partitions, one per ISO week), which Django models cannot express:
 columns (tenant_id, series_id, ts, value), primary key (tenant_id, series_id, ts).
+Points of closed days move into `metrics_chunk` (one compressed row per series and UTC day, see
+metrics.compaction); reads see both halves as one store through metrics.chunks.
 Point reads and writes go through `metrics.selectors` and `metrics.services` in SQL.
 """
 from django.db import models
@@ -72,4 +74,5 @@ SERIES_TABLE = Series._meta.db_table
 ROLLUP_1M_TABLE = "metrics_rollup_1m"  # created by migration 0002, like the ingest log
 ROLLUP_1H_TABLE = "metrics_rollup_1h"
 INGEST_LOG_TABLE = "metrics_ingest_log"
+CHUNK_TABLE = "metrics_chunk"  # compacted points, one row per series and closed UTC day (migration 0007)
 INGEST_REJECTION_TABLE = IngestRejection._meta.db_table

@@ -12,13 +12,12 @@ from datetime import datetime, timedelta
 
 from django.db import DatabaseError, connection, transaction
 
-from cloudwatchdog.timeutil import floor
-from metrics.models import INGEST_LOG_TABLE, POINT_TABLE, ROLLUP_1H_TABLE, ROLLUP_1M_TABLE, SERIES_TABLE
+from cloudwatchdog.timeutil import floor, to_us
+from metrics import chunks
+from metrics.models import CHUNK_TABLE, INGEST_LOG_TABLE, POINT_TABLE, ROLLUP_1H_TABLE, ROLLUP_1M_TABLE, SERIES_TABLE
 from tenants.models import TENANT_TABLE
 
 logger = logging.getLogger(__name__)
-# (table, bucket seconds), coarsest first; a step that is a multiple of a resolution may read its table.
-RESOLUTIONS = [(ROLLUP_1H_TABLE, 3600), (ROLLUP_1M_TABLE, 60)]
 _REFRESH_LOCK = "metrics_rollups_refresh"
 
 
@@ -87,14 +86,54 @@ def _tenant_refresh(cursor, *, tenant_id: int) -> dict:
         return done
     done["tenants"] = 1
     for start, end in _merged_ranges(ranges, 60):
-        _rebuild(cursor, tenant_id=tenant_id, table=ROLLUP_1M_TABLE, source=POINT_TABLE,
-                 seconds=60, start=start, end=end, time_column="ts", raw=True)
+        if not _rebuild_with_chunks(cursor, tenant_id=tenant_id, table=ROLLUP_1M_TABLE, seconds=60, start=start, end=end):
+            _rebuild(cursor, tenant_id=tenant_id, table=ROLLUP_1M_TABLE, source=POINT_TABLE,
+                     seconds=60, start=start, end=end, time_column="ts", raw=True)
         done["minute_ranges"] += 1
     for start, end in _merged_ranges(ranges, 3600):
-        _rebuild(cursor, tenant_id=tenant_id, table=ROLLUP_1H_TABLE, source=ROLLUP_1M_TABLE,
-                 seconds=3600, start=start, end=end, time_column="bucket", raw=False)
+        # Compacted days keep no minute rollups: their hours are rebuilt from the points themselves.
+        if not _rebuild_with_chunks(cursor, tenant_id=tenant_id, table=ROLLUP_1H_TABLE, seconds=3600, start=start, end=end):
+            _rebuild(cursor, tenant_id=tenant_id, table=ROLLUP_1H_TABLE, source=ROLLUP_1M_TABLE,
+                     seconds=3600, start=start, end=end, time_column="bucket", raw=False)
         done["hour_ranges"] += 1
     return done
+
+
+def _rebuild_with_chunks(cursor, *, tenant_id, table, seconds, start, end) -> bool:
+    """Rebuild [start, end) from rows and compacted points when chunks hold part of it (a late point
+    into a compacted day); False when no chunk does, and nothing was done."""
+    cursor.execute(
+        f"SELECT DISTINCT series_id FROM {CHUNK_TABLE} WHERE tenant_id = %s AND period_start > %s AND period_start < %s "
+        "ORDER BY 1",
+        [tenant_id, start - timedelta(seconds=chunks.CHUNK_SECONDS), end],
+    )
+    series_ids = [row[0] for row in cursor.fetchall()]
+    if not series_ids:
+        return False
+    start_us, end_us = to_us(start), to_us(end)
+    compacted = chunks.chunk_points(tenant_id=tenant_id, series_ids=series_ids, low_us=[start_us - 1] * len(series_ids),
+                                    high_us=[end_us - 1] * len(series_ids))
+    compacted_sql, params = chunks.chunk_relation(compacted)
+    params.update({"tenant": tenant_id, "start": start, "end": end, "seconds": seconds})
+    cursor.execute(f"DELETE FROM {table} WHERE tenant_id = %(tenant)s AND bucket >= %(start)s AND bucket < %(end)s", params)
+    cursor.execute(
+        f"""
+        INSERT INTO {table} (tenant_id, series_id, bucket, count, sum, min, max)
+        SELECT %(tenant)s, series_id, date_bin(make_interval(secs => %(seconds)s), ts, timestamptz 'epoch'),
+               count(*), sum(value), min(value), max(value)
+        FROM ({compacted_sql}
+              UNION ALL
+              SELECT s.id, p.ts, p.value FROM {SERIES_TABLE} s
+              CROSS JOIN LATERAL (
+                  SELECT ts, value FROM {POINT_TABLE} p
+                  WHERE p.tenant_id = %(tenant)s AND p.series_id = s.id AND p.ts >= %(start)s AND p.ts < %(end)s
+              ) p
+              WHERE s.tenant_id = %(tenant)s) points
+        GROUP BY 1, 2, 3
+        """,
+        params,
+    )
+    return True
 
 
 def _rebuild(cursor, *, tenant_id, table, source, seconds, start, end, time_column, raw) -> None:
@@ -120,8 +159,9 @@ def _rebuild(cursor, *, tenant_id, table, source, seconds, start, end, time_colu
 
 
 def rollup_for_step(step_seconds: int) -> tuple[str, int] | None:
-    """The coarsest rollup whose resolution divides the step, or None to read raw points."""
-    for table, seconds in RESOLUTIONS:
-        if step_seconds % seconds == 0:
-            return table, seconds
+    """The rollup a stepped read may take whole buckets from: the hourly one when its resolution
+    divides the step, else None (raw points). Minute rollups only build the hourly ones: compaction
+    drops them with the rows of the days it compacts, as they would cost about as much as the rows."""
+    if step_seconds % 3600 == 0:
+        return ROLLUP_1H_TABLE, 3600
     return None

@@ -10,8 +10,9 @@ from django.db import connection
 from django.db.models import QuerySet
 
 from cloudwatchdog import pgcopy
-from cloudwatchdog.timeutil import floor
-from metrics.models import INGEST_LOG_TABLE, POINT_TABLE, ROLLUP_1H_TABLE, SERIES_TABLE, IngestRejection, Series
+from cloudwatchdog.timeutil import floor, from_us, to_us
+from metrics import chunks
+from metrics.models import CHUNK_TABLE, INGEST_LOG_TABLE, POINT_TABLE, ROLLUP_1H_TABLE, SERIES_TABLE, IngestRejection, Series
 from metrics.rollups import rollup_for_step
 from tenants.models import TENANT_TABLE, Tenant
 
@@ -60,11 +61,12 @@ class SeriesStats:
 
 
 def series_stats(*, tenant: Tenant, series_ids: list[int]) -> dict[int, SeriesStats]:
-    """First and last timestamp and point count of each series, in one query of index lookups.
+    """First and last timestamp and point count of each series, in a few queries of index lookups.
 
-    The count adds the hourly rollups before the newest rolled-up hour to the raw points from that
-    hour on, so it costs a few rows per series whatever its size; only late points into older
-    hours wait for the next rollup refresh (a minute).
+    The count adds the hourly rollups before the newest rolled-up hour to the points from that
+    hour on (rows, and the chunk holding that hour if it is compacted), so it costs a few rows per
+    series whatever its size; only late points into older hours wait for the next rollup refresh (a
+    minute). First and last come from the rows and the chunks' stored first and last times.
     """
     if not series_ids:
         return {}
@@ -72,11 +74,14 @@ def series_stats(*, tenant: Tenant, series_ids: list[int]) -> dict[int, SeriesSt
         cursor.execute(
             f"""
             SELECT s.id,
-                   (SELECT min(ts) FROM {POINT_TABLE} p WHERE p.tenant_id = %(tenant)s AND p.series_id = s.id),
-                   (SELECT max(ts) FROM {POINT_TABLE} p WHERE p.tenant_id = %(tenant)s AND p.series_id = s.id),
+                   LEAST((SELECT min(ts) FROM {POINT_TABLE} p WHERE p.tenant_id = %(tenant)s AND p.series_id = s.id),
+                         (SELECT min(first_ts) FROM {CHUNK_TABLE} c WHERE c.tenant_id = %(tenant)s AND c.series_id = s.id)),
+                   GREATEST((SELECT max(ts) FROM {POINT_TABLE} p WHERE p.tenant_id = %(tenant)s AND p.series_id = s.id),
+                            (SELECT max(last_ts) FROM {CHUNK_TABLE} c WHERE c.tenant_id = %(tenant)s AND c.series_id = s.id)),
                    r.before_newest_hour + (SELECT count(*) FROM {POINT_TABLE} p
                                            WHERE p.tenant_id = %(tenant)s AND p.series_id = s.id
-                                             AND p.ts >= COALESCE(r.newest_hour, '-infinity'))
+                                             AND p.ts >= COALESCE(r.newest_hour, '-infinity')),
+                   (extract(epoch FROM r.newest_hour) * 1000000)::bigint
             FROM unnest(%(series)s::bigint[]) AS s(id)
             CROSS JOIN LATERAL (
                 SELECT COALESCE(sum(count) FILTER (WHERE bucket < newest.hour), 0) AS before_newest_hour,
@@ -89,7 +94,14 @@ def series_stats(*, tenant: Tenant, series_ids: list[int]) -> dict[int, SeriesSt
             """,
             {"tenant": tenant.id, "series": list(series_ids)},
         )
-        return {row[0]: SeriesStats(row[1], row[2], int(row[3])) for row in cursor.fetchall()}
+        rows = cursor.fetchall()
+    ordered = sorted(rows)
+    chunked = chunks.chunk_points(
+        tenant_id=tenant.id, series_ids=[row[0] for row in ordered],
+        low_us=[None if row[4] is None else row[4] - 1 for row in ordered], high_us=[None] * len(ordered))
+    compacted = dict(zip(*np.unique(chunked[0], return_counts=True))) if len(chunked[0]) else {}
+    return {series_id: SeriesStats(first, last, int(count) + int(compacted.get(series_id, 0)))
+            for series_id, first, last, count, _ in rows}
 
 
 def timeseries_read(
@@ -115,6 +127,11 @@ def timeseries_read(
         if step_seconds:
             _aggregated_read(cursor, tenant=tenant, series_ids=list(series_ids), start=start, end=end,
                              step_seconds=step_seconds, agg=agg, max_points=max_points)
+        elif _chunks_in(tenant, series_ids, start, end):
+            start_us, end_us = to_us(start), to_us(end)
+            merged = points_after(tenant=tenant, after_us={s: start_us for s in series_ids},
+                                  until_us={s: end_us for s in series_ids})
+            return _as_lists(result, merged, max_points)
         else:
             cursor.execute(
                 f"""
@@ -129,8 +146,34 @@ def timeseries_read(
     return result
 
 
-_COMBINE = {"avg": "sum(s) / sum(c)", "min": "min(mn)", "max": "max(mx)", "sum": "sum(s)", "count": "sum(c)::float8",
-            "envelope": "sum(s) / sum(c), min(mn), max(mx)"}  # envelope: charts only, three values a bucket
+def _chunks_in(tenant: Tenant, series_ids, start: datetime | None, end: datetime | None) -> bool:
+    """Whether any of these series has a chunk overlapping (start, end] (None: unbounded)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT EXISTS (SELECT 1 FROM {CHUNK_TABLE} WHERE tenant_id = %s AND series_id = ANY(%s)
+                           AND period_start <= COALESCE(%s, 'infinity'::timestamptz)
+                           AND last_ts > COALESCE(%s, '-infinity'::timestamptz))
+            """,
+            [tenant.id, list(series_ids), end, start],
+        )
+        return cursor.fetchone()[0]
+
+
+def _as_lists(result: dict, points, max_points: int) -> dict[int, list[tuple[datetime, float]]]:
+    """Arrays (series, µs, values) sorted by series then time as {series: [(datetime, value)]}, the
+    first `max_points` of them, as the row reads give them."""
+    series_ids, ts_us, values = (part[:max_points] for part in points)
+    for series_id, moment, value in zip(series_ids.tolist(), ts_us.tolist(), values.tolist()):
+        result[series_id].append((from_us(moment), value))
+    return result
+
+
+# Sums add in time order (`ORDER BY`), whatever order the plan feeds rows in: the same points give the
+# same bits, wherever they are stored (rows or chunks) and however a bucket splits into parts.
+_COMBINE = {"avg": "sum(s ORDER BY f) / sum(c)", "min": "min(mn)", "max": "max(mx)", "sum": "sum(s ORDER BY f)",
+            "count": "sum(c)::float8",
+            "envelope": "sum(s ORDER BY f) / sum(c), min(mn), max(mx)"}  # envelope: charts only, three values a bucket
 
 
 def _aggregated_read(cursor, *, tenant, series_ids, start, end, step_seconds, agg, max_points) -> None:
@@ -149,19 +192,38 @@ def _aggregated_read(cursor, *, tenant, series_ids, start, end, step_seconds, ag
         if rollup_to <= rollup_from:
             rollup = None
     step = f"make_interval(secs => {int(step_seconds)})"
-    raw_parts = f"""
-        SELECT series_id, date_bin({step}, ts, timestamptz 'epoch') AS b,
-               count(*)::float8 AS c, sum(value) AS s, min(value) AS mn, max(value) AS mx
-        FROM {POINT_TABLE}
+    params = {"tenant": tenant.id, "series": series_ids, "start": start, "end": end, "rollup_from": rollup_from,
+              "rollup_to": rollup_to, "limit": max_points}
+    # Compacted points outside the rollup range join the rows, older first, as they were stored.
+    ranges = [(start, rollup_from - timedelta(microseconds=1)), (rollup_to - timedelta(microseconds=1), end)] \
+        if rollup else [(start, end)]
+    chunked = chunks.empty_points()
+    for low, high in ranges:
+        if high > low and _chunks_in(tenant, series_ids, low, high):
+            part = chunks.chunk_points(tenant_id=tenant.id, series_ids=series_ids, low_us=[to_us(low)] * len(series_ids),
+                                       high_us=[to_us(high)] * len(series_ids))
+            chunked = tuple(np.concatenate(pair) for pair in zip(chunked, part))
+    rows = f"""
+        SELECT series_id, ts, value FROM {POINT_TABLE}
         WHERE tenant_id = %(tenant)s AND series_id = ANY(%(series)s) AND ts > %(start)s AND ts <= %(end)s
           {"AND NOT (ts >= %(rollup_from)s AND ts < %(rollup_to)s)" if rollup else ""}
+    """
+    if len(chunked[0]):
+        chunk_sql, chunk_params = chunks.chunk_relation(chunked)
+        params.update(chunk_params)
+        rows = f"{chunk_sql} UNION ALL {rows}"
+    raw_parts = f"""
+        SELECT series_id, date_bin({step}, ts, timestamptz 'epoch') AS b, min(ts) AS f,
+               count(*)::float8 AS c, sum(value ORDER BY ts) AS s, min(value) AS mn, max(value) AS mx
+        FROM ({rows}) p
         GROUP BY 1, 2
     """
     rollup_parts = ""
     if rollup:
         rollup_parts = f"""
         UNION ALL
-        SELECT series_id, date_bin({step}, bucket, timestamptz 'epoch'), sum(count)::float8, sum(sum), min(min), max(max)
+        SELECT series_id, date_bin({step}, bucket, timestamptz 'epoch'), min(bucket), sum(count)::float8,
+               sum(sum ORDER BY bucket), min(min), max(max)
         FROM {rollup[0]}
         WHERE tenant_id = %(tenant)s AND series_id = ANY(%(series)s) AND bucket >= %(rollup_from)s AND bucket < %(rollup_to)s
         GROUP BY 1, 2
@@ -171,8 +233,7 @@ def _aggregated_read(cursor, *, tenant, series_ids, start, end, step_seconds, ag
         SELECT series_id, b, {_COMBINE[agg]} FROM ({raw_parts} {rollup_parts}) parts
         GROUP BY series_id, b ORDER BY series_id, b LIMIT %(limit)s
         """,
-        {"tenant": tenant.id, "series": series_ids, "start": start, "end": end, "rollup_from": rollup_from,
-         "rollup_to": rollup_to, "limit": max_points},
+        params,
     )
 
 
@@ -194,25 +255,34 @@ def counter_read(*, tenant: Tenant, series_ids: list[int], start: datetime, end:
     per_point = "inc" if fn == "increase" else "inc / secs"
     if step_seconds:
         step = f"make_interval(secs => {int(step_seconds)})"
-        per_bucket = "sum(inc)" if fn == "increase" else f"sum(inc) / {float(step_seconds)}"
+        per_bucket = "sum(inc ORDER BY ts)" if fn == "increase" else f"sum(inc ORDER BY ts) / {float(step_seconds)}"
         select = (f"SELECT series_id, date_bin({step}, ts, timestamptz 'epoch') AS b, {per_bucket} FROM d "
                   "WHERE secs IS NOT NULL AND ts > %(start)s GROUP BY 1, 2 ORDER BY 1, 2 LIMIT %(limit)s")
     else:
         select = (f"SELECT series_id, ts, {per_point} FROM d WHERE secs IS NOT NULL AND ts > %(start)s "
                   "ORDER BY series_id, ts LIMIT %(limit)s")
+    params = {"tenant": tenant.id, "series": list(series_ids), "start": start, "end": end, "limit": max_points}
+    parts = [f"""SELECT series_id, ts, value FROM {POINT_TABLE}
+                 WHERE tenant_id = %(tenant)s AND series_id = ANY(%(series)s) AND ts > %(start)s AND ts <= %(end)s"""]
+    start_us = to_us(start)
+    if _chunks_in(tenant, series_ids, start, end):
+        chunk_sql, chunk_params = chunks.chunk_relation(chunks.chunk_points(
+            tenant_id=tenant.id, series_ids=list(series_ids), low_us=[start_us] * len(series_ids),
+            high_us=[to_us(end)] * len(series_ids)))
+        parts.insert(0, chunk_sql)
+        params.update(chunk_params)
+    # Each series' last point at or before the start, wherever it is stored: the first increase's base.
+    before = points_before(tenant=tenant, before_us={series_id: start_us + 1 for series_id in series_ids}, count=1)
+    if before:
+        previous_sql, previous_params = chunks.chunk_relation(
+            tuple(np.array(column, dtype) for column, dtype in zip(zip(*before), (np.int64, np.int64, np.float64))),
+            name="previous")
+        parts.append(previous_sql)
+        params.update(previous_params)
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            WITH points AS (
-                SELECT series_id, ts, value FROM {POINT_TABLE}
-                WHERE tenant_id = %(tenant)s AND series_id = ANY(%(series)s) AND ts > %(start)s AND ts <= %(end)s
-                UNION ALL
-                SELECT s.series_id, p.ts, p.value FROM unnest(%(series)s::bigint[]) AS s(series_id)
-                CROSS JOIN LATERAL (
-                    SELECT ts, value FROM {POINT_TABLE}
-                    WHERE tenant_id = %(tenant)s AND series_id = s.series_id AND ts <= %(start)s
-                    ORDER BY ts DESC LIMIT 1
-                ) p
+            WITH points AS ({" UNION ALL ".join(parts)}
             ), d AS (
                 SELECT series_id, ts,
                        CASE WHEN value >= lag(value) OVER w THEN value - lag(value) OVER w ELSE value END AS inc,
@@ -221,7 +291,7 @@ def counter_read(*, tenant: Tenant, series_ids: list[int], start: datetime, end:
             )
             {select}
             """,
-            {"tenant": tenant.id, "series": list(series_ids), "start": start, "end": end, "limit": max_points},
+            params,
         )
         for series_id, ts, value in cursor.fetchall():
             result[series_id].append((ts, value))
@@ -251,7 +321,7 @@ def points_after(
     """Points of each series after its given time (µs since epoch, exclusive; None: all) and up to
     `until_us` (inclusive) when given, in (series, ts) order, as three arrays (series ids, µs,
     values): one set-based query for the whole tenant, streamed with a binary COPY straight into
-    numpy (no Python object per point)."""
+    numpy (no Python object per point), merged with the compacted chunks in range."""
     empty = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64))
     if not after_us:
         return empty
@@ -280,13 +350,17 @@ def points_after(
         buffer = io.BytesIO()
         cursor.cursor.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT binary)", buffer)
     series_ids, ts_us, values = pgcopy.decode_points(buffer.getbuffer())
-    if len(series_ids) == 0:
-        return empty
-    series_step, ts_step = np.diff(series_ids), np.diff(ts_us)
-    if not ((series_step > 0) | ((series_step == 0) & (ts_step > 0))).all():
-        order = np.lexsort((ts_us, series_ids))  # a plan that did not keep the order
-        series_ids, ts_us, values = series_ids[order], ts_us[order], values[order]
-    return series_ids, ts_us, values
+    if len(series_ids):
+        series_step, ts_step = np.diff(series_ids), np.diff(ts_us)
+        if not ((series_step > 0) | ((series_step == 0) & (ts_step > 0))).all():
+            order = np.lexsort((ts_us, series_ids))  # a plan that did not keep the order
+            series_ids, ts_us, values = series_ids[order], ts_us[order], values[order]
+    rows = (series_ids, ts_us, values)
+    chunked = chunks.chunk_points(tenant_id=tenant.id, series_ids=series, low_us=starts, high_us=ends)
+    if len(chunked[0]) == 0:
+        return rows if len(series_ids) else empty
+    merged = chunks.merge(chunked, rows)
+    return chunks.keep_first(merged, int(limit_per_series)) if limit_per_series else merged
 
 
 def _per_series_before(*, tenant: Tenant, before_us: dict[int, int], columns: str, aggregate: str,
@@ -317,10 +391,19 @@ def points_before(*, tenant: Tenant, before_us: dict[int, int], count: int):
     """The last `count` points of each series strictly before its given time, rows (series_id, ts_us, value)."""
     if not before_us:
         return []
-    return _per_series_before(
+    rows = _per_series_before(
         tenant=tenant, before_us=before_us, columns="x.ts_us, x.value",
         aggregate="(extract(epoch FROM ts) * 1000000)::bigint AS ts_us, value", order_limit="ORDER BY ts DESC LIMIT %s",
         outer="ORDER BY s.series_id, x.ts_us", params=(count,))
+    series_ids = sorted(before_us)
+    chunked = chunks.chunk_points(tenant_id=tenant.id, series_ids=series_ids, low_us=[None] * len(series_ids),
+                                  high_us=[before_us[s] - 1 for s in series_ids], newest_count=count)
+    if len(chunked[0]) == 0:
+        return rows
+    row_arrays = tuple(np.array(column, dtype) for column, dtype in
+                       zip(zip(*rows), (np.int64, np.int64, np.float64))) if rows else chunks.empty_points()
+    merged = chunks.keep_last(chunks.merge(chunked, row_arrays), count)
+    return list(zip(*(part.tolist() for part in merged)))
 
 
 def series_first_ts(*, tenant: Tenant, series_ids: list[int]) -> dict[int, int]:
@@ -330,32 +413,49 @@ def series_first_ts(*, tenant: Tenant, series_ids: list[int]) -> dict[int, int]:
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            SELECT s.id, (SELECT (extract(epoch FROM min(ts)) * 1000000)::bigint FROM {POINT_TABLE} p
-                          WHERE p.tenant_id = %s AND p.series_id = s.id)
-            FROM unnest(%s::bigint[]) AS s(id)
+            SELECT s.id, (extract(epoch FROM LEAST(
+                (SELECT min(ts) FROM {POINT_TABLE} p WHERE p.tenant_id = %(tenant)s AND p.series_id = s.id),
+                (SELECT min(first_ts) FROM {CHUNK_TABLE} c WHERE c.tenant_id = %(tenant)s AND c.series_id = s.id)
+            )) * 1000000)::bigint
+            FROM unnest(%(series)s::bigint[]) AS s(id)
             """,
-            [tenant.id, list(series_ids)],
+            {"tenant": tenant.id, "series": list(series_ids)},
         )
         return {series_id: first for series_id, first in cursor.fetchall() if first is not None}
 
 
 def series_newest_ts(*, tenant: Tenant, until_us: int | None = None) -> dict[int, int]:
     """The newest point's time (µs) of each of the tenant's series that has points (up to `until_us`)."""
+    until = "COALESCE(timestamptz 'epoch' + %(until)s * interval '1 microsecond', 'infinity')"
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            SELECT s.id, (SELECT (extract(epoch FROM max(p.ts)) * 1000000)::bigint FROM {POINT_TABLE} p
-                          WHERE p.tenant_id = s.tenant_id AND p.series_id = s.id
-                            AND p.ts <= COALESCE(timestamptz 'epoch' + %s * interval '1 microsecond', 'infinity'))
-            FROM {SERIES_TABLE} s WHERE s.tenant_id = %s ORDER BY s.id
+            SELECT s.id, (extract(epoch FROM GREATEST(
+                (SELECT max(p.ts) FROM {POINT_TABLE} p
+                 WHERE p.tenant_id = s.tenant_id AND p.series_id = s.id AND p.ts <= {until}),
+                (SELECT max(c.last_ts) FROM {CHUNK_TABLE} c
+                 WHERE c.tenant_id = s.tenant_id AND c.series_id = s.id AND c.last_ts <= {until})
+            )) * 1000000)::bigint,
+            EXISTS (SELECT 1 FROM {CHUNK_TABLE} c WHERE c.tenant_id = s.tenant_id AND c.series_id = s.id
+                    AND c.first_ts <= {until} AND c.last_ts > {until})
+            FROM {SERIES_TABLE} s WHERE s.tenant_id = %(tenant)s ORDER BY s.id
             """,
-            [until_us, tenant.id],
+            {"until": until_us, "tenant": tenant.id},
         )
-        return {series_id: newest for series_id, newest in cursor.fetchall() if newest is not None}
+        rows = cursor.fetchall()
+    newest = {series_id: ts_us for series_id, ts_us, _ in rows if ts_us is not None}
+    # A chunk that holds points on both sides of `until`: its newest point up to it, decoded.
+    straddling = {series_id: until_us + 1 for series_id, _, straddles in rows if straddles}
+    for series_id, ts_us, _ in points_before(tenant=tenant, before_us=straddling, count=1):
+        newest[series_id] = max(newest.get(series_id, ts_us), ts_us)
+    return newest
 
 
 def points_page(*, tenant: Tenant, series_id: int, before: datetime, limit: int) -> list[tuple[datetime, float]]:
     """Up to `limit` points of one series strictly before `before`, newest first (keyset paging)."""
+    if _chunks_in(tenant, [series_id], None, before):
+        newest = points_before(tenant=tenant, before_us={series_id: to_us(before)}, count=limit)
+        return [(from_us(ts_us), value) for _, ts_us, value in reversed(newest)]
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT ts, value FROM {POINT_TABLE} WHERE tenant_id = %s AND series_id = %s AND ts < %s "
@@ -371,7 +471,34 @@ def series_extremes_before(*, tenant: Tenant, before_us: dict[int, int]) -> dict
         return {}
     rows = _per_series_before(tenant=tenant, before_us=before_us, columns="x.lowest, x.highest",
                               aggregate="min(value) AS lowest, max(value) AS highest", outer="WHERE x.lowest IS NOT NULL")
-    return {series_id: (lowest, highest) for series_id, lowest, highest in rows}
+    extremes = {series_id: (lowest, highest) for series_id, lowest, highest in rows}
+    series_ids = list(before_us)
+    with connection.cursor() as cursor:
+        # Chunks wholly before the time answer from their stored min and max, without decoding.
+        cursor.execute(
+            f"""
+            SELECT c.series_id, min(c.min), max(c.max)
+            FROM unnest(%s::bigint[], %s::bigint[]) AS s(series_id, before_us)
+            JOIN {CHUNK_TABLE} c ON c.tenant_id = %s AND c.series_id = s.series_id
+             AND c.last_ts < timestamptz 'epoch' + s.before_us * interval '1 microsecond'
+            GROUP BY c.series_id
+            """,
+            [series_ids, [before_us[s] for s in series_ids], tenant.id],
+        )
+        wholly_before = cursor.fetchall()
+    straddling = chunks.chunk_points(
+        tenant_id=tenant.id, series_ids=series_ids,
+        low_us=[int(chunks.period_start_us(before_us[s] - 1)) - 1 for s in series_ids],
+        high_us=[before_us[s] - 1 for s in series_ids])
+    found = list(wholly_before)
+    if len(straddling[0]):
+        starts = np.flatnonzero(np.concatenate(([True], straddling[0][1:] != straddling[0][:-1])))
+        found += zip(straddling[0][starts].tolist(), np.minimum.reduceat(straddling[2], starts).tolist(),
+                     np.maximum.reduceat(straddling[2], starts).tolist())
+    for series_id, lowest, highest in found:
+        known = extremes.get(series_id)
+        extremes[series_id] = (lowest, highest) if known is None else (min(known[0], lowest), max(known[1], highest))
+    return extremes
 
 
 def rollup_backlog() -> list[tuple[str, int, datetime | None]]:

@@ -14,7 +14,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from cloudwatchdog import pgcopy, telemetry
-from metrics import partitions, rollups, selectors
+from metrics import compaction, partitions, rollups, selectors
 from cloudwatchdog.timeutil import format_iso, to_us
 from metrics.ingest import MAX_ABS_VALUE, Event, EventChecker, Limits, series_key_hash, typed_events, value_error
 from metrics.models import INGEST_REJECTION_TABLE, POINT_TABLE, SERIES_TABLE
@@ -199,7 +199,8 @@ def points_ingest(*, tenant: Tenant, events: list, now: datetime | None = None) 
     rows, duplicates = _rows_of(batch)
     result = IngestResult(duplicates=duplicates)
     if rows is not None:
-        result.accepted = _points_write(tenant_id=tenant.id, rows=rows)
+        result.accepted = _points_write(tenant_id=tenant.id, rows=rows,
+                                        late_before_us=compaction.late_before_us(tenant, now_us))
         result.duplicates += len(rows.series_ids) - result.accepted
     result.rejected = [{"index": index, "errors": errors_by_index[index]} for index in sorted(errors_by_index)]
     return result
@@ -398,32 +399,52 @@ class PointRows:
         return pgcopy.encode_points(self.series_ids, self.ts_us, self.values, tenant_id=tenant_id)
 
 
-def _points_write(*, tenant_id: int, rows: PointRows) -> int:
+def _points_write(*, tenant_id: int, rows: PointRows, late_before_us: int | None = None) -> int:
     """Write the rows in one transaction; returns how many were new.
 
     Fast path: one binary COPY straight into metrics_point. If any row is already stored the
     COPY fails as a whole; the transaction is then redone through a temp table and
-    INSERT ... ON CONFLICT DO NOTHING, so a retried batch stores nothing twice.
+    INSERT ... ON CONFLICT DO NOTHING, so a retried batch stores nothing twice. Points older than
+    `late_before_us` may fall in a compacted day: under the compaction lock (shared), those a
+    chunk already holds are dropped as duplicates first.
     """
+    late = late_before_us is not None and int(rows.ts_us.min()) < late_before_us
     # Inside a caller's transaction a failed COPY must only roll back to a savepoint.
     nested = connection.in_atomic_block
     try:
         with transaction.atomic(savepoint=nested), connection.cursor() as cursor:
             hook_rows = _write_begin(cursor, tenant_id, rows)
-            cursor.cursor.copy_expert(
-                f"COPY {POINT_TABLE} (tenant_id, series_id, ts, value) FROM STDIN WITH (FORMAT binary)"
-                + _row_by_row(),
-                io.BytesIO(rows.copy_binary(tenant_id=tenant_id)),
-            )
-            _after_write(cursor, tenant_id, rows, hook_rows)
-        return len(rows.series_ids)
+            new_rows = _not_compacted(cursor, tenant_id, rows, late_before_us) if late else rows
+            if len(new_rows.series_ids):
+                cursor.cursor.copy_expert(
+                    f"COPY {POINT_TABLE} (tenant_id, series_id, ts, value) FROM STDIN WITH (FORMAT binary)"
+                    + _row_by_row(),
+                    io.BytesIO(new_rows.copy_binary(tenant_id=tenant_id)),
+                )
+                _after_write(cursor, tenant_id, new_rows, hook_rows)
+        return len(new_rows.series_ids)
     except psycopg2.errors.UniqueViolation:  # copy_expert is psycopg2's own call, not wrapped by Django
         pass
     with transaction.atomic(savepoint=nested), connection.cursor() as cursor:
         hook_rows = _write_begin(cursor, tenant_id, rows)
-        accepted = _points_write_deduplicated(cursor, tenant_id=tenant_id, rows=rows)
-        _after_write(cursor, tenant_id, rows, hook_rows)
+        new_rows = _not_compacted(cursor, tenant_id, rows, late_before_us) if late else rows
+        accepted = _points_write_deduplicated(cursor, tenant_id=tenant_id, rows=new_rows) if len(new_rows.series_ids) else 0
+        if accepted:
+            _after_write(cursor, tenant_id, new_rows, hook_rows)
     return accepted
+
+
+def _not_compacted(cursor, tenant_id: int, rows: PointRows, late_before_us: int) -> PointRows:
+    """The rows no chunk holds yet, checked under the compaction lock (held to the end of the transaction)."""
+    cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [compaction.COMPACTION_ADVISORY_NAMESPACE, tenant_id])
+    late = rows.ts_us < late_before_us
+    held = np.zeros(len(rows.ts_us), bool)
+    held[late] = compaction.compacted_duplicates(cursor, tenant_id=tenant_id, series_ids=rows.series_ids[late],
+                                                 ts_us=rows.ts_us[late])
+    if not held.any():
+        return rows
+    keep = ~held
+    return PointRows(rows.series_ids[keep], rows.ts_us[keep], rows.values[keep])
 
 
 def _row_by_row() -> str:

@@ -1,8 +1,13 @@
 """Celery tasks of metrics: thin wrappers over the maintenance services."""
 from celery import shared_task
 
-from metrics.rollups import rollups_refresh
+from datetime import timedelta
+
+from django.conf import settings
+
+from metrics.compaction import points_compact
 from metrics.maintenance import points_maintain
+from metrics.rollups import rollups_refresh
 
 
 @shared_task
@@ -15,3 +20,9 @@ def points_maintain_task() -> dict:
 def rollups_refresh_task() -> dict:
     """Rebuild the rollup buckets touched by ingest since the last refresh."""
     return rollups_refresh()
+
+
+@shared_task
+def points_compact_task() -> dict:
+    """Move closed days' points into compressed chunks."""
+    return points_compact(older_than=timedelta(seconds=settings.CLOUDWATCHDOG["COMPACTION_OLDER_THAN_SECONDS"]))

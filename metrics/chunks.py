@@ -1,0 +1,160 @@
+"""Reading compacted chunks, so that every read sees rows and chunks as one store.
+
+A chunk holds one series' points of one closed UTC day (metrics.compaction moves them there). A
+point is in exactly one place: compaction moves rows in the transaction that writes the chunk, and
+ingest refuses, as duplicates, points a chunk already holds (metrics.services). Readers here take
+per-series time bounds and give numpy arrays (series ids, µs, values) sorted by series then time,
+which selectors merge with what they read from the row table.
+"""
+from __future__ import annotations
+
+import numpy as np
+from django.db import connection
+
+from metrics import codec
+from metrics.models import CHUNK_TABLE
+
+CHUNK_SECONDS = 86400
+CHUNK_US = CHUNK_SECONDS * 1_000_000
+_EMPTY = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64))
+_US = "timestamptz 'epoch' + {} * interval '1 microsecond'"
+
+
+def empty_points() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return tuple(part.copy() for part in _EMPTY)
+
+
+def period_start_us(ts_us):
+    """The start of the chunk period (UTC day) holding a time in µs, or each time of an array."""
+    return ts_us // CHUNK_US * CHUNK_US
+
+
+def chunk_points(*, tenant_id: int, series_ids: list[int], low_us: list[int | None], high_us: list[int | None],
+                 newest_count: int | None = None):
+    """Decoded points of each series' chunks with low < ts <= high (None: unbounded), sorted by series
+    then time. With `newest_count`, only the chunks needed for each series' newest `newest_count`
+    points in range are decoded (the caller keeps the last ones)."""
+    if not series_ids:
+        return empty_points()
+    newer = "0"
+    if newest_count is not None:
+        # Chunks newest first, while the points of newer chunks wholly inside the range are fewer than
+        # needed; a chunk that straddles `high` counts as none of its points, so enough are decoded.
+        newer = (f"COALESCE(sum(CASE WHEN c.last_ts <= COALESCE({_US.format('s.high_us')}, 'infinity') "
+                 "THEN c.count ELSE 0 END) OVER (PARTITION BY c.series_id ORDER BY c.period_start DESC "
+                 "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT series_id, data FROM (
+                SELECT c.series_id, c.period_start, c.data, {newer} AS newer
+                FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS s(series_id, low_us, high_us)
+                JOIN {CHUNK_TABLE} c ON c.tenant_id = %s AND c.series_id = s.series_id
+                 AND c.period_start > COALESCE({_US.format('s.low_us')} - interval '{CHUNK_SECONDS} seconds', '-infinity')
+                 AND c.period_start <= COALESCE({_US.format('s.high_us')}, 'infinity')
+                 AND c.last_ts > COALESCE({_US.format('s.low_us')}, '-infinity')
+            ) x
+            WHERE newer < %s
+            ORDER BY series_id, period_start
+            """,
+            [list(series_ids), list(low_us), list(high_us), tenant_id,
+             newest_count if newest_count is not None else 1],
+        )
+        rows = cursor.fetchall()
+    if not rows:
+        return empty_points()
+    bounds = {series_id: (low, high) for series_id, low, high in zip(series_ids, low_us, high_us)}
+    series_parts, ts_parts, value_parts = [], [], []
+    for series_id, data in rows:
+        ts_us, values = codec.decode(data)
+        low, high = bounds[series_id]
+        first = 0 if low is None else int(np.searchsorted(ts_us, low, side="right"))
+        last = len(ts_us) if high is None else int(np.searchsorted(ts_us, high, side="right"))
+        if last > first:
+            ts_parts.append(ts_us[first:last])
+            value_parts.append(values[first:last])
+            series_parts.append(np.full(last - first, series_id, np.int64))
+    if not ts_parts:
+        return empty_points()
+    return np.concatenate(series_parts), np.concatenate(ts_parts), np.concatenate(value_parts)
+
+
+def merge(chunked, rows):
+    """One (series, µs, values) set of arrays sorted by series then time, from chunk points and rows
+    (each sorted so). A time in both keeps the chunk's value: it was written first."""
+    if len(chunked[0]) == 0:
+        return rows
+    if len(rows[0]) == 0:
+        return chunked
+    series_ids = np.concatenate((chunked[0], rows[0]))
+    ts_us = np.concatenate((chunked[1], rows[1]))
+    values = np.concatenate((chunked[2], rows[2]))
+    # Two sorted runs: a stable sort by series merges them in about linear time, chunks first.
+    order = np.argsort(series_ids, kind="stable")
+    series_ids, ts_us, values = series_ids[order], ts_us[order], values[order]
+    same_series = series_ids[1:] == series_ids[:-1]
+    if (ts_us[1:][same_series] < ts_us[:-1][same_series]).any():
+        order = np.lexsort((ts_us, series_ids))  # late rows inside a chunk's days: a full sort, still stable
+        series_ids, ts_us, values = series_ids[order], ts_us[order], values[order]
+        same_series = series_ids[1:] == series_ids[:-1]
+    repeated = np.concatenate(([False], same_series & (ts_us[1:] == ts_us[:-1])))
+    if repeated.any():
+        keep = ~repeated
+        series_ids, ts_us, values = series_ids[keep], ts_us[keep], values[keep]
+    return series_ids, ts_us, values
+
+
+def keep_last(points, count: int):
+    """The last `count` points of each series (arrays sorted by series then time)."""
+    series_ids = points[0]
+    if len(series_ids) == 0:
+        return points
+    starts = np.flatnonzero(np.concatenate(([True], series_ids[1:] != series_ids[:-1])))
+    ends = np.append(starts[1:], len(series_ids))
+    position = np.arange(len(series_ids)) - np.repeat(starts, ends - starts)
+    from_end = np.repeat(ends - starts, ends - starts) - position
+    keep = from_end <= count
+    return tuple(part[keep] for part in points)
+
+
+def keep_first(points, count: int):
+    """The first `count` points of each series (arrays sorted by series then time)."""
+    series_ids = points[0]
+    if len(series_ids) == 0:
+        return points
+    starts = np.flatnonzero(np.concatenate(([True], series_ids[1:] != series_ids[:-1])))
+    ends = np.append(starts[1:], len(series_ids))
+    position = np.arange(len(series_ids)) - np.repeat(starts, ends - starts)
+    keep = position < count
+    return tuple(part[keep] for part in points)
+
+
+def as_sql_arrays(points) -> tuple[str, str, str]:
+    """Points as three PostgreSQL array literals (bigint[], bigint[], float8[]), for queries that
+    aggregate them with rows in SQL; repr round-trips a float exactly."""
+    series_ids, ts_us, values = points
+    return ("{" + ",".join(map(str, series_ids.tolist())) + "}",
+            "{" + ",".join(map(str, ts_us.tolist())) + "}",
+            "{" + ",".join(map(repr, values.tolist())) + "}")
+
+
+def chunk_relation(points, name: str = "chunked") -> tuple[str, dict]:
+    """A SQL relation (series_id, ts, value) of these points, and its parameters."""
+    series_text, ts_text, value_text = as_sql_arrays(points)
+    sql = (f"SELECT c.series_id, timestamptz 'epoch' + c.ts_us * interval '1 microsecond' AS ts, c.value "
+           f"FROM unnest(%({name}_s)s::bigint[], %({name}_t)s::bigint[], %({name}_v)s::float8[]) "
+           f"AS c(series_id, ts_us, value)")
+    return sql, {f"{name}_s": series_text, f"{name}_t": ts_text, f"{name}_v": value_text}
+
+
+def tenant_has_chunks(*, tenant_id: int, series_ids: list[int] | None = None, before_us: int | None = None) -> bool:
+    """Whether any chunk of these series (all the tenant's: None) starts before a time (None: any)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT EXISTS (SELECT 1 FROM {CHUNK_TABLE} WHERE tenant_id = %s"
+            + (" AND series_id = ANY(%s)" if series_ids is not None else "")
+            + (f" AND period_start <= {_US.format('%s')}" if before_us is not None else "") + ")",
+            [tenant_id] + ([list(series_ids)] if series_ids is not None else [])
+            + ([before_us] if before_us is not None else []),
+        )
+        return cursor.fetchone()[0]

@@ -1,0 +1,205 @@
+"""Compaction: points of closed UTC days move from the row table into compressed chunks.
+
+A point in metrics_point costs about 130 bytes (row header, three keys, a B-tree entry, and a
+minute-rollup row); in a chunk about 2 (metrics.codec). Compaction takes, per series, the whole
+UTC days before its cutoff: the older of `now - older_than` and the tenant's late window (late
+points keep arriving as rows until then), and of those only the points at or before detection's
+watermark of the series (a `compaction_horizons` hook of the anomalies app), so the points a
+detection pass has yet to read are rows.
+
+Each batch of series is one transaction: it deletes the rows (RETURNING them), merges them into the
+chunk of their day (a late point written after an earlier compaction joins its chunk here),
+upserts the chunks and drops the minute rollups of those days; hourly rollups stay, and are
+refreshed first. It runs under an exclusive advisory lock per tenant that ingest takes shared only
+for batches with points older than the late window, so a late point is either in the rows the
+batch moves or checked against the chunk it wrote: never lost, never stored twice. Running it again
+moves nothing more. Beat runs it hourly; `manage.py compact_points` runs it now.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import numpy as np
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
+
+from cloudwatchdog import pgcopy
+from cloudwatchdog.timeutil import to_us
+from metrics import chunks, codec, rollups
+from metrics.models import CHUNK_TABLE, POINT_TABLE, ROLLUP_1M_TABLE, SERIES_TABLE
+from tenants.models import Tenant
+
+logger = logging.getLogger(__name__)
+
+COMPACTION_ADVISORY_NAMESPACE = 7_305  # exclusive per batch of compaction, shared by ingest of late points
+# Compaction stays this far behind the late window, so a request that started before a compaction
+# and did not see its points as late cannot meet a day being compacted.
+SAFETY_MARGIN_US = 10 * 60 * 1_000_000
+
+# Each returns {series id: µs} for a tenant: of a series, only points up to that time are compacted.
+compaction_horizons: list[Callable[[Tenant], dict[int, int]]] = []
+
+
+def late_window_us(tenant: Tenant) -> int:
+    return (tenant.late_window_seconds or settings.CLOUDWATCHDOG["LATE_WINDOW_SECONDS"]) * 1_000_000
+
+
+def late_before_us(tenant: Tenant, now_us: int) -> int:
+    """Points before this time are late: ingest checks them against the chunks, under the lock."""
+    return now_us - late_window_us(tenant)
+
+
+def points_compact(*, tenant: Tenant | None = None, older_than: timedelta = timedelta(0),
+                   now: datetime | None = None, batch_series: int | None = None) -> dict:
+    """Compact every tenant's (or one tenant's) closed days; returns what moved.
+
+    Each tenant is its own series of transactions: one tenant's failure is logged and counted, the
+    others go on.
+    """
+    now = now or timezone.now()
+    batch_series = batch_series or settings.CLOUDWATCHDOG["COMPACTION_BATCH_SERIES"]
+    report = {"tenants": 0, "series": 0, "chunks": 0, "points": 0, "merged_chunks": 0, "chunk_bytes": 0,
+              "seconds": 0.0, "failed_tenants": []}
+    started = time.perf_counter()
+    tenants = [tenant] if tenant is not None else list(Tenant.objects.order_by("id"))
+    rollups.rollups_refresh()  # the hourly rollups of the days moved stay: make them current first
+    for each in tenants:
+        try:
+            done = _tenant_compact(each, older_than=older_than, now_us=to_us(now), batch_series=batch_series)
+        except DatabaseError:
+            logger.exception("compaction failed for tenant %s; the others go on", each.slug)
+            report["failed_tenants"].append(each.slug)
+            continue
+        report["tenants"] += 1
+        for name, count in done.items():
+            report[name] += count
+    report["seconds"] = round(time.perf_counter() - started, 3)
+    return report
+
+
+def _tenant_compact(tenant: Tenant, *, older_than: timedelta, now_us: int, batch_series: int) -> dict:
+    done = {"series": 0, "chunks": 0, "points": 0, "merged_chunks": 0, "chunk_bytes": 0}
+    cutoff_us = min(now_us - int(older_than.total_seconds() * 1_000_000),
+                    late_before_us(tenant, now_us) - SAFETY_MARGIN_US)
+    horizons: dict[int, int] = {}
+    for horizon in compaction_horizons:
+        for series_id, until_us in horizon(tenant).items():
+            horizons[series_id] = min(until_us, horizons.get(series_id, until_us))
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id FROM {SERIES_TABLE} WHERE tenant_id = %s ORDER BY id", [tenant.id])
+        series_ids = [row[0] for row in cursor.fetchall()]
+    for first in range(0, len(series_ids), batch_series):
+        batch = series_ids[first:first + batch_series]
+        # Days wholly behind the cutoff (the day of the cutoff stays rows), and of those only the
+        # points detection has evaluated: a later point of such a day joins its chunk next time.
+        closed_us = int(chunks.period_start_us(cutoff_us))
+        cutoffs = [min(closed_us, horizons[s] + 1) if s in horizons else closed_us for s in batch]
+        with transaction.atomic(), connection.cursor() as cursor:
+            moved = _batch_compact(cursor, tenant_id=tenant.id, series_ids=batch, cutoffs_us=cutoffs)
+        for name, count in moved.items():
+            done[name] += count
+    return done
+
+
+def _batch_compact(cursor, *, tenant_id: int, series_ids: list[int], cutoffs_us: list[int]) -> dict:
+    cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [COMPACTION_ADVISORY_NAMESPACE, tenant_id])
+    query = cursor.mogrify(
+        f"""
+        DELETE FROM {POINT_TABLE} p
+        USING unnest(%s::bigint[], %s::bigint[]) AS s(series_id, cutoff_us)
+        WHERE p.tenant_id = %s AND p.series_id = s.series_id
+          AND p.ts < timestamptz 'epoch' + s.cutoff_us * interval '1 microsecond'
+        RETURNING p.series_id, p.ts, p.value
+        """,
+        [series_ids, cutoffs_us, tenant_id],
+    ).decode()
+    buffer = io.BytesIO()
+    cursor.cursor.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT binary)", buffer)
+    moved_series, moved_ts, moved_values = pgcopy.decode_points(buffer.getbuffer())
+    if len(moved_series) == 0:
+        return {"series": 0, "chunks": 0, "points": 0, "merged_chunks": 0, "chunk_bytes": 0}
+    order = np.lexsort((moved_ts, moved_series))
+    moved_series, moved_ts, moved_values = moved_series[order], moved_ts[order], moved_values[order]
+    periods = chunks.period_start_us(moved_ts)
+    starts = np.flatnonzero(np.concatenate(([True], (moved_series[1:] != moved_series[:-1])
+                                                   | (periods[1:] != periods[:-1]))))
+    ends = np.append(starts[1:], len(moved_series))
+    existing = _existing_chunks(cursor, tenant_id=tenant_id, series_ids=moved_series[starts], periods_us=periods[starts])
+    records = []
+    chunk_bytes = merged = 0
+    for start, end in zip(starts.tolist(), ends.tolist()):
+        series_id, period = int(moved_series[start]), int(periods[start])
+        ts_us, values = moved_ts[start:end], moved_values[start:end]
+        if (series_id, period) in existing:
+            # Late rows of a day compacted before: the chunk's points were there first and win.
+            old_ts, old_values = existing[(series_id, period)]
+            new = ~np.isin(ts_us, old_ts)
+            ts_us = np.concatenate((old_ts, ts_us[new]))
+            values = np.concatenate((old_values, values[new]))
+            order = np.argsort(ts_us, kind="stable")
+            ts_us, values = ts_us[order], values[order]
+            merged += 1
+        data = codec.encode(ts_us, values)
+        chunk_bytes += len(data)
+        records.append((tenant_id, series_id, period, int(ts_us[0]), int(ts_us[-1]), len(ts_us),
+                        float(np.sum(values)), float(values.min()), float(values.max()), data))
+    _chunks_write(cursor, records)
+    cursor.execute(
+        f"""
+        DELETE FROM {ROLLUP_1M_TABLE} r USING unnest(%s::bigint[], %s::bigint[]) AS s(series_id, cutoff_us)
+        WHERE r.tenant_id = %s AND r.series_id = s.series_id
+          AND r.bucket < timestamptz 'epoch' + s.cutoff_us * interval '1 microsecond'
+        """,
+        [series_ids, cutoffs_us, tenant_id],
+    )
+    return {"series": len(np.unique(moved_series)), "chunks": len(records), "points": int(len(moved_series)),
+            "merged_chunks": merged, "chunk_bytes": chunk_bytes}
+
+
+def _existing_chunks(cursor, *, tenant_id: int, series_ids: np.ndarray, periods_us: np.ndarray) -> dict:
+    cursor.execute(
+        f"""
+        SELECT c.series_id, (extract(epoch FROM c.period_start) * 1000000)::bigint, c.data
+        FROM unnest(%s::bigint[], %s::bigint[]) AS s(series_id, period_us)
+        JOIN {CHUNK_TABLE} c ON c.tenant_id = %s AND c.series_id = s.series_id
+         AND c.period_start = timestamptz 'epoch' + s.period_us * interval '1 microsecond'
+        """,
+        [series_ids.tolist(), periods_us.tolist(), tenant_id],
+    )
+    return {(series_id, period): codec.decode(data) for series_id, period, data in cursor.fetchall()}
+
+
+def _chunks_write(cursor, records: list[tuple]) -> None:
+    cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS compacted_chunks (LIKE {CHUNK_TABLE}) ON COMMIT DELETE ROWS")
+    cursor.execute("DELETE FROM compacted_chunks")
+    stream = pgcopy.encode_rows(records, ("int8", "int8", "timestamptz_us", "timestamptz_us", "timestamptz_us",
+                                          "int4", "float8", "float8", "float8", "bytea"))
+    cursor.cursor.copy_expert("COPY compacted_chunks FROM STDIN WITH (FORMAT binary)", io.BytesIO(stream))
+    cursor.execute(
+        f"""
+        INSERT INTO {CHUNK_TABLE} SELECT * FROM compacted_chunks
+        ON CONFLICT (tenant_id, series_id, period_start) DO UPDATE
+        SET first_ts = excluded.first_ts, last_ts = excluded.last_ts, count = excluded.count, sum = excluded.sum,
+            min = excluded.min, max = excluded.max, data = excluded.data
+        """
+    )
+
+
+def compacted_duplicates(cursor, *, tenant_id: int, series_ids: np.ndarray, ts_us: np.ndarray) -> np.ndarray:
+    """Which of these (late) points a chunk already holds: ingest counts them as duplicates.
+
+    The caller holds the compaction lock shared, so no chunk changes until its transaction ends.
+    """
+    held = np.zeros(len(ts_us), bool)
+    periods = chunks.period_start_us(ts_us)
+    pairs = np.unique(np.stack((series_ids, periods), axis=1), axis=0)
+    existing = _existing_chunks(cursor, tenant_id=tenant_id, series_ids=pairs[:, 0], periods_us=pairs[:, 1])
+    for (series_id, period), (chunk_ts, _) in existing.items():
+        mine = (series_ids == series_id) & (periods == period)
+        held[mine] = np.isin(ts_us[mine], chunk_ts)
+    return held

@@ -1,0 +1,291 @@
+"""Compressed chunks: the codecs, compaction changing no answer, late writes into compacted days,
+compaction while ingest and detection run, retention, and the command."""
+import json
+import threading
+from datetime import datetime, timedelta, timezone
+from io import StringIO
+
+import numpy as np
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection, connections
+from hypothesis import given, settings as hypothesis_settings, strategies as st
+
+from anomalies.services import detection_run
+from conftest import event, iso
+from metrics import codec
+from metrics.compaction import points_compact
+from metrics.maintenance import points_maintain
+from metrics.rollups import rollups_refresh
+from metrics.services import points_ingest
+
+TIMESERIES = "/api/v1/metrics/timeseries"
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(st.integers(1, 10**9), min_size=0, max_size=300),
+    values=st.data(),
+    name=st.sampled_from(sorted(codec.CODEC_IDS)),
+)
+def test_both_codecs_give_back_every_bit(steps, values, name):
+    ts_us = 1_700_000_000_000_000 + np.cumsum(np.array(steps, np.int64))
+    floats = values.draw(st.lists(st.floats(allow_nan=True, allow_infinity=True, width=64),
+                                  min_size=len(steps), max_size=len(steps)))
+    array = np.array(floats, np.float64)
+    decoded_ts, decoded_values = codec.decode(codec.encode(ts_us, array, name))
+    assert decoded_ts.tolist() == ts_us.tolist()
+    assert decoded_values.view(np.uint64).tolist() == array.view(np.uint64).tolist()  # -0.0 and NaN too
+
+
+def test_a_regular_series_costs_about_a_byte_a_point_with_pco():
+    ts_us = 1_700_000_000_000_000 + np.arange(1440, dtype=np.int64) * 60_000_000
+    rng = np.random.default_rng(3)
+    cpu = np.round(rng.normal(40, 6, 1440), 2)  # a percentage reported with two decimals
+    assert len(codec.encode(ts_us, cpu, "pco")) / 1440 < 2.0
+    assert len(codec.encode(ts_us, cpu, "gorilla_zstd")) / 1440 > len(codec.encode(ts_us, cpu, "pco")) / 1440
+
+
+# --- compaction changes nothing ---------------------------------------------------------------
+
+def _mixed_history(owner, seed: int, end: datetime) -> datetime:
+    """Four days of series in several shapes, ending at `end`; returns the start."""
+    rng = np.random.default_rng(seed)
+    start = end - timedelta(days=4)
+    events = []
+    minutes = 4 * 1440
+    cpu = 40 + 10 * np.sin(np.arange(minutes) / 200) + rng.normal(0, 2, minutes)
+    cpu[rng.integers(1000, minutes, 3)] += 60  # spikes the detectors flag
+    events += [event(round(float(v), 2), start + timedelta(minutes=i + 1), metric_name="cpu") for i, v in enumerate(cpu)]
+    # irregular steps from 10 s to 7 min, values with full precision
+    moment = start
+    while moment < end - timedelta(minutes=7):
+        moment += timedelta(seconds=int(rng.integers(10, 420)))
+        events.append(event(float(rng.normal(1000, 300)), moment, metric_name="latency"))
+    # a counter with a restart
+    total = np.cumsum(rng.poisson(30, minutes)).astype(float)
+    total[minutes // 2:] -= total[minutes // 2 - 1]
+    events += [event(float(v), start + timedelta(minutes=i + 1), metric_name="requests", kind="counter")
+               for i, v in enumerate(total)]
+    # every 10 s for the last two days
+    ten_seconds = 2 * 8640
+    events += [event(float(v), end - timedelta(seconds=10 * (ten_seconds - i - 1)), metric_name="queue")
+               for i, v in enumerate(np.round(rng.gamma(2, 5, ten_seconds), 1))]
+    for first in range(0, len(events), 5000):
+        result = points_ingest(tenant=owner.tenant, events=events[first:first + 5000], now=end)
+        assert not result.rejected
+    return start
+
+
+def _answers(owner, start: datetime, end: datetime) -> list[bytes]:
+    """Every read the API offers over the window, as the bytes it answers."""
+    window = {"start": iso(start - timedelta(hours=3)), "end": iso(end)}
+    inner = {"start": iso(start + timedelta(hours=29, minutes=13, seconds=7)),
+             "end": iso(end - timedelta(hours=5, minutes=1))}
+    series = owner.get("/api/v1/series").json()["results"]
+    reads = [("/api/v1/series", {})]
+    for each in series:
+        metric = {"metric_name": each["metric_name"]}
+        for span in (window, inner):
+            reads.append((TIMESERIES, {**metric, **span}))
+            for step in ("1m", "5m", "7m", "1h", "2h", "1d"):
+                for agg in ("avg", "min", "max", "sum", "count"):
+                    reads.append((TIMESERIES, {**metric, **span, "step": step, "agg": agg}))
+            if each["kind"] == "counter":
+                for fn in ("rate", "increase"):
+                    reads.append((TIMESERIES, {**metric, **span, "fn": fn}))
+                    reads.append((TIMESERIES, {**metric, **span, "fn": fn, "step": "1h"}))
+        reads.append(("/api/v1/baselines", {"series_id": each["series_id"], **window}))
+    answers = []
+    for path, params in reads:
+        response = owner.get(path, params)
+        assert response.status_code == 200, (path, params, response.content)
+        answers.append(response.content)
+    return answers
+
+
+def _anomalies(owner) -> str:
+    listed = owner.get("/api/v1/anomalies", {"limit": 500}).json()
+    assert listed["next"] is None
+    for anomaly in listed["results"]:
+        for volatile in ("id", "created_at", "run_id", "updated_at"):
+            anomaly.pop(volatile, None)
+    return json.dumps(listed["results"], sort_keys=True)
+
+
+def _stored(tenant, table):
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {table} WHERE tenant_id = %s", [tenant.id])
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_compaction_changes_no_api_answer_and_no_detection_result(owner, seed):
+    end = datetime.now(timezone.utc).replace(microsecond=0)
+    start = _mixed_history(owner, seed, end)
+    rollups_refresh()
+    detection_run(tenant=owner.tenant, trigger="manual")
+    detection_run(tenant=owner.tenant, trigger="replay", replay_since=start)
+    before, anomalies_before = _answers(owner, start, end), _anomalies(owner)
+    assert '"severity"' in anomalies_before  # the history has anomalies to compare
+
+    out = StringIO()
+    call_command("compact_points", "--tenant", owner.tenant.slug, "--older-than", "0s", stdout=out)
+    assert "compacted" in out.getvalue() and _stored(owner.tenant, "metrics_chunk") >= 4 * 3
+    rows_left = _stored(owner.tenant, "metrics_point")
+    assert 0 < rows_left < 8640 + 3 * 1440  # today (behind the late window) stays rows
+
+    after = _answers(owner, start, end)
+    changed = [(a, b) for a, b in zip(before, after) if a != b]
+    if changed:
+        open("/tmp/changed.json", "w").write(changed[0][0].decode() + "\n" + changed[0][1].decode())
+    assert changed == []
+    detection_run(tenant=owner.tenant, trigger="replay", replay_since=start)  # evaluated from the chunks
+    assert _anomalies(owner) == anomalies_before
+    # a second compaction moves nothing
+    again = points_compact(tenant=owner.tenant)
+    assert again["points"] == 0 and _answers(owner, start, end) == before
+
+
+def test_late_points_into_a_compacted_day_are_read_at_once_and_merged_later_first_write_wins(owner):
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    day = (now - timedelta(days=3)).replace(hour=0, minute=0, second=0)
+    points_ingest(tenant=owner.tenant, events=[event(float(i), day + timedelta(minutes=i)) for i in range(1440)])
+    rollups_refresh()
+    assert points_compact(tenant=owner.tenant)["points"] == 1440
+    assert _stored(owner.tenant, "metrics_point") == 0
+
+    late = [event(1000.0 + i, day + timedelta(minutes=i, seconds=30)) for i in range(0, 1440, 60)]  # 24 new
+    repeats = [event(-1.0, day + timedelta(minutes=i)) for i in range(0, 1440, 120)]  # 12 already compacted
+    result = owner.ingest(late + repeats).json()
+    assert (result["accepted"], result["duplicates"]) == (24, 12)
+    assert owner.ingest(late).json()["duplicates"] == 24  # a retry stores nothing twice
+
+    window = {"metric_name": "cpu_utilization", "start": iso(day), "end": iso(day + timedelta(days=1))}
+    points = owner.get(TIMESERIES, window).json()["series"][0]["points"]
+    assert len(points) == 1440 - 1 + 24  # (start, end]: minute 0 is outside
+    values = {p["timestamp"]: p["value"] for p in points}
+    assert values[iso(day + timedelta(minutes=120))] == 120.0  # the first write won
+    assert values[iso(day + timedelta(minutes=60, seconds=30))] == 1060.0
+    rollups_refresh()
+    hourly = owner.get(TIMESERIES, {**window, "step": "1h", "agg": "count"}).json()["series"][0]["points"]
+    # every hour: its 60 compacted points and a late one (the first lacks 00:00, outside the window)
+    assert [p["value"] for p in hourly] == [60.0] + [61.0] * 23
+
+    merged = points_compact(tenant=owner.tenant)
+    assert (merged["points"], merged["merged_chunks"]) == (24, 1)
+    assert _stored(owner.tenant, "metrics_point") == 0
+    assert owner.get(TIMESERIES, window).json()["series"][0]["points"] == points
+    assert owner.ingest(repeats).json()["duplicates"] == 12
+
+
+def test_retention_drops_whole_chunks_and_cuts_the_one_holding_the_cutoff(owner, outsider):
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    first_day = (now - timedelta(days=6)).replace(hour=0, minute=0, second=0)
+    for client in (owner, outsider):
+        points_ingest(tenant=client.tenant, events=[event(float(i), first_day + timedelta(hours=i)) for i in range(96)])
+    rollups_refresh()
+    points_compact()
+    assert _stored(owner.tenant, "metrics_chunk") == 4
+    owner.tenant.retention_days = 5
+    owner.tenant.save()
+    cutoff = now - timedelta(days=5)
+    report = points_maintain(now=now)
+    kept = [p for p in range(96) if first_day + timedelta(hours=p) >= cutoff]
+    assert report["deleted_points"] == 96 - len(kept)
+    points = owner.get(TIMESERIES, {"metric_name": "cpu_utilization", "start": iso(first_day - timedelta(days=1)),
+                                    "end": iso(now)}).json()["series"][0]["points"]
+    assert [p["value"] for p in points] == [float(p) for p in kept]
+    assert _stored(outsider.tenant, "metrics_chunk") == 4
+    owner.tenant.delete()
+    assert _stored(owner.tenant, "metrics_chunk") == 0
+
+
+def test_the_command_refuses_a_bad_duration_and_an_unknown_tenant(owner):
+    with pytest.raises(CommandError, match="--older-than: '3 days' is not a duration"):
+        call_command("compact_points", "--older-than", "3 days")
+    with pytest.raises(CommandError, match="no tenant with slug 'nobody'"):
+        call_command("compact_points", "--tenant", "nobody")
+
+
+def test_older_than_keeps_recent_days_as_rows(owner):
+    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    noons = [today - timedelta(days=k) + timedelta(hours=12) for k in range(1, 6)]
+    points_ingest(tenant=owner.tenant, events=[event(1.0, noon) for noon in noons])
+    out = StringIO()
+    call_command("compact_points", "--older-than", "3d", stdout=out)
+    # The day of the cutoff (now - 3 days) is not closed behind it: only the two days before it move.
+    assert "compacted 2 points of 1 series into 2 chunks" in out.getvalue()
+    assert (_stored(owner.tenant, "metrics_point"), _stored(owner.tenant, "metrics_chunk")) == (3, 2)
+
+
+# --- concurrency --------------------------------------------------------------------------------
+
+def test_compaction_while_late_points_arrive_and_detection_runs_loses_and_repeats_nothing(transactional_db, make_tenant):
+    owner = make_tenant("busy")
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    day = (now - timedelta(days=3)).replace(hour=0, minute=0, second=0)
+    original = {day + timedelta(minutes=i): float(i) for i in range(0, 2 * 1440)}
+    series_names = ("a", "b", "c")
+    for name in series_names:
+        points_ingest(tenant=owner.tenant, events=[event(v, ts, resource_id=name) for ts, v in original.items()])
+    detection_run(tenant=owner.tenant, trigger="manual")
+    rollups_refresh()
+
+    accepted, duplicates, merged, failures = [0], [0], [0], []
+    done = threading.Event()
+
+    def in_thread(work):
+        def run():
+            try:
+                work()
+            except Exception as error:  # noqa: BLE001 - reported by the assertion below
+                failures.append(repr(error))
+            finally:
+                connections.close_all()
+        return threading.Thread(target=run)
+
+    def ingest_late():
+        rng = np.random.default_rng(7)
+        for round_number in range(40):
+            seconds = rng.integers(1, 59, 30)
+            minutes = rng.integers(0, 2 * 1440, 30)
+            events = [event(5000.0 + round_number, day + timedelta(minutes=int(m), seconds=int(s)),
+                            resource_id=series_names[k % 3]) for k, (m, s) in enumerate(zip(minutes, seconds))]
+            events += [event(-1.0, day + timedelta(minutes=int(m)), resource_id=series_names[int(m) % 3])
+                       for m in minutes[:10]]  # already stored: duplicates
+            result = points_ingest(tenant=owner.tenant, events=events)
+            accepted[0] += result.accepted
+            duplicates[0] += result.duplicates
+        done.set()
+
+    def compact():
+        while not done.is_set():
+            merged[0] += points_compact(tenant=owner.tenant, batch_series=1)["merged_chunks"]
+
+    def detect():
+        while not done.is_set():
+            detection_run(tenant=owner.tenant, trigger="manual")
+
+    threads = [in_thread(ingest_late), in_thread(compact), in_thread(detect)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert failures == []
+    assert duplicates[0] >= 400  # the repeats, and any random time drawn twice
+    assert merged[0] > 0  # compaction did merge late points into chunks while they arrived
+    points_compact(tenant=owner.tenant)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM metrics_point WHERE tenant_id = %s AND ts < %s", [owner.tenant.id, day + timedelta(days=2)])
+        assert cursor.fetchone()[0] == 0
+    body = owner.get(TIMESERIES, {"metric_name": "cpu_utilization", "start": iso(day - timedelta(seconds=1)),
+                                  "end": iso(day + timedelta(days=2))}).json()
+    stored = sum(len(s["points"]) for s in body["series"])
+    assert stored == 3 * len(original) + accepted[0]
+    for each in body["series"]:
+        timestamps = [p["timestamp"] for p in each["points"]]
+        assert len(timestamps) == len(set(timestamps))
+        whole_minutes = [p for p in each["points"] if p["timestamp"].endswith(":00Z")]
+        assert [p["value"] for p in whole_minutes] == list(original.values())  # first writes won
