@@ -29,10 +29,26 @@ def detection_run_task(*, tenant_id: int, run_id: str | None = None, trigger: st
 
 @shared_task
 def detection_run_all_task() -> dict:
-    """Beat's pass over every active tenant: each tenant's status, "skipped" or "failed"."""
-    outcomes = detection_run_all(tenants=tenant_list(), trigger="beat",
+    """Beat's pass: one task per active tenant on the queue, so every worker process (on every
+    machine) takes a share; returns {slug: "queued"}. A task left waiting past the next pass
+    expires: that pass queued a newer one."""
+    interval = settings.CLOUDWATCHDOG["DETECTION_INTERVAL_SECONDS"]
+    queued = {}
+    for tenant in tenant_list():
+        detection_tenant_pass_task.apply_async(kwargs={"tenant_id": tenant.id}, expires=interval)
+        queued[tenant.slug] = "queued"
+    return queued
+
+
+@shared_task
+def detection_tenant_pass_task(*, tenant_id: int) -> str:
+    """Beat's pass for one tenant: its status, "skipped" (its run is going) or "failed"."""
+    tenant = tenant_get(tenant_id=tenant_id)
+    if tenant is None or not tenant.is_active:
+        return "gone"
+    outcome, = detection_run_all(tenants=[tenant], trigger="beat",
                                  settle_seconds=settings.CLOUDWATCHDOG["DETECTION_SETTLE_SECONDS"])
-    return {outcome.slug: outcome.status for outcome in outcomes}
+    return outcome.status
 
 
 @shared_task

@@ -112,7 +112,7 @@ def main():
         cursor.execute("""SELECT sum(pg_total_relation_size(i.inhrelid)) FROM pg_inherits i
                           JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'metrics_point'""")
         point_bytes = cursor.fetchone()[0]
-        cursor.execute("SELECT pg_total_relation_size('metrics_rollup_1m') + pg_total_relation_size('metrics_rollup_1h')")
+        cursor.execute("SELECT pg_total_relation_size('metrics_rollup_1h')")
         rollup_bytes = cursor.fetchone()[0]
     print(f"points table: {point_bytes / total_points:.1f} bytes per point with its indexes "
           f"({total_points:,} points, {point_bytes / 2**20:,.0f} MiB); with rollups "

@@ -26,7 +26,8 @@ CODEC_IDS = {"pco": PCO, "gorilla_zstd": GORILLA_ZSTD}
 DEFAULT_CODEC = "pco"
 
 _HEADER = struct.Struct("<BII")  # codec, point count, length of the timestamp part
-_PCO_CONFIG = pcodec.ChunkConfig(compression_level=8)
+# Level 6 against pcodec's default 8: 0.2 % larger, 1.7x faster to encode (bench/storage.py's data).
+_PCO_CONFIG = pcodec.ChunkConfig(compression_level=6)
 _ZSTD_LEVEL = 3
 
 

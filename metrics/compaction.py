@@ -1,7 +1,7 @@
 """Compaction: points of closed UTC days move from the row table into compressed chunks.
 
-A point in metrics_point costs about 130 bytes (row header, three keys, a B-tree entry, and a
-minute-rollup row); in a chunk about 2 (metrics.codec). Compaction takes, per series, the whole
+A point in metrics_point costs about 100 bytes (row header, three keys, a B-tree entry); in a
+chunk about 2 (metrics.codec). Compaction takes, per series, the whole
 UTC days before its cutoff: the older of `now - older_than` and the tenant's late window (late
 points keep arriving as rows until then), and of those only the points at or before detection's
 watermark of the series (a `compaction_horizons` hook of the anomalies app), so the points a
@@ -9,8 +9,7 @@ detection pass has yet to read are rows.
 
 Each batch of series is one transaction: it deletes the rows (RETURNING them), merges them into the
 chunk of their day (a late point written after an earlier compaction joins its chunk here),
-upserts the chunks and drops the minute rollups of those days; hourly rollups stay, and are
-refreshed first. It runs under an exclusive advisory lock per tenant that ingest takes shared only
+and upserts the chunks; the hourly rollups of those days stay, refreshed first. It runs under an exclusive advisory lock per tenant that ingest takes shared only
 for batches with points older than the late window, so a late point is either in the rows the
 batch moves or checked against the chunk it wrote: never lost, never stored twice. Running it again
 moves nothing more. Beat runs it hourly; `manage.py compact_points` runs it now.
@@ -30,8 +29,8 @@ from django.utils import timezone
 
 from cloudwatchdog import pgcopy
 from cloudwatchdog.timeutil import to_us
-from metrics import chunks, codec, rollups
-from metrics.models import CHUNK_TABLE, POINT_TABLE, ROLLUP_1M_TABLE, SERIES_TABLE
+from metrics import chunks, codec, partitions, rollups
+from metrics.models import CHUNK_TABLE, POINT_TABLE, SERIES_TABLE
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -78,6 +77,8 @@ def points_compact(*, tenant: Tenant | None = None, older_than: timedelta = time
         report["tenants"] += 1
         for name, count in done.items():
             report[name] += count
+    # Days compacted by every tenant leave their partitions empty: give their space back.
+    report["partitions_truncated"] = partitions.partitions_truncate_emptied(before=now)
     report["seconds"] = round(time.perf_counter() - started, 3)
     return report
 
@@ -123,8 +124,11 @@ def _batch_compact(cursor, *, tenant_id: int, series_ids: list[int], cutoffs_us:
     moved_series, moved_ts, moved_values = pgcopy.decode_points(buffer.getbuffer())
     if len(moved_series) == 0:
         return {"series": 0, "chunks": 0, "points": 0, "merged_chunks": 0, "chunk_bytes": 0}
-    order = np.lexsort((moved_ts, moved_series))
-    moved_series, moved_ts, moved_values = moved_series[order], moved_ts[order], moved_values[order]
+    series_step, ts_step = np.diff(moved_series), np.diff(moved_ts)
+    if not ((series_step > 0) | ((series_step == 0) & (ts_step > 0))).all():
+        # DELETE returns rows in the order it met them: per series through the key, usually sorted
+        order = np.lexsort((moved_ts, moved_series))
+        moved_series, moved_ts, moved_values = moved_series[order], moved_ts[order], moved_values[order]
     periods = chunks.period_start_us(moved_ts)
     starts = np.flatnonzero(np.concatenate(([True], (moved_series[1:] != moved_series[:-1])
                                                    | (periods[1:] != periods[:-1]))))
@@ -149,14 +153,6 @@ def _batch_compact(cursor, *, tenant_id: int, series_ids: list[int], cutoffs_us:
         records.append((tenant_id, series_id, period, int(ts_us[0]), int(ts_us[-1]), len(ts_us),
                         float(np.sum(values)), float(values.min()), float(values.max()), data))
     _chunks_write(cursor, records)
-    cursor.execute(
-        f"""
-        DELETE FROM {ROLLUP_1M_TABLE} r USING unnest(%s::bigint[], %s::bigint[]) AS s(series_id, cutoff_us)
-        WHERE r.tenant_id = %s AND r.series_id = s.series_id
-          AND r.bucket < timestamptz 'epoch' + s.cutoff_us * interval '1 microsecond'
-        """,
-        [series_ids, cutoffs_us, tenant_id],
-    )
     return {"series": len(np.unique(moved_series)), "chunks": len(records), "points": int(len(moved_series)),
             "merged_chunks": merged, "chunk_bytes": chunk_bytes}
 

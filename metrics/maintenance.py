@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from cloudwatchdog.timeutil import from_us, to_us
 from metrics import chunks, codec, partitions
-from metrics.models import CHUNK_TABLE, INGEST_LOG_TABLE, POINT_TABLE, ROLLUP_1H_TABLE, ROLLUP_1M_TABLE
+from metrics.models import CHUNK_TABLE, INGEST_LOG_TABLE, POINT_TABLE, ROLLUP_1H_TABLE
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -30,8 +30,7 @@ def points_retention_apply(*, now: datetime | None = None) -> dict:
     if global_days:
         report["dropped_partitions"] = partitions.partitions_drop_before(cutoff=now - timedelta(days=global_days))
         with connection.cursor() as cursor:
-            for table in (ROLLUP_1M_TABLE, ROLLUP_1H_TABLE):
-                cursor.execute(f"DELETE FROM {table} WHERE bucket < %s", [now - timedelta(days=global_days)])
+            cursor.execute(f"DELETE FROM {ROLLUP_1H_TABLE} WHERE bucket < %s", [now - timedelta(days=global_days)])
             # Like partitions, whole chunks: those whose day ended before the cutoff.
             cursor.execute(f"DELETE FROM {CHUNK_TABLE} WHERE period_start <= %s",
                            [now - timedelta(days=global_days, seconds=chunks.CHUNK_SECONDS)])
@@ -42,8 +41,7 @@ def points_retention_apply(*, now: datetime | None = None) -> dict:
             with transaction.atomic(), connection.cursor() as cursor:
                 cursor.execute(f"DELETE FROM {POINT_TABLE} WHERE tenant_id = %s AND ts < %s", [tenant.id, cutoff])
                 report["deleted_points"] += cursor.rowcount
-                for table in (ROLLUP_1M_TABLE, ROLLUP_1H_TABLE):
-                    cursor.execute(f"DELETE FROM {table} WHERE tenant_id = %s AND bucket < %s", [tenant.id, cutoff])
+                cursor.execute(f"DELETE FROM {ROLLUP_1H_TABLE} WHERE tenant_id = %s AND bucket < %s", [tenant.id, cutoff])
                 report["deleted_points"] += _chunks_cut(cursor, tenant_id=tenant.id, cutoff=cutoff)
         except DatabaseError:
             logger.exception("retention failed for tenant %s; the others go on", tenant.slug)
@@ -81,7 +79,7 @@ def tenant_points_delete(sender, instance: Tenant, **kwargs) -> None:
     the rollup refresh deletes such points when it meets their log row.
     """
     with connection.cursor() as cursor:
-        for table in (POINT_TABLE, CHUNK_TABLE, ROLLUP_1M_TABLE, ROLLUP_1H_TABLE, INGEST_LOG_TABLE):
+        for table in (POINT_TABLE, CHUNK_TABLE, ROLLUP_1H_TABLE, INGEST_LOG_TABLE):
             cursor.execute(f"DELETE FROM {table} WHERE tenant_id = %s", [instance.id])
 
 

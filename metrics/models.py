@@ -71,8 +71,7 @@ class IngestRejection(TenantOwned):
 
 # Tables that raw SQL names (the hot paths and set-based reads go through SQL, not the ORM).
 SERIES_TABLE = Series._meta.db_table
-ROLLUP_1M_TABLE = "metrics_rollup_1m"  # created by migration 0002, like the ingest log
-ROLLUP_1H_TABLE = "metrics_rollup_1h"
+ROLLUP_1H_TABLE = "metrics_rollup_1h"  # created by migration 0002, like the ingest log
 INGEST_LOG_TABLE = "metrics_ingest_log"
 CHUNK_TABLE = "metrics_chunk"  # compacted points, one row per series and closed UTC day (migration 0007)
 INGEST_REJECTION_TABLE = IngestRejection._meta.db_table

@@ -200,6 +200,36 @@ def partitions_drop_before(*, cutoff: datetime) -> list[str]:
     return names
 
 
+def partitions_truncate_emptied(*, before: datetime, min_bytes: int = 1 << 20) -> list[str]:
+    """TRUNCATE partitions ending before `before` that compaction emptied, so their files (heap and
+    primary key, which DELETE and VACUUM leave at full size) shrink to nothing; returns their names.
+
+    Each is locked (ACCESS EXCLUSIVE, under the lock timeout) and checked empty under the lock, so a
+    late point written meanwhile is never truncated away: its insert waits, or it makes the check
+    fail. The partition stays attached for late points to come.
+    """
+    truncated = []
+    with connection.cursor() as cursor:
+        names = [name for name, _, end in _partition_bounds(cursor) if end <= to_us(before)]
+        cursor.execute("SELECT relname FROM pg_class WHERE relname = ANY(%s) AND pg_total_relation_size(oid) >= %s",
+                       [names, min_bytes])
+        large = [name for (name,) in cursor.fetchall()]
+    for name in large:
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(f"SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'")
+                cursor.execute(f'LOCK TABLE "{name}" IN ACCESS EXCLUSIVE MODE')
+                cursor.execute(f'SELECT EXISTS (SELECT 1 FROM "{name}")')
+                if not cursor.fetchone()[0]:
+                    cursor.execute(f'TRUNCATE "{name}"')
+                    truncated.append(name)
+        except OperationalError as error:
+            if not _lock_not_available(error):
+                raise
+            logger.info("partition %s is busy; its space is reclaimed on a later pass", name)
+    return truncated
+
+
 def _lock_not_available(error: OperationalError) -> bool:
     return getattr(error.__cause__, "pgcode", None) == "55P03"
 

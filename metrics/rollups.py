@@ -1,9 +1,10 @@
-"""Rollups of points into 1-minute and 1-hour count/sum/min/max, kept up to date incrementally.
+"""Rollups of points into hourly count/sum/min/max, kept up to date incrementally.
 
 Every ingest transaction appends the time range it wrote to `metrics_ingest_log` (one row). The
-refresh claims those rows, and rebuilds the touched minutes from raw points and the touched
-hours from the minutes. A rebuild replaces a bucket's row, so late points are included and a
-refresh that runs twice changes nothing.
+refresh claims those rows and rebuilds the touched hours from the points (rows, and the chunks of
+compacted days when a late point lands in one). A rebuild replaces a bucket's row, so late points
+are included and a refresh that runs twice changes nothing. There is no minute rollup: with points
+a minute apart it would cost as much as the points (a row each), and the chunks read fast enough.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from django.db import DatabaseError, connection, transaction
 
 from cloudwatchdog.timeutil import floor, to_us
 from metrics import chunks
-from metrics.models import CHUNK_TABLE, INGEST_LOG_TABLE, POINT_TABLE, ROLLUP_1H_TABLE, ROLLUP_1M_TABLE, SERIES_TABLE
+from metrics.models import CHUNK_TABLE, INGEST_LOG_TABLE, POINT_TABLE, ROLLUP_1H_TABLE, SERIES_TABLE
 from tenants.models import TENANT_TABLE
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def rollups_refresh() -> dict:
     Each tenant is refreshed in its own transaction: one tenant's failure is logged and counted,
     its log rows stay for the next refresh, and the other tenants' rollups go on.
     """
-    report = {"tenants": 0, "minute_ranges": 0, "hour_ranges": 0, "failed_tenants": [], "orphan_points_deleted": 0}
+    report = {"tenants": 0, "hour_ranges": 0, "failed_tenants": [], "orphan_points_deleted": 0}
     with connection.cursor() as cursor:
         # One refresh at a time; ingest is never blocked (it only appends to the log).
         cursor.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [_REFRESH_LOCK])
@@ -72,7 +73,7 @@ def rollups_refresh() -> dict:
 
 def _tenant_refresh(cursor, *, tenant_id: int) -> dict:
     """Refresh one tenant's touched ranges; returns what it did, counted as rollups_refresh reports."""
-    done = {"tenants": 0, "minute_ranges": 0, "hour_ranges": 0, "orphan_points_deleted": 0}
+    done = {"tenants": 0, "hour_ranges": 0, "orphan_points_deleted": 0}
     cursor.execute(f"DELETE FROM {INGEST_LOG_TABLE} WHERE tenant_id = %s RETURNING min_ts, max_ts", [tenant_id])
     ranges = cursor.fetchall()
     cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {TENANT_TABLE} WHERE id = %s)", [tenant_id])
@@ -85,16 +86,10 @@ def _tenant_refresh(cursor, *, tenant_id: int) -> dict:
             done["orphan_points_deleted"] += cursor.rowcount
         return done
     done["tenants"] = 1
-    for start, end in _merged_ranges(ranges, 60):
-        if not _rebuild_with_chunks(cursor, tenant_id=tenant_id, table=ROLLUP_1M_TABLE, seconds=60, start=start, end=end):
-            _rebuild(cursor, tenant_id=tenant_id, table=ROLLUP_1M_TABLE, source=POINT_TABLE,
-                     seconds=60, start=start, end=end, time_column="ts", raw=True)
-        done["minute_ranges"] += 1
     for start, end in _merged_ranges(ranges, 3600):
-        # Compacted days keep no minute rollups: their hours are rebuilt from the points themselves.
         if not _rebuild_with_chunks(cursor, tenant_id=tenant_id, table=ROLLUP_1H_TABLE, seconds=3600, start=start, end=end):
-            _rebuild(cursor, tenant_id=tenant_id, table=ROLLUP_1H_TABLE, source=ROLLUP_1M_TABLE,
-                     seconds=3600, start=start, end=end, time_column="bucket", raw=False)
+            _rebuild(cursor, tenant_id=tenant_id, table=ROLLUP_1H_TABLE, source=POINT_TABLE,
+                     seconds=3600, start=start, end=end, time_column="ts", raw=True)
         done["hour_ranges"] += 1
     return done
 
@@ -160,8 +155,7 @@ def _rebuild(cursor, *, tenant_id, table, source, seconds, start, end, time_colu
 
 def rollup_for_step(step_seconds: int) -> tuple[str, int] | None:
     """The rollup a stepped read may take whole buckets from: the hourly one when its resolution
-    divides the step, else None (raw points). Minute rollups only build the hourly ones: compaction
-    drops them with the rows of the days it compacts, as they would cost about as much as the rows."""
+    divides the step, else None (raw points)."""
     if step_seconds % 3600 == 0:
         return ROLLUP_1H_TABLE, 3600
     return None

@@ -97,7 +97,7 @@ def test_c4_one_tenants_failing_rollup_does_not_stop_anothers(owner, outsider):
                                                         "minutes": 10, "step": "1m", "agg": "sum"})
     assert read.json()["series"][0]["points"] == [{"timestamp": iso(minute.replace(second=0)), "value": 5.0}]
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM metrics_rollup_1m WHERE tenant_id = %s", [outsider.tenant.id])
+        cursor.execute("SELECT count(*) FROM metrics_rollup_1h WHERE tenant_id = %s", [outsider.tenant.id])
         assert cursor.fetchone()[0] == 1
         cursor.execute("SELECT count(*) FROM metrics_ingest_log WHERE tenant_id = %s", [owner.tenant.id])
         assert cursor.fetchone()[0] == 1  # kept for the next refresh
