@@ -104,27 +104,27 @@ def merge(chunked, rows):
     return series_ids, ts_us, values
 
 
+def _positions(series_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each point's position within its series, and its series' length (arrays sorted by series)."""
+    starts = np.flatnonzero(np.concatenate(([True], series_ids[1:] != series_ids[:-1])))
+    lengths = np.diff(np.append(starts, len(series_ids)))
+    return np.arange(len(series_ids)) - np.repeat(starts, lengths), np.repeat(lengths, lengths)
+
+
 def keep_last(points, count: int):
     """The last `count` points of each series (arrays sorted by series then time)."""
-    series_ids = points[0]
-    if len(series_ids) == 0:
+    if len(points[0]) == 0:
         return points
-    starts = np.flatnonzero(np.concatenate(([True], series_ids[1:] != series_ids[:-1])))
-    ends = np.append(starts[1:], len(series_ids))
-    position = np.arange(len(series_ids)) - np.repeat(starts, ends - starts)
-    from_end = np.repeat(ends - starts, ends - starts) - position
-    keep = from_end <= count
+    position, length = _positions(points[0])
+    keep = length - position <= count
     return tuple(part[keep] for part in points)
 
 
 def keep_first(points, count: int):
     """The first `count` points of each series (arrays sorted by series then time)."""
-    series_ids = points[0]
-    if len(series_ids) == 0:
+    if len(points[0]) == 0:
         return points
-    starts = np.flatnonzero(np.concatenate(([True], series_ids[1:] != series_ids[:-1])))
-    ends = np.append(starts[1:], len(series_ids))
-    position = np.arange(len(series_ids)) - np.repeat(starts, ends - starts)
+    position, _ = _positions(points[0])
     keep = position < count
     return tuple(part[keep] for part in points)
 
