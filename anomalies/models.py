@@ -113,6 +113,9 @@ class DetectionRun(TenantOwned):
     anomalies_created = models.PositiveIntegerField(default=0, help_text="Anomalies recorded by this run.")
     duration_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Wall time of the run.")
     replay_since = models.DateTimeField(null=True, blank=True, help_text="For a replay: the start of the recomputed range.")
+    shard = models.PositiveSmallIntegerField(
+        null=True, blank=True,
+        help_text="For one shard of a large tenant's scheduled pass: the series whose id modulo DETECTION_SHARDS is this.")
     error = models.TextField(blank=True, help_text="Why the run failed or was skipped.")
 
     class Meta:

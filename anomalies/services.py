@@ -47,6 +47,10 @@ logger = logging.getLogger(__name__)
 
 RUN_ADVISORY_NAMESPACE = 7_302
 RUN_WAITER_ADVISORY_NAMESPACE = 7_304  # held by the one caller allowed to wait for a tenant's run
+# A shard's run holds the tenant's run lock shared (whole-tenant runs hold it exclusively) and its
+# shard's lock (tenant id × 256 + shard) exclusively: shards of one tenant run side by side.
+RUN_SHARD_ADVISORY_NAMESPACE = 7_306
+MAX_SHARDS = 256
 _US = timedelta(microseconds=1)
 
 
@@ -141,20 +145,23 @@ def detection_run(
     wait_seconds: float = 0.0,
     replay_since: datetime | None = None,
     settle_seconds: float = 0.0,
+    shard: int | None = None,
 ) -> DetectionRun:
     """One detection pass over the tenant's new (and late, or replayed) points; safe to overlap.
 
     With `settle_seconds`, points newer than that are left for the next pass, so batches still
-    in flight from agents are not turned into late points (scheduled runs use it).
+    in flight from agents are not turned into late points (scheduled runs use it). With `shard`,
+    only the series whose id modulo DETECTION_SHARDS is `shard` (beat splits a large tenant so).
     Raises RunInProgress when another run of the tenant holds the lock past `wait_seconds`.
     """
     if run_id is not None:
         run = DetectionRun.objects.for_tenant(tenant).get(run_id=run_id)
     else:
-        run = DetectionRun.objects.create(tenant=tenant, trigger=trigger, status=DetectionRun.STATUS_QUEUED)
+        run = DetectionRun.objects.create(tenant=tenant, trigger=trigger, status=DetectionRun.STATUS_QUEUED, shard=shard)
     if replay_since is not None:
         run.replay_since = replay_since
-    if not _run_lock_acquire(tenant.id, wait_seconds):
+    locked = _shard_lock_acquire(tenant.id, shard) if shard is not None else _run_lock_acquire(tenant.id, wait_seconds)
+    if not locked:
         running = (
             DetectionRun.objects.for_tenant(tenant).filter(status=DetectionRun.STATUS_RUNNING)
             .order_by("-started_at").first()
@@ -170,7 +177,7 @@ def detection_run(
         run.status = DetectionRun.STATUS_RUNNING
         run.started_at = timezone.now()
         run.save()
-        _evaluate(tenant=tenant, run=run, replay_since=replay_since, settle_seconds=settle_seconds)
+        _evaluate(tenant=tenant, run=run, replay_since=replay_since, settle_seconds=settle_seconds, shard=shard)
         run.status = DetectionRun.STATUS_SUCCEEDED
     except Exception as error:
         run.status = DetectionRun.STATUS_FAILED
@@ -186,7 +193,7 @@ def detection_run(
         finally:
             # Even if the summary could not be saved: a lock left on a pooled connection would
             # skip the tenant's runs until that connection is recycled.
-            _run_lock_release(tenant.id)
+            _shard_lock_release(tenant.id, shard) if shard is not None else _run_lock_release(tenant.id)
             telemetry.detection_run_counted(tenant_slug=tenant.slug, trigger=trigger, status=run.status,
                                             seconds=time.monotonic() - started)
     return run
@@ -218,8 +225,12 @@ def detection_run_all(*, tenants, trigger: str, wait_seconds: float = 0.0, repla
 
 def _interrupted_runs_close(*, tenant: Tenant, current: DetectionRun) -> None:
     """Mark as failed the tenant's runs still "running" whose process died (this one holds the lock,
-    so no other can be going); `evaluating_from` makes this run redo their work."""
-    DetectionRun.objects.for_tenant(tenant).filter(status=DetectionRun.STATUS_RUNNING).exclude(id=current.id).update(
+    so no other can be going: of its shard, or any for a whole-tenant run); `evaluating_from`
+    makes this run redo their work."""
+    running = DetectionRun.objects.for_tenant(tenant).filter(status=DetectionRun.STATUS_RUNNING)
+    if current.shard is not None:
+        running = running.filter(shard=current.shard)
+    running.exclude(id=current.id).update(
         status=DetectionRun.STATUS_FAILED, finished_at=timezone.now(),
         error=f"interrupted: its process ended before it finished; run {current.run_id} redid its work")
 
@@ -248,6 +259,27 @@ def _run_lock_acquire(tenant_id: int, wait_seconds: float) -> bool:
             return False
         finally:
             cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [RUN_WAITER_ADVISORY_NAMESPACE, tenant_id])
+
+
+def _shard_lock_acquire(tenant_id: int, shard: int) -> bool:
+    """The tenant's run lock shared, then its shard's lock; never waits (beat's next pass comes)."""
+    if not 0 <= shard < MAX_SHARDS:
+        raise ValueError(f"shard must be from 0 to {MAX_SHARDS - 1}")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock_shared(%s, %s)", [RUN_ADVISORY_NAMESPACE, tenant_id])
+        if not cursor.fetchone()[0]:
+            return False
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [RUN_SHARD_ADVISORY_NAMESPACE, tenant_id * MAX_SHARDS + shard])
+        if cursor.fetchone()[0]:
+            return True
+        cursor.execute("SELECT pg_advisory_unlock_shared(%s, %s)", [RUN_ADVISORY_NAMESPACE, tenant_id])
+        return False
+
+
+def _shard_lock_release(tenant_id: int, shard: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [RUN_SHARD_ADVISORY_NAMESPACE, tenant_id * MAX_SHARDS + shard])
+        cursor.execute("SELECT pg_advisory_unlock_shared(%s, %s)", [RUN_ADVISORY_NAMESPACE, tenant_id])
 
 
 def _run_lock_release(tenant_id: int) -> None:
@@ -288,11 +320,12 @@ def _plan(tenant: Tenant, baselines: dict[int, Baseline], series_ids: list[int],
     return plans
 
 
-def _evaluate(*, tenant: Tenant, run: DetectionRun, replay_since: datetime | None, settle_seconds: float) -> None:
+def _evaluate(*, tenant: Tenant, run: DetectionRun, replay_since: datetime | None, settle_seconds: float,
+              shard: int | None = None) -> None:
     config = detection_config_for(tenant=tenant)
     replay_us = to_us(replay_since) if replay_since is not None else None
     cutoff_us = to_us(timezone.now()) - int(settle_seconds * 1_000_000) if settle_seconds else None
-    plans, newest = _watermarks_fix(tenant=tenant, replay_us=replay_us, cutoff_us=cutoff_us)
+    plans, newest = _watermarks_fix(tenant=tenant, replay_us=replay_us, cutoff_us=cutoff_us, shard=shard)
     new_points = _new_points_read(tenant=tenant, plans=plans, newest=newest)
 
     # Phase 2: evaluate, then write anomalies, baselines and the run summary together.
@@ -329,7 +362,8 @@ def _notifications_send_soon() -> None:
         logger.warning("notifications queued, not signalled (beat's sweep will send them): %s", error)
 
 
-def _watermarks_fix(*, tenant: Tenant, replay_us: int | None, cutoff_us: int | None) -> tuple[list[_Plan], dict]:
+def _watermarks_fix(*, tenant: Tenant, replay_us: int | None, cutoff_us: int | None,
+                    shard: int | None = None) -> tuple[list[_Plan], dict]:
     """Phase 1, while ingest of this tenant waits (milliseconds): fix each series' new watermark at
     its newest committed point. A point committed later at or behind it is marked late by
     late_points_hook; a newer one is read by the next run. Returns the plans and newest points."""
@@ -337,6 +371,9 @@ def _watermarks_fix(*, tenant: Tenant, replay_us: int | None, cutoff_us: int | N
         cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [INGEST_ADVISORY_NAMESPACE, tenant.id])
         baselines = {b.series_id: b for b in Baseline.objects.for_tenant(tenant).defer("checkpoint")}
         newest = metrics_selectors.series_newest_ts(tenant=tenant, until_us=cutoff_us)
+        if shard is not None:
+            shards = settings.CLOUDWATCHDOG["DETECTION_SHARDS"]
+            newest = {series_id: ts for series_id, ts in newest.items() if series_id % shards == shard}
         plans = [
             plan for plan in _plan(tenant, baselines, list(newest), replay_us)
             if plan.restart_us is not None or plan.baseline is None or plan.baseline.watermark is None

@@ -5,7 +5,8 @@ from celery import shared_task
 from django.conf import settings
 
 from anomalies.alerting import notifications_deliver_due, reminders_queue
-from anomalies.services import RunInProgress, detection_run, detection_run_all, detection_runs_prune
+from anomalies.services import RunInProgress, detection_run, detection_runs_prune
+from metrics.selectors import series_counts
 from tenants.selectors import tenant_get, tenant_list
 
 # An async run waits this long for a tenant's run already going before it is skipped.
@@ -29,26 +30,38 @@ def detection_run_task(*, tenant_id: int, run_id: str | None = None, trigger: st
 
 @shared_task
 def detection_run_all_task() -> dict:
-    """Beat's pass: one task per active tenant on the queue, so every worker process (on every
-    machine) takes a share; returns {slug: "queued"}. A task left waiting past the next pass
-    expires: that pass queued a newer one."""
-    interval = settings.CLOUDWATCHDOG["DETECTION_INTERVAL_SECONDS"]
+    """Beat's pass: one task per active tenant on the queue — DETECTION_SHARDS tasks for a tenant with
+    more than DETECTION_SHARD_MIN_SERIES series — so every worker process (on every machine) takes
+    a share; returns {slug: tasks queued}. A task left waiting past the next pass expires: that
+    pass queued a newer one."""
+    limits = settings.CLOUDWATCHDOG
+    tenants = list(tenant_list())
+    counts = series_counts(tenants=tenants)
     queued = {}
-    for tenant in tenant_list():
-        detection_tenant_pass_task.apply_async(kwargs={"tenant_id": tenant.id}, expires=interval)
-        queued[tenant.slug] = "queued"
+    for tenant in tenants:
+        sharded = counts.get(tenant.id, 0) > limits["DETECTION_SHARD_MIN_SERIES"]
+        shards = range(limits["DETECTION_SHARDS"]) if sharded else [None]
+        for shard in shards:
+            detection_tenant_pass_task.apply_async(kwargs={"tenant_id": tenant.id, "shard": shard},
+                                                   expires=limits["DETECTION_INTERVAL_SECONDS"])
+        queued[tenant.slug] = len(shards)
     return queued
 
 
 @shared_task
-def detection_tenant_pass_task(*, tenant_id: int) -> str:
-    """Beat's pass for one tenant: its status, "skipped" (its run is going) or "failed"."""
+def detection_tenant_pass_task(*, tenant_id: int, shard: int | None = None) -> str:
+    """Beat's pass for one tenant (or one shard of its series): the run's status, "skipped" (a run
+    holding its lock is going) or "failed"."""
     tenant = tenant_get(tenant_id=tenant_id)
     if tenant is None or not tenant.is_active:
         return "gone"
-    outcome, = detection_run_all(tenants=[tenant], trigger="beat",
-                                 settle_seconds=settings.CLOUDWATCHDOG["DETECTION_SETTLE_SECONDS"])
-    return outcome.status
+    try:
+        return detection_run(tenant=tenant, trigger="beat", shard=shard,
+                             settle_seconds=settings.CLOUDWATCHDOG["DETECTION_SETTLE_SECONDS"]).status
+    except RunInProgress:
+        return "skipped"
+    except Exception:  # detection_run logged it and marked the run failed; beat's next pass tries again
+        return "failed"
 
 
 @shared_task

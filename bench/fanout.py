@@ -2,6 +2,7 @@
 points each, the per-tenant tasks that beat's pass queues, on 1 and then 2 worker processes.
 
 usage: .venv/bin/python bench/fanout.py [--tenants 4] [--series 250] [--points 1000] [--workers 1 2]
+                                        [--shards N]   (one tenant's pass split into N shard tasks)
 
 For each worker count: loads fresh tenants (binary COPY, as bench/storage.py), starts a real
 `celery worker --concurrency N` on a queue of its own (a `make run` worker on the same Redis never
@@ -29,7 +30,7 @@ from tenants.services import tenant_create  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def measure(workers: int, tenants: int, series: int, points: int, mix: ShapeMix) -> float:
+def measure(workers: int, tenants: int, series: int, points: int, mix: ShapeMix, shards: int | None) -> float:
     start_us = (int(time.time() * 1e6) // DAY_US - 3) * DAY_US
     created = []
     for _ in range(tenants):
@@ -37,7 +38,7 @@ def measure(workers: int, tenants: int, series: int, points: int, mix: ShapeMix)
         load(tenant, series, points, start_us, mix)
         created.append(tenant)
     queue = f"bench-fanout-{uuid.uuid4().hex[:6]}"
-    env = {**os.environ, "CELERY_QUEUE": queue, "DETECTION_PROCESSES": "1"}
+    env = {**os.environ, "CELERY_QUEUE": queue, "DETECTION_PROCESSES": "1", "DETECTION_SHARDS": str(shards or 1)}
     worker = subprocess.Popen(
         [os.path.join(ROOT, ".venv", "bin", "celery"), "-A", "cloudwatchdog", "worker", "--pool", "prefork",
          "--concurrency", str(workers), "--queues", queue, "--loglevel", "WARNING", "--without-mingle",
@@ -50,9 +51,10 @@ def measure(workers: int, tenants: int, series: int, points: int, mix: ShapeMix)
                 raise RuntimeError("the worker did not start")
         began = time.perf_counter()
         for tenant in created:
-            detection_tenant_pass_task.apply_async(kwargs={"tenant_id": tenant.id}, queue=queue)
+            for shard in range(shards) if shards else [None]:
+                detection_tenant_pass_task.apply_async(kwargs={"tenant_id": tenant.id, "shard": shard}, queue=queue)
         ids = [tenant.id for tenant in created]
-        while DetectionRun.objects.unscoped().filter(tenant_id__in=ids, status="succeeded").count() < tenants:
+        while DetectionRun.objects.unscoped().filter(tenant_id__in=ids, status="succeeded").count() < tenants * (shards or 1):
             if DetectionRun.objects.unscoped().filter(tenant_id__in=ids, status="failed").exists():
                 raise RuntimeError("a run failed")
             time.sleep(0.05)
@@ -61,7 +63,8 @@ def measure(workers: int, tenants: int, series: int, points: int, mix: ShapeMix)
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(timeout=60)
     processed = sum(DetectionRun.objects.unscoped().filter(tenant_id__in=ids).values_list("points_processed", flat=True))
-    print(f"{workers} worker process(es): {tenants} tenants, {processed:,} points in {elapsed:.2f} s")
+    print(f"{workers} worker process(es): {tenants} tenants{f' in {shards} shards' if shards else ''}, "
+          f"{processed:,} points in {elapsed:.2f} s")
     return elapsed
 
 
@@ -71,9 +74,11 @@ def main():
     parser.add_argument("--series", type=int, default=250)
     parser.add_argument("--points", type=int, default=1000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--shards", type=int, help="split each tenant's pass into this many shard tasks")
     args = parser.parse_args()
     mix = ShapeMix()
-    times = {workers: measure(workers, args.tenants, args.series, args.points, mix) for workers in args.workers}
+    times = {workers: measure(workers, args.tenants, args.series, args.points, mix, args.shards)
+             for workers in args.workers}
     first = times[args.workers[0]]
     for workers, elapsed in times.items():
         print(f"  {workers}: {elapsed:.2f} s = {elapsed / first:.2f} × the time of {args.workers[0]}")

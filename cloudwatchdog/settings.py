@@ -242,6 +242,10 @@ CLOUDWATCHDOG = {
     "DETECTION_INTERVAL_SECONDS": env.int("DETECTION_INTERVAL_SECONDS", default=60),
     "DETECTION_SETTLE_SECONDS": env.int("DETECTION_SETTLE_SECONDS", default=15),
     "DETECTION_RUNS_KEEP_DAYS": env.int("DETECTION_RUNS_KEEP_DAYS", default=7),
+    # Beat splits a tenant with more series than this into DETECTION_SHARDS tasks (series id modulo);
+    # change DETECTION_SHARDS only with beat and the workers stopped.
+    "DETECTION_SHARD_MIN_SERIES": env.int("DETECTION_SHARD_MIN_SERIES", default=5000),
+    "DETECTION_SHARDS": min(256, max(1, env.int("DETECTION_SHARDS", default=8))),
     # A pass over at least this many points is split over this many processes (1: never).
     "DETECTION_PROCESSES": env.int("DETECTION_PROCESSES", default=os.cpu_count() or 1),
     "DETECTION_PARALLEL_MIN_POINTS": env.int("DETECTION_PARALLEL_MIN_POINTS", default=200_000),

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 
 from cloudwatchdog import pgcopy
 from cloudwatchdog.timeutil import floor, from_us, to_us
@@ -47,6 +47,12 @@ def series_field_values(*, tenants: QuerySet[Tenant], field: str, limit: int = 2
         raise ValueError(f"not a filterable series field: {field}")
     return list(Series.objects.for_tenants(tenants).order_by(field).values_list(field, flat=True)
                 .distinct()[:limit])
+
+
+def series_counts(*, tenants) -> dict[int, int]:
+    """How many series each of these tenants has, by tenant id."""
+    return dict(Series.objects.for_tenants(tenants).values("tenant_id").annotate(n=Count("id"))
+                .values_list("tenant_id", "n"))
 
 
 def series_get(*, tenant: Tenant, series_id: int) -> Series | None:

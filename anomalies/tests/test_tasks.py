@@ -1,7 +1,14 @@
 """The Celery tasks on a real worker, through the real Redis broker."""
 from datetime import datetime, timedelta, timezone
 
+import psycopg2
+import pytest
+from django.db import connection
+
 from anomalies.models import DetectionRun
+from anomalies.services import (
+    MAX_SHARDS, RUN_ADVISORY_NAMESPACE, RUN_SHARD_ADVISORY_NAMESPACE, RunInProgress, detection_run,
+)
 from anomalies.tasks import detection_run_all_task
 from conftest import steady_then_spike, wait_for as _wait_for
 
@@ -31,3 +38,45 @@ def test_the_beat_task_runs_every_tenant_on_the_worker(make_tenant, celery_worke
     assert _wait_for(lambda: DetectionRun.objects.unscoped().filter(trigger="beat", status="succeeded").count() == 2)
     run = DetectionRun.objects.for_tenant(first.tenant).get(trigger="beat")
     assert run.points_processed == 100
+
+
+def test_beat_splits_a_large_tenant_into_shards_that_the_worker_runs(make_tenant, celery_worker, settings):
+    settings.CLOUDWATCHDOG = {**settings.CLOUDWATCHDOG, "DETECTION_SHARD_MIN_SERIES": 3, "DETECTION_SHARDS": 2}
+    large, small = make_tenant("sharded"), make_tenant("whole")
+    end = datetime.now(timezone.utc) - timedelta(minutes=1)
+    for resource in range(6):
+        large.ingest(steady_then_spike(count=100, end=end, resource_id=f"r{resource}"))
+    small.ingest(steady_then_spike(count=100, end=end))
+    assert detection_run_all_task() == {"sharded": 2, "whole": 1}
+    assert _wait_for(lambda: DetectionRun.objects.unscoped().filter(trigger="beat", status="succeeded").count() == 3)
+    runs = DetectionRun.objects.for_tenant(large.tenant).filter(trigger="beat")
+    assert sorted(run.shard for run in runs) == [0, 1]
+    assert sum(run.points_processed for run in runs) == 600 and all(run.series_processed == 3 for run in runs)
+    assert DetectionRun.objects.for_tenant(small.tenant).get(trigger="beat").shard is None
+    baselines = large.get("/api/v1/baselines").json()["results"]
+    assert sorted(b["resource_id"] for b in baselines) == [f"r{k}" for k in range(6)]  # every series, once
+
+
+def test_a_shard_run_and_a_whole_tenant_run_exclude_each_other(owner):
+    owner.ingest(steady_then_spike(count=50))
+    other = psycopg2.connect(**{k: v for k, v in connection.get_connection_params().items()
+                                if k not in ("cursor_factory", "context")})
+    other.autocommit = True
+    tenant_id = owner.tenant.id
+    try:
+        with other.cursor() as cursor:  # shard 0 of this tenant is running elsewhere
+            cursor.execute("SELECT pg_advisory_lock_shared(%s, %s), pg_advisory_lock(%s, %s)",
+                           [RUN_ADVISORY_NAMESPACE, tenant_id, RUN_SHARD_ADVISORY_NAMESPACE, tenant_id * MAX_SHARDS])
+        with pytest.raises(RunInProgress):
+            detection_run(tenant=owner.tenant, trigger="command")
+        with pytest.raises(RunInProgress):
+            detection_run(tenant=owner.tenant, trigger="beat", shard=0)
+        assert detection_run(tenant=owner.tenant, trigger="beat", shard=1).status == "succeeded"
+        with other.cursor() as cursor:  # now a whole-tenant run elsewhere
+            cursor.execute("SELECT pg_advisory_unlock_all()")
+            cursor.execute("SELECT pg_advisory_lock(%s, %s)", [RUN_ADVISORY_NAMESPACE, tenant_id])
+        with pytest.raises(RunInProgress):
+            detection_run(tenant=owner.tenant, trigger="beat", shard=1)
+    finally:
+        other.close()
+    assert detection_run(tenant=owner.tenant, trigger="beat", shard=0).status == "succeeded"
