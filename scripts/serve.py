@@ -1,5 +1,9 @@
 """`make run`'s supervisor: starts the Procfile's roles (web, worker, beat), prints the demo tenant's
-key, and stops everything, the embedded servers included, on Ctrl-C, TERM or when a role dies.
+key, and stops everything, the embedded servers included, on Ctrl-C, TERM or when the web server
+dies. A background role (worker, beat) that dies is started again after a growing pause (1 s up
+to 30 s): a Celery worker can die of its broker going away (seen: kombu's reconnect race while
+Redis was down took the whole stack with it); one that dies again and again (10 times in 10
+minutes) stops everything, as something is wrong at start-up.
 
 Each role runs in a session of its own, so the terminal's Ctrl-C (SIGINT to its whole process
 group) reaches only this supervisor, which then sends each role's main process one SIGTERM: a
@@ -23,6 +27,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 STOP_SECONDS = 12  # within the 15 s a user waits for Ctrl-C; gunicorn's graceful_timeout is 10
+RESTARTED_ROLES = ("worker", "beat")
+RESTART_PAUSES = (1, 2, 5, 10, 30)  # seconds before the 1st, 2nd, ... restart within the window
+RESTART_WINDOW_SECONDS = 600
+MAX_RESTARTS_IN_WINDOW = 10
 _PR_SET_PDEATHSIG = 1
 
 
@@ -56,6 +64,9 @@ class Supervisor:
         self.pid_dir.mkdir(parents=True, exist_ok=True)
         self.env = env
         self.children: dict[str, subprocess.Popen] = {}
+        self.roles: dict[str, str] = {}
+        self.restarts: dict[str, list[float]] = {}  # when each role was restarted, within the window
+        self.pending: dict[str, float] = {}  # roles waiting to start again, and when
         self.stopping = False
 
     def stop_leftovers(self) -> None:
@@ -71,23 +82,43 @@ class Supervisor:
             pid_file.unlink(missing_ok=True)
 
     def start(self, roles: dict[str, str]) -> None:
-        for name, command in roles.items():
-            child = subprocess.Popen(["/bin/sh", "-c", f"exec {command}"], cwd=ROOT, env=self.env,
-                                     preexec_fn=_die_with_parent)
-            self.children[name] = child
-            (self.pid_dir / f"{name}.pid").write_text(str(child.pid))
+        self.roles = dict(roles)
+        for name in roles:
+            self._start_role(name)
+
+    def _start_role(self, name: str) -> None:
+        child = subprocess.Popen(["/bin/sh", "-c", f"exec {self.roles[name]}"], cwd=ROOT, env=self.env,
+                                 preexec_fn=_die_with_parent)
+        self.children[name] = child
+        (self.pid_dir / f"{name}.pid").write_text(str(child.pid))
 
     def listen_for_signals(self) -> None:
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
 
     def wait(self) -> int:
-        """Until a signal or a role's exit; returns the exit status for make."""
+        """Until a signal, the web server's exit or a role that keeps dying; returns the exit status for make."""
         while not self.stopping:
-            for name, child in self.children.items():
-                if child.poll() is not None:
+            now = time.monotonic()
+            for name, child in list(self.children.items()):
+                if name in self.pending:
+                    if now >= self.pending[name]:
+                        del self.pending[name]
+                        print(f"starting {name} again", file=sys.stderr)
+                        self._start_role(name)
+                    continue
+                if child.poll() is None:
+                    continue
+                recent = [t for t in self.restarts.get(name, []) if now - t < RESTART_WINDOW_SECONDS]
+                if name not in RESTARTED_ROLES or len(recent) >= MAX_RESTARTS_IN_WINDOW:
                     print(f"\n{name} exited with status {child.returncode}; stopping the others", file=sys.stderr)
                     return 1
+                # Whatever of its process group is left (a Celery worker's pool) goes first.
+                self._stop_groups([child.pid])
+                pause = RESTART_PAUSES[min(len(recent), len(RESTART_PAUSES) - 1)]
+                print(f"\n{name} exited with status {child.returncode}; starting it again in {pause} s", file=sys.stderr)
+                self.restarts[name] = recent + [now]
+                self.pending[name] = now + pause
             time.sleep(0.2)
         return 0
 

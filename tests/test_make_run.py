@@ -162,6 +162,29 @@ def test_kill_9_of_the_web_server_stops_the_rest_and_the_next_start_works(make_r
     _assert_all_stopped(make_run, make_run.ctrl_c())
 
 
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def test_kill_9_of_the_worker_starts_it_again_and_the_rest_stays_up(make_run):
+    make_run.start()
+    pid_file = make_run.data_dir / "run" / "worker.pid"
+    worker = int(pid_file.read_text())
+    os.killpg(worker, signal.SIGKILL)  # the worker and its pool, as an OOM kill or a crash leaves it
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (not pid_file.exists() or int(pid_file.read_text()) == worker):
+        time.sleep(0.2)
+    restarted = int(pid_file.read_text())
+    assert restarted != worker and _group_alive(restarted), make_run.log_tail()
+    assert make_run.process.poll() is None  # make run is still up
+    assert "starting it again" in make_run.log_tail()
+    _assert_all_stopped(make_run, make_run.ctrl_c())
+
+
 def test_a_cut_short_pgserver_handle_file_does_not_stop_the_next_start(make_run):
     make_run.start()
     _assert_all_stopped(make_run, make_run.ctrl_c())
