@@ -108,6 +108,64 @@ def _lagged(times: np.ndarray, values: np.ndarray, at: np.ndarray, window_from: 
     return np.select([present_count == 3, present_count == 2, present_count == 1], [middle, pair, single], math.nan)
 
 
+# The band drawn and stored never reaches further from the values of the point's window (its last
+# week) than this many times their range (a band widened by the alert gain would otherwise span
+# nonsense: −1,088 to 1,264 around a temperature of 88).
+_WINDOW_REACH = 4.0
+
+
+def display_band(expected, half, lowest, highest, window_low, window_high, range_tolerance: float):
+    """The band a series has at a point, drawn by the baselines endpoint and stored with anomalies:
+    the residual band (expected ± half, half including the alert gain) cut to what the range detector
+    allows (the extremes seen so far ± the tolerance), to `_WINDOW_REACH` ranges of the point's
+    window around it, and at zero when the series has never been negative. Range and residual
+    anomalies lie outside it by construction: it is inside both their limits. Numbers or arrays."""
+    expected, half = np.asarray(expected, np.float64), np.asarray(half, np.float64)
+    lowest, highest = np.asarray(lowest, np.float64), np.asarray(highest, np.float64)
+    window_low, window_high = np.asarray(window_low, np.float64), np.asarray(window_high, np.float64)
+    lower, upper = expected - half, expected + half
+    spread = highest - lowest
+    with np.errstate(invalid="ignore"):
+        ranged = np.isfinite(spread) & (spread > 0)
+        tolerance = range_tolerance * np.where(ranged, spread, 0.0)
+        lower = np.where(ranged, np.maximum(lower, lowest - tolerance), lower)
+        upper = np.where(ranged, np.minimum(upper, highest + tolerance), upper)
+        reach = window_high - window_low
+        windowed = np.isfinite(reach) & (reach > 0)
+        lower = np.where(windowed, np.maximum(lower, window_low - _WINDOW_REACH * reach), lower)
+        upper = np.where(windowed, np.minimum(upper, window_high + _WINDOW_REACH * reach), upper)
+        lower = np.where(lowest >= 0, np.maximum(lower, 0.0), lower)
+    return lower, upper
+
+
+def _window_extremes(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """min and max of values[start:end] for each pair (NaN where empty), by a sparse table: two
+    overlapping power-of-two blocks per range, O(n log n) in numpy."""
+    count = len(starts)
+    low, high = np.full(count, math.nan), np.full(count, math.nan)
+    lengths = ends - starts
+    present = lengths > 0
+    if not present.any() or not len(values):
+        return low, high
+    levels_low, levels_high = [values], [values]
+    size = 1
+    while size * 2 <= int(lengths.max()):
+        previous_low, previous_high = levels_low[-1], levels_high[-1]
+        levels_low.append(np.minimum(previous_low[:-size], previous_low[size:]))
+        levels_high.append(np.maximum(previous_high[:-size], previous_high[size:]))
+        size *= 2
+    s, e = starts[present], ends[present]
+    level = np.floor(np.log2(e - s)).astype(np.int64)
+    for k in np.unique(level).tolist():
+        chosen = level == k
+        block = 1 << k
+        first, last = s[chosen], e[chosen] - block
+        index = np.flatnonzero(present)[chosen]
+        low[index] = np.minimum(levels_low[k][first], levels_low[k][last])
+        high[index] = np.maximum(levels_high[k][first], levels_high[k][last])
+    return low, high
+
+
 class _Baseline:
     """The baseline computed at a refresh, in effect until the next one."""
 
@@ -134,7 +192,7 @@ class _Batch:
 
     __slots__ = ("ts", "xs", "expected", "z", "scale", "eligible", "count_before", "lowest_before",
                  "highest_before", "run_length", "run_id", "recent", "recent_end", "baselines", "baseline_of",
-                 "days")
+                 "days", "values", "band_from", "at")
 
 
 class _Series:
@@ -205,6 +263,9 @@ class _Series:
         weekly_residuals = np.concatenate((self.window_weekly, xs - weekly))
         batch = _Batch()
         batch.ts, batch.xs, batch.days = ts, xs, ts // DAY_US
+        # For each point's band: the values of its window that are at most a week old.
+        batch.values, batch.at = values, at
+        batch.band_from = np.maximum(window_from, np.searchsorted(times, times[at] - WEEK_US))
         batch.lowest_before = np.minimum.accumulate(np.concatenate(([s.lowest], xs[:-1])))
         batch.highest_before = np.maximum.accumulate(np.concatenate(([s.highest], xs[:-1])))
         batch.run_id, batch.run_length = self._runs(xs, values, held)
@@ -413,19 +474,21 @@ class _Series:
         flatline = strongest == DETECTORS.index("flatline")
         if not emit:
             return None, flatline
+        window = b.values[int(b.band_from[i]):int(b.at[i])]
         point = {"lowest": lowest, "highest": highest, "run_length": run_length, "recent": recent,
-                 "samples": int(b.count_before[i]), "cusum": max(up, down)}
+                 "samples": int(b.count_before[i]), "cusum": max(up, down),
+                 "window_low": float(window.min()) if len(window) else math.nan,
+                 "window_high": float(window.max()) if len(window) else math.nan}
         return self.finding(t, x, z, expected, evidence, strongest, gain, tolerance, previous_alert, baseline,
                             point), flatline
 
     def finding(self, t, x, z, expected, evidence, strongest, gain, tolerance, previous_alert, base, point) -> Finding:
         s, c = self.s, self.c
         detector = DETECTORS[strongest]
-        band = c.residual_threshold * gain / c.sensitivity * base.scale
-        if detector == "range":
-            lower, upper = point["lowest"] - tolerance, point["highest"] + tolerance
-        else:
-            lower, upper = expected - band, expected + band
+        half = c.residual_threshold * gain / c.sensitivity * base.scale
+        lower, upper = (float(edge) for edge in display_band(
+            expected, half, point["lowest"], point["highest"], point["window_low"], point["window_high"],
+            c.range_tolerance))
         parameters = {
             "range_tolerance": c.range_tolerance, "residual_threshold": c.residual_threshold,
             "cusum_drift": c.cusum_drift, "cusum_threshold": c.cusum_threshold,
@@ -523,7 +586,10 @@ def expected_band(state: SeriesState, ts_us, values, config: DetectionConfig):
         last, at_alert = (alert_times[k - 1], alert_gains[k - 1]) if k else before
         gains.append(1.0 if last is None else _gain(at_alert, last, t, series.half_life_us))
     half = config.residual_threshold * np.array(gains) / config.sensitivity * batch.scale
-    return batch.expected, batch.expected - half, batch.expected + half, batch.eligible.copy()
+    window_low, window_high = _window_extremes(batch.values, batch.band_from, batch.at)
+    lower, upper = display_band(batch.expected, half, batch.lowest_before, batch.highest_before, window_low,
+                                window_high, config.range_tolerance)
+    return batch.expected, lower, upper, batch.eligible.copy()
 
 def baseline_snapshot(state: SeriesState, config: DetectionConfig) -> BaselineSnapshot:
     """The baseline in effect after the last processed point."""

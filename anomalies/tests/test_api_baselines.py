@@ -22,3 +22,23 @@ def test_baselines_give_the_band_of_one_series(owner):
     assert len(body["band"]) == 30
     spike = body["band"][-1]
     assert spike["value"] == 500.0 and spike["upper"] < 500.0 and spike["status"] == "ready"
+
+
+def test_every_anomaly_carries_the_band_the_baselines_endpoint_draws_at_its_time(owner):
+    end = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    events = steady_then_spike(count=3000, end=end)
+    for index, value in ((1500, 120.0), (2000, 3.0), (2500, 160.0)):  # hours apart: more alerts, a higher gain
+        events[index]["value"] = value
+    _ingest_all(owner, events)
+    owner.post("/api/v1/process/run")
+    anomalies = owner.get("/api/v1/anomalies", {"limit": 100}).json()["results"]
+    assert len(anomalies) >= 3
+    series_id = anomalies[0]["series_id"]
+    band = owner.get("/api/v1/baselines", {"series_id": series_id, "start": events[0]["timestamp"],
+                                           "end": end.isoformat()}).json()["band"]
+    at = {point["timestamp"]: point for point in band}
+    for anomaly in anomalies:
+        drawn = at[anomaly["timestamp"]]
+        assert (anomaly["lower"], anomaly["upper"]) == (drawn["lower"], drawn["upper"])
+        assert not anomaly["lower"] <= anomaly["value"] <= anomaly["upper"]
+        assert anomaly["lower"] >= 0  # the series was never negative

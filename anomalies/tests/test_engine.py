@@ -4,7 +4,9 @@ import math
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
-from anomalies.engine import DetectionConfig, SeriesState, detect, reason_sentence, restart_at, state_from_history
+from anomalies.engine import (
+    DetectionConfig, SeriesState, detect, expected_band, reason_sentence, restart_at, state_from_history,
+)
 
 FIVE_MINUTES = 300_000_000
 DAY = 86_400_000_000
@@ -239,3 +241,43 @@ def test_numbers_in_sentences_have_four_significant_digits_and_thousands_separat
                              parameters={}, suppression={})
     assert reason == ("Value 1,235 is 7.123 robust standard deviations above the expected 87.85 (the median of the "
                       "previous 1000 points), outside the band -1,088 to 1,264.")
+
+
+def _bands_checked(ts, values, config=CONFIG):
+    findings, _, _ = detect(SeriesState(), ts, values, config)
+    expected, lower, upper, warm = expected_band(SeriesState(), ts, values, config)
+    at = {t: i for i, t in enumerate(ts.tolist())}
+    for finding in findings:
+        i = at[finding.ts_us]
+        assert (finding.lower, finding.upper) == (lower[i], upper[i]), finding.detector
+        if finding.detector in ("range", "residual"):
+            assert not lower[i] <= finding.value <= upper[i], finding.reason
+    week_from = np.searchsorted(ts, ts - 7 * DAY)
+    for i in np.flatnonzero(warm).tolist():
+        week = values[week_from[i]:i]
+        assert upper[i] - lower[i] <= 10 * (week.max() - week.min())
+        if values[:i].min() >= 0:
+            assert lower[i] >= 0
+    return findings
+
+
+def test_an_anomaly_carries_the_band_the_series_had_then_never_negative_never_absurdly_wide():
+    # Two weeks of a positive load with a daily cycle; a huge spike early (it widens the range seen
+    # so far), then a spike, a slow drift and a dip near zero: every detector's anomalies.
+    n = 4032
+    ts = _times(n)
+    rng = np.random.default_rng(11)
+    day_phase = (ts % DAY) / DAY
+    values = 30 + 10 * np.sin(2 * np.pi * day_phase) + rng.normal(0, 1.5, n)
+    values[400] = 5000.0
+    values[2300] = 160.0
+    values[3000:3300] += np.linspace(0, 12, 300)
+    values[3700] = 0.5
+    findings = _bands_checked(ts, np.clip(values, 0, None))
+    assert {f.detector for f in findings} >= {"range", "residual"}
+    # after the alerts the thresholds are many times higher, and the band still stays near the data
+    assert any(f.suppression["threshold_multiplier"] > 1.5 for f in findings)
+
+
+def test_the_band_of_the_noisy_week_matches_its_anomalies():
+    _bands_checked(*_noisy())
