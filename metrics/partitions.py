@@ -214,7 +214,13 @@ def partitions_truncate_emptied(*, before: datetime, min_bytes: int = 1 << 20) -
         cursor.execute("SELECT relname FROM pg_class WHERE relname = ANY(%s) AND pg_total_relation_size(oid) >= %s",
                        [names, min_bytes])
         large = [name for (name,) in cursor.fetchall()]
-    for name in large:
+        # Only those that look empty get the exclusive lock: it would queue readers behind it.
+        emptied = []
+        for name in large:
+            cursor.execute(f'SELECT NOT EXISTS (SELECT 1 FROM "{name}")')
+            if cursor.fetchone()[0]:
+                emptied.append(name)
+    for name in emptied:
         try:
             with transaction.atomic(), connection.cursor() as cursor:
                 cursor.execute(f"SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'")

@@ -289,3 +289,25 @@ def test_compaction_while_late_points_arrive_and_detection_runs_loses_and_repeat
         assert len(timestamps) == len(set(timestamps))
         whole_minutes = [p for p in each["points"] if p["timestamp"].endswith(":00Z")]
         assert [p["value"] for p in whole_minutes] == list(original.values())  # first writes won
+
+
+def test_partitions_compaction_emptied_are_truncated_and_others_kept(owner, outsider):
+    from metrics.partitions import partitions_truncate_emptied
+
+    old = datetime(2025, 3, 3, tzinfo=timezone.utc)  # a Monday long ago: its month's partition
+    points_ingest(tenant=owner.tenant, events=[event(float(i), old + timedelta(minutes=i)) for i in range(3000)])
+    points_ingest(tenant=outsider.tenant, events=[event(1.0, datetime(2025, 5, 5, tzinfo=timezone.utc))])
+
+    def size(name):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_relation_size(%s)", [name])
+            return cursor.fetchone()[0]
+
+    assert size("metrics_point_p20250301") > 0
+    points_compact(tenant=owner.tenant)
+    truncated = partitions_truncate_emptied(before=datetime.now(timezone.utc), min_bytes=0)
+    assert "metrics_point_p20250301" in truncated and size("metrics_point_p20250301") == 0
+    assert "metrics_point_p20250501" not in truncated  # the other tenant's point is still a row there
+    points = owner.get(TIMESERIES, {"metric_name": "cpu_utilization", "start": iso(old - timedelta(seconds=1)),
+                                    "end": iso(old + timedelta(days=3))}).json()["series"][0]["points"]
+    assert len(points) == 3000  # all in chunks now
