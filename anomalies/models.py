@@ -74,6 +74,10 @@ class Anomaly(TenantOwned):
         help_text="The detection run that created this anomaly.",
     )
     created_at = models.DateTimeField(auto_now_add=True, help_text="When the anomaly was recorded.")
+    drift_started_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="For a cusum, variance or flatline anomaly: when the points it sums up began (the drift, the shifted "
+                  "points, the run).")
     muted = models.BooleanField(default=False, db_default=False,
                                 help_text="Raised while its series was muted: stored, but not to be acted on.")
 

@@ -39,6 +39,9 @@ class AnomalySerializer(serializers.Serializer):
     suppression = serializers.DictField()
     reason = serializers.CharField()
     muted = serializers.BooleanField(help_text="Raised while its series was muted.")
+    drift_started_at = serializers.CharField(
+        allow_null=True, help_text="For a cusum, variance or flatline anomaly: when the points it sums up began "
+                                   "(the drift, the shifted points, the run); null for range and residual.")
 
 
 class AnomalyEventSerializer(serializers.Serializer):

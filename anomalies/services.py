@@ -428,6 +428,7 @@ def _as_rate(finding: Finding) -> Finding:
     """A counter's finding, explained as what it is: its rate, not its stored value."""
     baseline = {**finding.baseline, "input": RATE_INPUT}
     reason = reason_sentence(value=finding.value, expected=finding.expected, lower=finding.lower, upper=finding.upper,
+                             at_us=finding.ts_us,
                              detector=finding.detector, baseline=baseline, parameters=finding.parameters,
                              suppression=finding.suppression)
     return dataclasses.replace(finding, baseline=baseline, reason=reason)
@@ -522,6 +523,7 @@ def _anomalies_write(cursor, *, tenant: Tenant, run: DetectionRun, findings_by_s
                 orjson.dumps(f.parameters).decode(), orjson.dumps(f.baseline).decode(),
                 orjson.dumps(f.suppression).decode(), f.reason, run.id, now,
                 any(start <= f.ts_us < end for start, end in windows),
+                from_us(f.baseline["drift_started_us"]) if f.baseline.get("drift_started_us") is not None else None,
             ))
     if not rows:
         return 0
@@ -529,17 +531,19 @@ def _anomalies_write(cursor, *, tenant: Tenant, run: DetectionRun, findings_by_s
         cursor.cursor,
         f"""
         INSERT INTO {ANOMALY_TABLE} (tenant_id, series_id, ts, value, expected, lower, upper, score, severity,
-            status, detector, parameters, baseline_stats, suppression, reason, run_id, created_at, muted)
+            status, detector, parameters, baseline_stats, suppression, reason, run_id, created_at, muted,
+            drift_started_at)
         VALUES %s
         ON CONFLICT (tenant_id, series_id, ts) DO UPDATE SET
             value = EXCLUDED.value, expected = EXCLUDED.expected, lower = EXCLUDED.lower, upper = EXCLUDED.upper,
             score = EXCLUDED.score, severity = EXCLUDED.severity, detector = EXCLUDED.detector,
             parameters = EXCLUDED.parameters, baseline_stats = EXCLUDED.baseline_stats,
-            suppression = EXCLUDED.suppression, reason = EXCLUDED.reason, muted = EXCLUDED.muted
+            suppression = EXCLUDED.suppression, reason = EXCLUDED.reason, muted = EXCLUDED.muted,
+            drift_started_at = EXCLUDED.drift_started_at
         RETURNING (xmax = 0)
         """,
         rows,
-        template="(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb, %s, %s, %s, %s)",
+        template="(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb, %s, %s, %s, %s, %s)",
         fetch=True,
         page_size=1000,
     )

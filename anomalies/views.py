@@ -88,6 +88,7 @@ def anomaly_item(anomaly) -> dict:
         "upper": anomaly.upper, "score": anomaly.score, "severity": anomaly.severity, "status": anomaly.status,
         "detector": anomaly.detector, "parameters": anomaly.parameters, "baseline": anomaly.baseline_stats,
         "suppression": anomaly.suppression, "reason": anomaly.reason, "muted": anomaly.muted,
+        "drift_started_at": format_iso(anomaly.drift_started_at) if anomaly.drift_started_at else None,
     }
 
 

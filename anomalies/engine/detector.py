@@ -138,6 +138,24 @@ def display_band(expected, half, lowest, highest, window_low, window_high, range
     return lower, upper
 
 
+def _display_band_at(expected: float, half: float, lowest: float, highest: float, window_low: float,
+                     window_high: float, range_tolerance: float) -> tuple[float, float]:
+    """display_band for one point in plain floats (an anomaly's band: numpy per scalar cost more than
+    the rest of explaining it), the same operations in the same order, so the same bits."""
+    lower, upper = expected - half, expected + half
+    spread = highest - lowest
+    if math.isfinite(spread) and spread > 0:
+        tolerance = range_tolerance * spread
+        lower, upper = max(lower, lowest - tolerance), min(upper, highest + tolerance)
+    reach = window_high - window_low
+    if math.isfinite(reach) and reach > 0:
+        lower = max(lower, window_low - _WINDOW_REACH * reach)
+        upper = min(upper, window_high + _WINDOW_REACH * reach)
+    if lowest >= 0:
+        lower = max(lower, 0.0)
+    return lower, upper
+
+
 def _window_extremes(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """min and max of values[start:end] for each pair (NaN where empty), by a sparse table: two
     overlapping power-of-two blocks per range, O(n log n) in numpy."""
@@ -192,7 +210,7 @@ class _Batch:
 
     __slots__ = ("ts", "xs", "expected", "z", "scale", "eligible", "count_before", "lowest_before",
                  "highest_before", "run_length", "run_id", "recent", "recent_end", "baselines", "baseline_of",
-                 "days", "values", "band_from", "at")
+                 "days", "times", "values", "band_from", "at")
 
 
 class _Series:
@@ -264,7 +282,7 @@ class _Series:
         batch = _Batch()
         batch.ts, batch.xs, batch.days = ts, xs, ts // DAY_US
         # For each point's band: the values of its window that are at most a week old.
-        batch.values, batch.at = values, at
+        batch.times, batch.values, batch.at = times, values, at
         batch.band_from = np.maximum(window_from, np.searchsorted(times, times[at] - WEEK_US))
         batch.lowest_before = np.minimum.accumulate(np.concatenate(([s.lowest], xs[:-1])))
         batch.highest_before = np.maximum.accumulate(np.concatenate(([s.highest], xs[:-1])))
@@ -379,6 +397,9 @@ class _Series:
         points = np.flatnonzero(b.eligible)
         days = b.days
         up, down = s.cusum_up, s.cusum_down
+        # Where each excursion began: the eligible point after the last one at zero (None: before
+        # this batch, at the state's time); only read when something is explained.
+        up_zero = down_zero = None
         alerted_run = -1 if s.run_alerted else None  # the run a flatline alert was raised in
         if len(points):
             # The CUSUM restarts at each UTC day: at an eligible point whose day differs from the
@@ -386,6 +407,7 @@ class _Series:
             seen_day = np.concatenate(([s.cusum_day], days[points[:-1]]))
             new_day = (days[points] != seen_day).tolist()
             clipped = np.clip(b.z[points], -4.0, 4.0).tolist()
+            point_ts = b.ts[points]
             drift = c.cusum_drift
             range_votes, reach = self._screen_inputs(b, points)
             first = 0
@@ -396,16 +418,21 @@ class _Series:
                 for k in range(first, len(points)):
                     if new_day[k]:
                         up = down = 0.0
+                        up_zero = down_zero = k - 1
                     z = clipped[k]
                     up = up + z - drift
-                    up = up if up > 0.0 else 0.0
+                    if up <= 0.0:
+                        up, up_zero = 0.0, k
                     down = down - z - drift
-                    down = down if down > 0.0 else 0.0
+                    if down <= 0.0:
+                        down, down_zero = 0.0, k
                     j = k - first
                     if votes[j] or up >= limits[j] or down >= limits[j]:
                         i = int(points[k])
                         run_alerted = alerted_run is not None and alerted_run == int(b.run_id[i])
-                        outcome = self.evaluate(b, i, up, down, run_alerted, emit)
+                        since = self._excursion_start(point_ts, *((up_zero, s.cusum_up_since) if up > down
+                                                                   else (down_zero, s.cusum_down_since)))
+                        outcome = self.evaluate(b, i, up, down, run_alerted, emit, since)
                         if outcome is not None:
                             finding, flatline = outcome
                             if finding is not None:
@@ -413,17 +440,33 @@ class _Series:
                             if flatline:
                                 alerted_run = int(b.run_id[i])
                             up = down = 0.0
+                            up_zero = down_zero = k
                             alerted = k
                             break
                 first = len(points) if alerted is None else alerted + 1
             last_seen = int(days[points[-1]])
         else:
             last_seen = s.cusum_day
+        if len(points):
+            up_since = self._excursion_start(point_ts, up_zero, s.cusum_up_since)
+            down_since = self._excursion_start(point_ts, down_zero, s.cusum_down_since)
+        else:
+            up_since, down_since = s.cusum_up_since, s.cusum_down_since
         if int(days[-1]) != last_seen:
             up = down = 0.0  # a day began after the last point the CUSUM saw
         s.cusum_up, s.cusum_down, s.cusum_day = up, down, int(days[-1])
+        s.cusum_up_since = up_since if up > 0.0 else None
+        s.cusum_down_since = down_since if down > 0.0 else None
         s.run_alerted = alerted_run is not None and alerted_run == int(b.run_id[-1])
         return findings
+
+    @staticmethod
+    def _excursion_start(point_ts: np.ndarray, last_zero: int | None, before: int | None) -> int | None:
+        """The time of the first eligible point after `last_zero` (an index into point_ts); with None,
+        the excursion began before the batch, at `before`."""
+        if last_zero is None:
+            return before
+        return int(point_ts[last_zero + 1]) if last_zero + 1 < len(point_ts) else None
 
     def run(self, ts: np.ndarray, xs: np.ndarray, emit: bool) -> list[Finding]:
         """Process points (ascending, after the window's last) in order."""
@@ -435,7 +478,8 @@ class _Series:
         needed = max(self.c.flatline_min_points, self.c.flatline_factor * baseline.longest())
         return run_length / (needed * threshold)
 
-    def evaluate(self, b: _Batch, i: int, up: float, down: float, run_alerted: bool, emit: bool):
+    def evaluate(self, b: _Batch, i: int, up: float, down: float, run_alerted: bool, emit: bool,
+                 drift_since: int | None = None):
         """The exact evidence at point i; None without an alert, else (finding or None, flatline?)."""
         s, c = self.s, self.c
         t, x, z, expected = int(b.ts[i]), float(b.xs[i]), float(b.z[i]), float(b.expected[i])
@@ -475,20 +519,35 @@ class _Series:
         if not emit:
             return None, flatline
         window = b.values[int(b.band_from[i]):int(b.at[i])]
+        since_index = self._evidence_start(b, i, DETECTORS[evidence.index(best)], drift_since, run_length)
         point = {"lowest": lowest, "highest": highest, "run_length": run_length, "recent": recent,
-                 "samples": int(b.count_before[i]), "cusum": max(up, down),
+                 "samples": int(b.count_before[i]), "cusum": max(up, down), "index": int(b.at[i]),
+                 "times": b.times, "values": b.values,
+                 "since_index": since_index, "drift_since": drift_since,
                  "window_low": float(window.min()) if len(window) else math.nan,
                  "window_high": float(window.max()) if len(window) else math.nan}
         return self.finding(t, x, z, expected, evidence, strongest, gain, tolerance, previous_alert, baseline,
                             point), flatline
 
+    def _evidence_start(self, b: _Batch, i: int, detector: str, drift_since: int | None, run_length: int) -> int | None:
+        """Where the evidence of a detector that sums up points began, as an index into b.times: the
+        CUSUM's excursion, the variance detector's last points, the flatline's run (as far back as
+        the window reaches). None for the point detectors."""
+        index = int(b.at[i])
+        if detector == "cusum" and drift_since is not None:
+            return int(np.searchsorted(b.times[:index + 1], drift_since))
+        if detector == "variance":
+            return max(index - self.c.variance_points + 1, 0)
+        if detector == "flatline":
+            return max(index - run_length + 1, 0)
+        return None
+
     def finding(self, t, x, z, expected, evidence, strongest, gain, tolerance, previous_alert, base, point) -> Finding:
         s, c = self.s, self.c
         detector = DETECTORS[strongest]
         half = c.residual_threshold * gain / c.sensitivity * base.scale
-        lower, upper = (float(edge) for edge in display_band(
-            expected, half, point["lowest"], point["highest"], point["window_low"], point["window_high"],
-            c.range_tolerance))
+        lower, upper = _display_band_at(expected, half, point["lowest"], point["highest"], point["window_low"],
+                                        point["window_high"], c.range_tolerance)
         parameters = {
             "range_tolerance": c.range_tolerance, "residual_threshold": c.residual_threshold,
             "cusum_drift": c.cusum_drift, "cusum_threshold": c.cusum_threshold,
@@ -507,13 +566,18 @@ class _Series:
             "run_length": point["run_length"], "longest_recent_run": base.longest(),
             "evidence": {name: round(value, 6) for name, value in zip(DETECTORS, evidence)},
         }
+        if point["since_index"] is not None:
+            # What the summing detector added up: from when, how many points, their mean.
+            summed = point["values"][point["since_index"]:point["index"] + 1]
+            started = point["drift_since"] if detector == "cusum" else int(point["times"][point["since_index"]])
+            baseline.update(drift_started_us=int(started), drift_points=len(summed), drift_mean=float(summed.mean()))
         suppression = {
             "cooldown_seconds": c.cooldown_seconds, "previous_alert_us": previous_alert,
             "threshold_multiplier": gain, "next_threshold_multiplier": s.gain_at_alert,
             "gain_half_life_seconds": c.gain_half_life_seconds,
         }
         score = min(1.0, evidence[strongest] / 3.0)
-        reason = reason_sentence(value=x, expected=expected, lower=lower, upper=upper, detector=detector,
+        reason = reason_sentence(value=x, expected=expected, lower=lower, upper=upper, detector=detector, at_us=t,
                                  baseline=baseline, parameters=parameters, suppression=suppression)
         return Finding(t, x, expected, lower, upper, score, detector, parameters, baseline, suppression, reason)
 
@@ -564,6 +628,7 @@ def state_from_history(
         gain = _Series(state, config).gain(alert)
         state.last_alert_us, state.gain_at_alert = alert, gain * config.gain_factor
     state.cusum_up = state.cusum_down = 0.0
+    state.cusum_up_since = state.cusum_down_since = None
     return state
 
 

@@ -5,6 +5,7 @@ fields keep full precision)."""
 from __future__ import annotations
 
 import math
+from datetime import datetime, timezone
 
 
 def readable(number: float, digits: int = 4) -> str:
@@ -28,12 +29,23 @@ def readable(number: float, digits: int = 4) -> str:
 _num = readable
 
 
+def _since(start_us: int, at_us: int | None) -> str:
+    """When summed-up evidence began: the time of day, with the date when it is not the anomaly's day."""
+    start = datetime.fromtimestamp(start_us / 1_000_000, timezone.utc)
+    same_day = at_us is not None and start_us // 86_400_000_000 == at_us // 86_400_000_000
+    return f"{start:%H:%M} UTC" if same_day else f"{start:%Y-%m-%d %H:%M} UTC"
+
+
 def reason_sentence(*, value: float, expected: float, lower: float, upper: float, detector: str, baseline: dict,
-                    parameters: dict, suppression: dict) -> str:
+                    parameters: dict, suppression: dict, at_us: int | None = None) -> str:
     """One sentence: what was observed, against what baseline, by how much (and any reduced sensitivity).
 
-    A counter is evaluated by its rate (baseline["input"] == "rate_per_second"), and said so.
+    A counter is evaluated by its rate (baseline["input"] == "rate_per_second"), and said so. The
+    detectors that sum points up (cusum, variance, flatline) say over which points and since when
+    (baseline["drift_started_us"], "drift_points", "drift_mean"; anomalies stored before these were
+    kept are told without them).
     """
+    started = baseline.get("drift_started_us")
     rate = baseline.get("input") == "rate_per_second"
     observed = f"The rate of increase, {_num(value)} per second," if rate else f"Value {_num(value)}"
     quantity = "rate" if rate else "value"
@@ -56,14 +68,29 @@ def reason_sentence(*, value: float, expected: float, lower: float, upper: float
     elif detector == "residual":
         text = (f"{observed} is {_num(sigma)} robust standard deviations {direction} the expected "
                 f"{_num(expected)} ({basis}), outside the band {_num(lower)} to {_num(upper)}")
+    elif detector == "cusum" and started is not None:
+        mean = baseline["drift_mean"]
+        text = (f"The last {baseline['drift_points']} {quantity}s averaged {_num(mean)}, "
+                f"{'above' if mean > expected else 'below'} the expected {_num(expected)} ({basis}), since "
+                f"{_since(started, at_us)}: a cumulative excess of {_num(baseline['cusum_sigma'])} standard "
+                f"deviations, over the threshold of {_num(parameters['cusum_threshold'])}")
     elif detector == "cusum":
         text = (f"The {'rate' if rate else 'level'} has drifted {'up' if value > expected else 'down'} from the expected {_num(expected)} "
                 f"({basis}): a cumulative excess of {_num(baseline['cusum_sigma'])} standard deviations since the "
                 f"day began or the last alert, over the threshold of {_num(parameters['cusum_threshold'])}")
+    elif detector == "variance" and started is not None:
+        text = (f"The last {baseline['drift_points']} {quantity}s, since {_since(started, at_us)}, averaged "
+                f"{_num(baseline['drift_mean'])} and deviate from the expected {_num(expected)} by "
+                f"{_num(baseline['recent_mean_abs_sigma'])} standard deviations on average, over the threshold of "
+                f"{_num(parameters['variance_threshold'])}: the spread or level has shifted")
     elif detector == "variance":
         text = (f"The last {parameters['variance_points']} {quantity}s deviate from the expected {_num(expected)} by "
                 f"{_num(baseline['recent_mean_abs_sigma'])} standard deviations on average, over the threshold of "
                 f"{_num(parameters['variance_threshold'])}: the spread or level has shifted")
+    elif detector == "flatline" and started is not None:
+        text = (f"The {quantity} has stayed at exactly {_num(value)}{' per second' if rate else ''} since "
+                f"{_since(started, at_us)} ({baseline['run_length']} points), longer than "
+                f"{_num(parameters['flatline_factor'])} times the longest recent run ({baseline['longest_recent_run']})")
     elif detector == "flatline":
         text = (f"The {quantity} has stayed at exactly {_num(value)}{' per second' if rate else ''} for {baseline['run_length']} points, longer than "
                 f"{_num(parameters['flatline_factor'])} times the longest recent run ({baseline['longest_recent_run']})")

@@ -1,5 +1,5 @@
 """A series' state between points (SeriesState) and its checkpoint codec: the current format and the
-first one, which is still read."""
+two before it, which are still read."""
 from __future__ import annotations
 
 import math
@@ -25,6 +25,8 @@ class SeriesState:
     cusum_up: float = 0.0
     cusum_down: float = 0.0
     cusum_day: int = -(2**62)
+    cusum_up_since: int | None = None  # the first point (µs) of the excursion each CUSUM is summing
+    cusum_down_since: int | None = None
     run_length: int = 0
     run_alerted: bool = False  # a flatline alerts once per run, however long it lasts
     recent_abs_z: np.ndarray = field(default_factory=lambda: np.empty(0))
@@ -36,9 +38,11 @@ class SeriesState:
     period_days: int = 0  # the seasonal period in use: 0 (none), 1 (daily) or 7 (weekly)
     longest_run: int = 0
 
-    _SCALARS = struct.Struct("<qddqdddqqqdddqqqII")
+    _SCALARS_V2 = struct.Struct("<qddqdddqqqdddqqqII")
+    _SCALARS = struct.Struct("<qddqdddqqqdddqqqIIqq")  # v3: the CUSUMs' start times appended
     _NONE = -(2**63)
-    _MAGIC = b"CWD2"  # zlib streams, the first format, start with 0x78
+    _MAGIC_V2 = b"CWD2"
+    _MAGIC = b"CWD3"  # zlib streams, the first format, start with 0x78
 
     def to_bytes(self) -> bytes:
         """The checkpoint written for every series on every run, so cheap to make: timestamp steps
@@ -50,6 +54,8 @@ class SeriesState:
             none if self.last_alert_us is None else self.last_alert_us, self.gain_at_alert, self.cusum_up,
             self.cusum_down, self.cusum_day, self.run_length, self.bucket, self.median, self.scale, self.plain_mad,
             self.period_days, self.longest_run, int(self.run_alerted), len(self.window_ts), len(self.recent_abs_z),
+            none if self.cusum_up_since is None else self.cusum_up_since,
+            none if self.cusum_down_since is None else self.cusum_down_since,
         )
         steps = zlib.compress(np.diff(np.asarray(self.window_ts, "<i8"), prepend=0).astype("<i8").tobytes(), 1)
         parts = [self._MAGIC, head, struct.pack("<I", len(steps)), steps, np.asarray(self.window_values, "<f8").tobytes()]
@@ -65,11 +71,15 @@ class SeriesState:
         if not blob:
             return cls()
         blob = bytes(blob)
-        if not blob.startswith(cls._MAGIC):
+        if blob.startswith(cls._MAGIC):
+            scalars = cls._SCALARS
+        elif blob.startswith(cls._MAGIC_V2):
+            scalars = cls._SCALARS_V2
+        else:
             return cls._from_first_format(blob)
-        head = cls._SCALARS.unpack_from(blob, len(cls._MAGIC))
-        count, recent = head[-2:]
-        offset = len(cls._MAGIC) + cls._SCALARS.size
+        head = scalars.unpack_from(blob, len(cls._MAGIC))
+        count, recent = head[16:18]
+        offset = len(cls._MAGIC) + scalars.size
         (steps_size,) = struct.unpack_from("<I", blob, offset)
         offset += 4
         window_ts = np.cumsum(np.frombuffer(zlib.decompress(blob[offset:offset + steps_size]), "<i8")).astype(np.int64)
@@ -93,9 +103,9 @@ class SeriesState:
     def _from_first_format(cls, blob: bytes) -> "SeriesState":
         """Checkpoints written before the current format: everything zlib-compressed."""
         blob = zlib.decompress(blob)
-        head = cls._SCALARS.unpack_from(blob)
+        head = cls._SCALARS_V2.unpack_from(blob)
         count, recent = head[-2:]
-        offset = cls._SCALARS.size
+        offset = cls._SCALARS_V2.size
         arrays = []
         for dtype, size in (("<i8", count), ("<f8", count), ("<f8", count), ("<f8", count), ("<f8", recent)):
             arrays.append(np.frombuffer(blob, dtype=dtype, count=size, offset=offset).astype(dtype[1:]))
@@ -106,8 +116,11 @@ class SeriesState:
     def _from_parts(cls, head: tuple, window_ts, window_values, window_residuals, window_weekly_residuals,
                     recent_abs_z) -> "SeriesState":
         (first, lowest, highest, last_alert, gain, up, down, day, run, bucket, median, scale, plain_mad, period,
-         longest, run_alerted, _, _) = head
+         longest, run_alerted, _, _) = head[:18]
+        up_since, down_since = head[18:20] if len(head) > 18 else (cls._NONE, cls._NONE)
         return cls(
+            cusum_up_since=None if up_since == cls._NONE else up_since,
+            cusum_down_since=None if down_since == cls._NONE else down_since,
             first_ts_us=None if first == cls._NONE else first, window_ts=window_ts, window_values=window_values,
             window_residuals=window_residuals, window_weekly_residuals=window_weekly_residuals, lowest=lowest,
             highest=highest, last_alert_us=None if last_alert == cls._NONE else last_alert, gain_at_alert=gain,

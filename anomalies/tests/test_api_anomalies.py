@@ -1,7 +1,9 @@
 """GET /api/v1/anomalies: filters, cursor paging, isolation."""
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
-from conftest import steady_then_spike
+import numpy as np
+
+from conftest import event, iso, steady_then_spike
 
 
 def _ingest_all(client, events, chunk=1000):
@@ -45,3 +47,20 @@ def test_anomalies_are_filtered_and_cursor_paged(owner):
     assert timestamps == sorted(timestamps, reverse=True)
     bad = owner.get("/api/v1/anomalies", {"cursor": "nonsense"})
     assert bad.status_code == 400 and "cursor" in bad.json()["errors"]
+
+
+def test_a_drift_says_since_when_and_the_api_gives_its_start(owner):
+    start = datetime(2026, 1, 5, tzinfo=timezone.utc)
+    rng = np.random.default_rng(3)
+    values = 10 + rng.normal(0, 1, 900)
+    values[:20] = [40, -20] * 10
+    values[700:] += 2.5  # a shift no single point shows
+    events = [event(float(v), start + timedelta(minutes=5 * i)) for i, v in enumerate(values)]
+    for first in range(0, 900, 500):
+        assert owner.ingest(events[first:first + 500]).status_code == 202
+    owner.post("/api/v1/process/run")
+    anomalies = owner.get("/api/v1/anomalies").json()["results"]
+    drift = min((a for a in anomalies if a["detector"] == "cusum"), key=lambda a: a["timestamp"])  # the first one
+    assert drift["drift_started_at"] == iso(start + timedelta(minutes=5 * 700))
+    assert "since 10:20 UTC" in drift["reason"] and drift["baseline"]["drift_points"] > 1
+    assert all(a["drift_started_at"] is None for a in anomalies if a["detector"] in ("range", "residual"))

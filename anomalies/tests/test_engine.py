@@ -118,7 +118,11 @@ def test_cusum_catches_a_small_sustained_shift_inside_the_band():
     values[700:] += 2.5  # a 2.5 σ shift: no single point leaves the band
     findings, _, _ = detect(SeriesState(), _times(900), values, CONFIG)
     assert findings and findings[0].detector == "cusum" and findings[0].ts_us > _times(900)[700]
-    assert "The level has drifted up" in findings[0].reason
+    # It says what crossed its threshold and since when: the shift began at point 700, 10:20 on day 3.
+    assert findings[0].baseline["drift_started_us"] == _times(900)[700]
+    drifted = int((findings[0].ts_us - _times(900)[700]) // FIVE_MINUTES) + 1
+    assert findings[0].reason.startswith(f"The last {drifted} values averaged 12.36, above the expected 10.11 (the "
+                                         "median of the previous 725 points), since 10:20 UTC: a cumulative excess")
 
 
 def test_the_variance_detector_catches_a_wider_spread():
@@ -139,7 +143,8 @@ def test_a_stuck_series_is_flagged_as_a_flatline():
     values[700:] = 10.0
     findings, _, _ = detect(SeriesState(), _times(900), values, CONFIG)
     assert [(f.detector, int((f.ts_us - START) // FIVE_MINUTES)) for f in findings] == [("flatline", 711)]
-    assert "has stayed at exactly 10 for 12 points" in findings[0].reason
+    assert "has stayed at exactly 10 since 10:20 UTC (12 points)" in findings[0].reason
+    assert findings[0].baseline["drift_started_us"] == _times(900)[700]
 
 
 def test_sensitivity_is_lowered_after_an_alert_and_says_so():
@@ -178,8 +183,10 @@ def test_a_checkpoint_in_the_first_format_is_still_read():
 
     ts, values = _noisy()
     _, state, _ = detect(SeriesState(), ts[:1500], values[:1500], CONFIG)
+    # Formats before the third did not keep where the CUSUMs' excursions began.
+    state.cusum_up_since = state.cusum_down_since = None
     # The first format: the same scalars, then every array raw, all zlib-compressed.
-    head = SeriesState._SCALARS.pack(
+    head = SeriesState._SCALARS_V2.pack(
         state.first_ts_us, state.lowest, state.highest, state.last_alert_us, state.gain_at_alert, state.cusum_up,
         state.cusum_down, state.cusum_day, state.run_length, state.bucket, state.median, state.scale,
         state.plain_mad, state.period_days, state.longest_run, int(state.run_alerted), len(state.window_ts),
