@@ -421,10 +421,10 @@ class _Series:
                         up_zero = down_zero = k - 1
                     z = clipped[k]
                     up = up + z - drift
-                    if up <= 0.0:
+                    if not up > 0.0:  # (a NaN counts as zero, as it always did)
                         up, up_zero = 0.0, k
                     down = down - z - drift
-                    if down <= 0.0:
+                    if not down > 0.0:
                         down, down_zero = 0.0, k
                     j = k - first
                     if votes[j] or up >= limits[j] or down >= limits[j]:
