@@ -452,13 +452,18 @@ class _Series:
             down_since = self._excursion_start(point_ts, down_zero, s.cusum_down_since)
         else:
             up_since, down_since = s.cusum_up_since, s.cusum_down_since
-        if int(days[-1]) != last_seen:
-            up = down = 0.0  # a day began after the last point the CUSUM saw
-        s.cusum_up, s.cusum_down, s.cusum_day = up, down, int(days[-1])
-        s.cusum_up_since = up_since if up > 0.0 else None
-        s.cusum_down_since = down_since if down > 0.0 else None
+        self._cusum_keep(up, down, up_since, down_since, int(days[-1]), last_seen)
         s.run_alerted = alerted_run is not None and alerted_run == int(b.run_id[-1])
         return findings
+
+    def _cusum_keep(self, up: float, down: float, up_since, down_since, last_day: int, last_seen: int) -> None:
+        """The CUSUMs and where their excursions began, as the batch leaves them."""
+        s = self.s
+        if last_day != last_seen:
+            up = down = 0.0  # a day began after the last point the CUSUM saw
+        s.cusum_up, s.cusum_down, s.cusum_day = up, down, last_day
+        s.cusum_up_since = up_since if up > 0.0 else None
+        s.cusum_down_since = down_since if down > 0.0 else None
 
     @staticmethod
     def _excursion_start(point_ts: np.ndarray, last_zero: int | None, before: int | None) -> int | None:

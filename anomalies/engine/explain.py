@@ -36,6 +36,46 @@ def _since(start_us: int, at_us: int | None) -> str:
     return f"{start:%H:%M} UTC" if same_day else f"{start:%Y-%m-%d %H:%M} UTC"
 
 
+def _basis(baseline: dict) -> str:
+    """What the expected value is: the same time on earlier days or weeks, or the trailing median."""
+    if baseline["method"] == "daily_seasonal_median":
+        return "the same time on the previous 1-3 days"
+    if baseline["method"] == "weekly_seasonal_median":
+        return "the same time in the previous 1-3 weeks"
+    return f"the median of the previous {baseline['samples']} points"
+
+
+def _summed_sentence(*, detector: str, value: float, expected: float, baseline: dict, parameters: dict, rate: bool,
+                     at_us: int | None) -> str:
+    """The sentence of a detector that sums points up (cusum, variance, flatline): over which points
+    and since when, when the anomaly kept it."""
+    started = baseline.get("drift_started_us")
+    quantity = "rate" if rate else "value"
+    per_second = " per second" if rate else ""
+    if detector == "cusum" and started is not None:
+        mean = baseline["drift_mean"]
+        return (f"The last {baseline['drift_points']} {quantity}s averaged {_num(mean)}, "
+                f"{'above' if mean > expected else 'below'} the expected {_num(expected)} ({_basis(baseline)}), since "
+                f"{_since(started, at_us)}: a cumulative excess of {_num(baseline['cusum_sigma'])} standard "
+                f"deviations, over the threshold of {_num(parameters['cusum_threshold'])}")
+    if detector == "cusum":
+        return (f"The {'rate' if rate else 'level'} has drifted {'up' if value > expected else 'down'} from the expected "
+                f"{_num(expected)} ({_basis(baseline)}): a cumulative excess of {_num(baseline['cusum_sigma'])} standard "
+                f"deviations since the day began or the last alert, over the threshold of "
+                f"{_num(parameters['cusum_threshold'])}")
+    if detector == "variance":
+        points = (f"The last {baseline['drift_points']} {quantity}s, since {_since(started, at_us)}, averaged "
+                  f"{_num(baseline['drift_mean'])} and deviate" if started is not None
+                  else f"The last {parameters['variance_points']} {quantity}s deviate")
+        return (f"{points} from the expected {_num(expected)} by {_num(baseline['recent_mean_abs_sigma'])} standard "
+                f"deviations on average, over the threshold of {_num(parameters['variance_threshold'])}: the spread "
+                f"or level has shifted")
+    how_long = (f"since {_since(started, at_us)} ({baseline['run_length']} points)" if started is not None
+                else f"for {baseline['run_length']} points")
+    return (f"The {quantity} has stayed at exactly {_num(value)}{per_second} {how_long}, longer than "
+            f"{_num(parameters['flatline_factor'])} times the longest recent run ({baseline['longest_recent_run']})")
+
+
 def reason_sentence(*, value: float, expected: float, lower: float, upper: float, detector: str, baseline: dict,
                     parameters: dict, suppression: dict, at_us: int | None = None) -> str:
     """One sentence: what was observed, against what baseline, by how much (and any reduced sensitivity).
@@ -45,18 +85,9 @@ def reason_sentence(*, value: float, expected: float, lower: float, upper: float
     (baseline["drift_started_us"], "drift_points", "drift_mean"; anomalies stored before these were
     kept are told without them).
     """
-    started = baseline.get("drift_started_us")
     rate = baseline.get("input") == "rate_per_second"
     observed = f"The rate of increase, {_num(value)} per second," if rate else f"Value {_num(value)}"
     quantity = "rate" if rate else "value"
-    direction = "above" if value > expected else "below"
-    sigma = abs(baseline["deviation_sigma"])
-    if baseline["method"] == "daily_seasonal_median":
-        basis = "the same time on the previous 1-3 days"
-    elif baseline["method"] == "weekly_seasonal_median":
-        basis = "the same time in the previous 1-3 weeks"
-    else:
-        basis = f"the median of the previous {baseline['samples']} points"
     if detector == "range":
         low, high = baseline["lowest_seen"], baseline["highest_seen"]
         beyond = (value - high) if value > high else (low - value)
@@ -66,34 +97,12 @@ def reason_sentence(*, value: float, expected: float, lower: float, upper: float
             f"below the lowest {quantity} seen so far ({_num(low)})"
         text = f"{observed} is {edge} by {amount} the observed range {_num(low)} to {_num(high)}"
     elif detector == "residual":
-        text = (f"{observed} is {_num(sigma)} robust standard deviations {direction} the expected "
-                f"{_num(expected)} ({basis}), outside the band {_num(lower)} to {_num(upper)}")
-    elif detector == "cusum" and started is not None:
-        mean = baseline["drift_mean"]
-        text = (f"The last {baseline['drift_points']} {quantity}s averaged {_num(mean)}, "
-                f"{'above' if mean > expected else 'below'} the expected {_num(expected)} ({basis}), since "
-                f"{_since(started, at_us)}: a cumulative excess of {_num(baseline['cusum_sigma'])} standard "
-                f"deviations, over the threshold of {_num(parameters['cusum_threshold'])}")
-    elif detector == "cusum":
-        text = (f"The {'rate' if rate else 'level'} has drifted {'up' if value > expected else 'down'} from the expected {_num(expected)} "
-                f"({basis}): a cumulative excess of {_num(baseline['cusum_sigma'])} standard deviations since the "
-                f"day began or the last alert, over the threshold of {_num(parameters['cusum_threshold'])}")
-    elif detector == "variance" and started is not None:
-        text = (f"The last {baseline['drift_points']} {quantity}s, since {_since(started, at_us)}, averaged "
-                f"{_num(baseline['drift_mean'])} and deviate from the expected {_num(expected)} by "
-                f"{_num(baseline['recent_mean_abs_sigma'])} standard deviations on average, over the threshold of "
-                f"{_num(parameters['variance_threshold'])}: the spread or level has shifted")
-    elif detector == "variance":
-        text = (f"The last {parameters['variance_points']} {quantity}s deviate from the expected {_num(expected)} by "
-                f"{_num(baseline['recent_mean_abs_sigma'])} standard deviations on average, over the threshold of "
-                f"{_num(parameters['variance_threshold'])}: the spread or level has shifted")
-    elif detector == "flatline" and started is not None:
-        text = (f"The {quantity} has stayed at exactly {_num(value)}{' per second' if rate else ''} since "
-                f"{_since(started, at_us)} ({baseline['run_length']} points), longer than "
-                f"{_num(parameters['flatline_factor'])} times the longest recent run ({baseline['longest_recent_run']})")
-    elif detector == "flatline":
-        text = (f"The {quantity} has stayed at exactly {_num(value)}{' per second' if rate else ''} for {baseline['run_length']} points, longer than "
-                f"{_num(parameters['flatline_factor'])} times the longest recent run ({baseline['longest_recent_run']})")
+        direction = "above" if value > expected else "below"
+        text = (f"{observed} is {_num(abs(baseline['deviation_sigma']))} robust standard deviations {direction} the "
+                f"expected {_num(expected)} ({_basis(baseline)}), outside the band {_num(lower)} to {_num(upper)}")
+    elif detector in ("cusum", "variance", "flatline"):
+        text = _summed_sentence(detector=detector, value=value, expected=expected, baseline=baseline,
+                                parameters=parameters, rate=rate, at_us=at_us)
     else:
         text = f"{observed} is outside the expected band {_num(lower)} to {_num(upper)}"
     multiplier = suppression.get("threshold_multiplier", 1.0)
