@@ -447,18 +447,17 @@ class _Series:
             last_seen = int(days[points[-1]])
         else:
             last_seen = s.cusum_day
-        if len(points):
-            up_since = self._excursion_start(point_ts, up_zero, s.cusum_up_since)
-            down_since = self._excursion_start(point_ts, down_zero, s.cusum_down_since)
-        else:
-            up_since, down_since = s.cusum_up_since, s.cusum_down_since
-        self._cusum_keep(up, down, up_since, down_since, int(days[-1]), last_seen)
+        self._cusum_keep(up, down, point_ts if len(points) else None, up_zero, down_zero, int(days[-1]), last_seen)
         s.run_alerted = alerted_run is not None and alerted_run == int(b.run_id[-1])
         return findings
 
-    def _cusum_keep(self, up: float, down: float, up_since, down_since, last_day: int, last_seen: int) -> None:
+    def _cusum_keep(self, up: float, down: float, point_ts, up_zero, down_zero, last_day: int, last_seen: int) -> None:
         """The CUSUMs and where their excursions began, as the batch leaves them."""
         s = self.s
+        up_since, down_since = s.cusum_up_since, s.cusum_down_since
+        if point_ts is not None:
+            up_since = self._excursion_start(point_ts, up_zero, up_since)
+            down_since = self._excursion_start(point_ts, down_zero, down_since)
         if last_day != last_seen:
             up = down = 0.0  # a day began after the last point the CUSUM saw
         s.cusum_up, s.cusum_down, s.cusum_day = up, down, last_day
