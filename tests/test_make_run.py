@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from scripts.serve import _group_alive
+
 ROOT = Path(__file__).resolve().parent.parent
 STOP_LIMIT_SECONDS = 15
 CYCLES = int(os.environ.get("MAKE_RUN_CYCLES", "10"))
@@ -160,14 +162,6 @@ def test_kill_9_of_the_web_server_stops_the_rest_and_the_next_start_works(make_r
     assert _session_processes(make_run.process.pid) == []
     make_run.start()
     _assert_all_stopped(make_run, make_run.ctrl_c())
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
 
 
 def test_kill_9_of_the_worker_starts_it_again_and_the_rest_stays_up(make_run):
