@@ -2,6 +2,7 @@
 import gzip
 import json
 import os
+import random
 import shutil
 import subprocess
 import uuid
@@ -95,6 +96,19 @@ def spiky_history(*, count=2600, spikes=(1500, 1950), end=datetime(2026, 1, 10, 
     for k in spikes:
         events[k]["value"] = 700.0
     return events
+
+
+def daily_spikes(*, days=9, end=datetime(2026, 1, 10, tzinfo=timezone.utc), seed=5):
+    """`days` UTC days of one-minute points ending before `end` (a midnight), noise around 20 and, from
+    the second day on, a 5-minute spike of +40 at 03:00 ± 20 minutes: a nightly job."""
+    rng = random.Random(seed)
+    first = end - timedelta(days=days)
+    values = [20 + rng.gauss(0, 1) for _ in range(days * 1440)]
+    for day in range(1, days):
+        start = day * 1440 + 180 + rng.randint(-20, 20)
+        for minute in range(start, start + 5):
+            values[minute] += 40
+    return [event(value, first + timedelta(minutes=i)) for i, value in enumerate(values)]
 
 
 @pytest.fixture(autouse=True)

@@ -41,6 +41,10 @@ class Baseline(TenantOwned):
     late_points = models.PositiveIntegerField(
         default=0, help_text="Points that arrived behind the watermark and wait for re-evaluation or a replay.",
     )
+    recurring = models.JSONField(
+        default=list, db_default=models.Value([], output_field=models.JSONField()), blank=True,
+        help_text="Recurring excursions recognised (a nightly job): period (daily/weekly), direction (above/below), "
+        "start/end (UTC), seen on how many of the last 3 periods. Deviations matching one raise no anomaly.")
     checkpoint = models.BinaryField(null=True, blank=True, editable=False, help_text="The engine's state after the watermark.")
     updated_at = models.DateTimeField(auto_now=True, help_text="Last time detection updated this baseline.")
 

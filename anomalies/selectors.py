@@ -45,6 +45,9 @@ def states_at(*, tenant: Tenant, restart_us: dict[int, int], config: DetectionCo
     for series_id in counter_ids & by_series.keys():
         by_series[series_id] = tuple(array.tolist() for array in counters.rates(*by_series[series_id]))
     alerts = _alert_times_before(tenant=tenant, before_us=restart_us)
+    # The excursions before the restart are the checkpoint's: they reach back weeks, past the history.
+    checkpoints = dict(Baseline.objects.for_tenant(tenant).filter(series_id__in=list(restart_us))
+                       .exclude(checkpoint=None).values_list("series_id", "checkpoint"))
     states = {}
     for series_id, restart in restart_us.items():
         if first.get(series_id) is None or first[series_id] >= restart:
@@ -55,6 +58,7 @@ def states_at(*, tenant: Tenant, restart_us: dict[int, int], config: DetectionCo
         states[series_id] = state_from_history(
             history_ts=series_ts, history_values=series_values, first_ts_us=first[series_id],
             lowest_before=lowest, highest_before=highest, alerts_before=alerts.get(series_id, []), config=config,
+            excursions_from=SeriesState.from_bytes(checkpoints[series_id]) if series_id in checkpoints else None,
         )
     return states
 

@@ -81,6 +81,15 @@ class BaselineQuerySerializer(serializers.Serializer):
     limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=100)
 
 
+class RecurringPatternSerializer(serializers.Serializer):
+    period = serializers.ChoiceField(choices=["daily", "weekly"])
+    direction = serializers.ChoiceField(choices=["above", "below"], help_text="above or below the expected value")
+    start = serializers.CharField(help_text="UTC, HH:MM (weekly: weekday HH:MM)")
+    end = serializers.CharField(help_text="UTC, HH:MM (weekly: weekday HH:MM), the end of the last 5-minute slot")
+    seen = serializers.IntegerField(help_text="on how many of the last `of` days (weeks)")
+    of = serializers.IntegerField()
+
+
 class BaselineSerializer(serializers.Serializer):
     series_id = serializers.IntegerField()
     service = serializers.CharField()
@@ -98,6 +107,8 @@ class BaselineSerializer(serializers.Serializer):
     watermark = serializers.CharField(allow_null=True)
     late_points = serializers.IntegerField(help_text="points behind the watermark waiting for re-evaluation or replay")
     late_from = serializers.CharField(allow_null=True)
+    recurring = RecurringPatternSerializer(
+        many=True, help_text="recurring excursions recognised: deviations matching one raise no anomaly")
 
 
 class BandPointSerializer(serializers.Serializer):

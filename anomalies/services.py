@@ -554,7 +554,7 @@ def _anomalies_write(cursor, *, tenant: Tenant, run: DetectionRun, findings_by_s
 _BASELINE_COLUMNS = (
     ("series_id", "int8"), ("status", "text"), ("method", "text"), ("window_points", "int4"),
     ("sample_count", "int4"), ("median", "float8"), ("mad", "float8"), ("scale", "float8"), ("lower", "float8"),
-    ("upper", "float8"), ("first_ts", "timestamptz_us"), ("checkpoint", "bytea"),
+    ("upper", "float8"), ("first_ts", "timestamptz_us"), ("recurring", "text"), ("checkpoint", "bytea"),
 )
 
 
@@ -566,7 +566,8 @@ def _baselines_write(cursor, *, tenant: Tenant, states: dict, config: DetectionC
         rows.append((
             series_id, snapshot.status, "seasonal_median" if snapshot.seasonal else "trailing_median",
             config.window_points, snapshot.samples, snapshot.median, snapshot.mad,
-            snapshot.scale, snapshot.lower, snapshot.upper, state.first_ts_us, state.to_bytes(),
+            snapshot.scale, snapshot.lower, snapshot.upper, state.first_ts_us, orjson.dumps(snapshot.recurring).decode(),
+            state.to_bytes(),
         ))
     if not rows:
         return
@@ -574,7 +575,7 @@ def _baselines_write(cursor, *, tenant: Tenant, states: dict, config: DetectionC
     cursor.execute(
         "CREATE TEMP TABLE IF NOT EXISTS baseline_updates (series_id bigint, status text, method text, "
         "window_points int, sample_count int, median float8, mad float8, scale float8, lower float8, upper float8, "
-        "first_ts timestamptz, checkpoint bytea) ON COMMIT DELETE ROWS"
+        "first_ts timestamptz, recurring text, checkpoint bytea) ON COMMIT DELETE ROWS"
     )
     # Empty unless this runs inside a caller's longer transaction (ON COMMIT has not fired yet).
     cursor.execute("DELETE FROM baseline_updates")
@@ -587,7 +588,7 @@ def _baselines_write(cursor, *, tenant: Tenant, states: dict, config: DetectionC
         UPDATE {BASELINE_TABLE} b SET
             status = v.status, method = v.method, window_points = v.window_points, sample_count = v.sample_count,
             median = v.median, mad = v.mad, scale = v.scale, lower = v.lower, upper = v.upper, first_ts = v.first_ts,
-            checkpoint = v.checkpoint, evaluating_from = NULL, updated_at = now()
+            recurring = v.recurring::jsonb, checkpoint = v.checkpoint, evaluating_from = NULL, updated_at = now()
         FROM baseline_updates v
         WHERE b.tenant_id = %s AND b.series_id = v.series_id
         """,

@@ -165,6 +165,7 @@ class BaselineListView(APIView):
                 "window_points": b.window_points, "sample_count": b.sample_count, "median": b.median,
                 "mad": b.mad, "scale": b.scale, "lower": b.lower, "upper": b.upper,
                 "watermark": _ts(b.watermark), "late_points": b.late_points, "late_from": _ts(b.late_from),
+                "recurring": b.recurring,
             } for b in page],
             "next": next_page,
         }

@@ -29,6 +29,12 @@ class DetectionConfig:
     cooldown_seconds: int = 21_600
     gain_factor: float = 2.0
     gain_half_life_seconds: int = 432_000
+    # A recurring excursion (a nightly job) is expected: one within this distance of the same time of
+    # day (week) on `recurring_occurrences` of the previous three days (weeks), no more than
+    # `recurring_peak_factor` times their largest, raises nothing.
+    recurring_jitter_seconds: int = 3600
+    recurring_occurrences: int = 2
+    recurring_peak_factor: float = 2.0
 
     @classmethod
     def from_overrides(cls, overrides: dict | None) -> "DetectionConfig":

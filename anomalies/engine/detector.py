@@ -61,6 +61,7 @@ class BaselineSnapshot:
     lower: float | None
     upper: float | None
     seasonal: bool = False
+    recurring: tuple = ()  # the recurring excursions recognised (recurring_patterns)
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,65 @@ def _window_extremes(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -
     return low, high
 
 
+# Excursions are remembered by 5-minute slot (a day is 288 of them), for four weeks: the three weeks
+# a weekly pattern is recognised from, and a week of re-evaluations before the newest point.
+_SLOT_US = 300_000_000
+_DAY_SLOTS = DAY_US // _SLOT_US
+_WEEK_SLOTS = WEEK_US // _SLOT_US
+_KEPT_SLOTS = 4 * _WEEK_SLOTS
+
+
+def _excursions_merge(keys: np.ndarray, peaks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Keys sorted and unique, each with its largest peak."""
+    if not len(keys):
+        return keys, peaks
+    order = np.argsort(keys, kind="stable")
+    keys, peaks = keys[order], peaks[order]
+    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+    return keys[starts], np.maximum.reduceat(peaks, starts)
+
+
+def _excursions_of(ts: np.ndarray, z: np.ndarray, has_baseline: np.ndarray, bar: float):
+    """The raw excursions among points: |z| at or over `bar` (the residual threshold at gain 1), as
+    (slot × 2 + above, |z|)."""
+    hit = has_baseline & (np.abs(z) >= bar)  # (NaN compares False)
+    return (ts[hit] // _SLOT_US) * 2 + (z[hit] > 0), np.abs(z[hit])
+
+
+def _recurring(ts: np.ndarray, z: np.ndarray, candidates: np.ndarray, keys: np.ndarray, peaks: np.ndarray,
+               config: DetectionConfig) -> np.ndarray:
+    """Per point: is its deviation a recurring one? It is when, in its direction, an excursion lies
+    within the jitter of the same time on `recurring_occurrences` of the previous three days (or
+    weeks), and it is at most `recurring_peak_factor` times the largest of them. Only excursions at
+    least a period minus the jitter before the point are read, so batches never see the future."""
+    recognised = np.zeros(len(ts), bool)
+    chosen_points = np.flatnonzero(candidates)
+    if not len(chosen_points) or len(keys) < config.recurring_occurrences:
+        return recognised
+    jitter = -(-config.recurring_jitter_seconds * 1_000_000 // _SLOT_US)
+    above = z[chosen_points] > 0
+    for direction in (False, True):
+        points = chosen_points[above == direction]
+        in_direction = (keys & 1) == int(direction)
+        slots, slot_peaks = keys[in_direction] >> 1, peaks[in_direction]
+        if not len(points) or len(slots) < config.recurring_occurrences:
+            continue
+        at = ts[points] // _SLOT_US
+        largest = np.zeros(len(points))
+        for period in (_DAY_SLOTS, _WEEK_SLOTS):
+            seen = np.zeros(len(points), np.int64)
+            period_largest = np.zeros(len(points))
+            for k in (1, 2, 3):
+                first = np.searchsorted(slots, at - k * period - jitter, "left")
+                end = np.searchsorted(slots, at - k * period + jitter, "right")
+                seen += end > first
+                _, high = _window_extremes(slot_peaks, first, end)
+                period_largest = np.fmax(period_largest, high)
+            largest = np.where(seen >= config.recurring_occurrences, np.fmax(largest, period_largest), largest)
+        recognised[points] = (largest > 0) & (np.abs(z[points]) <= config.recurring_peak_factor * largest)
+    return recognised
+
+
 class _Baseline:
     """The baseline computed at a refresh, in effect until the next one."""
 
@@ -210,7 +270,8 @@ class _Batch:
 
     __slots__ = ("ts", "xs", "expected", "z", "scale", "eligible", "count_before", "lowest_before",
                  "highest_before", "run_length", "run_id", "recent", "recent_end", "baselines", "baseline_of",
-                 "days", "times", "values", "band_from", "at")
+                 "days", "times", "values", "band_from", "at", "recognised", "summed_z", "excursion_keys",
+                 "excursion_peaks")
 
 
 class _Series:
@@ -334,8 +395,18 @@ class _Series:
         expected = np.where(np.isnan(lagged), median, lagged)
         has_baseline = ~np.isnan(scale)
         z = (b.xs - expected) / scale
+        # A recurring deviation raises nothing and adds to no sum (CUSUM, variance) beyond the CUSUM's
+        # drift; the batch's own excursions count for its later points.
+        new_keys, new_peaks = _excursions_of(b.ts, z, has_baseline, c.residual_threshold / c.sensitivity)
+        keys, peaks = s.excursion_keys, s.excursion_peaks
+        if len(new_keys):
+            keys, peaks = _excursions_merge(np.concatenate((keys, new_keys)), np.concatenate((peaks, new_peaks)))
+        candidates = has_baseline & (np.abs(z) > c.cusum_drift)
+        recognised = _recurring(b.ts, z, candidates, keys, peaks, c)
+        summed_z = np.where(recognised, np.clip(z, -c.cusum_drift, c.cusum_drift), z)
+        b.recognised, b.summed_z, b.excursion_keys, b.excursion_peaks = recognised, summed_z, keys, peaks
         # The |z| of the points with a baseline; each point's recent ones are the last `variance_points`.
-        recent = np.concatenate((np.asarray(self.recent, np.float64), np.abs(z[has_baseline])))
+        recent = np.concatenate((np.asarray(self.recent, np.float64), np.abs(summed_z[has_baseline])))
         recent_end = np.full(len(b.ts), -1, np.int64)  # each point's last entry in `recent` (exclusive end)
         recent_end[has_baseline] = len(self.recent) + np.arange(1, int(has_baseline.sum()) + 1)
         count_before = np.minimum(at, self.width)
@@ -353,6 +424,8 @@ class _Series:
         s.bucket = int(buckets[-1])
         s.run_length = int(b.run_length[-1])
         s.lowest, s.highest = min(s.lowest, float(b.xs.min())), max(s.highest, float(b.xs.max()))
+        kept = (b.excursion_keys >> 1) >= int(b.ts[-1]) // _SLOT_US - _KEPT_SLOTS
+        s.excursion_keys, s.excursion_peaks = b.excursion_keys[kept], b.excursion_peaks[kept]
         self.window_ts, self.window_values = times[-width:], values[-width:]
         self.window_residuals, self.window_weekly = residuals[-width:], weekly_residuals[-width:]
         self.recent = b.recent[-self.c.variance_points:].tolist()
@@ -365,8 +438,9 @@ class _Series:
         xs, lowest, highest = b.xs[points], b.lowest_before[points], b.highest_before[points]
         value_range = highest - lowest
         tolerance = c.range_tolerance * value_range
+        recognised = b.recognised[points]
         range_votes = (value_range > 0) & (np.maximum(xs - (highest + tolerance), (lowest - tolerance) - xs) >= 0)
-        reach = np.abs(b.z[points]) / c.residual_threshold
+        reach = np.where(recognised, 0.0, np.abs(b.z[points]) / c.residual_threshold)
         end = b.recent_end[points]
         full = end >= c.variance_points
         if full.any():
@@ -406,7 +480,7 @@ class _Series:
             # day of the point the CUSUM last saw.
             seen_day = np.concatenate(([s.cusum_day], days[points[:-1]]))
             new_day = (days[points] != seen_day).tolist()
-            clipped = np.clip(b.z[points], -4.0, 4.0).tolist()
+            clipped = np.clip(b.summed_z[points], -4.0, 4.0).tolist()
             point_ts = b.ts[points]
             drift = c.cusum_drift
             range_votes, reach = self._screen_inputs(b, points)
@@ -497,12 +571,13 @@ class _Series:
         threshold = gain / c.sensitivity
         value_range = highest - lowest
         tolerance = c.range_tolerance * value_range
-        range_evidence = 0.0
+        range_evidence = residual_evidence = 0.0
         if value_range > 0:
             reach = max(x - (highest + tolerance), (lowest - tolerance) - x)
             if reach >= 0:
                 range_evidence = 1.0 + reach / max(tolerance, 1e-12)
-        residual_evidence = abs(z) / (c.residual_threshold * threshold)
+        if not b.recognised[i]:  # a recurring deviation is expected (a new extreme never is)
+            residual_evidence = abs(z) / (c.residual_threshold * threshold)
         cusum_evidence = (up if up > down else down) / (c.cusum_threshold * threshold)
         variance_evidence = 0.0
         if len(recent) == c.variance_points:
@@ -619,13 +694,33 @@ def state_from_history(
     highest_before: float,
     alerts_before: list[int],
     config: DetectionConfig,
+    excursions_from: SeriesState | None = None,
 ) -> SeriesState:
     """The state at a UTC day boundary, rebuilt from the points before it (at least 2 × window_points
-    of them when the series has that many), the extremes before those points, and the alert times."""
+    of them when the series has that many), the extremes before those points, the alert times, and
+    the excursions a later state of the series (its checkpoint) remembers from before the boundary:
+    they reach back weeks, further than the history, and never change once their day has passed."""
     state = SeriesState(first_ts_us=first_ts_us, lowest=lowest_before, highest=highest_before)
+    ts, xs = _arrays(history_ts, history_values)
+    remembered_until = None
+    if excursions_from is not None and len(excursions_from.window_ts):
+        # Up to the later state's newest point, its excursions before the history's end are the ones
+        # the series had; any after that point are found again from the history.
+        remembered_until = min(int(excursions_from.window_ts[-1]), int(ts[-1]) if len(ts) else -1)
+        remembered = (excursions_from.excursion_keys >> 1) <= remembered_until // _SLOT_US
+        state.excursion_keys = excursions_from.excursion_keys[remembered]
+        state.excursion_peaks = excursions_from.excursion_peaks[remembered]
     series = _Series(state, config)
-    series.run(*_arrays(history_ts, history_values), emit=False)
+    series.run(ts, xs, emit=False)
     state = series.state()
+    if remembered_until is not None:
+        found_later = (state.excursion_keys >> 1) > remembered_until // _SLOT_US
+        state.excursion_keys, state.excursion_peaks = _excursions_merge(
+            np.concatenate((excursions_from.excursion_keys[remembered], state.excursion_keys[found_later])),
+            np.concatenate((excursions_from.excursion_peaks[remembered], state.excursion_peaks[found_later])))
+        if len(ts):
+            kept = (state.excursion_keys >> 1) >= int(ts[-1]) // _SLOT_US - _KEPT_SLOTS
+            state.excursion_keys, state.excursion_peaks = state.excursion_keys[kept], state.excursion_peaks[kept]
     # Suppression comes from the alerts actually recorded, replayed with the same arithmetic.
     state.last_alert_us, state.gain_at_alert = None, 1.0
     for alert in alerts_before:
@@ -670,4 +765,54 @@ def baseline_snapshot(state: SeriesState, config: DetectionConfig) -> BaselineSn
     status = "ready" if samples >= config.min_points and span_ok else "warming"
     band = config.residual_threshold / config.sensitivity * state.scale
     return BaselineSnapshot(status, samples, state.median, state.plain_mad, state.scale,
-                            state.median - band, state.median + band, state.period_days > 0)
+                            state.median - band, state.median + band, state.period_days > 0,
+                            tuple(recurring_patterns(state, config)))
+
+
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+def _slot_clock(slot_of_period: int, period: int) -> str:
+    minutes = slot_of_period * _SLOT_US // 60_000_000
+    clock = f"{minutes // 60 % 24:02d}:{minutes % 60:02d}"
+    # Day 0 of the epoch was a Thursday; a weekly position counts from the epoch's weeks.
+    return clock if period == _DAY_SLOTS else f"{_WEEKDAYS[(minutes // 1440 + 3) % 7]} {clock}"
+
+
+def recurring_patterns(state: SeriesState, config: DetectionConfig) -> list[dict]:
+    """The recurring excursions the series has now, as the baseline shows them: for each period and
+    direction, the times (UTC, 5-minute slots) where excursions fell within the jitter of each other
+    on `recurring_occurrences` of the last three days (weeks). A weekly one at the time of a daily
+    one is left out (the daily one says it). Plain Python: it runs for every series on every pass,
+    over a few keys."""
+    if len(state.excursion_keys) < config.recurring_occurrences or not len(state.window_ts):
+        return []
+    keys = state.excursion_keys.tolist()
+    now = int(state.window_ts[-1]) // _SLOT_US
+    jitter = -(-config.recurring_jitter_seconds * 1_000_000 // _SLOT_US)
+    patterns, daily_spans = [], {}
+    for period, name in ((_DAY_SLOTS, "daily"), (_WEEK_SLOTS, "weekly")):
+        for direction, word in ((1, "above"), (0, "below")):
+            # (position in the period, which period) of each excursion of the last three periods
+            seen_at = sorted(((key >> 1) % period, (key >> 1) // period) for key in keys
+                             if key & 1 == direction and (key >> 1) > now - 3 * period)
+            clusters, current = [], []
+            for position, occurrence in seen_at:
+                if current and position - current[-1][0] > jitter:
+                    clusters.append(current)
+                    current = []
+                current.append((position, occurrence))
+            if current:
+                clusters.append(current)
+            for cluster in clusters:
+                first, last = cluster[0][0], cluster[-1][0] + 1
+                seen = len({occurrence for _, occurrence in cluster})
+                if seen < config.recurring_occurrences:
+                    continue
+                if name == "daily":
+                    daily_spans.setdefault(word, []).append((first, last))
+                elif any(a <= first % _DAY_SLOTS < b for a, b in daily_spans.get(word, [])):
+                    continue
+                patterns.append({"period": name, "direction": word, "start": _slot_clock(first, period),
+                                 "end": _slot_clock(last % period, period), "seen": seen, "of": 3})
+    return patterns

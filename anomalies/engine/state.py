@@ -1,5 +1,5 @@
 """A series' state between points (SeriesState) and its checkpoint codec: the current format and the
-two before it, which are still read."""
+three before it, which are still read."""
 from __future__ import annotations
 
 import math
@@ -37,12 +37,19 @@ class SeriesState:
     plain_mad: float = math.nan
     period_days: int = 0  # the seasonal period in use: 0 (none), 1 (daily) or 7 (weekly)
     longest_run: int = 0
+    # Raw excursions (|z| over the residual threshold at gain 1, alerted or not) of the last four
+    # weeks, by 5-minute slot: key = slot × 2 + (1 if above), and the largest |z| of each. What a
+    # recurring daily or weekly pattern is recognised from.
+    excursion_keys: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    excursion_peaks: np.ndarray = field(default_factory=lambda: np.empty(0))
 
     _SCALARS_V2 = struct.Struct("<qddqdddqqqdddqqqII")
-    _SCALARS = struct.Struct("<qddqdddqqqdddqqqIIqq")  # v3: the CUSUMs' start times appended
+    _SCALARS_V3 = struct.Struct("<qddqdddqqqdddqqqIIqq")  # v3: the CUSUMs' start times appended
+    _SCALARS = struct.Struct("<qddqdddqqqdddqqqIIqqI")  # v4: and the number of excursions kept
     _NONE = -(2**63)
     _MAGIC_V2 = b"CWD2"
-    _MAGIC = b"CWD3"  # zlib streams, the first format, start with 0x78
+    _MAGIC_V3 = b"CWD3"
+    _MAGIC = b"CWD4"  # zlib streams, the first format, start with 0x78
 
     def to_bytes(self) -> bytes:
         """The checkpoint written for every series on every run, so cheap to make: timestamp steps
@@ -55,7 +62,7 @@ class SeriesState:
             self.cusum_down, self.cusum_day, self.run_length, self.bucket, self.median, self.scale, self.plain_mad,
             self.period_days, self.longest_run, int(self.run_alerted), len(self.window_ts), len(self.recent_abs_z),
             none if self.cusum_up_since is None else self.cusum_up_since,
-            none if self.cusum_down_since is None else self.cusum_down_since,
+            none if self.cusum_down_since is None else self.cusum_down_since, len(self.excursion_keys),
         )
         steps = zlib.compress(np.diff(np.asarray(self.window_ts, "<i8"), prepend=0).astype("<i8").tobytes(), 1)
         parts = [self._MAGIC, head, struct.pack("<I", len(steps)), steps, np.asarray(self.window_values, "<f8").tobytes()]
@@ -64,6 +71,8 @@ class SeriesState:
             present = ~np.isnan(residuals)
             parts += [np.packbits(present).tobytes(), residuals[present].tobytes()]
         parts.append(np.asarray(self.recent_abs_z, "<f8").tobytes())
+        keys = zlib.compress(np.diff(np.asarray(self.excursion_keys, "<i8"), prepend=0).astype("<i8").tobytes(), 1)
+        parts += [struct.pack("<I", len(keys)), keys, np.asarray(self.excursion_peaks, "<f8").tobytes()]
         return b"".join(parts)
 
     @classmethod
@@ -73,6 +82,8 @@ class SeriesState:
         blob = bytes(blob)
         if blob.startswith(cls._MAGIC):
             scalars = cls._SCALARS
+        elif blob.startswith(cls._MAGIC_V3):
+            scalars = cls._SCALARS_V3
         elif blob.startswith(cls._MAGIC_V2):
             scalars = cls._SCALARS_V2
         else:
@@ -97,7 +108,16 @@ class SeriesState:
             offset += 8 * kept
             residual_arrays.append(residuals)
         recent_abs_z = np.frombuffer(blob, "<f8", recent, offset).astype(np.float64)
-        return cls._from_parts(head, window_ts, window_values, *residual_arrays, recent_abs_z)
+        state = cls._from_parts(head, window_ts, window_values, *residual_arrays, recent_abs_z)
+        if len(head) > 20:  # v4: the excursions
+            offset += 8 * recent
+            (keys_size,) = struct.unpack_from("<I", blob, offset)
+            offset += 4
+            state.excursion_keys = np.cumsum(np.frombuffer(zlib.decompress(blob[offset:offset + keys_size]), "<i8"),
+                                             dtype=np.int64)
+            offset += keys_size
+            state.excursion_peaks = np.frombuffer(blob, "<f8", head[20], offset).astype(np.float64)
+        return state
 
     @classmethod
     def _from_first_format(cls, blob: bytes) -> "SeriesState":

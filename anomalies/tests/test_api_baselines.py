@@ -19,6 +19,7 @@ def test_baselines_give_the_band_of_one_series(owner):
     baseline = body["results"][0]
     assert baseline["status"] == "ready" and baseline["sample_count"] > 0
     assert baseline["lower"] < baseline["median"] < baseline["upper"]
+    assert baseline["recurring"] == []  # no nightly pattern in two days of a steady series
     assert len(body["band"]) == 30
     spike = body["band"][-1]
     assert spike["value"] == 500.0 and spike["upper"] < 500.0 and spike["status"] == "ready"

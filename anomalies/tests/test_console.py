@@ -10,7 +10,7 @@ from django.test import Client
 from anomalies.models import Anomaly, AnomalyEvent, Baseline, DetectionRun, SeriesMute
 from anomalies.services import detection_run, series_mute
 from cloudwatchdog.timeutil import to_us
-from conftest import event, steady_then_spike
+from conftest import daily_spikes, event, steady_then_spike
 from metrics import selectors as metrics_selectors
 from metrics.models import Series
 from metrics.rollups import rollups_refresh
@@ -161,6 +161,21 @@ def test_the_series_page_draws_its_range_and_a_long_range_from_buckets(alerted):
     assert max(hi for _, _, hi in envelope) == max(v for _, v in raw)
     for before in ("garbage", "0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"):
         assert browser.get(f"/admin/metrics/series/{anomaly.series_id}/points/", {"before": before}).status_code == 200
+
+
+def test_the_series_page_says_which_recurring_pattern_is_expected(make_tenant):
+    client = make_tenant("nightly")
+    midnight = END.replace(hour=0, minute=0)
+    points_ingest(tenant=client.tenant, events=daily_spikes(end=midnight))
+    detection_run(tenant=client.tenant, trigger="command")
+    staff = User.objects.create_user("support-n", password="x", is_staff=True)
+    TenantStaff.objects.create(tenant=client.tenant, user=staff)
+    browser = Client()
+    browser.force_login(staff)
+    series_id = Series.objects.for_tenant(client.tenant).get().id
+    page = browser.get(f"/admin/metrics/series/{series_id}/change/?range=7d").content.decode()
+    row = re.search(r"<th>recurring, expected</th><td>(.*?)</td>", page).group(1)
+    assert re.fullmatch(r"daily 0[23]:\d\d–03:\d\d UTC, above \(seen 3 of the last 3\)", row), row
 
 
 def test_a_muted_series_stores_its_anomalies_marked_muted(make_tenant):

@@ -1,11 +1,13 @@
 """The detection engine on arrays: determinism across batch splits, cold start, each detector and its sentence."""
 import math
+from dataclasses import replace
 
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
 from anomalies.engine import (
-    DetectionConfig, SeriesState, detect, expected_band, reason_sentence, restart_at, state_from_history,
+    DetectionConfig, SeriesState, detect, expected_band, reason_sentence, recurring_patterns, restart_at,
+    state_from_history,
 )
 
 FIVE_MINUTES = 300_000_000
@@ -53,12 +55,14 @@ def test_the_state_at_a_day_boundary_can_be_rebuilt_from_history():
     day_start = restart_at(int(ts[1600]))
     cut = int(np.searchsorted(ts, day_start))
     findings, in_order, _ = _run(ts[:cut], values[:cut], [])
+    _, later, _ = _run(ts, values, [])  # the checkpoint: it remembers the excursions before the day
+    assert len(later.excursion_keys) > 0
     history_from = max(0, cut - 2 * CONFIG.window_points)
     rebuilt = state_from_history(
         history_ts=ts[history_from:cut].tolist(), history_values=values[history_from:cut].tolist(),
         first_ts_us=int(ts[0]), lowest_before=float(values[:history_from].min(initial=math.inf)),
         highest_before=float(values[:history_from].max(initial=-math.inf)), alerts_before=[f.ts_us for f in findings],
-        config=CONFIG,
+        config=CONFIG, excursions_from=later,
     )
     assert rebuilt.to_bytes() == in_order.to_bytes()
 
@@ -183,8 +187,10 @@ def test_a_checkpoint_in_the_first_format_is_still_read():
 
     ts, values = _noisy()
     _, state, _ = detect(SeriesState(), ts[:1500], values[:1500], CONFIG)
-    # Formats before the third did not keep where the CUSUMs' excursions began.
+    # Formats before the third did not keep where the CUSUMs' excursions began, nor, before the
+    # fourth, the excursions themselves.
     state.cusum_up_since = state.cusum_down_since = None
+    state.excursion_keys, state.excursion_peaks = np.empty(0, np.int64), np.empty(0)
     # The first format: the same scalars, then every array raw, all zlib-compressed.
     head = SeriesState._SCALARS_V2.pack(
         state.first_ts_us, state.lowest, state.highest, state.last_alert_us, state.gain_at_alert, state.cusum_up,
@@ -288,3 +294,76 @@ def test_an_anomaly_carries_the_band_the_series_had_then_never_negative_never_ab
 
 def test_the_band_of_the_noisy_week_matches_its_anomalies():
     _bands_checked(*_noisy())
+
+
+def _daily_spikes(days=13, seed=5, spike_days=range(1, 13)):
+    """A 1-minute series (noise around 20) with a 5-minute spike of +40 at 03:00 ± 20 minutes on
+    `spike_days`; returns times, values and the spikes' first indices."""
+    rng = np.random.default_rng(seed)
+    n = days * 1440
+    ts = START + np.arange(n, dtype=np.int64) * 60_000_000
+    values = 20 + rng.normal(0, 1, n)
+    starts = []
+    for day in spike_days:
+        first = day * 1440 + 180 + int(rng.integers(-20, 21))
+        values[first:first + 5] += 40
+        starts.append(first)
+    return ts, values, starts
+
+
+def test_a_daily_spike_is_expected_from_its_third_day_and_a_spike_at_another_time_is_still_raised():
+    ts, values, _ = _daily_spikes()
+    last_day = 12 * 1440
+    values[last_day + 14 * 60:last_day + 14 * 60 + 5] += 40  # 14:00 on the last day
+    findings, state, _ = detect(SeriesState(), ts, values, CONFIG)
+    days_alerted = {(f.ts_us - START) // DAY for f in findings if (f.ts_us - START) % DAY < 5 * 3600 * 1_000_000}
+    assert len(days_alerted) <= 2 and days_alerted <= {1, 2}
+    afternoon = [f for f in findings if f.ts_us >= ts[last_day + 14 * 60] and f.ts_us < ts[last_day + 14 * 60 + 5]]
+    assert len(afternoon) == 1 and afternoon[0].detector == "residual"
+    # Without patterns (as before the engine learned them) the spike is raised day after day, and
+    # the thresholds those alerts raised swallow the afternoon one.
+    ignoring = replace(CONFIG, recurring_occurrences=4)
+    unrecognised = detect(SeriesState(), ts, values, ignoring)[0]
+    assert len({(f.ts_us - START) // DAY for f in unrecognised if (f.ts_us - START) % DAY < 5 * 3600 * 1_000_000}) >= 4
+    assert not [f for f in unrecognised if f.ts_us >= ts[last_day + 14 * 60] and f.ts_us < ts[last_day + 14 * 60 + 5]]
+    # The baseline names what it recognised.
+    patterns = recurring_patterns(state, CONFIG)
+    assert [(p["period"], p["direction"]) for p in patterns] == [("daily", "above")]
+    assert patterns[0]["start"] >= "02:40" and "03:00" < patterns[0]["end"] <= "03:25"
+
+
+def test_a_recurring_spike_much_larger_than_before_is_still_raised():
+    ts, values, starts = _daily_spikes(days=8, spike_days=range(1, 8))
+    values[starts[-1]:starts[-1] + 5] += 200  # the seventh day's spike, six times the others
+    findings = detect(SeriesState(), ts, values, CONFIG)[0]
+    assert any(ts[starts[-1]] <= f.ts_us < ts[starts[-1] + 5] for f in findings)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=13 * 1440 - 1), max_size=6, unique=True))
+def test_recognising_patterns_does_not_depend_on_the_batch_boundaries(cuts):
+    ts, values, _ = _daily_spikes()
+    whole = _run(ts, values, [])
+    split = _run(ts, values, cuts)
+    assert split[0] == whole[0]
+    assert split[1].to_bytes() == whole[1].to_bytes()
+
+
+def test_a_state_rebuilt_from_a_short_history_keeps_the_excursions_of_the_checkpoint():
+    ts, values, _ = _daily_spikes()
+    day_start = int(ts[0]) + 9 * DAY
+    cut = int(np.searchsorted(ts, day_start))
+    findings, in_order, _ = _run(ts[:cut], values[:cut], [])
+    _, checkpoint, _ = _run(ts, values, [])  # a later checkpoint of the same series
+    history_from = cut - 2 * CONFIG.window_points  # a day and a half: the older spikes are not in it
+    rebuild = dict(
+        history_ts=ts[history_from:cut].tolist(), history_values=values[history_from:cut].tolist(),
+        first_ts_us=int(ts[0]), lowest_before=float(values[:history_from].min()),
+        highest_before=float(values[:history_from].max()), alerts_before=[f.ts_us for f in findings], config=CONFIG)
+    rebuilt = state_from_history(**rebuild, excursions_from=checkpoint)
+    assert detect(rebuilt, ts[cut:], values[cut:], CONFIG)[0] == detect(in_order, ts[cut:], values[cut:], CONFIG)[0]
+    # The CUSUMs restart with the day: the only difference a rebuild may have.
+    in_order.cusum_up = in_order.cusum_down = 0.0
+    in_order.cusum_up_since = in_order.cusum_down_since = None
+    assert rebuilt.to_bytes() == in_order.to_bytes()
+    assert state_from_history(**rebuild).to_bytes() != in_order.to_bytes()

@@ -9,7 +9,7 @@ from django.db import connection
 
 from anomalies.models import Anomaly, Baseline
 from anomalies.services import RUN_ADVISORY_NAMESPACE, RunInProgress, detection_run
-from conftest import spiky_history
+from conftest import daily_spikes, spiky_history
 from metrics.services import points_ingest
 
 END = datetime(2026, 1, 10, tzinfo=timezone.utc)
@@ -50,6 +50,26 @@ def test_a_late_point_within_the_late_window_is_evaluated_as_if_in_order(make_te
     assert run.points_processed == 1441  # re-evaluated from the start of the late point's UTC day to 00:00
     assert _anomaly_rows(late.tenant) == _anomaly_rows(in_order.tenant)
     assert Baseline.objects.for_tenant(late.tenant).get().late_points == 0
+
+
+def test_a_nightly_job_is_recognised_and_a_late_point_re_evaluates_its_day_the_same(make_tenant):
+    in_order, late = make_tenant("in-order"), make_tenant("late")
+    events = daily_spikes()
+    points_ingest(tenant=in_order.tenant, events=events)
+    detection_run(tenant=in_order.tenant, trigger="command")
+    nightly = [row for row in _anomaly_rows(in_order.tenant) if row[0].hour < 5]
+    assert 1 <= len({row[0].date() for row in nightly}) <= 2  # the first nights only
+    baseline = Baseline.objects.for_tenant(in_order.tenant).get()
+    assert [(p["period"], p["direction"], p["seen"]) for p in baseline.recurring] == [("daily", "above", 3)]
+    # The last day re-evaluated from its midnight: the history read (two windows, a day and a half)
+    # does not reach the nights before, the checkpoint's excursions do.
+    held_back = events[-20]
+    points_ingest(tenant=late.tenant, events=events[:-20] + events[-19:])
+    detection_run(tenant=late.tenant, trigger="command")
+    points_ingest(tenant=late.tenant, events=[held_back])
+    assert detection_run(tenant=late.tenant, trigger="command").points_processed == 1440
+    assert _anomaly_rows(late.tenant) == _anomaly_rows(in_order.tenant)
+    assert Baseline.objects.for_tenant(late.tenant).get().recurring == baseline.recurring
 
 
 def test_a_point_older_than_the_late_window_waits_for_a_replay(make_tenant):
