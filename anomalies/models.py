@@ -3,8 +3,10 @@ import uuid
 
 from django.db import models
 
+from anomalies.engine.config import severity_of
 from metrics.models import Series
 from tenants.models import TenantOwned
+
 
 class Baseline(TenantOwned):
     STATUS_WARMING = "warming"
@@ -97,11 +99,7 @@ class Anomaly(TenantOwned):
 
     @staticmethod
     def severity_for(score: float) -> str:
-        if score >= 0.8:
-            return Anomaly.SEVERITY_HIGH
-        if score >= 0.5:
-            return Anomaly.SEVERITY_MEDIUM
-        return Anomaly.SEVERITY_LOW
+        return severity_of(score)
 
 
 class DetectionRun(TenantOwned):

@@ -3,7 +3,7 @@
 Series are processed in timestamp order from a checkpointed state; the output depends only
 on the points (and the configuration), never on batch boundaries or the number of runs.
 """
-from anomalies.engine.config import DetectionConfig, restart_at
+from anomalies.engine.config import DetectionConfig, restart_at, severity_of
 from anomalies.engine.detector import (
     BaselineSnapshot, Finding, detect, expected_band, recurring_patterns, state_from_history,
 )
@@ -12,4 +12,4 @@ from anomalies.engine.explain import reason_sentence
 from anomalies.engine.parallel import detect_many
 
 __all__ = ["BaselineSnapshot", "DetectionConfig", "Finding", "SeriesState", "detect", "detect_many", "expected_band",
-           "reason_sentence", "recurring_patterns", "restart_at", "state_from_history"]
+           "reason_sentence", "recurring_patterns", "restart_at", "severity_of", "state_from_history"]

@@ -61,6 +61,16 @@ class DetectionConfig:
         return asdict(self)
 
 
+def severity_of(score: float) -> str:
+    """The severity a score means: high from 0.8 (a deviation rarer than about 1 in 1,600 five-minute
+    slots), medium from 0.5 (1 in 100), else low."""
+    if score >= 0.8:
+        return "high"
+    if score >= 0.5:
+        return "medium"
+    return "low"
+
+
 def restart_at(ts_us: int) -> int:
     """Where a re-evaluation that must cover `ts_us` starts: the UTC day it falls in."""
     return ts_us // DAY_US * DAY_US

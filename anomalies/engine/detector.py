@@ -191,6 +191,9 @@ _SLOT_US = 300_000_000
 _DAY_SLOTS = DAY_US // _SLOT_US
 _WEEK_SLOTS = WEEK_US // _SLOT_US
 _KEPT_SLOTS = 4 * _WEEK_SLOTS
+# Severity: how rare a deviation is over the last three weeks, scored on four decades of chance.
+_RARITY_US = 3 * WEEK_US
+_RARITY_DECADES = 4.0
 
 
 def _excursions_merge(keys: np.ndarray, peaks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -598,15 +601,33 @@ class _Series:
         if not emit:
             return None, flatline
         window = b.values[int(b.band_from[i]):int(b.at[i])]
+        comparable, opportunities, looked_back = self._rarity_counts(b, i, DETECTORS[strongest])
         since_index = self._evidence_start(b, i, DETECTORS[evidence.index(best)], drift_since, run_length)
         point = {"lowest": lowest, "highest": highest, "run_length": run_length, "recent": recent,
                  "samples": int(b.count_before[i]), "cusum": max(up, down), "index": int(b.at[i]),
                  "times": b.times, "values": b.values,
                  "since_index": since_index, "drift_since": drift_since,
+                 "comparable": comparable, "opportunities": opportunities, "looked_back": looked_back,
                  "window_low": float(window.min()) if len(window) else math.nan,
                  "window_high": float(window.max()) if len(window) else math.nan}
         return self.finding(t, x, z, expected, evidence, strongest, gain, tolerance, previous_alert, baseline,
                             point), flatline
+
+    def _rarity_counts(self, b: _Batch, i: int, detector: str) -> tuple[int, int, int]:
+        """How rare the point's deviation is in the series' last three weeks: (the 5-minute slots that
+        held a deviation at least as large, in either direction; the slots, or points when they are
+        sparser, the series could have had one in; the µs looked back). A new extreme (range) and a
+        run longer than any recent one (flatline) were never reached before."""
+        t = int(b.ts[i])
+        since = max(t - _RARITY_US, self.s.first_ts_us)
+        start, at = int(b.band_from[i]), int(b.at[i])
+        step = (t - int(b.times[start])) / (at - start) if at > start else _SLOT_US
+        opportunities = int((t - since) // max(step, _SLOT_US))
+        if detector in ("range", "flatline"):
+            return 0, opportunities, t - since
+        slot, slots = t // _SLOT_US, b.excursion_keys >> 1
+        first, end = np.searchsorted(slots, since // _SLOT_US), np.searchsorted(slots, slot)
+        return int(np.count_nonzero(b.excursion_peaks[first:end] >= abs(float(b.z[i])))), opportunities, t - since
 
     def _evidence_start(self, b: _Batch, i: int, detector: str, drift_since: int | None, run_length: int) -> int | None:
         """Where the evidence of a detector that sums up points began, as an index into b.times: the
@@ -655,7 +676,14 @@ class _Series:
             "threshold_multiplier": gain, "next_threshold_multiplier": s.gain_at_alert,
             "gain_half_life_seconds": c.gain_half_life_seconds,
         }
-        score = min(1.0, evidence[strongest] / 3.0)
+        # One scale for every detector: the chance of a deviation this large in a 5-minute slot of
+        # the series' last three weeks, (1 + slots that had one) / (1 + slots), as a share of 10⁻⁴
+        # on a log scale. Medium from 1 in 100 (a new extreme after 8 hours of 5-minute slots),
+        # high from about 1 in 1,600 (after 5.5 days). The magnitude itself is in the sentence.
+        chance = (1 + point["comparable"]) / (1 + point["opportunities"])
+        score = min(1.0, -math.log10(chance) / _RARITY_DECADES)
+        baseline.update(comparable_slots=point["comparable"], slots_seen=point["opportunities"], chance=chance,
+                        rarity_seconds=point["looked_back"] // 1_000_000)
         reason = reason_sentence(value=x, expected=expected, lower=lower, upper=upper, detector=detector, at_us=t,
                                  baseline=baseline, parameters=parameters, suppression=suppression)
         return Finding(t, x, expected, lower, upper, score, detector, parameters, baseline, suppression, reason)

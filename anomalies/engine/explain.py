@@ -108,4 +108,19 @@ def reason_sentence(*, value: float, expected: float, lower: float, upper: float
     multiplier = suppression.get("threshold_multiplier", 1.0)
     if multiplier >= 1.05:
         text += f"; thresholds were {_num(round(multiplier, 2))}x higher after recent alerts"
-    return text + "."
+    return text + "." + _rarity_sentence(baseline)
+
+
+def _rarity_sentence(baseline: dict) -> str:
+    """What the severity stands on: how often the series went as far in the time looked back (kept
+    since the score became a rarity; older anomalies are told without it)."""
+    if "chance" not in baseline:
+        return ""
+    days = baseline["rarity_seconds"] / 86_400
+    span = f"{_num(round(days, 1))} days" if days >= 2 else f"{_num(round(days * 24, 1))} hours"
+    odds = f"1 in {_num(round(1 / baseline['chance']))}"
+    if baseline["comparable_slots"] == 0:
+        return f" Nothing went as far in the previous {span} (chance {odds})."
+    times = baseline["comparable_slots"]
+    return (f" It went as far in {times} five-minute slot{'s' if times != 1 else ''} of the previous {span} "
+            f"(chance {odds}).")

@@ -50,7 +50,7 @@ def test_the_anomaly_page_charts_every_point_the_band_and_the_marker_with_its_re
     page = browser.get(f"/admin/anomalies/anomaly/{anomaly.id}/change/")
     assert page.status_code == 200
     html = page.content.decode()
-    assert "high anomaly of ec2/i-test123/cpu_utilization{env=dev} at" in html
+    assert f"{anomaly.severity} anomaly of ec2/i-test123/cpu_utilization{{env=dev}} at" in html
     assert "Anomaly object" not in html and anomaly.reason in html
     svg = _svg(html)
     x, y = _scales(svg)
@@ -76,8 +76,8 @@ def test_the_anomaly_page_charts_every_point_the_band_and_the_marker_with_its_re
         assert abs(float(lower_xy.split(",")[1]) - y(item["lower"])) < 0.06
     assert len(polygon) == 2 * len(drawn) and drawn
 
-    marker = re.search(r'<circle class="anomaly high focus" cx="([\d.]+)" cy="([\d.]+)"[^>]*><title>([^<]+)</title>',
-                       svg)
+    marker = re.search(rf'<circle class="anomaly {anomaly.severity} focus" cx="([\d.]+)" cy="([\d.]+)"[^>]*>'
+                       r'<title>([^<]+)</title>', svg)
     assert abs(float(marker.group(1)) - x(to_us(anomaly.ts))) < 0.06
     assert abs(float(marker.group(2)) - y(anomaly.value)) < 0.06
     assert anomaly.reason in marker.group(3).replace("&#x27;", "'")

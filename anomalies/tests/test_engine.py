@@ -367,3 +367,31 @@ def test_a_state_rebuilt_from_a_short_history_keeps_the_excursions_of_the_checkp
     in_order.cusum_up_since = in_order.cusum_down_since = None
     assert rebuilt.to_bytes() == in_order.to_bytes()
     assert state_from_history(**rebuild).to_bytes() != in_order.to_bytes()
+
+
+def test_the_score_is_how_rare_the_deviation_is_in_the_series_last_weeks_whatever_the_detector():
+    """One scale: (1 + 5-minute slots with a deviation at least as large) / (1 + slots seen), on four
+    decades. A new extreme after a day and a half is medium, one after nine days high, and a spike
+    the series has every hour is mostly low however many σ it is."""
+    rng = np.random.default_rng(3)
+    n = 10 * 288
+    values = 50 + rng.normal(0, 1, n)
+    hourly = list(range(432, 1400, 13))  # every 65 minutes from day 1.5 on
+    values[hourly] += 12
+    values[2736] = 120.0  # day 9.5: far beyond anything before
+    config = replace(CONFIG, gain_factor=1.0, cooldown_seconds=600, recurring_occurrences=4)
+    findings = {f.ts_us: f for f in detect(SeriesState(), _times(n), values, config)[0]}
+    first = findings[int(_times(n)[432])]
+    assert first.detector == "range" and first.baseline["comparable_slots"] == 0
+    assert 0.5 <= first.score < 0.8 and first.baseline["slots_seen"] == 432
+    assert math.isclose(first.score, -math.log10(1 / 433) / 4)
+    late = [findings[int(_times(n)[i])] for i in hourly[40:] if int(_times(n)[i]) in findings]
+    assert len(late) >= 20 and all(f.detector == "residual" for f in late)
+    # The spikes are alike: most had many as large before them (the largest of them, fewer).
+    assert sum(f.score < 0.5 for f in late) > len(late) / 2
+    for f in late:
+        assert f.baseline["comparable_slots"] < 75 and (f.score < 0.5 or f.baseline["comparable_slots"] < 15)
+        chance = (1 + f.baseline["comparable_slots"]) / (1 + f.baseline["slots_seen"])
+        assert math.isclose(f.score, -math.log10(chance) / 4) and f.baseline["chance"] == chance
+    last = findings[int(_times(n)[2736])]
+    assert last.detector == "range" and last.score >= 0.8
