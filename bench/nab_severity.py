@@ -26,14 +26,12 @@ def _us(text: str) -> int:
     return int(datetime.strptime(text[:19], "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc).timestamp() * 1e6)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    args = parser.parse_args()
-    labels = json.loads((args.data / "labels.json").read_text())
+def inside_shares(data: Path) -> dict[str, tuple[int, int]]:
+    """Per severity and per detector: (anomalies inside a labelled window, anomalies)."""
+    labels = json.loads((data / "labels.json").read_text())
     inside, total = Counter(), Counter()
     for name in sorted(labels):
-        ts, values = stored_series(*load_file(args.data / "data" / name))
+        ts, values = stored_series(*load_file(data / "data" / name))
         windows = [(_us(a), _us(b)) for a, b in labels[name]]
         findings, _, _ = detect(SeriesState(), np.array(ts, np.int64), np.array(values), DetectionConfig())
         for finding in findings:
@@ -41,9 +39,18 @@ def main():
             for key in (severity_of(finding.score), finding.detector):
                 total[key] += 1
                 inside[key] += hit
+    return {key: (inside[key], total[key]) for key in total}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    args = parser.parse_args()
+    shares = inside_shares(args.data)
     for key in ("high", "medium", "low", "range", "residual", "cusum", "variance", "flatline"):
-        if total[key]:
-            print(f"{key:9s} {inside[key]:4d} / {total[key]:4d} = {100 * inside[key] / total[key]:5.1f} % inside a window")
+        if key in shares:
+            hits, count = shares[key]
+            print(f"{key:9s} {hits:4d} / {count:4d} = {100 * hits / count:5.1f} % inside a window")
 
 
 if __name__ == "__main__":
