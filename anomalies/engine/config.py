@@ -32,7 +32,7 @@ class DetectionConfig:
     # A recurring excursion (a nightly job) is expected: one within this distance of the same time of
     # day (week) on `recurring_occurrences` of the previous three days (weeks), no more than
     # `recurring_peak_factor` times their largest, raises nothing.
-    recurring_jitter_seconds: int = 3600
+    recurring_jitter_seconds: int = 2700
     recurring_occurrences: int = 2
     recurring_peak_factor: float = 2.0
 

@@ -801,6 +801,10 @@ _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday",
 
 
 def _slot_clock(slot_of_period: int, period: int) -> str:
+    """HH:MM UTC of a slot of the day, or "weekday HH:MM" of one of the week; a period's end is 24:00."""
+    if slot_of_period == period and period == _DAY_SLOTS:
+        return "24:00"
+    slot_of_period %= period
     minutes = slot_of_period * _SLOT_US // 60_000_000
     clock = f"{minutes // 60 % 24:02d}:{minutes % 60:02d}"
     # Day 0 of the epoch was a Thursday; a weekly position counts from the epoch's weeks.
@@ -810,9 +814,10 @@ def _slot_clock(slot_of_period: int, period: int) -> str:
 def recurring_patterns(state: SeriesState, config: DetectionConfig) -> list[dict]:
     """The recurring excursions the series has now, as the baseline shows them: for each period and
     direction, the times (UTC, 5-minute slots) where excursions fell within the jitter of each other
-    on `recurring_occurrences` of the last three days (weeks). A weekly one at the time of a daily
-    one is left out (the daily one says it). Plain Python: it runs for every series on every pass,
-    over a few keys."""
+    on `recurring_occurrences` of the last three days (weeks), in time order; a cluster around
+    midnight (the week's start) is one, ending after it starts, and one that leaves no gap longer than
+    the jitter is the whole day (week). A weekly one at the time of a daily one is left out (the
+    daily one says it). Plain Python: it runs for every series on every pass, over a few keys."""
     if len(state.excursion_keys) < config.recurring_occurrences or not len(state.window_ts):
         return []
     keys = state.excursion_keys.tolist()
@@ -821,26 +826,39 @@ def recurring_patterns(state: SeriesState, config: DetectionConfig) -> list[dict
     patterns, daily_spans = [], {}
     for period, name in ((_DAY_SLOTS, "daily"), (_WEEK_SLOTS, "weekly")):
         for direction, word in ((1, "above"), (0, "below")):
-            # (position in the period, which period) of each excursion of the last three periods
-            seen_at = sorted(((key >> 1) % period, (key >> 1) // period) for key in keys
-                             if key & 1 == direction and (key >> 1) > now - 3 * period)
-            clusters, current = [], []
-            for position, occurrence in seen_at:
-                if current and position - current[-1][0] > jitter:
-                    clusters.append(current)
-                    current = []
-                current.append((position, occurrence))
-            if current:
-                clusters.append(current)
+            # (position in the period, how many periods back) of each excursion of the last three
+            seen_at = sorted(((key >> 1) % period, (now - (key >> 1)) // period) for key in keys
+                             if key & 1 == direction and 0 <= now - (key >> 1) < 3 * period)
+            clusters = []
+            for position, back in seen_at:
+                if clusters and position - clusters[-1][-1][0] <= jitter:
+                    clusters[-1].append((position, back))
+                else:
+                    clusters.append([(position, back)])
+            whole = False
+            if len(clusters) > 1 and clusters[0][0][0] + period - clusters[-1][-1][0] <= jitter:
+                clusters[0] = clusters.pop() + clusters[0]  # across midnight (the week's start)
+            elif len(clusters) == 1 and clusters[0][0][0] + period - clusters[0][-1][0] <= jitter:
+                whole = True
             for cluster in clusters:
                 first, last = cluster[0][0], cluster[-1][0] + 1
-                seen = len({occurrence for _, occurrence in cluster})
+                seen = len({back for _, back in cluster})
                 if seen < config.recurring_occurrences:
                     continue
+                if whole:
+                    first, last = 0, period
                 if name == "daily":
                     daily_spans.setdefault(word, []).append((first, last))
-                elif any(a <= first % _DAY_SLOTS < b for a, b in daily_spans.get(word, [])):
+                elif any(_within(first % _DAY_SLOTS, a, b) for a, b in daily_spans.get(word, [])):
                     continue
                 patterns.append({"period": name, "direction": word, "start": _slot_clock(first, period),
-                                 "end": _slot_clock(last % period, period), "seen": seen, "of": 3})
+                                 "end": _slot_clock(last, period), "seen": seen, "of": 3})
     return patterns
+
+
+def _within(position: int, first: int, last: int) -> bool:
+    """Is a position of the day inside [first, last), a span that may run past midnight?"""
+    if last - first >= _DAY_SLOTS:
+        return True
+    first, last = first % _DAY_SLOTS, last % _DAY_SLOTS
+    return first <= position < last if first < last else position >= first or position < last
