@@ -2,12 +2,18 @@
 re-evaluation restarts."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 
 DAY_US = 86_400_000_000
 WEEK_US = 7 * DAY_US
 MAD_TO_SIGMA = 1.4826
 DETECTORS = ("range", "residual", "cusum", "variance", "flatline")
+
+
+# A recurring excursion is looked for within the jitter of the same time a day earlier; a jitter of
+# half a day or more would reach the point itself.
+_AT_MOST = {"recurring_jitter_seconds": 6 * 3600}
 
 
 @dataclass(frozen=True)
@@ -53,8 +59,12 @@ class DetectionConfig:
                 values[name] = kind(value)
             except (TypeError, ValueError):
                 raise ValueError(f"detection setting {name} must be a {kind.__name__}") from None
+            if not math.isfinite(values[name]):
+                raise ValueError(f"detection setting {name} must be a finite number")
             if values[name] <= 0 and name != "range_tolerance":
                 raise ValueError(f"detection setting {name} must be positive")
+            if name in _AT_MOST and values[name] > _AT_MOST[name]:
+                raise ValueError(f"detection setting {name} must be at most {_AT_MOST[name]}")
         return replace(default, **values)
 
     def as_dict(self) -> dict:

@@ -727,11 +727,12 @@ def state_from_history(
     """The state at a UTC day boundary, rebuilt from the points before it (at least 2 × window_points
     of them when the series has that many), the extremes before those points, the alert times, and
     the excursions a later state of the series (its checkpoint) remembers from before the boundary:
-    they reach back weeks, further than the history, and never change once their day has passed."""
+    they reach back weeks, further than the history, and never change once their day has passed
+    (a checkpoint of an earlier format kept none: those of the history are used)."""
     state = SeriesState(first_ts_us=first_ts_us, lowest=lowest_before, highest=highest_before)
     ts, xs = _arrays(history_ts, history_values)
     remembered_until = None
-    if excursions_from is not None and len(excursions_from.window_ts):
+    if excursions_from is not None and excursions_from.excursions_known and len(excursions_from.window_ts):
         # Up to the later state's newest point, its excursions before the history's end are the ones
         # the series had; any after that point are found again from the history.
         remembered_until = min(int(excursions_from.window_ts[-1]), int(ts[-1]) if len(ts) else -1)

@@ -42,6 +42,7 @@ class SeriesState:
     # recurring daily or weekly pattern is recognised from.
     excursion_keys: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     excursion_peaks: np.ndarray = field(default_factory=lambda: np.empty(0))
+    excursions_known: bool = True  # False for a checkpoint written before excursions were kept
 
     _SCALARS_V2 = struct.Struct("<qddqdddqqqdddqqqII")
     _SCALARS_V3 = struct.Struct("<qddqdddqqqdddqqqIIqq")  # v3: the CUSUMs' start times appended
@@ -109,7 +110,8 @@ class SeriesState:
             residual_arrays.append(residuals)
         recent_abs_z = np.frombuffer(blob, "<f8", recent, offset).astype(np.float64)
         state = cls._from_parts(head, window_ts, window_values, *residual_arrays, recent_abs_z)
-        if len(head) > 20:  # v4: the excursions
+        state.excursions_known = len(head) > 20
+        if state.excursions_known:  # v4: the excursions
             offset += 8 * recent
             (keys_size,) = struct.unpack_from("<I", blob, offset)
             offset += 4
@@ -130,7 +132,9 @@ class SeriesState:
         for dtype, size in (("<i8", count), ("<f8", count), ("<f8", count), ("<f8", count), ("<f8", recent)):
             arrays.append(np.frombuffer(blob, dtype=dtype, count=size, offset=offset).astype(dtype[1:]))
             offset += 8 * size
-        return cls._from_parts(head, *arrays)
+        state = cls._from_parts(head, *arrays)
+        state.excursions_known = False
+        return state
 
     @classmethod
     def _from_parts(cls, head: tuple, window_ts, window_values, window_residuals, window_weekly_residuals,

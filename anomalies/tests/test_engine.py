@@ -164,7 +164,8 @@ def test_sensitivity_is_lowered_after_an_alert_and_says_so():
 
 def test_tenant_overrides_change_the_configuration_and_unknown_ones_fail():
     assert DetectionConfig.from_overrides({"residual_threshold": 9}).residual_threshold == 9.0
-    for bad in ({"nonsense": 1}, {"sensitivity": "high"}, {"cooldown_seconds": -5}):
+    for bad in ({"nonsense": 1}, {"sensitivity": "high"}, {"cooldown_seconds": -5}, {"sensitivity": "nan"},
+                {"recurring_jitter_seconds": 86_400}):
         try:
             DetectionConfig.from_overrides(bad)
         except ValueError as error:
@@ -204,6 +205,7 @@ def test_a_checkpoint_in_the_first_format_is_still_read():
     first_format = zlib.compress(head + b"".join(arrays))
     assert struct.unpack_from("B", first_format)[0] == 0x78
     assert SeriesState.from_bytes(first_format).to_bytes() == state.to_bytes()
+    assert not SeriesState.from_bytes(first_format).excursions_known
     assert detect(SeriesState.from_bytes(first_format), ts[1500:], values[1500:], CONFIG)[0] == \
         detect(state, ts[1500:], values[1500:], CONFIG)[0]
 
@@ -395,3 +397,27 @@ def test_the_score_is_how_rare_the_deviation_is_in_the_series_last_weeks_whateve
         assert math.isclose(f.score, -math.log10(chance) / 4) and f.baseline["chance"] == chance
     last = findings[int(_times(n)[2736])]
     assert last.detector == "range" and last.score >= 0.8
+
+
+def test_a_checkpoint_of_the_third_format_is_read_and_a_rebuild_then_finds_the_excursions_itself():
+    import zlib
+
+    ts, values, _ = _daily_spikes()
+    cut = int(np.searchsorted(ts, int(ts[0]) + 9 * DAY))
+    _, state, _ = _run(ts[:cut], values[:cut], [])
+    current = state.to_bytes()
+    # The third format: the same up to the recent |z|, without the excursions' count and arrays.
+    head = SeriesState._SCALARS.unpack_from(current, 4)
+    keys = zlib.compress(np.diff(state.excursion_keys, prepend=0).astype("<i8").tobytes(), 1)
+    keys_part = 4 + len(keys) + 8 * len(state.excursion_peaks)
+    third = b"CWD3" + SeriesState._SCALARS_V3.pack(*head[:20]) + current[4 + SeriesState._SCALARS.size:-keys_part]
+    old = SeriesState.from_bytes(third)
+    assert not old.excursions_known and len(old.excursion_keys) == 0
+    assert old.window_ts.tolist() == state.window_ts.tolist() and old.recent_abs_z.tolist() == state.recent_abs_z.tolist()
+    history_from = cut - 2 * CONFIG.window_points
+    rebuilt = state_from_history(
+        history_ts=ts[history_from:cut].tolist(), history_values=values[history_from:cut].tolist(),
+        first_ts_us=int(ts[0]), lowest_before=float(values[:history_from].min()),
+        highest_before=float(values[:history_from].max()), alerts_before=[], config=CONFIG, excursions_from=old)
+    assert len(rebuilt.excursion_keys) > 0  # from the history, not the (empty) old checkpoint
+    assert (rebuilt.excursion_keys >> 1).min() * 300_000_000 >= ts[history_from]
