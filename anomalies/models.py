@@ -67,8 +67,12 @@ class Anomaly(TenantOwned):
     expected = models.FloatField(help_text="What the baseline expected.")
     lower = models.FloatField(help_text="Lower edge of the expected band.")
     upper = models.FloatField(help_text="Upper edge of the expected band.")
-    score = models.FloatField(help_text="0–1: how far outside the band, relative to the threshold.")
-    severity = models.CharField(max_length=10, choices=SEVERITIES, help_text="From the score: low, medium, high.")
+    score = models.FloatField(
+        help_text="0–1, one scale for every detector: how rare a deviation this large was in the series' last three "
+        "weeks, −log10(chance) / 4 (baseline_stats.chance).")
+    severity = models.CharField(
+        max_length=10, choices=SEVERITIES,
+        help_text="From the score: high from 0.8 (about 1 in 1,600), medium from 0.5 (1 in 100), else low.")
     status = models.CharField(max_length=15, choices=STATUSES, default=STATUS_OPEN, help_text="Triage status.")
     detector = models.CharField(max_length=40, help_text="The detector that wrote the reason.")
     parameters = models.JSONField(default=dict, help_text="The detector's parameters when it fired.")

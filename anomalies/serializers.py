@@ -30,7 +30,8 @@ class AnomalySerializer(serializers.Serializer):
     expected = serializers.FloatField()
     lower = serializers.FloatField()
     upper = serializers.FloatField()
-    score = serializers.FloatField()
+    score = serializers.FloatField(
+        help_text="0-1 for every detector: how rare a deviation this large was in the series' last three weeks")
     severity = serializers.ChoiceField(choices=[s for s, _ in Anomaly.SEVERITIES])
     status = serializers.ChoiceField(choices=[s for s, _ in Anomaly.STATUSES])
     detector = serializers.CharField()
