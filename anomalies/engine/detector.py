@@ -397,7 +397,8 @@ class _Series:
         lagged = np.where(period == 1, daily, np.where(period == 7, weekly, math.nan))
         expected = np.where(np.isnan(lagged), median, lagged)
         has_baseline = ~np.isnan(scale)
-        z = (b.xs - expected) / scale
+        with np.errstate(over="ignore"):  # values near the float limit over a tiny scale: an infinite z, as it is
+            z = (b.xs - expected) / scale
         # A recurring deviation raises nothing and adds to no sum (CUSUM, variance) beyond the CUSUM's
         # drift; the batch's own excursions count for its later points.
         new_keys, new_peaks = _excursions_of(b.ts, z, has_baseline, c.residual_threshold / c.sensitivity)

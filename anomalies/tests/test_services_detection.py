@@ -61,6 +61,7 @@ def test_a_nightly_job_is_recognised_and_a_late_point_re_evaluates_its_day_the_s
     assert 1 <= len({row[0].date() for row in nightly}) <= 2  # the first nights only
     baseline = Baseline.objects.for_tenant(in_order.tenant).get()
     assert [(p["period"], p["direction"], p["seen"]) for p in baseline.recurring] == [("daily", "above", 3)]
+    assert in_order.get("/api/v1/baselines").json()["results"][0]["recurring"] == baseline.recurring
     # The last day re-evaluated from its midnight: the history read (two windows, a day and a half)
     # does not reach the nights before, the checkpoint's excursions do.
     held_back = events[-20]
