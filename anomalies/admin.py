@@ -66,12 +66,17 @@ class ReadOnlyMixin:
 @admin.register(Baseline)
 class BaselineAdmin(ReadOnlyMixin, TenantScopedAdmin):
     list_display = ["series", "tenant", "status", "sample_count", "median", "scale", "lower", "upper", "watermark",
-                    "late_points"]
+                    "late_points", "recurring_expected"]
     list_filter = ["status", TenantFilter]
     search_fields = ["series__resource_id", "series__metric_name"]
     list_select_related = ["series", "tenant"]
     exclude = ["checkpoint"]
     show_full_result_count = False
+
+    @admin.display(description="recurring, expected (UTC)")
+    def recurring_expected(self, obj):
+        patterns = [f"{p['period']} {p['start']}–{p['end']} {p['direction']}" for p in obj.recurring]
+        return "; ".join(patterns[:3]) + (f" and {len(patterns) - 3} more" if len(patterns) > 3 else "") or "—"
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         # A baseline is read with its series: the console page draws its band over the points.

@@ -176,6 +176,8 @@ def test_the_series_page_says_which_recurring_pattern_is_expected(make_tenant):
     page = browser.get(f"/admin/metrics/series/{series_id}/change/?range=7d").content.decode()
     row = re.search(r"<th>recurring, expected</th><td>(.*?)</td>", page).group(1)
     assert re.fullmatch(r"daily 0[23]:\d\d–03:\d\d UTC, above \(seen 3 of the last 3\)", row), row
+    listing = browser.get("/admin/anomalies/baseline/").content.decode()
+    assert re.search(r"daily 0[23]:\d\d–03:\d\d above", listing)
 
 
 def test_a_muted_series_stores_its_anomalies_marked_muted(make_tenant):
