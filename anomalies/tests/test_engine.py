@@ -421,3 +421,20 @@ def test_a_checkpoint_of_the_third_format_is_read_and_a_rebuild_then_finds_the_e
         highest_before=float(values[:history_from].max()), alerts_before=[], config=CONFIG, excursions_from=old)
     assert len(rebuilt.excursion_keys) > 0  # from the history, not the (empty) old checkpoint
     assert (rebuilt.excursion_keys >> 1).min() * 300_000_000 >= ts[history_from]
+
+
+def test_a_weekly_job_is_expected_from_its_third_week():
+    rng = np.random.default_rng(8)
+    n = 29 * 288  # four weeks and a day of 5-minute points
+    values = 20 + rng.normal(0, 1, n)
+    # 04:00 ± 20 minutes once a week (START is a Wednesday: the job runs on Tuesdays)
+    job_starts = [day * 288 + 48 + int(rng.integers(-4, 5)) for day in (6, 13, 20, 27)]
+    for first in job_starts:
+        values[first:first + 3] += 40
+    findings, state, _ = detect(SeriesState(), _times(n), values, CONFIG)
+    raised = [k for k, first in enumerate(job_starts)
+              if any(_times(n)[first] <= f.ts_us < _times(n)[first + 3] for f in findings)]
+    assert raised == [0, 1]
+    unrecognised = detect(SeriesState(), _times(n), values, replace(CONFIG, recurring_occurrences=4))[0]
+    assert all(any(_times(n)[first] <= f.ts_us < _times(n)[first + 3] for f in unrecognised) for first in job_starts)
+    assert [(p["period"], p["start"][:10]) for p in recurring_patterns(state, CONFIG)] == [("weekly", "Tuesday 03")]
