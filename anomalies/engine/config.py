@@ -57,7 +57,7 @@ class DetectionConfig:
             kind = type(getattr(default, name))
             try:
                 values[name] = kind(value)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise ValueError(f"detection setting {name} must be a {kind.__name__}") from None
             if not math.isfinite(values[name]):
                 raise ValueError(f"detection setting {name} must be a finite number")

@@ -69,7 +69,26 @@ def test_the_admin_refuses_unknown_detection_settings_and_saves_valid_ones(make_
             "tenantstaff_set-INITIAL_FORMS": "0"}
     refused = client.post(url, {**form, "detection_config": '{"threshold": 9}'})
     assert refused.status_code == 200 and b"unknown detection setting(s): threshold" in refused.content
+    for hostile, says in (('{"sensitivity": "nan"}', b"sensitivity must be a finite number"),
+                          ('{"sensitivity": 1' + "0" * 400 + '}', b"sensitivity must be a float"),
+                          ('{"recurring_jitter_seconds": 86400}', b"recurring_jitter_seconds must be at most 21600")):
+        refused = client.post(url, {**form, "detection_config": hostile})
+        assert refused.status_code == 200 and says in refused.content, hostile
     saved = client.post(url, {**form, "detection_config": '{"sensitivity": 0.5}'})
     assert saved.status_code == 302
     tenant.refresh_from_db()
     assert tenant.detection_config == {"sensitivity": 0.5}
+
+
+def test_a_stored_override_that_is_not_a_finite_number_is_dropped_by_the_migration(make_tenant):
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("anomalies.migrations.0009_drop_non_finite_detection_overrides")
+    tenant = make_tenant("was-nan").tenant
+    tenant.detection_config = {"sensitivity": "nan", "cooldown_seconds": 3600, "residual_threshold": "-inf"}
+    tenant.save()
+    migration.drop_non_finite(apps, None)
+    tenant.refresh_from_db()
+    assert tenant.detection_config == {"cooldown_seconds": 3600}

@@ -165,7 +165,7 @@ def test_sensitivity_is_lowered_after_an_alert_and_says_so():
 def test_tenant_overrides_change_the_configuration_and_unknown_ones_fail():
     assert DetectionConfig.from_overrides({"residual_threshold": 9}).residual_threshold == 9.0
     for bad in ({"nonsense": 1}, {"sensitivity": "high"}, {"cooldown_seconds": -5}, {"sensitivity": "nan"},
-                {"recurring_jitter_seconds": 86_400}):
+                {"recurring_jitter_seconds": 86_400}, {"sensitivity": 10**400}, {"sensitivity": float("inf")}):
         try:
             DetectionConfig.from_overrides(bad)
         except ValueError as error:
