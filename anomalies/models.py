@@ -43,6 +43,18 @@ class Baseline(TenantOwned):
     late_points = models.PositiveIntegerField(
         default=0, help_text="Points that arrived behind the watermark and wait for re-evaluation or a replay.",
     )
+    STATE_OK, STATE_ALARM, STATE_NO_DATA, STATE_WARMING = "ok", "alarm", "no_data", "warming"
+    STATES = [(s, s) for s in (STATE_OK, STATE_ALARM, STATE_NO_DATA, STATE_WARMING)]
+    state = models.CharField(
+        max_length=10, choices=STATES, default=STATE_WARMING, db_default=STATE_WARMING,
+        help_text="The series' alarm state: ok; alarm (an anomaly opened it, it ends once the points have stayed "
+        "inside the band for the recovery time); no_data (silent for longer than max(15 min, 10 x its usual "
+        "interval)); warming (not enough history yet).")
+    state_since = models.DateTimeField(null=True, blank=True, help_text="Since when the series is in its state.")
+    out_of_band = models.BooleanField(
+        default=False, db_default=False, help_text="Its newest point is outside the model's band.")
+    interval_seconds = models.FloatField(
+        null=True, blank=True, help_text="The usual time between its points (the median step of the window).")
     recurring = models.JSONField(
         default=list, db_default=models.Value([], output_field=models.JSONField()), blank=True,
         help_text="Recurring excursions recognised (a nightly job): period (daily/weekly), direction (above/below), "
@@ -90,6 +102,12 @@ class Anomaly(TenantOwned):
                   "points, the run).")
     muted = models.BooleanField(default=False, db_default=False,
                                 help_text="Raised while its series was muted: stored, but not to be acted on.")
+    escalation = models.BooleanField(
+        default=False, db_default=False,
+        help_text="Raised inside an alarm already going on because it went markedly beyond the alarm's peak "
+        "(escalation_factor times as far from the expected value); sent as incident.escalated.")
+    alarm_started_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the alarm it belongs to began (its incident's start).")
 
     class Meta:
         verbose_name_plural = "anomalies"
@@ -188,20 +206,31 @@ class SeriesMute(TenantOwned):
 
 
 class Incident(TenantOwned):
-    """Consecutive anomalies of one series, grouped: opened by the first, extended while more arrive within
-    the grouping window, resolved once the series has stayed inside its band for the resolve time.
+    """One alarm of one series: opened by the anomaly that put the series in alarm, holding the
+    escalations raised while it lasted, resolved when the series left the alarm (its points back inside
+    the band for the recovery time). Or a no_data incident: the series went silent, resolved when its
+    points came back.
 
-    Rebuilt from the anomalies themselves (anomalies.alerting), so a replay gives the same incidents:
-    an incident is known by its series and the time of its first anomaly."""
+    Rebuilt from the anomalies and the alarms' ends (anomalies.alerting), so a replay gives the same
+    incidents: an incident is known by its series, kind and start."""
+
+    KIND_ANOMALY, KIND_NO_DATA = "anomaly", "no_data"
+    KINDS = [(KIND_ANOMALY, "anomaly"), (KIND_NO_DATA, "no data")]
 
     STATUS_OPEN, STATUS_ACKNOWLEDGED, STATUS_RESOLVED = "open", "acknowledged", "resolved"
     STATUSES = [(STATUS_OPEN, "open"), (STATUS_ACKNOWLEDGED, "acknowledged"), (STATUS_RESOLVED, "resolved")]
 
     series = models.ForeignKey(Series, on_delete=models.CASCADE, related_name="incidents", help_text="The series.")
-    started_at = models.DateTimeField(help_text="Time of its first anomaly.")
-    last_anomaly_at = models.DateTimeField(help_text="Time of its latest anomaly.")
+    kind = models.CharField(max_length=10, choices=KINDS, default=KIND_ANOMALY, db_default=KIND_ANOMALY,
+                            help_text="anomaly: the series was out of line; no_data: it went silent.")
+    started_at = models.DateTimeField(help_text="Time of its first anomaly (no_data: when the silence became one).")
+    last_anomaly_at = models.DateTimeField(help_text="Time of its latest anomaly (no_data: of the last point before "
+                                           "the silence).")
     resolved_at = models.DateTimeField(null=True, blank=True, help_text="When it was resolved (automatically: the "
-                                       "resolve time after its last anomaly, once the series' points got there).")
+                                       "first point of the recovery time the series spent back inside its band; "
+                                       "no_data: its first point after the silence).")
+    out_of_band = models.BooleanField(default=False, db_default=False,
+                                      help_text="While open: the series' newest point is outside its band.")
     status = models.CharField(max_length=15, choices=STATUSES, default=STATUS_OPEN, help_text="Triage status.")
     peak_severity = models.CharField(max_length=10, choices=Anomaly.SEVERITIES, help_text="Highest severity so far.")
     peak_score = models.FloatField(help_text="Highest score so far.")
@@ -210,7 +239,8 @@ class Incident(TenantOwned):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["tenant", "series", "started_at"], name="incident_series_start")]
+        constraints = [models.UniqueConstraint(fields=["tenant", "series", "kind", "started_at"],
+                                               name="incident_series_kind_start")]
         indexes = [models.Index(fields=["tenant", "-started_at"], name="incident_tenant_started")]
 
     def __str__(self) -> str:

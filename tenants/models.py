@@ -51,6 +51,11 @@ class Tenant(models.Model):
         help_text="A point arriving this far behind the detection watermark is re-evaluated automatically; "
         "older ones wait for run_detection --replay. Empty: the global default.",
     )
+    no_data_alerts = models.BooleanField(
+        default=True, db_default=True,
+        help_text="A series that has reported steadily and goes silent for max(15 min, 10 x its usual interval) "
+        "enters no_data and opens an incident (notified; resolved when its points come back). Untick to turn off.",
+    )
     staff = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="TenantStaff", related_name="support_tenants", blank=True,
         help_text="Support staff who may see this tenant in the admin.",

@@ -13,7 +13,8 @@ DETECTORS = ("range", "residual", "cusum", "variance", "flatline")
 
 # A recurring excursion is looked for within the jitter of the same time a day earlier; a jitter of
 # half a day or more would reach the point itself.
-_AT_MOST = {"recurring_jitter_seconds": 6 * 3600}
+_AT_MOST = {"recurring_jitter_seconds": 6 * 3600, "recovery_seconds": 7 * 86_400}
+DIRECTIONS = ("both", "above", "below")
 
 
 @dataclass(frozen=True)
@@ -32,15 +33,24 @@ class DetectionConfig:
     flatline_min_points: int = 12
     flatline_factor: float = 3.0
     seasonal_improvement: float = 0.7  # seasonal residual MAD must be below this share of the plain MAD
-    cooldown_seconds: int = 21_600
+    cooldown_seconds: int = 7_200
     gain_factor: float = 2.0
     gain_half_life_seconds: int = 432_000
+    # The gain never raises the residual threshold beyond this (σ): a clear deviation is always seen.
+    residual_ceiling: float = 10.0
     # A recurring excursion (a nightly job) is expected: one within this distance of the same time of
     # day (week) on `recurring_occurrences` of the previous three days (weeks), no more than
     # `recurring_peak_factor` times their largest, raises nothing.
     recurring_jitter_seconds: int = 2700
     recurring_occurrences: int = 2
     recurring_peak_factor: float = 2.0
+    # Alarm state: a series in alarm returns to ok once its points have stayed inside the model band
+    # for this long; while in alarm (or in the cooldown after an alert) a point at least
+    # `escalation_factor` times as far from its expected value as the alarm's peak escalates it.
+    recovery_seconds: int = 900
+    escalation_factor: float = 2.0
+    # Which deviations alert: "both", "above" (only values above the expected) or "below".
+    direction: str = "both"
 
     @classmethod
     def from_overrides(cls, overrides: dict | None) -> "DetectionConfig":
@@ -55,6 +65,11 @@ class DetectionConfig:
         values = {}
         for name, value in overrides.items():
             kind = type(getattr(default, name))
+            if kind is str:
+                if value not in DIRECTIONS:
+                    raise ValueError(f"detection setting {name} must be one of {', '.join(DIRECTIONS)}")
+                values[name] = value
+                continue
             try:
                 values[name] = kind(value)
             except (TypeError, ValueError, OverflowError):

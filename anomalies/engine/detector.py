@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import bisect
 import copy
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -62,6 +63,11 @@ class BaselineSnapshot:
     upper: float | None
     seasonal: bool = False
     recurring: tuple = ()  # the recurring excursions recognised (recurring_patterns)
+    state: str = "warming"  # "warming", "ok" or "alarm"
+    state_since_us: int | None = None
+    out_of_band: bool = False  # the newest point is outside the model band
+    interval_us: int | None = None  # the median step between the window's points
+    alarms_ended: tuple = ()  # (began, ended) µs of each alarm that ended in the batch
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,8 @@ class Finding:
     baseline: dict
     suppression: dict
     reason: str
+    escalation: bool = False  # raised inside an alarm because it went markedly beyond the alarm's peak
+    alarm_since_us: int | None = None  # when the alarm it belongs to began (its own time for an opening)
 
 
 # Screening margin: a point is evaluated exactly (in Python, as the explanation needs) when numpy's
@@ -88,6 +96,16 @@ def _gain(gain_at_alert: float, last_alert_us: int, t, half_life_us: int):
     """The threshold multiplier at `t` (a time or an array of times) after an alert that left it at
     `gain_at_alert`: a closed form of the decay, so it never depends on how often it is read."""
     return 1.0 + (gain_at_alert - 1.0) * 0.5 ** ((t - last_alert_us) / half_life_us)
+
+
+# A deviation of residual_ceiling σ that no more than this many 5-minute slots of the last three
+# weeks reached is seen whatever the gain.
+CLEAR_AT_MOST = 2
+
+
+def _residual_gain_cap(config: DetectionConfig) -> float:
+    """The most the alert gain raises the residual threshold: up to residual_ceiling σ."""
+    return max(config.residual_ceiling / config.residual_threshold, 1.0)
 
 
 def _lagged(times: np.ndarray, values: np.ndarray, at: np.ndarray, window_from: np.ndarray, period_us: int):
@@ -188,6 +206,7 @@ def _window_extremes(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -
 # Excursions are remembered by 5-minute slot (a day is 288 of them), for four weeks: the three weeks
 # a weekly pattern is recognised from, and a week of re-evaluations before the newest point.
 _SLOT_US = 300_000_000
+_NEVER = -(2**62)  # "no such point" in arrays of µs
 _DAY_SLOTS = DAY_US // _SLOT_US
 _WEEK_SLOTS = WEEK_US // _SLOT_US
 _KEPT_SLOTS = 4 * _WEEK_SLOTS
@@ -274,7 +293,7 @@ class _Batch:
     __slots__ = ("ts", "xs", "expected", "z", "scale", "eligible", "count_before", "lowest_before",
                  "highest_before", "run_length", "run_id", "recent", "recent_end", "baselines", "baseline_of",
                  "days", "times", "values", "band_from", "at", "recognised", "summed_z", "excursion_keys",
-                 "excursion_peaks")
+                 "excursion_peaks", "out", "last_out")
 
 
 class _Series:
@@ -288,7 +307,7 @@ class _Series:
     """
 
     __slots__ = ("s", "c", "width", "window_ts", "window_values", "window_residuals", "window_weekly",
-                 "recent", "refresh_us", "cooldown_us", "min_span_us", "half_life_us", "alerts")
+                 "recent", "refresh_us", "cooldown_us", "min_span_us", "half_life_us", "recovery_us", "alerts", "alarms_ended")
 
     def __init__(self, state: SeriesState, config: DetectionConfig):
         self.s = state
@@ -303,7 +322,9 @@ class _Series:
         self.cooldown_us = config.cooldown_seconds * 1_000_000
         self.min_span_us = config.min_span_seconds * 1_000_000
         self.half_life_us = config.gain_half_life_seconds * 1_000_000
+        self.recovery_us = config.recovery_seconds * 1_000_000
         self.alerts = []  # (ts_us, gain before it) of the alerts raised by this object, in order
+        self.alarms_ended = []  # (began, ended) µs of the alarms that ended in this object's points
 
     def gain(self, t: int) -> float:
         s = self.s
@@ -417,6 +438,27 @@ class _Series:
         eligible = has_baseline & (count_before >= c.min_points) & (b.ts - s.first_ts_us >= self.min_span_us)
         b.expected, b.z, b.scale, b.eligible, b.count_before = expected, z, scale, eligible, count_before
         b.recent, b.recent_end = recent, recent_end
+        b.out = self._out_of_band(b, has_baseline, recognised)
+        seed = _NEVER if s.last_out_us is None else s.last_out_us
+        b.last_out = np.maximum.accumulate(np.concatenate(([seed], np.where(b.out, b.ts, _NEVER))))[1:]
+
+    def _out_of_band(self, b: _Batch, has_baseline: np.ndarray, recognised: np.ndarray) -> np.ndarray:
+        """Per point: outside the model band (expected ± residual_threshold σ, no alert gain), or beyond
+        the range detector's limits, in a direction the configuration watches. A recurring deviation
+        is expected, so inside."""
+        c = self.c
+        with np.errstate(invalid="ignore"):
+            bar = c.residual_threshold / c.sensitivity
+            spread = b.highest_before - b.lowest_before
+            ranged = np.isfinite(spread) & (spread > 0)
+            tolerance = c.range_tolerance * np.where(ranged, spread, 0.0)
+            up = has_baseline & ~recognised & (b.z > bar) | ranged & (b.xs >= b.highest_before + tolerance)
+            down = has_baseline & ~recognised & (b.z < -bar) | ranged & (b.xs <= b.lowest_before - tolerance)
+        if c.direction == "above":
+            return up
+        if c.direction == "below":
+            return down
+        return up | down
 
     def _advance(self, b: _Batch, buckets, times, values, residuals, weekly_residuals) -> None:
         """The state after the batch, except CUSUM and alerts (see scan)."""
@@ -428,6 +470,8 @@ class _Series:
         s.bucket = int(buckets[-1])
         s.run_length = int(b.run_length[-1])
         s.lowest, s.highest = min(s.lowest, float(b.xs.min())), max(s.highest, float(b.xs.max()))
+        if b.last_out[-1] != _NEVER:
+            s.last_out_us = int(b.last_out[-1])
         kept = (b.excursion_keys >> 1) >= int(b.ts[-1]) // _SLOT_US - _KEPT_SLOTS
         s.excursion_keys, s.excursion_peaks = b.excursion_keys[kept], b.excursion_peaks[kept]
         self.window_ts, self.window_values = times[-width:], values[-width:]
@@ -445,6 +489,8 @@ class _Series:
         recognised = b.recognised[points]
         range_votes = (value_range > 0) & (np.maximum(xs - (highest + tolerance), (lowest - tolerance) - xs) >= 0)
         reach = np.where(recognised, 0.0, np.abs(b.z[points]) / c.residual_threshold)
+        # However high the gain, a deviation of residual_ceiling σ votes (no deafness after alerts).
+        range_votes = range_votes | (reach >= _residual_gain_cap(c) / c.sensitivity * _SCREEN)
         end = b.recent_end[points]
         full = end >= c.variance_points
         if full.any():
@@ -492,8 +538,12 @@ class _Series:
             while first < len(points):
                 votes, limits = self._screen(b, points[first:], range_votes[first:], reach[first:])
                 votes, limits = votes.tolist(), limits.tolist()
+                worse = self._escalation_candidates(b, points[first:])
+                recovers_at = self._recovery_index(b, points, first)
                 alerted = None
                 for k in range(first, len(points)):
+                    if k == recovers_at:
+                        self._alarm_end(int(point_ts[k]))
                     if new_day[k]:
                         up = down = 0.0
                         up_zero = down_zero = k - 1
@@ -505,7 +555,7 @@ class _Series:
                     if not down > 0.0:
                         down, down_zero = 0.0, k
                     j = k - first
-                    if votes[j] or up >= limits[j] or down >= limits[j]:
+                    if votes[j] or up >= limits[j] or down >= limits[j] or worse[j]:
                         i = int(points[k])
                         run_alerted = alerted_run is not None and alerted_run == int(b.run_id[i])
                         since = self._excursion_start(point_ts, *((up_zero, s.cusum_up_since) if up > down
@@ -528,6 +578,32 @@ class _Series:
         self._cusum_keep(up, down, point_ts if len(points) else None, up_zero, down_zero, int(days[-1]), last_seen)
         s.run_alerted = alerted_run is not None and alerted_run == int(b.run_id[-1])
         return findings
+
+    def _escalation_candidates(self, b: _Batch, points: np.ndarray) -> list:
+        """Per point: out of band and at least `escalation_factor` times as far from its expected value
+        as the peak of the last alarm (what may escalate an alarm, or break through the cooldown)."""
+        peak = self.s.alarm_peak
+        if math.isnan(peak):
+            return [False] * len(points)
+        far = np.abs(b.xs[points] - b.expected[points]) >= self.c.escalation_factor * abs(peak)
+        return (b.out[points] & far).tolist()
+
+    def _recovery_index(self, b: _Batch, points: np.ndarray, first: int) -> int:
+        """The index (into `points`, from `first`) of the point at which the alarm going on ends: the
+        first one at least the recovery time after the last point outside the band (and after the
+        alarm began); len(points) when it does not end in the batch, or none is going on."""
+        since = self.s.alarm_since_us
+        if since is None:
+            return len(points)
+        chosen = points[first:]
+        quiet = b.ts[chosen] - np.maximum(b.last_out[chosen], since) >= self.recovery_us
+        hits = np.flatnonzero(quiet)
+        return first + int(hits[0]) if len(hits) else len(points)
+
+    def _alarm_end(self, t: int) -> None:
+        s = self.s
+        self.alarms_ended.append((s.alarm_since_us, t))
+        s.alarm_since_us, s.recovered_us = None, t
 
     def _cusum_keep(self, up: float, down: float, point_ts, up_zero, down_zero, last_day: int, last_seen: int) -> None:
         """The CUSUMs and where their excursions began, as the batch leaves them."""
@@ -562,16 +638,23 @@ class _Series:
 
     def evaluate(self, b: _Batch, i: int, up: float, down: float, run_alerted: bool, emit: bool,
                  drift_since: int | None = None):
-        """The exact evidence at point i; None without an alert, else (finding or None, flatline?)."""
+        """The exact evidence at point i; None without an alert, else (finding or None, flatline?).
+
+        While an alarm goes on, or in the cooldown after an alert, only a point markedly beyond the
+        alarm's peak alerts (at the thresholds without gain): inside the alarm it escalates it, after
+        it it opens a new one."""
         s, c = self.s, self.c
         t, x, z, expected = int(b.ts[i]), float(b.xs[i]), float(b.z[i]), float(b.expected[i])
-        if s.last_alert_us is not None and t - s.last_alert_us < self.cooldown_us:
+        in_alarm = s.alarm_since_us is not None
+        held = in_alarm or (s.last_alert_us is not None and t - s.last_alert_us < self.cooldown_us)
+        breaks_through = held and bool(b.out[i]) and abs(x - expected) >= c.escalation_factor * abs(s.alarm_peak)
+        if held and not breaks_through:
             return None
         baseline = b.baselines[int(b.baseline_of[i])]
         lowest, highest, run_length = float(b.lowest_before[i]), float(b.highest_before[i]), int(b.run_length[i])
         end = int(b.recent_end[i])
         recent = b.recent[max(end - c.variance_points, 0):end].tolist()
-        gain = self.gain(t)
+        gain = 1.0 if breaks_through else self.gain(t)
         threshold = gain / c.sensitivity
         value_range = highest - lowest
         tolerance = c.range_tolerance * value_range
@@ -582,6 +665,9 @@ class _Series:
                 range_evidence = 1.0 + reach / max(tolerance, 1e-12)
         if not b.recognised[i]:  # a recurring deviation is expected (a new extreme never is)
             residual_evidence = abs(z) / (c.residual_threshold * threshold)
+            clear = c.residual_threshold * min(gain, _residual_gain_cap(c)) / c.sensitivity
+            if residual_evidence < 1.0 and abs(z) >= clear and self._rarity_counts(b, i, "residual")[0] <= CLEAR_AT_MOST:
+                residual_evidence = abs(z) / clear  # clear and rare: the gain does not hide it
         cusum_evidence = (up if up > down else down) / (c.cusum_threshold * threshold)
         variance_evidence = 0.0
         if len(recent) == c.variance_points:
@@ -594,10 +680,16 @@ class _Series:
         if best < 1.0:
             return None
         strongest = evidence.index(best)
-        previous_alert = s.last_alert_us
-        s.last_alert_us = t
-        s.gain_at_alert = gain * c.gain_factor
-        self.alerts.append((t, gain))
+        above = up > down if DETECTORS[strongest] == "cusum" else x > expected
+        if not breaks_through and c.direction != "both" and above != (c.direction == "above"):
+            return None
+        escalation = breaks_through and in_alarm
+        previous_alert, previous_peak = s.last_alert_us, s.alarm_peak
+        if not escalation:
+            gain_before = self.gain(t)
+            s.last_alert_us, s.gain_at_alert, s.alarm_since_us = t, gain_before * c.gain_factor, t
+            self.alerts.append((t, gain_before))
+        s.alarm_peak = x - expected
         flatline = strongest == DETECTORS.index("flatline")
         if not emit:
             return None, flatline
@@ -610,9 +702,11 @@ class _Series:
                  "since_index": since_index, "drift_since": drift_since,
                  "comparable": comparable, "opportunities": opportunities, "looked_back": looked_back,
                  "window_low": float(window.min()) if len(window) else math.nan,
-                 "window_high": float(window.max()) if len(window) else math.nan}
-        return self.finding(t, x, z, expected, evidence, strongest, gain, tolerance, previous_alert, baseline,
-                            point), flatline
+                 "window_high": float(window.max()) if len(window) else math.nan,
+                 "escalates": previous_peak if escalation else None}
+        finding = self.finding(t, x, z, expected, evidence, strongest, gain, tolerance, previous_alert, baseline,
+                               point)
+        return dataclasses.replace(finding, escalation=escalation, alarm_since_us=s.alarm_since_us), flatline
 
     def _rarity_counts(self, b: _Batch, i: int, detector: str) -> tuple[int, int, int]:
         """How rare the point's deviation is in the series' last three weeks: (the 5-minute slots that
@@ -646,9 +740,12 @@ class _Series:
     def finding(self, t, x, z, expected, evidence, strongest, gain, tolerance, previous_alert, base, point) -> Finding:
         s, c = self.s, self.c
         detector = DETECTORS[strongest]
-        half = c.residual_threshold * gain / c.sensitivity * base.scale
+        # The model's band (no alert gain), and the raised alert threshold apart from it.
+        half = c.residual_threshold / c.sensitivity * base.scale
         lower, upper = _display_band_at(expected, half, point["lowest"], point["highest"], point["window_low"],
                                         point["window_high"], c.range_tolerance)
+        alert_lower, alert_upper = _display_band_at(expected, half * min(gain, _residual_gain_cap(c)), point["lowest"], point["highest"],
+                                                    point["window_low"], point["window_high"], c.range_tolerance)
         parameters = {
             "range_tolerance": c.range_tolerance, "residual_threshold": c.residual_threshold,
             "cusum_drift": c.cusum_drift, "cusum_threshold": c.cusum_threshold,
@@ -675,8 +772,12 @@ class _Series:
         suppression = {
             "cooldown_seconds": c.cooldown_seconds, "previous_alert_us": previous_alert,
             "threshold_multiplier": gain, "next_threshold_multiplier": s.gain_at_alert,
-            "gain_half_life_seconds": c.gain_half_life_seconds,
+            "gain_half_life_seconds": c.gain_half_life_seconds, "alert_lower": alert_lower, "alert_upper": alert_upper,
         }
+        if point["escalates"] is not None:
+            # Raised inside an alarm: how far beyond the alarm's peak so far it went.
+            suppression["escalates"] = {"alarm_since_us": s.alarm_since_us, "peak_deviation": point["escalates"],
+                                        "escalation_factor": c.escalation_factor}
         # One scale for every detector: the chance of a deviation this large in a 5-minute slot of
         # the series' last three weeks, (1 + slots that had one) / (1 + slots), as a share of 10⁻⁴
         # on a log scale. Medium from 1 in 100 (a new extreme after 8 hours of 5-minute slots),
@@ -697,6 +798,10 @@ class _Series:
         s.window_residuals = self.window_residuals.copy()
         s.window_weekly_residuals = self.window_weekly.copy()
         s.recent_abs_z = np.array(self.recent)
+        # An out-of-band point older than the window is forgotten: a state rebuilt from history knows
+        # only the window's, and recovery looks back minutes.
+        if s.last_out_us is not None and (not len(s.window_ts) or s.last_out_us < s.window_ts[0]):
+            s.last_out_us = None
         return s
 
 
@@ -711,7 +816,7 @@ def detect(
     series = _Series(copy.copy(state), config)  # the series changes its state's scalars, never its arrays
     findings = series.run(*_arrays(ts_us, values), emit=True)
     new_state = series.state()
-    return findings, new_state, baseline_snapshot(new_state, config)
+    return findings, new_state, baseline_snapshot(new_state, config, tuple(series.alarms_ended))
 
 
 def state_from_history(
@@ -724,12 +829,18 @@ def state_from_history(
     alerts_before: list[int],
     config: DetectionConfig,
     excursions_from: SeriesState | None = None,
+    alarm_since_us: int | None = None,
+    alarm_peak: float = math.nan,
+    recovered_us: int | None = None,
 ) -> SeriesState:
     """The state at a UTC day boundary, rebuilt from the points before it (at least 2 × window_points
-    of them when the series has that many), the extremes before those points, the alert times, and
-    the excursions a later state of the series (its checkpoint) remembers from before the boundary:
-    they reach back weeks, further than the history, and never change once their day has passed
-    (a checkpoint of an earlier format kept none: those of the history are used)."""
+    of them when the series has that many), the extremes before those points, the alert times
+    (escalations are not alerts), the excursions a later state of the series (its checkpoint)
+    remembers from before the boundary: they reach back weeks, further than the history, and never
+    change once their day has passed (a checkpoint of an earlier format kept none: those of the
+    history are used), and the alarm as recorded: the one going on at the boundary (its start), the
+    deviation of the last alert or escalation, when the last alarm ended. The newest point outside
+    the band is the history's (recovery looks back minutes, well inside it)."""
     state = SeriesState(first_ts_us=first_ts_us, lowest=lowest_before, highest=highest_before)
     ts, xs = _arrays(history_ts, history_values)
     remembered_until = None
@@ -758,11 +869,14 @@ def state_from_history(
         state.last_alert_us, state.gain_at_alert = alert, gain * config.gain_factor
     state.cusum_up = state.cusum_down = 0.0
     state.cusum_up_since = state.cusum_down_since = None
+    state.alarm_since_us, state.alarm_peak, state.recovered_us = alarm_since_us, alarm_peak, recovered_us
     return state
 
 
 def expected_band(state: SeriesState, ts_us, values, config: DetectionConfig):
-    """Per point: (expected, lower, upper, warm) as the residual detector saw it, for drawing the band."""
+    """Per point: (expected, lower, upper, warm, alert_lower, alert_upper) for drawing: the model's band
+    (expected ± residual_threshold σ, cut as display_band does) and the alert threshold, the band
+    widened by the post-alert gain as the residual detector had it."""
     ts, xs = _arrays(ts_us, values)
     if not len(ts):
         empty = np.array([])
@@ -779,24 +893,36 @@ def expected_band(state: SeriesState, ts_us, values, config: DetectionConfig):
         k = bisect.bisect_left(alert_times, t)
         last, at_alert = (alert_times[k - 1], alert_gains[k - 1]) if k else before
         gains.append(1.0 if last is None else _gain(at_alert, last, t, series.half_life_us))
-    half = config.residual_threshold * np.array(gains) / config.sensitivity * batch.scale
+    half = config.residual_threshold / config.sensitivity * batch.scale
     window_low, window_high = _window_extremes(batch.values, batch.band_from, batch.at)
-    lower, upper = display_band(batch.expected, half, batch.lowest_before, batch.highest_before, window_low,
-                                window_high, config.range_tolerance)
-    return batch.expected, lower, upper, batch.eligible.copy()
+    cut = (batch.lowest_before, batch.highest_before, window_low, window_high, config.range_tolerance)
+    lower, upper = display_band(batch.expected, half, *cut)
+    alert_lower, alert_upper = display_band(batch.expected, half * np.minimum(gains, _residual_gain_cap(config)), *cut)
+    return batch.expected, lower, upper, batch.eligible.copy(), alert_lower, alert_upper
 
-def baseline_snapshot(state: SeriesState, config: DetectionConfig) -> BaselineSnapshot:
-    """The baseline in effect after the last processed point."""
+def baseline_snapshot(state: SeriesState, config: DetectionConfig, alarms_ended: tuple = ()) -> BaselineSnapshot:
+    """The baseline in effect after the last processed point, and the series' alarm state then."""
     samples = len(state.window_values)
+    interval = int(np.median(np.diff(state.window_ts[-100:]))) if samples > 1 else None
     if math.isnan(state.median):
-        return BaselineSnapshot("warming", samples, None, None, None, None, None)
+        return BaselineSnapshot("warming", samples, None, None, None, None, None, state_since_us=state.first_ts_us,
+                                interval_us=interval, alarms_ended=alarms_ended)
     span_ok = (state.first_ts_us is not None and samples
                and state.window_ts[-1] - state.first_ts_us >= config.min_span_seconds * 1_000_000)
     status = "ready" if samples >= config.min_points and span_ok else "warming"
     band = config.residual_threshold / config.sensitivity * state.scale
+    newest = int(state.window_ts[-1]) if samples else None
+    if state.alarm_since_us is not None:
+        alarm_state, since = "alarm", state.alarm_since_us
+    elif status == "ready":
+        ready_since = state.first_ts_us + config.min_span_seconds * 1_000_000
+        alarm_state, since = "ok", state.recovered_us if state.recovered_us is not None else ready_since
+    else:
+        alarm_state, since = "warming", state.first_ts_us
     return BaselineSnapshot(status, samples, state.median, state.plain_mad, state.scale,
                             state.median - band, state.median + band, state.period_days > 0,
-                            tuple(recurring_patterns(state, config)))
+                            tuple(recurring_patterns(state, config)), alarm_state, since,
+                            newest is not None and state.last_out_us == newest, interval, alarms_ended)
 
 
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")

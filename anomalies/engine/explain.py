@@ -105,6 +105,13 @@ def reason_sentence(*, value: float, expected: float, lower: float, upper: float
                                 parameters=parameters, rate=rate, at_us=at_us)
     else:
         text = f"{observed} is outside the expected band {_num(lower)} to {_num(upper)}"
+    escalates = suppression.get("escalates")
+    if escalates:
+        peak = escalates["peak_deviation"]
+        times = abs(value - expected) / abs(peak) if peak else math.inf
+        farther = f"{_num(round(times, 1))} times as far" if math.isfinite(times) else "farther"
+        text = (f"Worse: {text[0].lower()}{text[1:]}, {farther} from the expected value as the peak of the alarm going on "
+                f"since {_since(escalates['alarm_since_us'], at_us)}")
     multiplier = suppression.get("threshold_multiplier", 1.0)
     if multiplier >= 1.05:
         text += f"; thresholds were {_num(round(multiplier, 2))}x higher after recent alerts"

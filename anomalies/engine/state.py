@@ -1,5 +1,5 @@
 """A series' state between points (SeriesState) and its checkpoint codec: the current format and the
-three before it, which are still read."""
+four before it, which are still read (an older one starts with no alarm)."""
 from __future__ import annotations
 
 import math
@@ -43,14 +43,22 @@ class SeriesState:
     excursion_keys: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     excursion_peaks: np.ndarray = field(default_factory=lambda: np.empty(0))
     excursions_known: bool = True  # False for a checkpoint written before excursions were kept
+    # The alarm (v5): the newest point outside the model band (gain 1), when the alarm now going on
+    # began (None: ok), the signed deviation of its peak alert, and when the last alarm ended.
+    last_out_us: int | None = None
+    alarm_since_us: int | None = None
+    alarm_peak: float = math.nan
+    recovered_us: int | None = None
 
     _SCALARS_V2 = struct.Struct("<qddqdddqqqdddqqqII")
     _SCALARS_V3 = struct.Struct("<qddqdddqqqdddqqqIIqq")  # v3: the CUSUMs' start times appended
-    _SCALARS = struct.Struct("<qddqdddqqqdddqqqIIqqI")  # v4: and the number of excursions kept
+    _SCALARS_V4 = struct.Struct("<qddqdddqqqdddqqqIIqqI")  # v4: and the number of excursions kept
+    _SCALARS = struct.Struct("<qddqdddqqqdddqqqIIqqIqqdq")  # v5: and the alarm
     _NONE = -(2**63)
     _MAGIC_V2 = b"CWD2"
     _MAGIC_V3 = b"CWD3"
-    _MAGIC = b"CWD4"  # zlib streams, the first format, start with 0x78
+    _MAGIC_V4 = b"CWD4"
+    _MAGIC = b"CWD5"  # zlib streams, the first format, start with 0x78
 
     def to_bytes(self) -> bytes:
         """The checkpoint written for every series on every run, so cheap to make: timestamp steps
@@ -64,6 +72,9 @@ class SeriesState:
             self.period_days, self.longest_run, int(self.run_alerted), len(self.window_ts), len(self.recent_abs_z),
             none if self.cusum_up_since is None else self.cusum_up_since,
             none if self.cusum_down_since is None else self.cusum_down_since, len(self.excursion_keys),
+            none if self.last_out_us is None else self.last_out_us,
+            none if self.alarm_since_us is None else self.alarm_since_us, self.alarm_peak,
+            none if self.recovered_us is None else self.recovered_us,
         )
         steps = zlib.compress(np.diff(np.asarray(self.window_ts, "<i8"), prepend=0).astype("<i8").tobytes(), 1)
         parts = [self._MAGIC, head, struct.pack("<I", len(steps)), steps, np.asarray(self.window_values, "<f8").tobytes()]
@@ -83,6 +94,8 @@ class SeriesState:
         blob = bytes(blob)
         if blob.startswith(cls._MAGIC):
             scalars = cls._SCALARS
+        elif blob.startswith(cls._MAGIC_V4):
+            scalars = cls._SCALARS_V4
         elif blob.startswith(cls._MAGIC_V3):
             scalars = cls._SCALARS_V3
         elif blob.startswith(cls._MAGIC_V2):
@@ -119,6 +132,12 @@ class SeriesState:
                                              dtype=np.int64)
             offset += keys_size
             state.excursion_peaks = np.frombuffer(blob, "<f8", head[20], offset).astype(np.float64)
+        if len(head) > 21:  # v5: the alarm
+            last_out, since, peak, recovered = head[21:25]
+            state.last_out_us = None if last_out == cls._NONE else last_out
+            state.alarm_since_us = None if since == cls._NONE else since
+            state.alarm_peak = peak
+            state.recovered_us = None if recovered == cls._NONE else recovered
         return state
 
     @classmethod

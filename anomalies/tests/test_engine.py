@@ -30,13 +30,24 @@ def _noisy(n=2016, seed=7):
 
 
 def _run(ts, values, cuts, config=CONFIG):
-    state, findings, snapshot = SeriesState(), [], None
+    """Detection over the points in batches cut at `cuts`; the snapshot's alarms_ended are those of
+    every batch."""
+    state, findings, snapshot, ended = SeriesState(), [], None, ()
     bounds = [0, *sorted(cuts), len(ts)]
     for start, end in zip(bounds, bounds[1:]):
         found, state, snapshot = detect(state, ts[start:end], values[start:end], config)
         state = SeriesState.from_bytes(state.to_bytes())  # as if checkpointed between runs
         findings += found
-    return findings, state, snapshot
+        ended += snapshot.alarms_ended
+    return findings, state, replace(snapshot, alarms_ended=ended)
+
+
+def _as_recorded(findings, state) -> dict:
+    """What the store keeps of a series' alarms before a boundary: the alert times (escalations are not
+    alerts), the alarm going on, the deviation of the last anomaly, when the last alarm ended."""
+    last = findings[-1] if findings else None
+    return dict(alerts_before=[f.ts_us for f in findings if not f.escalation], alarm_since_us=state.alarm_since_us,
+                alarm_peak=last.value - last.expected if last else math.nan, recovered_us=state.recovered_us)
 
 
 @settings(max_examples=20, deadline=None)
@@ -61,7 +72,7 @@ def test_the_state_at_a_day_boundary_can_be_rebuilt_from_history():
     rebuilt = state_from_history(
         history_ts=ts[history_from:cut].tolist(), history_values=values[history_from:cut].tolist(),
         first_ts_us=int(ts[0]), lowest_before=float(values[:history_from].min(initial=math.inf)),
-        highest_before=float(values[:history_from].max(initial=-math.inf)), alerts_before=[f.ts_us for f in findings],
+        highest_before=float(values[:history_from].max(initial=-math.inf)), **_as_recorded(findings, in_order),
         config=CONFIG, excursions_from=later,
     )
     assert rebuilt.to_bytes() == in_order.to_bytes()
@@ -192,6 +203,9 @@ def test_a_checkpoint_in_the_first_format_is_still_read():
     # fourth, the excursions themselves.
     state.cusum_up_since = state.cusum_down_since = None
     state.excursion_keys, state.excursion_peaks = np.empty(0, np.int64), np.empty(0)
+    # Nor, before the fifth, the alarm.
+    state.last_out_us = state.alarm_since_us = state.recovered_us = None
+    state.alarm_peak = math.nan
     # The first format: the same scalars, then every array raw, all zlib-compressed.
     head = SeriesState._SCALARS_V2.pack(
         state.first_ts_us, state.lowest, state.highest, state.last_alert_us, state.gain_at_alert, state.cusum_up,
@@ -260,7 +274,7 @@ def test_numbers_in_sentences_have_four_significant_digits_and_thousands_separat
 
 def _bands_checked(ts, values, config=CONFIG):
     findings, _, _ = detect(SeriesState(), ts, values, config)
-    expected, lower, upper, warm = expected_band(SeriesState(), ts, values, config)
+    expected, lower, upper, warm, _, _ = expected_band(SeriesState(), ts, values, config)
     at = {t: i for i, t in enumerate(ts.tolist())}
     for finding in findings:
         i = at[finding.ts_us]
@@ -323,11 +337,13 @@ def test_a_daily_spike_is_expected_from_its_third_day_and_a_spike_at_another_tim
     afternoon = [f for f in findings if f.ts_us >= ts[last_day + 14 * 60] and f.ts_us < ts[last_day + 14 * 60 + 5]]
     assert len(afternoon) == 1 and afternoon[0].detector == "residual"
     # Without patterns (as before the engine learned them) the spike is raised day after day, and
-    # the thresholds those alerts raised swallow the afternoon one.
+    # the thresholds those alerts raised grow many times; the afternoon one, larger than all but two
+    # five-minute slots of the three weeks, is still seen: the gain never hides a clear, rare deviation.
     ignoring = replace(CONFIG, recurring_occurrences=4)
     unrecognised = detect(SeriesState(), ts, values, ignoring)[0]
     assert len({(f.ts_us - START) // DAY for f in unrecognised if (f.ts_us - START) % DAY < 5 * 3600 * 1_000_000}) >= 4
-    assert not [f for f in unrecognised if f.ts_us >= ts[last_day + 14 * 60] and f.ts_us < ts[last_day + 14 * 60 + 5]]
+    seen = [f for f in unrecognised if f.ts_us >= ts[last_day + 14 * 60] and f.ts_us < ts[last_day + 14 * 60 + 5]]
+    assert len(seen) == 1 and seen[0].suppression["threshold_multiplier"] > 10 and seen[0].baseline["comparable_slots"] <= 2
     # The baseline names what it recognised.
     patterns = recurring_patterns(state, CONFIG)
     assert [(p["period"], p["direction"]) for p in patterns] == [("daily", "above")]
@@ -361,7 +377,7 @@ def test_a_state_rebuilt_from_a_short_history_keeps_the_excursions_of_the_checkp
     rebuild = dict(
         history_ts=ts[history_from:cut].tolist(), history_values=values[history_from:cut].tolist(),
         first_ts_us=int(ts[0]), lowest_before=float(values[:history_from].min()),
-        highest_before=float(values[:history_from].max()), alerts_before=[f.ts_us for f in findings], config=CONFIG)
+        highest_before=float(values[:history_from].max()), **_as_recorded(findings, in_order), config=CONFIG)
     rebuilt = state_from_history(**rebuild, excursions_from=checkpoint)
     assert detect(rebuilt, ts[cut:], values[cut:], CONFIG)[0] == detect(in_order, ts[cut:], values[cut:], CONFIG)[0]
     # The CUSUMs restart with the day: the only difference a rebuild may have.
