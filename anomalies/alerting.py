@@ -1,11 +1,12 @@
 """Writes for alerting: incidents rebuilt from anomalies, the notification outbox, delivery with retries.
 
-1. `incidents_sync` runs inside detection's write transaction: it regroups the anomalies of the
-   series the run evaluated into incidents (deterministically: an incident is known by its series
-   and first anomaly, so running again or replaying rebuilds the same ones) and writes one outbox
-   row per channel for each incident event (opened, escalated, resolved, reopened). A row's unique
-   key (channel, incident, event, event key) makes every event go out once, however often
-   detection runs.
+1. `incidents_sync` runs inside detection's write transaction: it rebuilds the incidents of the
+   series the run evaluated from their anomalies and the engine's alarm state (deterministically:
+   an incident is one alarm, known by its series and start, so running again or replaying rebuilds
+   the same ones) and writes one outbox row per channel for each incident event (opened, escalated,
+   resolved, reopened). A row's unique key (channel, incident, event, event key) makes every event
+   go out once, however often detection runs. `no_data_sync` opens and resolves the incidents of
+   series that went silent.
 2. `notifications_deliver_due` (a Celery task, right after the commit and every 20 s from beat)
    claims due rows, sends them (signed webhook, Slack, email), logs each attempt, and retries a
    failure with exponential backoff and jitter for NOTIFY_RETRY_HOURS, within a per-channel rate.
@@ -24,15 +25,17 @@ import orjson
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
+from django.db.models.functions import Mod
 from django.urls import reverse
 from django.utils import timezone
 from standardwebhooks import Webhook
 
 from anomalies import delivery
 from anomalies.models import (
-    Anomaly, Channel, DeliveryAttempt, Incident, IncidentEvent, Notification, Silence,
+    Anomaly, Baseline, Channel, DeliveryAttempt, Incident, IncidentEvent, Notification, Silence,
 )
-from cloudwatchdog.timeutil import format_iso, from_us
+from cloudwatchdog.timeutil import format_iso, from_us, to_us
+from metrics import selectors as metrics_selectors
 from metrics.models import Series
 from tenants.models import Tenant
 from tenants.ratelimit import bucket_take
@@ -43,41 +46,27 @@ SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2}
 LEASE = timedelta(minutes=2)  # a claimed row is not claimed again for this long (the sender died?)
 
 
-@dataclass
-class _Group:
-    anomalies: list[Anomaly]
-
-    @property
-    def first(self) -> Anomaly:
-        return self.anomalies[0]
-
-    @property
-    def last(self) -> Anomaly:
-        return self.anomalies[-1]
-
-    @property
-    def peak(self) -> Anomaly:
-        return max(self.anomalies, key=lambda a: (SEVERITY_RANK[a.severity], a.score))
-
-
 def incidents_sync(*, tenant: Tenant, watermarks_us: dict[int, int], found: set[int],
-                   replaced_from_us: dict[int, int]) -> int:
-    """Regroup into incidents the anomalies of the series a run evaluated (their newest points at
-    `watermarks_us`) that can have changed: those with findings (`found`), with replaced anomalies
-    (`replaced_from_us`: from when) or with an incident not resolved yet; queue their events.
-    Set-based: a handful of queries per run however many series. Returns how many notifications
-    were queued."""
-    unresolved = set(Incident.objects.for_tenant(tenant).exclude(status=Incident.STATUS_RESOLVED)
-                     .values_list("series_id", flat=True))
-    series_ids = sorted((found | set(replaced_from_us) | unresolved) & set(watermarks_us))
+                   replaced_from_us: dict[int, int], alarms: dict) -> int:
+    """Rebuild the incidents of the series a run evaluated (their newest points at `watermarks_us`)
+    that can have changed: those with findings (`found`), with replaced anomalies (`replaced_from_us`:
+    from when), with an incident still open or an alarm that ended in the run; queue their events.
+
+    An incident is one alarm: its anomalies are those whose alarm began at its start (the opening
+    alert and the escalations raised while it lasted); it is open while the engine's state (`alarms`:
+    each series' snapshot, with the alarm going on and the alarms that ended in the run) says the
+    alarm goes on, and resolved when it ended. Set-based: a handful of queries per run however many
+    series. Returns how many notifications were queued."""
+    anomaly_incidents = Incident.objects.for_tenant(tenant).filter(kind=Incident.KIND_ANOMALY)
+    unresolved = set(anomaly_incidents.filter(resolved_at=None).values_list("series_id", flat=True))
+    ended = {sid for sid, snapshot in alarms.items() if snapshot.alarms_ended}
+    series_ids = sorted((found | set(replaced_from_us) | unresolved | ended) & set(watermarks_us))
     if not series_ids:
         return 0
-    grouping = timedelta(seconds=settings.CLOUDWATCHDOG["INCIDENT_GROUPING_SECONDS"])
-    resolve_after = timedelta(seconds=settings.CLOUDWATCHDOG["INCIDENT_RESOLVE_SECONDS"])
-    since = _regroup_since(tenant, series_ids, replaced_from_us, grouping)
+    since = _regroup_since(tenant, series_ids, replaced_from_us)
     earliest = min((t for t in since.values() if t is not None), default=None)
     anomalies = Anomaly.objects.for_tenant(tenant).filter(series_id__in=series_ids).order_by("series_id", "ts")
-    existing_rows = Incident.objects.for_tenant(tenant).filter(series_id__in=series_ids)
+    existing_rows = anomaly_incidents.filter(series_id__in=series_ids)
     if None not in since.values() and earliest is not None:
         anomalies, existing_rows = anomalies.filter(ts__gte=earliest), existing_rows.filter(started_at__gte=earliest)
     by_series: dict[int, list[Anomaly]] = {}
@@ -88,38 +77,75 @@ def incidents_sync(*, tenant: Tenant, watermarks_us: dict[int, int], found: set[
                 if since[i.series_id] is None or i.started_at >= since[i.series_id]}
     changes = []
     for series_id in series_ids:
-        watermark = from_us(watermarks_us[series_id])
-        for group in _groups(by_series.get(series_id, []), grouping):
-            incident = existing.pop((series_id, group.first.ts), None)
-            changes.append(_incident_change(tenant, series_id, incident, group, watermark, resolve_after))
+        snapshot = alarms.get(series_id)
+        for group in _groups(by_series.get(series_id, [])):
+            incident = existing.pop((series_id, group.start), None)
+            ending = _alarm_ending(snapshot, group, incident, from_us(watermarks_us[series_id]))
+            changes.append(_incident_change(tenant, series_id, incident, group, *ending))
     # What is left no anomaly makes any more (a replay changed history).
     Incident.objects.for_tenant(tenant).filter(id__in=[i.id for i in existing.values()]).delete()
     return _changes_write(tenant, changes)
 
 
-def _regroup_since(tenant: Tenant, series_ids: list[int], replaced_from_us: dict[int, int],
-                   grouping: timedelta) -> dict[int, datetime | None]:
-    """Per series, where regrouping starts: its latest incident's start (earlier anomalies are settled),
-    or the grouping window before replaced anomalies; None: from its first anomaly."""
+def _regroup_since(tenant: Tenant, series_ids: list[int], replaced_from_us: dict[int, int]) -> dict[int, datetime | None]:
+    """Per series, where regrouping starts: its latest incident's start (earlier alarms are settled), or
+    the start of the alarm going on when its anomalies were replaced from; None: from its first anomaly."""
     since: dict[int, datetime | None] = dict.fromkeys(series_ids)
-    for series_id, started_at in Incident.objects.for_tenant(tenant).filter(series_id__in=series_ids).order_by(
-            ).values("series_id").annotate(latest=Max("started_at")).values_list("series_id", "latest"):
+    incidents = Incident.objects.for_tenant(tenant).filter(kind=Incident.KIND_ANOMALY, series_id__in=series_ids)
+    for series_id, started_at in incidents.order_by().values("series_id").annotate(latest=Max("started_at")).values_list(
+            "series_id", "latest"):
         since[series_id] = started_at
-    for series_id, replaced_us in replaced_from_us.items():
-        if series_id in since:
-            replaced = from_us(replaced_us) - grouping
-            since[series_id] = replaced if since[series_id] is None else min(since[series_id], replaced)
+    replaced = {sid: from_us(us) for sid, us in replaced_from_us.items() if sid in since}
+    if replaced:
+        before = {}
+        for series_id, started_at in incidents.filter(series_id__in=list(replaced)).order_by(
+                "series_id", "started_at").values_list("series_id", "started_at"):
+            if started_at < replaced[series_id]:
+                before[series_id] = started_at
+        for series_id in replaced:
+            start = before.get(series_id)
+            since[series_id] = None if start is None or since[series_id] is None else min(since[series_id], start)
     return since
 
 
-def _groups(anomalies: list[Anomaly], grouping: timedelta) -> list[_Group]:
-    groups: list[_Group] = []
+@dataclass
+class _Group:
+    start: datetime  # when the alarm began
+    anomalies: list[Anomaly]
+
+    @property
+    def last(self) -> Anomaly:
+        return self.anomalies[-1]
+
+    @property
+    def peak(self) -> Anomaly:
+        """The most severe anomaly, the latest of equals (an escalation went further)."""
+        return max(self.anomalies, key=lambda a: (SEVERITY_RANK[a.severity], a.score, a.ts))
+
+
+def _groups(anomalies: list[Anomaly]) -> list[_Group]:
+    """The anomalies (in time order) by the alarm they belong to; one stored before alarms were kept
+    and never grouped makes its own."""
+    groups: dict[datetime, _Group] = {}
     for anomaly in anomalies:
-        if groups and anomaly.ts - groups[-1].last.ts <= grouping:
-            groups[-1].anomalies.append(anomaly)
-        else:
-            groups.append(_Group([anomaly]))
-    return groups
+        start = anomaly.alarm_started_at or anomaly.ts
+        groups.setdefault(start, _Group(start, [])).anomalies.append(anomaly)
+    return list(groups.values())
+
+
+def _alarm_ending(snapshot, group: _Group, incident: Incident | None, watermark: datetime) -> tuple:
+    """(resolved_at or None while the alarm goes on, out of band now) of a group's alarm: from the
+    engine's state after the run; an alarm it neither ended nor holds ended before the run (as
+    stored), or, stored before alarms were kept, is over by the newest point evaluated."""
+    start_us = to_us(group.start)
+    ended = dict(snapshot.alarms_ended) if snapshot is not None else {}
+    if start_us in ended:
+        return from_us(ended[start_us]), False
+    if snapshot is not None and snapshot.state == "alarm" and snapshot.state_since_us == start_us:
+        return None, bool(snapshot.out_of_band)
+    if incident is not None and incident.resolved_at is not None:
+        return incident.resolved_at, False
+    return watermark, False
 
 
 @dataclass
@@ -131,41 +157,39 @@ class _Change:
     changed: bool = True  # False: the same as stored (a rerun, a replay of the same history)
 
 
-def _incident_change(tenant: Tenant, series_id: int, incident: Incident | None, group: _Group, watermark: datetime,
-                     resolve_after: timedelta) -> _Change:
-    """The incident a group of anomalies makes now, and the events since it was last written."""
-    resolved_at = group.last.ts + resolve_after if watermark >= group.last.ts + resolve_after else None
+def _incident_change(tenant: Tenant, series_id: int, incident: Incident | None, group: _Group,
+                     resolved_at: datetime | None, out_of_band: bool) -> _Change:
+    """The incident an alarm makes now, and the events since it was last written: opened, escalated
+    (once per escalation), resolved, reopened (a replay found the alarm going on after all)."""
     peak = group.peak
     events: list[tuple[str, str]] = []
     is_new = incident is None
     before = None if is_new else [getattr(incident, name) for name in _INCIDENT_FIELDS[:-1]]
     if is_new:
-        incident = Incident(tenant=tenant, series_id=series_id, started_at=group.first.ts, status=Incident.STATUS_OPEN)
-        events.append(("opened", format_iso(group.first.ts)))
-        previous_status = None
+        incident = Incident(tenant=tenant, series_id=series_id, started_at=group.start, status=Incident.STATUS_OPEN)
+        events.append(("opened", format_iso(group.start)))
+        previous_status, was_resolved_at = None, None
     else:
-        previous_status = incident.status
-        if SEVERITY_RANK[peak.severity] > SEVERITY_RANK[incident.peak_severity]:
-            events.append(("escalated", peak.severity))
-        if incident.status == Incident.STATUS_RESOLVED and resolved_at is None:
-            events.append(("reopened", format_iso(group.last.ts)))
+        previous_status, was_resolved_at = incident.status, incident.resolved_at
+    events += [("escalated", format_iso(a.ts)) for a in group.anomalies if a.escalation]
     if resolved_at is not None:
         status = Incident.STATUS_RESOLVED
-        if previous_status != Incident.STATUS_RESOLVED:
+        if was_resolved_at is None:
             events.append(("resolved", format_iso(resolved_at)))
-    elif previous_status in (None, Incident.STATUS_RESOLVED):
-        status = Incident.STATUS_OPEN
     else:
-        status = previous_status  # open or acknowledged: a person's triage stands while it lasts
+        if was_resolved_at is not None:
+            events.append(("reopened", format_iso(group.last.ts)))
+        # Open, or a person's triage (acknowledged, even resolved by hand) while the alarm lasts.
+        status = Incident.STATUS_OPEN if previous_status is None or was_resolved_at is not None else previous_status
     incident.last_anomaly_at, incident.resolved_at, incident.status = group.last.ts, resolved_at, status
     incident.peak_severity, incident.peak_score, incident.reason = peak.severity, peak.score, peak.reason
-    incident.anomaly_count = len(group.anomalies)
+    incident.anomaly_count, incident.out_of_band = len(group.anomalies), out_of_band
     changed = is_new or before != [getattr(incident, name) for name in _INCIDENT_FIELDS[:-1]]
     return _Change(incident, is_new, previous_status, events, changed)
 
 
 _INCIDENT_FIELDS = ["last_anomaly_at", "resolved_at", "status", "peak_severity", "peak_score", "reason",
-                    "anomaly_count", "updated_at"]
+                    "anomaly_count", "out_of_band", "updated_at"]
 
 
 def _changes_write(tenant: Tenant, changes: list[_Change]) -> int:
@@ -236,12 +260,72 @@ def _payload(incident: Incident, event: str) -> dict:
             "score": incident.peak_score, "started_at": format_iso(incident.started_at),
             "last_anomaly_at": format_iso(incident.last_anomaly_at),
             "resolved_at": format_iso(incident.resolved_at) if incident.resolved_at else None,
-            "anomaly_count": incident.anomaly_count, "reason": incident.reason,
+            "anomaly_count": incident.anomaly_count, "reason": incident.reason, "kind": incident.kind,
+            "out_of_band": incident.out_of_band,
             "url": settings.PUBLIC_BASE_URL + reverse("admin:metrics_series_change", args=[series.id]),
         },
         "series": {"id": series.id, "service": series.service, "resource_id": series.resource_id,
                    "metric_name": series.metric_name, "tags": series.tags},
     }
+
+
+# A series is silent when no point came for max(NO_DATA_MIN, NO_DATA_INTERVALS × its usual interval).
+# Scheduled passes notice a silence within a minute or two; one noticed more than NO_DATA_PAGE_WITHIN
+# after it began (a series that stopped long ago, seen at start-up or after an import) sets the state
+# without paging anyone.
+NO_DATA_MIN = timedelta(minutes=15)
+NO_DATA_INTERVALS = 10
+NO_DATA_PAGE_WITHIN = timedelta(minutes=30)
+
+
+def no_data_sync(*, tenant: Tenant, now: datetime, shard: int | None = None) -> int:
+    """Series of the tenant that have reported steadily (ready) and went silent enter no_data, with an
+    incident of that kind (unless the tenant turned them off); those whose points came back (the run
+    evaluated them, so their state is no longer no_data) resolve it at their first point after the
+    silence. Returns how many notifications were queued."""
+    changes = _no_data_resolved(tenant)
+    baselines = Baseline.objects.for_tenant(tenant).filter(
+        state__in=[Baseline.STATE_OK, Baseline.STATE_ALARM], watermark__isnull=False, interval_seconds__isnull=False)
+    if shard is not None:
+        baselines = baselines.annotate(shard=Mod("series_id", settings.CLOUDWATCHDOG["DETECTION_SHARDS"])).filter(
+            shard=shard)
+    silent = []
+    for baseline in baselines.only("id", "series_id", "watermark", "interval_seconds"):
+        threshold = max(NO_DATA_MIN, NO_DATA_INTERVALS * timedelta(seconds=baseline.interval_seconds))
+        if now - baseline.watermark >= threshold:
+            silent.append((baseline, baseline.watermark + threshold))
+    for baseline, since in silent:
+        Baseline.objects.for_tenant(tenant).filter(id=baseline.id).update(
+            state=Baseline.STATE_NO_DATA, state_since=since, out_of_band=False)
+    changes += [_Change(Incident(
+        tenant=tenant, series_id=baseline.series_id, kind=Incident.KIND_NO_DATA, started_at=since,
+        last_anomaly_at=baseline.watermark, status=Incident.STATUS_OPEN, peak_severity=Anomaly.SEVERITY_MEDIUM,
+        peak_score=0.5, anomaly_count=0, reason=_silence_sentence(baseline.watermark, baseline.interval_seconds)),
+        True, None, [("opened", format_iso(since))])
+        for baseline, since in silent if tenant.no_data_alerts and now - since <= NO_DATA_PAGE_WITHIN]
+    return _changes_write(tenant, changes)
+
+
+def _silence_sentence(last_point: datetime, interval_seconds: float) -> str:
+    every = f"{interval_seconds:g} s" if interval_seconds < 120 else f"{interval_seconds / 60:g} min"
+    return (f"No points since {last_point:%Y-%m-%d %H:%M:%S} UTC; the series usually reports every {every}: silent "
+            f"for longer than max(15 min, {NO_DATA_INTERVALS} intervals).")
+
+
+def _no_data_resolved(tenant: Tenant) -> list[_Change]:
+    """The open no_data incidents whose series reports again, resolved at its first point after the silence."""
+    reporting = Incident.objects.for_tenant(tenant).filter(kind=Incident.KIND_NO_DATA, resolved_at=None).exclude(
+        series__baselines__state=Baseline.STATE_NO_DATA)
+    changes = []
+    for incident in reporting:
+        _, times, _ = metrics_selectors.points_after(
+            tenant=tenant, after_us={incident.series_id: to_us(incident.last_anomaly_at)}, limit_per_series=1)
+        # Points sent late (an agent's buffer after a network outage) can fall inside the silence.
+        returned = max(from_us(int(times[0])), incident.started_at) if len(times) else timezone.now()
+        previous = incident.status
+        incident.resolved_at, incident.status = returned, Incident.STATUS_RESOLVED
+        changes.append(_Change(incident, False, previous, [("resolved", format_iso(returned))]))
+    return changes
 
 
 def notification_test_queue(*, channel: Channel) -> Notification:

@@ -261,6 +261,9 @@ class IncidentEvent(TenantOwned):
         ordering = ["at", "id"]
 
 
+INCIDENT_TABLE = Incident._meta.db_table
+
+
 class Channel(TenantOwned):
     """Where a tenant's incident notifications go: a signed webhook, a Slack incoming webhook or email."""
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
@@ -11,7 +12,7 @@ from django.db import connection
 
 from anomalies.engine import DetectionConfig, SeriesState, expected_band, restart_at, state_from_history
 from anomalies.models import (
-    ANOMALY_TABLE, BASELINE_TABLE, DETECTION_STATE_TABLE, Anomaly, AnomalyEvent, Baseline, Channel, DeliveryAttempt,
+    ANOMALY_TABLE, BASELINE_TABLE, DETECTION_STATE_TABLE, INCIDENT_TABLE, Anomaly, AnomalyEvent, Baseline, Channel, DeliveryAttempt,
     DetectionRun, Incident, IncidentEvent, Notification, SeriesMute, Silence,
 )
 from metrics import counters
@@ -44,7 +45,7 @@ def states_at(*, tenant: Tenant, restart_us: dict[int, int], config: DetectionCo
         tenant=tenant, before_us={sid: ts for sid, ts in history_start.items() if sid not in counter_ids})
     for series_id in counter_ids & by_series.keys():
         by_series[series_id] = tuple(array.tolist() for array in counters.rates(*by_series[series_id]))
-    alerts = _alert_times_before(tenant=tenant, before_us=restart_us)
+    recorded = _alarms_before(tenant=tenant, before_us=restart_us)
     # The excursions before the restart are the checkpoint's: they reach back weeks, past the history.
     checkpoints = dict(Baseline.objects.for_tenant(tenant).filter(series_id__in=list(restart_us))
                        .exclude(checkpoint=None).values_list("series_id", "checkpoint"))
@@ -55,10 +56,12 @@ def states_at(*, tenant: Tenant, restart_us: dict[int, int], config: DetectionCo
             continue
         series_ts, series_values = by_series.get(series_id, ([], []))
         lowest, highest = extremes.get(series_id, (math.inf, -math.inf))
+        alarms = recorded.get(series_id, _RecordedAlarms())
         states[series_id] = state_from_history(
             history_ts=series_ts, history_values=series_values, first_ts_us=first[series_id],
-            lowest_before=lowest, highest_before=highest, alerts_before=alerts.get(series_id, []), config=config,
+            lowest_before=lowest, highest_before=highest, alerts_before=alarms.alerts, config=config,
             excursions_from=SeriesState.from_bytes(checkpoints[series_id]) if series_id in checkpoints else None,
+            alarm_since_us=alarms.since_us, alarm_peak=alarms.peak, recovered_us=alarms.recovered_us,
         )
     return states
 
@@ -81,12 +84,24 @@ def detection_input(*, tenant: Tenant, points: dict[int, tuple[np.ndarray, np.nd
     return converted
 
 
-def _alert_times_before(*, tenant: Tenant, before_us: dict[int, int]) -> dict[int, list[int]]:
+@dataclass
+class _RecordedAlarms:
+    """What the store says of a series' alarms before a time: its alerts (escalations are not alerts),
+    the deviation of its last anomaly, the alarm going on then (its start), when the last one ended."""
+
+    alerts: list[int] = field(default_factory=list)
+    peak: float = math.nan
+    since_us: int | None = None
+    recovered_us: int | None = None
+
+
+def _alarms_before(*, tenant: Tenant, before_us: dict[int, int]) -> dict[int, _RecordedAlarms]:
     series_ids = list(before_us)
+    recorded: dict[int, _RecordedAlarms] = {}
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            SELECT a.series_id, (extract(epoch FROM a.ts) * 1000000)::bigint
+            SELECT a.series_id, (extract(epoch FROM a.ts) * 1000000)::bigint, a.escalation, a.value - a.expected
             FROM unnest(%s::bigint[], %s::bigint[]) AS s(series_id, before_us)
             JOIN {ANOMALY_TABLE} a ON a.tenant_id = %s AND a.series_id = s.series_id
              AND a.ts < timestamptz 'epoch' + s.before_us * interval '1 microsecond'
@@ -94,10 +109,31 @@ def _alert_times_before(*, tenant: Tenant, before_us: dict[int, int]) -> dict[in
             """,
             [series_ids, [before_us[s] for s in series_ids], tenant.id],
         )
-        alerts: dict[int, list[int]] = {}
-        for series_id, ts_us in cursor.fetchall():
-            alerts.setdefault(series_id, []).append(ts_us)
-        return alerts
+        for series_id, ts_us, escalation, deviation in cursor.fetchall():
+            alarms = recorded.setdefault(series_id, _RecordedAlarms())
+            if not escalation:
+                alarms.alerts.append(ts_us)
+            alarms.peak = deviation
+        # An alarm ending at the time itself ends in the points evaluated from it: going on before.
+        cursor.execute(
+            f"""
+            SELECT s.series_id,
+                (SELECT (extract(epoch FROM i.started_at) * 1000000)::bigint FROM {INCIDENT_TABLE} i
+                 WHERE i.tenant_id = %s AND i.series_id = s.series_id AND i.kind = 'anomaly' AND i.started_at < s.at
+                   AND (i.resolved_at IS NULL OR i.resolved_at >= s.at)
+                 ORDER BY i.started_at DESC LIMIT 1),
+                (SELECT (extract(epoch FROM max(i.resolved_at)) * 1000000)::bigint FROM {INCIDENT_TABLE} i
+                 WHERE i.tenant_id = %s AND i.series_id = s.series_id AND i.kind = 'anomaly' AND i.resolved_at < s.at)
+            FROM (SELECT series_id, timestamptz 'epoch' + before_us * interval '1 microsecond' AS at
+                  FROM unnest(%s::bigint[], %s::bigint[]) AS u(series_id, before_us)) s
+            """,
+            [tenant.id, tenant.id, series_ids, [before_us[s] for s in series_ids]],
+        )
+        for series_id, since_us, recovered_us in cursor.fetchall():
+            if since_us is not None or recovered_us is not None:
+                alarms = recorded.setdefault(series_id, _RecordedAlarms())
+                alarms.since_us, alarms.recovered_us = since_us, recovered_us
+    return recorded
 
 
 def anomaly_list(
@@ -147,7 +183,8 @@ def detection_run_get(*, tenant: Tenant, run_id) -> DetectionRun | None:
 
 
 def baseline_band(*, tenant: Tenant, series_id: int, start: datetime, end: datetime, max_points: int = 20_000):
-    """The expected value and band at each stored point of one series in (start, end], for drawing.
+    """The expected value, the model's band and the alert threshold (the band widened by the gain
+    after recent alerts) at each stored point of one series in (start, end], for drawing.
 
     Computed by the same engine as detection, from the history before `start`'s UTC day, so it
     matches what the residual detector compared each point with.
@@ -159,14 +196,18 @@ def baseline_band(*, tenant: Tenant, series_id: int, start: datetime, end: datet
                                                    until_us={series_id: to_us(end)}, limit_per_series=max_points)
     ts, values = detection_input(tenant=tenant, points={series_id: (ts, values)},
                                  after_us={series_id: day_start - 1})[series_id]
-    expected, lower, upper, warm = expected_band(state, ts, values, config)
+    expected, lower, upper, warm, alert_lower, alert_upper = expected_band(state, ts, values, config)
+
+    def number(x):
+        return None if np.isnan(x) else float(x)
+
     band = [
         {
-            "timestamp": from_us(int(t)), "value": float(v),
-            "expected": None if np.isnan(e) else float(e), "lower": None if np.isnan(lo) else float(lo),
-            "upper": None if np.isnan(up) else float(up), "status": "ready" if w else "warming",
+            "timestamp": from_us(int(t)), "value": float(v), "expected": number(e), "lower": number(lo),
+            "upper": number(up), "alert_lower": number(alo), "alert_upper": number(aup),
+            "status": "ready" if w else "warming",
         }
-        for t, v, e, lo, up, w in zip(ts, values, expected, lower, upper, warm)
+        for t, v, e, lo, up, w, alo, aup in zip(ts, values, expected, lower, upper, warm, alert_lower, alert_upper)
     ]
     return [item for item in band if item["timestamp"] > start]
 

@@ -343,7 +343,9 @@ def _evaluate(*, tenant: Tenant, run: DetectionRun, replay_since: datetime | Non
         # Incidents and their notifications commit with the anomalies that make them (the outbox).
         queued = alerting.incidents_sync(
             tenant=tenant, watermarks_us={p.series_id: newest[p.series_id] for p in plans},
-            found={sid for sid, findings in findings_by_series.items() if findings}, replaced_from_us=replace_from)
+            found={sid for sid, findings in findings_by_series.items() if findings}, replaced_from_us=replace_from,
+            alarms={series_id: snapshot for series_id, (_, snapshot) in states.items()})
+        queued += alerting.no_data_sync(tenant=tenant, now=timezone.now(), shard=shard)
         if queued:
             transaction.on_commit(_notifications_send_soon)
         run.series_processed = sum(1 for p in plans if p.series_id in new_points)
@@ -524,6 +526,7 @@ def _anomalies_write(cursor, *, tenant: Tenant, run: DetectionRun, findings_by_s
                 orjson.dumps(f.suppression).decode(), f.reason, run.id, now,
                 any(start <= f.ts_us < end for start, end in windows),
                 from_us(f.baseline["drift_started_us"]) if f.baseline.get("drift_started_us") is not None else None,
+                f.escalation, from_us(f.alarm_since_us) if f.alarm_since_us is not None else None,
             ))
     if not rows:
         return 0
@@ -532,18 +535,20 @@ def _anomalies_write(cursor, *, tenant: Tenant, run: DetectionRun, findings_by_s
         f"""
         INSERT INTO {ANOMALY_TABLE} (tenant_id, series_id, ts, value, expected, lower, upper, score, severity,
             status, detector, parameters, baseline_stats, suppression, reason, run_id, created_at, muted,
-            drift_started_at)
+            drift_started_at, escalation, alarm_started_at)
         VALUES %s
         ON CONFLICT (tenant_id, series_id, ts) DO UPDATE SET
             value = EXCLUDED.value, expected = EXCLUDED.expected, lower = EXCLUDED.lower, upper = EXCLUDED.upper,
             score = EXCLUDED.score, severity = EXCLUDED.severity, detector = EXCLUDED.detector,
             parameters = EXCLUDED.parameters, baseline_stats = EXCLUDED.baseline_stats,
             suppression = EXCLUDED.suppression, reason = EXCLUDED.reason, muted = EXCLUDED.muted,
-            drift_started_at = EXCLUDED.drift_started_at
+            drift_started_at = EXCLUDED.drift_started_at, escalation = EXCLUDED.escalation,
+            alarm_started_at = EXCLUDED.alarm_started_at
         RETURNING (xmax = 0)
         """,
         rows,
-        template="(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb, %s, %s, %s, %s, %s)",
+        template="(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb, %s, %s, %s, %s, %s, %s, "
+                 "%s)",
         fetch=True,
         page_size=1000,
     )
@@ -555,6 +560,7 @@ _BASELINE_COLUMNS = (
     ("series_id", "int8"), ("status", "text"), ("method", "text"), ("window_points", "int4"),
     ("sample_count", "int4"), ("median", "float8"), ("mad", "float8"), ("scale", "float8"), ("lower", "float8"),
     ("upper", "float8"), ("first_ts", "timestamptz_us"), ("recurring", "text"), ("checkpoint", "bytea"),
+    ("state", "text"), ("state_since", "timestamptz_us"), ("out_of_band", "bool"), ("interval_seconds", "float8"),
 )
 
 
@@ -567,7 +573,8 @@ def _baselines_write(cursor, *, tenant: Tenant, states: dict, config: DetectionC
             series_id, snapshot.status, "seasonal_median" if snapshot.seasonal else "trailing_median",
             config.window_points, snapshot.samples, snapshot.median, snapshot.mad,
             snapshot.scale, snapshot.lower, snapshot.upper, state.first_ts_us, orjson.dumps(snapshot.recurring).decode(),
-            state.to_bytes(),
+            state.to_bytes(), snapshot.state, snapshot.state_since_us, snapshot.out_of_band,
+            snapshot.interval_us / 1_000_000 if snapshot.interval_us is not None else None,
         ))
     if not rows:
         return
@@ -575,7 +582,8 @@ def _baselines_write(cursor, *, tenant: Tenant, states: dict, config: DetectionC
     cursor.execute(
         "CREATE TEMP TABLE IF NOT EXISTS baseline_updates (series_id bigint, status text, method text, "
         "window_points int, sample_count int, median float8, mad float8, scale float8, lower float8, upper float8, "
-        "first_ts timestamptz, recurring text, checkpoint bytea) ON COMMIT DELETE ROWS"
+        "first_ts timestamptz, recurring text, checkpoint bytea, state text, state_since timestamptz, "
+        "out_of_band boolean, interval_seconds float8) ON COMMIT DELETE ROWS"
     )
     # Empty unless this runs inside a caller's longer transaction (ON COMMIT has not fired yet).
     cursor.execute("DELETE FROM baseline_updates")
@@ -588,7 +596,8 @@ def _baselines_write(cursor, *, tenant: Tenant, states: dict, config: DetectionC
         UPDATE {BASELINE_TABLE} b SET
             status = v.status, method = v.method, window_points = v.window_points, sample_count = v.sample_count,
             median = v.median, mad = v.mad, scale = v.scale, lower = v.lower, upper = v.upper, first_ts = v.first_ts,
-            recurring = v.recurring::jsonb, checkpoint = v.checkpoint, evaluating_from = NULL, updated_at = now()
+            recurring = v.recurring::jsonb, checkpoint = v.checkpoint, state = v.state, state_since = v.state_since,
+            out_of_band = v.out_of_band, interval_seconds = v.interval_seconds, evaluating_from = NULL, updated_at = now()
         FROM baseline_updates v
         WHERE b.tenant_id = %s AND b.series_id = v.series_id
         """,

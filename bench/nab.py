@@ -3,11 +3,13 @@
 usage:
   .venv/bin/python bench/nab.py                  # the engine on arrays, one fixed configuration
   .venv/bin/python bench/nab.py --pipeline       # the product: ingest service -> detection_run -> anomalies in PostgreSQL
+  .venv/bin/python bench/nab.py --pipeline --incidents  # the same, scoring the openings of incidents instead
   [--data ../shared/bench/nab]
 
 Each file is one series fed in its own row order, from a fresh state; the detector knows
 nothing of a file beyond its past points. A row counts as a detection when the detector
-flagged its timestamp (rows sharing a timestamp share the stored point, whose first value wins).
+flagged its timestamp (rows sharing a timestamp share the stored point, whose first value wins);
+with --incidents, when an incident of the series started there (the time of its first anomaly).
 Prints the per-category and total normalized scores for the three NAB profiles.
 """
 import argparse
@@ -71,7 +73,8 @@ def flags_from_engine(stamps, values) -> set[int]:
 class Pipeline:
     """The product's own path: the ingest service, detection_run, anomalies read back from PostgreSQL."""
 
-    def __init__(self):
+    def __init__(self, incidents: bool = False):
+        self.incidents = incidents
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cloudwatchdog.settings")
         import django
 
@@ -83,6 +86,7 @@ class Pipeline:
         self.tenant = tenant_create(slug=f"bench-nab-{uuid.uuid4().hex[:6]}")
 
     def flags(self, name: str, stamps, values) -> set[int]:
+        from anomalies.models import Incident
         from anomalies.selectors import anomaly_list
         from anomalies.services import detection_run
         from cloudwatchdog.timeutil import format_iso, from_us
@@ -94,18 +98,26 @@ class Pipeline:
         for start in range(0, len(events), 1000):
             points_ingest(tenant=self.tenant, events=events[start:start + 1000])
         detection_run(tenant=self.tenant, trigger="command")
-        found = anomaly_list(tenant=self.tenant, resource_id=name)
-        return {(a.ts - EPOCH).days * 86_400_000_000 + (a.ts - EPOCH).seconds * 1_000_000 for a in found}
+        if self.incidents:
+            found = Incident.objects.for_tenant(self.tenant).filter(series__resource_id=name).values_list(
+                "started_at", flat=True)
+        else:
+            found = [a.ts for a in anomaly_list(tenant=self.tenant, resource_id=name)]
+        return {(ts - EPOCH).days * 86_400_000_000 + (ts - EPOCH).seconds * 1_000_000 for ts in found}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--pipeline", action="store_true", help="run through the product instead of the engine")
+    parser.add_argument("--incidents", action="store_true",
+                        help="with --pipeline: a detection is an incident's opening, not an anomaly")
     parser.add_argument("--verbose", action="store_true", help="one line per file")
     args = parser.parse_args()
+    if args.incidents and not args.pipeline:
+        parser.error("--incidents needs --pipeline")
     labels = json.loads((args.data / "labels.json").read_text())
-    pipeline = Pipeline() if args.pipeline else None
+    pipeline = Pipeline(incidents=args.incidents) if args.pipeline else None
     raw = defaultdict(lambda: defaultdict(float))
     windows_per_category = defaultdict(int)
     false_positives = defaultdict(int)
@@ -141,7 +153,8 @@ def main():
         print(f"{category:24s} {windows_per_category[category]:7d} {cells}")
     totals = " ".join(f"{normalized(sum(raw[c][p.name] for c in raw), total_windows, p):19.1f}" for p in PROFILES)
     print(f"{'all (35 files)':24s} {total_windows:7d} {totals}")
-    print(f"{points:,} rows in {elapsed:.1f} s ({'pipeline' if pipeline else 'engine'})")
+    mode = ("pipeline, incident openings" if args.incidents else "pipeline") if pipeline else "engine"
+    print(f"{points:,} rows in {elapsed:.1f} s ({mode})")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Issue 15's band checks on every NAB file, on the engine's arrays: each anomaly's lower/upper equal
-the band `expected_band` (what GET /api/v1/baselines draws) gives at its time; range and residual
-anomalies lie outside it; no band is wider than ten times the range of the previous week's values;
+the model's band `expected_band` (what GET /api/v1/baselines draws) gives at its time, and its alert
+threshold (suppression alert_lower/alert_upper) the alert band; range and residual anomalies lie
+outside the band; no band is wider than ten times the range of the previous week's values;
 a series never negative before a point has no negative lower bound there.
 
 usage: .venv/bin/python bench/nab_bands.py [--data ../shared/bench/nab]
@@ -22,13 +23,16 @@ WEEK_US = 7 * 86_400_000_000
 
 def check(ts: np.ndarray, xs: np.ndarray, config: DetectionConfig) -> dict:
     findings, _, _ = detect(SeriesState(), ts, xs, config)
-    expected, lower, upper, warm = expected_band(SeriesState(), ts, xs, config)
-    problems = {"mismatch": 0, "inside": 0, "too_wide": 0, "negative": 0}
+    expected, lower, upper, warm, alert_lower, alert_upper = expected_band(SeriesState(), ts, xs, config)
+    problems = {"mismatch": 0, "alert_mismatch": 0, "inside": 0, "too_wide": 0, "negative": 0}
     index = {int(t): i for i, t in enumerate(ts.tolist())}
     for finding in findings:
         i = index[finding.ts_us]
         if (finding.lower, finding.upper) != (float(lower[i]), float(upper[i])):
             problems["mismatch"] += 1
+        alert = (finding.suppression["alert_lower"], finding.suppression["alert_upper"])
+        if alert != (float(alert_lower[i]), float(alert_upper[i])):
+            problems["alert_mismatch"] += 1
         if finding.detector in ("range", "residual") and lower[i] <= finding.value <= upper[i]:
             problems["inside"] += 1
     week_start = np.searchsorted(ts, ts - WEEK_US)

@@ -13,11 +13,12 @@ PG_EPOCH_US = 946_684_800_000_000  # binary timestamps count microseconds from 2
 
 _FIXED = {"int8": struct.Struct(">iq"), "int4": struct.Struct(">ii"), "float8": struct.Struct(">id")}
 _NULL = struct.pack(">i", -1)
+_TRUE, _FALSE = struct.pack(">ib", 1, 1), struct.pack(">ib", 1, 0)
 _LENGTH = struct.Struct(">i")
 
 
 def encode_rows(rows, kinds: tuple[str, ...]) -> bytes:
-    """Rows of Python values as a binary COPY stream. Kinds: int8, int4, float8, text, bytea and
+    """Rows of Python values as a binary COPY stream. Kinds: int8, int4, float8, bool, text, bytea and
     timestamptz_us (µs since the Unix epoch); None is NULL."""
     count = struct.pack(">h", len(kinds))
     parts = [HEADER]
@@ -32,6 +33,8 @@ def encode_rows(rows, kinds: tuple[str, ...]) -> bytes:
                 append(fixed.pack(fixed.size - 4, value))
             elif kind == "timestamptz_us":
                 append(_FIXED["int8"].pack(8, value - PG_EPOCH_US))
+            elif kind == "bool":
+                append(_TRUE if value else _FALSE)
             else:
                 data = value.encode() if kind == "text" else bytes(value)
                 append(_LENGTH.pack(len(data)))

@@ -230,11 +230,7 @@ CLOUDWATCHDOG = {
     # this and wholly behind the late window; series per transaction.
     "COMPACTION_OLDER_THAN_SECONDS": env.int("COMPACTION_OLDER_THAN_SECONDS", default=0),
     "COMPACTION_BATCH_SERIES": env.int("COMPACTION_BATCH_SERIES", default=100),
-    # Alerting: anomalies of a series closer than this belong to one incident (and one within it
-    # after the incident resolved reopens it); an incident resolves when its series' points have
-    # gone on this long past its last anomaly without another.
-    "INCIDENT_GROUPING_SECONDS": env.int("INCIDENT_GROUPING_SECONDS", default=3600),
-    "INCIDENT_RESOLVE_SECONDS": env.int("INCIDENT_RESOLVE_SECONDS", default=1800),
+    # Alerting: how long a notification is retried, and how many messages a channel takes a minute.
     "NOTIFY_RETRY_HOURS": env.int("NOTIFY_RETRY_HOURS", default=24),
     "CHANNEL_MESSAGES_PER_MINUTE": env.int("CHANNEL_MESSAGES_PER_MINUTE", default=30),
     "INGEST_SYNCHRONOUS_COMMIT": env.bool("INGEST_SYNCHRONOUS_COMMIT", default=True),

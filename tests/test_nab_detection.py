@@ -22,7 +22,7 @@ def test_every_nab_anomaly_has_the_endpoints_band_outside_its_value_never_absurd
             totals[name] = totals.get(name, 0) + count
     assert totals["anomalies"] > 150
     assert {name: count for name, count in totals.items() if name != "anomalies"} == {
-        "mismatch": 0, "inside": 0, "too_wide": 0, "negative": 0}
+        "mismatch": 0, "alert_mismatch": 0, "inside": 0, "too_wide": 0, "negative": 0}
 
 
 def test_high_anomalies_are_right_more_often_than_medium_and_medium_more_than_low():

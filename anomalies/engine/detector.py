@@ -543,7 +543,10 @@ class _Series:
                 alerted = None
                 for k in range(first, len(points)):
                     if k == recovers_at:
+                        # What the CUSUMs summed while the alarm held their alerts back was the alarm's.
                         self._alarm_end(int(point_ts[k]))
+                        up = down = 0.0
+                        up_zero = down_zero = k - 1
                     if new_day[k]:
                         up = down = 0.0
                         up_zero = down_zero = k - 1
@@ -654,7 +657,8 @@ class _Series:
         lowest, highest, run_length = float(b.lowest_before[i]), float(b.highest_before[i]), int(b.run_length[i])
         end = int(b.recent_end[i])
         recent = b.recent[max(end - c.variance_points, 0):end].tolist()
-        gain = 1.0 if breaks_through else self.gain(t)
+        gain_now = self.gain(t)
+        gain = 1.0 if breaks_through else gain_now
         threshold = gain / c.sensitivity
         value_range = highest - lowest
         tolerance = c.range_tolerance * value_range
@@ -686,9 +690,8 @@ class _Series:
         escalation = breaks_through and in_alarm
         previous_alert, previous_peak = s.last_alert_us, s.alarm_peak
         if not escalation:
-            gain_before = self.gain(t)
-            s.last_alert_us, s.gain_at_alert, s.alarm_since_us = t, gain_before * c.gain_factor, t
-            self.alerts.append((t, gain_before))
+            s.last_alert_us, s.gain_at_alert, s.alarm_since_us = t, gain_now * c.gain_factor, t
+            self.alerts.append((t, gain_now))
         s.alarm_peak = x - expected
         flatline = strongest == DETECTORS.index("flatline")
         if not emit:
@@ -705,7 +708,7 @@ class _Series:
                  "window_high": float(window.max()) if len(window) else math.nan,
                  "escalates": previous_peak if escalation else None}
         finding = self.finding(t, x, z, expected, evidence, strongest, gain, tolerance, previous_alert, baseline,
-                               point)
+                               point, gain_now)
         return dataclasses.replace(finding, escalation=escalation, alarm_since_us=s.alarm_since_us), flatline
 
     def _rarity_counts(self, b: _Batch, i: int, detector: str) -> tuple[int, int, int]:
@@ -737,14 +740,18 @@ class _Series:
             return max(index - run_length + 1, 0)
         return None
 
-    def finding(self, t, x, z, expected, evidence, strongest, gain, tolerance, previous_alert, base, point) -> Finding:
+    def finding(self, t, x, z, expected, evidence, strongest, gain, tolerance, previous_alert, base, point,
+                alert_gain) -> Finding:
+        """The finding at a point: `gain` is the multiplier its evidence was measured against (1 for
+        a point past the alarm's peak), `alert_gain` the one in force (the alert threshold drawn)."""
         s, c = self.s, self.c
         detector = DETECTORS[strongest]
         # The model's band (no alert gain), and the raised alert threshold apart from it.
         half = c.residual_threshold / c.sensitivity * base.scale
         lower, upper = _display_band_at(expected, half, point["lowest"], point["highest"], point["window_low"],
                                         point["window_high"], c.range_tolerance)
-        alert_lower, alert_upper = _display_band_at(expected, half * min(gain, _residual_gain_cap(c)), point["lowest"], point["highest"],
+        alert_half = half * min(alert_gain, _residual_gain_cap(c))
+        alert_lower, alert_upper = _display_band_at(expected, alert_half, point["lowest"], point["highest"],
                                                     point["window_low"], point["window_high"], c.range_tolerance)
         parameters = {
             "range_tolerance": c.range_tolerance, "residual_threshold": c.residual_threshold,

@@ -188,7 +188,9 @@ def test_send_test_reaches_the_channel_and_shows_in_its_deliveries(make_tenant, 
     assert client.get(f"/api/v1/channels/{channel['id']}").status_code == 404
 
 
-def test_incident_events_follow_the_anomalies_escalated_resolved_reopened_and_reminders(make_tenant):
+def test_incident_events_follow_the_alarm_opened_escalated_resolved_reopened_and_reminders(make_tenant):
+    from types import SimpleNamespace
+
     from anomalies.alerting import incidents_sync, reminders_queue
     from anomalies.models import Anomaly, Channel
     from cloudwatchdog.timeutil import to_us
@@ -199,29 +201,41 @@ def test_incident_events_follow_the_anomalies_escalated_resolved_reopened_and_re
     series = Series.objects.for_tenant(client.tenant).get()
     Channel.objects.create(tenant=client.tenant, name="hook", kind="webhook", url="http://127.0.0.1:9/x",
                            secret="whsec_" + "A" * 43, renotify_hours=1)
+    start = END
 
-    def anomaly(minutes, severity):
+    def anomaly(minutes, severity, escalation=False):
         Anomaly.objects.create(tenant=client.tenant, series=series, ts=END + timedelta(minutes=minutes), value=9,
                                expected=1, lower=0, upper=2, score={"low": 0.3, "high": 0.9}[severity],
-                               severity=severity, detector="residual", reason=f"{severity} at {minutes}")
+                               severity=severity, detector="residual", reason=f"{severity} at {minutes}",
+                               escalation=escalation, alarm_started_at=start)
         return minutes
 
-    def sync(minutes, found=True):
+    def sync(minutes, found=True, ended_at=None):
+        # The engine's word after the run: the alarm goes on, or it ended at `ended_at`.
+        snapshot = SimpleNamespace(
+            state="ok" if ended_at is not None else "alarm", state_since_us=to_us(start), out_of_band=True,
+            alarms_ended=((to_us(start), to_us(END + timedelta(minutes=ended_at))),) if ended_at is not None else ())
         return incidents_sync(tenant=client.tenant, watermarks_us={series.id: to_us(END + timedelta(minutes=minutes))},
-                              found={series.id} if found else set(), replaced_from_us={})
+                              found={series.id} if found else set(), replaced_from_us={},
+                              alarms={series.id: snapshot})
 
     def events():
         return list(Notification.objects.for_tenant(client.tenant).order_by("id").values_list("event", flat=True))
 
     sync(anomaly(0, "low"))
-    sync(anomaly(10, "high"))
-    sync(10 + 31, found=False)  # the series went on inside its band past the resolve time
+    sync(anomaly(10, "high", escalation=True))
+    sync(10 + 31, found=False, ended_at=26)  # back inside its band for the recovery time
     assert events() == ["opened", "escalated", "resolved"]
-    sync(anomaly(50, "low"))  # within the grouping window of the last one: the same incident, reopened
-    sync(50)
-    assert events() == ["opened", "escalated", "resolved", "reopened"]
     [incident] = Incident.objects.for_tenant(client.tenant)
-    assert (incident.status, incident.anomaly_count, incident.peak_severity) == ("open", 3, "high")
+    assert (incident.status, incident.resolved_at, incident.out_of_band) == (
+        "resolved", END + timedelta(minutes=26), False)
+    sync(anomaly(50, "low", escalation=True))  # a replay found the alarm going on after all
+    assert events() == ["opened", "escalated", "resolved", "escalated", "reopened"]
+    [incident] = Incident.objects.for_tenant(client.tenant)
+    assert (incident.status, incident.anomaly_count, incident.peak_severity, incident.out_of_band) == (
+        "open", 3, "high", True)
+    sync(50)  # a rerun sends nothing more
+    assert len(events()) == 5
     later = (END + timedelta(hours=3)).replace(minute=0)  # a reminder slot starts on the hour
     assert reminders_queue(now=later) == 1 and reminders_queue(now=later + timedelta(minutes=5)) == 0
     assert events()[-1] == "reminder"
