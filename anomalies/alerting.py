@@ -280,10 +280,12 @@ NO_DATA_PAGE_WITHIN = timedelta(minutes=30)
 
 def no_data_sync(*, tenant: Tenant, now: datetime, shard: int | None = None) -> int:
     """Series of the tenant that have reported steadily (ready) and went silent enter no_data, with an
-    incident of that kind (unless the tenant turned them off); those whose points came back (the run
-    evaluated them, so their state is no longer no_data) resolve it at their first point after the
-    silence. Returns how many notifications were queued."""
+    incident of that kind; those whose points came back (the run evaluated them, so their state is no
+    longer no_data) resolve it at their first point after the silence. A tenant may turn no-data
+    detection off. Returns how many notifications were queued."""
     changes = _no_data_resolved(tenant)
+    if not tenant.no_data_alerts:
+        return _changes_write(tenant, changes)
     baselines = Baseline.objects.for_tenant(tenant).filter(
         state__in=[Baseline.STATE_OK, Baseline.STATE_ALARM], watermark__isnull=False, interval_seconds__isnull=False)
     if shard is not None:
@@ -302,7 +304,7 @@ def no_data_sync(*, tenant: Tenant, now: datetime, shard: int | None = None) -> 
         last_anomaly_at=baseline.watermark, status=Incident.STATUS_OPEN, peak_severity=Anomaly.SEVERITY_MEDIUM,
         peak_score=0.5, anomaly_count=0, reason=_silence_sentence(baseline.watermark, baseline.interval_seconds)),
         True, None, [("opened", format_iso(since))])
-        for baseline, since in silent if tenant.no_data_alerts and now - since <= NO_DATA_PAGE_WITHIN]
+        for baseline, since in silent if now - since <= NO_DATA_PAGE_WITHIN]
     return _changes_write(tenant, changes)
 
 

@@ -103,7 +103,8 @@ def incident_item(incident, events=None) -> dict:
             "metric_name": series.metric_name, "status": incident.status, "started_at": format_iso(incident.started_at),
             "last_anomaly_at": format_iso(incident.last_anomaly_at), "resolved_at": _iso(incident.resolved_at),
             "peak_severity": incident.peak_severity, "peak_score": incident.peak_score,
-            "anomaly_count": incident.anomaly_count, "reason": incident.reason}
+            "anomaly_count": incident.anomaly_count, "reason": incident.reason, "kind": incident.kind,
+            "out_of_band": incident.out_of_band}
     if events is not None:
         item["events"] = [event_item(e) for e in events]
     return item

@@ -17,7 +17,7 @@ from anomalies.models import (
 )
 from metrics import counters
 from metrics import selectors as metrics_selectors
-from cloudwatchdog.timeutil import from_us, to_us
+from cloudwatchdog.timeutil import format_iso, from_us, to_us
 from tenants.models import TENANT_TABLE, Tenant
 
 
@@ -169,13 +169,24 @@ def anomaly_list(
     return anomalies.order_by("-ts", "-id")
 
 
-def baseline_list(*, tenant: Tenant, series_id: int | None = None, status: str | None = None) -> QuerySet[Baseline]:
+def baseline_list(*, tenant: Tenant, series_id: int | None = None, status: str | None = None,
+                  state: str | None = None) -> QuerySet[Baseline]:
     baselines = Baseline.objects.for_tenant(tenant).select_related("series")
     if series_id is not None:
         baselines = baselines.filter(series_id=series_id)
     if status:
         baselines = baselines.filter(status=status)
+    if state:
+        baselines = baselines.filter(state=state)
     return baselines.order_by("series_id")
+
+
+def series_states(tenant: Tenant, series_ids: list[int]) -> dict[int, dict]:
+    """Each series' alarm state, for the series endpoints (registered in metrics.selectors.series_facts);
+    a series detection has not seen yet is warming."""
+    return {series_id: {"state": state, "state_since": format_iso(since) if since else None, "out_of_band": out}
+            for series_id, state, since, out in Baseline.objects.for_tenant(tenant).filter(
+                series_id__in=series_ids).values_list("series_id", "state", "state_since", "out_of_band")}
 
 
 def detection_run_get(*, tenant: Tenant, run_id) -> DetectionRun | None:
@@ -222,6 +233,21 @@ def detection_progress() -> list[tuple[str, datetime | None, int]]:
             FROM {TENANT_TABLE} t LEFT JOIN {DETECTION_STATE_TABLE} d ON d.tenant_id = t.id
             ORDER BY t.slug
             """
+        )
+        return cursor.fetchall()
+
+
+def series_state_counts() -> list[tuple[str, str, int]]:
+    """(tenant slug, state, series) of every tenant and state, every state listed (zero too), for /metrics."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT t.slug, s.state, count(b.id)
+            FROM {TENANT_TABLE} t CROSS JOIN unnest(%s::text[]) AS s(state)
+            LEFT JOIN {BASELINE_TABLE} b ON b.tenant_id = t.id AND b.state = s.state
+            GROUP BY t.slug, s.state ORDER BY t.slug, s.state
+            """,
+            [[state for state, _ in Baseline.STATES]],
         )
         return cursor.fetchall()
 

@@ -43,6 +43,11 @@ class AnomalySerializer(serializers.Serializer):
     drift_started_at = serializers.CharField(
         allow_null=True, help_text="For a cusum, variance or flatline anomaly: when the points it sums up began "
                                    "(the drift, the shifted points, the run); null for range and residual.")
+    escalation = serializers.BooleanField(
+        help_text="Raised inside an alarm already going on because it went markedly beyond the alarm's peak "
+                  "(escalation_factor times as far from the expected value); sent as incident.escalated.")
+    alarm_started_at = serializers.CharField(
+        allow_null=True, help_text="When the alarm it belongs to began: its incident's start.")
 
 
 class AnomalyEventSerializer(serializers.Serializer):
@@ -76,6 +81,8 @@ class AnomalyPageSerializer(serializers.Serializer):
 class BaselineQuerySerializer(serializers.Serializer):
     series_id = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
     status = serializers.ChoiceField(choices=[s for s, _ in Baseline.STATUSES], required=False)
+    state = serializers.ChoiceField(choices=[s for s, _ in Baseline.STATES], required=False,
+                                    help_text="only series in this state (alarm: what is out of line now)")
     start = TimestampField(required=False, help_text="with series_id: start of the band (default: end − 24 h)")
     end = TimestampField(required=False, help_text="with series_id: end of the band (default: now)")
     cursor = serializers.CharField(required=False)
@@ -108,6 +115,13 @@ class BaselineSerializer(serializers.Serializer):
     watermark = serializers.CharField(allow_null=True)
     late_points = serializers.IntegerField(help_text="points behind the watermark waiting for re-evaluation or replay")
     late_from = serializers.CharField(allow_null=True)
+    state = serializers.ChoiceField(
+        choices=["ok", "alarm", "no_data", "warming"],
+        help_text="ok; alarm (from the anomaly that opened it until the points have stayed inside the band for the "
+                  "recovery time); no_data (silent for longer than max(15 min, 10 x its usual interval)); warming")
+    state_since = serializers.CharField(allow_null=True)
+    out_of_band = serializers.BooleanField(help_text="its newest point is outside the band")
+    interval_seconds = serializers.FloatField(allow_null=True, help_text="the usual time between its points")
     recurring = RecurringPatternSerializer(
         many=True, help_text="recurring excursions recognised: deviations matching one raise no anomaly")
 
@@ -116,8 +130,12 @@ class BandPointSerializer(serializers.Serializer):
     timestamp = serializers.CharField()
     value = serializers.FloatField()
     expected = serializers.FloatField(allow_null=True)
-    lower = serializers.FloatField(allow_null=True)
-    upper = serializers.FloatField(allow_null=True)
+    lower = serializers.FloatField(allow_null=True, help_text="the model's band: expected − residual_threshold σ")
+    upper = serializers.FloatField(allow_null=True, help_text="the model's band: expected + residual_threshold σ")
+    alert_lower = serializers.FloatField(
+        allow_null=True, help_text="the alert threshold: the band widened by the gain after recent alerts (up to "
+                                   "residual_ceiling σ)")
+    alert_upper = serializers.FloatField(allow_null=True)
     status = serializers.CharField()
 
 
@@ -238,8 +256,11 @@ class IncidentSerializer(serializers.Serializer):
     resolved_at = serializers.CharField(allow_null=True)
     peak_severity = serializers.CharField()
     peak_score = serializers.FloatField()
-    anomaly_count = serializers.IntegerField()
+    anomaly_count = serializers.IntegerField(help_text="the anomaly that opened it and its escalations")
     reason = serializers.CharField()
+    kind = serializers.ChoiceField(choices=["anomaly", "no_data"],
+                                   help_text="anomaly: its series was out of line; no_data: it went silent")
+    out_of_band = serializers.BooleanField(help_text="while open: its series' newest point is outside the band")
     events = AnomalyEventSerializer(many=True, required=False)
 
 

@@ -649,17 +649,22 @@ def series_mute(*, tenant: Tenant, series_id: int, start: datetime, end: datetim
 
 
 def detection_figures() -> list:
-    """Scrape-time gauges of detection for /metrics: lag and late points waiting, per tenant."""
+    """Scrape-time gauges of detection for /metrics: lag, late points waiting and series per alarm state,
+    per tenant."""
     lag = GaugeMetricFamily("cloudwatchdog_detection_lag_seconds", "Now minus the newest point detection has "
                             "evaluated for the tenant: every point after it is still unevaluated.", labels=["tenant"])
     late = GaugeMetricFamily("cloudwatchdog_late_points_waiting", "Points that arrived behind a series' watermark "
                              "and wait for re-evaluation or a replay.", labels=["tenant"])
+    states = GaugeMetricFamily("cloudwatchdog_series_state", "Series of the tenant in each alarm state (ok, alarm, "
+                               "no_data, warming).", labels=["tenant", "state"])
     now = timezone.now()
     for slug, watermark, late_points in anomalies_selectors.detection_progress():
         if watermark is not None:
             lag.add_metric([slug], max((now - watermark).total_seconds(), 0.0))
         late.add_metric([slug], late_points)
-    return [lag, late]
+    for slug, state, count in anomalies_selectors.series_state_counts():
+        states.add_metric([slug, state], count)
+    return [lag, late, states]
 
 
 def detection_runs_prune(*, older_than: timedelta = timedelta(days=7), now: datetime | None = None) -> int:

@@ -89,6 +89,7 @@ def anomaly_item(anomaly) -> dict:
         "detector": anomaly.detector, "parameters": anomaly.parameters, "baseline": anomaly.baseline_stats,
         "suppression": anomaly.suppression, "reason": anomaly.reason, "muted": anomaly.muted,
         "drift_started_at": format_iso(anomaly.drift_started_at) if anomaly.drift_started_at else None,
+        "escalation": anomaly.escalation, "alarm_started_at": _ts(anomaly.alarm_started_at),
     }
 
 
@@ -154,7 +155,8 @@ class BaselineListView(APIView):
         """Each series' current baseline; with series_id also the expected band over start..end to draw."""
         tenant = request.user.tenant
         params = query_params(serializers.BaselineQuerySerializer, request)
-        baselines = selectors.baseline_list(tenant=tenant, series_id=params.get("series_id"), status=params.get("status"))
+        baselines = selectors.baseline_list(tenant=tenant, series_id=params.get("series_id"), status=params.get("status"),
+                                            state=params.get("state"))
         page, next_page = keyset_page(request, baselines, limit=params["limit"], parts=(cursor_id,),
                                       after=lambda rows, after: rows.filter(series_id__gt=after),
                                       key=lambda b: (b.series_id,))
@@ -165,7 +167,8 @@ class BaselineListView(APIView):
                 "window_points": b.window_points, "sample_count": b.sample_count, "median": b.median,
                 "mad": b.mad, "scale": b.scale, "lower": b.lower, "upper": b.upper,
                 "watermark": _ts(b.watermark), "late_points": b.late_points, "late_from": _ts(b.late_from),
-                "recurring": b.recurring,
+                "state": b.state, "state_since": _ts(b.state_since), "out_of_band": b.out_of_band,
+                "interval_seconds": b.interval_seconds, "recurring": b.recurring,
             } for b in page],
             "next": next_page,
         }

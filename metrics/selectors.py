@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -64,6 +65,19 @@ class SeriesStats:
     first_ts: datetime | None
     last_ts: datetime | None
     point_count: int
+
+
+# What other apps know of a series, for the series endpoints: functions (tenant, series ids) ->
+# {series id: {field: value}}, registered at start-up (anomalies adds each series' alarm state).
+series_facts: list[Callable[[Tenant, list[int]], dict[int, dict]]] = []
+
+
+def series_facts_of(*, tenant: Tenant, series_ids: list[int]) -> dict[int, dict]:
+    facts: dict[int, dict] = {series_id: {} for series_id in series_ids}
+    for source in series_facts:
+        for series_id, fields in source(tenant, series_ids).items():
+            facts[series_id].update(fields)
+    return facts
 
 
 def series_stats(*, tenant: Tenant, series_ids: list[int]) -> dict[int, SeriesStats]:

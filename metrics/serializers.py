@@ -56,6 +56,11 @@ class SeriesSerializer(serializers.Serializer):
     first_timestamp = serializers.CharField(allow_null=True)
     last_timestamp = serializers.CharField(allow_null=True)
     point_count = serializers.IntegerField()
+    state = serializers.ChoiceField(
+        choices=["ok", "alarm", "no_data", "warming"],
+        help_text="its alarm state (GET /api/v1/baselines tells more): ok, alarm, no_data (silent), warming")
+    state_since = serializers.CharField(allow_null=True)
+    out_of_band = serializers.BooleanField(help_text="its newest point is outside the model's band")
 
 
 class SeriesPageSerializer(serializers.Serializer):

@@ -101,7 +101,7 @@ class IngestView(APIView):
         return HttpResponse(orjson.dumps(body), status=code, content_type="application/json")
 
 
-def _series_item(series, stats) -> dict:
+def _series_item(series, stats, facts: dict) -> dict:
     return {
         "series_id": series.id,
         "service": series.service,
@@ -114,6 +114,9 @@ def _series_item(series, stats) -> dict:
         "first_timestamp": format_iso(stats.first_ts) if stats and stats.first_ts else None,
         "last_timestamp": format_iso(stats.last_ts) if stats and stats.last_ts else None,
         "point_count": stats.point_count if stats else 0,
+        # Before detection has seen a series: warming.
+        "state": facts.get("state", "warming"), "state_since": facts.get("state_since"),
+        "out_of_band": facts.get("out_of_band", False),
     }
 
 
@@ -131,7 +134,8 @@ class SeriesListView(APIView):
         page, next_page = keyset_page(request, series, limit=params["limit"], parts=(cursor_id,),
                                       after=lambda rows, after_id: rows.filter(id__gt=after_id), key=lambda s: (s.id,))
         stats = selectors.series_stats(tenant=tenant, series_ids=[s.id for s in page])
-        return Response({"results": [_series_item(s, stats.get(s.id)) for s in page], "next": next_page})
+        facts = selectors.series_facts_of(tenant=tenant, series_ids=[s.id for s in page])
+        return Response({"results": [_series_item(s, stats.get(s.id), facts[s.id]) for s in page], "next": next_page})
 
 
 class TimeseriesView(APIView):

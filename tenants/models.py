@@ -54,7 +54,8 @@ class Tenant(models.Model):
     no_data_alerts = models.BooleanField(
         default=True, db_default=True,
         help_text="A series that has reported steadily and goes silent for max(15 min, 10 x its usual interval) "
-        "enters no_data and opens an incident (notified; resolved when its points come back). Untick to turn off.",
+        "enters no_data and opens an incident (notified; resolved when its points come back). Untick to turn no-data "
+        "detection off (for series sent in bulk, a backfill).",
     )
     staff = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="TenantStaff", related_name="support_tenants", blank=True,

@@ -674,7 +674,7 @@ class _Series:
                 residual_evidence = abs(z) / clear  # clear and rare: the gain does not hide it
         cusum_evidence = (up if up > down else down) / (c.cusum_threshold * threshold)
         variance_evidence = 0.0
-        if len(recent) == c.variance_points:
+        if len(recent) == c.variance_points and not self._recent_recovery(b, i):
             variance_evidence = (sum(recent) / c.variance_points) / (c.variance_threshold * threshold)
         flatline_evidence = 0.0
         if baseline.plain_mad > 0 and not run_alerted:
@@ -710,6 +710,14 @@ class _Series:
         finding = self.finding(t, x, z, expected, evidence, strongest, gain, tolerance, previous_alert, baseline,
                                point, gain_now)
         return dataclasses.replace(finding, escalation=escalation, alarm_since_us=s.alarm_since_us), flatline
+
+    def _recent_recovery(self, b: _Batch, i: int) -> bool:
+        """Did an alarm end within the variance detector's last points? Their deviations were the alarm's."""
+        recovered = self.s.recovered_us
+        if recovered is None:
+            return False
+        index = int(b.at[i])
+        return index - int(np.searchsorted(b.times[:index + 1], recovered)) < self.c.variance_points
 
     def _rarity_counts(self, b: _Batch, i: int, detector: str) -> tuple[int, int, int]:
         """How rare the point's deviation is in the series' last three weeks: (the 5-minute slots that

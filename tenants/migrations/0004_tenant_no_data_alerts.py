@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='tenant',
             name='no_data_alerts',
-            field=models.BooleanField(db_default=True, default=True, help_text='A series that has reported steadily and goes silent for max(15 min, 10 x its usual interval) enters no_data and opens an incident (notified; resolved when its points come back). Untick to turn off.'),
+            field=models.BooleanField(db_default=True, default=True, help_text='A series that has reported steadily and goes silent for max(15 min, 10 x its usual interval) enters no_data and opens an incident (notified; resolved when its points come back). Untick to turn no-data detection off (for series sent in bulk, a backfill).'),
         ),
     ]
