@@ -65,9 +65,9 @@ class ReadOnlyMixin:
 
 @admin.register(Baseline)
 class BaselineAdmin(ReadOnlyMixin, TenantScopedAdmin):
-    list_display = ["series", "tenant", "status", "sample_count", "median", "scale", "lower", "upper", "watermark",
-                    "late_points", "recurring_expected"]
-    list_filter = ["status", TenantFilter]
+    list_display = ["series", "tenant", "state", "state_since", "out_of_band", "status", "sample_count", "median",
+                    "scale", "lower", "upper", "watermark", "late_points", "recurring_expected"]
+    list_filter = ["state", "status", TenantFilter]
     search_fields = ["series__resource_id", "series__metric_name"]
     list_select_related = ["series", "tenant"]
     exclude = ["checkpoint"]
@@ -381,9 +381,9 @@ class SeriesMuteAdmin(ReadOnlyMixin, TenantScopedAdmin):
 
 @admin.register(Incident)
 class IncidentAdmin(ReadOnlyMixin, TenantScopedAdmin):
-    list_display = ["started_at", "severity_badge", "status", "series", "anomaly_count", "last_anomaly_at",
-                    "resolved_at", "tenant"]
-    list_filter = [TenantFilter, "status", "peak_severity"]
+    list_display = ["started_at", "severity_badge", "status", "kind", "out_of_band", "series", "anomaly_count",
+                    "last_anomaly_at", "resolved_at", "tenant"]
+    list_filter = [TenantFilter, "status", "kind", "peak_severity"]
     list_select_related = ["series", "tenant"]
     show_full_result_count = False
 

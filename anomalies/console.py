@@ -39,11 +39,14 @@ def series_chart(*, tenant: Tenant, series: Series, start: datetime, end: dateti
     """The chart of one of the tenant's series over (start, end]. The band is the engine's (the one
     GET /api/v1/baselines draws) wherever raw points are drawn; bucketed ranges show the min/max envelope."""
     points, envelope, step = metrics_selectors.chart_points(tenant=tenant, series=series, start=start, end=end)
-    band = []
+    band, alert_band = [], []
     if step is None and points:
         for item in selectors.baseline_band(tenant=tenant, series_id=series.id, start=start, end=end):
             if item["lower"] is not None and item["upper"] is not None:
                 band.append((to_us(item["timestamp"]), item["expected"], item["lower"], item["upper"]))
+                alert_band.append((to_us(item["timestamp"]), item["alert_lower"], item["alert_upper"]))
+        if all(a[1:] == b[2:] for a, b in zip(alert_band, band)):
+            alert_band = []  # no alert in reach: the threshold is the band
     anomalies = list(selectors.anomaly_list(tenant=tenant, series_id=series.id, start=start, end=end)
                      .order_by("ts")[:MAX_ANOMALY_MARKERS])
     if markers is None:
@@ -51,7 +54,13 @@ def series_chart(*, tenant: Tenant, series: Series, start: datetime, end: dateti
                                    anomaly_href(a), a.id == focus_id) for a in anomalies]
     shades = [svgchart.Shade(to_us(a.ts), to_us(a.ts) + int(a.suppression.get("cooldown_seconds", 0)) * 1_000_000,
                              f"cooldown after the anomaly at {format_iso(a.ts)}") for a in anomalies
-              if a.suppression.get("cooldown_seconds")]
+              if a.suppression.get("cooldown_seconds") and not a.escalation]
+    for incident in selectors.incidents_overlapping(tenant=tenant, series_id=series.id, start=start, end=end):
+        until = incident.resolved_at or end
+        shades.append(svgchart.Shade(to_us(incident.started_at), to_us(until), (
+            f"in alarm from {format_iso(incident.started_at)} to {format_iso(incident.resolved_at)}"
+            if incident.resolved_at else f"in alarm since {format_iso(incident.started_at)}, still")
+            if incident.kind == "anomaly" else f"no data from {format_iso(incident.started_at)}", kind="alarm"))
     for start_us, end_us in selectors.mute_windows(tenant=tenant, series_ids=[series.id]).get(series.id, []):
         shades.append(svgchart.Shade(start_us, end_us, "muted", kind="mute"))
     if step is not None:
@@ -63,7 +72,8 @@ def series_chart(*, tenant: Tenant, series: Series, start: datetime, end: dateti
         gap_us = None
     chart = svgchart.Chart(
         start_us=to_us(start), end_us=to_us(end), points=[(to_us(ts), v) for ts, v in points],
-        envelope=[(to_us(ts), lo, hi) for ts, lo, hi in envelope], band=band, markers=markers, shades=shades,
+        envelope=[(to_us(ts), lo, hi) for ts, lo, hi in envelope], band=band, alert_band=alert_band, markers=markers,
+        shades=shades,
         gap_us=gap_us, unit=("per second" if series.kind == "counter" else series.unit),
     )
     return SeriesChart(svgchart.render(chart, chart_id=chart_id), start, end, step, len(points), anomalies, bool(band))

@@ -306,6 +306,12 @@ def incident_list(*, tenant: Tenant, status: str | None = None, series_id: int |
     return list(incidents.order_by("-started_at", "-id")[:limit])
 
 
+def incidents_overlapping(*, tenant: Tenant, series_id: int, start: datetime, end: datetime) -> list[Incident]:
+    """The series' incidents that were open at some time in (start, end], oldest first."""
+    return list(Incident.objects.for_tenant(tenant).filter(series_id=series_id, started_at__lte=end).exclude(
+        resolved_at__lte=start).order_by("started_at")[:200])
+
+
 def incident_get(*, tenant: Tenant, incident_id: int) -> Incident | None:
     return Incident.objects.for_tenant(tenant).select_related("series").filter(id=incident_id).first()
 

@@ -4,7 +4,8 @@ Plain Python, no Django and no JavaScript: the admin embeds the markup, a browse
 reads it. What is drawn: the series (one path point per stored point, or per bucket with its
 min/max envelope when the range holds too many), the expected line and the band between lower and
 upper, anomalies as markers coloured by severity with the reason as their tooltip (`<title>`),
-shaded periods (cooldowns, mutes), gaps left as gaps, and time and value ticks people can read.
+shaded periods (alarms, cooldowns, mutes), the alert threshold as a dotted line where recent alerts
+raised it above the band, gaps left as gaps, and time and value ticks people can read.
 Colours follow the page's light or dark scheme (`prefers-color-scheme`).
 
 The root element carries the scales (`data-x0`, `data-x1` in µs, `data-y0`, `data-y1` in values,
@@ -28,6 +29,8 @@ _STYLE = """
 .cwd-chart .envelope{fill:#2563eb;fill-opacity:.15;stroke:none}
 .cwd-chart .band{fill:#9ca3af;fill-opacity:.35;stroke:none}
 .cwd-chart .expected{fill:none;stroke:#6b7280;stroke-width:1;stroke-dasharray:4 3}
+.cwd-chart .alert{fill:none;stroke:#dc2626;stroke-opacity:.6;stroke-width:1;stroke-dasharray:1 3}
+.cwd-chart .shade.alarm{fill:#dc2626;fill-opacity:.07}
 .cwd-chart .shade{fill:#f59e0b;fill-opacity:.10}
 .cwd-chart .shade.mute{fill:#6b7280;fill-opacity:.15}
 .cwd-chart .anomaly{stroke:#fff;stroke-width:1}
@@ -54,7 +57,7 @@ class Shade:
     start_us: int
     end_us: int
     title: str
-    kind: str = "cooldown"  # or "mute"
+    kind: str = "cooldown"  # or "mute", "alarm"
 
 
 @dataclass
@@ -64,6 +67,9 @@ class Chart:
     points: list[tuple[int, float]] = field(default_factory=list)  # the line: raw points, or bucket averages
     envelope: list[tuple[int, float, float]] = field(default_factory=list)  # (ts, min, max) per bucket, if bucketed
     band: list[tuple[int, float, float, float]] = field(default_factory=list)  # (ts, expected, lower, upper)
+    # The alert threshold where it is wider than the band (the gain after recent alerts): (ts, lower, upper).
+    # Not part of the value range: far out, it is clipped rather than squashing the series.
+    alert_band: list[tuple[int, float, float]] = field(default_factory=list)
     markers: list[Marker] = field(default_factory=list)
     shades: list[Shade] = field(default_factory=list)
     gap_us: int | None = None  # a step longer than this between two points is drawn as a gap
@@ -205,6 +211,10 @@ def _layers(f: _Frame, chart: Chart) -> list[str]:
         lower = " ".join(f.xy(t, lo) for t, _, lo, _ in reversed(run))
         parts.append(f'<polygon class="band" points="{upper} {lower}"/>')
         parts.append(f'<path class="expected" d="M{" L".join(f.xy(t, e) for t, e, _, _ in run)}"/>')
+    for run in _segments([b for b in chart.alert_band if math.isfinite(b[1]) and math.isfinite(b[2])], chart.gap_us):
+        for edge in (1, 2):
+            parts.append(f'<path class="alert" d="M{" L".join(f.xy(b[0], b[edge]) for b in run)}">'
+                         "<title>alert threshold (the band widened after recent alerts)</title></path>")
     for run in _segments(chart.envelope, chart.gap_us):
         upper = " ".join(f.xy(t, hi) for t, _, hi in run)
         lower = " ".join(f.xy(t, lo) for t, lo, _ in reversed(run))
