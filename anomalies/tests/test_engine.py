@@ -454,3 +454,80 @@ def test_a_weekly_job_is_expected_from_its_third_week():
     unrecognised = detect(SeriesState(), _times(n), values, replace(CONFIG, recurring_occurrences=4))[0]
     assert all(any(_times(n)[first] <= f.ts_us < _times(n)[first + 3] for f in unrecognised) for first in job_starts)
     assert [(p["period"], p["start"][:10]) for p in recurring_patterns(state, CONFIG)] == [("weekly", "Tuesday 03")]
+
+
+def _alarming(n=2016, seed=11):
+    """A week of 5-minute points: a spike then one four times as far 15 minutes later (day 3), a
+    10-hour level shift across midnight (days 4-5), an hour of flapping (day 5)."""
+    rng = np.random.default_rng(seed)
+    values = 50 + rng.normal(0, 1, n)
+    values[870], values[873] = 62.0, 110.0
+    values[1380:1500] += 15.0
+    values[1700:1712:2] += 25.0
+    return _times(n), values
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=2015), max_size=8, unique=True))
+def test_alarms_escalations_and_recoveries_do_not_depend_on_the_batch_boundaries(cuts):
+    ts, values = _alarming()
+    whole = _run(ts, values, [])
+    split = _run(ts, values, cuts)
+    assert split[0] == whole[0]
+    assert split[1].to_bytes() == whole[1].to_bytes()
+    assert split[2] == whole[2]
+
+
+def test_an_alarm_holds_while_out_of_band_escalates_past_its_peak_and_ends_after_the_recovery_time():
+    ts, values = _alarming()
+    findings, state, snapshot = _run(ts, values, [])
+    at = {int((f.ts_us - START) // FIVE_MINUTES): f for f in findings}
+    assert at[873].escalation and at[873].alarm_since_us == ts[870] and not at[870].escalation
+    assert at[873].reason.startswith("Worse: value 110 is ")
+    assert at[873].suppression["escalates"]["peak_deviation"] == at[870].value - at[870].expected
+    # One alert for the whole shift (no re-alert as its sums grow, nothing when it ends), one for the flapping.
+    assert [i for i in at if 1380 <= i < 1600] == [1380]
+    assert [i for i in at if 1690 <= i < 1800] == [1700]
+    ended = dict(snapshot.alarms_ended)
+    assert ended[int(ts[870])] == ts[873 + 3]  # 15 minutes after the last point out of band
+    assert ended[int(ts[1380])] == ts[1499 + 3]
+    assert ended[int(ts[1700])] == ts[1710 + 3]  # the flapping is one alarm
+    # The band is the model's: the shifted points lie outside it, however high the alert threshold.
+    expected, lower, upper, warm, alert_lower, alert_upper = expected_band(SeriesState(), ts, values, CONFIG)
+    assert (values[1380:1500] > upper[1380:1500]).all()
+    assert (alert_upper[1380:1500] >= upper[1380:1500]).all() and (alert_upper > upper).any()
+    assert snapshot.state == "ok" and snapshot.state_since_us == ts[1713] and not snapshot.out_of_band
+
+
+def test_an_alarm_going_on_at_a_day_boundary_is_rebuilt_from_what_was_recorded():
+    ts, values = _alarming()
+    day_start = restart_at(int(ts[1450]))  # midnight inside the shift
+    cut = int(np.searchsorted(ts, day_start))
+    findings, in_order, _ = _run(ts[:cut], values[:cut], [])
+    assert in_order.alarm_since_us == ts[1380]
+    _, checkpoint, _ = _run(ts, values, [])
+    history_from = max(0, cut - 2 * CONFIG.window_points)
+    rebuilt = state_from_history(
+        history_ts=ts[history_from:cut].tolist(), history_values=values[history_from:cut].tolist(),
+        first_ts_us=int(ts[0]), lowest_before=float(values[:history_from].min(initial=math.inf)),
+        highest_before=float(values[:history_from].max(initial=-math.inf)), **_as_recorded(findings, in_order),
+        config=CONFIG, excursions_from=checkpoint)
+    later = detect(rebuilt, ts[cut:], values[cut:], CONFIG)
+    assert later[0] == detect(in_order, ts[cut:], values[cut:], CONFIG)[0]
+    assert later[2].alarms_ended[0] == (int(ts[1380]), int(ts[1502]))
+
+
+def test_direction_above_raises_nothing_for_a_drop_and_does_not_count_it_out_of_band():
+    ts, values = _noisy()  # a spike on day 3, a dip on day 5
+    above = DetectionConfig.from_overrides({"direction": "above"})
+    found = {int((f.ts_us - START) // FIVE_MINUTES) for f in _run(ts, values, [], above)[0]}
+    assert 900 in found and 1500 not in found
+    below = DetectionConfig.from_overrides({"direction": "below"})
+    assert 1500 in {int((f.ts_us - START) // FIVE_MINUTES) for f in _run(ts, values, [], below)[0]}
+    for bad in ("sideways", 1, None):
+        try:
+            DetectionConfig.from_overrides({"direction": bad})
+        except ValueError as error:
+            assert "direction must be one of both, above, below" in str(error)
+        else:
+            raise AssertionError(bad)
