@@ -208,6 +208,11 @@ def baseline_band(*, tenant: Tenant, series_id: int, start: datetime, end: datet
     ts, values = detection_input(tenant=tenant, points={series_id: (ts, values)},
                                  after_us={series_id: day_start - 1})[series_id]
     expected, lower, upper, warm, alert_lower, alert_upper = expected_band(state, ts, values, config)
+    if len(values) and metrics_selectors.percentage_series_ids(tenant=tenant, series_ids=[series_id]):
+        # A percentage's band goes no higher than 100 where the series never went higher.
+        below_100 = np.maximum.accumulate(np.concatenate(([state.highest], values[:-1]))) <= 100
+        upper = np.where(below_100, np.minimum(upper, 100.0), upper)
+        alert_upper = np.where(below_100, np.minimum(alert_upper, 100.0), alert_upper)
 
     def number(x):
         return None if np.isnan(x) else float(x)

@@ -420,20 +420,37 @@ def _detect(*, tenant: Tenant, plans: list[_Plan], new_points: dict, rebuild: di
                           min_points=limits["DETECTION_PARALLEL_MIN_POINTS"])
     findings_by_series, states = {}, {}
     counter_ids = metrics_selectors.counter_series_ids(tenant=tenant, series_ids=[p.series_id for p in plans])
+    percentage_ids = metrics_selectors.percentage_series_ids(tenant=tenant, series_ids=[p.series_id for p in plans])
     for plan, (findings, state, snapshot) in zip(plans, results):
-        findings_by_series[plan.series_id] = [_as_rate(f) for f in findings] if plan.series_id in counter_ids else findings
+        if plan.series_id in counter_ids:
+            findings = [_as_rate(f) for f in findings]
+        elif plan.series_id in percentage_ids:
+            findings = [_within_percent(f) for f in findings]
+        findings_by_series[plan.series_id] = findings
         states[plan.series_id] = (state, snapshot)
     return findings_by_series, states, sum(len(ts) for _, ts, _ in jobs)
 
 
 def _as_rate(finding: Finding) -> Finding:
     """A counter's finding, explained as what it is: its rate, not its stored value."""
-    baseline = {**finding.baseline, "input": RATE_INPUT}
-    reason = reason_sentence(value=finding.value, expected=finding.expected, lower=finding.lower, upper=finding.upper,
-                             at_us=finding.ts_us,
-                             detector=finding.detector, baseline=baseline, parameters=finding.parameters,
-                             suppression=finding.suppression)
-    return dataclasses.replace(finding, baseline=baseline, reason=reason)
+    return _explained_again(finding, baseline={**finding.baseline, "input": RATE_INPUT})
+
+
+def _within_percent(finding: Finding) -> Finding:
+    """A percentage's band (and alert threshold) goes no higher than 100, unless the series went higher."""
+    if finding.baseline["highest_seen"] > 100:
+        return finding
+    suppression = {**finding.suppression, "alert_upper": min(finding.suppression["alert_upper"], 100.0)}
+    return _explained_again(finding, upper=min(finding.upper, 100.0), suppression=suppression)
+
+
+def _explained_again(finding: Finding, **changes) -> Finding:
+    """The finding with `changes`, its sentence rebuilt from them."""
+    changed = dataclasses.replace(finding, **changes)
+    reason = reason_sentence(value=changed.value, expected=changed.expected, lower=changed.lower, upper=changed.upper,
+                             at_us=changed.ts_us, detector=changed.detector, baseline=changed.baseline,
+                             parameters=changed.parameters, suppression=changed.suppression)
+    return dataclasses.replace(changed, reason=reason)
 
 
 def _group(series_arr: np.ndarray, ts_arr: np.ndarray, value_arr: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:

@@ -325,6 +325,12 @@ def counters_previous(*, tenant: Tenant, before_us: dict[int, int]) -> dict[int,
         tenant=tenant, before_us=inclusive, count=1)}
 
 
+def percentage_series_ids(*, tenant: Tenant, series_ids) -> set[int]:
+    """Which of these series are percentages (unit % or percent, any case)."""
+    return set(Series.objects.for_tenant(tenant).filter(id__in=list(series_ids), unit__iregex=r"^(%|percent)$")
+               .values_list("id", flat=True))
+
+
 def counter_series_ids(*, tenant: Tenant, series_ids) -> set[int]:
     """Which of these series are counters."""
     return set(Series.objects.for_tenant(tenant).filter(id__in=list(series_ids), kind="counter")

@@ -262,3 +262,18 @@ def test_a_clean_seasonal_series_sees_a_12_sigma_spike_days_after_two_alerts(mak
     spike = series.anomalies()[0]
     assert spike["timestamp"] == _iso(t0) and spike["detector"] == "residual"
     assert series.events()[-2:] == ["incident.resolved", "incident.opened"]
+
+
+def test_a_percentage_is_never_drawn_above_100_and_a_sustained_failure_is_outside_the_band(make_tenant, httpserver):
+    series = Watched(make_tenant, httpserver, base=lambda t: 99.0)  # a busy CPU, in %: its band would reach 101.3
+    series.client.ingest([event(99.0, START - STEP, resource_id="db-1", metric_name="latency_ms", unit="%")])
+    t0 = series.history(NOW - timedelta(hours=3))
+    series.live(t0, 24, add=lambda t: -60.0, per_run=12)  # two hours at about 35 %
+    [drop] = series.anomalies()
+    assert drop["upper"] <= 100 and drop["suppression"]["alert_upper"] <= 100 and drop["value"] < drop["lower"]
+    band = series.client.get("/api/v1/baselines", {"series_id": series.baseline()["series_id"],
+                                                   "start": _iso(t0 - 12 * STEP), "end": _iso(t0 + 23 * STEP)}).json()
+    assert max(point["upper"] for point in band["band"]) == 100
+    assert band["band"][0]["expected"] + 6 * series.baseline()["scale"] > 100
+    assert all(point["value"] < point["lower"] for point in band["band"] if point["timestamp"] >= _iso(t0))
+    assert series.baseline()["state"] == "alarm" and series.incidents()[0]["out_of_band"]
