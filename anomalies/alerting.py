@@ -76,12 +76,19 @@ def incidents_sync(*, tenant: Tenant, watermarks_us: dict[int, int], found: set[
     existing = {(i.series_id, i.started_at): i for i in existing_rows
                 if since[i.series_id] is None or i.started_at >= since[i.series_id]}
     changes = []
+    earlier = _alarms_settled(tenant, series_ids, since)
     for series_id in series_ids:
         snapshot = alarms.get(series_id)
         for group in _groups(by_series.get(series_id, [])):
             incident = existing.pop((series_id, group.start), None)
-            ending = _alarm_ending(snapshot, group, incident, from_us(watermarks_us[series_id]))
-            changes.append(_incident_change(tenant, series_id, incident, group, *ending))
+            watermark = from_us(watermarks_us[series_id])
+            resolved_at, out_of_band = _alarm_ending(snapshot, group, incident, watermark)
+            lasted = (resolved_at or watermark) - group.start
+            severity = _duration_severity(lasted, earlier.setdefault(series_id, []), group.start)
+            changes.append(_incident_change(tenant, series_id, incident, group, resolved_at, out_of_band,
+                                            (severity, lasted)))
+            if resolved_at is not None:
+                earlier[series_id].append((group.start, resolved_at))
     # What is left no anomaly makes any more (a replay changed history).
     Incident.objects.for_tenant(tenant).filter(id__in=[i.id for i in existing.values()]).delete()
     return _changes_write(tenant, changes)
@@ -106,6 +113,36 @@ def _regroup_since(tenant: Tenant, series_ids: list[int], replaced_from_us: dict
             start = before.get(series_id)
             since[series_id] = None if start is None or since[series_id] is None else min(since[series_id], start)
     return since
+
+
+# An alarm that has lasted this long, longer than any of its series' alarms in the three weeks before
+# it, is at least this severe: a deviation that lasts hours is itself rare.
+LONG_ALARMS = ((timedelta(hours=4), "high"), (timedelta(hours=1), "medium"))
+LONG_ALARMS_LOOKBACK = timedelta(weeks=3)
+
+
+def _alarms_settled(tenant: Tenant, series_ids: list[int], since: dict) -> dict[int, list[tuple]]:
+    """Per series, (start, end) of its ended alarms that regrouping does not touch, in the lookback."""
+    earliest = min((t for t in since.values() if t is not None), default=None)
+    rows = Incident.objects.for_tenant(tenant).filter(kind=Incident.KIND_ANOMALY, series_id__in=series_ids,
+                                                       resolved_at__isnull=False)
+    if earliest is not None:
+        rows = rows.filter(started_at__gte=earliest - LONG_ALARMS_LOOKBACK)
+    settled: dict[int, list[tuple]] = {}
+    for series_id, started_at, resolved_at in rows.order_by("started_at").values_list(
+            "series_id", "started_at", "resolved_at"):
+        if since[series_id] is not None and started_at < since[series_id]:
+            settled.setdefault(series_id, []).append((started_at, resolved_at))
+    return settled
+
+
+def _duration_severity(lasted: timedelta, earlier: list[tuple], start: datetime) -> str | None:
+    longest = max((end - begin for begin, end in earlier if begin >= start - LONG_ALARMS_LOOKBACK and end <= start),
+                  default=timedelta(0))
+    for at_least, severity in LONG_ALARMS:
+        if lasted >= at_least and lasted > longest:
+            return severity
+    return None
 
 
 @dataclass
@@ -158,10 +195,17 @@ class _Change:
 
 
 def _incident_change(tenant: Tenant, series_id: int, incident: Incident | None, group: _Group,
-                     resolved_at: datetime | None, out_of_band: bool) -> _Change:
+                     resolved_at: datetime | None, out_of_band: bool, duration: tuple) -> _Change:
     """The incident an alarm makes now, and the events since it was last written: opened, escalated
-    (once per escalation), resolved, reopened (a replay found the alarm going on after all)."""
+    (once per escalation, and once when its duration made it more severe), resolved, reopened (a
+    replay found the alarm going on after all)."""
     peak = group.peak
+    peak_severity, reason = peak.severity, peak.reason
+    duration_severity, lasted = duration
+    if duration_severity is not None and SEVERITY_RANK[duration_severity] > SEVERITY_RANK[peak_severity]:
+        peak_severity = duration_severity
+        reason = (f"In alarm for {round(lasted / timedelta(hours=1), 1):g} h, longer than any alarm of this series in "
+                  f"the three weeks before. {peak.reason}")
     events: list[tuple[str, str]] = []
     is_new = incident is None
     before = None if is_new else [getattr(incident, name) for name in _INCIDENT_FIELDS[:-1]]
@@ -172,6 +216,8 @@ def _incident_change(tenant: Tenant, series_id: int, incident: Incident | None, 
     else:
         previous_status, was_resolved_at = incident.status, incident.resolved_at
     events += [("escalated", format_iso(a.ts)) for a in group.anomalies if a.escalation]
+    if peak_severity != peak.severity:
+        events.append(("escalated", f"lasting {peak_severity}"))
     if resolved_at is not None:
         status = Incident.STATUS_RESOLVED
         if was_resolved_at is None:
@@ -182,7 +228,7 @@ def _incident_change(tenant: Tenant, series_id: int, incident: Incident | None, 
         # Open, or a person's triage (acknowledged, even resolved by hand) while the alarm lasts.
         status = Incident.STATUS_OPEN if previous_status is None or was_resolved_at is not None else previous_status
     incident.last_anomaly_at, incident.resolved_at, incident.status = group.last.ts, resolved_at, status
-    incident.peak_severity, incident.peak_score, incident.reason = peak.severity, peak.score, peak.reason
+    incident.peak_severity, incident.peak_score, incident.reason = peak_severity, peak.score, reason
     incident.anomaly_count, incident.out_of_band = len(group.anomalies), out_of_band
     changed = is_new or before != [getattr(incident, name) for name in _INCIDENT_FIELDS[:-1]]
     return _Change(incident, is_new, previous_status, events, changed)

@@ -239,3 +239,43 @@ def test_incident_events_follow_the_alarm_opened_escalated_resolved_reopened_and
     later = (END + timedelta(hours=3)).replace(minute=0)  # a reminder slot starts on the hour
     assert reminders_queue(now=later) == 1 and reminders_queue(now=later + timedelta(minutes=5)) == 0
     assert events()[-1] == "reminder"
+
+
+def test_an_alarm_that_lasts_hours_longer_than_any_before_it_rises_in_severity_once(make_tenant):
+    from types import SimpleNamespace
+
+    from anomalies.alerting import incidents_sync
+    from anomalies.models import Anomaly, Channel
+    from cloudwatchdog.timeutil import to_us
+    from metrics.models import Series
+
+    client = make_tenant("long-alarm")
+    client.ingest([event(1.0, END)])
+    series = Series.objects.for_tenant(client.tenant).get()
+    Channel.objects.create(tenant=client.tenant, name="hook", kind="webhook", url="http://127.0.0.1:9/x",
+                           secret="whsec_" + "A" * 43)
+
+    def alarm(start, hours_now, ended=False):
+        if not Anomaly.objects.for_tenant(client.tenant).filter(ts=start).exists():
+            Anomaly.objects.create(tenant=client.tenant, series=series, ts=start, value=9, expected=1, lower=0, upper=2,
+                                   score=0.3, severity="low", detector="residual", reason="low at start",
+                                   alarm_started_at=start)
+        now = start + timedelta(hours=hours_now)
+        snapshot = SimpleNamespace(state="ok" if ended else "alarm", state_since_us=to_us(start), out_of_band=True,
+                                   alarms_ended=((to_us(start), to_us(now)),) if ended else ())
+        incidents_sync(tenant=client.tenant, watermarks_us={series.id: to_us(now)}, found={series.id},
+                       replaced_from_us={}, alarms={series.id: snapshot})
+        return Incident.objects.for_tenant(client.tenant).get(started_at=start)
+
+    first = END - timedelta(days=2)
+    assert alarm(first, 0.5).peak_severity == "low"
+    assert alarm(first, 1.5).peak_severity == "medium"
+    incident = alarm(first, 4.5)
+    assert incident.peak_severity == "high" and incident.reason.startswith("In alarm for 4.5 h, longer than any alarm")
+    assert alarm(first, 5, ended=True).peak_severity == "high"
+    events = list(Notification.objects.for_tenant(client.tenant).order_by("id").values_list("event", "event_key"))
+    assert events == [("opened", first.isoformat().replace("+00:00", "Z")), ("escalated", "lasting medium"),
+                      ("escalated", "lasting high"), ("resolved", (first + timedelta(hours=5)).isoformat().replace(
+                          "+00:00", "Z"))]
+    # A later alarm as long as that one is nothing new for this series.
+    assert alarm(END, 4.5).peak_severity == "low"
