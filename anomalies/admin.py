@@ -285,13 +285,15 @@ class TenantWithDetectionAdmin(TenantAdmin):
         if action == "what_if":
             try:
                 overrides = json.loads(proposed_text or "{}")
-                proposed = DetectionConfig.from_overrides(overrides)
+                if not isinstance(overrides, dict):
+                    raise ValueError("give an object of setting: value pairs")
+                DetectionConfig.from_overrides(overrides)
             except (ValueError, TypeError, AttributeError) as error:
                 what_if_error = f"Those settings are not valid: {error}"
             else:
                 chosen_series = [s for s in series_choices if s.id in chosen] or series_choices[:1]
-                what_if = console.what_if(tenant=tenant, series_list=chosen_series, days=days, proposed=proposed,
-                                          now=now)
+                what_if = console.what_if(tenant=tenant, series_list=chosen_series, days=days,
+                                          proposed_overrides=overrides, now=now)
         context.update({
             "overview": overview, "statuses": [s for s, _ in Anomaly.STATUSES],
             "anomaly_tables": [("24 h", overview.anomalies_24h), ("7 days", overview.anomalies_7d)],
