@@ -144,6 +144,13 @@ def test_a_bad_rule_is_a_400_naming_the_field(owner, body, field, says):
     assert owner.get(f"{RULES}/{rule['id']}").json()["overrides"] == {"direction": "above"}
 
 
+def test_a_body_nested_five_thousand_deep_is_a_400(owner):
+    nested = b'{"name": "deep", "overrides": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    response = owner.post(RULES, raw=nested)
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"body": ["JSON parse error - nested too deeply"]}
+
+
 def test_a_rule_at_every_limit_is_stored(owner):
     at_limits = {"name": "n" * 200, "service": "s" * 1024, "metric_name": "m" * 1024, "resource_id": "r" * 2048,
                  "tags": {**{f"t{i}": "v" for i in range(98)}, "k" * 1024: "v", "k": "v" * 2048},
