@@ -215,12 +215,24 @@ class DetectionRunAdmin(ReadOnlyMixin, TenantScopedAdmin):
     show_full_result_count = False
 
 
+class EscapingJSONField(forms.JSONField):
+    """JSON shown back as typed, but with a lone surrogate (\\ud800, refused) escaped: the page is UTF-8,
+    which cannot hold one, and would otherwise fail to render."""
+
+    def prepare_value(self, value):
+        text = super().prepare_value(value)
+        if isinstance(text, str) and any("\ud800" <= c <= "\udfff" for c in text):
+            return json.dumps(value, cls=self.encoder)
+        return text
+
+
 class TenantDetectionForm(forms.ModelForm):
     """The tenant form, with its detection overrides checked against the engine's settings."""
 
     class Meta:
         model = Tenant
         fields = "__all__"
+        field_classes = {"detection_config": EscapingJSONField}
 
     def clean_detection_config(self):
         overrides = self.cleaned_data.get("detection_config") or {}
@@ -229,7 +241,9 @@ class TenantDetectionForm(forms.ModelForm):
         try:
             DetectionConfig.from_overrides(overrides)
         except ValueError as error:
-            raise forms.ValidationError(f"{error}; the settings are: {', '.join(DetectionConfig().as_dict())}.")
+            # The error names the setting as typed: a lone surrogate in it could not be shown on the page.
+            shown = str(error).encode("utf-8", "backslashreplace").decode("utf-8")
+            raise forms.ValidationError(f"{shown}; the settings are: {', '.join(DetectionConfig().as_dict())}.")
         return overrides
 
 
@@ -483,17 +497,6 @@ class SilenceAdmin(TenantScopedAdmin):
     def save_model(self, request, obj, form, change):
         obj.actor = admin_actor(request)
         super().save_model(request, obj, form, change)
-
-
-class EscapingJSONField(forms.JSONField):
-    """JSON shown back as typed, but with a lone surrogate (\\ud800, refused) escaped: the page is UTF-8,
-    which cannot hold one, and would otherwise fail to render."""
-
-    def prepare_value(self, value):
-        text = super().prepare_value(value)
-        if isinstance(text, str) and any("\ud800" <= c <= "\udfff" for c in text):
-            return json.dumps(value, cls=self.encoder)
-        return text
 
 
 class DetectionRuleForm(forms.ModelForm):
