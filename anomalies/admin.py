@@ -8,6 +8,7 @@ import json
 from datetime import datetime, timedelta, timezone as dt_timezone
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -18,10 +19,12 @@ from django.utils.html import format_html
 from anomalies import alerting, console, selectors
 from anomalies.delivery import UnsafeDestination, destination_check
 from anomalies.models import (
-    Anomaly, Baseline, Channel, DeliveryAttempt, DetectionRun, Incident, Notification, SeriesMute, Silence,
+    Anomaly, Baseline, Channel, DeliveryAttempt, DetectionRule, DetectionRun, Incident, Notification, SeriesMute,
+    Silence,
 )
 from anomalies.services import (
-    QueueUnavailable, anomaly_status_set, detection_run_enqueue, series_mute, tenant_detection_config_set,
+    QueueUnavailable, anomaly_status_set, detection_rule_create, detection_rule_delete, detection_rule_errors,
+    detection_rule_update, detection_run_enqueue, series_mute, tenant_detection_config_set,
 )
 from anomalies.engine import DetectionConfig
 from metrics import selectors as metrics_selectors
@@ -212,12 +215,24 @@ class DetectionRunAdmin(ReadOnlyMixin, TenantScopedAdmin):
     show_full_result_count = False
 
 
+class EscapingJSONField(forms.JSONField):
+    """JSON shown back as typed, but with a lone surrogate (\\ud800, refused) escaped: the page is UTF-8,
+    which cannot hold one, and would otherwise fail to render."""
+
+    def prepare_value(self, value):
+        text = super().prepare_value(value)
+        if isinstance(text, str) and any("\ud800" <= c <= "\udfff" for c in text):
+            return json.dumps(value, cls=self.encoder)
+        return text
+
+
 class TenantDetectionForm(forms.ModelForm):
     """The tenant form, with its detection overrides checked against the engine's settings."""
 
     class Meta:
         model = Tenant
         fields = "__all__"
+        field_classes = {"detection_config": EscapingJSONField}
 
     def clean_detection_config(self):
         overrides = self.cleaned_data.get("detection_config") or {}
@@ -226,7 +241,9 @@ class TenantDetectionForm(forms.ModelForm):
         try:
             DetectionConfig.from_overrides(overrides)
         except ValueError as error:
-            raise forms.ValidationError(f"{error}; the settings are: {', '.join(DetectionConfig().as_dict())}.")
+            # The error names the setting as typed: a lone surrogate in it could not be shown on the page.
+            shown = str(error).encode("utf-8", "backslashreplace").decode("utf-8")
+            raise forms.ValidationError(f"{shown}; the settings are: {', '.join(DetectionConfig().as_dict())}.")
         return overrides
 
 
@@ -282,13 +299,15 @@ class TenantWithDetectionAdmin(TenantAdmin):
         if action == "what_if":
             try:
                 overrides = json.loads(proposed_text or "{}")
-                proposed = DetectionConfig.from_overrides(overrides)
+                if not isinstance(overrides, dict):
+                    raise ValueError("give an object of setting: value pairs")
+                DetectionConfig.from_overrides(overrides)
             except (ValueError, TypeError, AttributeError) as error:
                 what_if_error = f"Those settings are not valid: {error}"
             else:
                 chosen_series = [s for s in series_choices if s.id in chosen] or series_choices[:1]
-                what_if = console.what_if(tenant=tenant, series_list=chosen_series, days=days, proposed=proposed,
-                                          now=now)
+                what_if = console.what_if(tenant=tenant, series_list=chosen_series, days=days,
+                                          proposed_overrides=overrides, now=now)
         context.update({
             "overview": overview, "statuses": [s for s, _ in Anomaly.STATUSES],
             "anomaly_tables": [("24 h", overview.anomalies_24h), ("7 days", overview.anomalies_7d)],
@@ -478,3 +497,91 @@ class SilenceAdmin(TenantScopedAdmin):
     def save_model(self, request, obj, form, change):
         obj.actor = admin_actor(request)
         super().save_model(request, obj, form, change)
+
+
+class DetectionRuleForm(forms.ModelForm):
+    """A rule's form, its tags and overrides judged as the API judges them (errors under their field)."""
+
+    class Meta:
+        model = DetectionRule
+        fields = ["tenant", "name", "service", "metric_name", "resource_id", "tags", "overrides"]
+        field_classes = {"tags": EscapingJSONField, "overrides": EscapingJSONField}
+
+    def clean(self):
+        data = super().clean()
+        if "tags" in data and data["tags"] is None:  # the tags box left empty: any tags
+            data["tags"] = {}
+        if "tags" in data and "overrides" in data:  # both parsed as JSON; otherwise their own error shows
+            for field, reasons in detection_rule_errors(tags=data["tags"], overrides=data["overrides"]).items():
+                self.add_error(field, reasons)
+        tenant = data.get("tenant")
+        if self.instance.pk is None and tenant is not None:
+            most_rules = settings.CLOUDWATCHDOG["DETECTION_RULES_PER_TENANT"]
+            if len(selectors.detection_rule_list(tenant=tenant)) >= most_rules:
+                self.add_error("tenant", f"{tenant} has {most_rules} rules, the most a tenant may have "
+                                         "(DETECTION_RULES_PER_TENANT); delete or widen one first.")
+        return data
+
+
+@admin.register(DetectionRule)
+class DetectionRuleAdmin(TenantScopedAdmin):
+    """Rules are detection settings: changed by superusers and by support staff who may act on their
+    tenants (create_support_user --can-act, as for the tenant's own settings)."""
+
+    form = DetectionRuleForm
+    list_display = ["name", "tenant", "service_shown", "metric_shown", "resource_shown", "tags_shown",
+                    "overrides_shown", "updated_at"]
+    list_filter = [TenantFilter]
+    list_select_related = ["tenant"]
+    search_fields = ["name", "metric_name"]
+
+    def _may_act(self, request) -> bool:
+        user = request.user
+        return user.is_active and user.is_staff and user.has_perm("tenants.change_tenant")
+
+    def has_add_permission(self, request):
+        return self._may_act(request)
+
+    def has_change_permission(self, request, obj=None):
+        return self._may_act(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return self._may_act(request)
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["tenant"] if obj is not None else []
+
+    @admin.display(description="service", ordering="service")
+    def service_shown(self, obj):
+        return _cut(obj.service, 32) if obj.service else "any"
+
+    @admin.display(description="metric", ordering="metric_name")
+    def metric_shown(self, obj):
+        return _cut(obj.metric_name, 40) if obj.metric_name else "any"
+
+    @admin.display(description="resource")
+    def resource_shown(self, obj):
+        return _cut(obj.resource_id, 32) if obj.resource_id else "any"
+
+    @admin.display(description="tags")
+    def tags_shown(self, obj):
+        return _cut(", ".join(f"{k}={v}" for k, v in sorted(obj.tags.items())), 48) if obj.tags else "any"
+
+    @admin.display(description="settings")
+    def overrides_shown(self, obj):
+        return _cut(", ".join(f"{k}={v}" for k, v in obj.overrides.items()), 80)
+
+    def save_model(self, request, obj, form, change):
+        data = {name: form.cleaned_data[name] for name in form.Meta.fields if name in form.cleaned_data}
+        if change:
+            detection_rule_update(rule=obj, data=data)
+            return
+        rule = detection_rule_create(tenant=form.cleaned_data["tenant"], data=data)
+        obj.pk, obj.id = rule.pk, rule.id
+
+    def delete_model(self, request, obj):
+        detection_rule_delete(rule=obj)
+
+    def delete_queryset(self, request, queryset):
+        for rule in queryset:
+            detection_rule_delete(rule=rule)

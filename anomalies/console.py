@@ -9,7 +9,7 @@ from typing import Callable
 from django.db.models import Count
 
 from anomalies import selectors
-from anomalies.engine import DetectionConfig, SeriesState, detect, restart_at
+from anomalies.engine import SeriesState, detect, restart_at
 from anomalies.models import Anomaly
 from cloudwatchdog import svgchart
 from cloudwatchdog.timeutil import format_iso, to_us
@@ -138,19 +138,22 @@ class WhatIf:
     proposed_chart: str
 
 
-def what_if(*, tenant: Tenant, series_list: list[Series], days: int, proposed: DetectionConfig, now: datetime,
+def what_if(*, tenant: Tenant, series_list: list[Series], days: int, proposed_overrides: dict, now: datetime,
             ) -> list[WhatIf]:
-    """Replay the last `days` days of each series in memory under the current and the proposed settings.
+    """Replay the last `days` days of each series in memory under its current settings and under the
+    proposed tenant overrides, each series with its own rules on top either way (what saving them
+    would make of it; ValueError if they are not valid).
 
     Nothing is written: both runs start from the state rebuilt at the window's first UTC day
     boundary with their own configuration, and evaluate the same stored points."""
-    current = selectors.detection_config_for(tenant=tenant)
+    current = selectors.detection_configs_for(tenant=tenant, series=series_list)
+    proposed = selectors.detection_configs_for(tenant=tenant, series=series_list, tenant_overrides=proposed_overrides)
     start_us = restart_at(to_us(now - timedelta(days=days)))
     end = now
     results = []
     for series in series_list:
         outcomes = []
-        for config in (current, proposed):
+        for config in (current[series.id], proposed[series.id]):
             state = selectors.states_at(tenant=tenant, restart_us={series.id: start_us}, config=config).get(
                 series.id, SeriesState())
             _, ts, values = metrics_selectors.points_after(tenant=tenant, after_us={series.id: start_us - 1},

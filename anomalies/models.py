@@ -4,7 +4,7 @@ import uuid
 from django.db import models
 
 from anomalies.engine.config import severity_of
-from metrics.models import Series
+from metrics.models import NAME_MAX_BYTES, VALUE_MAX_BYTES, Series
 from tenants.models import TenantOwned
 
 
@@ -349,6 +349,50 @@ class Silence(TenantOwned):
 
     def matches(self, series, at) -> bool:
         return (self.start <= at < self.end and (not self.service or self.service == series.service)
+                and (not self.metric_name or self.metric_name == series.metric_name)
+                and (not self.resource_id or self.resource_id == series.resource_id)
+                and all(series.tags.get(k) == v for k, v in (self.tags or {}).items()))
+
+
+class DetectionRule(TenantOwned):
+    """Detection settings for the tenant's series that match it, as a CloudWatch alarm or a Datadog
+    monitor is per metric: a service, a metric name, a resource and tags, each empty (or {}) for any.
+
+    How a series' settings are made (anomalies.selectors.detection_configs_for): the engine's
+    defaults, then the tenant's overrides (Tenant.detection_config), then the overrides of every rule
+    matching the series, from the least specific to the most. A rule's specificity is how many
+    matchers it sets (service, metric_name, resource_id, and each tag counts one); ties go by id, the
+    newer rule last. So the most specific rule wins each setting it names, and a setting no rule
+    names keeps the tenant's value."""
+
+    name = models.CharField(max_length=200, help_text="What the rule is for, e.g. \"checkout latency: alert above "
+                            "only\".")
+    service = models.CharField(max_length=NAME_MAX_BYTES, blank=True,
+                               help_text="Match series of this service, exactly (empty: any).")
+    metric_name = models.CharField(max_length=NAME_MAX_BYTES, blank=True,
+                                   help_text="Match series of this metric, exactly (empty: any).")
+    resource_id = models.CharField(max_length=VALUE_MAX_BYTES, blank=True,
+                                   help_text="Match series of this resource, exactly (empty: any).")
+    tags = models.JSONField(default=dict, blank=True,
+                            help_text="Match series having all these tag values, e.g. {\"env\": \"prod\"} (empty: any).")
+    overrides = models.JSONField(
+        default=dict,
+        help_text="The detection settings for matching series (the fields of anomalies.engine.DetectionConfig), "
+        "e.g. {\"direction\": \"above\", \"residual_threshold\": 8, \"recovery_seconds\": 1800}; on top of the "
+        "tenant's overrides and of less specific rules. Apply to history with run_detection --replay.")
+    created_at = models.DateTimeField(auto_now_add=True, help_text="When the rule was made.")
+    updated_at = models.DateTimeField(auto_now=True, help_text="When the rule was last changed.")
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def specificity(self) -> int:
+        """How many matchers the rule sets: a more specific rule's settings win over a less specific one's."""
+        return bool(self.service) + bool(self.metric_name) + bool(self.resource_id) + len(self.tags or {})
+
+    def matches(self, series) -> bool:
+        return ((not self.service or self.service == series.service)
                 and (not self.metric_name or self.metric_name == series.metric_name)
                 and (not self.resource_id or self.resource_id == series.resource_id)
                 and all(series.tags.get(k) == v for k, v in (self.tags or {}).items()))

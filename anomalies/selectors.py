@@ -2,21 +2,23 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 
 from django.db import connection
 
 from anomalies.engine import DetectionConfig, SeriesState, expected_band, restart_at, state_from_history
 from anomalies.models import (
     ANOMALY_TABLE, BASELINE_TABLE, DETECTION_STATE_TABLE, INCIDENT_TABLE, Anomaly, AnomalyEvent, Baseline, Channel, DeliveryAttempt,
-    DetectionRun, Incident, IncidentEvent, Notification, SeriesMute, Silence,
+    DetectionRule, DetectionRun, Incident, IncidentEvent, Notification, SeriesMute, Silence,
 )
 from metrics import counters
 from metrics import selectors as metrics_selectors
+from metrics.models import Series
 from cloudwatchdog.timeutil import format_iso, from_us, to_us
 from tenants.models import TENANT_TABLE, Tenant
 
@@ -24,6 +26,88 @@ from tenants.models import TENANT_TABLE, Tenant
 def detection_config_for(*, tenant: Tenant) -> DetectionConfig:
     """The default configuration with the tenant's overrides."""
     return DetectionConfig.from_overrides(tenant.detection_config)
+
+
+def detection_configs_for(*, tenant: Tenant, series: Iterable[Series],
+                          tenant_overrides: dict | None = None) -> dict[int, DetectionConfig]:
+    """Each series' configuration, by series id: the defaults, the tenant's overrides (or
+    `tenant_overrides`, to preview other ones), then the overrides of the tenant's rules that match
+    it, least specific first (DetectionRule).
+
+    One query for the rules whatever the number of series, and one DetectionConfig for each distinct
+    set of matching rules, shared by every series it applies to. Raises ValueError if stored
+    overrides no longer pass the engine's checks, as detection_config_for does."""
+    base = (tenant.detection_config if tenant_overrides is None else tenant_overrides) or {}
+    rules = _RuleIndex(detection_rule_list(tenant=tenant))
+    configs: dict[tuple[DetectionRule, ...], DetectionConfig] = {(): DetectionConfig.from_overrides(base)}
+    by_series = {}
+    for one in series:
+        matching = rules.matching(one)
+        config = configs.get(matching)
+        if config is None:
+            merged = dict(base)
+            for rule in matching:
+                merged.update(rule.overrides)
+            config = configs[matching] = DetectionConfig.from_overrides(merged)
+        by_series[one.id] = config
+    return by_series
+
+
+def detection_configs_for_ids(*, tenant: Tenant, series_ids: Iterable[int]) -> dict[int, DetectionConfig]:
+    """detection_configs_for the tenant's series with these ids (an id of no series of the tenant is
+    left out): two queries, the series' names and the rules."""
+    series = (metrics_selectors.series_list(tenant=tenant).filter(id__in=list(series_ids))
+              .only("id", "service", "metric_name", "resource_id", "tags"))
+    return detection_configs_for(tenant=tenant, series=series)
+
+
+def detection_rules_for(*, tenant: Tenant, series: Series) -> list[DetectionRule]:
+    """The tenant's rules that match the series, in the order they apply (the last wins)."""
+    return list(_RuleIndex(detection_rule_list(tenant=tenant)).matching(series))
+
+
+class _RuleIndex:
+    """A tenant's rules by (service, metric_name), empty for any, in the order they apply: a series
+    looks in four buckets instead of at every rule."""
+
+    def __init__(self, rules: list[DetectionRule]):
+        self.buckets: dict[tuple[str, str], list[DetectionRule]] = {}
+        self.order = {}
+        for position, rule in enumerate(sorted(rules, key=lambda r: (r.specificity, r.id))):
+            self.order[rule.id] = position
+            self.buckets.setdefault((rule.service, rule.metric_name), []).append(rule)
+
+    def matching(self, series) -> tuple[DetectionRule, ...]:
+        if not self.buckets:
+            return ()
+        keys = {(series.service, series.metric_name), (series.service, ""), ("", series.metric_name), ("", "")}
+        found = [rule for key in keys for rule in self.buckets.get(key, ()) if rule.matches(series)]
+        return tuple(sorted(found, key=lambda rule: self.order[rule.id]))
+
+
+def detection_rule_list(*, tenant: Tenant) -> list[DetectionRule]:
+    return list(DetectionRule.objects.for_tenant(tenant).order_by("id"))
+
+
+def detection_rule_get(*, tenant: Tenant, rule_id: int) -> DetectionRule | None:
+    return DetectionRule.objects.for_tenant(tenant).filter(id=rule_id).first()
+
+
+def detection_rule_series_matched(*, tenant: Tenant, rules: list[DetectionRule]) -> dict[int, int]:
+    """How many of the tenant's series each rule matches, by rule id, in one pass over its series."""
+    if not rules:
+        return {}
+    counts = {}
+    for rule in rules:
+        conditions = Q()
+        for matcher in ("service", "metric_name", "resource_id"):
+            if getattr(rule, matcher):
+                conditions &= Q(**{matcher: getattr(rule, matcher)})
+        if rule.tags:
+            conditions &= Q(tags__contains=rule.tags)
+        counts[f"rule_{rule.id}"] = Count("id", filter=conditions) if conditions else Count("id")
+    totals = metrics_selectors.series_list(tenant=tenant).order_by().aggregate(**counts)
+    return {rule.id: totals[f"rule_{rule.id}"] for rule in rules}
 
 
 def states_at(*, tenant: Tenant, restart_us: dict[int, int], config: DetectionConfig) -> dict[int, SeriesState]:

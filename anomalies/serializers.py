@@ -1,4 +1,6 @@
 """Input and output shapes of the anomalies endpoints."""
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from anomalies.models import Anomaly, Baseline
@@ -297,3 +299,56 @@ class SilenceSerializer(serializers.Serializer):
 
 class SilencePageSerializer(serializers.Serializer):
     results = SilenceSerializer(many=True)
+
+
+class DetectionRuleWriteSerializer(serializers.Serializer):
+    """A detection rule as created or changed (PATCH: the fields given; tags and overrides are replaced
+    whole). An override the engine refuses is a 400 naming it."""
+
+    name = serializers.CharField(max_length=200)
+    service = serializers.CharField(max_length=1024, required=False, allow_blank=True, default="", trim_whitespace=False,
+                                    help_text="match series of this service (empty: any)")
+    metric_name = serializers.CharField(max_length=1024, required=False, allow_blank=True, default="", trim_whitespace=False,
+                                        help_text="match series of this metric (empty: any)")
+    resource_id = serializers.CharField(max_length=2048, required=False, allow_blank=True, default="", trim_whitespace=False,
+                                        help_text="match series of this resource (empty: any)")
+    tags = serializers.DictField(child=serializers.CharField(max_length=2048, trim_whitespace=False), required=False,
+                                 default=dict,
+                                 help_text="match series having all these tag values (empty: any)")
+    overrides = serializers.DictField(
+        help_text="detection settings for the matching series (the fields of DetectionConfig), e.g. "
+        "{\"direction\": \"above\", \"residual_threshold\": 8}")
+
+
+class DetectionRuleSerializer(serializers.Serializer):
+    """A detection rule: the series it matches and the settings it gives them."""
+
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    service = serializers.CharField()
+    metric_name = serializers.CharField()
+    resource_id = serializers.CharField()
+    tags = serializers.DictField(child=serializers.CharField())
+    overrides = serializers.DictField()
+    specificity = serializers.IntegerField(
+        help_text="how many matchers it sets (service, metric_name, resource_id, one per tag): the settings of the "
+        "most specific matching rule win, ties going to the newer rule")
+    series_matched = serializers.SerializerMethodField(help_text="how many of the tenant's series it matches now")
+    created_at = TimestampField()
+    updated_at = TimestampField()
+
+    @extend_schema_field(OpenApiTypes.INT)
+    def get_series_matched(self, rule) -> int:
+        # Counted by the view for all the rules it answers at once (one query), passed in the context.
+        return self.context["series_matched"][rule.id]
+
+
+class DetectionRulePageSerializer(serializers.Serializer):
+    results = DetectionRuleSerializer(many=True)
+
+
+class SeriesDetectionConfigSerializer(serializers.Serializer):
+    series_id = serializers.IntegerField()
+    config = serializers.DictField(help_text="every detection setting the series runs with")
+    rules = serializers.ListField(child=serializers.IntegerField(),
+                                  help_text="ids of the rules that apply to it, in the order they apply (the last wins)")

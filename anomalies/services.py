@@ -34,7 +34,8 @@ from anomalies import selectors as anomalies_selectors
 from anomalies.selectors import detection_config_for
 from anomalies.engine import DetectionConfig, Finding, SeriesState, detect_many, reason_sentence, restart_at
 from anomalies.models import (
-    ANOMALY_TABLE, BASELINE_TABLE, DETECTION_STATE_TABLE, Anomaly, AnomalyEvent, Baseline, DetectionRun, SeriesMute,
+    ANOMALY_TABLE, BASELINE_TABLE, DETECTION_STATE_TABLE, Anomaly, AnomalyEvent, Baseline, DetectionRule, DetectionRun,
+    SeriesMute,
 )
 from cloudwatchdog import pgcopy, telemetry
 from metrics import selectors as metrics_selectors
@@ -694,3 +695,103 @@ def detection_runs_prune(*, older_than: timedelta = timedelta(days=7), now: date
         .delete()
     )
     return deleted
+
+
+RULE_ADVISORY_NAMESPACE = 7_308  # serializes a tenant's rule creations, so its rule limit holds
+RULE_FIELDS = ("name", "service", "metric_name", "resource_id", "tags", "overrides")
+# No series has more tags, or longer tag names or values, than a tenant's limits may ever allow, so a
+# rule beyond these could match nothing.
+RULE_MAX_TAGS = settings.TENANT_LIMIT_CEILINGS["MAX_TAGS"]
+RULE_MAX_TAG_NAME = settings.TENANT_LIMIT_CEILINGS["MAX_NAME_BYTES"]
+RULE_MAX_TAG_VALUE = settings.TENANT_LIMIT_CEILINGS["MAX_VALUE_BYTES"]
+
+
+class DetectionRuleInvalid(ValueError):
+    """A rule refused: `errors` names each field at fault and why."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        super().__init__("; ".join(f"{field}: {', '.join(reasons)}" for field, reasons in errors.items()))
+        self.errors = errors
+
+
+def _text_problem(text: str) -> str | None:
+    # PostgreSQL stores neither NUL (in jsonb or text) nor a lone surrogate (not UTF-8).
+    if "\x00" in text:
+        return "must not contain NUL characters"
+    if any("\ud800" <= c <= "\udfff" for c in text):
+        return "must not contain lone surrogates (not UTF-8)"
+    return None
+
+
+def _printable(text: str) -> str:
+    """`text` safe to answer with: a lone surrogate of the input would break the JSON answer's UTF-8."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def detection_rule_errors(*, tags, overrides) -> dict[str, list[str]]:
+    """Why a rule's tags or overrides cannot be stored, by field (empty: they can): tags a flat object
+    of bounded strings, overrides settings the engine accepts."""
+    errors = {}
+    if not isinstance(tags, dict):
+        errors["tags"] = ["must be an object of tag name: value strings"]
+    elif len(tags) > RULE_MAX_TAGS:
+        errors["tags"] = [f"has {len(tags)} tags; the most a rule may have is {RULE_MAX_TAGS}"]
+    else:
+        for key, value in tags.items():
+            if not isinstance(key, str) or not key:
+                problem = "tag names must be non-empty strings"
+            elif not isinstance(value, str):
+                problem = "tag values must be strings"
+            elif len(key) > RULE_MAX_TAG_NAME or len(value) > RULE_MAX_TAG_VALUE:
+                problem = (f"tag names may have at most {RULE_MAX_TAG_NAME} characters, values "
+                           f"{RULE_MAX_TAG_VALUE}")
+            else:
+                problem = _text_problem(key) or _text_problem(value)
+            if problem:
+                errors["tags"] = [problem]
+                break
+    if not isinstance(overrides, dict) or not overrides:
+        errors["overrides"] = ["must be an object of at least one setting: value pair, e.g. {\"direction\": \"above\"}"]
+    elif not all(isinstance(name, str) for name in overrides):
+        errors["overrides"] = ["setting names must be strings"]
+    else:
+        try:
+            DetectionConfig.from_overrides(overrides)
+        except ValueError as error:
+            errors["overrides"] = [_printable(str(error))]
+    return errors
+
+
+def detection_rule_create(*, tenant: Tenant, data: dict) -> DetectionRule:
+    """A tenant's new rule, if its tags and overrides are valid and the tenant is under
+    DETECTION_RULES_PER_TENANT (DetectionRuleInvalid says why not); it applies from the next run."""
+    values = {name: data[name] for name in RULE_FIELDS if name in data}
+    errors = detection_rule_errors(tags=values.get("tags", {}), overrides=values.get("overrides", {}))
+    if errors:
+        raise DetectionRuleInvalid(errors)
+    most_rules = settings.CLOUDWATCHDOG["DETECTION_RULES_PER_TENANT"]
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [RULE_ADVISORY_NAMESPACE, tenant.id])
+        if DetectionRule.objects.for_tenant(tenant).count() >= most_rules:
+            raise DetectionRuleInvalid({"detection_rules": [
+                f"this tenant has {most_rules} rules, the most it may have (DETECTION_RULES_PER_TENANT); "
+                "delete or widen one first"]})
+        return DetectionRule.objects.create(tenant=tenant, **values)
+
+
+def detection_rule_update(*, rule: DetectionRule, data: dict) -> DetectionRule:
+    """Change the fields given (overrides and tags are replaced whole, not merged); DetectionRuleInvalid
+    says why not. It applies from the next run."""
+    changes = {name: data[name] for name in RULE_FIELDS if name in data}
+    errors = detection_rule_errors(tags=changes.get("tags", rule.tags), overrides=changes.get("overrides", rule.overrides))
+    if errors:
+        raise DetectionRuleInvalid(errors)
+    for name, value in changes.items():
+        setattr(rule, name, value)
+    rule.save()
+    return rule
+
+
+def detection_rule_delete(*, rule: DetectionRule) -> None:
+    rule.delete()

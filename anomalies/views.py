@@ -1,4 +1,4 @@
-"""HTTP endpoints of detection: process/run, runs, anomalies, baselines."""
+"""HTTP endpoints of detection: process/run, runs, anomalies, baselines, detection rules."""
 
 from django.conf import settings
 from django.db.models import Q
@@ -9,7 +9,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from anomalies import selectors, serializers
-from anomalies.services import QueueUnavailable, RunInProgress, anomaly_status_set, detection_run, detection_run_enqueue
+from anomalies.services import (
+    DetectionRuleInvalid, QueueUnavailable, RunInProgress, anomaly_status_set, detection_rule_create, detection_rule_delete,
+    detection_rule_update, detection_run, detection_run_enqueue,
+)
 from cloudwatchdog.api import MAX_ID, cursor_id, cursor_time, keyset_page, query_params, window
 from cloudwatchdog.errors import ApiError
 from cloudwatchdog.schema import ErrorSerializer
@@ -180,3 +183,100 @@ class BaselineListView(APIView):
             band = selectors.baseline_band(tenant=tenant, series_id=params["series_id"], start=start, end=end)
             body["band"] = [{**p, "timestamp": format_iso(p["timestamp"])} for p in band]
         return Response(body)
+
+
+def _rules_answer(tenant, rules: list, *, many: bool = True) -> dict:
+    """The rules as answered, each with how many of the tenant's series it matches (one query for all)."""
+    counts = selectors.detection_rule_series_matched(tenant=tenant, rules=rules)
+    data = serializers.DetectionRuleSerializer(rules, many=True, context={"series_matched": counts}).data
+    return {"results": data} if many else data[0]
+
+
+def _rule_or_404(tenant, rule_id: int):
+    rule = selectors.detection_rule_get(tenant=tenant, rule_id=rule_id) if rule_id <= MAX_ID else None
+    if rule is None:
+        raise ApiError(404, "No such detection rule.")
+    return rule
+
+
+def _refused(invalid: DetectionRuleInvalid) -> ApiError:
+    field, reasons = next(iter(invalid.errors.items()))
+    return ApiError(400, f"Invalid input: {field} {reasons[0]}.", invalid.errors)
+
+
+RULES_DESCRIPTION = (
+    "A rule gives detection settings (`overrides`, the fields of DetectionConfig) to the tenant's series that match "
+    "its `service`, `metric_name`, `resource_id` and `tags` (each empty for any). A series runs with the defaults, "
+    "then the tenant's overrides, then every matching rule's overrides from the least specific to the most "
+    "(`specificity`; ties by id), so the most specific rule wins each setting it names. Changes apply from the next "
+    "detection run; replay to apply them to history.")
+
+
+class DetectionRuleListView(APIView):
+    @extend_schema(operation_id="detection_rules_list", summary="List the detection rules",
+                   description="The tenant's detection rules, oldest first. " + RULES_DESCRIPTION,
+                   responses=serializers.DetectionRulePageSerializer)
+    def get(self, request):
+        tenant = request.user.tenant
+        return Response(_rules_answer(tenant, selectors.detection_rule_list(tenant=tenant)))
+
+    @extend_schema(operation_id="detection_rule_create", summary="Create a detection rule",
+                   description="Needs scope all; at most DETECTION_RULES_PER_TENANT (200) rules a tenant. A setting "
+                   "the engine refuses is a 400 naming it. " + RULES_DESCRIPTION,
+                   request=serializers.DetectionRuleWriteSerializer,
+                   responses={201: serializers.DetectionRuleSerializer})
+    def post(self, request):
+        tenant = request.user.tenant
+        data = serializers.DetectionRuleWriteSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            rule = detection_rule_create(tenant=tenant, data=data.validated_data)
+        except DetectionRuleInvalid as invalid:
+            raise _refused(invalid) from None
+        return Response(_rules_answer(tenant, [rule], many=False), status=status.HTTP_201_CREATED)
+
+
+class DetectionRuleDetailView(APIView):
+    @extend_schema(operation_id="detection_rule_read", summary="Read a detection rule",
+                   description="One rule of the tenant, with how many series it matches.",
+                   responses=serializers.DetectionRuleSerializer)
+    def get(self, request, rule_id):
+        tenant = request.user.tenant
+        return Response(_rules_answer(tenant, [_rule_or_404(tenant, rule_id)], many=False))
+
+    @extend_schema(operation_id="detection_rule_update", summary="Change a detection rule",
+                   description="Needs scope all. The fields given replace the rule's (`tags` and `overrides` "
+                   "whole, not merged).", request=serializers.DetectionRuleWriteSerializer,
+                   responses=serializers.DetectionRuleSerializer)
+    def patch(self, request, rule_id):
+        tenant = request.user.tenant
+        rule = _rule_or_404(tenant, rule_id)
+        data = serializers.DetectionRuleWriteSerializer(rule, data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        try:
+            rule = detection_rule_update(rule=rule, data=data.validated_data)
+        except DetectionRuleInvalid as invalid:
+            raise _refused(invalid) from None
+        return Response(_rules_answer(tenant, [rule], many=False))
+
+    @extend_schema(operation_id="detection_rule_delete", summary="Delete a detection rule",
+                   description="Needs scope all; its series run with the remaining settings from the next run.",
+                   responses={204: OpenApiResponse(description="Deleted.")})
+    def delete(self, request, rule_id):
+        detection_rule_delete(rule=_rule_or_404(request.user.tenant, rule_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SeriesDetectionConfigView(APIView):
+    @extend_schema(operation_id="series_detection_config", summary="The detection settings of a series",
+                   description="Every setting the series runs with (defaults, the tenant's overrides, its rules) and "
+                   "the ids of the rules that apply to it, in the order they apply.",
+                   responses=serializers.SeriesDetectionConfigSerializer)
+    def get(self, request, series_id):
+        tenant = request.user.tenant
+        series = series_get(tenant=tenant, series_id=series_id) if series_id <= MAX_ID else None
+        if series is None:
+            raise ApiError(404, "No such series.")
+        config = selectors.detection_configs_for(tenant=tenant, series=[series])[series.id]
+        rules = selectors.detection_rules_for(tenant=tenant, series=series)
+        return Response({"series_id": series.id, "config": config.as_dict(), "rules": [rule.id for rule in rules]})

@@ -173,7 +173,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["tenants.drf.HasTenantScope"],
     "DEFAULT_THROTTLE_CLASSES": ["tenants.drf.TenantRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["cloudwatchdog.api.JSONParser"],
     "EXCEPTION_HANDLER": "cloudwatchdog.errors.json_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "cloudwatchdog.schema.ApiAutoSchema",
     "UNAUTHENTICATED_USER": None,
@@ -246,6 +246,8 @@ CLOUDWATCHDOG = {
     "DETECTION_PROCESSES": env.int("DETECTION_PROCESSES", default=os.cpu_count() or 1),
     "DETECTION_PARALLEL_MIN_POINTS": env.int("DETECTION_PARALLEL_MIN_POINTS", default=200_000),
     "RETENTION_DAYS": env.int("RETENTION_DAYS", default=None),
+    # Per-metric detection settings (anomalies.models.DetectionRule): every run reads all of a tenant's.
+    "DETECTION_RULES_PER_TENANT": env.int("DETECTION_RULES_PER_TENANT", default=200),
 }
 # The limits a tenant may override, and the most each may be: the string limits are the widths
 # of metrics_series' columns (metrics.models), which a larger override could not store.

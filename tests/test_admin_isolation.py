@@ -8,8 +8,8 @@ from django.contrib import admin
 from django.contrib.auth.models import Permission, User
 from django.test import Client
 
-from anomalies.models import Anomaly, Baseline, DetectionRun
-from anomalies.services import detection_run
+from anomalies.models import Anomaly, Baseline, DetectionRule, DetectionRun
+from anomalies.services import detection_rule_create, detection_run
 from conftest import steady_then_spike
 from metrics.models import Series
 from metrics.services import points_ingest
@@ -17,7 +17,7 @@ from tenants.models import ApiKey, TenantStaff
 from tenants.services import api_key_issue, tenant_create
 
 B_SECRETS = ["bravo-secret-slug", "Bravo Secret Name", "bravo-service-secret", "bravo-metric-secret",
-             "bravo-resource-secret", "bravo-key-secret", "bravo-tag-secret"]
+             "bravo-resource-secret", "bravo-key-secret", "bravo-tag-secret", "bravo-rule-secret"]
 
 
 def _plant(slug, name, prefix):
@@ -28,6 +28,8 @@ def _plant(slug, name, prefix):
         resource_id=f"{prefix}-resource-secret", tags={"team": f"{prefix}-tag-secret"}))
     detection_run(tenant=tenant, trigger="command")
     assert Anomaly.objects.for_tenant(tenant).exists()
+    detection_rule_create(tenant=tenant, data={"name": f"{prefix}-rule-secret", "metric_name": f"{prefix}-metric-secret",
+                                               "tags": {"team": f"{prefix}-tag-secret"}, "overrides": {"direction": "above"}})
     return tenant
 
 
@@ -49,6 +51,7 @@ def _objects_of(tenant):
         Anomaly: Anomaly.objects.for_tenant(tenant).first(),
         Baseline: Baseline.objects.for_tenant(tenant).first(),
         DetectionRun: DetectionRun.objects.for_tenant(tenant).first(),
+        DetectionRule: DetectionRule.objects.for_tenant(tenant).first(),
         ApiKey: ApiKey.objects.for_tenant(tenant).first(),
         type(tenant): tenant,
     }

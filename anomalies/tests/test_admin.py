@@ -70,6 +70,7 @@ def test_the_admin_refuses_unknown_detection_settings_and_saves_valid_ones(make_
     refused = client.post(url, {**form, "detection_config": '{"threshold": 9}'})
     assert refused.status_code == 200 and b"unknown detection setting(s): threshold" in refused.content
     for hostile, says in (('{"sensitivity": "nan"}', b"sensitivity must be a finite number"),
+                          ('{"\\ud800": 1}', b"unknown detection setting(s): \\ud800"),
                           ('{"sensitivity": 1' + "0" * 400 + '}', b"sensitivity must be a float"),
                           ('{"recurring_jitter_seconds": 86400}', b"recurring_jitter_seconds must be at most 21600")):
         refused = client.post(url, {**form, "detection_config": hostile})
