@@ -385,7 +385,7 @@ class SeriesConsoleAdmin(SeriesAdmin):
             **self.admin_site.each_context(request), "opts": self.opts, "title": str(series), "series": series,
             "chart": chart, "range": range_key, "ranges": list(console.RANGES),
             "baseline": selectors.baseline_list(tenant=tenant, series_id=series.id).first(),
-            "warm_points": selectors.detection_config_for(tenant=tenant).min_points,
+            "warm_points": selectors.detection_configs_for(tenant=tenant, series=[series])[series.id].min_points,
             "mutes": selectors.series_mutes(tenant=tenant, series_id=series.id), "can_mute": can_mute,
         }
         return TemplateResponse(request, "admin/console/series.html", context)

@@ -154,7 +154,7 @@ def what_if(*, tenant: Tenant, series_list: list[Series], days: int, proposed_ov
     for series in series_list:
         outcomes = []
         for config in (current[series.id], proposed[series.id]):
-            state = selectors.states_at(tenant=tenant, restart_us={series.id: start_us}, config=config).get(
+            state = selectors.states_at(tenant=tenant, restart_us={series.id: start_us}, configs={series.id: config}).get(
                 series.id, SeriesState())
             _, ts, values = metrics_selectors.points_after(tenant=tenant, after_us={series.id: start_us - 1},
                                                            until_us={series.id: to_us(end)})

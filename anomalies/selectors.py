@@ -110,12 +110,14 @@ def detection_rule_series_matched(*, tenant: Tenant, rules: list[DetectionRule])
     return {rule.id: totals[f"rule_{rule.id}"] for rule in rules}
 
 
-def states_at(*, tenant: Tenant, restart_us: dict[int, int], config: DetectionConfig) -> dict[int, SeriesState]:
+def states_at(*, tenant: Tenant, restart_us: dict[int, int], configs: dict[int, DetectionConfig]) -> dict[int, SeriesState]:
     """Each series' engine state just before its restart time (a UTC day boundary), rebuilt from
-    the stored points and anomalies before it, for re-evaluations, replays and band drawing."""
+    the stored points and anomalies before it with its settings (`configs`), for re-evaluations,
+    replays and band drawing."""
     if not restart_us:
         return {}
-    history = metrics_selectors.points_before(tenant=tenant, before_us=restart_us, count=2 * config.window_points + 1)
+    window = max(configs[series_id].window_points for series_id in restart_us)
+    history = metrics_selectors.points_before(tenant=tenant, before_us=restart_us, count=2 * window + 1)
     by_series: dict[int, tuple[list, list]] = {}
     for series_id, ts, value in history:
         series_ts, series_values = by_series.setdefault(series_id, ([], []))
@@ -143,7 +145,7 @@ def states_at(*, tenant: Tenant, restart_us: dict[int, int], config: DetectionCo
         alarms = recorded.get(series_id, _RecordedAlarms())
         states[series_id] = state_from_history(
             history_ts=series_ts, history_values=series_values, first_ts_us=first[series_id],
-            lowest_before=lowest, highest_before=highest, alerts_before=alarms.alerts, config=config,
+            lowest_before=lowest, highest_before=highest, alerts_before=alarms.alerts, config=configs[series_id],
             excursions_from=SeriesState.from_bytes(checkpoints[series_id]) if series_id in checkpoints else None,
             alarm_since_us=alarms.since_us, alarm_peak=alarms.peak, recovered_us=alarms.recovered_us,
         )
@@ -284,9 +286,9 @@ def baseline_band(*, tenant: Tenant, series_id: int, start: datetime, end: datet
     Computed by the same engine as detection, from the history before `start`'s UTC day, so it
     matches what the residual detector compared each point with.
     """
-    config = detection_config_for(tenant=tenant)
+    config = detection_configs_for_ids(tenant=tenant, series_ids=[series_id])[series_id]
     day_start = restart_at(to_us(start))
-    state = states_at(tenant=tenant, restart_us={series_id: day_start}, config=config)[series_id]
+    state = states_at(tenant=tenant, restart_us={series_id: day_start}, configs={series_id: config})[series_id]
     _, ts, values = metrics_selectors.points_after(tenant=tenant, after_us={series_id: day_start - 1},
                                                    until_us={series_id: to_us(end)}, limit_per_series=max_points)
     ts, values = detection_input(tenant=tenant, points={series_id: (ts, values)},

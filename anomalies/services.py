@@ -31,7 +31,6 @@ from psycopg2.extras import execute_values
 
 from anomalies import alerting
 from anomalies import selectors as anomalies_selectors
-from anomalies.selectors import detection_config_for
 from anomalies.engine import DetectionConfig, Finding, SeriesState, detect_many, reason_sentence, restart_at
 from anomalies.models import (
     ANOMALY_TABLE, BASELINE_TABLE, DETECTION_STATE_TABLE, Anomaly, AnomalyEvent, Baseline, DetectionRule, DetectionRun,
@@ -323,16 +322,16 @@ def _plan(tenant: Tenant, baselines: dict[int, Baseline], series_ids: list[int],
 
 def _evaluate(*, tenant: Tenant, run: DetectionRun, replay_since: datetime | None, settle_seconds: float,
               shard: int | None = None) -> None:
-    config = detection_config_for(tenant=tenant)
     replay_us = to_us(replay_since) if replay_since is not None else None
     cutoff_us = to_us(timezone.now()) - int(settle_seconds * 1_000_000) if settle_seconds else None
     plans, newest = _watermarks_fix(tenant=tenant, replay_us=replay_us, cutoff_us=cutoff_us, shard=shard)
     new_points = _new_points_read(tenant=tenant, plans=plans, newest=newest)
+    configs = _configs_of(tenant, plans)
 
     # Phase 2: evaluate, then write anomalies, baselines and the run summary together.
     rebuild = {p.series_id: p.restart_us for p in plans if p.restart_us is not None}
     findings_by_series, states, points_processed = _detect(tenant=tenant, plans=plans, new_points=new_points,
-                                                           rebuild=rebuild, config=config)
+                                                           rebuild=rebuild, configs=configs)
     # Re-evaluation starts at a day boundary; a replay since T still only replaces anomalies from T on.
     replace_from = {sid: max(restart, replay_us) if replay_us is not None else restart for sid, restart in rebuild.items()}
     for series_id, since in replace_from.items():
@@ -340,7 +339,7 @@ def _evaluate(*, tenant: Tenant, run: DetectionRun, replay_since: datetime | Non
     with transaction.atomic(), connection.cursor() as cursor:
         created = _anomalies_write(cursor, tenant=tenant, run=run, findings_by_series=findings_by_series,
                                    rebuild=replace_from)
-        _baselines_write(cursor, tenant=tenant, states=states, config=config)
+        _baselines_write(cursor, tenant=tenant, states=states, configs=configs)
         # Incidents and their notifications commit with the anomalies that make them (the outbox).
         queued = alerting.incidents_sync(
             tenant=tenant, watermarks_us={p.series_id: newest[p.series_id] for p in plans},
@@ -353,6 +352,15 @@ def _evaluate(*, tenant: Tenant, run: DetectionRun, replay_since: datetime | Non
         run.points_processed = points_processed
         run.anomalies_created = created
         run.save()
+
+
+def _configs_of(tenant: Tenant, plans: list[_Plan]) -> dict[int, DetectionConfig]:
+    """Each planned series' settings: the tenant's, with the detection rules that match it."""
+    configs = anomalies_selectors.detection_configs_for_ids(tenant=tenant, series_ids=[p.series_id for p in plans])
+    missing = [p.series_id for p in plans if p.series_id not in configs]  # deleted while the run went on
+    if missing:
+        configs.update(dict.fromkeys(missing, anomalies_selectors.detection_config_for(tenant=tenant)))
+    return configs
 
 
 def _notifications_send_soon() -> None:
@@ -402,10 +410,10 @@ def _new_points_read(*, tenant: Tenant, plans: list[_Plan], newest: dict) -> dic
 
 
 def _detect(*, tenant: Tenant, plans: list[_Plan], new_points: dict, rebuild: dict[int, int],
-            config: DetectionConfig) -> tuple[dict, dict, int]:
+            configs: dict[int, DetectionConfig]) -> tuple[dict, dict, int]:
     """Run the engine over each plan's points from its checkpoint (or its state rebuilt from history);
     returns the findings and (state, snapshot) by series, and how many points were evaluated."""
-    rebuilt = anomalies_selectors.states_at(tenant=tenant, restart_us=rebuild, config=config)
+    rebuilt = anomalies_selectors.states_at(tenant=tenant, restart_us=rebuild, configs=configs)
     baselines = {b.series_id: b for b in Baseline.objects.for_tenant(tenant).filter(series_id__in=[p.series_id for p in plans])}
     jobs = []
     for plan in plans:
@@ -417,7 +425,7 @@ def _detect(*, tenant: Tenant, plans: list[_Plan], new_points: dict, rebuild: di
             state = SeriesState.from_bytes(baseline.checkpoint if baseline else None)
         jobs.append((state, ts, values))
     limits = settings.CLOUDWATCHDOG
-    results = detect_many(jobs, config, processes=limits["DETECTION_PROCESSES"],
+    results = detect_many(jobs, [configs[p.series_id] for p in plans], processes=limits["DETECTION_PROCESSES"],
                           min_points=limits["DETECTION_PARALLEL_MIN_POINTS"])
     findings_by_series, states = {}, {}
     counter_ids = metrics_selectors.counter_series_ids(tenant=tenant, series_ids=[p.series_id for p in plans])
@@ -582,14 +590,14 @@ _BASELINE_COLUMNS = (
 )
 
 
-def _baselines_write(cursor, *, tenant: Tenant, states: dict, config: DetectionConfig) -> None:
+def _baselines_write(cursor, *, tenant: Tenant, states: dict, configs: dict[int, DetectionConfig]) -> None:
     """Every evaluated series' baseline and checkpoint, through a binary COPY (a checkpoint is
     kilobytes; as a SQL literal it would be hex-escaped and parsed)."""
     rows = []
     for series_id, (state, snapshot) in states.items():
         rows.append((
             series_id, snapshot.status, "seasonal_median" if snapshot.seasonal else "trailing_median",
-            config.window_points, snapshot.samples, snapshot.median, snapshot.mad,
+            configs[series_id].window_points, snapshot.samples, snapshot.median, snapshot.mad,
             snapshot.scale, snapshot.lower, snapshot.upper, state.first_ts_us, orjson.dumps(snapshot.recurring).decode(),
             state.to_bytes(), snapshot.state, snapshot.state_since_us, snapshot.out_of_band,
             snapshot.interval_us / 1_000_000 if snapshot.interval_us is not None else None,

@@ -32,24 +32,27 @@ def _shutdown() -> None:
     _pools.clear()
 
 
-def _detect_shard(jobs: list, config: DetectionConfig) -> list:
-    return [detect(state, ts, values, config) for state, ts, values in jobs]
+def _detect_shard(jobs: list, configs: list[DetectionConfig]) -> list:
+    return [detect(state, ts, values, config) for (state, ts, values), config in zip(jobs, configs)]
 
 
-def detect_many(jobs: list, config: DetectionConfig, *, processes: int = 1, min_points: int = 200_000) -> list:
-    """`detect` for each (state, ts, values) job, results in the same order.
+def detect_many(jobs: list, config: DetectionConfig | list[DetectionConfig], *, processes: int = 1,
+                min_points: int = 200_000) -> list:
+    """`detect` for each (state, ts, values) job, with `config` or each job's own (a list as long as
+    `jobs`), results in the same order.
 
     With `processes` > 1 and at least `min_points` points in all, the jobs are split into shards
     of about equal points and evaluated by that many worker processes.
     """
+    configs = [config] * len(jobs) if isinstance(config, DetectionConfig) else list(config)
     total = sum(len(ts) for _, ts, _ in jobs)
     if processes <= 1 or total < min_points or len(jobs) < 2 or multiprocessing.current_process().daemon:
-        return _detect_shard(jobs, config)
+        return _detect_shard(jobs, configs)
     # Contiguous shards of about total / (4 × processes) points each, so a slow shard is not last alone.
     target = total / (4 * processes)
     shards, current, size = [], [], 0
-    for job in jobs:
-        current.append(job)
+    for index, job in enumerate(jobs):
+        current.append(index)
         size += len(job[1])
         if size >= target:
             shards.append(current)
@@ -58,10 +61,10 @@ def detect_many(jobs: list, config: DetectionConfig, *, processes: int = 1, min_
         shards.append(current)
     pool = _pool(processes)
     try:
-        futures = [pool.submit(_detect_shard, shard, config) for shard in shards]
+        futures = [pool.submit(_detect_shard, [jobs[i] for i in shard], [configs[i] for i in shard]) for shard in shards]
         return [result for future in futures for result in future.result()]
     except BrokenProcessPool:
         # A worker died (killed, out of memory): start afresh next time, and finish this pass here.
         _pools.pop(processes, None)
         pool.shutdown(wait=False, cancel_futures=True)
-        return _detect_shard(jobs, config)
+        return _detect_shard(jobs, configs)

@@ -215,7 +215,6 @@ def test_configs_for_thousands_of_series_cost_one_query(owner, django_assert_num
     assert configs[58].residual_threshold == 6.0 and configs[58].direction == "both"
 
 
-@pytest.mark.xfail(reason="needs per-series configs in detection_run", strict=False)
 def test_a_rule_watching_only_rises_keeps_its_metric_quiet_on_a_dip_and_other_metrics_alert(owner):
     owner.post(RULES, {"name": "latency: only above", "metric_name": "latency",
                        "overrides": {"direction": "above"}})
