@@ -526,28 +526,20 @@ class _Series:
         up_zero = down_zero = None
         alerted_run = -1 if s.run_alerted else None  # the run a flatline alert was raised in
         if len(points):
-            # The CUSUM restarts at each UTC day: at an eligible point whose day differs from the
-            # day of the point the CUSUM last saw.
-            seen_day = np.concatenate(([s.cusum_day], days[points[:-1]]))
-            new_day = (days[points] != seen_day).tolist()
-            clipped = np.clip(b.summed_z[points], -4.0, 4.0).tolist()
+            new_day, clipped = self._cusum_inputs(b, points)
             point_ts = b.ts[points]
             drift = c.cusum_drift
             range_votes, reach = self._screen_inputs(b, points)
             first = 0
             while first < len(points):
-                votes, limits = self._screen(b, points[first:], range_votes[first:], reach[first:])
-                votes, limits = votes.tolist(), limits.tolist()
-                worse = self._escalation_candidates(b, points[first:])
-                recovers_at = self._recovery_index(b, points, first)
+                votes, limits, worse, recovers_at = self._segment_screen(b, points, first, range_votes, reach)
                 alerted = None
                 for k in range(first, len(points)):
                     if k == recovers_at:
-                        # What the CUSUMs summed while the alarm held their alerts back was the alarm's.
                         self._alarm_end(int(point_ts[k]))
-                        up = down = 0.0
-                        up_zero = down_zero = k - 1
-                    if new_day[k]:
+                    # The CUSUMs restart with each day, and when an alarm ends: what they summed while
+                    # the alarm held their alerts back was the alarm's.
+                    if new_day[k] or k == recovers_at:
                         up = down = 0.0
                         up_zero = down_zero = k - 1
                     z = clipped[k]
@@ -581,6 +573,19 @@ class _Series:
         self._cusum_keep(up, down, point_ts if len(points) else None, up_zero, down_zero, int(days[-1]), last_seen)
         s.run_alerted = alerted_run is not None and alerted_run == int(b.run_id[-1])
         return findings
+
+    def _cusum_inputs(self, b: _Batch, points: np.ndarray) -> tuple[list, list]:
+        """Per eligible point: does the CUSUM restart there (its UTC day differs from the day of the
+        point the CUSUM last saw), and the z it adds (clipped at ±4)."""
+        seen_day = np.concatenate(([self.s.cusum_day], b.days[points[:-1]]))
+        return (b.days[points] != seen_day).tolist(), np.clip(b.summed_z[points], -4.0, 4.0).tolist()
+
+    def _segment_screen(self, b: _Batch, points: np.ndarray, first: int, range_votes, reach) -> tuple:
+        """For the eligible points from `first` on (until an alert changes the state): the screened
+        votes, the CUSUM limits, the escalation candidates, and where the alarm going on ends."""
+        votes, limits = self._screen(b, points[first:], range_votes[first:], reach[first:])
+        return (votes.tolist(), limits.tolist(), self._escalation_candidates(b, points[first:]),
+                self._recovery_index(b, points, first))
 
     def _escalation_candidates(self, b: _Batch, points: np.ndarray) -> list:
         """Per point: out of band and at least `escalation_factor` times as far from its expected value
@@ -659,27 +664,7 @@ class _Series:
         recent = b.recent[max(end - c.variance_points, 0):end].tolist()
         gain_now = self.gain(t)
         gain = 1.0 if breaks_through else gain_now
-        threshold = gain / c.sensitivity
-        value_range = highest - lowest
-        tolerance = c.range_tolerance * value_range
-        range_evidence = residual_evidence = 0.0
-        if value_range > 0:
-            reach = max(x - (highest + tolerance), (lowest - tolerance) - x)
-            if reach >= 0:
-                range_evidence = 1.0 + reach / max(tolerance, 1e-12)
-        if not b.recognised[i]:  # a recurring deviation is expected (a new extreme never is)
-            residual_evidence = abs(z) / (c.residual_threshold * threshold)
-            clear = c.residual_threshold * min(gain, _residual_gain_cap(c)) / c.sensitivity
-            if residual_evidence < 1.0 and abs(z) >= clear and self._rarity_counts(b, i, "residual")[0] <= CLEAR_AT_MOST:
-                residual_evidence = abs(z) / clear  # clear and rare: the gain does not hide it
-        cusum_evidence = (up if up > down else down) / (c.cusum_threshold * threshold)
-        variance_evidence = 0.0
-        if len(recent) == c.variance_points and not self._recent_recovery(b, i):
-            variance_evidence = (sum(recent) / c.variance_points) / (c.variance_threshold * threshold)
-        flatline_evidence = 0.0
-        if baseline.plain_mad > 0 and not run_alerted:
-            flatline_evidence = self.flatline_evidence(baseline, run_length, threshold)
-        evidence = (range_evidence, residual_evidence, cusum_evidence, variance_evidence, flatline_evidence)
+        evidence, tolerance = self._evidence(b, i, up, down, recent, baseline, run_alerted, gain)
         best = max(evidence)
         if best < 1.0:
             return None
@@ -710,6 +695,35 @@ class _Series:
         finding = self.finding(t, x, z, expected, evidence, strongest, gain, tolerance, previous_alert, baseline,
                                point, gain_now)
         return dataclasses.replace(finding, escalation=escalation, alarm_since_us=s.alarm_since_us), flatline
+
+    def _evidence(self, b: _Batch, i: int, up: float, down: float, recent: list, baseline: _Baseline,
+                  run_alerted: bool, gain: float) -> tuple[tuple, float]:
+        """Each detector's evidence at point i against its threshold times `gain` (≥ 1 votes), and the
+        range detector's tolerance."""
+        c = self.c
+        x, z = float(b.xs[i]), float(b.z[i])
+        lowest, highest = float(b.lowest_before[i]), float(b.highest_before[i])
+        threshold = gain / c.sensitivity
+        value_range = highest - lowest
+        tolerance = c.range_tolerance * value_range
+        range_evidence = residual_evidence = 0.0
+        if value_range > 0:
+            reach = max(x - (highest + tolerance), (lowest - tolerance) - x)
+            if reach >= 0:
+                range_evidence = 1.0 + reach / max(tolerance, 1e-12)
+        if not b.recognised[i]:  # a recurring deviation is expected (a new extreme never is)
+            residual_evidence = abs(z) / (c.residual_threshold * threshold)
+            clear = c.residual_threshold * min(gain, _residual_gain_cap(c)) / c.sensitivity
+            if residual_evidence < 1.0 and abs(z) >= clear and self._rarity_counts(b, i, "residual")[0] <= CLEAR_AT_MOST:
+                residual_evidence = abs(z) / clear  # clear and rare: the gain does not hide it
+        cusum_evidence = (up if up > down else down) / (c.cusum_threshold * threshold)
+        variance_evidence = 0.0
+        if len(recent) == c.variance_points and not self._recent_recovery(b, i):
+            variance_evidence = (sum(recent) / c.variance_points) / (c.variance_threshold * threshold)
+        flatline_evidence = 0.0
+        if baseline.plain_mad > 0 and not run_alerted:
+            flatline_evidence = self.flatline_evidence(baseline, int(b.run_length[i]), threshold)
+        return (range_evidence, residual_evidence, cusum_evidence, variance_evidence, flatline_evidence), tolerance
 
     def _recent_recovery(self, b: _Batch, i: int) -> bool:
         """Did an alarm end within the variance detector's last points? Their deviations were the alarm's."""
