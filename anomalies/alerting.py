@@ -24,8 +24,8 @@ from datetime import datetime, timedelta
 import orjson
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max
-from django.db.models.functions import Mod
+from django.db.models import Max, Value
+from django.db.models.functions import Greatest, Mod
 from django.urls import reverse
 from django.utils import timezone
 from standardwebhooks import Webhook
@@ -372,6 +372,9 @@ def _no_data_resolved(tenant: Tenant) -> list[_Change]:
         returned = max(from_us(int(times[0])), incident.started_at) if len(times) else timezone.now()
         previous = incident.status
         incident.resolved_at, incident.status = returned, Incident.STATUS_RESOLVED
+        # Back to ok: since its points came back, not since its last alarm ended.
+        Baseline.objects.for_tenant(tenant).filter(series_id=incident.series_id, state=Baseline.STATE_OK).update(
+            state_since=Greatest("state_since", Value(returned)))
         changes.append(_Change(incident, False, previous, [("resolved", format_iso(returned))]))
     return changes
 

@@ -210,7 +210,7 @@ def test_a_series_that_goes_silent_opens_a_no_data_incident_resolved_when_it_rep
     [incident] = series.incidents()
     assert (incident["status"], incident["resolved_at"]) == ("resolved", _iso(back))
     assert series.events() == ["incident.opened", "incident.resolved"]
-    assert series.baseline()["state"] == "ok"
+    assert (series.baseline()["state"], series.baseline()["state_since"]) == ("ok", _iso(back))
 
 
 def test_no_data_alerts_can_be_turned_off_and_a_series_silent_long_ago_pages_nobody(make_tenant, httpserver):
