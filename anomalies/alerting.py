@@ -80,9 +80,11 @@ def incidents_sync(*, tenant: Tenant, watermarks_us: dict[int, int], found: set[
     for series_id in series_ids:
         snapshot = alarms.get(series_id)
         for group in _groups(by_series.get(series_id, [])):
-            incident = existing.pop((series_id, group.start), None)
             watermark = from_us(watermarks_us[series_id])
+            incident = existing.pop((series_id, group.start), None)
             resolved_at, out_of_band = _alarm_ending(snapshot, group, incident, watermark)
+            if incident is None:
+                incident = _moved(existing, series_id, group.start, resolved_at)
             lasted = (resolved_at or watermark) - group.start
             severity = _duration_severity(lasted, earlier.setdefault(series_id, []), group.start)
             changes.append(_incident_change(tenant, series_id, incident, group, resolved_at, out_of_band,
@@ -92,6 +94,17 @@ def incidents_sync(*, tenant: Tenant, watermarks_us: dict[int, int], found: set[
     # What is left no anomaly makes any more (a replay changed history).
     Incident.objects.for_tenant(tenant).filter(id__in=[i.id for i in existing.values()]).delete()
     return _changes_write(tenant, changes)
+
+
+def _moved(existing: dict, series_id: int, start: datetime, end: datetime | None) -> Incident | None:
+    """An incident of the series whose alarm now begins earlier (a late point re-evaluated put the series in
+    alarm before it): the one that began within this alarm keeps its id, its notifications and who
+    acknowledged it; it takes the new start."""
+    for key, incident in sorted(existing.items(), key=lambda item: item[0][1]):
+        if key[0] == series_id and start <= key[1] and (end is None or key[1] < end):
+            del existing[key]
+            return incident
+    return None
 
 
 def _regroup_since(tenant: Tenant, series_ids: list[int], replaced_from_us: dict[int, int]) -> dict[int, datetime | None]:
@@ -230,12 +243,13 @@ def _incident_change(tenant: Tenant, series_id: int, incident: Incident | None, 
     incident.last_anomaly_at, incident.resolved_at, incident.status = group.last.ts, resolved_at, status
     incident.peak_severity, incident.peak_score, incident.reason = peak_severity, peak.score, reason
     incident.anomaly_count, incident.out_of_band = len(group.anomalies), out_of_band
+    incident.started_at = group.start
     changed = is_new or before != [getattr(incident, name) for name in _INCIDENT_FIELDS[:-1]]
     return _Change(incident, is_new, previous_status, events, changed)
 
 
-_INCIDENT_FIELDS = ["last_anomaly_at", "resolved_at", "status", "peak_severity", "peak_score", "reason",
-                    "anomaly_count", "out_of_band", "updated_at"]
+_INCIDENT_FIELDS = ["started_at", "last_anomaly_at", "resolved_at", "status", "peak_severity", "peak_score",
+                    "reason", "anomaly_count", "out_of_band", "updated_at"]
 
 
 def _changes_write(tenant: Tenant, changes: list[_Change]) -> int:

@@ -532,7 +532,8 @@ class _Series:
             range_votes, reach = self._screen_inputs(b, points)
             first = 0
             while first < len(points):
-                votes, limits, worse, recovers_at = self._segment_screen(b, points, first, range_votes, reach)
+                votes, limits, worse, recovers_at = self._segment_screen(b, points, first, range_votes, reach,
+                                                                         alerted_run)
                 alerted = None
                 for k in range(first, len(points)):
                     if k == recovers_at:
@@ -580,31 +581,37 @@ class _Series:
         seen_day = np.concatenate(([self.s.cusum_day], b.days[points[:-1]]))
         return (b.days[points] != seen_day).tolist(), np.clip(b.summed_z[points], -4.0, 4.0).tolist()
 
-    def _segment_screen(self, b: _Batch, points: np.ndarray, first: int, range_votes, reach) -> tuple:
+    def _segment_screen(self, b: _Batch, points: np.ndarray, first: int, range_votes, reach,
+                        alerted_run: int | None) -> tuple:
         """For the eligible points from `first` on (until an alert changes the state): the screened
         votes, the CUSUM limits, the escalation candidates, and where the alarm going on ends."""
         votes, limits = self._screen(b, points[first:], range_votes[first:], reach[first:])
         return (votes.tolist(), limits.tolist(), self._escalation_candidates(b, points[first:]),
-                self._recovery_index(b, points, first))
+                self._recovery_index(b, points, first, alerted_run))
 
     def _escalation_candidates(self, b: _Batch, points: np.ndarray) -> list:
         """Per point: out of band and at least `escalation_factor` times as far from its expected value
         as the peak of the last alarm (what may escalate an alarm, or break through the cooldown)."""
-        peak = self.s.alarm_peak
+        peak, c = self.s.alarm_peak, self.c
         if math.isnan(peak):
             return [False] * len(points)
-        far = np.abs(b.xs[points] - b.expected[points]) >= self.c.escalation_factor * abs(peak)
-        return (b.out[points] & far).tolist()
+        far = np.abs(b.xs[points] - b.expected[points]) >= c.escalation_factor * abs(peak)
+        clear = np.abs(b.z[points]) >= c.residual_ceiling / c.sensitivity  # (its rarity is read when evaluated)
+        return (b.out[points] & (far | clear)).tolist()
 
-    def _recovery_index(self, b: _Batch, points: np.ndarray, first: int) -> int:
+    def _recovery_index(self, b: _Batch, points: np.ndarray, first: int, alerted_run: int | None) -> int:
         """The index (into `points`, from `first`) of the point at which the alarm going on ends: the
         first one at least the recovery time after the last point outside the band (and after the
-        alarm began); len(points) when it does not end in the batch, or none is going on."""
+        alarm began), and no longer in a run of equal values a flatline alert was raised in (a
+        stuck sensor stays in alarm while it is stuck); len(points) when it does not end in the
+        batch, or none is going on."""
         since = self.s.alarm_since_us
         if since is None:
             return len(points)
         chosen = points[first:]
         quiet = b.ts[chosen] - np.maximum(b.last_out[chosen], since) >= self.recovery_us
+        if alerted_run is not None:
+            quiet &= b.run_id[chosen] != alerted_run
         hits = np.flatnonzero(quiet)
         return first + int(hits[0]) if len(hits) else len(points)
 
@@ -655,7 +662,9 @@ class _Series:
         t, x, z, expected = int(b.ts[i]), float(b.xs[i]), float(b.z[i]), float(b.expected[i])
         in_alarm = s.alarm_since_us is not None
         held = in_alarm or (s.last_alert_us is not None and t - s.last_alert_us < self.cooldown_us)
-        breaks_through = held and bool(b.out[i]) and abs(x - expected) >= c.escalation_factor * abs(s.alarm_peak)
+        breaks_through = held and bool(b.out[i]) and (
+            abs(x - expected) >= c.escalation_factor * abs(s.alarm_peak)
+            or not in_alarm and self._clear_and_rare(b, i))  # after an alarm, the cooldown hides no clear deviation
         if held and not breaks_through:
             return None
         baseline = b.baselines[int(b.baseline_of[i])]
@@ -714,7 +723,7 @@ class _Series:
         if not b.recognised[i]:  # a recurring deviation is expected (a new extreme never is)
             residual_evidence = abs(z) / (c.residual_threshold * threshold)
             clear = c.residual_threshold * min(gain, _residual_gain_cap(c)) / c.sensitivity
-            if residual_evidence < 1.0 and abs(z) >= clear and self._rarity_counts(b, i, "residual")[0] <= CLEAR_AT_MOST:
+            if residual_evidence < 1.0 and abs(z) >= clear and self._rare(b, i):
                 residual_evidence = abs(z) / clear  # clear and rare: the gain does not hide it
         cusum_evidence = (up if up > down else down) / (c.cusum_threshold * threshold)
         variance_evidence = 0.0
@@ -724,6 +733,15 @@ class _Series:
         if baseline.plain_mad > 0 and not run_alerted:
             flatline_evidence = self.flatline_evidence(baseline, int(b.run_length[i]), threshold)
         return (range_evidence, residual_evidence, cusum_evidence, variance_evidence, flatline_evidence), tolerance
+
+    def _clear_and_rare(self, b: _Batch, i: int) -> bool:
+        """Is point i's deviation clear (residual_ceiling σ) and rare (no more than CLEAR_AT_MOST
+        five-minute slots of the last three weeks went as far)? Such a deviation is always seen."""
+        c = self.c
+        return not b.recognised[i] and abs(float(b.z[i])) >= c.residual_ceiling / c.sensitivity and self._rare(b, i)
+
+    def _rare(self, b: _Batch, i: int) -> bool:
+        return self._rarity_counts(b, i, "residual")[0] <= CLEAR_AT_MOST
 
     def _recent_recovery(self, b: _Batch, i: int) -> bool:
         """Did an alarm end within the variance detector's last points? Their deviations were the alarm's."""

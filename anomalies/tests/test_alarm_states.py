@@ -49,6 +49,7 @@ class Watched:
         response = self.client.post("/api/v1/channels", {"name": "on call", "kind": "webhook",
                                                          "url": httpserver.url_for("/hook")})
         assert response.status_code == 201, response.content
+        self.channel_id = response.json()["id"]
 
     def value(self, t: datetime) -> float:
         return self.base(t) + _calm(self.index(t))
@@ -277,3 +278,19 @@ def test_a_percentage_is_never_drawn_above_100_and_a_sustained_failure_is_outsid
     assert band["band"][0]["expected"] + 6 * series.baseline()["scale"] > 100
     assert all(point["value"] < point["lower"] for point in band["band"] if point["timestamp"] >= _iso(t0))
     assert series.baseline()["state"] == "alarm" and series.incidents()[0]["out_of_band"]
+
+
+def test_a_late_point_that_starts_the_alarm_earlier_keeps_the_incident_and_pages_nobody_again(make_tenant, httpserver):
+    series = Watched(make_tenant, httpserver)
+    t0 = series.history(NOW - timedelta(hours=1))
+    spike = 20 * series.baseline()["scale"]
+    series.live(t0, 2, add=lambda t: spike if t == t0 else 0.0)
+    [incident] = series.incidents()
+    assert incident["started_at"] == _iso(t0) and series.events() == ["incident.opened"]
+    late = t0 - STEP / 2  # sent now, from before the alarm: the re-evaluation starts the alarm there
+    series.send([(late, series.value(t0) + spike)])
+    [moved] = series.incidents()
+    assert (moved["id"], moved["started_at"], moved["status"]) == (incident["id"], _iso(late), "open")
+    assert series.events() == ["incident.opened"]
+    deliveries = series.client.get(f"/api/v1/channels/{series.channel_id}/deliveries").json()["results"]
+    assert [d["event"] for d in deliveries] == ["opened"]  # the page that went out is still on record
