@@ -14,6 +14,18 @@ DETECTORS = ("range", "residual", "cusum", "variance", "flatline")
 # A recurring excursion is looked for within the jitter of the same time a day earlier; a jitter of
 # half a day or more would reach the point itself.
 _AT_MOST = {"recurring_jitter_seconds": 6 * 3600, "recovery_seconds": 7 * 86_400}
+# What the engine can run with: a window of a billion points or a sensitivity of 1e-300 would stop
+# every run of the tenant (an overflow, a query past bigint), so a setting is refused outside these.
+_DAY = 86_400
+_WITHIN = {
+    "window_points": (10, 100_000), "refresh_seconds": (60, 7 * _DAY), "min_points": (1, 100_000),
+    "min_span_seconds": (1, 90 * _DAY), "sensitivity": (0.01, 100), "range_tolerance": (0, 100),
+    "residual_threshold": (0.1, 1000), "cusum_drift": (0.01, 100), "cusum_threshold": (0.1, 1e6),
+    "variance_points": (1, 10_000), "variance_threshold": (0.01, 1e6), "flatline_min_points": (1, 100_000),
+    "flatline_factor": (0.01, 1000), "seasonal_improvement": (0.01, 1), "cooldown_seconds": (1, 30 * _DAY),
+    "gain_factor": (1, 100), "gain_half_life_seconds": (1, 365 * _DAY), "residual_ceiling": (0.1, 1e6),
+    "recurring_occurrences": (1, 4), "recurring_peak_factor": (0.01, 1000), "escalation_factor": (1, 1000),
+}
 DIRECTIONS = ("both", "above", "below")
 
 
@@ -80,6 +92,9 @@ class DetectionConfig:
                 raise ValueError(f"detection setting {name} must be positive")
             if name in _AT_MOST and values[name] > _AT_MOST[name]:
                 raise ValueError(f"detection setting {name} must be at most {_AT_MOST[name]}")
+            low, high = _WITHIN.get(name, (-math.inf, math.inf))
+            if not low <= values[name] <= high:
+                raise ValueError(f"detection setting {name} must be from {low:g} to {high:g}")
         return replace(default, **values)
 
     def as_dict(self) -> dict:
