@@ -45,6 +45,11 @@ def _cut(text: str, length: int) -> str:
     return format_html('<span title="{}">{}…</span>', text, text[:length - 1])
 
 
+def _band_word(out_of_band: bool) -> str:
+    # Words, not the admin's tick and cross: a green tick for "out of band" would read as fine.
+    return "OUT OF BAND" if out_of_band else "in band"
+
+
 def _severity_badge(severity: str):
     colours = {"low": "#ca8a04", "medium": "#ea580c", "high": "#dc2626"}
     return format_html('<span style="color:#fff;background:{};padding:1px 7px;border-radius:8px">{}</span>',
@@ -68,13 +73,17 @@ class ReadOnlyMixin:
 
 @admin.register(Baseline)
 class BaselineAdmin(ReadOnlyMixin, TenantScopedAdmin):
-    list_display = ["series", "tenant", "state", "state_since", "out_of_band", "status", "sample_count", "median",
+    list_display = ["series", "tenant", "state", "state_since", "now", "status", "sample_count", "median",
                     "scale", "lower", "upper", "watermark", "late_points", "recurring_expected"]
     list_filter = ["state", "status", TenantFilter]
     search_fields = ["series__resource_id", "series__metric_name"]
     list_select_related = ["series", "tenant"]
     exclude = ["checkpoint"]
     show_full_result_count = False
+
+    @admin.display(description="newest point")
+    def now(self, obj):
+        return _band_word(obj.out_of_band)
 
     @admin.display(description="recurring, expected (UTC)")
     def recurring_expected(self, obj):
@@ -400,7 +409,7 @@ class SeriesMuteAdmin(ReadOnlyMixin, TenantScopedAdmin):
 
 @admin.register(Incident)
 class IncidentAdmin(ReadOnlyMixin, TenantScopedAdmin):
-    list_display = ["started_at", "severity_badge", "status", "kind", "out_of_band", "series", "anomaly_count",
+    list_display = ["started_at", "severity_badge", "status", "kind", "now", "series", "anomaly_count",
                     "last_anomaly_at", "resolved_at", "tenant"]
     list_filter = [TenantFilter, "status", "kind", "peak_severity"]
     list_select_related = ["series", "tenant"]
@@ -409,6 +418,10 @@ class IncidentAdmin(ReadOnlyMixin, TenantScopedAdmin):
     @admin.display(description="severity", ordering="peak_severity")
     def severity_badge(self, obj):
         return _severity_badge(obj.peak_severity)
+
+    @admin.display(description="its series now")
+    def now(self, obj):
+        return "—" if obj.resolved_at else _band_word(obj.out_of_band)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         # An incident is read on its series' console page, with its anomalies on the chart.

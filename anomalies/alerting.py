@@ -346,8 +346,10 @@ def no_data_sync(*, tenant: Tenant, now: datetime, shard: int | None = None) -> 
     changes = _no_data_resolved(tenant)
     if not tenant.no_data_alerts:
         return _changes_write(tenant, changes)
+    # Only series silent for the shortest silence are read: the rest reported within it.
     baselines = Baseline.objects.for_tenant(tenant).filter(
-        state__in=[Baseline.STATE_OK, Baseline.STATE_ALARM], watermark__isnull=False, interval_seconds__isnull=False)
+        state__in=[Baseline.STATE_OK, Baseline.STATE_ALARM], watermark__lt=now - NO_DATA_MIN,
+        interval_seconds__isnull=False)
     if shard is not None:
         baselines = baselines.annotate(shard=Mod("series_id", settings.CLOUDWATCHDOG["DETECTION_SHARDS"])).filter(
             shard=shard)
@@ -357,8 +359,9 @@ def no_data_sync(*, tenant: Tenant, now: datetime, shard: int | None = None) -> 
         if now - baseline.watermark >= threshold:
             silent.append((baseline, baseline.watermark + threshold))
     for baseline, since in silent:
-        Baseline.objects.for_tenant(tenant).filter(id=baseline.id).update(
-            state=Baseline.STATE_NO_DATA, state_since=since, out_of_band=False)
+        baseline.state, baseline.state_since, baseline.out_of_band = Baseline.STATE_NO_DATA, since, False
+    Baseline.objects.for_tenant(tenant).bulk_update([b for b, _ in silent], ["state", "state_since", "out_of_band"],
+                                                    batch_size=1000)
     changes += [_Change(Incident(
         tenant=tenant, series_id=baseline.series_id, kind=Incident.KIND_NO_DATA, started_at=since,
         last_anomaly_at=baseline.watermark, status=Incident.STATUS_OPEN, peak_severity=Anomaly.SEVERITY_MEDIUM,
@@ -376,14 +379,18 @@ def _silence_sentence(last_point: datetime, interval_seconds: float) -> str:
 
 def _no_data_resolved(tenant: Tenant) -> list[_Change]:
     """The open no_data incidents whose series reports again, resolved at its first point after the silence."""
-    reporting = Incident.objects.for_tenant(tenant).filter(kind=Incident.KIND_NO_DATA, resolved_at=None).exclude(
-        series__baselines__state=Baseline.STATE_NO_DATA)
+    reporting = list(Incident.objects.for_tenant(tenant).filter(kind=Incident.KIND_NO_DATA, resolved_at=None).exclude(
+        series__baselines__state=Baseline.STATE_NO_DATA))
+    if not reporting:
+        return []
+    series_ids, times, _ = metrics_selectors.points_after(
+        tenant=tenant, after_us={i.series_id: to_us(i.last_anomaly_at) for i in reporting}, limit_per_series=1)
+    first_back = dict(zip(series_ids.tolist(), times.tolist()))
     changes = []
     for incident in reporting:
-        _, times, _ = metrics_selectors.points_after(
-            tenant=tenant, after_us={incident.series_id: to_us(incident.last_anomaly_at)}, limit_per_series=1)
         # Points sent late (an agent's buffer after a network outage) can fall inside the silence.
-        returned = max(from_us(int(times[0])), incident.started_at) if len(times) else timezone.now()
+        back = first_back.get(incident.series_id)
+        returned = max(from_us(back), incident.started_at) if back is not None else timezone.now()
         previous = incident.status
         incident.resolved_at, incident.status = returned, Incident.STATUS_RESOLVED
         # Back to ok: since its points came back, not since its last alarm ended.

@@ -117,7 +117,8 @@ class IncidentListView(APIView):
         """The tenant's incidents, newest first."""
         params = query_params(serializers.IncidentQuerySerializer, request)
         incidents = selectors.incident_list(tenant=request.user.tenant, status=params.get("status"),
-                                            series_id=params.get("series_id"), limit=params["limit"])
+                                            series_id=params.get("series_id"), kind=params.get("kind"),
+                                            limit=params["limit"])
         return Response({"results": [incident_item(i) for i in incidents]})
 
 

@@ -388,10 +388,12 @@ def deliveries_list(*, tenant: Tenant, channel: Channel, limit: int = 100) -> li
 
 
 def incident_list(*, tenant: Tenant, status: str | None = None, series_id: int | None = None,
-                  limit: int = 100) -> list[Incident]:
+                  kind: str | None = None, limit: int = 100) -> list[Incident]:
     incidents = Incident.objects.for_tenant(tenant).select_related("series")
     if status:
         incidents = incidents.filter(status=status)
+    if kind:
+        incidents = incidents.filter(kind=kind)
     if series_id is not None:
         incidents = incidents.filter(series_id=series_id)
     return list(incidents.order_by("-started_at", "-id")[:limit])

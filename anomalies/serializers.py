@@ -242,6 +242,7 @@ class DeliveryPageSerializer(serializers.Serializer):
 
 class IncidentQuerySerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["open", "acknowledged", "resolved"], required=False)
+    kind = serializers.ChoiceField(choices=["anomaly", "no_data"], required=False)
     series_id = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
     limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=100)
 

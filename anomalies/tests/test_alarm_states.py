@@ -200,6 +200,8 @@ def test_a_series_that_goes_silent_opens_a_no_data_incident_resolved_when_it_rep
     [incident] = series.incidents()
     assert (incident["kind"], incident["status"], incident["started_at"]) == ("no_data", "open", _iso(last + 15 * minute))
     assert "No points since" in incident["reason"]
+    assert series.client.get("/api/v1/incidents", {"kind": "anomaly"}).json()["results"] == []
+    assert len(series.client.get("/api/v1/incidents", {"kind": "no_data"}).json()["results"]) == 1
     assert series.events() == ["incident.opened"]
     [series_item] = series.client.get("/api/v1/series").json()["results"]
     assert series_item["state"] == "no_data"
