@@ -27,6 +27,7 @@ from anomalies.services import (
     detection_rule_update, detection_run_enqueue, series_mute, tenant_detection_config_set,
 )
 from anomalies.engine import DetectionConfig
+from cloudwatchdog.forms import BoundedJSONDecoder
 from metrics import selectors as metrics_selectors
 from metrics.admin import MetricNameFilter, SeriesAdmin, ServiceFilter
 from metrics.models import Series
@@ -226,7 +227,10 @@ class DetectionRunAdmin(ReadOnlyMixin, TenantScopedAdmin):
 
 class EscapingJSONField(forms.JSONField):
     """JSON shown back as typed, but with a lone surrogate (\\ud800, refused) escaped: the page is UTF-8,
-    which cannot hold one, and would otherwise fail to render."""
+    which cannot hold one, and would otherwise fail to render. Nested too deeply, it is invalid."""
+
+    def __init__(self, encoder=None, decoder=None, **kwargs):
+        super().__init__(encoder=encoder, decoder=decoder or BoundedJSONDecoder, **kwargs)
 
     def prepare_value(self, value):
         text = super().prepare_value(value)
@@ -307,7 +311,7 @@ class TenantWithDetectionAdmin(TenantAdmin):
         what_if, what_if_error = [], None
         if action == "what_if":
             try:
-                overrides = json.loads(proposed_text or "{}")
+                overrides = json.loads(proposed_text or "{}", cls=BoundedJSONDecoder)
                 if not isinstance(overrides, dict):
                     raise ValueError("give an object of setting: value pairs")
                 DetectionConfig.from_overrides(overrides)
@@ -339,7 +343,8 @@ class TenantWithDetectionAdmin(TenantAdmin):
                     messages.success(request, f"Replay from {since:%Y-%m-%d %H:%M} UTC queued as run {run.run_id}.")
             elif action == "save_settings":
                 try:
-                    tenant_detection_config_set(tenant=tenant, overrides=json.loads(request.POST.get("overrides", "{}")))
+                    tenant_detection_config_set(tenant=tenant, overrides=json.loads(request.POST.get("overrides", "{}"),
+                                                                                    cls=BoundedJSONDecoder))
                 except (ValueError, TypeError) as error:
                     messages.error(request, f"Not saved: {error}")
                 else:

@@ -72,7 +72,9 @@ def test_the_admin_refuses_unknown_detection_settings_and_saves_valid_ones(make_
     for hostile, says in (('{"sensitivity": "nan"}', b"sensitivity must be a finite number"),
                           ('{"\\ud800": 1}', b"unknown detection setting(s): \\ud800"),
                           ('{"sensitivity": 1' + "0" * 400 + '}', b"sensitivity must be a float"),
-                          ('{"recurring_jitter_seconds": 86400}', b"recurring_jitter_seconds must be at most 21600")):
+                          ('{"recurring_jitter_seconds": 86400}', b"recurring_jitter_seconds must be at most 21600"),
+                          ('{"window_points": 1e18}', b"window_points must be from 10 to 100000"),
+                          ("[" * 100_000, b"Enter a valid JSON.")):
         refused = client.post(url, {**form, "detection_config": hostile})
         assert refused.status_code == 200 and says in refused.content, hostile
     saved = client.post(url, {**form, "detection_config": '{"sensitivity": 0.5}'})
