@@ -495,8 +495,15 @@ def _text(payload: dict) -> str:
     if payload.get("type") == "test":
         return payload["message"]
     incident = payload["incident"]
-    return (f"{_subject(payload)}\n{incident['reason']}\n{incident['anomaly_count']} anomalies since "
-            f"{incident['started_at']}; status {incident['status']}.\n{incident['url']}")
+    if incident.get("kind") == "no_data":
+        now = f"reporting again since {incident['resolved_at']}" if incident["resolved_at"] else "still silent"
+        return f"{_subject(payload)}\n{incident['reason']}\nSilent since {incident['started_at']}; {now}.\n{incident['url']}"
+    if incident["resolved_at"]:
+        now = f"back inside its band since {incident['resolved_at']}"
+    else:
+        now = "out of band now" if incident.get("out_of_band") else "inside its band now, not yet for the recovery time"
+    return (f"{_subject(payload)}\n{incident['reason']}\nIn alarm since {incident['started_at']} "
+            f"({incident['anomaly_count']} anomalies); {now}; status {incident['status']}.\n{incident['url']}")
 
 
 def channel_secret() -> str:

@@ -38,7 +38,8 @@ _STYLE = """
 .cwd-chart .anomaly.focus{stroke:#111827;stroke-width:2.5}
 .cwd-chart .empty{font-size:13px}
 @media (prefers-color-scheme: dark){.cwd-chart{color:#e5e7eb}.cwd-chart .line{stroke:#60a5fa}
-.cwd-chart .band{fill:#6b7280;fill-opacity:.45}.cwd-chart .anomaly{stroke:#111827}}
+.cwd-chart .band{fill:#6b7280;fill-opacity:.45}.cwd-chart .anomaly{stroke:#111827}
+.cwd-chart .alert{stroke:#f87171;stroke-opacity:.9}}
 """
 
 

@@ -279,3 +279,19 @@ def test_an_alarm_that_lasts_hours_longer_than_any_before_it_rises_in_severity_o
                           "+00:00", "Z"))]
     # A later alarm as long as that one is nothing new for this series.
     assert alarm(END, 4.5).peak_severity == "low"
+
+
+def test_slack_and_email_text_say_whether_it_is_still_bad():
+    from anomalies.alerting import _text
+
+    def text(**incident):
+        base = {"severity": "high", "reason": "Value 95 is above …", "anomaly_count": 2, "started_at": "T0",
+                "resolved_at": None, "status": "open", "url": "http://x/1", "kind": "anomaly", "out_of_band": True}
+        return _text({"type": "incident.opened", "incident": {**base, **incident},
+                      "series": {"service": "ec2", "resource_id": "i-1", "metric_name": "cpu"}})
+
+    assert "In alarm since T0 (2 anomalies); out of band now; status open." in text()
+    assert "inside its band now, not yet for the recovery time" in text(out_of_band=False)
+    assert "back inside its band since T1" in text(resolved_at="T1", status="resolved")
+    assert "Silent since T0; still silent." in text(kind="no_data", anomaly_count=0)
+    assert "reporting again since T1" in text(kind="no_data", resolved_at="T1")
