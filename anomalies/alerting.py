@@ -65,7 +65,8 @@ def incidents_sync(*, tenant: Tenant, watermarks_us: dict[int, int], found: set[
         return 0
     since = _regroup_since(tenant, series_ids, replaced_from_us)
     earliest = min((t for t in since.values() if t is not None), default=None)
-    anomalies = Anomaly.objects.for_tenant(tenant).filter(series_id__in=series_ids).order_by("series_id", "ts")
+    anomalies = Anomaly.objects.for_tenant(tenant).filter(series_id__in=series_ids).order_by("series_id", "ts").only(
+        "id", "series_id", "ts", "severity", "score", "reason", "escalation", "alarm_started_at")  # not the JSON
     existing_rows = anomaly_incidents.filter(series_id__in=series_ids)
     if None not in since.values() and earliest is not None:
         anomalies, existing_rows = anomalies.filter(ts__gte=earliest), existing_rows.filter(started_at__gte=earliest)
