@@ -143,7 +143,11 @@ def nightly_job(rng, end):
 
 
 def seasonal_spike(rng, end):
-    t0 = end - TAIL
+    # At 09:10 UTC (the latest one at least TAIL before the end), so the sine is in the same phase
+    # at the spike and at the alerts before it whenever the scenario runs.
+    t0 = _midnight(end - TAIL) + timedelta(hours=9, minutes=10)
+    if t0 > end - TAIL:
+        t0 -= DAY
     day12 = _midnight(t0)
     # Two alerts 12 hours apart, two and a half days before the spike: they raised the thresholds
     # threefold (x2 per alert, a 5-day half-life), enough to hide a 12σ spike before the fix.

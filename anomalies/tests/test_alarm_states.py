@@ -252,8 +252,7 @@ def test_a_clean_seasonal_series_sees_a_12_sigma_spike_days_after_two_alerts(mak
         return 50 + 20 * math.sin(2 * math.pi * (t - t.replace(hour=0, minute=0)) / timedelta(days=1))
 
     series = Watched(make_tenant, httpserver, base=daily)
-    t0 = NOW - timedelta(hours=1)
-    t0 -= timedelta(minutes=t0.minute % 5)
+    t0 = (NOW - timedelta(days=1)).replace(hour=9, minute=40)  # the same phase of the day whenever it runs
     first, second = t0 - timedelta(days=3, hours=2), t0 - timedelta(days=2, hours=14)
     series.history(t0, bumps={first: 6.0, second: 7.0})  # two noise alerts, 12 hours apart
     assert [a["timestamp"] for a in sorted(series.anomalies(), key=lambda a: a["timestamp"])] == [
