@@ -19,7 +19,7 @@ _AT_MOST = {"recurring_jitter_seconds": 6 * 3600, "recovery_seconds": 7 * 86_400
 _DAY = 86_400
 _WITHIN = {
     "window_points": (10, 100_000), "refresh_seconds": (60, 7 * _DAY), "min_points": (1, 100_000),
-    "min_span_seconds": (1, 90 * _DAY), "sensitivity": (0.01, 100), "range_tolerance": (0, 100),
+    "min_span_seconds": (1, 90 * _DAY), "sensitivity": (0.001, 1000), "range_tolerance": (0, 1e6),
     "residual_threshold": (0.1, 1000), "cusum_drift": (0.01, 100), "cusum_threshold": (0.1, 1e6),
     "variance_points": (1, 10_000), "variance_threshold": (0.01, 1e6), "flatline_min_points": (1, 100_000),
     "flatline_factor": (0.01, 1000), "seasonal_improvement": (0.01, 1), "cooldown_seconds": (1, 30 * _DAY),

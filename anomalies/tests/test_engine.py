@@ -536,8 +536,8 @@ def test_direction_above_raises_nothing_for_a_drop_and_does_not_count_it_out_of_
 def test_a_setting_the_engine_cannot_run_with_is_refused_with_its_range():
     for setting, value, says in (("window_points", 1e18, "window_points must be from 10 to 100000"),
                                  ("refresh_seconds", 1e300, "refresh_seconds must be from 60 to 604800"),
-                                 ("sensitivity", 1e-300, "sensitivity must be from 0.01 to 100"),
-                                 ("range_tolerance", -5, "range_tolerance must be from 0 to 100"),
+                                 ("sensitivity", 1e-300, "sensitivity must be from 0.001 to 1000"),
+                                 ("range_tolerance", -5, "range_tolerance must be from 0 to 1e+06"),
                                  ("escalation_factor", 1e300, "escalation_factor must be from 1 to 1000")):
         try:
             DetectionConfig.from_overrides({setting: value})
