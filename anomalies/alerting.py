@@ -436,8 +436,26 @@ def notifications_deliver_due(*, now: datetime | None = None, limit: int = 200) 
         Notification.objects.unscoped().filter(id__in=[n.id for n in due]).update(next_attempt_at=now + LEASE)
     attempts = 0
     for notification in due:
-        attempts += _deliver(notification, now)
+        try:
+            attempts += _deliver(notification, now)
+        except Exception:  # one notification's trouble must not hold up the others (of every tenant)
+            logger.exception("delivering notification %s failed", notification.id)
+            _failed_attempt(notification, now)
     return attempts
+
+
+def _failed_attempt(notification: Notification, now: datetime) -> None:
+    """Count an attempt that broke before its outcome was written, and retry it later like any failure."""
+    try:
+        DeliveryAttempt.objects.create(tenant_id=notification.tenant_id, notification=notification, latency_ms=0,
+                                       error="the attempt failed inside CloudWatchDog; it has been logged")
+        if now - notification.created_at >= timedelta(hours=settings.CLOUDWATCHDOG["NOTIFY_RETRY_HOURS"]):
+            later = {"status": Notification.GAVE_UP}
+        else:
+            later = {"next_attempt_at": now + backoff(notification.attempts + 1)}
+        Notification.objects.unscoped().filter(id=notification.id).update(attempts=notification.attempts + 1, **later)
+    except Exception:
+        logger.exception("recording the failed attempt of notification %s failed", notification.id)
 
 
 def _deliver(notification: Notification, now: datetime) -> int:

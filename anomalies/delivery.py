@@ -61,15 +61,29 @@ def post_json(url: str, body: bytes, headers: dict[str, str]) -> Outcome:
         destination_check(url)
         with requests.post(url, data=body, headers={"Content-Type": "application/json", **headers},
                            timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), allow_redirects=False, stream=True) as response:
-            content = response.raw.read(MAX_RESPONSE_BYTES, decode_content=True) or b""
-            excerpt = content.decode("utf-8", "replace")[:EXCERPT_CHARS]
             ok = 200 <= response.status_code < 300
-            return Outcome(ok, response.status_code, _ms(began), excerpt,
-                           "" if ok else f"answered {response.status_code}")
+            excerpt, unreadable = _answer_excerpt(response)
+            error = "" if ok else f"answered {response.status_code}" + (f"; {unreadable}" if unreadable else "")
+            return Outcome(ok, response.status_code, _ms(began), excerpt, error)
     except UnsafeDestination as error:
         return Outcome(False, None, _ms(began), error=f"refused: {error}")
-    except requests.RequestException as error:
-        return Outcome(False, None, _ms(began), error=f"{type(error).__name__}: {str(error)[:300]}")
+    except Exception as error:  # requests', urllib3's and the socket's alike: whatever comes back is a failed attempt
+        return Outcome(False, None, _ms(began), error=printable(f"{type(error).__name__}: {str(error)[:300]}"))
+
+
+def _answer_excerpt(response) -> tuple[str, str]:
+    """The start of the answer as text, and why it could not be read (a body that lies about its
+    encoding, a truncated one): the status is the answer either way."""
+    try:
+        content = response.raw.read(MAX_RESPONSE_BYTES, decode_content=True) or b""
+    except Exception as error:
+        return "", printable(f"the body could not be read ({type(error).__name__})")
+    return printable(content.decode("utf-8", "replace")[:EXCERPT_CHARS]), ""
+
+
+def printable(text: str) -> str:
+    """Text a PostgreSQL text column takes: no NUL, no lone surrogate."""
+    return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
 
 
 def send_email(to: str, subject: str, text: str) -> Outcome:
@@ -77,7 +91,7 @@ def send_email(to: str, subject: str, text: str) -> Outcome:
     try:
         EmailMessage(subject=subject, body=text, to=[to]).send(fail_silently=False)
     except Exception as error:  # smtplib's, socket's and the backends' errors alike: a failed attempt
-        return Outcome(False, None, _ms(began), error=f"{type(error).__name__}: {str(error)[:300]}")
+        return Outcome(False, None, _ms(began), error=printable(f"{type(error).__name__}: {str(error)[:300]}"))
     return Outcome(True, None, _ms(began))
 
 

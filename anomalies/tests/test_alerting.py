@@ -295,3 +295,28 @@ def test_slack_and_email_text_say_whether_it_is_still_bad():
     assert "back inside its band since T1" in text(resolved_at="T1", status="resolved")
     assert "Silent since T0; still silent." in text(kind="no_data", anomaly_count=0)
     assert "reporting again since T1" in text(kind="no_data", resolved_at="T1")
+
+
+def test_a_hostile_receiver_of_one_tenant_never_holds_up_another_tenants_notification(make_tenant, httpserver):
+    from anomalies.alerting import notification_test_queue
+    from anomalies.models import Channel, DeliveryAttempt
+
+    httpserver.expect_request("/nul").respond_with_response(Response(b"refused\x00\x00 here", status=400))
+    httpserver.expect_request("/fake-gzip").respond_with_response(
+        Response(b"this is not gzip", status=500, headers={"Content-Encoding": "gzip"}))
+    httpserver.expect_request("/ok").respond_with_data("thanks")
+    hostile, victim = make_tenant("hostile"), make_tenant("victim")
+    queued = []
+    for tenant, path in ((hostile.tenant, "/nul"), (hostile.tenant, "/fake-gzip"), (victim.tenant, "/ok")):
+        channel = Channel.objects.create(tenant=tenant, name=path, kind="webhook", url=httpserver.url_for(path),
+                                         secret="whsec_" + "A" * 43)
+        queued.append(notification_test_queue(channel=channel))
+    assert notifications_deliver_due() == 3  # one batch, every notification attempted
+    statuses = {n.channel.name: n.status for n in Notification.objects.unscoped().filter(
+        id__in=[n.id for n in queued]).select_related("channel")}
+    assert statuses == {"/nul": "pending", "/fake-gzip": "pending", "/ok": "delivered"}
+    attempts = {a.notification.channel.name: a for a in DeliveryAttempt.objects.unscoped().select_related(
+        "notification__channel")}
+    assert attempts["/nul"].status_code == 400 and attempts["/nul"].response_excerpt == "refused\ufffd\ufffd here"
+    assert attempts["/fake-gzip"].status_code == 500
+    assert attempts["/fake-gzip"].error == "answered 500; the body could not be read (DecodeError)"
