@@ -40,17 +40,38 @@ def destination_check(url: str, *, resolve: bool = True) -> None:
         raise UnsafeDestination("only http:// and https:// URLs with a host name are allowed")
     if parts.username or parts.password:
         raise UnsafeDestination("credentials in the URL are not allowed; put a token in the path or query")
+    try:
+        port = parts.port
+    except ValueError:
+        raise UnsafeDestination("the port must be a number from 1 to 65535") from None
     if settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS or not resolve:
         return
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)}
+        addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, port or 443, proto=socket.IPPROTO_TCP)}
     except (socket.gaierror, UnicodeError) as error:
         raise UnsafeDestination(f"the host name does not resolve ({error})") from None
     for address in addresses:
         ip = ipaddress.ip_address(address.split("%")[0])
-        if not ip.is_global or ip.is_multicast:
+        if not _public(ip):
             raise UnsafeDestination(f"{parts.hostname} resolves to {ip}, a private or reserved address "
                                     "(set WEBHOOK_ALLOW_PRIVATE_NETWORKS=true to allow it)")
+
+
+# IPv6 forms that carry an IPv4 address a router may reach: NAT64 (64:ff9b::/96), 6to4 (2002::/16),
+# IPv4-compatible (::a.b.c.d) and IPv4-mapped (::ffff:a.b.c.d). Public only if that address is.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _public(ip) -> bool:
+    if ip.is_multicast or not ip.is_global:
+        return False
+    if ip.version == 6:
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is None and (ip in _NAT64 or int(ip) >> 32 == 0):
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            return _public(embedded)
+    return True
 
 
 def post_json(url: str, body: bytes, headers: dict[str, str]) -> Outcome:

@@ -4,6 +4,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from anomalies.models import Anomaly, Baseline
+from anomalies.services import tags_problem
 from cloudwatchdog.api import MAX_ID, TimestampField
 
 
@@ -279,6 +280,12 @@ class SilenceWriteSerializer(serializers.Serializer):
     start = TimestampField()
     end = TimestampField()
     note = serializers.CharField(max_length=4000, required=False, allow_blank=True, default="")
+
+    def validate_tags(self, tags):
+        problem = tags_problem(tags)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return tags
 
     def validate(self, data):
         if data["end"] <= data["start"]:

@@ -736,28 +736,33 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def tags_problem(tags) -> str | None:
+    """Why tags to match series by (a rule's, a silence's) cannot be stored, or None: a flat object of at
+    most MAX_TAGS bounded strings, none holding what PostgreSQL refuses."""
+    if not isinstance(tags, dict):
+        return "must be an object of tag name: value strings"
+    if len(tags) > RULE_MAX_TAGS:
+        return f"has {len(tags)} tags; the most is {RULE_MAX_TAGS}"
+    for key, value in tags.items():
+        if not isinstance(key, str) or not key:
+            return "tag names must be non-empty strings"
+        if not isinstance(value, str):
+            return "tag values must be strings"
+        if len(key) > RULE_MAX_TAG_NAME or len(value) > RULE_MAX_TAG_VALUE:
+            return f"tag names may have at most {RULE_MAX_TAG_NAME} characters, values {RULE_MAX_TAG_VALUE}"
+        problem = _text_problem(key) or _text_problem(value)
+        if problem:
+            return problem
+    return None
+
+
 def detection_rule_errors(*, tags, overrides) -> dict[str, list[str]]:
     """Why a rule's tags or overrides cannot be stored, by field (empty: they can): tags a flat object
     of bounded strings, overrides settings the engine accepts."""
     errors = {}
-    if not isinstance(tags, dict):
-        errors["tags"] = ["must be an object of tag name: value strings"]
-    elif len(tags) > RULE_MAX_TAGS:
-        errors["tags"] = [f"has {len(tags)} tags; the most a rule may have is {RULE_MAX_TAGS}"]
-    else:
-        for key, value in tags.items():
-            if not isinstance(key, str) or not key:
-                problem = "tag names must be non-empty strings"
-            elif not isinstance(value, str):
-                problem = "tag values must be strings"
-            elif len(key) > RULE_MAX_TAG_NAME or len(value) > RULE_MAX_TAG_VALUE:
-                problem = (f"tag names may have at most {RULE_MAX_TAG_NAME} characters, values "
-                           f"{RULE_MAX_TAG_VALUE}")
-            else:
-                problem = _text_problem(key) or _text_problem(value)
-            if problem:
-                errors["tags"] = [problem]
-                break
+    problem = tags_problem(tags)
+    if problem:
+        errors["tags"] = [problem]
     if not isinstance(overrides, dict) or not overrides:
         errors["overrides"] = ["must be an object of at least one setting: value pair, e.g. {\"direction\": \"above\"}"]
     elif not all(isinstance(name, str) for name in overrides):

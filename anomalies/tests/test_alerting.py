@@ -150,7 +150,13 @@ def test_channels_refuse_unsafe_urls_and_name_the_field(make_tenant, settings):
     for url, reason in (("http://127.0.0.1:8080/hook", "private or reserved address"),
                         ("http://169.254.169.254/latest/meta-data", "private or reserved address"),
                         ("ftp://example.com/x", "only http:// and https:// URLs"),
-                        ("http://user:pass@example.com/", "credentials in the URL are not allowed")):
+                        ("http://user:pass@example.com/", "credentials in the URL are not allowed"),
+                        ("http://8.8.8.8:99999/", "the port must be a number from 1 to 65535"),
+                        # IPv6 forms of internal IPv4 addresses: NAT64, 6to4, IPv4-compatible, IPv4-mapped
+                        ("http://[64:ff9b::7f00:1]/hook", "private or reserved address"),
+                        ("http://[2002:a9fe:a9fe::]/hook", "private or reserved address"),
+                        ("http://[::a9fe:a9fe]/hook", "private or reserved address"),
+                        ("http://[::ffff:10.0.0.1]/hook", "private or reserved address")):
         response = client.post("/api/v1/channels", {"name": "x", "kind": "webhook", "url": url})
         assert response.status_code == 400, url
         assert any(reason in message for message in response.json()["errors"]["url"]), response.json()
@@ -320,3 +326,13 @@ def test_a_hostile_receiver_of_one_tenant_never_holds_up_another_tenants_notific
     assert attempts["/nul"].status_code == 400 and attempts["/nul"].response_excerpt == "refused\ufffd\ufffd here"
     assert attempts["/fake-gzip"].status_code == 500
     assert attempts["/fake-gzip"].error == "answered 500; the body could not be read (DecodeError)"
+
+
+def test_a_silence_refuses_tags_postgresql_cannot_hold_naming_the_field(make_tenant):
+    client = make_tenant("silence-tags")
+    window = {"start": "2026-12-01T02:00:00Z", "end": "2026-12-01T04:00:00Z"}
+    for tags, says in (({"a\x00b": "v"}, "NUL"), ({"a\ud800": "v"}, "lone surrogates"), ({"": "v"}, "non-empty"),
+                       ({f"t{i}": "v" for i in range(101)}, "the most is 100")):
+        response = client.post("/api/v1/silences", {**window, "tags": tags})
+        assert response.status_code == 400 and says in response.json()["errors"]["tags"][0], (tags, response.content)
+    assert client.post("/api/v1/silences", {**window, "tags": {"env": "prod"}}).status_code == 201

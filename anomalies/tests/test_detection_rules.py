@@ -125,7 +125,7 @@ def test_series_matched_counts_only_the_tenants_own_series(owner, outsider):
     ({"tags": {"\udc00": "prod"}}, "tags", "surrogates"),
     ({"tags": {"env": "\ud800"}}, "tags", "Surrogate characters"),
     ({"tags": {"e" * 1025: "prod"}}, "tags", "at most 1024"),
-    ({"tags": {f"t{i}": "v" for i in range(101)}}, "tags", "the most a rule may have is 100"),
+    ({"tags": {f"t{i}": "v" for i in range(101)}}, "tags", "has 101 tags; the most is 100"),
     ({"name": "n\x00"}, "name", "Null characters"),
     ({"name": "n" * 201}, "name", "200"),
     ({"metric_name": "m" * 1025}, "metric_name", "1024"),
