@@ -27,7 +27,7 @@ from anomalies.services import (
     detection_rule_update, detection_run_enqueue, series_mute, tenant_detection_config_set,
 )
 from anomalies.engine import DetectionConfig
-from cloudwatchdog.forms import BoundedJSONDecoder
+from cloudwatchdog.forms import BoundedJSONDecoder, whole_number
 from metrics import selectors as metrics_selectors
 from metrics.admin import MetricNameFilter, SeriesAdmin, ServiceFilter
 from metrics.models import Series
@@ -305,8 +305,8 @@ class TenantWithDetectionAdmin(TenantAdmin):
         now = timezone.now()
         overview = console.tenant_overview(tenant=tenant, now=now)
         series_choices = list(metrics_selectors.series_list(tenant=tenant).order_by("id")[:200])
-        chosen = [int(v) for v in request.GET.getlist("series") if v.isdigit()][:3]
-        days = min(max(int(request.GET.get("days", "3")) if request.GET.get("days", "3").isdigit() else 3, 1), 30)
+        chosen = [n for n in (whole_number(v) for v in request.GET.getlist("series")) if n is not None][:3]
+        days = min(max(whole_number(request.GET.get("days", "3")) or 3, 1), 30)
         proposed_text = request.GET.get("overrides", json.dumps(tenant.detection_config or {}))
         what_if, what_if_error = [], None
         if action == "what_if":
@@ -382,12 +382,12 @@ class SeriesConsoleAdmin(SeriesAdmin):
         tenant = series.tenant
         can_mute = request.user.is_active and request.user.is_staff
         if request.method == "POST":
-            hours = request.POST.get("hours", "")
-            if not hours.isdigit() or not 1 <= int(hours) <= 24 * 31:
+            hours = whole_number(request.POST.get("hours", ""), at_most=24 * 31)
+            if not hours:
                 messages.error(request, "Choose how long to mute.")
             else:
                 start = timezone.now()
-                series_mute(tenant=tenant, series_id=series.id, start=start, end=start + timedelta(hours=int(hours)),
+                series_mute(tenant=tenant, series_id=series.id, start=start, end=start + timedelta(hours=hours),
                             actor=admin_actor(request), note=request.POST.get("note", "").strip()[:4000])
                 messages.success(request, f"Muted for {hours} h.")
             return HttpResponseRedirect(request.path)

@@ -102,3 +102,4 @@ def bad_request_json(request, exception=None):
     if isinstance(exception, RequestDataTooBig):
         return JsonResponse({"detail": "The request body is too large."}, status=413)
     return JsonResponse({"detail": "Bad request."}, status=400)
+

@@ -4,6 +4,7 @@ Support staff see only the tenants they are assigned to; superusers see all.
 """
 from django.contrib import admin, messages
 
+from cloudwatchdog.forms import whole_number
 from tenants.models import ApiKey, Tenant, TenantStaff
 from tenants.selectors import tenant_list_for_staff
 from tenants.services import api_key_issue, api_key_revoke
@@ -25,9 +26,8 @@ class TenantFilter(admin.SimpleListFilter):
         value = self.value()
         if value is None:
             return queryset
-        if not value.isdigit():
-            return queryset.none()
-        return queryset.filter(tenant_id=int(value))
+        tenant_id = whole_number(value, at_most=2**63 - 1)
+        return queryset.none() if tenant_id is None else queryset.filter(tenant_id=tenant_id)
 
 
 class ScopedValuesFilter(admin.SimpleListFilter):

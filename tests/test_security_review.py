@@ -438,3 +438,22 @@ def test_s6_the_run_lock_is_released_even_when_the_summary_cannot_be_saved(owner
 def test_s7_each_scheduled_task_expires_when_its_next_one_is_due(settings):
     for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
         assert entry["options"]["expires"] == entry["schedule"], name
+
+
+def test_the_console_and_the_api_answer_400_to_nul_and_odd_digits_never_500(make_tenant, django_user_model):
+    from django.test import Client
+
+    tenant = make_tenant("odd-digits")
+    admin = django_user_model.objects.create_superuser("root-odd", "r@example.com", "pw")
+    client = Client(raise_request_exception=False)
+    client.force_login(admin)
+    for url in ("/admin/anomalies/anomaly/?series__metric_name=%00", "/admin/anomalies/anomaly/?status=%00",
+                "/admin/metrics/series/?service=%00", "/api/v1/anomalies?service=%00"):
+        response = client.get(url)
+        assert response.status_code == 400 and b"NUL" in response.content, url
+    for url in (f"/admin/tenants/tenant/{tenant.tenant.id}/overview/?action=what_if&days=%C2%B2",
+                f"/admin/tenants/tenant/{tenant.tenant.id}/overview/?action=what_if&series=%C2%B2&days=" + "9" * 5000,
+                "/admin/anomalies/anomaly/?tenant=%C2%B2", "/admin/anomalies/incident/?tenant=" + "9" * 5000):
+        assert client.get(url).status_code == 200, url
+    anomaly_note = client.post("/admin/anomalies/anomaly/", {"note": "a\x00b"})
+    assert anomaly_note.status_code == 400
