@@ -188,6 +188,9 @@ class ChannelWriteSerializer(serializers.Serializer):
     enabled = serializers.BooleanField(required=False, default=True)
 
     def validate(self, data):
+        if self.instance is not None and data.get("kind", self.instance.kind) != self.instance.kind:
+            raise serializers.ValidationError({"kind": [f"a channel's kind cannot change (this one is a "
+                                                        f"{self.instance.kind}); create a new channel"]})
         kind = data.get("kind") or getattr(self.instance, "kind", None)
         url = data.get("url", getattr(self.instance, "url", ""))
         email = data.get("email", getattr(self.instance, "email", ""))

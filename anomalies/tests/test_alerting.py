@@ -336,3 +336,18 @@ def test_a_silence_refuses_tags_postgresql_cannot_hold_naming_the_field(make_ten
         response = client.post("/api/v1/silences", {**window, "tags": tags})
         assert response.status_code == 400 and says in response.json()["errors"]["tags"][0], (tags, response.content)
     assert client.post("/api/v1/silences", {**window, "tags": {"env": "prod"}}).status_code == 201
+
+
+def test_a_channel_patch_cannot_change_its_kind_nor_leave_a_webhook_without_a_url(make_tenant, httpserver):
+    client = make_tenant("channel-kind")
+    channel = _webhook(client, httpserver.url_for("/hook"))
+
+    def patch(body):
+        return client.client.patch(f"/api/v1/channels/{channel['id']}", body, content_type="application/json",
+                                   HTTP_AUTHORIZATION=f"Bearer {client.key}")
+
+    changed = patch({"kind": "email", "email": "a@example.com", "url": ""})
+    assert changed.status_code == 400 and "kind cannot change" in changed.json()["errors"]["kind"][0]
+    emptied = patch({"url": ""})
+    assert emptied.status_code == 400 and "needs a url" in emptied.json()["errors"]["url"][0]
+    assert client.get(f"/api/v1/channels/{channel['id']}").json()["url"] == httpserver.url_for("/hook")
