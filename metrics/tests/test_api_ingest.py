@@ -191,3 +191,20 @@ def test_kind_and_unit_describe_a_new_series_and_the_first_write_wins(owner):
     assert owner.ingest([event(1.0, "2025-01-01T00:00:00Z")]).status_code == 202
     [plain] = owner.get("/api/v1/series", {"metric_name": "cpu_utilization"}).json()["results"]
     assert (plain["kind"], plain["unit"]) == ("gauge", "")
+
+
+def test_a_gzip_body_of_several_members_is_read_whole_and_trailing_garbage_refused(owner):
+    import gzip as gzip_module
+    import json as json_module
+
+    from conftest import event
+
+    events = [event(float(i), f"2026-01-01T00:0{i}:00Z") for i in range(4)]
+    text = json_module.dumps({"events": events}).encode()
+    half = len(text) // 2
+    two_members = gzip_module.compress(text[:half]) + gzip_module.compress(text[half:])
+    stored = owner.post("/api/v1/ingest/metrics", raw=two_members, HTTP_CONTENT_ENCODING="gzip")
+    assert stored.status_code == 202 and stored.json()["accepted"] == 4, stored.content
+    garbage = gzip_module.compress(text) + b"and then some"
+    refused = owner.post("/api/v1/ingest/metrics", raw=garbage, HTTP_CONTENT_ENCODING="gzip")
+    assert refused.status_code == 400 and "not valid gzip" in refused.json()["detail"]
