@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cloudwatchdog.timeutil import format_iso, from_us
-from metrics.ingest import Event
+from metrics.ingest import Event, shown
 
 # What a point is called when a protocol gives no name for its service or resource. OTLP's SDKs
 # say "unknown_service" for a missing service.name; the resource follows the same pattern.
@@ -36,7 +36,9 @@ def point_name(event: Event) -> str:
         when = format_iso(from_us(event.timestamp))
     except (OverflowError, TypeError):
         when = f"{event.timestamp} µs since the epoch"
-    return f"{event.metric_name} (service {event.service!r}, resource {event.resource_id!r}) at {when}"
+    # Names cut short: a refused megabyte-long name must not come back a megabyte long, five times.
+    return (f"{shown(event.metric_name, 200)} (service {shown(event.service, 200)!r}, resource "
+            f"{shown(event.resource_id, 200)!r}) at {when}")
 
 
 def rejections_named(events: list[Event], rejected: list[dict]) -> list[str]:
@@ -48,8 +50,12 @@ def rejections_named(events: list[Event], rejected: list[dict]) -> list[str]:
     ]
 
 
+_REASON_CHARS = 1000
+
+
 def summary(reasons: list[str], *, total: int, noun: str, shown: int = 5) -> str:
     """'N of M <noun>s refused: <the first few reasons>' for a response that names what it refused."""
-    head = "; ".join(reasons[:shown])
+    head = "; ".join(reason if len(reason) <= _REASON_CHARS else reason[:_REASON_CHARS] + "…"
+                     for reason in reasons[:shown])
     more = f"; and {len(reasons) - shown} more" if len(reasons) > shown else ""
     return f"{len(reasons)} of {total} {noun}s refused: {head}{more}"

@@ -179,3 +179,13 @@ def test_a_read_scoped_key_or_no_key_cannot_export(live_server):
     body = ExportMetricsServiceRequest().SerializeToString()
     assert _post(live_server.url, body, key=key)[0] == 403
     assert _post(live_server.url, body, key="cwd_all_" + "0" * 48)[0] == 401
+
+
+def test_a_refused_megabyte_name_does_not_come_back_a_megabyte_long():
+    from metrics.ingest import Event
+    from metrics.protocols import point_name, summary
+
+    huge = Event(service="s" * 1_000_000, resource_id="r", metric_name="m" * 1_000_000, value=1.0, timestamp=0)
+    reasons = [f"{point_name(huge)}: value must be finite"] * 5
+    said = summary(reasons, total=5, noun="data point")
+    assert len(said) < 6_000 and said.startswith("5 of 5 data points refused: mmm")
