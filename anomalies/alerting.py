@@ -568,7 +568,16 @@ def incident_status_set(*, tenant: Tenant, incident: Incident, status: str, acto
     return incident
 
 
+class TooManySilences(ValueError):
+    """The tenant has as many silences not yet over as it may have."""
+
+
 def silence_create(*, tenant: Tenant, data: dict, actor: str) -> Silence:
+    """A maintenance window; at most SILENCES_PER_TENANT not yet over (every detection run reads them)."""
+    most = settings.CLOUDWATCHDOG["SILENCES_PER_TENANT"]
+    if Silence.objects.for_tenant(tenant).filter(end__gt=timezone.now()).count() >= most:
+        raise TooManySilences(f"this tenant has {most} silences not yet over, the most it may have "
+                              "(SILENCES_PER_TENANT); delete one first")
     return Silence.objects.create(tenant=tenant, actor=actor[:200], **data)
 
 

@@ -164,7 +164,11 @@ class SilenceListView(APIView):
         """A maintenance window: incidents of matching series between start and end notify nobody (scope all)."""
         data = serializers.SilenceWriteSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        silence = alerting.silence_create(tenant=request.user.tenant, data=data.validated_data, actor=api_actor(request))
+        try:
+            silence = alerting.silence_create(tenant=request.user.tenant, data=data.validated_data,
+                                              actor=api_actor(request))
+        except alerting.TooManySilences as error:
+            raise ApiError(400, f"Not created: {error}.", {"end": [str(error)]}) from None
         return Response(silence_item(silence), status=status.HTTP_201_CREATED)
 
 

@@ -249,6 +249,7 @@ CLOUDWATCHDOG = {
     "RETENTION_DAYS": env.int("RETENTION_DAYS", default=None),
     # Per-metric detection settings (anomalies.models.DetectionRule): every run reads all of a tenant's.
     "DETECTION_RULES_PER_TENANT": env.int("DETECTION_RULES_PER_TENANT", default=200),
+    "SILENCES_PER_TENANT": env.int("SILENCES_PER_TENANT", default=1000),
 }
 # The limits a tenant may override, and the most each may be: the string limits are the widths
 # of metrics_series' columns (metrics.models), which a larger override could not store.

@@ -351,3 +351,15 @@ def test_a_channel_patch_cannot_change_its_kind_nor_leave_a_webhook_without_a_ur
     emptied = patch({"url": ""})
     assert emptied.status_code == 400 and "needs a url" in emptied.json()["errors"]["url"][0]
     assert client.get(f"/api/v1/channels/{channel['id']}").json()["url"] == httpserver.url_for("/hook")
+
+
+def test_a_tenant_has_at_most_silences_per_tenant_not_yet_over(make_tenant, settings):
+    settings.CLOUDWATCHDOG = {**settings.CLOUDWATCHDOG, "SILENCES_PER_TENANT": 2}
+    client = make_tenant("many-silences")
+    past = {"start": "2020-01-01T00:00:00Z", "end": "2020-01-02T00:00:00Z"}
+    future = {"start": "2030-01-01T00:00:00Z", "end": "2030-01-02T00:00:00Z"}
+    assert client.post("/api/v1/silences", past).status_code == 201  # over: it does not count
+    assert client.post("/api/v1/silences", future).status_code == 201
+    assert client.post("/api/v1/silences", future).status_code == 201
+    refused = client.post("/api/v1/silences", future)
+    assert refused.status_code == 400 and "SILENCES_PER_TENANT" in refused.json()["detail"]
