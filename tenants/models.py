@@ -87,6 +87,11 @@ class Tenant(models.Model):
             errors["limits"] = 'Give an object of limit: value pairs, e.g. {"MAX_EVENTS_PER_REQUEST": 5000}.'
         else:
             problems = [problem for name, value in self.limits.items() if (problem := limit_override_error(name, value))]
+            burst, batch = self.limit("POINTS_BURST"), self.limit("MAX_EVENTS_PER_REQUEST")
+            if not problems and burst < batch:
+                # A request of more points than the burst could never pass: 429 for ever to a retrying agent.
+                problems = [f"POINTS_BURST ({burst}) must be at least MAX_EVENTS_PER_REQUEST ({batch}): a request of "
+                            "more points than the burst could never be accepted."]
             if problems:
                 errors["limits"] = problems
         if errors:

@@ -206,7 +206,9 @@ def test_c10_a_tenant_limit_the_storage_cannot_hold_is_refused_in_the_admin(owne
     url = f"/admin/tenants/tenant/{owner.tenant.id}/change/"
     for limits, message in [('{"MAX_NAME_BYTES": 5000}', b"MAX_NAME_BYTES may be at most 1024"),
                             ('{"POINTS_PER_SECOND": "many"}', b"must be a whole number of at least 1"),
-                            ('{"MAX_SOMETHING": 3}', b"is not a per-tenant limit")]:
+                            ('{"MAX_SOMETHING": 3}', b"is not a per-tenant limit"),
+                            ('{"POINTS_PER_SECOND": 1, "POINTS_BURST": 2}',
+                             b"POINTS_BURST (2) must be at least MAX_EVENTS_PER_REQUEST (10000)")]:
         page = client.post(url, {**form, "limits": limits})
         assert page.status_code == 200 and message in page.content, limits
     assert client.post(url, {**form, "limits": '{"POINTS_PER_SECOND": 5000}'}).status_code == 302
