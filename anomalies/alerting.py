@@ -24,8 +24,8 @@ from datetime import datetime, timedelta
 import orjson
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max, Value
-from django.db.models.functions import Greatest, Mod
+from django.db.models import Max
+from django.db.models.functions import Mod
 from django.urls import reverse
 from django.utils import timezone
 from standardwebhooks import Webhook
@@ -387,17 +387,20 @@ def _no_data_resolved(tenant: Tenant) -> list[_Change]:
     series_ids, times, _ = metrics_selectors.points_after(
         tenant=tenant, after_us={i.series_id: to_us(i.last_anomaly_at) for i in reporting}, limit_per_series=1)
     first_back = dict(zip(series_ids.tolist(), times.tolist()))
-    changes = []
+    changes, returned = [], {}
     for incident in reporting:
         # Points sent late (an agent's buffer after a network outage) can fall inside the silence.
         back = first_back.get(incident.series_id)
-        returned = max(from_us(back), incident.started_at) if back is not None else timezone.now()
+        returned[incident.series_id] = max(from_us(back), incident.started_at) if back is not None else timezone.now()
         previous = incident.status
-        incident.resolved_at, incident.status = returned, Incident.STATUS_RESOLVED
-        # Back to ok: since its points came back, not since its last alarm ended.
-        Baseline.objects.for_tenant(tenant).filter(series_id=incident.series_id, state=Baseline.STATE_OK).update(
-            state_since=Greatest("state_since", Value(returned)))
-        changes.append(_Change(incident, False, previous, [("resolved", format_iso(returned))]))
+        incident.resolved_at, incident.status = returned[incident.series_id], Incident.STATUS_RESOLVED
+        changes.append(_Change(incident, False, previous, [("resolved", format_iso(incident.resolved_at))]))
+    # Back to ok: since its points came back, not since its last alarm ended.
+    back_to_ok = list(Baseline.objects.for_tenant(tenant).filter(series_id__in=list(returned), state=Baseline.STATE_OK)
+                      .only("id", "series_id", "state_since"))
+    for baseline in back_to_ok:
+        baseline.state_since = max(filter(None, (baseline.state_since, returned[baseline.series_id])))
+    Baseline.objects.for_tenant(tenant).bulk_update(back_to_ok, ["state_since"], batch_size=1000)
     return changes
 
 
