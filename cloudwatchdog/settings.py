@@ -119,6 +119,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "cloudwatchdog.telemetry.RequestTimingMiddleware",
+    "cloudwatchdog.middleware.ChunkedBodyMiddleware",
     "cloudwatchdog.middleware.RefuseNulMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",  # the admin's CSS/JS under gunicorn
@@ -224,6 +225,9 @@ CLOUDWATCHDOG = {
     "POINTS_PER_SECOND": env.int("POINTS_PER_SECOND", default=200_000),
     "POINTS_BURST": env.int("POINTS_BURST", default=2_000_000),
     "REQUESTS_PER_MINUTE": env.int("REQUESTS_PER_MINUTE", default=60_000),
+    # An ingest request's CPU beyond what its points paid for is charged to the points bucket at
+    # this rate (about what a CPU second stores over OTLP, the dearest way in).
+    "INGEST_POINTS_PER_CPU_SECOND": env.int("INGEST_POINTS_PER_CPU_SECOND", default=50_000),
     # Points before this are refused (a tenant may refuse more with max_point_age_days).
     "EARLIEST_TIMESTAMP": datetime.fromisoformat(env.str("EARLIEST_TIMESTAMP", default="2000-01-01T00:00:00+00:00")),
     "LATE_WINDOW_SECONDS": env.int("LATE_WINDOW_SECONDS", default=3600),

@@ -18,9 +18,9 @@ from rest_framework.views import APIView
 
 from cloudwatchdog.errors import ApiError
 from metrics.ingest import BodyError, events_count_check, gunzip
-from metrics.protocols import otlp, rejections_named, remote_write, summary
+from metrics.protocols import TooLarge, otlp, rejections_named, remote_write, summary
 from metrics.services import ingest_counted, ingest_limits
-from metrics.views import _JsonOnly, body_read, points_rate_limit, points_store
+from metrics.views import IngestMeter, _JsonOnly, body_read, ingest_metered, points_store
 from tenants.models import ApiKey
 
 PROTOBUF = "application/x-protobuf"
@@ -29,6 +29,7 @@ JSON = "application/json"
 
 class _AgentView(APIView):
     required_scope = ApiKey.SCOPE_INGEST
+    reads_own_body = True  # with body_read, under the tenant's MAX_BODY_BYTES
     parser_classes = []  # each protocol reads its own body
     throttle_classes = []  # limited by the points bucket, as the JSON ingest is
     renderer_classes = [JSONRenderer]
@@ -80,13 +81,17 @@ class OtlpMetricsView(_AgentView):
         if not json_body and _content_type(request) != PROTOBUF:
             raise ApiError(415, f"Send {PROTOBUF} or {JSON} (Content-Type), as OTLP/HTTP defines.")
         tenant = request.user.tenant
-        limits = ingest_limits(tenant=tenant)
-        raw = _gunzipped(body_read(request, limits), request, limits)
-        try:
-            converted = otlp.convert(otlp.decode(raw, json_body=json_body))
-        except otlp.UndecodableBody as error:
-            raise ApiError(400, str(error)) from None
-        refused, total = _converted_store(tenant, limits, converted, protocol="otlp")
+        with ingest_metered(tenant) as meter:
+            limits = ingest_limits(tenant=tenant)
+            raw = _gunzipped(body_read(request, limits), request, limits)
+            try:
+                converted = otlp.convert(otlp.decode(raw, json_body=json_body, limits=limits), limits=limits,
+                                         tenant_id=tenant.id)
+            except otlp.UndecodableBody as error:
+                raise ApiError(400, str(error)) from None
+            except TooLarge as error:
+                raise ApiError(413, str(error)) from None
+            refused, total = _converted_store(meter, limits, converted, protocol="otlp")
         response = ExportMetricsServiceResponse()
         if refused:
             response.partial_success.rejected_data_points = len(refused)
@@ -120,15 +125,16 @@ def _gunzipped(raw: bytes, request, limits) -> bytes:
         raise ApiError(error.status, error.detail) from None
 
 
-def _converted_store(tenant, limits, converted, *, protocol: str) -> tuple[list[str], int]:
+def _converted_store(meter: IngestMeter, limits, converted, *, protocol: str) -> tuple[list[str], int]:
     """Store a protocol request's events under the JSON path's limits and rules; returns the sentences
     naming every refused point (in conversion or by validation) and how many points the request had."""
+    tenant = meter.tenant
     refused = list(converted.refused)
     total = len(converted.events) + len(refused)
     result = None
     if converted.events:
         _count_check(converted.events, limits)
-        points_rate_limit(tenant, len(converted.events))
+        meter.points_take(len(converted.events))
         result = points_store(tenant, converted.events)
         refused += rejections_named(converted.events, result.rejected)
     ingest_counted(tenant=tenant, protocol=protocol, result=result, refused_in_conversion=len(converted.refused),
@@ -165,15 +171,17 @@ class RemoteWriteView(_AgentView):
     )
     def post(self, request):
         tenant = request.user.tenant
-        limits = ingest_limits(tenant=tenant)
-        raw = body_read(request, limits)
-        try:
-            converted = remote_write.convert(remote_write.decode(raw, max_bytes=limits.max_body_bytes))
-        except remote_write.UndecodableBody as error:
-            raise ApiError(400, str(error)) from None
-        except remote_write.BodyTooLarge as error:
-            raise ApiError(413, str(error)) from None
-        refused, total = _converted_store(tenant, limits, converted, protocol="remote_write")
+        with ingest_metered(tenant) as meter:
+            limits = ingest_limits(tenant=tenant)
+            raw = body_read(request, limits)
+            try:
+                converted = remote_write.convert(remote_write.decode(raw, limits=limits), limits=limits,
+                                                 tenant_id=tenant.id)
+            except remote_write.UndecodableBody as error:
+                raise ApiError(400, str(error)) from None
+            except (remote_write.BodyTooLarge, TooLarge) as error:
+                raise ApiError(413, str(error)) from None
+            refused, total = _converted_store(meter, limits, converted, protocol="remote_write")
         if refused:
             return self.error_response(400, summary(refused, total=total, noun="sample") +
                                        " (the other samples were stored)")

@@ -19,7 +19,7 @@ from cloudwatchdog.timeutil import format_iso, to_us
 from metrics.ingest import MAX_ABS_VALUE, Event, EventChecker, Limits, series_key_hash, typed_events, value_error
 from metrics.models import INGEST_REJECTION_TABLE, POINT_TABLE, SERIES_TABLE
 from tenants.models import Tenant
-from tenants.ratelimit import buckets_take
+from tenants.ratelimit import bucket_charge, buckets_take
 
 
 
@@ -153,12 +153,32 @@ def _oldest_allowed(tenant: Tenant, now: datetime) -> tuple[int, str]:
     return to_us(oldest), reason
 
 
-def points_rate_check(*, tenant: Tenant, points: int) -> float | None:
-    """Take one request and `points` from the tenant's buckets; returns seconds to wait when either is short."""
+def ingest_admit(*, tenant: Tenant) -> float | None:
+    """Take an ingest request's token before its body is read, so refused requests count too, and hold
+    it while the points bucket is in debt; returns seconds to wait when either is short."""
     return buckets_take(tenant_id=tenant.id, takes=[
         ("requests", tenant.limit("REQUESTS_PER_MINUTE") / 60, tenant.limit("REQUESTS_PER_MINUTE"), 1),
-        ("points", tenant.limit("POINTS_PER_SECOND"), tenant.limit("POINTS_BURST"), points),
+        _points_bucket(tenant, 0),
     ])
+
+
+def points_rate_check(*, tenant: Tenant, points: int) -> float | None:
+    """Take `points` from the tenant's points bucket; returns seconds to wait when it is short."""
+    return buckets_take(tenant_id=tenant.id, takes=[_points_bucket(tenant, points)])
+
+
+def ingest_cpu_charge(*, tenant: Tenant, cpu_seconds: float, points_taken: int) -> None:
+    """Charge a request's CPU beyond what its points paid for to the tenant's points bucket, at
+    INGEST_POINTS_PER_CPU_SECOND: a refused or hostile request costs its tenant what the same CPU
+    spent storing points would, and nobody else anything."""
+    excess = cpu_seconds * settings.CLOUDWATCHDOG["INGEST_POINTS_PER_CPU_SECOND"] - points_taken
+    if excess > 0:
+        _, rate, burst, _ = _points_bucket(tenant, 0)
+        bucket_charge(name="points", tenant_id=tenant.id, rate=rate, burst=burst, cost=excess)
+
+
+def _points_bucket(tenant: Tenant, cost: int) -> tuple[str, float, float, float]:
+    return ("points", tenant.limit("POINTS_PER_SECOND"), tenant.limit("POINTS_BURST"), cost)
 
 
 @dataclass

@@ -1,4 +1,7 @@
 """HTTP endpoints of metrics: ingest, series discovery, time-series reads."""
+import time
+from contextlib import contextmanager
+
 import orjson
 from django.http import HttpResponse
 from django.utils import timezone
@@ -16,7 +19,8 @@ from metrics import selectors, serializers
 from cloudwatchdog.timeutil import format_iso
 from metrics.ingest import BodyError, parse_body
 from metrics.partitions import PartitionsBusy
-from metrics.services import IngestResult, ingest_counted, ingest_limits, points_ingest, points_rate_check
+from metrics.services import (IngestResult, ingest_admit, ingest_counted, ingest_cpu_charge, ingest_limits,
+                              points_ingest, points_rate_check)
 from tenants.models import ApiKey
 
 
@@ -31,23 +35,55 @@ class _JsonOnly(BaseContentNegotiation):
 
 
 def body_read(request, limits) -> bytes:
-    """The raw request body, refused (413) when it is declared or turns out over the tenant's limit."""
+    """The raw request body (chunked ones too: cloudwatchdog.middleware), refused (413) when it is
+    declared or turns out over the tenant's limit."""
+    too_large = ApiError(413, f"The request body is over this tenant's limit of {limits.max_body_bytes} bytes "
+                              "(MAX_BODY_BYTES).")
     declared = request.META.get("CONTENT_LENGTH")
     if declared and declared.isdigit() and int(declared) > limits.max_body_bytes:
-        raise ApiError(413, f"The request body is over this tenant's limit of {limits.max_body_bytes} bytes "
-                            "(MAX_BODY_BYTES).")
-    return request._request.read(limits.max_body_bytes + 1)
+        raise too_large
+    raw = request._request.read(limits.max_body_bytes + 1)
+    if len(raw) > limits.max_body_bytes:
+        raise too_large
+    return raw
 
 
-def points_rate_limit(tenant, points: int) -> None:
-    """429 with Retry-After when the tenant is over its request or points rate."""
-    wait = points_rate_check(tenant=tenant, points=points)
+class IngestMeter:
+    """One ingest request's use of its tenant's buckets: points taken, and the CPU it cost."""
+
+    def __init__(self, tenant):
+        self.tenant = tenant
+        self.points = 0
+
+    def points_take(self, points: int) -> None:
+        """429 with Retry-After when the tenant is over its points rate."""
+        wait = points_rate_check(tenant=self.tenant, points=points)
+        if wait is not None:
+            raise _over_rate(self.tenant, wait)
+        self.points += points
+
+
+@contextmanager
+def ingest_metered(tenant):
+    """Admit an ingest request (its request token is taken before the body is read, so a refused one
+    counts too) and, however it ends, charge its CPU beyond its points to its tenant."""
+    began = time.thread_time()
+    wait = ingest_admit(tenant=tenant)
     if wait is not None:
-        raise ApiError(429, f"Over this tenant's rate limits ({tenant.limit('POINTS_PER_SECOND')} points a second, "
-                            f"bursts of {tenant.limit('POINTS_BURST')}: POINTS_PER_SECOND, POINTS_BURST; "
-                            f"{tenant.limit('REQUESTS_PER_MINUTE')} requests a minute: REQUESTS_PER_MINUTE); "
-                            f"retry in {int(wait) + 1} seconds.",
-                       headers={"Retry-After": str(int(wait) + 1)})
+        raise _over_rate(tenant, wait)
+    meter = IngestMeter(tenant)
+    try:
+        yield meter
+    finally:
+        ingest_cpu_charge(tenant=tenant, cpu_seconds=time.thread_time() - began, points_taken=meter.points)
+
+
+def _over_rate(tenant, wait: float) -> ApiError:
+    return ApiError(429, f"Over this tenant's rate limits ({tenant.limit('POINTS_PER_SECOND')} points a second, "
+                         f"bursts of {tenant.limit('POINTS_BURST')}: POINTS_PER_SECOND, POINTS_BURST; "
+                         f"{tenant.limit('REQUESTS_PER_MINUTE')} requests a minute: REQUESTS_PER_MINUTE); "
+                         f"retry in {int(wait) + 1} seconds.",
+                    headers={"Retry-After": str(int(wait) + 1)})
 
 
 def points_store(tenant, events: list) -> IngestResult:
@@ -61,6 +97,7 @@ def points_store(tenant, events: list) -> IngestResult:
 
 class IngestView(APIView):
     required_scope = ApiKey.SCOPE_INGEST
+    reads_own_body = True  # with body_read, under the tenant's MAX_BODY_BYTES
     parser_classes = []  # the body is read and parsed by the hot path itself
     throttle_classes = []  # ingest is limited by the points bucket below, one Redis call per request
     renderer_classes = [JSONRenderer]
@@ -83,14 +120,16 @@ class IngestView(APIView):
     )
     def post(self, request):
         tenant = request.user.tenant
-        limits = ingest_limits(tenant=tenant)
-        raw = body_read(request, limits)
-        try:
-            events = parse_body(raw, content_encoding=request.META.get("HTTP_CONTENT_ENCODING", ""), limits=limits)
-        except BodyError as error:
-            raise ApiError(error.status, error.detail, error.errors) from None
-        points_rate_limit(tenant, len(events))
-        result = points_store(tenant, events)
+        with ingest_metered(tenant) as meter:
+            limits = ingest_limits(tenant=tenant)
+            raw = body_read(request, limits)
+            try:
+                events = parse_body(raw, content_encoding=request.META.get("HTTP_CONTENT_ENCODING", ""),
+                                    limits=limits)
+            except BodyError as error:
+                raise ApiError(error.status, error.detail, error.errors) from None
+            meter.points_take(len(events))
+            result = points_store(tenant, events)
         ingest_counted(tenant=tenant, protocol="json", result=result)
         body = {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": result.rejected}
         code = status.HTTP_202_ACCEPTED

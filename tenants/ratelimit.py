@@ -41,6 +41,18 @@ end
 return tostring(wait)
 """
 
+# Work already done is charged whatever the level: the bucket may go into debt (down to -burst),
+# and takes wait until it has refilled.
+_CHARGE = """
+local now, rate, burst, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local have = tonumber(redis.call('HGET', KEYS[1], 't') or burst)
+local last = tonumber(redis.call('HGET', KEYS[1], 'ts') or now)
+have = math.max(-burst, math.min(burst, have + math.max(0, now - last) * rate) - cost)
+redis.call('HSET', KEYS[1], 't', have, 'ts', now)
+redis.call('EXPIRE', KEYS[1], 3600)
+return tostring(have)
+"""
+
 RETRY_SECONDS = 5.0
 _WARN_EVERY_SECONDS = 60.0
 
@@ -48,6 +60,7 @@ _WARN_EVERY_SECONDS = 60.0
 class _Limiter:
     def __init__(self):
         self._script = None
+        self._charge_script = None
         self._down_since: float | None = None
         self._retry_at = 0.0
         self._warned_at = -_WARN_EVERY_SECONDS
@@ -68,12 +81,26 @@ class _Limiter:
                 self._redis_failed(error)
         return self._take_locally(keys, specs, now)
 
+    def charge(self, key: str, rate: float, burst: float, cost: float) -> None:
+        now = time.time()
+        if time.monotonic() >= self._retry_at:
+            try:
+                self._bucket_script()  # the client and both scripts
+                self._charge_script(keys=[key], args=[now, rate, burst, cost])
+                return
+            except redis.RedisError as error:
+                self._redis_failed(error)
+        with self._lock:
+            have, last = self._local.get(key, (burst, now))
+            self._local[key] = (max(-burst, min(burst, have + max(0.0, now - last) * rate) - cost), now)
+
     def _bucket_script(self):
         # One client and one registered script per process: building a client per request costs
         # more than the check itself. Short timeouts: a blackholed Redis must not hang requests.
         if self._script is None:
             client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=settings.REDIS_TIMEOUT_SECONDS,
                                           socket_connect_timeout=settings.REDIS_TIMEOUT_SECONDS)
+            self._charge_script = client.register_script(_CHARGE)
             self._script = client.register_script(_TOKEN_BUCKETS)
         return self._script
 
@@ -115,8 +142,7 @@ _limiter = _Limiter()
 def buckets_take(*, tenant_id: int, takes: list[tuple[str, float, float, float]]) -> float | None:
     """Take from several of the tenant's buckets at once, each given as (name, rate per second, burst,
     cost): all or none. Returns the seconds to wait when one is short."""
-    prefix = settings.CACHES["default"].get("KEY_PREFIX", "")
-    keys = [f"{prefix}:bucket:{name}:{tenant_id}" for name, _, _, _ in takes]
+    keys = [_bucket_key(name, tenant_id) for name, _, _, _ in takes]
     wait = _limiter.take(keys, [(rate, burst, cost) for _, rate, burst, cost in takes])
     return wait if wait > 0 else None
 
@@ -124,6 +150,16 @@ def buckets_take(*, tenant_id: int, takes: list[tuple[str, float, float, float]]
 def bucket_take(*, name: str, tenant_id: int, rate: float, burst: float, cost: float = 1) -> float | None:
     """Take `cost` tokens from the tenant's bucket `name`; returns seconds to wait when it is short."""
     return buckets_take(tenant_id=tenant_id, takes=[(name, rate, burst, cost)])
+
+
+def bucket_charge(*, name: str, tenant_id: int, rate: float, burst: float, cost: float) -> None:
+    """Take `cost` tokens from the tenant's bucket `name` for work already done, into debt if need be:
+    the tenant's next takes from it wait until it has refilled."""
+    _limiter.charge(_bucket_key(name, tenant_id), rate, burst, cost)
+
+
+def _bucket_key(name: str, tenant_id: int) -> str:
+    return f"{settings.CACHES['default'].get('KEY_PREFIX', '')}:bucket:{name}:{tenant_id}"
 
 
 def limiter_degraded() -> bool:

@@ -8,6 +8,7 @@ remote_write.proto by `make protos`; the OTLP classes come from the opentelemetr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 from cloudwatchdog.timeutil import format_iso, from_us
 from metrics.ingest import Event, shown
@@ -25,9 +26,21 @@ class Converted:
     events: list[Event] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # why each refused point was refused, naming it
     dropped: int = 0  # deliberately not stored: staleness markers, points with no recorded value
+    tag_bytes_allowed: int | None = None  # the tags JSON its points may build, all together
+    tag_bytes: int = 0
 
-    def refuse(self, what: str, reason: str) -> None:
-        self.refused.append(f"{what}: {reason}")
+    def refuse(self, what: str, reason: str, *, times: int = 1) -> None:
+        self.refused.extend([f"{what}: {reason}"] * times)  # one sentence, counted once per point
+
+    def tags_built(self, tags: bytes) -> bytes:
+        """`tags`, counted against tag_bytes_allowed (TooLarge past it)."""
+        self.tag_bytes += len(tags)
+        if self.tag_bytes_allowed is not None and self.tag_bytes > self.tag_bytes_allowed:
+            raise TooLarge(f"The points' tags come to more than {self.tag_bytes_allowed} bytes (each point's tags "
+                           f"repeat its resource's attributes; the limit is {TAG_BYTES_PER_BODY_BYTE} times "
+                           "MAX_BODY_BYTES): send fewer "
+                           "points a request; nothing was stored.")
+        return tags
 
 
 def point_name(event: Event) -> str:
@@ -59,3 +72,77 @@ def summary(reasons: list[str], *, total: int, noun: str, shown: int = 5) -> str
                      for reason in reasons[:shown])
     more = f"; and {len(reasons) - shown} more" if len(reasons) > shown else ""
     return f"{len(reasons)} of {total} {noun}s refused: {head}{more}"
+
+
+# A body of up to this many bytes per point allowed is parsed at once: it holds at most half as many
+# messages, which the parser builds in milliseconds. A larger one is counted on the wire first.
+PARSE_BYTES_PER_POINT = 64
+# Resources, scopes, metrics (and the fields around them) a request may have per point allowed.
+FIELDS_PER_POINT = 16
+# The tags JSON a request's points may come to, per byte of MAX_BODY_BYTES: an OTLP resource's
+# attributes are repeated in each of its points' tags, so a small body could otherwise make gigabytes.
+TAG_BYTES_PER_BODY_BYTE = 4
+
+
+def bounded_parse_bytes(limits) -> int:
+    return PARSE_BYTES_PER_POINT * limits.max_events
+
+
+def fields_allowed(limits) -> int:
+    return FIELDS_PER_POINT * limits.max_events + 1024
+
+
+class TooLarge(Exception):
+    """A request over its tenant's limits, found while decoding, before any event is built (413)."""
+
+
+class IdentityCache:
+    """Per-process map of identities as sent (a resource's or a label set's encoded bytes) -> what they
+    mean, one map per tenant, bounded in bytes.
+
+    An agent sends the same few identities in every request, so each is worked out once. What one
+    tenant sends cannot grow it without bound or push out another's: an identity over `entry_bytes`
+    or one that is refused is not kept, a tenant's map that passes `tenant_bytes` starts over, and
+    when all together pass `total_bytes` the largest one does (cheaper than LRU on every hit)."""
+
+    _ENTRY_OVERHEAD = 400  # dict slot, key and value objects of one entry, in bytes
+
+    def __init__(self, *, tenant_bytes: int = 8 << 20, total_bytes: int = 32 << 20, entry_bytes: int = 16 << 10):
+        self.tenant_bytes, self.total_bytes, self.entry_bytes = tenant_bytes, total_bytes, entry_bytes
+        self._tenants: dict[int, dict] = {}
+        self._bytes: dict[int, int] = {}
+        self._total = 0
+
+    def get(self, tenant_id: int, key: bytes | tuple[bytes, ...], build: Callable, keep: Callable = bool):
+        """The meaning of `key`, from `build(key)` the first time; kept only when `keep(meaning)` holds."""
+        entries = self._tenants.get(tenant_id)
+        if entries is not None:
+            found = entries.get(key)
+            if found is not None:
+                return found
+        meaning = build(key)
+        size = len(key) if isinstance(key, bytes) else sum(map(len, key))
+        if size <= self.entry_bytes and keep(meaning):
+            self._put(tenant_id, key, meaning, 2 * size + self._ENTRY_OVERHEAD)  # the meaning is about as big
+        return meaning
+
+    def _put(self, tenant_id: int, key, meaning, size: int) -> None:
+        if self._bytes.get(tenant_id, 0) + size > self.tenant_bytes:
+            self._forget(tenant_id)
+        while self._total + size > self.total_bytes and self._tenants:
+            self._forget(max(self._bytes, key=self._bytes.get))
+        self._tenants.setdefault(tenant_id, {})[key] = meaning
+        self._bytes[tenant_id] = self._bytes.get(tenant_id, 0) + size
+        self._total += size
+
+    def bytes_used(self, tenant_id: int | None = None) -> int:
+        return self._total if tenant_id is None else self._bytes.get(tenant_id, 0)
+
+    def _forget(self, tenant_id: int) -> None:
+        self._tenants.pop(tenant_id, None)
+        self._total -= self._bytes.pop(tenant_id, 0)
+
+    def clear(self) -> None:
+        self._tenants.clear()
+        self._bytes.clear()
+        self._total = 0

@@ -13,6 +13,7 @@ counters when cumulative. Exemplars are dropped; so are points flagged "no recor
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass, field
 
 import orjson
 from google.protobuf import json_format
@@ -20,28 +21,54 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
-from metrics.ingest import Event, shown
-from metrics.protocols import UNKNOWN_RESOURCE, UNKNOWN_SERVICE, Converted
+from metrics.ingest import Event, Limits, shown, text_error
+from metrics.protocols import (TAG_BYTES_PER_BODY_BYTE, UNKNOWN_RESOURCE, UNKNOWN_SERVICE, Converted, IdentityCache,
+                               TooLarge, bounded_parse_bytes, fields_allowed, wire)
 
 RESOURCE_ID_ATTRIBUTES = ("host.id", "host.name", "service.instance.id")
 _NO_RECORDED_VALUE = metrics_pb2.DataPointFlags.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK
 _CUMULATIVE = metrics_pb2.AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
 _POINT_KINDS = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
 _JSON_POINT_KINDS = ("gauge", "sum", "histogram", "exponentialHistogram", "exponential_histogram", "summary")
+JSON_OBJECTS_PER_POINT = 32  # a point with 15 attributes, or fewer and exemplars
 
 
 class UndecodableBody(Exception):
     """The body is not an ExportMetricsServiceRequest in the declared encoding (answered 400)."""
 
 
-def decode(raw: bytes, *, json_body: bool) -> ExportMetricsServiceRequest:
-    request = ExportMetricsServiceRequest()
-    if not json_body:
+# ExportMetricsServiceRequest -> resource_metrics -> scope_metrics -> metrics -> gauge, sum, histogram,
+# exponential_histogram or summary -> data_points.
+_SHAPE = {1: {2: {2: {number: {1: wire.POINT} for number in (5, 7, 9, 10, 11)}}}}
+
+
+def decode(raw: bytes, *, json_body: bool, limits: Limits) -> ExportMetricsServiceRequest:
+    """The request, refused (TooLarge) past the tenant's limits before anything is built from it."""
+    if json_body:
+        return _json_decode(raw, limits)
+    if len(raw) > bounded_parse_bytes(limits):
         try:
-            request.ParseFromString(raw)
-        except (DecodeError, RecursionError) as error:
-            raise UndecodableBody(f"The body is not a protobuf ExportMetricsServiceRequest: {shown(str(error))}.") from None
-        return request
+            wire.count(raw, _SHAPE, most_points=limits.max_events, most_fields=fields_allowed(limits),
+                       noun="data point")
+        except wire.Malformed as error:
+            raise UndecodableBody(f"The body is not a protobuf ExportMetricsServiceRequest: {error}.") from None
+    request = ExportMetricsServiceRequest()
+    try:
+        request.ParseFromString(raw)
+    except (DecodeError, RecursionError) as error:
+        raise UndecodableBody(f"The body is not a protobuf ExportMetricsServiceRequest: {shown(str(error))}.") from None
+    _points_check(request, limits)
+    return request
+
+
+def _json_decode(raw: bytes, limits: Limits) -> ExportMetricsServiceRequest:
+    # Protobuf's JSON parser takes some microseconds an object: count them first (a brace inside a
+    # string counts too, so this errs on the safe side).
+    most_objects = JSON_OBJECTS_PER_POINT * limits.max_events
+    if raw.count(b"{") > most_objects:
+        raise TooLarge(f"The body has more than {most_objects} JSON objects; this tenant's limit of "
+                       f"{limits.max_events} data points a request (MAX_EVENTS_PER_REQUEST) allows "
+                       f"{JSON_OBJECTS_PER_POINT} a point; nothing was stored.")
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
@@ -49,6 +76,7 @@ def decode(raw: bytes, *, json_body: bool) -> ExportMetricsServiceRequest:
     if not isinstance(body, dict):
         raise UndecodableBody("The body must be an OTLP JSON object with 'resourceMetrics'.")
     _exemplars_drop(body)
+    request = ExportMetricsServiceRequest()
     try:
         # OTLP JSON is protobuf's JSON mapping but for hex trace and span ids, which only exemplars
         # carry (dropped above); unknown fields are ignored, as the specification asks of receivers.
@@ -56,7 +84,42 @@ def decode(raw: bytes, *, json_body: bool) -> ExportMetricsServiceRequest:
     except (json_format.ParseError, RecursionError, TypeError, ValueError) as error:
         raise UndecodableBody(f"The body is not an OTLP JSON ExportMetricsServiceRequest: {shown(str(error), 200)}.") \
             from None
+    _points_check(request, limits)
     return request
+
+
+def _points_check(request: ExportMetricsServiceRequest, limits: Limits) -> None:
+    """TooLarge when the request would make more points than MAX_EVENTS_PER_REQUEST (a histogram point
+    makes two, count and sum; a summary's quantiles one each). Every level is counted by its length
+    before it is walked, so no loop here runs past the limits."""
+    most = limits.max_events
+    levels = [request.resource_metrics]
+    for inside in (lambda resource: resource.scope_metrics, lambda scope: scope.metrics, None):
+        if sum(len(level) for level in levels) > fields_allowed(limits):
+            raise TooLarge(f"The request has more resources, scopes or metrics than its at most {most} data "
+                           "points (MAX_EVENTS_PER_REQUEST) can use; nothing was stored.")
+        if inside is not None:
+            levels = [inside(item) for level in levels for item in level]
+    points = 0
+    for metric in (metric for level in levels for metric in level):
+        points += _points_of(metric, most - points)
+        if points > most:
+            raise TooLarge(f"The request has more than {most} data points (a histogram point counts twice, count "
+                           "and sum; a summary's quantiles once each); this tenant's limit is "
+                           f"{most} a request (MAX_EVENTS_PER_REQUEST); nothing was stored.")
+
+
+def _points_of(metric, room: int) -> int:
+    which = metric.WhichOneof("data")
+    if which is None:
+        return 1  # refused, by name
+    points = getattr(metric, which).data_points
+    if which in ("gauge", "sum"):
+        return len(points)
+    made = 2 * len(points)
+    if which == "summary" and made <= room:
+        made += sum(len(point.quantile_values) for point in points)
+    return made
 
 
 def _exemplars_drop(body: dict) -> None:
@@ -92,13 +155,48 @@ def _text(value) -> str | None:
     return orjson.dumps(json_format.MessageToDict(value)).decode()
 
 
-def _attributes(key_values) -> dict[str, str]:
+def _attributes(key_values, limits: Limits) -> tuple[dict[str, str], str | None]:
+    """Attributes as tags, or why they cannot be: too many, or an array or map too large to be a tag
+    value (told before it is turned into JSON)."""
+    if len(key_values) > limits.max_tags:
+        return {}, f"has {len(key_values)} attributes; the limit is {limits.max_tags} tags (MAX_TAGS)"
     attributes = {}
     for item in key_values:
+        if item.value.WhichOneof("value") in ("array_value", "kvlist_value") and \
+                item.value.ByteSize() > limits.max_value_bytes:
+            return {}, f"attribute {shown(item.key)!r} is over {limits.max_value_bytes} bytes (MAX_VALUE_BYTES)"
         text = _text(item.value)
         if text is not None:
             attributes[item.key] = text
-    return attributes
+    return attributes, None
+
+
+@dataclass(frozen=True)
+class _Resource:
+    """What a resource means: its series identity, its tags (and their JSON), or why its points are refused."""
+
+    service: str = ""
+    resource_id: str = ""
+    tags: dict = field(default_factory=dict)
+    tags_json: bytes = b"{}"
+    problem: str | None = None
+
+
+def _resource(resource, limits: Limits) -> _Resource:
+    attributes, problem = _attributes(resource.attributes, limits)
+    if problem is None:
+        # Checked here, not point by point: the resource's tags go into every one of its points'.
+        problem = next((f"resource attribute {shown(key)!r} {error}" for key, value in attributes.items()
+                        for error in (text_error(key, limits.max_name_bytes, "MAX_NAME_BYTES"),
+                                      text_error(value, limits.max_value_bytes, "MAX_VALUE_BYTES")) if error), None)
+    if problem is not None:
+        return _Resource(problem=problem if problem.startswith("resource") else f"resource {problem}")
+    service, resource_id, tags = _identity(attributes)
+    return _Resource(service, resource_id, tags, _tags_json(tags))
+
+
+def _valid(resource: _Resource) -> bool:
+    return resource.problem is None
 
 
 def _identity(resource_attributes: dict[str, str]) -> tuple[str, str, dict[str, str]]:
@@ -113,60 +211,44 @@ def _identity(resource_attributes: dict[str, str]) -> tuple[str, str, dict[str, 
     return service, resource_id or UNKNOWN_RESOURCE, tags
 
 
-class _ResourceCache:
-    """Resources as sent (their encoded bytes) -> (service, resource_id, tags, tags JSON), per process.
-
-    An agent sends the same few resources in every request; their attributes are read once. The
-    mapping depends on nothing but the bytes, so tenants share it. Bounded: starts over past
-    `max_entries`."""
-
-    def __init__(self, max_entries: int = 20_000):
-        self.max_entries = max_entries
-        self._entries: dict[bytes, tuple[str, str, dict, bytes]] = {}
-
-    def get(self, resource) -> tuple[str, str, dict, bytes]:
-        key = resource.SerializeToString()
-        entry = self._entries.get(key)
-        if entry is None:
-            if len(self._entries) >= self.max_entries:
-                self._entries.clear()
-            service, resource_id, tags = _identity(_attributes(resource.attributes))
-            entry = self._entries[key] = (service, resource_id, tags, _tags_json(tags))
-        return entry
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-
-resource_cache = _ResourceCache()
+# Resources as sent (their encoded bytes) -> _Resource. An agent sends the same few in every request;
+# their attributes are read once.
+resource_cache = IdentityCache()
 
 
 def _tags_json(tags: dict) -> bytes:
     return orjson.dumps(tags, option=orjson.OPT_SORT_KEYS) if tags else b"{}"
 
 
-def convert(request: ExportMetricsServiceRequest) -> Converted:
-    out = Converted()
+def convert(request: ExportMetricsServiceRequest, *, limits: Limits, tenant_id: int) -> Converted:
+    out = Converted(tag_bytes_allowed=TAG_BYTES_PER_BODY_BYTE * limits.max_body_bytes)
     for resource_metrics in request.resource_metrics:
-        resource = resource_cache.get(resource_metrics.resource)
+        resource = resource_cache.get(tenant_id, resource_metrics.resource.SerializeToString(),
+                                      lambda _: _resource(resource_metrics.resource, limits), keep=_valid)
         for scope_metrics in resource_metrics.scope_metrics:
             for metric in scope_metrics.metrics:
-                _metric_convert(out, metric, resource)
+                if resource.problem:
+                    out.refuse(f"metric {shown(metric.name)!r}", resource.problem, times=_points_of(metric, 0))
+                else:
+                    _metric_convert(out, metric, resource, limits)
     return out
 
 
-def _metric_convert(out: Converted, metric, resource: tuple[str, str, dict, bytes]) -> None:
+def _metric_convert(out: Converted, metric, resource: _Resource, limits: Limits) -> None:
     which = metric.WhichOneof("data")
     name, unit = metric.name, metric.unit
-    service, resource_id, resource_tags, resource_json = resource
 
     def add(point, metric_name: str, value: float, kind: str, extra_tags: dict | None = None, point_unit: str = unit):
         if extra_tags or len(point.attributes):
-            tags = _tags_json({**resource_tags, **_attributes(point.attributes), **(extra_tags or {})})
+            attributes, problem = _attributes(point.attributes, limits)
+            if problem:
+                out.refuse(f"{shown(metric_name)} at {point.time_unix_nano} ns", problem)
+                return
+            tags = out.tags_built(_tags_json({**resource.tags, **attributes, **(extra_tags or {})}))
         else:
-            tags = resource_json
+            tags = resource.tags_json
         out.events.append(Event(
-            service=service, resource_id=resource_id, metric_name=metric_name, value=value,
+            service=resource.service, resource_id=resource.resource_id, metric_name=metric_name, value=value,
             timestamp=point.time_unix_nano // 1000, source="otlp", tags=tags, kind=kind, unit=point_unit,
         ))
 

@@ -12,15 +12,18 @@ label set seen before costs one dict lookup on its encoded bytes (see identity_c
 """
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
+from functools import partial
 
 import cramjam
 import orjson
 from google.protobuf.message import DecodeError
 
-from metrics.ingest import Event, shown
-from metrics.protocols import UNKNOWN_RESOURCE, UNKNOWN_SERVICE, Converted
+from metrics.ingest import Event, Limits, shown, text_error
+from metrics.protocols import (UNKNOWN_RESOURCE, UNKNOWN_SERVICE, Converted, IdentityCache, TooLarge,
+                               bounded_parse_bytes, fields_allowed, wire)
 from metrics.protocols.remote_write_fast_pb2 import WriteRequestLabelBytes
 from metrics.protocols.remote_write_pb2 import Label, MetricMetadata
 
@@ -36,22 +39,48 @@ class UndecodableBody(Exception):
     """The body is not a snappy-compressed WriteRequest (answered 400: Prometheus does not retry it)."""
 
 
-def decode(raw: bytes, *, max_bytes: int) -> WriteRequestLabelBytes:
-    """The request, its labels and metadata still encoded (remote_write_fast.proto); 400/413 as exceptions."""
+# WriteRequest -> timeseries -> samples and histograms (each one point).
+_SHAPE = {1: {2: wire.POINT, 4: wire.POINT}}
+
+
+def decode(raw: bytes, *, limits: Limits) -> WriteRequestLabelBytes:
+    """The request, its labels and metadata still encoded (remote_write_fast.proto); 400/413 as exceptions,
+    the sample count refused past the tenant's limit before anything is built from it."""
     try:
         length = cramjam.snappy.decompress_raw_len(raw)
     except cramjam.DecompressionError as error:
         raise UndecodableBody(f"The body is not snappy block-compressed: {shown(str(error))}.") from None
-    if length > max_bytes:
-        raise BodyTooLarge(length, max_bytes)
+    if length > limits.max_body_bytes:
+        raise BodyTooLarge(length, limits.max_body_bytes)
     try:
         body = bytes(cramjam.snappy.decompress_raw(raw))
     except cramjam.DecompressionError as error:
         raise UndecodableBody(f"The body is not snappy block-compressed: {shown(str(error))}.") from None
+    if len(body) > bounded_parse_bytes(limits):
+        try:
+            wire.count(body, _SHAPE, most_points=limits.max_events, most_fields=fields_allowed(limits),
+                       noun="sample")
+        except wire.Malformed as error:
+            raise UndecodableBody(f"The body is not a protobuf WriteRequest: {error}.") from None
     try:
-        return WriteRequestLabelBytes.FromString(body)
+        request = WriteRequestLabelBytes.FromString(body)
     except (DecodeError, RecursionError) as error:
         raise UndecodableBody(f"The body is not a protobuf WriteRequest: {shown(str(error))}.") from None
+    _samples_check(request, limits)
+    return request
+
+
+def _samples_check(request: WriteRequestLabelBytes, limits: Limits) -> None:
+    most = limits.max_events
+    if len(request.timeseries) + len(request.metadata) > fields_allowed(limits):
+        raise TooLarge(f"The request has more series and metadata than its at most {most} samples "
+                       "(MAX_EVENTS_PER_REQUEST) can use; nothing was stored.")
+    samples = 0
+    for series in request.timeseries:
+        samples += len(series.samples) + len(series.histograms)
+        if samples > most:
+            raise TooLarge(f"The request has more than {most} samples; this tenant's limit is {most} a request "
+                           "(MAX_EVENTS_PER_REQUEST); nothing was stored.")
 
 
 class BodyTooLarge(Exception):
@@ -77,38 +106,51 @@ class _Identity:
     problem: str | None = None  # why its samples are refused, naming the series
 
 
-class _IdentityCache:
-    """Label sets as sent (their encoded bytes) -> _Identity; shared by tenants, as the mapping is the
-    same for all. Bounded: past `max_entries` it starts over (cheaper than LRU bookkeeping per hit)."""
-
-    def __init__(self, max_entries: int = 100_000):
-        self.max_entries = max_entries
-        self._entries: dict[tuple, _Identity] = {}
-
-    def get(self, label_bytes: tuple) -> _Identity:
-        identity = self._entries.get(label_bytes)
-        if identity is None:
-            if len(self._entries) >= self.max_entries:
-                self._entries.clear()
-            identity = self._entries[label_bytes] = _identity(label_bytes)
-        return identity
-
-    def clear(self) -> None:
-        self._entries.clear()
+# Label sets as sent (their encoded bytes) -> _Identity, per tenant, bounded in bytes.
+identity_cache = IdentityCache()
+# Remote write 1.0: label names MUST match this (Prometheus refuses a series with any other).
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
-identity_cache = _IdentityCache()
-
-
-def _identity(label_bytes: tuple) -> _Identity:
+def _identity_of(label_bytes: tuple, limits: Limits) -> _Identity:
+    # One label more than MAX_TAGS for each of __name__, job and instance, which are not tags.
+    if len(label_bytes) > limits.max_tags + 3:
+        return _refused(f"series with {len(label_bytes)} labels: the limit is {limits.max_tags} besides "
+                        "__name__, job and instance (MAX_TAGS)")
     try:
-        labels = {label.name: label.value for label in map(Label.FromString, label_bytes)}
+        pairs = [(label.name, label.value) for label in map(Label.FromString, label_bytes)]
     except DecodeError:
-        return _Identity("", "", "", "", b"", False, "series: its labels are not valid protobuf Label messages")
+        return _refused("series: its labels are not valid protobuf Label messages")
+    names = [name for name, _ in pairs]
+    invalid = next((name for name in names if not _LABEL_NAME.fullmatch(name)), None)
+    if invalid is not None:
+        return _refused(f"series with label {shown(invalid)!r}: a label name must match [a-zA-Z_][a-zA-Z0-9_]* "
+                        "(remote write 1.0)")
+    if len(set(names)) < len(names):
+        twice = next(name for name in names if names.count(name) > 1)
+        return _refused(f"series with label {shown(twice)!r} twice: label names must be unique (remote write 1.0)")
+    # An empty value is the label's absence, as in Prometheus: m{env=""} is m{}.
+    labels = {name: value for name, value in pairs if value}
+    oversized = next((f"label {shown(name)!r} {error}" for name, value in labels.items()
+                      for error in (text_error(name, limits.max_name_bytes, "MAX_NAME_BYTES"),
+                                    text_error(value, limits.max_value_bytes, "MAX_VALUE_BYTES")) if error), None)
+    if oversized:
+        return _refused(f"series {shown(labels.get('__name__', ''))!r}: {oversized}")
+    return _identity(labels)
+
+
+def _valid(identity: _Identity) -> bool:
+    return identity.problem is None
+
+
+def _refused(problem: str) -> _Identity:
+    return _Identity("", "", "", "", b"", False, problem)
+
+
+def _identity(labels: dict[str, str]) -> _Identity:
     metric_name = labels.pop("__name__", "")
     if not metric_name:
-        return _Identity("", "", "", "", b"", False,
-                         f"series {shown(orjson.dumps(labels).decode(), 200)}: samples without a __name__ label")
+        return _refused(f"series {shown(orjson.dumps(labels).decode(), 200)}: samples without a __name__ label")
     service = labels.pop("job", "") or UNKNOWN_SERVICE
     resource_id = labels.pop("instance", "") or UNKNOWN_RESOURCE
     tags = orjson.dumps(dict(sorted(labels.items()))) if labels else b"{}"
@@ -116,7 +158,7 @@ def _identity(label_bytes: tuple) -> _Identity:
                      metric_name.endswith(COUNTER_SUFFIXES))
 
 
-def convert(request: WriteRequestLabelBytes) -> Converted:
+def convert(request: WriteRequestLabelBytes, *, limits: Limits, tenant_id: int) -> Converted:
     out = Converted()
     counter_families, units = set(), {}
     for encoded in request.metadata:
@@ -130,8 +172,9 @@ def convert(request: WriteRequestLabelBytes) -> Converted:
         if metadata.unit:
             units[metadata.metric_family_name] = metadata.unit
     events = out.events
+    identity_of = partial(_identity_of, limits=limits)
     for series in request.timeseries:
-        identity = identity_cache.get(tuple(series.labels))
+        identity = identity_cache.get(tenant_id, tuple(series.labels), identity_of, keep=_valid)
         if series.histograms:
             out.refuse(f"series {shown(identity.metric_name)!r}", f"has {len(series.histograms)} native histogram "
                        "samples; send classic histograms (float samples) instead")
