@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable
@@ -19,7 +20,7 @@ from cloudwatchdog.timeutil import format_iso, to_us
 from metrics.ingest import MAX_ABS_VALUE, Event, EventChecker, Limits, series_key_hash, typed_events, value_error
 from metrics.models import INGEST_REJECTION_TABLE, POINT_TABLE, SERIES_TABLE
 from tenants.models import Tenant
-from tenants.ratelimit import bucket_charge, buckets_take
+from tenants.ratelimit import buckets_charge, buckets_take
 
 
 
@@ -153,28 +154,52 @@ def _oldest_allowed(tenant: Tenant, now: datetime) -> tuple[int, str]:
     return to_us(oldest), reason
 
 
-def ingest_admit(*, tenant: Tenant) -> float | None:
-    """Take an ingest request's token before its body is read, so refused requests count too, and hold
-    it while the points bucket is in debt; returns seconds to wait when either is short."""
-    return buckets_take(tenant_id=tenant.id, takes=[
-        ("requests", tenant.limit("REQUESTS_PER_MINUTE") / 60, tenant.limit("REQUESTS_PER_MINUTE"), 1),
-        _points_bucket(tenant, 0),
-    ])
+def ingest_wait(*, tenant: Tenant) -> float | None:
+    """Seconds this process knows the tenant's ingest must wait, from what its refused or costly requests
+    were charged here (ingest_charge): checked before a body is read, at no cost."""
+    until = _ingest_blocked_until.get(tenant.id)
+    if until is None:
+        return None
+    wait = until - time.monotonic()
+    if wait <= 0:
+        del _ingest_blocked_until[tenant.id]
+        return None
+    return wait
 
 
 def points_rate_check(*, tenant: Tenant, points: int) -> float | None:
-    """Take `points` from the tenant's points bucket; returns seconds to wait when it is short."""
-    return buckets_take(tenant_id=tenant.id, takes=[_points_bucket(tenant, points)])
+    """Take one request and `points` from the tenant's buckets; returns seconds to wait when either is short."""
+    return buckets_take(tenant_id=tenant.id, takes=[_requests_bucket(tenant, 1), _points_bucket(tenant, points)])
 
 
-def ingest_cpu_charge(*, tenant: Tenant, cpu_seconds: float, points_taken: int) -> None:
-    """Charge a request's CPU beyond what its points paid for to the tenant's points bucket, at
-    INGEST_POINTS_PER_CPU_SECOND: a refused or hostile request costs its tenant what the same CPU
-    spent storing points would, and nobody else anything."""
+def ingest_charge(*, tenant: Tenant, request_taken: bool, cpu_seconds: float, points_taken: int) -> None:
+    """Charge an ingest request what it cost beyond what it took: its request token when it was refused
+    before taking one, and its CPU beyond what its points paid for, at INGEST_POINTS_PER_CPU_SECOND (a
+    refused or hostile request costs its tenant what the same CPU spent storing points would, and
+    nobody else anything). A tenant left in debt waits (ingest_wait) until its buckets refill."""
+    charges = [] if request_taken else [_requests_bucket(tenant, 1)]
     excess = cpu_seconds * settings.CLOUDWATCHDOG["INGEST_POINTS_PER_CPU_SECOND"] - points_taken
     if excess > 0:
-        _, rate, burst, _ = _points_bucket(tenant, 0)
-        bucket_charge(name="points", tenant_id=tenant.id, rate=rate, burst=burst, cost=excess)
+        charges.append(_points_bucket(tenant, excess))
+    if not charges:
+        return
+    levels = buckets_charge(tenant_id=tenant.id, charges=charges)
+    waits = [(_NEXT_REQUEST_NEEDS[name] - level) / rate
+             for (name, rate, _, _), level in zip(charges, levels) if level < _NEXT_REQUEST_NEEDS[name]]
+    if waits:
+        if len(_ingest_blocked_until) > 10_000:  # tenants come and go
+            _ingest_blocked_until.clear()
+        _ingest_blocked_until[tenant.id] = time.monotonic() + max(waits)
+
+
+# What the next request needs of each bucket: a request token, and the points bucket out of debt.
+_NEXT_REQUEST_NEEDS = {"requests": 1, "points": 0}
+_ingest_blocked_until: dict[int, float] = {}
+
+
+def _requests_bucket(tenant: Tenant, cost: int) -> tuple[str, float, float, float]:
+    per_minute = tenant.limit("REQUESTS_PER_MINUTE")
+    return ("requests", per_minute / 60, per_minute, cost)
 
 
 def _points_bucket(tenant: Tenant, cost: int) -> tuple[str, float, float, float]:

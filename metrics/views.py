@@ -19,8 +19,8 @@ from metrics import selectors, serializers
 from cloudwatchdog.timeutil import format_iso
 from metrics.ingest import BodyError, parse_body
 from metrics.partitions import PartitionsBusy
-from metrics.services import (IngestResult, ingest_admit, ingest_counted, ingest_cpu_charge, ingest_limits,
-                              points_ingest, points_rate_check)
+from metrics.services import (IngestResult, ingest_charge, ingest_counted, ingest_limits, ingest_wait, points_ingest,
+                              points_rate_check)
 from tenants.models import ApiKey
 
 
@@ -49,33 +49,39 @@ def body_read(request, limits) -> bytes:
 
 
 class IngestMeter:
-    """One ingest request's use of its tenant's buckets: points taken, and the CPU it cost."""
+    """One ingest request's use of its tenant's buckets: whether it took its request token, the points
+    it took, and the CPU it cost."""
 
     def __init__(self, tenant):
         self.tenant = tenant
         self.points = 0
+        self.request_taken = False
 
     def points_take(self, points: int) -> None:
-        """429 with Retry-After when the tenant is over its points rate."""
+        """Take the request's token and its points at once (one Redis call); 429 with Retry-After when the
+        tenant is over its request or points rate."""
         wait = points_rate_check(tenant=self.tenant, points=points)
+        self.request_taken = True  # taken, or answered 429, which is not charged (nor is it by the API's throttle)
         if wait is not None:
             raise _over_rate(self.tenant, wait)
-        self.points += points
+        self.points = points
 
 
 @contextmanager
 def ingest_metered(tenant):
-    """Admit an ingest request (its request token is taken before the body is read, so a refused one
-    counts too) and, however it ends, charge its CPU beyond its points to its tenant."""
-    began = time.thread_time()
-    wait = ingest_admit(tenant=tenant)
+    """Meter an ingest request: a tenant in debt is answered 429 before its body is read, and however
+    the request ends it is charged what it cost beyond what it took (a refused one its request token
+    too), so 400s and 413s count against the tenant's rates."""
+    wait = ingest_wait(tenant=tenant)
     if wait is not None:
         raise _over_rate(tenant, wait)
+    began = time.thread_time()
     meter = IngestMeter(tenant)
     try:
         yield meter
     finally:
-        ingest_cpu_charge(tenant=tenant, cpu_seconds=time.thread_time() - began, points_taken=meter.points)
+        ingest_charge(tenant=tenant, request_taken=meter.request_taken, cpu_seconds=time.thread_time() - began,
+                      points_taken=meter.points)
 
 
 def _over_rate(tenant, wait: float) -> ApiError:

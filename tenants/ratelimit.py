@@ -41,16 +41,20 @@ end
 return tostring(wait)
 """
 
-# Work already done is charged whatever the level: the bucket may go into debt (down to -burst),
-# and takes wait until it has refilled.
+# Work already done is charged whatever the level: a bucket may go into debt (down to -burst), and
+# takes wait until it has refilled. Returns each bucket's level.
 _CHARGE = """
-local now, rate, burst, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local have = tonumber(redis.call('HGET', KEYS[1], 't') or burst)
-local last = tonumber(redis.call('HGET', KEYS[1], 'ts') or now)
-have = math.max(-burst, math.min(burst, have + math.max(0, now - last) * rate) - cost)
-redis.call('HSET', KEYS[1], 't', have, 'ts', now)
-redis.call('EXPIRE', KEYS[1], 3600)
-return tostring(have)
+local now, levels = tonumber(ARGV[1]), {}
+for i, key in ipairs(KEYS) do
+  local rate, burst, cost = tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i]), tonumber(ARGV[3 * i + 1])
+  local have = tonumber(redis.call('HGET', key, 't') or burst)
+  local last = tonumber(redis.call('HGET', key, 'ts') or now)
+  have = math.max(-burst, math.min(burst, have + math.max(0, now - last) * rate) - cost)
+  redis.call('HSET', key, 't', have, 'ts', now)
+  redis.call('EXPIRE', key, 3600)
+  levels[i] = tostring(have)
+end
+return levels
 """
 
 RETRY_SECONDS = 5.0
@@ -81,18 +85,22 @@ class _Limiter:
                 self._redis_failed(error)
         return self._take_locally(keys, specs, now)
 
-    def charge(self, key: str, rate: float, burst: float, cost: float) -> None:
+    def charge(self, keys: list[str], specs: list[tuple[float, float, float]]) -> list[float]:
         now = time.time()
         if time.monotonic() >= self._retry_at:
             try:
                 self._bucket_script()  # the client and both scripts
-                self._charge_script(keys=[key], args=[now, rate, burst, cost])
-                return
+                args = [now] + [value for spec in specs for value in spec]
+                return [float(level) for level in self._charge_script(keys=keys, args=args)]
             except redis.RedisError as error:
                 self._redis_failed(error)
+        levels = []
         with self._lock:
-            have, last = self._local.get(key, (burst, now))
-            self._local[key] = (max(-burst, min(burst, have + max(0.0, now - last) * rate) - cost), now)
+            for key, (rate, burst, cost) in zip(keys, specs):
+                have, last = self._local.get(key, (burst, now))
+                levels.append(max(-burst, min(burst, have + max(0.0, now - last) * rate) - cost))
+                self._local[key] = (levels[-1], now)
+        return levels
 
     def _bucket_script(self):
         # One client and one registered script per process: building a client per request costs
@@ -152,10 +160,12 @@ def bucket_take(*, name: str, tenant_id: int, rate: float, burst: float, cost: f
     return buckets_take(tenant_id=tenant_id, takes=[(name, rate, burst, cost)])
 
 
-def bucket_charge(*, name: str, tenant_id: int, rate: float, burst: float, cost: float) -> None:
-    """Take `cost` tokens from the tenant's bucket `name` for work already done, into debt if need be:
-    the tenant's next takes from it wait until it has refilled."""
-    _limiter.charge(_bucket_key(name, tenant_id), rate, burst, cost)
+def buckets_charge(*, tenant_id: int, charges: list[tuple[str, float, float, float]]) -> list[float]:
+    """Take from several of the tenant's buckets, each given as (name, rate per second, burst, cost), for
+    work already done: into debt if need be, so the tenant's next takes wait until they have refilled.
+    Returns each bucket's level."""
+    keys = [_bucket_key(name, tenant_id) for name, _, _, _ in charges]
+    return _limiter.charge(keys, [(rate, burst, cost) for _, rate, burst, cost in charges])
 
 
 def _bucket_key(name: str, tenant_id: int) -> str:
