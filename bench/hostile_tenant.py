@@ -23,13 +23,13 @@ import sys
 import threading
 import time
 import urllib.parse
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import cramjam
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.ingest_http import bench_key  # noqa: E402  (sets Django up)
+from bench.ingest_http import bench_key, make_otlp_batches  # noqa: E402  (bench_key sets Django up)
 
 
 def _varint(number: int) -> bytes:
@@ -128,9 +128,8 @@ def attacker(url: str, key: str, bodies: list, stop: threading.Event, statuses: 
         stop.wait(pause)
 
 
-def under_attack(args, key_a: str, key_b: str, pause: float) -> tuple[list[float], list]:
+def under_attack(args, key_a: str, key_b: str, bodies: list, pause: float) -> tuple[list[float], list]:
     stop, statuses = threading.Event(), []
-    bodies = amplification_bodies()
     attackers = [threading.Thread(target=attacker, args=(args.url, key_a, bodies, stop, statuses, pause))
                  for _ in range(args.attackers)]
     for thread in attackers:
@@ -169,12 +168,18 @@ def main() -> None:
     idle = tenant_b_latencies(args.url, key_b, args.requests)
     idle_p99 = _percentile(idle, 0.99)
     print(f"tenant B one-event ingest idle: p50 {_percentile(idle, 0.5) * 1000:.1f} ms p99 {idle_p99 * 1000:.1f} ms")
-    for pause in (args.pause, 0.0):
-        loaded, statuses = under_attack(args, key_a, key_b, pause)
+    valid = [("/v1/metrics", body, {"Content-Type": "application/x-protobuf"})
+             for body in make_otlp_batches(200, 1000, datetime.now(timezone.utc) - timedelta(minutes=20), run_tag)]
+    phases = [(f"{args.attackers} attackers, {args.pause} s between each one's requests", amplification_bodies(),
+               args.pause),
+              (f"{args.attackers} attackers flat out", amplification_bodies(), 0.0),
+              (f"for comparison, {args.attackers} agents flat out sending valid 1,000-point OTLP batches", valid, 0.0)]
+    for name, bodies, pause in phases:
+        loaded, statuses = under_attack(args, key_a, key_b, bodies, pause)
         loaded_p99 = _percentile(loaded, 0.99)
-        print(f"  under {args.attackers} attackers, {pause} s between each one's requests: p50 "
-              f"{_percentile(loaded, 0.5) * 1000:.1f} ms p99 {loaded_p99 * 1000:.1f} ms ({loaded_p99 / idle_p99:.2f}x "
-              f"idle); tenant A's answers { {status: statuses.count(status) for status in sorted(set(statuses), key=str)} }")
+        print(f"  under {name}: p50 {_percentile(loaded, 0.5) * 1000:.1f} ms p99 {loaded_p99 * 1000:.1f} ms "
+              f"({loaded_p99 / idle_p99:.2f}x idle); tenant A's answers "
+              f"{ {status: statuses.count(status) for status in sorted(set(statuses), key=str)} }")
 
     time.sleep(3)
     before = web_worker_rss_mb()
