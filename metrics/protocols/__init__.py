@@ -2,8 +2,11 @@
 
 Each turns a request body into the same `metrics.ingest.Event`s as the JSON API, so the same
 limits, validation and first-write-wins rules apply (metrics.services.points_ingest), and
-reports what it refused or dropped while converting. remote_write_pb2 is generated from
-remote_write.proto by `make protos`; the OTLP classes come from the opentelemetry-proto package.
+reports what it refused or dropped while converting. What a request may cost is bounded before
+it is converted: its points are counted first (wire.py for large bodies), and what protocols
+remember between requests (IdentityCache) is bounded in bytes per tenant. remote_write_pb2 is
+generated from remote_write.proto by `make protos`; the OTLP classes come from the
+opentelemetry-proto package.
 """
 from __future__ import annotations
 
