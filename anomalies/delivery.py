@@ -1,21 +1,35 @@
 """Outbound requests to places tenants name (webhooks, Slack), made safe: http(s) only, public
 addresses only (unless WEBHOOK_ALLOW_PRIVATE_NETWORKS), short timeouts, no redirects, a cap on
-what is read back. And email through Django's mail backends."""
+what is read back. And email through Django's mail backends.
+
+The connection goes to an address that was checked (review of 2026-12-03, finding 8): the host is
+resolved once, each address checked, and the socket connected to one of them by number (`_Pinned`),
+while the Host header, SNI and the certificate check keep the name. A name that answers a public
+address to the check and 127.0.0.1 to the connection (DNS rebinding) is never asked twice.
+"""
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
+import ssl
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import requests
+import certifi
 from django.conf import settings
 from django.core.mail import EmailMessage
+from urllib3 import HTTPConnectionPool, HTTPSConnectionPool, Timeout
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.exceptions import NewConnectionError
+from urllib3.util import parse_url
 
 CONNECT_TIMEOUT, READ_TIMEOUT = 3.0, 10.0
 MAX_RESPONSE_BYTES = 64 * 1024
 EXCERPT_CHARS = 500
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+CA_CERTS = certifi.where()  # the roots requests trusted before; a test trusts its own CA here
 
 
 class UnsafeDestination(ValueError):
@@ -46,15 +60,23 @@ def destination_check(url: str, *, resolve: bool = True) -> None:
         raise UnsafeDestination("the port must be a number from 1 to 65535") from None
     if settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS or not resolve:
         return
+    _addresses_checked(parts.hostname, port or 443)
+
+
+def _addresses_checked(host: str, port: int) -> list[str]:
+    """The addresses `host` resolves to now, in the resolver's order; UnsafeDestination unless every
+    one is public (or WEBHOOK_ALLOW_PRIVATE_NETWORKS)."""
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, port or 443, proto=socket.IPPROTO_TCP)}
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError) as error:
         raise UnsafeDestination(f"the host name does not resolve ({error})") from None
+    addresses = list(dict.fromkeys(info[4][0] for info in infos))
     for address in addresses:
         ip = ipaddress.ip_address(address.split("%")[0])
-        if not _public(ip):
-            raise UnsafeDestination(f"{parts.hostname} resolves to {ip}, a private or reserved address "
+        if not settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS and not _public(ip):
+            raise UnsafeDestination(f"{host} resolves to {ip}, a private or reserved address "
                                     "(set WEBHOOK_ALLOW_PRIVATE_NETWORKS=true to allow it)")
+    return addresses
 
 
 # IPv6 forms that carry an IPv4 address a router may reach: NAT64 (64:ff9b::/96), 6to4 (2002::/16),
@@ -79,16 +101,19 @@ def post_json(url: str, body: bytes, headers: dict[str, str]) -> Outcome:
     anywhere, a private address included."""
     began = time.monotonic()
     try:
-        destination_check(url)
-        with requests.post(url, data=body, headers={"Content-Type": "application/json", **headers},
-                           timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), allow_redirects=False, stream=True) as response:
-            ok = 200 <= response.status_code < 300
+        destination_check(url, resolve=False)
+        target = parse_url(url)
+        addresses = _addresses_checked(target.host.strip("[]"), target.port or _DEFAULT_PORTS[target.scheme])
+        with _pool(target, addresses) as pool, pool.urlopen(
+                "POST", target.request_uri, body=body, headers={"Content-Type": "application/json", **headers},
+                redirect=False, retries=False, preload_content=False) as response:
             excerpt, unreadable = _answer_excerpt(response)
-            error = "" if ok else f"answered {response.status_code}" + (f"; {unreadable}" if unreadable else "")
-            return Outcome(ok, response.status_code, _ms(began), excerpt, error)
+            ok = 200 <= response.status < 300
+            error = "" if ok else f"answered {response.status}" + (f"; {unreadable}" if unreadable else "")
+            return Outcome(ok, response.status, _ms(began), excerpt, error)
     except UnsafeDestination as error:
         return Outcome(False, None, _ms(began), error=f"refused: {error}")
-    except Exception as error:  # requests', urllib3's and the socket's alike: whatever comes back is a failed attempt
+    except Exception as error:  # urllib3's, ssl's and the socket's alike: whatever comes back is a failed attempt
         return Outcome(False, None, _ms(began), error=printable(f"{type(error).__name__}: {str(error)[:300]}"))
 
 
@@ -96,7 +121,7 @@ def _answer_excerpt(response) -> tuple[str, str]:
     """The start of the answer as text, and why it could not be read (a body that lies about its
     encoding, a truncated one): the status is the answer either way."""
     try:
-        content = response.raw.read(MAX_RESPONSE_BYTES, decode_content=True) or b""
+        content = response.read(MAX_RESPONSE_BYTES, decode_content=True) or b""
     except Exception as error:
         return "", printable(f"the body could not be read ({type(error).__name__})")
     return printable(content.decode("utf-8", "replace")[:EXCERPT_CHARS]), ""
@@ -105,6 +130,62 @@ def _answer_excerpt(response) -> tuple[str, str]:
 def printable(text: str) -> str:
     """Text a PostgreSQL text column takes: no NUL, no lone surrogate."""
     return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+
+
+class _Pinned:
+    """A connection to the addresses that were checked, never to what the name resolves to now; the
+    name (self.host) still goes in the Host header, SNI and the certificate check."""
+
+    def __init__(self, *args, addresses: list[str], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.addresses = addresses
+
+    def _new_conn(self) -> socket.socket:
+        failures = []
+        for address in self.addresses:  # in the resolver's order, as socket.create_connection tries them
+            sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(self.timeout)
+                sock.connect((address, self.port))
+            except OSError as error:
+                sock.close()
+                failures.append(f"{address}: {error}")
+                continue
+            for option in self.socket_options or ():  # urllib3's TCP_NODELAY
+                sock.setsockopt(*option)
+            return sock
+        raise NewConnectionError(self, "could not connect to " + "; ".join(failures))
+
+
+class _PinnedHTTPConnection(_Pinned, HTTPConnection):
+    pass
+
+
+class _PinnedHTTPSConnection(_Pinned, HTTPSConnection):
+    pass
+
+
+class _PinnedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _PinnedHTTPConnection
+
+
+class _PinnedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _PinnedHTTPSConnection
+
+
+def _pool(target, addresses: list[str]) -> HTTPConnectionPool:
+    """A one-connection pool for `target` whose connection goes to `addresses`."""
+    timeout = Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT)
+    if target.scheme == "http":
+        return _PinnedHTTPPool(target.host, target.port, timeout=timeout, maxsize=1, addresses=addresses)
+    return _PinnedHTTPSPool(target.host, target.port, timeout=timeout, maxsize=1, ssl_context=_tls_context(CA_CERTS),
+                            addresses=addresses)
+
+
+@functools.lru_cache(maxsize=1)  # loading the roots takes 80 ms; the context is safe to share
+def _tls_context(ca_certs: str) -> ssl.SSLContext:
+    """The stdlib's defaults: the certificate checked against the name urllib3 gives (the host's)."""
+    return ssl.create_default_context(cafile=ca_certs)
 
 
 def send_email(to: str, subject: str, text: str) -> Outcome:
