@@ -238,6 +238,9 @@ CLOUDWATCHDOG = {
     # Alerting: how long a notification is retried, and how many messages a channel takes a minute.
     "NOTIFY_RETRY_HOURS": env.int("NOTIFY_RETRY_HOURS", default=24),
     "CHANNEL_MESSAGES_PER_MINUTE": env.int("CHANNEL_MESSAGES_PER_MINUTE", default=30),
+    # Seconds a webhook or Slack attempt may take in all (connect, send, the answer's headers and
+    # body, however slowly they come): 3 s to connect and 10 s to answer, as one deadline.
+    "WEBHOOK_DEADLINE_SECONDS": env.float("WEBHOOK_DEADLINE_SECONDS", default=13.0),
     "INGEST_SYNCHRONOUS_COMMIT": env.bool("INGEST_SYNCHRONOUS_COMMIT", default=True),
     "PROCESS_RUN_WAIT_SECONDS": env.int("PROCESS_RUN_WAIT_SECONDS", default=30),
     "DETECTION_INTERVAL_SECONDS": env.int("DETECTION_INTERVAL_SECONDS", default=60),

@@ -1,5 +1,5 @@
-"""Receivers that answer at the socket level, as an HTTP server library will not (on any address,
-misbehaving if need be): real loopback TCP servers, each connection answered in a thread."""
+"""Receivers that misbehave at the socket level (dripping, cutting answers short), which an HTTP
+server library will not do: real loopback TCP servers, each connection answered in a thread."""
 import socket
 import ssl
 import threading
@@ -62,6 +62,33 @@ def _request(connection) -> bytes:
             break
         body += chunk
     return head + b"\r\n\r\n" + body
+
+
+# A drip lasts 10 s at most, so that a client without a deadline fails a test instead of hanging it.
+DRIPS, DRIP_SECONDS = 50, 0.2
+
+
+def drip_body(connection, stop):
+    """Headers at once, then one body byte every 0.2 s: each read is quick, the answer is not."""
+    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+    for _ in range(DRIPS):
+        if stop.wait(DRIP_SECONDS):
+            return
+        connection.sendall(b"x")
+
+
+def drip_headers(connection, stop):
+    """The status line, then one header line every 0.2 s."""
+    connection.sendall(b"HTTP/1.1 200 OK\r\n")
+    for _ in range(DRIPS):
+        if stop.wait(DRIP_SECONDS):
+            return
+        connection.sendall(b"X-Drip: 1\r\n")
+
+
+def truncated(connection, stop):
+    """A body shorter than its Content-Length, then the connection closed."""
+    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort")
 
 
 def no_content(connection, stop):
