@@ -36,20 +36,19 @@ from anomalies.models import (
     ANOMALY_TABLE, BASELINE_TABLE, DETECTION_STATE_TABLE, Anomaly, AnomalyEvent, Baseline, DetectionRule, DetectionRun,
     SeriesMute,
 )
+from cloudwatchdog import locks
+from cloudwatchdog.locks import Lock
 from cloudwatchdog import pgcopy, telemetry
 from metrics import selectors as metrics_selectors
 from metrics.counters import RATE_INPUT
 from cloudwatchdog.timeutil import EPOCH, from_us, to_us
-from metrics.services import INGEST_ADVISORY_NAMESPACE, IngestHook
+from metrics.services import IngestHook
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
 
-RUN_ADVISORY_NAMESPACE = 7_302
-RUN_WAITER_ADVISORY_NAMESPACE = 7_304  # held by the one caller allowed to wait for a tenant's run
 # A shard's run holds the tenant's run lock shared (whole-tenant runs hold it exclusively) and its
 # shard's lock (tenant id × 256 + shard) exclusively: shards of one tenant run side by side.
-RUN_SHARD_ADVISORY_NAMESPACE = 7_306
 MAX_SHARDS = 256
 _US = timedelta(microseconds=1)
 
@@ -242,23 +241,21 @@ def _run_lock_acquire(tenant_id: int, wait_seconds: float) -> bool:
     for the whole wait, and a tenant sending many synchronous runs must not hold them all.
     """
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [RUN_ADVISORY_NAMESPACE, tenant_id])
-        if cursor.fetchone()[0]:
+        if locks.try_lock(cursor, Lock.RUN, tenant_id):
             return True
         if wait_seconds <= 0:
             return False
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [RUN_WAITER_ADVISORY_NAMESPACE, tenant_id])
-        if not cursor.fetchone()[0]:
+        if not locks.try_lock(cursor, Lock.RUN_WAITER, tenant_id):
             return False
         try:
             with transaction.atomic():
                 cursor.execute("SET LOCAL lock_timeout = %s", [f"{int(wait_seconds * 1000)}ms"])
-                cursor.execute("SELECT pg_advisory_lock(%s, %s)", [RUN_ADVISORY_NAMESPACE, tenant_id])
+                locks.lock(cursor, Lock.RUN, tenant_id)
             return True
         except OperationalError:
             return False
         finally:
-            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [RUN_WAITER_ADVISORY_NAMESPACE, tenant_id])
+            locks.unlock(cursor, Lock.RUN_WAITER, tenant_id)
 
 
 def _shard_lock_acquire(tenant_id: int, shard: int) -> bool:
@@ -266,25 +263,23 @@ def _shard_lock_acquire(tenant_id: int, shard: int) -> bool:
     if not 0 <= shard < MAX_SHARDS:
         raise ValueError(f"shard must be from 0 to {MAX_SHARDS - 1}")
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock_shared(%s, %s)", [RUN_ADVISORY_NAMESPACE, tenant_id])
-        if not cursor.fetchone()[0]:
+        if not locks.try_lock(cursor, Lock.RUN, tenant_id, shared=True):
             return False
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [RUN_SHARD_ADVISORY_NAMESPACE, tenant_id * MAX_SHARDS + shard])
-        if cursor.fetchone()[0]:
+        if locks.try_lock(cursor, Lock.RUN_SHARD, tenant_id * MAX_SHARDS + shard):
             return True
-        cursor.execute("SELECT pg_advisory_unlock_shared(%s, %s)", [RUN_ADVISORY_NAMESPACE, tenant_id])
+        locks.unlock(cursor, Lock.RUN, tenant_id, shared=True)
         return False
 
 
 def _shard_lock_release(tenant_id: int, shard: int) -> None:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [RUN_SHARD_ADVISORY_NAMESPACE, tenant_id * MAX_SHARDS + shard])
-        cursor.execute("SELECT pg_advisory_unlock_shared(%s, %s)", [RUN_ADVISORY_NAMESPACE, tenant_id])
+        locks.unlock(cursor, Lock.RUN_SHARD, tenant_id * MAX_SHARDS + shard)
+        locks.unlock(cursor, Lock.RUN, tenant_id, shared=True)
 
 
 def _run_lock_release(tenant_id: int) -> None:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [RUN_ADVISORY_NAMESPACE, tenant_id])
+        locks.unlock(cursor, Lock.RUN, tenant_id)
 
 
 @dataclass
@@ -379,7 +374,7 @@ def _watermarks_fix(*, tenant: Tenant, replay_us: int | None, cutoff_us: int | N
     its newest committed point. A point committed later at or behind it is marked late by
     late_points_hook; a newer one is read by the next run. Returns the plans and newest points."""
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [INGEST_ADVISORY_NAMESPACE, tenant.id])
+        locks.xact_lock(cursor, Lock.INGEST, tenant.id)
         baselines = {b.series_id: b for b in Baseline.objects.for_tenant(tenant).defer("checkpoint")}
         newest = metrics_selectors.series_newest_ts(tenant=tenant, until_us=cutoff_us)
         if shard is not None:
@@ -705,7 +700,6 @@ def detection_runs_prune(*, older_than: timedelta = timedelta(days=7), now: date
     return deleted
 
 
-RULE_ADVISORY_NAMESPACE = 7_308  # serializes a tenant's rule creations, so its rule limit holds
 RULE_FIELDS = ("name", "service", "metric_name", "resource_id", "tags", "overrides")
 # No series has more tags, or longer tag names or values, than a tenant's limits may ever allow, so a
 # rule beyond these could match nothing.
@@ -785,7 +779,7 @@ def detection_rule_create(*, tenant: Tenant, data: dict) -> DetectionRule:
     most_rules = settings.CLOUDWATCHDOG["DETECTION_RULES_PER_TENANT"]
     with transaction.atomic():
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [RULE_ADVISORY_NAMESPACE, tenant.id])
+            locks.xact_lock(cursor, Lock.RULES, tenant.id)
         if DetectionRule.objects.for_tenant(tenant).count() >= most_rules:
             raise DetectionRuleInvalid({"detection_rules": [
                 f"this tenant has {most_rules} rules, the most it may have (DETECTION_RULES_PER_TENANT); "

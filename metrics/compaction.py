@@ -27,7 +27,8 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from cloudwatchdog import pgcopy
+from cloudwatchdog import locks, pgcopy
+from cloudwatchdog.locks import Lock
 from cloudwatchdog.timeutil import to_us
 from metrics import chunks, codec, partitions, rollups
 from metrics.models import CHUNK_TABLE, POINT_TABLE, SERIES_TABLE
@@ -35,7 +36,6 @@ from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
 
-COMPACTION_ADVISORY_NAMESPACE = 7_305  # exclusive per batch of compaction, shared by ingest of late points
 # Compaction stays this far behind the late window, so a request that started before a compaction
 # and did not see its points as late cannot meet a day being compacted.
 SAFETY_MARGIN_US = 10 * 60 * 1_000_000
@@ -108,7 +108,7 @@ def _tenant_compact(tenant: Tenant, *, older_than: timedelta, now_us: int, batch
 
 
 def _batch_compact(cursor, *, tenant_id: int, series_ids: list[int], cutoffs_us: list[int]) -> dict:
-    cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [COMPACTION_ADVISORY_NAMESPACE, tenant_id])
+    locks.xact_lock(cursor, Lock.COMPACTION, tenant_id)
     query = cursor.mogrify(
         f"""
         DELETE FROM {POINT_TABLE} p

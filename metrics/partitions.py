@@ -22,6 +22,8 @@ from datetime import datetime
 import numpy as np
 from django.db import OperationalError, connection, transaction
 
+from cloudwatchdog import locks
+from cloudwatchdog.locks import Lock
 from cloudwatchdog.timeutil import from_us, to_us
 from metrics.models import POINT_TABLE
 
@@ -32,7 +34,6 @@ WEEK_US = 7 * 24 * 3600 * 1_000_000
 _MONDAY_US = 4 * 24 * 3600 * 1_000_000
 RECENT_WEEKS = 4
 DDL_LOCK_TIMEOUT = "2s"
-_DDL_LOCK = POINT_TABLE + "_partitions"
 
 
 class PartitionsBusy(Exception):
@@ -139,7 +140,7 @@ def partitions_ensure(*, ts_us, now_us: int, max_new: int | None = None) -> tupl
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(f"SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'")
             # Concurrent requests may want the same range; one creates it, the others see it.
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [_DDL_LOCK])
+            locks.xact_lock(cursor, Lock.PARTITIONS, 0)
             _known.load()
             for ts in np.unique(ts_us[~_known.covered(ts_us)]).tolist():
                 if _known.covered(np.array([ts]))[0]:
@@ -187,7 +188,7 @@ def partitions_drop_before(*, cutoff: datetime) -> list[str]:
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(f"SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'")
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [_DDL_LOCK])
+            locks.xact_lock(cursor, Lock.PARTITIONS, 0)
             names = [name for name, _, end in _partition_bounds(cursor) if end <= cutoff_us]
             for name in names:
                 cursor.execute(f'DROP TABLE IF EXISTS "{name}"')

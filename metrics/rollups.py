@@ -13,13 +13,14 @@ from datetime import datetime, timedelta
 
 from django.db import DatabaseError, connection, transaction
 
+from cloudwatchdog import locks
+from cloudwatchdog.locks import Lock
 from cloudwatchdog.timeutil import floor, to_us
 from metrics import chunks
 from metrics.models import CHUNK_TABLE, INGEST_LOG_TABLE, POINT_TABLE, ROLLUP_1H_TABLE, SERIES_TABLE
 from tenants.models import TENANT_TABLE
 
 logger = logging.getLogger(__name__)
-_REFRESH_LOCK = "metrics_rollups_refresh"
 
 
 def ingest_log_statement(*, tenant_id: int, min_us: int, max_us: int) -> tuple[str, list]:
@@ -52,8 +53,7 @@ def rollups_refresh() -> dict:
     report = {"tenants": 0, "hour_ranges": 0, "failed_tenants": [], "orphan_points_deleted": 0}
     with connection.cursor() as cursor:
         # One refresh at a time; ingest is never blocked (it only appends to the log).
-        cursor.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [_REFRESH_LOCK])
-        if not cursor.fetchone()[0]:
+        if not locks.try_lock(cursor, Lock.ROLLUPS_REFRESH, 0):
             return report
         try:
             cursor.execute(f"SELECT DISTINCT tenant_id FROM {INGEST_LOG_TABLE} ORDER BY 1")
@@ -67,7 +67,7 @@ def rollups_refresh() -> dict:
                     logger.exception("rollup refresh failed for tenant %s; the others go on", tenant_id)
                     report["failed_tenants"].append(tenant_id)
         finally:
-            cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", [_REFRESH_LOCK])
+            locks.unlock(cursor, Lock.ROLLUPS_REFRESH, 0)
     return report
 
 

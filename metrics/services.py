@@ -14,7 +14,8 @@ from prometheus_client.core import GaugeMetricFamily
 from django.db import connection, transaction
 from django.utils import timezone
 
-from cloudwatchdog import pgcopy, telemetry
+from cloudwatchdog import locks, pgcopy, telemetry
+from cloudwatchdog.locks import Lock
 from metrics import compaction, partitions, rollups, selectors
 from cloudwatchdog.timeutil import format_iso, to_us
 from metrics.ingest import MAX_ABS_VALUE, Event, EventChecker, Limits, series_key_hash, typed_events, value_error
@@ -40,8 +41,6 @@ class IngestHook:
 
 post_ingest_hooks: list[IngestHook] = []
 
-INGEST_ADVISORY_NAMESPACE = 7_301  # shared by ingest, exclusive for detection's read of new points
-SERIES_ADVISORY_NAMESPACE = 7_303  # one tenant's series creation at a time, so the series limit holds
 
 
 @dataclass
@@ -397,7 +396,7 @@ def _series_create(cursor, *, tenant: Tenant, limit: int, hashes: list[str], cre
     points is harmless, and a cached id must never point at a rolled-back row.
     """
     with transaction.atomic():
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [SERIES_ADVISORY_NAMESPACE, tenant.id])
+        locks.xact_lock(cursor, Lock.SERIES, tenant.id)
         cursor.execute(
             f"SELECT key_hash, id FROM {SERIES_TABLE} WHERE tenant_id = %s AND key_hash = ANY(%s)", [tenant.id, hashes]
         )
@@ -481,7 +480,7 @@ def _points_write(*, tenant_id: int, rows: PointRows, late_before_us: int | None
 
 def _not_compacted(cursor, tenant_id: int, rows: PointRows, late_before_us: int) -> PointRows:
     """The rows no chunk holds yet, checked under the compaction lock (held to the end of the transaction)."""
-    cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [compaction.COMPACTION_ADVISORY_NAMESPACE, tenant_id])
+    locks.xact_lock(cursor, Lock.COMPACTION, tenant_id, shared=True)
     late = rows.ts_us < late_before_us
     held = np.zeros(len(rows.ts_us), bool)
     held[late] = compaction.compacted_duplicates(cursor, tenant_id=tenant_id, series_ids=rows.series_ids[late],
@@ -513,8 +512,8 @@ def _write_begin(cursor, tenant_id: int, rows: PointRows) -> list:
     """
     # Detection takes this lock exclusively while it fixes watermarks, so a point is either
     # committed before a watermark moves or compared with the moved one (see anomalies.services).
-    statements = ["SELECT pg_advisory_xact_lock_shared(%s, %s)"]
-    params = [INGEST_ADVISORY_NAMESPACE, tenant_id]
+    lock_sql, params = locks.xact_lock_sql(Lock.INGEST, tenant_id, shared=True)
+    statements = [lock_sql]
     if not settings.CLOUDWATCHDOG["INGEST_SYNCHRONOUS_COMMIT"]:
         statements.append("SET LOCAL synchronous_commit = off")
     log_sql, log_params = rollups.ingest_log_statement(

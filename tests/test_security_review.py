@@ -10,6 +10,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
+from cloudwatchdog.locks import Lock
 from conftest import event, iso, steady_then_spike
 from metrics.rollups import rollups_refresh
 from metrics.services import series_cache
@@ -374,14 +375,12 @@ def test_s1_only_one_synchronous_run_waits_for_a_running_one(make_tenant, transa
 
     import psycopg2
 
-    from anomalies.services import RUN_ADVISORY_NAMESPACE, RUN_WAITER_ADVISORY_NAMESPACE
-
     owner = make_tenant("busy")
     other = psycopg2.connect(**connection.get_connection_params())
     try:
         with other.cursor() as cursor:  # a run is going, and a first caller is already waiting for it
             cursor.execute("SELECT pg_advisory_lock(%s, %s), pg_advisory_lock(%s, %s)",
-                           [RUN_ADVISORY_NAMESPACE, owner.tenant.id, RUN_WAITER_ADVISORY_NAMESPACE, owner.tenant.id])
+                           [Lock.RUN, owner.tenant.id, Lock.RUN_WAITER, owner.tenant.id])
         started = time.monotonic()
         response = owner.post("/api/v1/process/run")
         assert response.status_code == 409
@@ -430,7 +429,7 @@ def test_s6_the_run_lock_is_released_even_when_the_summary_cannot_be_saved(owner
     other = psycopg2.connect(**connection.get_connection_params())  # advisory locks are re-entrant per session
     try:
         with other.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [services.RUN_ADVISORY_NAMESPACE, owner.tenant.id])
+            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [Lock.RUN, owner.tenant.id])
             assert cursor.fetchone()[0], "the run lock was left held"
     finally:
         other.close()

@@ -8,7 +8,8 @@ from django.core.management import call_command
 from django.db import connection
 
 from anomalies.models import Anomaly, Baseline
-from anomalies.services import RUN_ADVISORY_NAMESPACE, RunInProgress, detection_run
+from anomalies.services import RunInProgress, detection_run
+from cloudwatchdog.locks import Lock
 from conftest import daily_spikes, spiky_history
 from metrics.services import points_ingest
 
@@ -137,7 +138,7 @@ def test_an_overlapping_run_is_refused_with_the_running_id(make_tenant, settings
     other = psycopg2.connect(**params)
     try:
         with other.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_lock(%s, %s)", [RUN_ADVISORY_NAMESPACE, owner.tenant.id])
+            cursor.execute("SELECT pg_advisory_lock(%s, %s)", [Lock.RUN, owner.tenant.id])
         with pytest.raises(RunInProgress):
             detection_run(tenant=owner.tenant, trigger="command")
         response = owner.post("/api/v1/process/run")

@@ -7,9 +7,10 @@ from django.db import connection
 
 from anomalies.models import DetectionRun
 from anomalies.services import (
-    MAX_SHARDS, RUN_ADVISORY_NAMESPACE, RUN_SHARD_ADVISORY_NAMESPACE, RunInProgress, detection_run,
+    MAX_SHARDS, RunInProgress, detection_run,
 )
 from anomalies.tasks import detection_run_all_task
+from cloudwatchdog.locks import Lock
 from conftest import steady_then_spike, wait_for as _wait_for
 
 
@@ -66,7 +67,7 @@ def test_a_shard_run_and_a_whole_tenant_run_exclude_each_other(owner):
     try:
         with other.cursor() as cursor:  # shard 0 of this tenant is running elsewhere
             cursor.execute("SELECT pg_advisory_lock_shared(%s, %s), pg_advisory_lock(%s, %s)",
-                           [RUN_ADVISORY_NAMESPACE, tenant_id, RUN_SHARD_ADVISORY_NAMESPACE, tenant_id * MAX_SHARDS])
+                           [Lock.RUN, tenant_id, Lock.RUN_SHARD, tenant_id * MAX_SHARDS])
         with pytest.raises(RunInProgress):
             detection_run(tenant=owner.tenant, trigger="command")
         with pytest.raises(RunInProgress):
@@ -74,7 +75,7 @@ def test_a_shard_run_and_a_whole_tenant_run_exclude_each_other(owner):
         assert detection_run(tenant=owner.tenant, trigger="beat", shard=1).status == "succeeded"
         with other.cursor() as cursor:  # now a whole-tenant run elsewhere
             cursor.execute("SELECT pg_advisory_unlock_all()")
-            cursor.execute("SELECT pg_advisory_lock(%s, %s)", [RUN_ADVISORY_NAMESPACE, tenant_id])
+            cursor.execute("SELECT pg_advisory_lock(%s, %s)", [Lock.RUN, tenant_id])
         with pytest.raises(RunInProgress):
             detection_run(tenant=owner.tenant, trigger="beat", shard=1)
     finally:
