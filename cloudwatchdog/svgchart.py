@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from html import escape
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+from cloudwatchdog.timeutil import EPOCH
+
 _TIME_STEPS = [s * 60 for s in (1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720)] + [d * 86400 for d in (1, 2, 7, 14, 30)]
 _STYLE = """
 .cwd-chart{font:11px system-ui,sans-serif;color:#1f2937}
