@@ -1,5 +1,6 @@
 """The one settings module. Everything a deployment changes comes from the environment
 (django-environ); with DATABASE_URL / REDIS_URL unset, embedded servers under `.data/` are used."""
+import ipaddress
 import os
 import uuid
 import warnings
@@ -99,8 +100,24 @@ EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
 EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="cloudwatchdog@localhost")
+
+
+def _loopback(bind: str) -> bool:
+    """Whether gunicorn's BIND (host:port, [v6]:port or a bare host) listens on this machine only; a
+    name other than localhost, 0.0.0.0 or a unix socket (which a proxy may serve) counts as reachable."""
+    host = (bind.rsplit(":", 1)[0] if bind.startswith("[") or bind.count(":") == 1 else bind).strip("[]")
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 # When set, GET /metrics wants `Authorization: Bearer <this>` (Prometheus: authorization.credentials).
 METRICS_SCRAPE_TOKEN = env.str("METRICS_SCRAPE_TOKEN", default="")
+# /metrics names every tenant and its volumes, so without the token it answers only on a development
+# machine: the embedded database (as for SECRET_KEY) served on loopback, `make run`'s default. Anywhere
+# else (DATABASE_URL set, or BIND reachable from other machines) it is refused until the token is set.
+METRICS_OPEN_WITHOUT_TOKEN = EMBEDDED and _loopback(env.str("BIND", default="127.0.0.1:8000"))
 
 INSTALLED_APPS = [
     "django.contrib.admin",

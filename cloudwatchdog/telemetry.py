@@ -6,7 +6,8 @@ mapped files in PROMETHEUS_MULTIPROC_DIR, and a scrape sums the files, so a scra
 any worker sees every worker's counts; without that directory they live in the process. The
 gauges (detection lag, late points, rollup backlog, queue length) are read from PostgreSQL and
 Redis when scraped, by the functions the apps register in `scrape_collectors`, so they are the
-same whichever process answers. Set METRICS_SCRAPE_TOKEN to require `Authorization: Bearer <token>`.
+same whichever process answers. Set METRICS_SCRAPE_TOKEN to require `Authorization: Bearer <token>`;
+without it a scrape is refused (403) except on a development machine (settings: METRICS_OPEN_WITHOUT_TOKEN).
 """
 from __future__ import annotations
 
@@ -140,6 +141,11 @@ def _registry() -> CollectorRegistry:
 
 def metrics_view(request):
     token = settings.METRICS_SCRAPE_TOKEN
+    if not token and not settings.METRICS_OPEN_WITHOUT_TOKEN:
+        # 403, not 401: no credential the scraper could send would do; the operator has a setting to make.
+        return HttpResponse("GET /metrics lists every tenant, so outside a development machine it needs "
+                            "METRICS_SCRAPE_TOKEN set, sent as 'Authorization: Bearer <METRICS_SCRAPE_TOKEN>'.\n",
+                            status=403, content_type="text/plain")
     if token:
         presented = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")[2].strip()
         if not hmac.compare_digest(presented.encode(), token.encode()):

@@ -115,7 +115,7 @@ def test_postgres_down_every_request_answers_503_with_retry_after(make_tenant, p
 
 
 def test_postgres_down_the_agent_receivers_answer_503_in_their_formats_and_metrics_still_answers(
-        make_tenant, postgres_unreachable):
+        make_tenant, postgres_unreachable, settings):
     import cramjam
     from google.rpc.status_pb2 import Status
     from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
@@ -144,6 +144,7 @@ def test_postgres_down_the_agent_receivers_answer_503_in_their_formats_and_metri
                                     HTTP_AUTHORIZATION=f"Bearer {owner.key}")
     assert (response.status_code, response["Retry-After"]) == (503, "5")
     assert response["Content-Type"].startswith("text/plain")
+    settings.METRICS_OPEN_WITHOUT_TOKEN = True  # as under make run (make test-external runs as production)
     scrape = fresh.client.get("/metrics")
     assert scrape.status_code == 200
     text = scrape.content.decode()

@@ -1,5 +1,5 @@
 """GET /metrics: promtool accepts it, it counts by tenant, protocol and reason, it sums several
-gunicorn workers, and a scrape token guards it when set."""
+gunicorn workers, and a scrape token guards it: required outside a development machine, checked when set."""
 import http.client
 import json
 import re
@@ -14,6 +14,7 @@ import pytest
 from django.test import Client, override_settings
 
 from conftest import app_process_env, event
+from cloudwatchdog.settings import _loopback
 from tenants.services import api_key_issue, tenant_create
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,8 +31,10 @@ def _sample(text: str, name: str, **labels) -> float:
 
 
 @pytest.mark.django_db
-def test_promtool_accepts_the_exposition_and_points_are_counted_by_outcome_and_reason(make_tenant, prometheus_binaries):
+def test_promtool_accepts_the_exposition_and_points_are_counted_by_outcome_and_reason(make_tenant, prometheus_binaries,
+                                                                                      settings):
     _, promtool = prometheus_binaries
+    settings.METRICS_OPEN_WITHOUT_TOKEN = True  # as under make run (make test-external runs as production)
     client = make_tenant("scraped")
     now = datetime.now(timezone.utc)
     response = client.ingest([event(1.0, now), event(2.0, now), event(3.0, "2026-13-01T00:00:00Z"),
@@ -55,11 +58,57 @@ def test_promtool_accepts_the_exposition_and_points_are_counted_by_outcome_and_r
 
 
 @pytest.mark.django_db
-def test_a_scrape_token_when_set_is_required():
-    with override_settings(METRICS_SCRAPE_TOKEN="s3cret-scrape-token"):
+@pytest.mark.parametrize("open_without_token", [True, False])
+def test_a_scrape_token_when_set_is_required(open_without_token):
+    with override_settings(METRICS_SCRAPE_TOKEN="s3cret-scrape-token", METRICS_OPEN_WITHOUT_TOKEN=open_without_token):
         assert Client().get("/metrics").status_code == 401
         assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
         assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-scrape-token").status_code == 200
+
+
+@pytest.mark.django_db
+def test_a_development_machine_answers_a_scrape_without_a_token():
+    with override_settings(METRICS_SCRAPE_TOKEN="", METRICS_OPEN_WITHOUT_TOKEN=True):
+        assert Client().get("/metrics").status_code == 200
+
+
+# A process configured as in production (DATABASE_URL set), asked through Django's whole stack.
+_SCRAPE = """
+import sys
+import django
+django.setup()
+from django.test import Client
+for header in sys.argv[1:]:
+    response = Client().get("/metrics", HTTP_HOST="localhost", HTTP_AUTHORIZATION=header)
+    print(response.status_code, response.content.decode().splitlines()[0])
+"""
+
+
+def _production_scrapes(*headers, token: str) -> list[str]:
+    env = app_process_env(METRICS_SCRAPE_TOKEN=token, BIND="127.0.0.1:8000")
+    done = subprocess.run([sys.executable, "-c", _SCRAPE, *headers], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+@pytest.mark.django_db
+def test_in_production_a_scrape_is_refused_naming_the_setting_until_the_token_is_set():
+    refused = _production_scrapes("", "Bearer anything", token="")
+    assert [line.split()[0] for line in refused] == ["403", "403"]
+    assert "METRICS_SCRAPE_TOKEN" in refused[0]
+    answered = _production_scrapes("", "Bearer wrong", "Bearer prod-token", token="prod-token")
+    assert [line.split()[0] for line in answered] == ["401", "401", "200"]
+    assert answered[2].startswith("200 # HELP ")
+
+
+@pytest.mark.parametrize(("bind", "loopback"), [
+    ("127.0.0.1:8000", True), ("[::1]:8000", True), ("localhost:8000", True), ("127.0.0.1", True),
+    ("0.0.0.0:8000", False), ("[::]:8000", False), ("10.1.2.3:8000", False), ("cwd.example.com:8000", False),
+    ("unix:/run/cloudwatchdog.sock", False),
+])
+def test_only_a_loopback_bind_counts_as_a_development_machine(bind, loopback):
+    assert _loopback(bind) is loopback
 
 
 def _free_port() -> int:
@@ -78,7 +127,8 @@ def test_counts_of_several_gunicorn_workers_add_up_in_every_scrape(tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "cloudwatchdog.wsgi:application", "--config", "cloudwatchdog/gunicorn.conf.py",
          "--bind", f"127.0.0.1:{port}", "--workers", "2"],
-        cwd=ROOT, env=app_process_env(PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)), stdout=log, stderr=subprocess.STDOUT,
+        cwd=ROOT, env=app_process_env(PROMETHEUS_MULTIPROC_DIR=str(metrics_dir), METRICS_SCRAPE_TOKEN="multi-token"),
+        stdout=log, stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 60
@@ -107,7 +157,7 @@ def test_counts_of_several_gunicorn_workers_add_up_in_every_scrape(tmp_path):
         assert len(worker_pids()) >= 2, worker_pids()
         for _ in range(6):  # whichever worker answers, it sums both
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            connection.request("GET", "/metrics")
+            connection.request("GET", "/metrics", headers={"Authorization": "Bearer multi-token"})
             text = connection.getresponse().read().decode()
             connection.close()
             assert _sample(text, "cloudwatchdog_points_total", tenant="multi", outcome="accepted") == sent
