@@ -138,6 +138,7 @@ MIDDLEWARE = [
     "cloudwatchdog.telemetry.RequestTimingMiddleware",
     "cloudwatchdog.middleware.ChunkedBodyMiddleware",
     "cloudwatchdog.middleware.RefuseNulMiddleware",
+    "cloudwatchdog.middleware.RefuseBadAdminParametersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",  # the admin's CSS/JS under gunicorn
     "django.contrib.sessions.middleware.SessionMiddleware",
