@@ -3,6 +3,8 @@
 Support staff see only the tenants they are assigned to; superusers see all.
 """
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ChangeList
 
 from cloudwatchdog.forms import whole_number
 from tenants.models import ApiKey, Tenant, TenantStaff
@@ -49,6 +51,17 @@ class ScopedValuesFilter(admin.SimpleListFilter):
         return queryset if value is None else queryset.filter(**{self.parameter_name: value})
 
 
+class BoundedDatesChangeList(ChangeList):
+    """A list whose date hierarchy refuses a year it cannot bound: Django computes the end of year 9999
+    (?ts__year=9999, with or without month and day) outside its try, as an OverflowError or ValueError."""
+
+    def get_filters(self, request):
+        try:
+            return super().get_filters(request)
+        except (OverflowError, ValueError) as error:
+            raise IncorrectLookupParameters(error) from error  # the admin's answer to a bad filter: ?e=1
+
+
 class TenantScopedAdmin(admin.ModelAdmin):
     """Rows of the tenants the user may see; tenant choices and filters limited the same way."""
 
@@ -57,6 +70,9 @@ class TenantScopedAdmin(admin.ModelAdmin):
         if request.user.is_superuser:
             return queryset.unscoped()
         return queryset.for_tenants(tenant_list_for_staff(user=request.user))
+
+    def get_changelist(self, request, **kwargs):
+        return BoundedDatesChangeList
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "tenant":
