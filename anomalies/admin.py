@@ -31,7 +31,7 @@ from cloudwatchdog.forms import BoundedJSONDecoder, whole_number
 from metrics import selectors as metrics_selectors
 from metrics.admin import MetricNameFilter, SeriesAdmin, ServiceFilter
 from metrics.models import Series
-from tenants.admin import TenantAdmin, TenantFilter, TenantScopedAdmin
+from tenants.admin import TenantAdmin, TenantFilter, TenantScopedAdmin, scoped_to_staff
 from tenants.models import Tenant
 from tenants.selectors import tenant_list_for_staff
 
@@ -445,6 +445,10 @@ class DeliveryAttemptInline(admin.TabularInline):
 
     def has_add_permission(self, request, obj=None):
         return False
+
+    def get_queryset(self, request):
+        # Attempts are tenant-owned rows: unscoped, the query fails closed (every notification page was a 500).
+        return scoped_to_staff(super().get_queryset(request), request.user)
 
 
 @admin.register(Notification)

@@ -51,6 +51,11 @@ class ScopedValuesFilter(admin.SimpleListFilter):
         return queryset if value is None else queryset.filter(**{self.parameter_name: value})
 
 
+def scoped_to_staff(queryset, user):
+    """Tenant-owned rows of the tenants the user may see (every tenant's for a superuser)."""
+    return queryset.unscoped() if user.is_superuser else queryset.for_tenants(tenant_list_for_staff(user=user))
+
+
 class BoundedDatesChangeList(ChangeList):
     """A list whose date hierarchy refuses a year it cannot bound: Django computes the end of year 9999
     (?ts__year=9999, with or without month and day) outside its try, as an OverflowError or ValueError."""
@@ -66,10 +71,7 @@ class TenantScopedAdmin(admin.ModelAdmin):
     """Rows of the tenants the user may see; tenant choices and filters limited the same way."""
 
     def get_queryset(self, request):
-        queryset = super().get_queryset(request)
-        if request.user.is_superuser:
-            return queryset.unscoped()
-        return queryset.for_tenants(tenant_list_for_staff(user=request.user))
+        return scoped_to_staff(super().get_queryset(request), request.user)
 
     def get_changelist(self, request, **kwargs):
         return BoundedDatesChangeList
