@@ -225,27 +225,12 @@ class DetectionRunAdmin(ReadOnlyMixin, TenantScopedAdmin):
     show_full_result_count = False
 
 
-class EscapingJSONField(forms.JSONField):
-    """JSON shown back as typed, but with a lone surrogate (\\ud800, refused) escaped: the page is UTF-8,
-    which cannot hold one, and would otherwise fail to render. Nested too deeply, it is invalid."""
-
-    def __init__(self, encoder=None, decoder=None, **kwargs):
-        super().__init__(encoder=encoder, decoder=decoder or BoundedJSONDecoder, **kwargs)
-
-    def prepare_value(self, value):
-        text = super().prepare_value(value)
-        if isinstance(text, str) and any("\ud800" <= c <= "\udfff" for c in text):
-            return json.dumps(value, cls=self.encoder)
-        return text
-
-
 class TenantDetectionForm(forms.ModelForm):
     """The tenant form, with its detection overrides checked against the engine's settings."""
 
     class Meta:
         model = Tenant
         fields = "__all__"
-        field_classes = {"detection_config": EscapingJSONField}
 
     def clean_detection_config(self):
         overrides = self.cleaned_data.get("detection_config") or {}
@@ -527,7 +512,6 @@ class DetectionRuleForm(forms.ModelForm):
     class Meta:
         model = DetectionRule
         fields = ["tenant", "name", "service", "metric_name", "resource_id", "tags", "overrides"]
-        field_classes = {"tags": EscapingJSONField, "overrides": EscapingJSONField}
 
     def clean(self):
         data = super().clean()

@@ -5,8 +5,9 @@ Support staff see only the tenants they are assigned to; superusers see all.
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
+from django.db import models
 
-from cloudwatchdog.forms import whole_number
+from cloudwatchdog.forms import EscapingJSONField, whole_number
 from tenants.models import ApiKey, Tenant, TenantStaff
 from tenants.selectors import tenant_list_for_staff
 from tenants.services import api_key_issue, api_key_revoke
@@ -67,8 +68,15 @@ class BoundedDatesChangeList(ChangeList):
             raise IncorrectLookupParameters(error) from error  # the admin's answer to a bad filter: ?e=1
 
 
+# Tenant limits and detection settings, rule and silence tags: Django's own JSON form field lets a
+# 5,000-digit number or deep nesting through to a 500.
+JSON_FIELDS = {models.JSONField: {"form_class": EscapingJSONField}}
+
+
 class TenantScopedAdmin(admin.ModelAdmin):
     """Rows of the tenants the user may see; tenant choices and filters limited the same way."""
+
+    formfield_overrides = JSON_FIELDS
 
     def get_queryset(self, request):
         return scoped_to_staff(super().get_queryset(request), request.user)
@@ -100,6 +108,7 @@ class TenantAdmin(admin.ModelAdmin):
     search_fields = ["slug", "name"]
     list_filter = ["is_active"]
     inlines = [TenantStaffInline]
+    formfield_overrides = JSON_FIELDS
 
     def get_queryset(self, request):
         return tenant_list_for_staff(user=request.user)
