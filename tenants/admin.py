@@ -6,6 +6,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
 from django.db import models
+from django.utils.dateparse import parse_datetime
 
 from cloudwatchdog.forms import EscapingJSONField, whole_number
 from tenants.models import ApiKey, Tenant, TenantStaff
@@ -84,6 +85,15 @@ class TenantScopedAdmin(admin.ModelAdmin):
     def get_changelist(self, request, **kwargs):
         return BoundedDatesChangeList
 
+    def get_changeform_initial_data(self, request):
+        # An add page takes initial values from the query string (?start=...), but Django's split date
+        # and time widget fails on any text (a 500): a date and time is parsed, anything else left out.
+        initial = super().get_changeform_initial_data(request)
+        for field in self.opts.fields:
+            if isinstance(field, models.DateTimeField) and field.name in initial:
+                initial[field.name] = _moment(initial[field.name])
+        return initial
+
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "tenant":
             kwargs["queryset"] = tenant_list_for_staff(user=request.user)
@@ -94,6 +104,13 @@ class TenantScopedAdmin(admin.ModelAdmin):
 
     def has_view_permission(self, request, obj=None):
         return request.user.is_active and request.user.is_staff
+
+
+def _moment(text: str):
+    try:
+        return parse_datetime(text)
+    except ValueError:  # the form of a date and time, but not one (month 13)
+        return None
 
 
 class TenantStaffInline(admin.TabularInline):
