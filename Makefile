@@ -5,15 +5,23 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run test test-external setup migrate stop clean protos
+.PHONY: run test test-external setup setup-test migrate stop clean protos
 
-$(VENV)/.installed: requirements.txt
+# make run installs what the stack runs on (requirements.txt) and the embedded servers; make test
+# adds the test tools (requirements-test.txt), which a production host never installs.
+$(VENV)/.installed: requirements.txt requirements-embedded.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements-embedded.txt
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt
+	$(PY) -m pip install --quiet -r requirements-test.txt
 	touch $@
 
 setup: $(VENV)/.installed
+
+setup-test: $(VENV)/.installed-test
 
 migrate: setup
 	$(PY) manage.py migrate --noinput
@@ -25,11 +33,11 @@ migrate: setup
 run: setup
 	PORT=$(PORT) $(PY) scripts/serve.py
 
-test: setup
+test: setup-test
 	$(PY) -m pytest -q
 
 # The same suite against Debian's PostgreSQL 15 and Redis 7 as real services (apt-get installs them).
-test-external: setup
+test-external: setup-test
 	./scripts/test-external.sh
 
 stop: setup
