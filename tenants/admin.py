@@ -5,6 +5,8 @@ Support staff see only the tenants they are assigned to; superusers see all.
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group, User
 from django.db import models
 from django.utils.dateparse import parse_datetime
 
@@ -58,15 +60,29 @@ def scoped_to_staff(queryset, user):
     return queryset.unscoped() if user.is_superuser else queryset.for_tenants(tenant_list_for_staff(user=user))
 
 
-class BoundedDatesChangeList(ChangeList):
-    """A list whose date hierarchy refuses a year it cannot bound: Django computes the end of year 9999
-    (?ts__year=9999, with or without month and day) outside its try, as an OverflowError or ValueError."""
+class DeclaredFiltersChangeList(ChangeList):
+    """A list filtered by its declared filters only, with the admin's answer to a bad filter (a redirect
+    to ?e=1) otherwise. Django lets the query string filter a list by any lookup on the model's own
+    fields, and PostgreSQL then meets it: ?name__regex=( (not a pattern), ?checkpoint=x (text against
+    bytea), ?ts__year__gt=99999999999 (out of range) were 500s. And its date hierarchy computes the end of
+    year 9999 (?ts__year=9999, with or without month and day) outside its try: OverflowError, ValueError."""
 
     def get_filters(self, request):
         try:
-            return super().get_filters(request)
+            filters = super().get_filters(request)
         except (OverflowError, ValueError) as error:
-            raise IncorrectLookupParameters(error) from error  # the admin's answer to a bad filter: ?e=1
+            raise IncorrectLookupParameters(error) from error
+        remaining = filters[2]  # the lookups no declared filter took
+        if remaining:
+            raise IncorrectLookupParameters(f"no filter on {', '.join(remaining)}")
+        return filters
+
+
+class DeclaredFiltersOnly:
+    """A model admin whose list takes its declared filters only (DeclaredFiltersChangeList)."""
+
+    def get_changelist(self, request, **kwargs):
+        return DeclaredFiltersChangeList
 
 
 # Tenant limits and detection settings, rule and silence tags: Django's own JSON form field lets a
@@ -74,16 +90,13 @@ class BoundedDatesChangeList(ChangeList):
 JSON_FIELDS = {models.JSONField: {"form_class": EscapingJSONField}}
 
 
-class TenantScopedAdmin(admin.ModelAdmin):
+class TenantScopedAdmin(DeclaredFiltersOnly, admin.ModelAdmin):
     """Rows of the tenants the user may see; tenant choices and filters limited the same way."""
 
     formfield_overrides = JSON_FIELDS
 
     def get_queryset(self, request):
         return scoped_to_staff(super().get_queryset(request), request.user)
-
-    def get_changelist(self, request, **kwargs):
-        return BoundedDatesChangeList
 
     def get_changeform_initial_data(self, request):
         # An add page takes initial values from the query string (?start=...), but Django's split date
@@ -120,7 +133,7 @@ class TenantStaffInline(admin.TabularInline):
 
 
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):
+class TenantAdmin(DeclaredFiltersOnly, admin.ModelAdmin):
     list_display = ["slug", "name", "is_active", "created_at", "retention_days", "max_point_age_days"]
     search_fields = ["slug", "name"]
     list_filter = ["is_active"]
@@ -172,3 +185,18 @@ class ApiKeyAdmin(TenantScopedAdmin):
         for api_key in keys:
             api_key_revoke(tenant=api_key.tenant, api_key_id=api_key.id)
         self.message_user(request, f"Revoked {len(keys)} key(s).")
+
+
+# Django's user and group lists, the same way.
+admin.site.unregister(User)
+admin.site.unregister(Group)
+
+
+@admin.register(User)
+class StaffUserAdmin(DeclaredFiltersOnly, UserAdmin):
+    """Django's user admin, its list filtered by its declared filters only."""
+
+
+@admin.register(Group)
+class StaffGroupAdmin(DeclaredFiltersOnly, GroupAdmin):
+    """Django's group admin, its list filtered by its declared filters only."""
