@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+import orjson
+
 from cloudwatchdog.timeutil import format_iso, from_us
 from metrics.ingest import Event, shown
 
@@ -95,6 +97,14 @@ def fields_allowed(limits) -> int:
     return FIELDS_PER_POINT * limits.max_events + 1024
 
 
+def tags_json(tags: dict, *, sort: bool = False) -> bytes:
+    """Tags as the JSON bytes a series key holds, sized to their length: orjson's own result keeps a
+    buffer of at least 4 KB, which every cached identity and series key would hold on to."""
+    if not tags:
+        return b"{}"
+    return bytes(memoryview(orjson.dumps(tags, option=orjson.OPT_SORT_KEYS if sort else None)))
+
+
 class TooLarge(Exception):
     """A request over its tenant's limits, found while decoding, before any event is built (413)."""
 
@@ -114,10 +124,16 @@ class IdentityCache:
         self.tenant_bytes, self.total_bytes, self.entry_bytes = tenant_bytes, total_bytes, entry_bytes
         self._tenants: dict[int, dict] = {}
         self._bytes: dict[int, int] = {}
+        self._limits: dict[int, object] = {}
         self._total = 0
 
-    def get(self, tenant_id: int, key: bytes | tuple[bytes, ...], build: Callable, keep: Callable = bool):
-        """The meaning of `key`, from `build(key)` the first time; kept only when `keep(meaning)` holds."""
+    def get(self, tenant_id: int, key: bytes | tuple[bytes, ...], build: Callable, keep: Callable = bool,
+            limits=None):
+        """The meaning of `key` under the tenant's `limits`, from `build(key)` the first time; kept only when
+        `keep(meaning)` holds. A tenant's map starts over when its limits change (a meaning depends on them)."""
+        if self._limits.get(tenant_id, limits) != limits:
+            self._forget(tenant_id)
+        self._limits[tenant_id] = limits
         entries = self._tenants.get(tenant_id)
         if entries is not None:
             found = entries.get(key)
@@ -148,4 +164,5 @@ class IdentityCache:
     def clear(self) -> None:
         self._tenants.clear()
         self._bytes.clear()
+        self._limits.clear()
         self._total = 0

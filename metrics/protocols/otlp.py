@@ -23,7 +23,7 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from metrics.ingest import Event, Limits, shown, text_error
 from metrics.protocols import (TAG_BYTES_PER_BODY_BYTE, UNKNOWN_RESOURCE, UNKNOWN_SERVICE, Converted, IdentityCache,
-                               TooLarge, bounded_parse_bytes, fields_allowed, wire)
+                               TooLarge, bounded_parse_bytes, fields_allowed, tags_json, wire)
 
 RESOURCE_ID_ATTRIBUTES = ("host.id", "host.name", "service.instance.id")
 _NO_RECORDED_VALUE = metrics_pb2.DataPointFlags.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK
@@ -31,6 +31,7 @@ _CUMULATIVE = metrics_pb2.AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULAT
 _POINT_KINDS = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
 _JSON_POINT_KINDS = ("gauge", "sum", "histogram", "exponentialHistogram", "exponential_histogram", "summary")
 JSON_OBJECTS_PER_POINT = 32  # a point with 15 attributes, or fewer and exemplars
+JSON_VALUES_PER_POINT = 64  # its fields, attributes and a histogram's buckets
 
 
 class UndecodableBody(Exception):
@@ -62,13 +63,14 @@ def decode(raw: bytes, *, json_body: bool, limits: Limits) -> ExportMetricsServi
 
 
 def _json_decode(raw: bytes, limits: Limits) -> ExportMetricsServiceRequest:
-    # Protobuf's JSON parser takes some microseconds an object: count them first (a brace inside a
-    # string counts too, so this errs on the safe side).
-    most_objects = JSON_OBJECTS_PER_POINT * limits.max_events
-    if raw.count(b"{") > most_objects:
-        raise TooLarge(f"The body has more than {most_objects} JSON objects; this tenant's limit of "
-                       f"{limits.max_events} data points a request (MAX_EVENTS_PER_REQUEST) allows "
-                       f"{JSON_OBJECTS_PER_POINT} a point; nothing was stored.")
+    # Protobuf's JSON parser takes microseconds a value: count objects (braces) and values (commas
+    # separate them) first; one inside a string counts too, so this errs on the safe side.
+    most_objects, most_values = JSON_OBJECTS_PER_POINT * limits.max_events, JSON_VALUES_PER_POINT * limits.max_events
+    if raw.count(b"{") > most_objects or raw.count(b",") > most_values:
+        raise TooLarge(f"The body has more than {most_objects} JSON objects or {most_values} values; this tenant's "
+                       f"limit of {limits.max_events} data points a request (MAX_EVENTS_PER_REQUEST) allows "
+                       f"{JSON_OBJECTS_PER_POINT} and {JSON_VALUES_PER_POINT} a point (send protobuf for larger "
+                       "points); nothing was stored.")
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
@@ -217,18 +219,20 @@ resource_cache = IdentityCache()
 
 
 def _tags_json(tags: dict) -> bytes:
-    return orjson.dumps(tags, option=orjson.OPT_SORT_KEYS) if tags else b"{}"
+    return tags_json(tags, sort=True)
 
 
 def convert(request: ExportMetricsServiceRequest, *, limits: Limits, tenant_id: int) -> Converted:
     out = Converted(tag_bytes_allowed=TAG_BYTES_PER_BODY_BYTE * limits.max_body_bytes)
     for resource_metrics in request.resource_metrics:
         resource = resource_cache.get(tenant_id, resource_metrics.resource.SerializeToString(),
-                                      lambda _: _resource(resource_metrics.resource, limits), keep=_valid)
+                                      lambda _: _resource(resource_metrics.resource, limits), keep=_valid,
+                                      limits=limits)
         for scope_metrics in resource_metrics.scope_metrics:
             for metric in scope_metrics.metrics:
                 if resource.problem:
-                    out.refuse(f"metric {shown(metric.name)!r}", resource.problem, times=_points_of(metric, 0))
+                    out.refuse(f"metric {shown(metric.name)!r}", resource.problem,
+                               times=_points_of(metric, limits.max_events))
                 else:
                     _metric_convert(out, metric, resource, limits)
     return out

@@ -23,7 +23,7 @@ from google.protobuf.message import DecodeError
 
 from metrics.ingest import Event, Limits, shown, text_error
 from metrics.protocols import (UNKNOWN_RESOURCE, UNKNOWN_SERVICE, Converted, IdentityCache, TooLarge,
-                               bounded_parse_bytes, fields_allowed, wire)
+                               bounded_parse_bytes, fields_allowed, tags_json, wire)
 from metrics.protocols.remote_write_fast_pb2 import WriteRequestLabelBytes
 from metrics.protocols.remote_write_pb2 import Label, MetricMetadata
 
@@ -153,7 +153,7 @@ def _identity(labels: dict[str, str]) -> _Identity:
         return _refused(f"series {shown(orjson.dumps(labels).decode(), 200)}: samples without a __name__ label")
     service = labels.pop("job", "") or UNKNOWN_SERVICE
     resource_id = labels.pop("instance", "") or UNKNOWN_RESOURCE
-    tags = orjson.dumps(dict(sorted(labels.items()))) if labels else b"{}"
+    tags = tags_json(dict(sorted(labels.items())))
     return _Identity(service, resource_id, metric_name, _family(metric_name), tags,
                      metric_name.endswith(COUNTER_SUFFIXES))
 
@@ -174,7 +174,7 @@ def convert(request: WriteRequestLabelBytes, *, limits: Limits, tenant_id: int) 
     events = out.events
     identity_of = partial(_identity_of, limits=limits)
     for series in request.timeseries:
-        identity = identity_cache.get(tenant_id, tuple(series.labels), identity_of, keep=_valid)
+        identity = identity_cache.get(tenant_id, tuple(series.labels), identity_of, keep=_valid, limits=limits)
         if series.histograms:
             out.refuse(f"series {shown(identity.metric_name)!r}", f"has {len(series.histograms)} native histogram "
                        "samples; send classic histograms (float samples) instead")

@@ -300,3 +300,36 @@ def test_chunked_bodies_are_read_by_every_way_in(gunicorn_url):
     assert status == 201, answer
     assert set(Series.objects.for_tenant(tenant).values_list("metric_name", flat=True)) == {
         "queue.depth", "rw_metric", "json_metric"}
+
+
+@pytest.mark.django_db
+def test_a_small_gzip_otlp_json_body_of_millions_of_bucket_counts_is_a_413(make_tenant):
+    client = make_tenant()
+    body = (b'{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"m","histogram":{"dataPoints":[{'
+            b'"timeUnixNano":"%d","count":"1","bucketCounts":[' % _now_ns() + b",".join([b"1"] * 2_400_000)
+            + b"]}]}}]}]}]}")
+    response = _otlp(client, gzip.compress(body), content_type="application/json", HTTP_CONTENT_ENCODING="gzip")
+    assert response.status_code == 413
+    assert "MAX_EVENTS_PER_REQUEST" in _status_message(response)
+
+
+def test_cached_tags_hold_their_length_not_the_json_encoders_buffer():
+    import tracemalloc
+
+    from metrics.protocols import tags_json
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [tags_json({"env": "prod", "pod": f"pod-{i}"}) for i in range(1000)]
+        per_entry = (tracemalloc.get_traced_memory()[0] - before) / len(kept)
+    finally:
+        tracemalloc.stop()
+    assert per_entry < 200  # orjson's own result holds a 4 KB buffer
+
+
+def test_a_tenants_cached_identities_start_over_when_its_limits_change():
+    cache, built = IdentityCache(), []
+    for limits in ("limits A", "limits A", "limits B"):
+        cache.get(1, b"labels", lambda key: built.append(limits) or limits, limits=limits)
+    assert built == ["limits A", "limits B"]
