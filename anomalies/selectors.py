@@ -19,7 +19,7 @@ from anomalies.models import (
 from metrics import counters
 from metrics import selectors as metrics_selectors
 from metrics.models import Series
-from cloudwatchdog.timeutil import format_iso, from_us, to_us
+from cloudwatchdog.timeutil import format_iso, from_us, sql_at, sql_us, to_us
 from tenants.models import TENANT_TABLE, Tenant
 
 
@@ -187,10 +187,10 @@ def _alarms_before(*, tenant: Tenant, before_us: dict[int, int]) -> dict[int, _R
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            SELECT a.series_id, (extract(epoch FROM a.ts) * 1000000)::bigint, a.escalation, a.value - a.expected
+            SELECT a.series_id, {sql_us('a.ts')}, a.escalation, a.value - a.expected
             FROM unnest(%s::bigint[], %s::bigint[]) AS s(series_id, before_us)
             JOIN {ANOMALY_TABLE} a ON a.tenant_id = %s AND a.series_id = s.series_id
-             AND a.ts < timestamptz 'epoch' + s.before_us * interval '1 microsecond'
+             AND a.ts < {sql_at('s.before_us')}
             ORDER BY a.series_id, a.ts
             """,
             [series_ids, [before_us[s] for s in series_ids], tenant.id],
@@ -204,13 +204,13 @@ def _alarms_before(*, tenant: Tenant, before_us: dict[int, int]) -> dict[int, _R
         cursor.execute(
             f"""
             SELECT s.series_id,
-                (SELECT (extract(epoch FROM i.started_at) * 1000000)::bigint FROM {INCIDENT_TABLE} i
+                (SELECT {sql_us('i.started_at')} FROM {INCIDENT_TABLE} i
                  WHERE i.tenant_id = %s AND i.series_id = s.series_id AND i.kind = 'anomaly' AND i.started_at < s.at
                    AND (i.resolved_at IS NULL OR i.resolved_at >= s.at)
                  ORDER BY i.started_at DESC LIMIT 1),
-                (SELECT (extract(epoch FROM max(i.resolved_at)) * 1000000)::bigint FROM {INCIDENT_TABLE} i
+                (SELECT {sql_us('max(i.resolved_at)')} FROM {INCIDENT_TABLE} i
                  WHERE i.tenant_id = %s AND i.series_id = s.series_id AND i.kind = 'anomaly' AND i.resolved_at < s.at)
-            FROM (SELECT series_id, timestamptz 'epoch' + before_us * interval '1 microsecond' AS at
+            FROM (SELECT series_id, {sql_at('before_us')} AS at
                   FROM unnest(%s::bigint[], %s::bigint[]) AS u(series_id, before_us)) s
             """,
             [tenant.id, tenant.id, series_ids, [before_us[s] for s in series_ids]],

@@ -41,7 +41,7 @@ from cloudwatchdog.locks import Lock
 from cloudwatchdog import pgcopy, telemetry
 from metrics import selectors as metrics_selectors
 from metrics.counters import RATE_INPUT
-from cloudwatchdog.timeutil import EPOCH, from_us, to_us
+from cloudwatchdog.timeutil import EPOCH, from_us, sql_at, sql_us, to_us
 from metrics.services import IngestHook
 from tenants.models import Tenant
 
@@ -64,7 +64,7 @@ class RunInProgress(Exception):
 
 def _watermark_query(tenant_id: int) -> tuple[str, list]:
     return (
-        f"SELECT (SELECT (extract(epoch FROM watermark_max) * 1000000)::bigint FROM {DETECTION_STATE_TABLE} "
+        f"SELECT (SELECT {sql_us('watermark_max')} FROM {DETECTION_STATE_TABLE} "
         "WHERE tenant_id = %s)",
         [tenant_id],
     )
@@ -89,7 +89,7 @@ def _late_points_mark(cursor, tenant_id: int, rows, watermark_row) -> None:
         SET late_from = LEAST(COALESCE(b.late_from, l.min_ts), l.min_ts), late_points = b.late_points + l.n
         FROM (
             SELECT bb.id, min(p.ts) AS min_ts, count(*) AS n
-            FROM (SELECT series_id, timestamptz 'epoch' + ts_us * interval '1 microsecond' AS ts
+            FROM (SELECT series_id, {sql_at('ts_us')} AS ts
                   FROM unnest(%s::bigint[], %s::bigint[]) AS u(series_id, ts_us)) p
             JOIN {BASELINE_TABLE} bb ON bb.tenant_id = %s AND bb.series_id = p.series_id
             WHERE p.ts <= bb.watermark

@@ -40,3 +40,13 @@ def format_iso(moment: datetime) -> str:
 def floor(moment: datetime, seconds: int) -> datetime:
     """The start of the `seconds`-long period (aligned to the epoch) that holds `moment`."""
     return EPOCH + timedelta(seconds=(moment - EPOCH) // timedelta(seconds=seconds) * seconds)
+
+
+def sql_at(us: str) -> str:
+    """SQL for the timestamptz that `us`, an SQL expression of µs since the epoch, stands for."""
+    return f"timestamptz 'epoch' + {us} * interval '1 microsecond'"
+
+
+def sql_us(moment: str) -> str:
+    """SQL for the µs since the epoch (a bigint) of `moment`, an SQL timestamptz expression."""
+    return f"(extract(epoch FROM {moment}) * 1000000)::bigint"

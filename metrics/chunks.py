@@ -11,13 +11,13 @@ from __future__ import annotations
 import numpy as np
 from django.db import connection
 
+from cloudwatchdog.timeutil import sql_at
 from metrics import codec
 from metrics.models import CHUNK_TABLE
 
 CHUNK_SECONDS = 86400
 CHUNK_US = CHUNK_SECONDS * 1_000_000
 _EMPTY = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64))
-_US = "timestamptz 'epoch' + {} * interval '1 microsecond'"
 
 
 def empty_points() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -40,7 +40,7 @@ def chunk_points(*, tenant_id: int, series_ids: list[int], low_us: list[int | No
     if newest_count is not None:
         # Chunks newest first, while the points of newer chunks wholly inside the range are fewer than
         # needed; a chunk that straddles `high` counts as none of its points, so enough are decoded.
-        newer = (f"COALESCE(sum(CASE WHEN c.last_ts <= COALESCE({_US.format('s.high_us')}, 'infinity') "
+        newer = (f"COALESCE(sum(CASE WHEN c.last_ts <= COALESCE({sql_at('s.high_us')}, 'infinity') "
                  "THEN c.count ELSE 0 END) OVER (PARTITION BY c.series_id ORDER BY c.period_start DESC "
                  "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)")
     with connection.cursor() as cursor:
@@ -50,9 +50,9 @@ def chunk_points(*, tenant_id: int, series_ids: list[int], low_us: list[int | No
                 SELECT c.series_id, c.period_start, c.data, {newer} AS newer
                 FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS s(series_id, low_us, high_us)
                 JOIN {CHUNK_TABLE} c ON c.tenant_id = %s AND c.series_id = s.series_id
-                 AND c.period_start > COALESCE({_US.format('s.low_us')} - interval '{CHUNK_SECONDS} seconds', '-infinity')
-                 AND c.period_start <= COALESCE({_US.format('s.high_us')}, 'infinity')
-                 AND c.last_ts > COALESCE({_US.format('s.low_us')}, '-infinity')
+                 AND c.period_start > COALESCE({sql_at('s.low_us')} - interval '{CHUNK_SECONDS} seconds', '-infinity')
+                 AND c.period_start <= COALESCE({sql_at('s.high_us')}, 'infinity')
+                 AND c.last_ts > COALESCE({sql_at('s.low_us')}, '-infinity')
             ) x
             WHERE newer < %s
             ORDER BY series_id, period_start
@@ -141,7 +141,7 @@ def as_sql_arrays(points) -> tuple[str, str, str]:
 def chunk_relation(points, name: str = "chunked") -> tuple[str, dict]:
     """A SQL relation (series_id, ts, value) of these points, and its parameters."""
     series_text, ts_text, value_text = as_sql_arrays(points)
-    sql = (f"SELECT c.series_id, timestamptz 'epoch' + c.ts_us * interval '1 microsecond' AS ts, c.value "
+    sql = (f"SELECT c.series_id, {sql_at('c.ts_us')} AS ts, c.value "
            f"FROM unnest(%({name}_s)s::bigint[], %({name}_t)s::bigint[], %({name}_v)s::float8[]) "
            f"AS c(series_id, ts_us, value)")
     return sql, {f"{name}_s": series_text, f"{name}_t": ts_text, f"{name}_v": value_text}
@@ -153,7 +153,7 @@ def tenant_has_chunks(*, tenant_id: int, series_ids: list[int] | None = None, be
         cursor.execute(
             f"SELECT EXISTS (SELECT 1 FROM {CHUNK_TABLE} WHERE tenant_id = %s"
             + (" AND series_id = ANY(%s)" if series_ids is not None else "")
-            + (f" AND period_start <= {_US.format('%s')}" if before_us is not None else "") + ")",
+            + (f" AND period_start <= {sql_at('%s')}" if before_us is not None else "") + ")",
             [tenant_id] + ([list(series_ids)] if series_ids is not None else [])
             + ([before_us] if before_us is not None else []),
         )

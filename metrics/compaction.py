@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from cloudwatchdog import locks, pgcopy
 from cloudwatchdog.locks import Lock
-from cloudwatchdog.timeutil import to_us
+from cloudwatchdog.timeutil import sql_at, sql_us, to_us
 from metrics import chunks, codec, partitions, rollups
 from metrics.models import CHUNK_TABLE, POINT_TABLE, SERIES_TABLE
 from tenants.models import Tenant
@@ -114,7 +114,7 @@ def _batch_compact(cursor, *, tenant_id: int, series_ids: list[int], cutoffs_us:
         DELETE FROM {POINT_TABLE} p
         USING unnest(%s::bigint[], %s::bigint[]) AS s(series_id, cutoff_us)
         WHERE p.tenant_id = %s AND p.series_id = s.series_id
-          AND p.ts < timestamptz 'epoch' + s.cutoff_us * interval '1 microsecond'
+          AND p.ts < {sql_at('s.cutoff_us')}
         RETURNING p.series_id, p.ts, p.value
         """,
         [series_ids, cutoffs_us, tenant_id],
@@ -160,10 +160,10 @@ def _batch_compact(cursor, *, tenant_id: int, series_ids: list[int], cutoffs_us:
 def _existing_chunks(cursor, *, tenant_id: int, series_ids: np.ndarray, periods_us: np.ndarray) -> dict:
     cursor.execute(
         f"""
-        SELECT c.series_id, (extract(epoch FROM c.period_start) * 1000000)::bigint, c.data
+        SELECT c.series_id, {sql_us('c.period_start')}, c.data
         FROM unnest(%s::bigint[], %s::bigint[]) AS s(series_id, period_us)
         JOIN {CHUNK_TABLE} c ON c.tenant_id = %s AND c.series_id = s.series_id
-         AND c.period_start = timestamptz 'epoch' + s.period_us * interval '1 microsecond'
+         AND c.period_start = {sql_at('s.period_us')}
         """,
         [series_ids.tolist(), periods_us.tolist(), tenant_id],
     )

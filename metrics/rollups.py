@@ -15,7 +15,7 @@ from django.db import DatabaseError, connection, transaction
 
 from cloudwatchdog import locks
 from cloudwatchdog.locks import Lock
-from cloudwatchdog.timeutil import floor, to_us
+from cloudwatchdog.timeutil import floor, sql_at, to_us
 from metrics import chunks
 from metrics.models import CHUNK_TABLE, INGEST_LOG_TABLE, POINT_TABLE, ROLLUP_1H_TABLE, SERIES_TABLE
 from tenants.models import TENANT_TABLE
@@ -27,7 +27,7 @@ def ingest_log_statement(*, tenant_id: int, min_us: int, max_us: int) -> tuple[s
     """The statement (SQL, parameters) an ingest transaction runs to record the time range it wrote."""
     return (
         f"INSERT INTO {INGEST_LOG_TABLE} (tenant_id, min_ts, max_ts) VALUES "
-        "(%s, timestamptz 'epoch' + %s * interval '1 microsecond', timestamptz 'epoch' + %s * interval '1 microsecond')",
+        f"(%s, {sql_at('%s')}, {sql_at('%s')})",
         [tenant_id, min_us, max_us],
     )
 

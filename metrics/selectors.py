@@ -11,7 +11,7 @@ from django.db import connection
 from django.db.models import Count, QuerySet
 
 from cloudwatchdog import pgcopy
-from cloudwatchdog.timeutil import floor, from_us, to_us
+from cloudwatchdog.timeutil import floor, from_us, sql_at, sql_us, to_us
 from metrics import chunks
 from metrics.models import CHUNK_TABLE, INGEST_LOG_TABLE, POINT_TABLE, ROLLUP_1H_TABLE, SERIES_TABLE, IngestRejection, Series
 from metrics.rollups import rollup_for_step
@@ -101,7 +101,7 @@ def series_stats(*, tenant: Tenant, series_ids: list[int]) -> dict[int, SeriesSt
                    r.before_newest_hour + (SELECT count(*) FROM {POINT_TABLE} p
                                            WHERE p.tenant_id = %(tenant)s AND p.series_id = s.id
                                              AND p.ts >= COALESCE(r.newest_hour, '-infinity')),
-                   (extract(epoch FROM r.newest_hour) * 1000000)::bigint
+                   {sql_us('r.newest_hour')}
             FROM unnest(%(series)s::bigint[]) AS s(id)
             CROSS JOIN LATERAL (
                 SELECT COALESCE(sum(count) FILTER (WHERE bucket < newest.hour), 0) AS before_newest_hour,
@@ -366,8 +366,8 @@ def points_after(
             CROSS JOIN LATERAL (
                 SELECT ts, value FROM {POINT_TABLE} p
                 WHERE p.tenant_id = %s AND p.series_id = s.series_id
-                  AND p.ts > COALESCE(timestamptz 'epoch' + s.after_us * interval '1 microsecond', '-infinity')
-                  AND p.ts <= COALESCE(timestamptz 'epoch' + s.until_us * interval '1 microsecond', 'infinity')
+                  AND p.ts > COALESCE({sql_at('s.after_us')}, '-infinity')
+                  AND p.ts <= COALESCE({sql_at('s.until_us')}, 'infinity')
                 {limit}
             ) p
             """,
@@ -403,7 +403,7 @@ def _per_series_before(*, tenant: Tenant, before_us: dict[int, int], columns: st
             CROSS JOIN LATERAL (
                 SELECT {aggregate} FROM {POINT_TABLE} p
                 WHERE p.tenant_id = %s AND p.series_id = s.series_id
-                  AND p.ts < timestamptz 'epoch' + s.before_us * interval '1 microsecond'
+                  AND p.ts < {sql_at('s.before_us')}
                 {order_limit}
             ) x
             {outer}
@@ -419,7 +419,7 @@ def points_before(*, tenant: Tenant, before_us: dict[int, int], count: int):
         return []
     rows = _per_series_before(
         tenant=tenant, before_us=before_us, columns="x.ts_us, x.value",
-        aggregate="(extract(epoch FROM ts) * 1000000)::bigint AS ts_us, value", order_limit="ORDER BY ts DESC LIMIT %s",
+        aggregate=f"{sql_us('ts')} AS ts_us, value", order_limit="ORDER BY ts DESC LIMIT %s",
         outer="ORDER BY s.series_id, x.ts_us", params=(count,))
     series_ids = sorted(before_us)
     chunked = chunks.chunk_points(tenant_id=tenant.id, series_ids=series_ids, low_us=[None] * len(series_ids),
@@ -452,7 +452,7 @@ def series_first_ts(*, tenant: Tenant, series_ids: list[int]) -> dict[int, int]:
 
 def series_newest_ts(*, tenant: Tenant, until_us: int | None = None) -> dict[int, int]:
     """The newest point's time (µs) of each of the tenant's series that has points (up to `until_us`)."""
-    until = "COALESCE(timestamptz 'epoch' + %(until)s * interval '1 microsecond', 'infinity')"
+    until = f"COALESCE({sql_at('%(until)s')}, 'infinity')"
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
@@ -506,7 +506,7 @@ def series_extremes_before(*, tenant: Tenant, before_us: dict[int, int]) -> dict
             SELECT c.series_id, min(c.min), max(c.max)
             FROM unnest(%s::bigint[], %s::bigint[]) AS s(series_id, before_us)
             JOIN {CHUNK_TABLE} c ON c.tenant_id = %s AND c.series_id = s.series_id
-             AND c.last_ts < timestamptz 'epoch' + s.before_us * interval '1 microsecond'
+             AND c.last_ts < {sql_at('s.before_us')}
             GROUP BY c.series_id
             """,
             [series_ids, [before_us[s] for s in series_ids], tenant.id],
