@@ -17,6 +17,10 @@ timeout = 120
 graceful_timeout = 10  # requests in flight get this long on TERM; make run's Ctrl-C allows 15 s in all
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG")  # off by default: the ingest path is hot
 errorlog = "-"
+# Gunicorn 27 opens a control socket at one path per user ($XDG_RUNTIME_DIR or ~/.gunicorn/gunicorn.ctl):
+# a second instance on the host would take the first one's. An instance has one only when it names its own.
+control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
+control_socket_disable = not control_socket
 
 
 def post_worker_init(worker):

@@ -1,5 +1,6 @@
 """The balanced gthread worker: keep-alive connections spread over workers, none left waiting."""
 import http.client
+import os
 import socket
 import subprocess
 import sys
@@ -17,15 +18,17 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture
-def server():
+def _gunicorn_start(*options: str, env: dict | None = None) -> tuple[subprocess.Popen, int]:
     port = _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "tests.pid_app:app", "--bind", f"127.0.0.1:{port}", "--workers", "2",
-         "--threads", "1", "--worker-class", "cloudwatchdog.gunicorn_worker.BalancedThreadWorker",
-         "--keep-alive", "30"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, "-m", "gunicorn", "tests.pid_app:app", "--bind", f"127.0.0.1:{port}", *options],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
     )
+    _wait_listening(process, port)
+    return process, port
+
+
+def _wait_listening(process: subprocess.Popen, port: int) -> None:
     deadline = time.monotonic() + 20
     while True:
         try:
@@ -36,6 +39,12 @@ def server():
                 process.kill()
                 raise
             time.sleep(0.1)
+
+
+@pytest.fixture
+def server():
+    process, port = _gunicorn_start("--workers", "2", "--threads", "1", "--keep-alive", "30",
+                                    "--worker-class", "cloudwatchdog.gunicorn_worker.BalancedThreadWorker")
     time.sleep(1)  # both workers booted and polling the listener
     yield port
     process.terminate()
@@ -61,3 +70,21 @@ def test_keep_alive_connections_are_spread_over_the_workers_and_an_extra_one_is_
     assert time.monotonic() - began < 5
     for connection in (first, second, third):
         connection.close()
+
+
+def test_two_instances_on_a_host_keep_apart_and_none_opens_the_shared_control_socket(tmp_path):
+    home, runtime = tmp_path / "home", tmp_path / "runtime"
+    home.mkdir(), runtime.mkdir()
+    shared = {**os.environ, "HOME": str(home), "XDG_RUNTIME_DIR": str(runtime)}
+    config = ("--config", "cloudwatchdog/gunicorn.conf.py", "--workers", "1")
+    plain, _ = _gunicorn_start(*config, env=shared)
+    named, _ = _gunicorn_start(*config, env={**shared, "GUNICORN_CONTROL_SOCKET": str(tmp_path / "named.ctl")})
+    try:
+        time.sleep(1)
+        assert [p.name for p in runtime.rglob("*")] == [] and [p.name for p in home.rglob("*")] == []
+        assert (tmp_path / "named.ctl").is_socket()
+        assert plain.poll() is None and named.poll() is None
+    finally:
+        for process in (plain, named):
+            process.terminate()
+            process.wait(timeout=10)
