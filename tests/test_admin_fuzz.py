@@ -26,7 +26,7 @@ from drf_spectacular.generators import SchemaGenerator
 from anomalies import alerting
 from anomalies.models import Anomaly, Channel, DetectionRule, DetectionRun, Incident, Notification, Silence
 from anomalies.services import detection_rule_create, detection_run, series_mute
-from conftest import ApiClient, steady_then_spike
+from tests.helpers import ApiClient, steady_then_spike
 from metrics.models import Series
 from metrics.services import points_ingest
 from tenants.services import api_key_issue, support_user_assign, tenant_create

@@ -10,7 +10,7 @@ from django.test import Client
 
 from anomalies.models import Anomaly, Baseline, DetectionRule, DetectionRun
 from anomalies.services import detection_rule_create, detection_run
-from conftest import steady_then_spike
+from tests.helpers import steady_then_spike
 from metrics.models import Series
 from metrics.services import points_ingest
 from tenants.models import ApiKey, TenantStaff

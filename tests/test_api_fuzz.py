@@ -14,7 +14,7 @@ from drf_spectacular.renderers import OpenApiJsonRenderer
 from hypothesis import HealthCheck, settings
 
 from anomalies.services import detection_run
-from conftest import steady_then_spike
+from tests.helpers import steady_then_spike
 from metrics.services import points_ingest
 from tenants.services import api_key_issue, tenant_create
 

@@ -8,7 +8,7 @@ from django.db import IntegrityError, connection, transaction
 
 from anomalies.models import Anomaly, DetectionRun
 from anomalies.tasks import detection_tenant_pass_task
-from conftest import event, iso, steady_then_spike
+from tests.helpers import event, iso, steady_then_spike
 from metrics.rollups import rollups_refresh
 from metrics.maintenance import points_maintain
 

@@ -10,7 +10,7 @@ from playwright.sync_api import sync_playwright
 
 from anomalies.models import Anomaly, AnomalyEvent
 from anomalies.services import detection_run
-from conftest import steady_then_spike
+from tests.helpers import steady_then_spike
 from metrics.services import points_ingest
 from tenants.models import TenantStaff
 from tenants.services import tenant_create

@@ -16,7 +16,7 @@ from django.db import connection
 from anomalies.models import DetectionRun
 from cloudwatchdog import embedded
 from cloudwatchdog.celery import app
-from conftest import ApiClient, event
+from tests.helpers import ApiClient, event
 from tenants.ratelimit import limiter_degraded, limiter_reset
 
 NOW = datetime.now(timezone.utc)

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from conftest import event, iso, steady_then_spike
+from tests.helpers import event, iso, steady_then_spike
 from tenants.services import api_key_issue, tenant_create
 
 

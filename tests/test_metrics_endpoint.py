@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from django.test import Client, override_settings
 
-from conftest import app_process_env, event
+from tests.helpers import app_process_env, event
 from cloudwatchdog.settings import _loopback
 from tenants.services import api_key_issue, tenant_create
 

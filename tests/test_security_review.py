@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from cloudwatchdog.locks import Lock
-from conftest import event, iso, steady_then_spike
+from tests.helpers import event, iso, steady_then_spike
 from metrics.rollups import rollups_refresh
 from metrics.services import series_cache
 

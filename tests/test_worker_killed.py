@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from conftest import app_process_env
+from tests.helpers import app_process_env
 
 from anomalies.models import Anomaly, Baseline, DetectionRun
 from anomalies.services import detection_run, detection_run_enqueue

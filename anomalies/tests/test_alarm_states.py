@@ -11,7 +11,7 @@ import pytest
 
 from anomalies.alerting import notifications_deliver_due
 from anomalies.services import detection_run
-from conftest import event
+from tests.helpers import event
 
 STEP = timedelta(minutes=5)
 NOW = datetime.now(timezone.utc).replace(second=0, microsecond=0)

@@ -16,7 +16,7 @@ from anomalies.alerting import notifications_deliver_due
 from anomalies.models import Incident, Notification
 from anomalies.services import detection_run
 from anomalies.tests.receivers import drip_body, truncated
-from conftest import event, steady_then_spike, wait_for
+from tests.helpers import event, steady_then_spike, wait_for
 
 END = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(hours=2)
 

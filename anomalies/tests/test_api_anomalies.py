@@ -3,7 +3,7 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 
-from conftest import event, iso, steady_then_spike
+from tests.helpers import event, iso, steady_then_spike
 
 
 def _ingest_all(client, events, chunk=1000):

@@ -1,7 +1,7 @@
 """GET /api/v1/baselines: each series' baseline and the band of one."""
 from datetime import datetime, timedelta, timezone
 
-from conftest import steady_then_spike
+from tests.helpers import steady_then_spike
 
 
 def _ingest_all(client, events, chunk=1000):

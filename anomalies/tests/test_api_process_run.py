@@ -1,7 +1,7 @@
 """POST /api/v1/process/run: a detection pass through the API, its summary, scope."""
 from datetime import datetime, timedelta, timezone
 
-from conftest import event, steady_then_spike
+from tests.helpers import event, steady_then_spike
 
 
 def _ingest_all(client, events, chunk=1000):

@@ -4,7 +4,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from conftest import spiky_history
+from tests.helpers import spiky_history
 from metrics.services import points_ingest
 
 

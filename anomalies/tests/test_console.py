@@ -10,7 +10,7 @@ from django.test import Client
 from anomalies.models import Anomaly, AnomalyEvent, Baseline, DetectionRun, SeriesMute
 from anomalies.services import detection_run, series_mute
 from cloudwatchdog.timeutil import to_us
-from conftest import daily_spikes, event, steady_then_spike
+from tests.helpers import daily_spikes, event, steady_then_spike
 from metrics import selectors as metrics_selectors
 from metrics.models import Series
 from metrics.rollups import rollups_refresh

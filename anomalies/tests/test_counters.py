@@ -5,7 +5,7 @@ import numpy as np
 
 from anomalies.models import Anomaly
 from anomalies.services import detection_run
-from conftest import event
+from tests.helpers import event
 from metrics import counters
 
 END = datetime(2026, 1, 10, tzinfo=timezone.utc)

@@ -9,7 +9,7 @@ from django.test import Client
 from anomalies import console, selectors
 from anomalies.models import Anomaly, DetectionRule
 from anomalies.services import detection_rule_create, tenant_detection_config_set
-from conftest import ApiClient, event, steady_then_spike
+from tests.helpers import ApiClient, event, steady_then_spike
 from metrics.models import Series
 from metrics.services import points_ingest
 from tenants.services import api_key_issue, support_user_assign

@@ -10,7 +10,7 @@ from django.db import connection
 from anomalies.models import Anomaly, Baseline
 from anomalies.services import RunInProgress, detection_run
 from cloudwatchdog.locks import Lock
-from conftest import daily_spikes, spiky_history
+from tests.helpers import daily_spikes, spiky_history
 from metrics.services import points_ingest
 
 END = datetime(2026, 1, 10, tzinfo=timezone.utc)

@@ -11,7 +11,7 @@ from anomalies.services import (
 )
 from anomalies.tasks import detection_run_all_task
 from cloudwatchdog.locks import Lock
-from conftest import steady_then_spike, wait_for as _wait_for
+from tests.helpers import steady_then_spike, wait_for as _wait_for
 
 
 def test_an_async_run_goes_through_the_worker(make_tenant, celery_worker):

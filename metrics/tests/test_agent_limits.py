@@ -18,7 +18,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-from conftest import app_process_env
+from tests.helpers import app_process_env
 from metrics.models import Series
 from metrics.protocols import IdentityCache, otlp, remote_write
 from metrics.protocols.remote_write_pb2 import WriteRequest

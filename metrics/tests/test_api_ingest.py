@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from conftest import event, iso
+from tests.helpers import event, iso
 
 URL = "/api/v1/ingest/metrics"
 
@@ -197,7 +197,7 @@ def test_a_gzip_body_of_several_members_is_read_whole_and_trailing_garbage_refus
     import gzip as gzip_module
     import json as json_module
 
-    from conftest import event
+    from tests.helpers import event
 
     events = [event(float(i), f"2026-01-01T00:0{i}:00Z") for i in range(4)]
     text = json_module.dumps({"events": events}).encode()

@@ -1,7 +1,7 @@
 """GET /api/v1/series: what exists, with counts, paged."""
 from datetime import datetime, timedelta, timezone
 
-from conftest import event
+from tests.helpers import event
 
 
 def _minutes(owner, count, end, **kw):

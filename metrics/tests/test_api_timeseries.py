@@ -1,7 +1,7 @@
 """GET /api/v1/metrics/timeseries: windows, steps, filters, bad parameters, isolation."""
 from datetime import datetime, timedelta, timezone
 
-from conftest import event
+from tests.helpers import event
 
 URL = "/api/v1/metrics/timeseries"
 

@@ -13,7 +13,7 @@ from django.db import connection, connections
 from hypothesis import given, settings as hypothesis_settings, strategies as st
 
 from anomalies.services import detection_run
-from conftest import event, iso
+from tests.helpers import event, iso
 from metrics import codec
 from metrics.compaction import points_compact
 from metrics.maintenance import points_maintain

@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from conftest import event, iso
+from tests.helpers import event, iso
 from cloudwatchdog.timeutil import from_us, to_us
 from metrics import partitions
 from metrics.maintenance import points_maintain

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cloudwatchdog.timeutil import to_us
-from conftest import event
+from tests.helpers import event
 from metrics import selectors
 from metrics.rollups import rollups_refresh
 from metrics.services import points_ingest

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from django.db import connection
 
-from conftest import event
+from tests.helpers import event
 from metrics.rollups import rollups_refresh
 from metrics.selectors import timeseries_read
 from metrics.maintenance import points_maintain

@@ -1,7 +1,7 @@
 """Authentication, scopes and X-Tenant-ID on every endpoint."""
 import pytest
 
-from conftest import ApiClient, event
+from tests.helpers import ApiClient, event
 from tenants.services import api_key_issue, api_key_revoke
 
 READ_ENDPOINTS = ["/api/v1/series", "/api/v1/anomalies", "/api/v1/baselines",

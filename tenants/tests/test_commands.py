@@ -4,7 +4,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from conftest import ApiClient
+from tests.helpers import ApiClient
 from tenants.models import ApiKey, Tenant
 
 
