@@ -22,9 +22,10 @@ from anomalies.models import (
     Anomaly, Baseline, Channel, DeliveryAttempt, DetectionRule, DetectionRun, Incident, Notification, SeriesMute,
     Silence,
 )
+from anomalies.runs import QueueUnavailable, detection_run_enqueue
 from anomalies.services import (
-    QueueUnavailable, anomaly_status_set, detection_rule_create, detection_rule_delete, detection_rule_errors,
-    detection_rule_update, detection_run_enqueue, series_mute, tenant_detection_config_set,
+    anomaly_status_set, detection_rule_create, detection_rule_delete, detection_rule_errors, detection_rule_update,
+    series_mute, tenant_detection_config_set,
 )
 from anomalies.engine import DetectionConfig
 from cloudwatchdog.forms import BoundedJSONDecoder, whole_number

@@ -7,7 +7,7 @@ class AnomaliesConfig(AppConfig):
 
     def ready(self):
         from anomalies.selectors import series_states, watermarks_of
-        from anomalies.services import detection_figures, late_points_hook
+        from anomalies.evaluation import detection_figures, late_points_hook
         from cloudwatchdog.telemetry import scrape_collectors
         from metrics.compaction import compaction_horizons
         from metrics.selectors import series_facts

@@ -1,11 +1,11 @@
-"""Celery tasks: thin wrappers over the detection services."""
+"""Celery tasks: thin wrappers over the detection services (runs, alerting)."""
 from datetime import datetime, timedelta
 
 from celery import shared_task
 from django.conf import settings
 
 from anomalies.alerting import notifications_deliver_due, reminders_queue
-from anomalies.services import RunInProgress, detection_run, detection_runs_prune
+from anomalies.runs import RunInProgress, detection_run, detection_runs_prune
 from metrics.selectors import series_counts
 from tenants.selectors import tenant_get, tenant_list
 

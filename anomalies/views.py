@@ -9,9 +9,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from anomalies import selectors, serializers
+from anomalies.runs import QueueUnavailable, RunInProgress, detection_run, detection_run_enqueue
 from anomalies.services import (
-    DetectionRuleInvalid, QueueUnavailable, RunInProgress, anomaly_status_set, detection_rule_create, detection_rule_delete,
-    detection_rule_update, detection_run, detection_run_enqueue,
+    DetectionRuleInvalid, anomaly_status_set, detection_rule_create, detection_rule_delete, detection_rule_update,
 )
 from cloudwatchdog.api import MAX_ID, cursor_id, cursor_time, keyset_page, query_params, window
 from cloudwatchdog.errors import ApiError

@@ -33,8 +33,8 @@ django.setup()
 import numpy as np  # noqa: E402
 
 from anomalies.alerting import channel_create  # noqa: E402
+from anomalies.runs import detection_run  # noqa: E402
 from anomalies.selectors import anomaly_list, baseline_list, deliveries_list, incident_list  # noqa: E402
-from anomalies.services import detection_run  # noqa: E402
 from cloudwatchdog.timeutil import format_iso  # noqa: E402
 from metrics.ingest import Event  # noqa: E402
 from metrics.services import points_ingest  # noqa: E402

@@ -28,7 +28,7 @@ from django.contrib.auth.models import User  # noqa: E402
 from django.test import Client  # noqa: E402
 
 from anomalies.models import Anomaly  # noqa: E402
-from anomalies.services import detection_run  # noqa: E402
+from anomalies.runs import detection_run  # noqa: E402
 from metrics.models import Series  # noqa: E402
 from metrics.rollups import rollups_refresh  # noqa: E402
 from metrics.services import points_ingest  # noqa: E402

@@ -26,7 +26,7 @@ import psycopg2  # noqa: E402
 from django.db import connection  # noqa: E402
 
 from anomalies.models import Anomaly  # noqa: E402
-from anomalies.services import detection_run  # noqa: E402
+from anomalies.runs import detection_run  # noqa: E402
 from metrics.ingest import Event  # noqa: E402
 from metrics.services import points_ingest  # noqa: E402
 from tenants.services import tenant_create  # noqa: E402

@@ -87,8 +87,8 @@ class Pipeline:
 
     def flags(self, name: str, stamps, values) -> set[int]:
         from anomalies.models import Incident
+        from anomalies.runs import detection_run
         from anomalies.selectors import anomaly_list
-        from anomalies.services import detection_run
         from cloudwatchdog.timeutil import format_iso, from_us
         from metrics.ingest import Event
         from metrics.services import points_ingest

@@ -31,7 +31,10 @@ def dump(out: Path) -> None:
     from datetime import datetime, timedelta, timezone
 
     from anomalies.selectors import anomaly_list
-    from anomalies.services import detection_run
+    try:
+        from anomalies.runs import detection_run
+    except ImportError:  # before issue 23 split anomalies/services.py
+        from anomalies.services import detection_run
     from metrics.ingest import Event
     from metrics.services import points_ingest
     from tenants.services import tenant_create

@@ -142,7 +142,7 @@ def read_queries(mix: ShapeMix, series: int, start_us: int, points: int, count: 
 
 def detection_figures(mix: ShapeMix, compacted: bool) -> dict:
     """fetchall from rows, then a first detection pass and a whole replay (on chunks when `compacted`)."""
-    from anomalies.services import detection_run
+    from anomalies.runs import detection_run
     from metrics.compaction import points_compact
     from tenants.services import tenant_create
 

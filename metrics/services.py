@@ -511,7 +511,7 @@ def _write_begin(cursor, tenant_id: int, rows: PointRows) -> list:
     query rides along, any other runs on its own.
     """
     # Detection takes this lock exclusively while it fixes watermarks, so a point is either
-    # committed before a watermark moves or compared with the moved one (see anomalies.services).
+    # committed before a watermark moves or compared with the moved one (see anomalies.evaluation).
     lock_sql, params = locks.xact_lock_sql(Lock.INGEST, tenant_id, shared=True)
     statements = [lock_sql]
     if not settings.CLOUDWATCHDOG["INGEST_SYNCHRONOUS_COMMIT"]:

@@ -25,7 +25,8 @@ from drf_spectacular.generators import SchemaGenerator
 
 from anomalies import alerting
 from anomalies.models import Anomaly, Channel, DetectionRule, DetectionRun, Incident, Notification, Silence
-from anomalies.services import detection_rule_create, detection_run, series_mute
+from anomalies.runs import detection_run
+from anomalies.services import detection_rule_create, series_mute
 from tests.helpers import ApiClient, steady_then_spike
 from metrics.models import Series
 from metrics.services import points_ingest

@@ -9,7 +9,8 @@ from django.contrib.auth.models import Permission, User
 from django.test import Client
 
 from anomalies.models import Anomaly, Baseline, DetectionRule, DetectionRun
-from anomalies.services import detection_rule_create, detection_run
+from anomalies.runs import detection_run
+from anomalies.services import detection_rule_create
 from tests.helpers import steady_then_spike
 from metrics.models import Series
 from metrics.services import points_ingest

@@ -13,7 +13,7 @@ from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.renderers import OpenApiJsonRenderer
 from hypothesis import HealthCheck, settings
 
-from anomalies.services import detection_run
+from anomalies.runs import detection_run
 from tests.helpers import steady_then_spike
 from metrics.services import points_ingest
 from tenants.services import api_key_issue, tenant_create

@@ -9,7 +9,7 @@ from django.contrib.auth.models import User
 from playwright.sync_api import sync_playwright
 
 from anomalies.models import Anomaly, AnomalyEvent
-from anomalies.services import detection_run
+from anomalies.runs import detection_run
 from tests.helpers import steady_then_spike
 from metrics.services import points_ingest
 from tenants.models import TenantStaff

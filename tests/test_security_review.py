@@ -265,18 +265,19 @@ def test_c12_a_deleted_tenants_points_go_with_it(owner, outsider):
 
 
 def test_c12_a_failed_runs_error_text_stays_with_support_staff(owner, monkeypatch):
-    from anomalies import services
+    from anomalies import evaluation
+    from anomalies.models import DetectionRun
 
     def broken(**kwargs):
         raise ValueError("relation secret_internal_table does not exist")
 
-    monkeypatch.setattr(services, "_evaluate", broken)
+    monkeypatch.setattr(evaluation, "run_evaluate", broken)
     client_response = owner.post("/api/v1/process/run")
     assert client_response.status_code == 500
-    run_id = services.DetectionRun.objects.for_tenant(owner.tenant).get().run_id
+    run_id = DetectionRun.objects.for_tenant(owner.tenant).get().run_id
     summary = owner.get(f"/api/v1/process/runs/{run_id}").json()
     assert summary["status"] == "failed" and "secret_internal_table" not in json.dumps(summary)
-    assert "secret_internal_table" in services.DetectionRun.objects.for_tenant(owner.tenant).get().error
+    assert "secret_internal_table" in DetectionRun.objects.for_tenant(owner.tenant).get().error
 
 
 # S3: points near the value bound must keep the engine, the band and the API finite.
@@ -413,7 +414,7 @@ def test_s2_web_processes_get_a_statement_timeout_and_a_cancelled_query_is_a_503
 
 # S6: if the run's summary could not be saved, the run lock stayed on the pooled connection.
 def test_s6_the_run_lock_is_released_even_when_the_summary_cannot_be_saved(owner, monkeypatch):
-    from anomalies import services
+    from anomalies import runs
     from anomalies.models import DetectionRun
 
     real_save = DetectionRun.save
@@ -425,7 +426,7 @@ def test_s6_the_run_lock_is_released_even_when_the_summary_cannot_be_saved(owner
 
     monkeypatch.setattr(DetectionRun, "save", failing_save)
     with pytest.raises(RuntimeError):
-        services.detection_run(tenant=owner.tenant, trigger="command")
+        runs.detection_run(tenant=owner.tenant, trigger="command")
     other = psycopg2.connect(**connection.get_connection_params())  # advisory locks are re-entrant per session
     try:
         with other.cursor() as cursor:

@@ -14,7 +14,7 @@ from django.conf import settings
 from tests.helpers import app_process_env
 
 from anomalies.models import Anomaly, Baseline, DetectionRun
-from anomalies.services import detection_run, detection_run_enqueue
+from anomalies.runs import detection_run, detection_run_enqueue
 from metrics.services import points_ingest
 from tenants.services import tenant_create
 

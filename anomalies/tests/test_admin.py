@@ -4,7 +4,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from anomalies.models import Anomaly
-from anomalies.services import detection_run
+from anomalies.runs import detection_run
 from tests.helpers import steady_then_spike
 from metrics.models import Series
 from metrics.services import points_ingest

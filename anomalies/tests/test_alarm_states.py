@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from anomalies.alerting import notifications_deliver_due
-from anomalies.services import detection_run
+from anomalies.runs import detection_run
 from tests.helpers import event
 
 STEP = timedelta(minutes=5)

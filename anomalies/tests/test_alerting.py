@@ -14,7 +14,7 @@ from werkzeug import Response
 
 from anomalies.alerting import notifications_deliver_due
 from anomalies.models import Incident, Notification
-from anomalies.services import detection_run
+from anomalies.runs import detection_run
 from anomalies.tests.receivers import drip_body, truncated
 from tests.helpers import event, steady_then_spike, wait_for
 

@@ -8,7 +8,8 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from anomalies.models import Anomaly, AnomalyEvent, Baseline, DetectionRun, SeriesMute
-from anomalies.services import detection_run, series_mute
+from anomalies.runs import detection_run
+from anomalies.services import series_mute
 from cloudwatchdog.timeutil import to_us
 from tests.helpers import daily_spikes, event, steady_then_spike
 from metrics import selectors as metrics_selectors

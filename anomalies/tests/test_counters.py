@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 
 from anomalies.models import Anomaly
-from anomalies.services import detection_run
+from anomalies.runs import detection_run
 from tests.helpers import event
 from metrics import counters
 

@@ -8,7 +8,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from anomalies.models import Anomaly, Baseline
-from anomalies.services import RunInProgress, detection_run
+from anomalies.runs import RunInProgress, detection_run
 from cloudwatchdog.locks import Lock
 from tests.helpers import daily_spikes, spiky_history
 from metrics.services import points_ingest
@@ -156,7 +156,7 @@ def test_finished_runs_are_pruned_after_the_keep_period(owner):
     old = detection_run(tenant=owner.tenant, trigger="command")
     recent = detection_run(tenant=owner.tenant, trigger="command")
     type(old).objects.for_tenant(owner.tenant).filter(id=old.id).update(requested_at=END - timedelta(days=30))
-    from anomalies.services import detection_runs_prune
+    from anomalies.runs import detection_runs_prune
 
     assert detection_runs_prune(older_than=timedelta(days=7)) == 1
     assert list(type(old).objects.for_tenant(owner.tenant).values_list("id", flat=True)) == [recent.id]

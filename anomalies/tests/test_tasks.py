@@ -6,9 +6,7 @@ import pytest
 from django.db import connection
 
 from anomalies.models import DetectionRun
-from anomalies.services import (
-    MAX_SHARDS, RunInProgress, detection_run,
-)
+from anomalies.runs import MAX_SHARDS, RunInProgress, detection_run
 from anomalies.tasks import detection_run_all_task
 from cloudwatchdog.locks import Lock
 from tests.helpers import steady_then_spike, wait_for as _wait_for
@@ -28,6 +26,14 @@ def test_an_async_run_goes_through_the_worker(make_tenant, celery_worker):
     assert summary["points_processed"] == 2000 and summary["anomalies_created"] >= 1
     assert summary["trigger"] == "api_async"
     assert outsider.get(f"/api/v1/process/runs/{run_id}").status_code == 404
+
+
+def test_the_tasks_sent_by_name_are_the_ones_the_tasks_module_defines():
+    # runs and evaluation send these by name (the tasks import runs): a renamed task would be lost.
+    from anomalies import evaluation, runs, tasks
+
+    assert runs.DETECTION_RUN_TASK == tasks.detection_run_task.name
+    assert evaluation.NOTIFICATIONS_DELIVER_TASK == tasks.notifications_deliver_task.name
 
 
 def test_the_beat_task_runs_every_tenant_on_the_worker(make_tenant, celery_worker):

@@ -17,7 +17,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
-from anomalies.services import detection_run
+from anomalies.runs import detection_run
 from tenants.services import api_key_issue, tenant_create
 
 # service.instance.id given, as a deployment names its instances (else the SDK makes one up per process,

@@ -12,7 +12,7 @@ from django.core.management.base import CommandError
 from django.db import connection, connections
 from hypothesis import given, settings as hypothesis_settings, strategies as st
 
-from anomalies.services import detection_run
+from anomalies.runs import detection_run
 from tests.helpers import event, iso
 from metrics import codec
 from metrics.compaction import points_compact

@@ -1,7 +1,7 @@
 """manage.py run_detection: one detection pass, all tenants or one."""
 from django.core.management.base import BaseCommand, CommandError
 
-from anomalies.services import detection_run_all
+from anomalies.runs import detection_run_all
 from cloudwatchdog.timeutil import from_us, parse_iso
 from tenants.selectors import tenant_get, tenant_list
 
