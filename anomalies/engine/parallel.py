@@ -14,7 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from anomalies.engine.config import DetectionConfig
-from anomalies.engine.detector import detect
+from anomalies.engine.scan import detect
 
 _pools: dict[int, ProcessPoolExecutor] = {}
 

@@ -21,6 +21,10 @@ no alert is raised for `cooldown_seconds` (one alert per incident). Nothing is r
 Determinism: the state after a point depends only on the points (and alerts) before it. At a
 UTC day boundary it can be rebuilt from history alone (`state_from_history`), which is where
 any re-evaluation restarts (`restart_at`), so the output never depends on batch boundaries.
+
+This module is the scan (the per-batch update and its entry points: detect, state_from_history,
+expected_band, baseline_snapshot); the band it draws and stores is cut in band.py, recurring
+excursions are recognised and listed in patterns.py.
 """
 from __future__ import annotations
 
@@ -32,8 +36,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from anomalies.engine.band import display_band, display_band_at, window_extremes
 from anomalies.engine.config import DAY_US, DETECTORS, MAD_TO_SIGMA, WEEK_US, DetectionConfig
 from anomalies.engine.explain import reason_sentence
+from anomalies.engine.patterns import (
+    KEPT_SLOTS, SLOT_US, excursions_merge, excursions_of, recurring_deviations, recurring_patterns,
+)
 from anomalies.engine.state import SeriesState
 
 
@@ -127,143 +135,10 @@ def _lagged(times: np.ndarray, values: np.ndarray, at: np.ndarray, window_from: 
     return np.select([present_count == 3, present_count == 2, present_count == 1], [middle, pair, single], math.nan)
 
 
-# The band drawn and stored never reaches further from the values of the point's window (its last
-# week) than this many times their range (a band widened by the alert gain would otherwise span
-# nonsense: −1,088 to 1,264 around a temperature of 88).
-_WINDOW_REACH = 4.0
-
-
-def display_band(expected, half, lowest, highest, window_low, window_high, range_tolerance: float):
-    """The band a series has at a point, drawn by the baselines endpoint and stored with anomalies:
-    the residual band (expected ± half, half including the alert gain) cut to what the range detector
-    allows (the extremes seen so far ± the tolerance), to `_WINDOW_REACH` ranges of the point's
-    window around it, and at zero when the series has never been negative. Range and residual
-    anomalies lie outside it by construction: it is inside both their limits. Numbers or arrays."""
-    expected, half = np.asarray(expected, np.float64), np.asarray(half, np.float64)
-    lowest, highest = np.asarray(lowest, np.float64), np.asarray(highest, np.float64)
-    window_low, window_high = np.asarray(window_low, np.float64), np.asarray(window_high, np.float64)
-    lower, upper = expected - half, expected + half
-    spread = highest - lowest
-    with np.errstate(invalid="ignore"):
-        ranged = np.isfinite(spread) & (spread > 0)
-        tolerance = range_tolerance * np.where(ranged, spread, 0.0)
-        lower = np.where(ranged, np.maximum(lower, lowest - tolerance), lower)
-        upper = np.where(ranged, np.minimum(upper, highest + tolerance), upper)
-        reach = window_high - window_low
-        windowed = np.isfinite(reach) & (reach > 0)
-        lower = np.where(windowed, np.maximum(lower, window_low - _WINDOW_REACH * reach), lower)
-        upper = np.where(windowed, np.minimum(upper, window_high + _WINDOW_REACH * reach), upper)
-        lower = np.where(lowest >= 0, np.maximum(lower, 0.0), lower)
-    return lower, upper
-
-
-def _display_band_at(expected: float, half: float, lowest: float, highest: float, window_low: float,
-                     window_high: float, range_tolerance: float) -> tuple[float, float]:
-    """display_band for one point in plain floats (an anomaly's band: numpy per scalar cost more than
-    the rest of explaining it), the same operations in the same order, so the same bits."""
-    lower, upper = expected - half, expected + half
-    spread = highest - lowest
-    if math.isfinite(spread) and spread > 0:
-        tolerance = range_tolerance * spread
-        lower, upper = max(lower, lowest - tolerance), min(upper, highest + tolerance)
-    reach = window_high - window_low
-    if math.isfinite(reach) and reach > 0:
-        lower = max(lower, window_low - _WINDOW_REACH * reach)
-        upper = min(upper, window_high + _WINDOW_REACH * reach)
-    if lowest >= 0:
-        lower = max(lower, 0.0)
-    return lower, upper
-
-
-def _window_extremes(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """min and max of values[start:end] for each pair (NaN where empty), by a sparse table: two
-    overlapping power-of-two blocks per range, O(n log n) in numpy."""
-    count = len(starts)
-    low, high = np.full(count, math.nan), np.full(count, math.nan)
-    lengths = ends - starts
-    present = lengths > 0
-    if not present.any() or not len(values):
-        return low, high
-    levels_low, levels_high = [values], [values]
-    size = 1
-    while size * 2 <= int(lengths.max()):
-        previous_low, previous_high = levels_low[-1], levels_high[-1]
-        levels_low.append(np.minimum(previous_low[:-size], previous_low[size:]))
-        levels_high.append(np.maximum(previous_high[:-size], previous_high[size:]))
-        size *= 2
-    s, e = starts[present], ends[present]
-    level = np.floor(np.log2(e - s)).astype(np.int64)
-    for k in np.unique(level).tolist():
-        chosen = level == k
-        block = 1 << k
-        first, last = s[chosen], e[chosen] - block
-        index = np.flatnonzero(present)[chosen]
-        low[index] = np.minimum(levels_low[k][first], levels_low[k][last])
-        high[index] = np.maximum(levels_high[k][first], levels_high[k][last])
-    return low, high
-
-
-# Excursions are remembered by 5-minute slot (a day is 288 of them), for four weeks: the three weeks
-# a weekly pattern is recognised from, and a week of re-evaluations before the newest point.
-_SLOT_US = 300_000_000
 _NEVER = -(2**62)  # "no such point" in arrays of µs
-_DAY_SLOTS = DAY_US // _SLOT_US
-_WEEK_SLOTS = WEEK_US // _SLOT_US
-_KEPT_SLOTS = 4 * _WEEK_SLOTS
 # Severity: how rare a deviation is over the last three weeks, scored on four decades of chance.
 _RARITY_US = 3 * WEEK_US
 _RARITY_DECADES = 4.0
-
-
-def _excursions_merge(keys: np.ndarray, peaks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Keys sorted and unique, each with its largest peak."""
-    if not len(keys):
-        return keys, peaks
-    order = np.argsort(keys, kind="stable")
-    keys, peaks = keys[order], peaks[order]
-    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
-    return keys[starts], np.maximum.reduceat(peaks, starts)
-
-
-def _excursions_of(ts: np.ndarray, z: np.ndarray, has_baseline: np.ndarray, bar: float):
-    """The raw excursions among points: |z| at or over `bar` (the residual threshold at gain 1), as
-    (slot × 2 + above, |z|)."""
-    hit = has_baseline & (np.abs(z) >= bar)  # (NaN compares False)
-    return (ts[hit] // _SLOT_US) * 2 + (z[hit] > 0), np.abs(z[hit])
-
-
-def _recurring(ts: np.ndarray, z: np.ndarray, candidates: np.ndarray, keys: np.ndarray, peaks: np.ndarray,
-               config: DetectionConfig) -> np.ndarray:
-    """Per point: is its deviation a recurring one? It is when, in its direction, an excursion lies
-    within the jitter of the same time on `recurring_occurrences` of the previous three days (or
-    weeks), and it is at most `recurring_peak_factor` times the largest of them. Only excursions at
-    least a period minus the jitter before the point are read, so batches never see the future."""
-    recognised = np.zeros(len(ts), bool)
-    chosen_points = np.flatnonzero(candidates)
-    if not len(chosen_points) or len(keys) < config.recurring_occurrences:
-        return recognised
-    jitter = -(-config.recurring_jitter_seconds * 1_000_000 // _SLOT_US)
-    above = z[chosen_points] > 0
-    for direction in (False, True):
-        points = chosen_points[above == direction]
-        in_direction = (keys & 1) == int(direction)
-        slots, slot_peaks = keys[in_direction] >> 1, peaks[in_direction]
-        if not len(points) or len(slots) < config.recurring_occurrences:
-            continue
-        at = ts[points] // _SLOT_US
-        largest = np.zeros(len(points))
-        for period in (_DAY_SLOTS, _WEEK_SLOTS):
-            seen = np.zeros(len(points), np.int64)
-            period_largest = np.zeros(len(points))
-            for k in (1, 2, 3):
-                first = np.searchsorted(slots, at - k * period - jitter, "left")
-                end = np.searchsorted(slots, at - k * period + jitter, "right")
-                seen += end > first
-                _, high = _window_extremes(slot_peaks, first, end)
-                period_largest = np.fmax(period_largest, high)
-            largest = np.where(seen >= config.recurring_occurrences, np.fmax(largest, period_largest), largest)
-        recognised[points] = (largest > 0) & (np.abs(z[points]) <= config.recurring_peak_factor * largest)
-    return recognised
 
 
 class _Baseline:
@@ -422,12 +297,12 @@ class _Series:
             z = (b.xs - expected) / scale
         # A recurring deviation raises nothing and adds to no sum (CUSUM, variance) beyond the CUSUM's
         # drift; the batch's own excursions count for its later points.
-        new_keys, new_peaks = _excursions_of(b.ts, z, has_baseline, c.residual_threshold / c.sensitivity)
+        new_keys, new_peaks = excursions_of(b.ts, z, has_baseline, c.residual_threshold / c.sensitivity)
         keys, peaks = s.excursion_keys, s.excursion_peaks
         if len(new_keys):
-            keys, peaks = _excursions_merge(np.concatenate((keys, new_keys)), np.concatenate((peaks, new_peaks)))
+            keys, peaks = excursions_merge(np.concatenate((keys, new_keys)), np.concatenate((peaks, new_peaks)))
         candidates = has_baseline & (np.abs(z) > c.cusum_drift)
-        recognised = _recurring(b.ts, z, candidates, keys, peaks, c)
+        recognised = recurring_deviations(b.ts, z, candidates, keys, peaks, c)
         summed_z = np.where(recognised, np.clip(z, -c.cusum_drift, c.cusum_drift), z)
         b.recognised, b.summed_z, b.excursion_keys, b.excursion_peaks = recognised, summed_z, keys, peaks
         # The |z| of the points with a baseline; each point's recent ones are the last `variance_points`.
@@ -472,7 +347,7 @@ class _Series:
         s.lowest, s.highest = min(s.lowest, float(b.xs.min())), max(s.highest, float(b.xs.max()))
         if b.last_out[-1] != _NEVER:
             s.last_out_us = int(b.last_out[-1])
-        kept = (b.excursion_keys >> 1) >= int(b.ts[-1]) // _SLOT_US - _KEPT_SLOTS
+        kept = (b.excursion_keys >> 1) >= int(b.ts[-1]) // SLOT_US - KEPT_SLOTS
         s.excursion_keys, s.excursion_peaks = b.excursion_keys[kept], b.excursion_peaks[kept]
         self.window_ts, self.window_values = times[-width:], values[-width:]
         self.window_residuals, self.window_weekly = residuals[-width:], weekly_residuals[-width:]
@@ -759,12 +634,12 @@ class _Series:
         t = int(b.ts[i])
         since = max(t - _RARITY_US, self.s.first_ts_us)
         start, at = int(b.band_from[i]), int(b.at[i])
-        step = (t - int(b.times[start])) / (at - start) if at > start else _SLOT_US
-        opportunities = int((t - since) // max(step, _SLOT_US))
+        step = (t - int(b.times[start])) / (at - start) if at > start else SLOT_US
+        opportunities = int((t - since) // max(step, SLOT_US))
         if detector in ("range", "flatline"):
             return 0, opportunities, t - since
-        slot, slots = t // _SLOT_US, b.excursion_keys >> 1
-        first, end = np.searchsorted(slots, since // _SLOT_US), np.searchsorted(slots, slot)
+        slot, slots = t // SLOT_US, b.excursion_keys >> 1
+        first, end = np.searchsorted(slots, since // SLOT_US), np.searchsorted(slots, slot)
         return int(np.count_nonzero(b.excursion_peaks[first:end] >= abs(float(b.z[i])))), opportunities, t - since
 
     def _evidence_start(self, b: _Batch, i: int, detector: str, drift_since: int | None, run_length: int) -> int | None:
@@ -788,11 +663,11 @@ class _Series:
         detector = DETECTORS[strongest]
         # The model's band (no alert gain), and the raised alert threshold apart from it.
         half = c.residual_threshold / c.sensitivity * base.scale
-        lower, upper = _display_band_at(expected, half, point["lowest"], point["highest"], point["window_low"],
-                                        point["window_high"], c.range_tolerance)
+        lower, upper = display_band_at(expected, half, point["lowest"], point["highest"], point["window_low"],
+                                       point["window_high"], c.range_tolerance)
         alert_half = half * min(alert_gain, _residual_gain_cap(c))
-        alert_lower, alert_upper = _display_band_at(expected, alert_half, point["lowest"], point["highest"],
-                                                    point["window_low"], point["window_high"], c.range_tolerance)
+        alert_lower, alert_upper = display_band_at(expected, alert_half, point["lowest"], point["highest"],
+                                                   point["window_low"], point["window_high"], c.range_tolerance)
         parameters = {
             "range_tolerance": c.range_tolerance, "residual_threshold": c.residual_threshold,
             "cusum_drift": c.cusum_drift, "cusum_threshold": c.cusum_threshold,
@@ -895,19 +770,19 @@ def state_from_history(
         # Up to the later state's newest point, its excursions before the history's end are the ones
         # the series had; any after that point are found again from the history.
         remembered_until = min(int(excursions_from.window_ts[-1]), int(ts[-1]) if len(ts) else -1)
-        remembered = (excursions_from.excursion_keys >> 1) <= remembered_until // _SLOT_US
+        remembered = (excursions_from.excursion_keys >> 1) <= remembered_until // SLOT_US
         state.excursion_keys = excursions_from.excursion_keys[remembered]
         state.excursion_peaks = excursions_from.excursion_peaks[remembered]
     series = _Series(state, config)
     series.run(ts, xs, emit=False)
     state = series.state()
     if remembered_until is not None:
-        found_later = (state.excursion_keys >> 1) > remembered_until // _SLOT_US
-        state.excursion_keys, state.excursion_peaks = _excursions_merge(
+        found_later = (state.excursion_keys >> 1) > remembered_until // SLOT_US
+        state.excursion_keys, state.excursion_peaks = excursions_merge(
             np.concatenate((excursions_from.excursion_keys[remembered], state.excursion_keys[found_later])),
             np.concatenate((excursions_from.excursion_peaks[remembered], state.excursion_peaks[found_later])))
         if len(ts):
-            kept = (state.excursion_keys >> 1) >= int(ts[-1]) // _SLOT_US - _KEPT_SLOTS
+            kept = (state.excursion_keys >> 1) >= int(ts[-1]) // SLOT_US - KEPT_SLOTS
             state.excursion_keys, state.excursion_peaks = state.excursion_keys[kept], state.excursion_peaks[kept]
     # Suppression comes from the alerts actually recorded, replayed with the same arithmetic.
     state.last_alert_us, state.gain_at_alert = None, 1.0
@@ -941,11 +816,12 @@ def expected_band(state: SeriesState, ts_us, values, config: DetectionConfig):
         last, at_alert = (alert_times[k - 1], alert_gains[k - 1]) if k else before
         gains.append(1.0 if last is None else _gain(at_alert, last, t, series.half_life_us))
     half = config.residual_threshold / config.sensitivity * batch.scale
-    window_low, window_high = _window_extremes(batch.values, batch.band_from, batch.at)
+    window_low, window_high = window_extremes(batch.values, batch.band_from, batch.at)
     cut = (batch.lowest_before, batch.highest_before, window_low, window_high, config.range_tolerance)
     lower, upper = display_band(batch.expected, half, *cut)
     alert_lower, alert_upper = display_band(batch.expected, half * np.minimum(gains, _residual_gain_cap(config)), *cut)
     return batch.expected, lower, upper, batch.eligible.copy(), alert_lower, alert_upper
+
 
 def baseline_snapshot(state: SeriesState, config: DetectionConfig, alarms_ended: tuple = ()) -> BaselineSnapshot:
     """The baseline in effect after the last processed point, and the series' alarm state then."""
@@ -970,70 +846,3 @@ def baseline_snapshot(state: SeriesState, config: DetectionConfig, alarms_ended:
                             state.median - band, state.median + band, state.period_days > 0,
                             tuple(recurring_patterns(state, config)), alarm_state, since,
                             newest is not None and state.last_out_us == newest, interval, alarms_ended)
-
-
-_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-
-
-def _slot_clock(slot_of_period: int, period: int) -> str:
-    """HH:MM UTC of a slot of the day, or "weekday HH:MM" of one of the week; a period's end is 24:00."""
-    if slot_of_period == period and period == _DAY_SLOTS:
-        return "24:00"
-    slot_of_period %= period
-    minutes = slot_of_period * _SLOT_US // 60_000_000
-    clock = f"{minutes // 60 % 24:02d}:{minutes % 60:02d}"
-    # Day 0 of the epoch was a Thursday; a weekly position counts from the epoch's weeks.
-    return clock if period == _DAY_SLOTS else f"{_WEEKDAYS[(minutes // 1440 + 3) % 7]} {clock}"
-
-
-def recurring_patterns(state: SeriesState, config: DetectionConfig) -> list[dict]:
-    """The recurring excursions the series has now, as the baseline shows them: for each period and
-    direction, the times (UTC, 5-minute slots) where excursions fell within the jitter of each other
-    on `recurring_occurrences` of the last three days (weeks), in time order; a cluster around
-    midnight (the week's start) is one, ending after it starts, and one that leaves no gap longer than
-    the jitter is the whole day (week). A weekly one at the time of a daily one is left out (the
-    daily one says it). Plain Python: it runs for every series on every pass, over a few keys."""
-    if len(state.excursion_keys) < config.recurring_occurrences or not len(state.window_ts):
-        return []
-    keys = state.excursion_keys.tolist()
-    now = int(state.window_ts[-1]) // _SLOT_US
-    jitter = -(-config.recurring_jitter_seconds * 1_000_000 // _SLOT_US)
-    patterns, daily_spans = [], {}
-    for period, name in ((_DAY_SLOTS, "daily"), (_WEEK_SLOTS, "weekly")):
-        for direction, word in ((1, "above"), (0, "below")):
-            # (position in the period, how many periods back) of each excursion of the last three
-            seen_at = sorted(((key >> 1) % period, (now - (key >> 1)) // period) for key in keys
-                             if key & 1 == direction and 0 <= now - (key >> 1) < 3 * period)
-            clusters = []
-            for position, back in seen_at:
-                if clusters and position - clusters[-1][-1][0] <= jitter:
-                    clusters[-1].append((position, back))
-                else:
-                    clusters.append([(position, back)])
-            whole = False
-            if len(clusters) > 1 and clusters[0][0][0] + period - clusters[-1][-1][0] <= jitter:
-                clusters[0] = clusters.pop() + clusters[0]  # across midnight (the week's start)
-            elif len(clusters) == 1 and clusters[0][0][0] + period - clusters[0][-1][0] <= jitter:
-                whole = True
-            for cluster in clusters:
-                first, last = cluster[0][0], cluster[-1][0] + 1
-                seen = len({back for _, back in cluster})
-                if seen < config.recurring_occurrences:
-                    continue
-                if whole:
-                    first, last = 0, period
-                if name == "daily":
-                    daily_spans.setdefault(word, []).append((first, last))
-                elif any(_within(first % _DAY_SLOTS, a, b) for a, b in daily_spans.get(word, [])):
-                    continue
-                patterns.append({"period": name, "direction": word, "start": _slot_clock(first, period),
-                                 "end": _slot_clock(last, period), "seen": seen, "of": 3})
-    return patterns
-
-
-def _within(position: int, first: int, last: int) -> bool:
-    """Is a position of the day inside [first, last), a span that may run past midnight?"""
-    if last - first >= _DAY_SLOTS:
-        return True
-    first, last = first % _DAY_SLOTS, last % _DAY_SLOTS
-    return first <= position < last if first < last else position >= first or position < last
