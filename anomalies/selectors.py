@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -255,6 +255,38 @@ def anomaly_list(
     return anomalies.order_by("-ts", "-id")
 
 
+def anomalies_in_range(*, tenant: Tenant, series_id: int, start: datetime, end: datetime,
+                       limit: int) -> list[Anomaly]:
+    """The series' anomalies in (start, end], oldest first, at most `limit` (a chart's markers)."""
+    return list(anomaly_list(tenant=tenant, series_id=series_id, start=start, end=end).order_by("ts")[:limit])
+
+
+def anomaly_neighbours(*, tenant: Tenant, anomaly: Anomaly) -> tuple[Anomaly | None, Anomaly | None]:
+    """The previous and next anomaly of the same series."""
+    same = anomaly_list(tenant=tenant, series_id=anomaly.series_id)
+    previous = same.filter(ts__lt=anomaly.ts).order_by("-ts").first()
+    following = same.filter(ts__gt=anomaly.ts).order_by("ts").first()
+    return previous, following
+
+
+def anomaly_counts(*, tenant: Tenant, since: datetime) -> dict[str, dict[str, int]]:
+    """The tenant's anomalies after `since`, counted by severity, then status (every pair, zeros too)."""
+    rows = (anomaly_list(tenant=tenant, start=since).order_by()
+            .values("severity", "status").annotate(n=Count("id")))
+    table = {severity: {status: 0 for status, _ in Anomaly.STATUSES} for severity, _ in Anomaly.SEVERITIES}
+    for row in rows:
+        table[row["severity"]][row["status"]] = row["n"]
+    return table
+
+
+def anomaly_ids_by_tenant(*, anomalies: QuerySet[Anomaly]) -> Iterator[tuple[Tenant, list[int]]]:
+    """A selection of anomalies (an admin's, already scoped to the staff user's tenants), tenant by
+    tenant: each tenant with its selected anomalies' ids, read as the caller reaches that tenant."""
+    for tenant_id in anomalies.values_list("tenant", flat=True).distinct():
+        tenant = anomalies.filter(tenant_id=tenant_id).first().tenant
+        yield tenant, list(anomalies.filter(tenant_id=tenant_id).values_list("id", flat=True))
+
+
 def baseline_list(*, tenant: Tenant, series_id: int | None = None, status: str | None = None,
                   state: str | None = None) -> QuerySet[Baseline]:
     baselines = Baseline.objects.for_tenant(tenant).select_related("series")
@@ -265,6 +297,11 @@ def baseline_list(*, tenant: Tenant, series_id: int | None = None, status: str |
     if state:
         baselines = baselines.filter(state=state)
     return baselines.order_by("series_id")
+
+
+def baseline_get(*, tenant: Tenant, series_id: int) -> Baseline | None:
+    """The series' baseline, or None before detection first evaluates it."""
+    return baseline_list(tenant=tenant, series_id=series_id).first()
 
 
 def series_states(tenant: Tenant, series_ids: list[int]) -> dict[int, dict]:

@@ -60,6 +60,16 @@ def series_get(*, tenant: Tenant, series_id: int) -> Series | None:
     return Series.objects.for_tenant(tenant).filter(id=series_id).first()
 
 
+def series_count(*, tenant: Tenant) -> int:
+    """How many series the tenant has."""
+    return series_list(tenant=tenant).count()
+
+
+def series_oldest(*, tenant: Tenant, limit: int) -> list[Series]:
+    """The tenant's first `limit` series, oldest first (the console's choices)."""
+    return list(series_list(tenant=tenant).order_by("id")[:limit])
+
+
 @dataclass(frozen=True)
 class SeriesStats:
     first_ts: datetime | None
