@@ -1,6 +1,7 @@
 """Admin for tenants and keys, and the tenant-scoped admin base every app's admin uses.
 
-Support staff see only the tenants they are assigned to; superusers see all.
+Support staff see only the tenants they are assigned to; superusers see all. The tenant admin is
+defined here and registered by the anomalies app with its console page (see TenantAdmin).
 """
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
@@ -11,7 +12,7 @@ from django.db import models
 from django.utils.dateparse import parse_datetime
 
 from cloudwatchdog.forms import EscapingJSONField, whole_number
-from tenants.models import ApiKey, Tenant, TenantStaff
+from tenants.models import ApiKey, TenantStaff
 from tenants.selectors import tenant_list_for_staff
 from tenants.services import api_key_issue, api_key_revoke
 
@@ -132,7 +133,8 @@ class TenantStaffInline(admin.TabularInline):
     autocomplete_fields = ["user"]
 
 
-@admin.register(Tenant)
+# Registered by the anomalies app, as this admin with its console page and detection settings added
+# (anomalies/admin.py): one registration, so no app unregisters another's admin.
 class TenantAdmin(DeclaredFiltersOnly, admin.ModelAdmin):
     list_display = ["slug", "name", "is_active", "created_at", "retention_days", "max_point_age_days"]
     search_fields = ["slug", "name"]

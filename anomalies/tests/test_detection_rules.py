@@ -6,7 +6,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from anomalies import console, selectors
+from anomalies import selectors
+from anomalies.console import reads
 from anomalies.models import Anomaly, DetectionRule
 from anomalies.services import detection_rule_create, tenant_detection_config_set
 from tests.helpers import ApiClient, event, steady_then_spike
@@ -235,8 +236,8 @@ def test_the_what_if_preview_runs_each_series_with_its_own_rules_on_both_sides(o
     latency = Series.objects.for_tenant(tenant).get(metric_name="latency")
     errors = Series.objects.for_tenant(tenant).get(metric_name="errors")
     now = END + timedelta(minutes=30)
-    previews = console.what_if(tenant=tenant, series_list=[latency, errors], days=2,
-                               proposed_overrides={"direction": "above"}, now=now)
+    previews = reads.what_if(tenant=tenant, series_list=[latency, errors], days=2,
+                             proposed_overrides={"direction": "above"}, now=now)
     by_metric = {p.series.metric_name: p for p in previews}
     assert by_metric["latency"].current == [] and by_metric["latency"].proposed == []  # its rule wins both times
     assert by_metric["errors"].current and by_metric["errors"].proposed

@@ -1,12 +1,10 @@
-"""The support console's reads: a series' chart (points, band, anomalies, cooldowns, mutes) as SVG,
-and a tenant's overview. Built from the selectors only, for the admin pages."""
+"""The console's reads: a series' chart (points, band, anomalies, cooldowns, alarms, mutes) as SVG, a
+tenant's overview and the what-if preview. Built from the selectors only, for the console's pages."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable
-
-from django.db.models import Count
 
 from anomalies import selectors
 from anomalies.engine import SeriesState, detect, restart_at
@@ -47,8 +45,8 @@ def series_chart(*, tenant: Tenant, series: Series, start: datetime, end: dateti
                 alert_band.append((to_us(item["timestamp"]), item["alert_lower"], item["alert_upper"]))
         if all(a[1:] == b[2:] for a, b in zip(alert_band, band)):
             alert_band = []  # no alert in reach: the threshold is the band
-    anomalies = list(selectors.anomaly_list(tenant=tenant, series_id=series.id, start=start, end=end)
-                     .order_by("ts")[:MAX_ANOMALY_MARKERS])
+    anomalies = selectors.anomalies_in_range(tenant=tenant, series_id=series.id, start=start, end=end,
+                                             limit=MAX_ANOMALY_MARKERS)
     if markers is None:
         markers = [svgchart.Marker(to_us(a.ts), a.value, a.severity, f"{format_iso(a.ts)} {a.severity}: {a.reason}",
                                    anomaly_href(a), a.id == focus_id) for a in anomalies]
@@ -79,27 +77,6 @@ def series_chart(*, tenant: Tenant, series: Series, start: datetime, end: dateti
     return SeriesChart(svgchart.render(chart, chart_id=chart_id), start, end, step, len(points), anomalies, bool(band))
 
 
-def neighbours(*, tenant: Tenant, anomaly: Anomaly) -> tuple[Anomaly | None, Anomaly | None]:
-    """The previous and next anomaly of the same series."""
-    same = selectors.anomaly_list(tenant=tenant, series_id=anomaly.series_id)
-    previous = same.filter(ts__lt=anomaly.ts).order_by("-ts").first()
-    following = same.filter(ts__gt=anomaly.ts).order_by("ts").first()
-    return previous, following
-
-
-def evidence_rows(anomaly: Anomaly) -> list[dict]:
-    """Each detector's evidence next to its threshold, as a table reads it."""
-    evidence = anomaly.baseline_stats.get("evidence", {})
-    parameters = anomaly.parameters
-    thresholds = {"range": f"{parameters.get('range_tolerance', 0):.0%} of the range",
-                  "residual": f"{parameters.get('residual_threshold', '')} σ",
-                  "cusum": f"{parameters.get('cusum_threshold', '')} σ",
-                  "variance": f"{parameters.get('variance_threshold', '')} σ over {parameters.get('variance_points', '')} points",
-                  "flatline": f"{parameters.get('flatline_factor', '')} × the longest recent run"}
-    return [{"detector": name, "evidence": value, "threshold": thresholds.get(name, ""),
-             "fired": name == anomaly.detector} for name, value in evidence.items()]
-
-
 @dataclass
 class Overview:
     series_count: int
@@ -111,20 +88,12 @@ class Overview:
 
 
 def tenant_overview(*, tenant: Tenant, now: datetime) -> Overview:
-    def by_severity_and_status(since):
-        rows = (selectors.anomaly_list(tenant=tenant, start=since).order_by()
-                .values("severity", "status").annotate(n=Count("id")))
-        table = {severity: {status: 0 for status, _ in Anomaly.STATUSES} for severity, _ in Anomaly.SEVERITIES}
-        for row in rows:
-            table[row["severity"]][row["status"]] = row["n"]
-        return table
-
     return Overview(
-        series_count=metrics_selectors.series_list(tenant=tenant).count(),
+        series_count=metrics_selectors.series_count(tenant=tenant),
         points_per_day=metrics_selectors.points_per_day(tenant=tenant, days=7, now=now),
         rejected=metrics_selectors.rejections_since(tenant=tenant, since=now - timedelta(days=7)),
-        anomalies_24h=by_severity_and_status(now - timedelta(days=1)),
-        anomalies_7d=by_severity_and_status(now - timedelta(days=7)),
+        anomalies_24h=selectors.anomaly_counts(tenant=tenant, since=now - timedelta(days=1)),
+        anomalies_7d=selectors.anomaly_counts(tenant=tenant, since=now - timedelta(days=7)),
         runs=selectors.detection_runs_recent(tenant=tenant, limit=10),
     )
 

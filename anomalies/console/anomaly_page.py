@@ -1,0 +1,147 @@
+"""The anomaly list and the console's anomaly page: its chart, reason, evidence, links, history and
+actions."""
+from datetime import datetime, timedelta, timezone as dt_timezone
+
+from django.contrib import admin, messages
+from django.http import Http404, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+
+from anomalies import selectors
+from anomalies.console import display, reads
+from anomalies.models import Anomaly
+from anomalies.services import anomaly_status_set
+from metrics.admin import MetricNameFilter, ServiceFilter
+from tenants.admin import TenantFilter, TenantScopedAdmin
+
+ANOMALY_ZOOMS = {"14h": ("12 h before, 2 h after", timedelta(hours=12), timedelta(hours=2)),
+                 "1d": ("1 day", timedelta(hours=12), timedelta(hours=12)),
+                 "7d": ("7 days", timedelta(days=6), timedelta(days=1))}
+
+
+class AnomalyAdmin(TenantScopedAdmin):
+    list_display = ["when", "severity_badge", "status", "series_short", "reason_short", "value_short",
+                    "expected_short", "detector", "tenant"]
+    list_filter = [TenantFilter, "severity", "status", "muted", ServiceFilter, MetricNameFilter,
+                   ("ts", admin.DateFieldListFilter)]
+    search_fields = ["series__resource_id"]
+    date_hierarchy = "ts"
+    list_select_related = ["series", "tenant"]
+    readonly_fields = [f.name for f in Anomaly._meta.fields if f.name != "status"]
+    actions = ["acknowledge", "resolve", "reopen"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_staff
+
+    def save_model(self, request, obj, form, change):
+        anomaly_status_set(tenant=obj.tenant, anomaly_ids=[obj.id], status=obj.status,
+                           actor=display.admin_actor(request))
+
+    class Media:
+        css = {"all": ["anomalies/changelist.css"]}
+
+    # The list stays one line a row: long names and sentences are cut, the whole text in the tooltip.
+    @admin.display(description="time (UTC)", ordering="ts")
+    def when(self, obj):
+        return obj.ts.strftime("%Y-%m-%d %H:%M:%S")
+
+    @admin.display(description="severity", ordering="severity")
+    def severity_badge(self, obj):
+        return display.severity_badge(obj.severity)
+
+    @admin.display(description="series")
+    def series_short(self, obj):
+        return display.cut(str(obj.series), 48)
+
+    @admin.display(description="value", ordering="value")
+    def value_short(self, obj):
+        return f"{obj.value:.4g}"
+
+    @admin.display(description="expected")
+    def expected_short(self, obj):
+        return f"{obj.expected:.4g}"
+
+    @admin.display(description="reason")
+    def reason_short(self, obj):
+        return display.cut(obj.reason, 90)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """The console page of one anomaly: its chart, reason, evidence, links, history and actions."""
+        anomaly = self.get_object(request, object_id)
+        if anomaly is None:
+            raise Http404("No such anomaly.")
+        tenant = anomaly.tenant
+        can_change = self.has_change_permission(request, anomaly)
+        if request.method == "POST":
+            if not can_change:
+                raise Http404("No such anomaly.")
+            status = request.POST.get("status", anomaly.status)
+            if status not in dict(Anomaly.STATUSES):
+                messages.error(request, "Choose open, acknowledged or resolved.")
+            else:
+                anomaly_status_set(tenant=tenant, anomaly_ids=[anomaly.id], status=status,
+                                   actor=display.admin_actor(request), note=request.POST.get("note", "").strip()[:4000])
+                messages.success(request, f"Anomaly {anomaly.id}: {status}.")
+            return HttpResponseRedirect(request.path)
+        zoom = request.GET.get("zoom") if request.GET.get("zoom") in ANOMALY_ZOOMS else "14h"
+        _, before, after = ANOMALY_ZOOMS[zoom]
+        series = anomaly.series
+        chart = reads.series_chart(
+            tenant=tenant, series=series, start=anomaly.ts - before, end=anomaly.ts + after, focus_id=anomaly.id,
+            anomaly_href=lambda a: reverse("admin:anomalies_anomaly_change", args=[a.id]))
+        previous, following = selectors.anomaly_neighbours(tenant=tenant, anomaly=anomaly)
+        previous_us = anomaly.suppression.get("previous_alert_us")
+        context = {
+            **self.admin_site.each_context(request), "opts": self.opts, "title": str(anomaly), "anomaly": anomaly,
+            "series": series, "chart": chart, "zoom": zoom,
+            "zooms": [(key, label) for key, (label, _, _) in ANOMALY_ZOOMS.items()],
+            "evidence": evidence_rows(anomaly),
+            "cooldown_hours": anomaly.suppression.get("cooldown_seconds", 0) / 3600,
+            "previous_alert": (datetime(1970, 1, 1, tzinfo=dt_timezone.utc) + timedelta(microseconds=previous_us))
+            .strftime("%Y-%m-%d %H:%M UTC") if previous_us else None,
+            "baseline": selectors.baseline_get(tenant=tenant, series_id=series.id),
+            "previous": previous, "following": following,
+            "events": selectors.anomaly_events(tenant=tenant, anomaly_id=anomaly.id),
+            "statuses": Anomaly.STATUSES, "can_change": can_change,
+            "points_before": (anomaly.ts + timedelta(minutes=5)).isoformat(),
+        }
+        return TemplateResponse(request, "admin/console/anomaly.html", context)
+
+    def _set_status(self, request, queryset, status):
+        changed = 0
+        for tenant, anomaly_ids in selectors.anomaly_ids_by_tenant(anomalies=queryset):
+            changed += anomaly_status_set(tenant=tenant, anomaly_ids=anomaly_ids, status=status,
+                                          actor=display.admin_actor(request))
+        self.message_user(request, f"{changed} anomal{'y' if changed == 1 else 'ies'} set to {status}.")
+
+    @admin.action(description="Acknowledge selected anomalies")
+    def acknowledge(self, request, queryset):
+        self._set_status(request, queryset, Anomaly.STATUS_ACKNOWLEDGED)
+
+    @admin.action(description="Resolve selected anomalies")
+    def resolve(self, request, queryset):
+        self._set_status(request, queryset, Anomaly.STATUS_RESOLVED)
+
+    @admin.action(description="Reopen selected anomalies")
+    def reopen(self, request, queryset):
+        self._set_status(request, queryset, Anomaly.STATUS_OPEN)
+
+
+def evidence_rows(anomaly: Anomaly) -> list[dict]:
+    """Each detector's evidence next to its threshold, as a table reads it."""
+    evidence = anomaly.baseline_stats.get("evidence", {})
+    parameters = anomaly.parameters
+    thresholds = {"range": f"{parameters.get('range_tolerance', 0):.0%} of the range",
+                  "residual": f"{parameters.get('residual_threshold', '')} σ",
+                  "cusum": f"{parameters.get('cusum_threshold', '')} σ",
+                  "variance": f"{parameters.get('variance_threshold', '')} σ over {parameters.get('variance_points', '')} points",
+                  "flatline": f"{parameters.get('flatline_factor', '')} × the longest recent run"}
+    return [{"detector": name, "evidence": value, "threshold": thresholds.get(name, ""),
+             "fired": name == anomaly.detector} for name, value in evidence.items()]

@@ -1,0 +1,24 @@
+"""How the console and the anomalies' admin lists show a row: cut text, band words, severity badges,
+and who acted."""
+from django.utils.html import format_html
+
+
+def cut(text: str, length: int) -> str:
+    if len(text) <= length:
+        return text
+    return format_html('<span title="{}">{}…</span>', text, text[:length - 1])
+
+
+def band_word(out_of_band: bool) -> str:
+    # Words, not the admin's tick and cross: a green tick for "out of band" would read as fine.
+    return "OUT OF BAND" if out_of_band else "in band"
+
+
+def severity_badge(severity: str):
+    colours = {"low": "#ca8a04", "medium": "#ea580c", "high": "#dc2626"}
+    return format_html('<span style="color:#fff;background:{};padding:1px 7px;border-radius:8px">{}</span>',
+                       colours.get(severity, "#6b7280"), severity)
+
+
+def admin_actor(request) -> str:
+    return f"user:{request.user.get_username()}"
