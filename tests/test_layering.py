@@ -61,6 +61,15 @@ def test_imports_flow_one_way():
     assert offenders == []
 
 
+def test_no_app_unregisters_another_apps_admin():
+    # Each model's admin is registered once (anomalies/console/__init__.py says how); only Django's own
+    # user and group admins are replaced, having no other way in.
+    offenders = [f"{path.relative_to(ROOT)}:{node.lineno}" for path, tree in _modules() for node in ast.walk(tree)
+                 if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "unregister"
+                 and not (node.args and getattr(node.args[0], "id", None) in ("User", "Group"))]
+    assert offenders == []
+
+
 def test_the_engine_imports_no_django():
     for path in (ROOT / "anomalies" / "engine").glob("*.py"):
         assert not [m for m in _imports(ast.parse(path.read_text())) if m.split(".")[0] in ("django", "rest_framework")], path
