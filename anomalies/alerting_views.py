@@ -5,24 +5,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from anomalies import alerting, selectors, serializers
-from anomalies.views import api_actor, event_item
+from anomalies.views import api_actor
 from cloudwatchdog.api import MAX_ID, query_params
 from cloudwatchdog.errors import ApiError
-from cloudwatchdog.timeutil import format_iso
-
-
-def _iso(moment):
-    return format_iso(moment) if moment else None
-
-
-def channel_item(channel, *, secret: bool = False) -> dict:
-    item = {"id": channel.id, "name": channel.name, "kind": channel.kind, "url": channel.url, "email": channel.email,
-            "min_severity": channel.min_severity, "service": channel.service, "metric_name": channel.metric_name,
-            "renotify_hours": channel.renotify_hours, "enabled": channel.enabled,
-            "created_at": format_iso(channel.created_at)}
-    if secret and channel.secret:
-        item["secret"] = channel.secret
-    return item
 
 
 def _channel_or_404(tenant, channel_id: int):
@@ -36,7 +21,8 @@ class ChannelListView(APIView):
     @extend_schema(operation_id="channels_list", responses=serializers.ChannelPageSerializer)
     def get(self, request):
         """The tenant's notification channels."""
-        return Response({"results": [channel_item(c) for c in selectors.channel_list(tenant=request.user.tenant)]})
+        channels = selectors.channel_list(tenant=request.user.tenant)
+        return Response(serializers.ChannelPageSerializer({"results": channels}).data)
 
     @extend_schema(operation_id="channel_create", request=serializers.ChannelWriteSerializer,
                    responses={201: serializers.ChannelSerializer})
@@ -45,13 +31,14 @@ class ChannelListView(APIView):
         data = serializers.ChannelWriteSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         channel = alerting.channel_create(tenant=request.user.tenant, data=data.validated_data)
-        return Response(channel_item(channel, secret=True), status=status.HTTP_201_CREATED)
+        return Response(serializers.ChannelSerializer(channel, context={"show_secret": True}).data,
+                        status=status.HTTP_201_CREATED)
 
 
 class ChannelDetailView(APIView):
     @extend_schema(operation_id="channel_read", responses=serializers.ChannelSerializer)
     def get(self, request, channel_id):
-        return Response(channel_item(_channel_or_404(request.user.tenant, channel_id)))
+        return Response(serializers.ChannelSerializer(_channel_or_404(request.user.tenant, channel_id)).data)
 
     @extend_schema(operation_id="channel_update", request=serializers.ChannelWriteSerializer,
                    responses=serializers.ChannelSerializer)
@@ -60,7 +47,8 @@ class ChannelDetailView(APIView):
         channel = _channel_or_404(request.user.tenant, channel_id)
         data = serializers.ChannelWriteSerializer(channel, data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        return Response(channel_item(alerting.channel_update(channel=channel, data=data.validated_data)))
+        channel = alerting.channel_update(channel=channel, data=data.validated_data)
+        return Response(serializers.ChannelSerializer(channel).data)
 
     @extend_schema(operation_id="channel_delete", responses={204: OpenApiResponse(description="Deleted.")})
     def delete(self, request, channel_id):
@@ -73,18 +61,7 @@ class ChannelTestView(APIView):
     def post(self, request, channel_id):
         """Queue a test message to the channel; its delivery shows in the channel's deliveries."""
         notification = alerting.notification_test_queue(channel=_channel_or_404(request.user.tenant, channel_id))
-        return Response(delivery_item(notification), status=status.HTTP_202_ACCEPTED)
-
-
-def delivery_item(notification) -> dict:
-    return {
-        "message_id": notification.message_id, "event": notification.event, "incident_id": notification.incident_id,
-        "status": notification.status, "attempts": notification.attempts, "created_at": format_iso(notification.created_at),
-        "delivered_at": _iso(notification.delivered_at),
-        "log": [{"at": format_iso(a.at), "status_code": a.status_code, "latency_ms": a.latency_ms,
-                 "response_excerpt": a.response_excerpt, "error": a.error}
-                for a in getattr(notification, "attempts_logged", [])],
-    }
+        return Response(serializers.DeliverySerializer(notification).data, status=status.HTTP_202_ACCEPTED)
 
 
 class ChannelDeliveriesView(APIView):
@@ -93,21 +70,8 @@ class ChannelDeliveriesView(APIView):
         """The channel's last 100 notifications, newest first, each with its attempts."""
         tenant = request.user.tenant
         channel = _channel_or_404(tenant, channel_id)
-        return Response({"results": [delivery_item(n) for n in selectors.deliveries_list(tenant=tenant,
-                                                                                          channel=channel)]})
-
-
-def incident_item(incident, events=None) -> dict:
-    series = incident.series
-    item = {"id": incident.id, "series_id": series.id, "service": series.service, "resource_id": series.resource_id,
-            "metric_name": series.metric_name, "status": incident.status, "started_at": format_iso(incident.started_at),
-            "last_anomaly_at": format_iso(incident.last_anomaly_at), "resolved_at": _iso(incident.resolved_at),
-            "peak_severity": incident.peak_severity, "peak_score": incident.peak_score,
-            "anomaly_count": incident.anomaly_count, "reason": incident.reason, "kind": incident.kind,
-            "out_of_band": incident.out_of_band}
-    if events is not None:
-        item["events"] = [event_item(e) for e in events]
-    return item
+        notifications = selectors.deliveries_list(tenant=tenant, channel=channel)
+        return Response(serializers.DeliveryPageSerializer({"results": notifications}).data)
 
 
 class IncidentListView(APIView):
@@ -119,7 +83,7 @@ class IncidentListView(APIView):
         incidents = selectors.incident_list(tenant=request.user.tenant, status=params.get("status"),
                                             series_id=params.get("series_id"), kind=params.get("kind"),
                                             limit=params["limit"])
-        return Response({"results": [incident_item(i) for i in incidents]})
+        return Response(serializers.IncidentPageSerializer({"results": incidents}).data)
 
 
 class IncidentDetailView(APIView):
@@ -127,7 +91,8 @@ class IncidentDetailView(APIView):
         incident = selectors.incident_get(tenant=tenant, incident_id=incident_id) if incident_id <= MAX_ID else None
         if incident is None:
             raise ApiError(404, "No such incident.")
-        return incident, incident_item(incident, selectors.incident_events(tenant=tenant, incident_id=incident.id))
+        events = selectors.incident_events(tenant=tenant, incident_id=incident.id)
+        return incident, serializers.IncidentSerializer(incident, context={"events": events}).data
 
     @extend_schema(operation_id="incident_read", responses=serializers.IncidentSerializer)
     def get(self, request, incident_id):
@@ -147,16 +112,11 @@ class IncidentDetailView(APIView):
         return Response(self._detail(tenant, incident_id)[1])
 
 
-def silence_item(silence) -> dict:
-    return {"id": silence.id, "service": silence.service, "metric_name": silence.metric_name,
-            "resource_id": silence.resource_id, "tags": silence.tags, "start": format_iso(silence.start),
-            "end": format_iso(silence.end), "actor": silence.actor, "note": silence.note}
-
-
 class SilenceListView(APIView):
     @extend_schema(operation_id="silences_list", responses=serializers.SilencePageSerializer)
     def get(self, request):
-        return Response({"results": [silence_item(s) for s in selectors.silence_list(tenant=request.user.tenant)]})
+        silences = selectors.silence_list(tenant=request.user.tenant)
+        return Response(serializers.SilencePageSerializer({"results": silences}).data)
 
     @extend_schema(operation_id="silence_create", request=serializers.SilenceWriteSerializer,
                    responses={201: serializers.SilenceSerializer})
@@ -169,7 +129,7 @@ class SilenceListView(APIView):
                                               actor=api_actor(request))
         except alerting.TooManySilences as error:
             raise ApiError(400, f"Not created: {error}.", {"end": [str(error)]}) from None
-        return Response(silence_item(silence), status=status.HTTP_201_CREATED)
+        return Response(serializers.SilenceSerializer(silence).data, status=status.HTTP_201_CREATED)
 
 
 class SilenceDetailView(APIView):

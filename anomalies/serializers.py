@@ -1,17 +1,17 @@
-"""Input and output shapes of the anomalies endpoints."""
+"""Input and output shapes of the anomalies endpoints; the output ones build the answers
+(cloudwatchdog.answers)."""
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from anomalies.models import Anomaly, Baseline
 from anomalies.services import tags_problem
+from cloudwatchdog.answers import OMIT, AnswerSerializer, TimeField
 from cloudwatchdog.api import MAX_ID, TimestampField
+from metrics.serializers import SeriesFilterSerializer, SeriesIdentitySerializer, TaggedSeriesIdentitySerializer
 
 
-class AnomalyQuerySerializer(serializers.Serializer):
-    service = serializers.CharField(required=False)
-    metric_name = serializers.CharField(required=False)
-    resource_id = serializers.CharField(required=False)
+class AnomalyQuerySerializer(SeriesFilterSerializer):
     series_id = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
     start = TimestampField(required=False)
     end = TimestampField(required=False)
@@ -21,14 +21,11 @@ class AnomalyQuerySerializer(serializers.Serializer):
     limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=100)
 
 
-class AnomalySerializer(serializers.Serializer):
+class AnomalySerializer(TaggedSeriesIdentitySerializer):
+    fields_first = ("id", "series_id", "timestamp")
+
     id = serializers.IntegerField()
-    series_id = serializers.IntegerField()
-    timestamp = serializers.CharField()
-    service = serializers.CharField()
-    resource_id = serializers.CharField()
-    metric_name = serializers.CharField()
-    tags = serializers.DictField(child=serializers.CharField())
+    timestamp = TimeField(source="ts")
     value = serializers.FloatField()
     expected = serializers.FloatField()
     lower = serializers.FloatField()
@@ -39,22 +36,22 @@ class AnomalySerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=[s for s, _ in Anomaly.STATUSES])
     detector = serializers.CharField()
     parameters = serializers.DictField()
-    baseline = serializers.DictField()
+    baseline = serializers.DictField(source="baseline_stats")
     suppression = serializers.DictField()
     reason = serializers.CharField()
     muted = serializers.BooleanField(help_text="Raised while its series was muted.")
-    drift_started_at = serializers.CharField(
+    drift_started_at = TimeField(
         allow_null=True, help_text="For a cusum, variance or flatline anomaly: when the points it sums up began "
                                    "(the drift, the shifted points, the run); null for range and residual.")
     escalation = serializers.BooleanField(
         help_text="Raised inside an alarm already going on because it went markedly beyond the alarm's peak "
                   "(escalation_factor times as far from the expected value); sent as incident.escalated.")
-    alarm_started_at = serializers.CharField(
+    alarm_started_at = TimeField(
         allow_null=True, help_text="When the alarm it belongs to began: its incident's start.")
 
 
-class AnomalyEventSerializer(serializers.Serializer):
-    at = serializers.CharField()
+class AnomalyEventSerializer(AnswerSerializer):
+    at = TimeField()
     actor = serializers.CharField(help_text="user:<admin user> or key:<API key prefix>")
     from_status = serializers.CharField()
     to_status = serializers.CharField()
@@ -63,6 +60,9 @@ class AnomalyEventSerializer(serializers.Serializer):
 
 class AnomalyDetailSerializer(AnomalySerializer):
     events = AnomalyEventSerializer(many=True, help_text="Status changes and notes, oldest first.")
+
+    def read_events(self, anomaly) -> list:
+        return self.context["events"]
 
 
 class AnomalyPatchSerializer(serializers.Serializer):
@@ -76,7 +76,7 @@ class AnomalyPatchSerializer(serializers.Serializer):
         return data
 
 
-class AnomalyPageSerializer(serializers.Serializer):
+class AnomalyPageSerializer(AnswerSerializer):
     results = AnomalySerializer(many=True)
     next = serializers.CharField(allow_null=True)
 
@@ -101,11 +101,7 @@ class RecurringPatternSerializer(serializers.Serializer):
     of = serializers.IntegerField()
 
 
-class BaselineSerializer(serializers.Serializer):
-    series_id = serializers.IntegerField()
-    service = serializers.CharField()
-    resource_id = serializers.CharField()
-    metric_name = serializers.CharField()
+class BaselineSerializer(SeriesIdentitySerializer):
     method = serializers.CharField()
     status = serializers.ChoiceField(choices=["warming", "ready"])
     window_points = serializers.IntegerField()
@@ -115,22 +111,22 @@ class BaselineSerializer(serializers.Serializer):
     scale = serializers.FloatField(allow_null=True)
     lower = serializers.FloatField(allow_null=True)
     upper = serializers.FloatField(allow_null=True)
-    watermark = serializers.CharField(allow_null=True)
+    watermark = TimeField(allow_null=True)
     late_points = serializers.IntegerField(help_text="points behind the watermark waiting for re-evaluation or replay")
-    late_from = serializers.CharField(allow_null=True)
+    late_from = TimeField(allow_null=True)
     state = serializers.ChoiceField(
         choices=["ok", "alarm", "no_data", "warming"],
         help_text="ok; alarm (from the anomaly that opened it until the points have stayed inside the band for the "
                   "recovery time); no_data (silent for longer than max(15 min, 10 x its usual interval)); warming")
-    state_since = serializers.CharField(allow_null=True)
+    state_since = TimeField(allow_null=True)
     out_of_band = serializers.BooleanField(help_text="its newest point is outside the band")
     interval_seconds = serializers.FloatField(allow_null=True, help_text="the usual time between its points")
     recurring = RecurringPatternSerializer(
         many=True, help_text="recurring excursions recognised: deviations matching one raise no anomaly")
 
 
-class BandPointSerializer(serializers.Serializer):
-    timestamp = serializers.CharField()
+class BandPointSerializer(AnswerSerializer):
+    timestamp = TimeField()
     value = serializers.FloatField()
     expected = serializers.FloatField(allow_null=True)
     lower = serializers.FloatField(allow_null=True, help_text="the model's band: expected − residual_threshold σ")
@@ -142,13 +138,13 @@ class BandPointSerializer(serializers.Serializer):
     status = serializers.CharField()
 
 
-class BaselinePageSerializer(serializers.Serializer):
+class BaselinePageSerializer(AnswerSerializer):
     results = BaselineSerializer(many=True)
     next = serializers.CharField(allow_null=True)
     band = BandPointSerializer(many=True, required=False, help_text="only with series_id")
 
 
-class RunSummarySerializer(serializers.Serializer):
+class RunSummarySerializer(AnswerSerializer):
     run_id = serializers.UUIDField()
     status = serializers.CharField()
     trigger = serializers.CharField()
@@ -156,10 +152,14 @@ class RunSummarySerializer(serializers.Serializer):
     points_processed = serializers.IntegerField()
     anomalies_created = serializers.IntegerField()
     duration_ms = serializers.IntegerField(allow_null=True)
-    requested_at = serializers.CharField()
-    started_at = serializers.CharField(allow_null=True)
-    finished_at = serializers.CharField(allow_null=True)
+    requested_at = TimeField()
+    started_at = TimeField(allow_null=True)
+    finished_at = TimeField(allow_null=True)
     error = serializers.CharField()
+
+    def read_error(self, run) -> str:
+        # A failed run's error may hold database text; the client gets a sentence, support staff the detail.
+        return "The run failed; the error has been logged." if run.status == run.STATUS_FAILED and run.error else run.error
 
 
 class ProcessRunQuerySerializer(serializers.Serializer):
@@ -169,7 +169,7 @@ class ProcessRunQuerySerializer(serializers.Serializer):
             required=False, default=False, help_text="enqueue on Celery and answer 202 with the run id")}
 
 
-class RunQueuedSerializer(serializers.Serializer):
+class RunQueuedSerializer(AnswerSerializer):
     run_id = serializers.UUIDField()
     status = serializers.CharField()
 
@@ -208,7 +208,7 @@ class ChannelWriteSerializer(serializers.Serializer):
         return data
 
 
-class ChannelSerializer(serializers.Serializer):
+class ChannelSerializer(AnswerSerializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
     kind = serializers.CharField()
@@ -219,28 +219,42 @@ class ChannelSerializer(serializers.Serializer):
     metric_name = serializers.CharField()
     renotify_hours = serializers.IntegerField(allow_null=True)
     enabled = serializers.BooleanField()
-    created_at = serializers.CharField()
+    created_at = TimeField()
     secret = serializers.CharField(required=False, help_text="webhook: the signing secret, only in the answer "
                                    "that creates the channel.")
 
+    def read_secret(self, channel):
+        return channel.secret if self.context.get("show_secret") and channel.secret else OMIT
 
-class ChannelPageSerializer(serializers.Serializer):
+
+class ChannelPageSerializer(AnswerSerializer):
     results = ChannelSerializer(many=True)
 
 
-class DeliverySerializer(serializers.Serializer):
+class DeliveryAttemptSerializer(AnswerSerializer):
+    at = TimeField()
+    status_code = serializers.IntegerField(allow_null=True, help_text="HTTP status; null for email or when no "
+                                           "answer came")
+    latency_ms = serializers.IntegerField()
+    response_excerpt = serializers.CharField(help_text="the first 500 characters of the answer")
+    error = serializers.CharField(help_text="why it failed, when it did")
+
+
+class DeliverySerializer(AnswerSerializer):
     message_id = serializers.CharField()
     event = serializers.CharField()
     incident_id = serializers.IntegerField(allow_null=True)
     status = serializers.CharField()
     attempts = serializers.IntegerField()
-    created_at = serializers.CharField()
-    delivered_at = serializers.CharField(allow_null=True)
-    log = serializers.ListField(child=serializers.DictField(), help_text="Each attempt: at, status_code, latency_ms, "
-                                "response_excerpt, error.")
+    created_at = TimeField()
+    delivered_at = TimeField(allow_null=True)
+    log = DeliveryAttemptSerializer(many=True, help_text="Each attempt, oldest first.")
+
+    def read_log(self, notification) -> list:
+        return getattr(notification, "attempts_logged", [])
 
 
-class DeliveryPageSerializer(serializers.Serializer):
+class DeliveryPageSerializer(AnswerSerializer):
     results = DeliverySerializer(many=True)
 
 
@@ -251,16 +265,14 @@ class IncidentQuerySerializer(serializers.Serializer):
     limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=100)
 
 
-class IncidentSerializer(serializers.Serializer):
+class IncidentSerializer(SeriesIdentitySerializer):
+    fields_first = ("id",)
+
     id = serializers.IntegerField()
-    series_id = serializers.IntegerField()
-    service = serializers.CharField()
-    resource_id = serializers.CharField()
-    metric_name = serializers.CharField()
     status = serializers.CharField()
-    started_at = serializers.CharField()
-    last_anomaly_at = serializers.CharField()
-    resolved_at = serializers.CharField(allow_null=True)
+    started_at = TimeField()
+    last_anomaly_at = TimeField()
+    resolved_at = TimeField(allow_null=True)
     peak_severity = serializers.CharField()
     peak_score = serializers.FloatField()
     anomaly_count = serializers.IntegerField(help_text="the anomaly that opened it and its escalations")
@@ -268,10 +280,14 @@ class IncidentSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=["anomaly", "no_data"],
                                    help_text="anomaly: its series was out of line; no_data: it went silent")
     out_of_band = serializers.BooleanField(help_text="while open: its series' newest point is outside the band")
-    events = AnomalyEventSerializer(many=True, required=False)
+    events = AnomalyEventSerializer(many=True, required=False, help_text="Status changes and notes, oldest first "
+                                   "(reading one incident).")
+
+    def read_events(self, incident):
+        return self.context.get("events", OMIT)
 
 
-class IncidentPageSerializer(serializers.Serializer):
+class IncidentPageSerializer(AnswerSerializer):
     results = IncidentSerializer(many=True)
 
 
@@ -296,19 +312,19 @@ class SilenceWriteSerializer(serializers.Serializer):
         return data
 
 
-class SilenceSerializer(serializers.Serializer):
+class SilenceSerializer(AnswerSerializer):
     id = serializers.IntegerField()
     service = serializers.CharField()
     metric_name = serializers.CharField()
     resource_id = serializers.CharField()
     tags = serializers.DictField()
-    start = serializers.CharField()
-    end = serializers.CharField()
+    start = TimeField()
+    end = TimeField()
     actor = serializers.CharField()
     note = serializers.CharField()
 
 
-class SilencePageSerializer(serializers.Serializer):
+class SilencePageSerializer(AnswerSerializer):
     results = SilenceSerializer(many=True)
 
 
@@ -331,7 +347,7 @@ class DetectionRuleWriteSerializer(serializers.Serializer):
         "{\"direction\": \"above\", \"residual_threshold\": 8}")
 
 
-class DetectionRuleSerializer(serializers.Serializer):
+class DetectionRuleSerializer(AnswerSerializer):
     """A detection rule: the series it matches and the settings it gives them."""
 
     id = serializers.IntegerField()
@@ -354,11 +370,11 @@ class DetectionRuleSerializer(serializers.Serializer):
         return self.context["series_matched"][rule.id]
 
 
-class DetectionRulePageSerializer(serializers.Serializer):
+class DetectionRulePageSerializer(AnswerSerializer):
     results = DetectionRuleSerializer(many=True)
 
 
-class SeriesDetectionConfigSerializer(serializers.Serializer):
+class SeriesDetectionConfigSerializer(AnswerSerializer):
     series_id = serializers.IntegerField()
     config = serializers.DictField(help_text="every detection setting the series runs with")
     rules = serializers.ListField(child=serializers.IntegerField(),

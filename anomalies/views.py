@@ -16,25 +16,9 @@ from anomalies.services import (
 from cloudwatchdog.api import MAX_ID, cursor_id, cursor_time, keyset_page, query_params, window
 from cloudwatchdog.errors import ApiError
 from cloudwatchdog.schema import ErrorSerializer
-from cloudwatchdog.timeutil import format_iso, to_us
+from cloudwatchdog.timeutil import to_us
 from metrics.selectors import series_get
 from tenants.models import ApiKey
-
-
-def _ts(moment):
-    return format_iso(moment) if moment else None
-
-
-def run_summary(run) -> dict:
-    # A failed run's error may hold database text; the client gets a sentence, support staff the detail.
-    error = "The run failed; the error has been logged." if run.status == run.STATUS_FAILED and run.error else run.error
-    return {
-        "run_id": str(run.run_id), "status": run.status, "trigger": run.trigger,
-        "series_processed": run.series_processed, "points_processed": run.points_processed,
-        "anomalies_created": run.anomalies_created, "duration_ms": run.duration_ms,
-        "requested_at": _ts(run.requested_at), "started_at": _ts(run.started_at),
-        "finished_at": _ts(run.finished_at), "error": error,
-    }
 
 
 class ProcessRunView(APIView):
@@ -61,7 +45,7 @@ class ProcessRunView(APIView):
             except QueueUnavailable:
                 raise ApiError(503, "The task queue is unavailable; retry in a few seconds, or run without ?async=true.",
                                headers={"Retry-After": "5"}) from None
-            return Response({"run_id": str(run.run_id), "status": run.status}, status=status.HTTP_202_ACCEPTED)
+            return Response(serializers.RunQueuedSerializer(run).data, status=status.HTTP_202_ACCEPTED)
         try:
             run = detection_run(tenant=tenant, trigger="api",
                                 wait_seconds=settings.CLOUDWATCHDOG["PROCESS_RUN_WAIT_SECONDS"])
@@ -69,7 +53,7 @@ class ProcessRunView(APIView):
             raise ApiError(409, "A detection run of this tenant is already going; read its status at "
                                 f"/api/v1/process/runs/{busy.running_run_id}.",
                            {"run_id": [str(busy.running_run_id)]})
-        return Response(run_summary(run))
+        return Response(serializers.RunSummarySerializer(run).data)
 
 
 class RunDetailView(APIView):
@@ -79,26 +63,7 @@ class RunDetailView(APIView):
         run = selectors.detection_run_get(tenant=request.user.tenant, run_id=run_id)
         if run is None:
             raise ApiError(404, "Not found.")
-        return Response(run_summary(run))
-
-
-def anomaly_item(anomaly) -> dict:
-    series = anomaly.series
-    return {
-        "id": anomaly.id, "series_id": anomaly.series_id, "timestamp": format_iso(anomaly.ts),
-        "service": series.service, "resource_id": series.resource_id, "metric_name": series.metric_name,
-        "tags": series.tags, "value": anomaly.value, "expected": anomaly.expected, "lower": anomaly.lower,
-        "upper": anomaly.upper, "score": anomaly.score, "severity": anomaly.severity, "status": anomaly.status,
-        "detector": anomaly.detector, "parameters": anomaly.parameters, "baseline": anomaly.baseline_stats,
-        "suppression": anomaly.suppression, "reason": anomaly.reason, "muted": anomaly.muted,
-        "drift_started_at": format_iso(anomaly.drift_started_at) if anomaly.drift_started_at else None,
-        "escalation": anomaly.escalation, "alarm_started_at": _ts(anomaly.alarm_started_at),
-    }
-
-
-def event_item(event) -> dict:
-    return {"at": format_iso(event.at), "actor": event.actor, "from_status": event.from_status,
-            "to_status": event.to_status, "note": event.note}
+        return Response(serializers.RunSummarySerializer(run).data)
 
 
 def api_actor(request) -> str:
@@ -110,8 +75,8 @@ class AnomalyDetailView(APIView):
         anomaly = selectors.anomaly_get(tenant=tenant, anomaly_id=anomaly_id) if anomaly_id <= MAX_ID else None
         if anomaly is None:
             raise ApiError(404, "No such anomaly.")
-        return {**anomaly_item(anomaly), "events": [event_item(e) for e in selectors.anomaly_events(
-            tenant=tenant, anomaly_id=anomaly.id)]}
+        events = selectors.anomaly_events(tenant=tenant, anomaly_id=anomaly.id)
+        return serializers.AnomalyDetailSerializer(anomaly, context={"events": events}).data
 
     @extend_schema(operation_id="anomaly_read", responses=serializers.AnomalyDetailSerializer)
     def get(self, request, anomaly_id):
@@ -148,7 +113,7 @@ class AnomalyListView(APIView):
             request, anomalies, limit=params["limit"], parts=(cursor_time, cursor_id),
             after=lambda rows, moment, anomaly_id: rows.filter(Q(ts__lt=moment) | Q(ts=moment, id__lt=anomaly_id)),
             key=lambda a: (to_us(a.ts), a.id))
-        return Response({"results": [anomaly_item(a) for a in page], "next": next_page})
+        return Response(serializers.AnomalyPageSerializer({"results": page, "next": next_page}).data)
 
 
 class BaselineListView(APIView):
@@ -163,26 +128,14 @@ class BaselineListView(APIView):
         page, next_page = keyset_page(request, baselines, limit=params["limit"], parts=(cursor_id,),
                                       after=lambda rows, after: rows.filter(series_id__gt=after),
                                       key=lambda b: (b.series_id,))
-        body = {
-            "results": [{
-                "series_id": b.series_id, "service": b.series.service, "resource_id": b.series.resource_id,
-                "metric_name": b.series.metric_name, "method": b.method, "status": b.status,
-                "window_points": b.window_points, "sample_count": b.sample_count, "median": b.median,
-                "mad": b.mad, "scale": b.scale, "lower": b.lower, "upper": b.upper,
-                "watermark": _ts(b.watermark), "late_points": b.late_points, "late_from": _ts(b.late_from),
-                "state": b.state, "state_since": _ts(b.state_since), "out_of_band": b.out_of_band,
-                "interval_seconds": b.interval_seconds, "recurring": b.recurring,
-            } for b in page],
-            "next": next_page,
-        }
+        body = {"results": page, "next": next_page}
         if params.get("series_id") is not None:
             if series_get(tenant=tenant, series_id=params["series_id"]) is None:
                 raise ApiError(404, "Not found.")
             start, end = window(minutes=None, start=params.get("start"), end=params.get("end"), now=timezone.now(),
                                 default_minutes=24 * 60)
-            band = selectors.baseline_band(tenant=tenant, series_id=params["series_id"], start=start, end=end)
-            body["band"] = [{**p, "timestamp": format_iso(p["timestamp"])} for p in band]
-        return Response(body)
+            body["band"] = selectors.baseline_band(tenant=tenant, series_id=params["series_id"], start=start, end=end)
+        return Response(serializers.BaselinePageSerializer(body).data)
 
 
 def _rules_answer(tenant, rules: list, *, many: bool = True) -> dict:
@@ -279,4 +232,5 @@ class SeriesDetectionConfigView(APIView):
             raise ApiError(404, "No such series.")
         config = selectors.detection_configs_for(tenant=tenant, series=[series])[series.id]
         rules = selectors.detection_rules_for(tenant=tenant, series=series)
-        return Response({"series_id": series.id, "config": config.as_dict(), "rules": [rule.id for rule in rules]})
+        return Response(serializers.SeriesDetectionConfigSerializer(
+            {"series_id": series.id, "config": config.as_dict(), "rules": [rule.id for rule in rules]}).data)

@@ -1,8 +1,35 @@
-"""Input and output shapes of the metrics endpoints (the output ones document the schema)."""
+"""Input and output shapes of the metrics endpoints; the output ones build the answers
+(cloudwatchdog.answers). The series identity that every answer about a series shares is declared here."""
+from typing import NamedTuple
+
 from rest_framework import serializers
 
+from cloudwatchdog.answers import AnswerSerializer, TimeField
 from cloudwatchdog.api import MAX_ID, StepField, TimestampField
-from metrics.selectors import AGGREGATES, COUNTER_FUNCTIONS
+from cloudwatchdog.timeutil import format_iso
+from metrics.models import Series
+from metrics.selectors import AGGREGATES, COUNTER_FUNCTIONS, SeriesStats
+
+
+class SeriesFilterSerializer(serializers.Serializer):
+    """The series a read is about, by its identity (each optional)."""
+
+    service = serializers.CharField(required=False)
+    metric_name = serializers.CharField(required=False)
+    resource_id = serializers.CharField(required=False)
+
+
+class SeriesIdentitySerializer(AnswerSerializer):
+    # Which series an answer is about, read off the answered object's `series` (no docstring: the
+    # schema would give it to every answer about a series).
+    series_id = serializers.IntegerField(source="series.id")
+    service = serializers.CharField(source="series.service")
+    resource_id = serializers.CharField(source="series.resource_id")
+    metric_name = serializers.CharField(source="series.metric_name")
+
+
+class TaggedSeriesIdentitySerializer(SeriesIdentitySerializer):
+    tags = serializers.DictField(child=serializers.CharField(), source="series.tags")
 
 
 class EventSerializer(serializers.Serializer):
@@ -30,31 +57,31 @@ class RejectedEventSerializer(serializers.Serializer):
     errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
 
 
-class IngestResponseSerializer(serializers.Serializer):
+class IngestResponseSerializer(AnswerSerializer):
     accepted = serializers.IntegerField(help_text="points newly stored")
     duplicates = serializers.IntegerField(help_text="points already stored, or repeated earlier in the batch")
     rejected = RejectedEventSerializer(many=True)
 
 
-class SeriesQuerySerializer(serializers.Serializer):
-    service = serializers.CharField(required=False)
-    metric_name = serializers.CharField(required=False)
-    resource_id = serializers.CharField(required=False)
+class SeriesQuerySerializer(SeriesFilterSerializer):
     cursor = serializers.CharField(required=False)
     limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=100)
 
 
-class SeriesSerializer(serializers.Serializer):
-    series_id = serializers.IntegerField()
-    service = serializers.CharField()
-    resource_id = serializers.CharField()
-    metric_name = serializers.CharField()
-    tags = serializers.DictField(child=serializers.CharField())
-    source = serializers.CharField()
-    kind = serializers.ChoiceField(choices=["gauge", "counter"])
-    unit = serializers.CharField()
-    first_timestamp = serializers.CharField(allow_null=True)
-    last_timestamp = serializers.CharField(allow_null=True)
+class SeriesListed(NamedTuple):
+    """A series as listed: with its stats (None before its first point) and the facts other apps add."""
+
+    series: Series
+    stats: SeriesStats | None
+    facts: dict
+
+
+class SeriesSerializer(TaggedSeriesIdentitySerializer):
+    source = serializers.CharField(source="series.source")
+    kind = serializers.ChoiceField(choices=["gauge", "counter"], source="series.kind")
+    unit = serializers.CharField(source="series.unit")
+    first_timestamp = TimeField(allow_null=True)
+    last_timestamp = TimeField(allow_null=True)
     point_count = serializers.IntegerField()
     state = serializers.ChoiceField(
         choices=["ok", "alarm", "no_data", "warming"],
@@ -62,16 +89,31 @@ class SeriesSerializer(serializers.Serializer):
     state_since = serializers.CharField(allow_null=True)
     out_of_band = serializers.BooleanField(help_text="its newest point is outside the model's band")
 
+    def read_first_timestamp(self, listed: SeriesListed):
+        return listed.stats.first_ts if listed.stats else None
 
-class SeriesPageSerializer(serializers.Serializer):
+    def read_last_timestamp(self, listed: SeriesListed):
+        return listed.stats.last_ts if listed.stats else None
+
+    def read_point_count(self, listed: SeriesListed) -> int:
+        return listed.stats.point_count if listed.stats else 0
+
+    def read_state(self, listed: SeriesListed) -> str:
+        return listed.facts.get("state", "warming")  # before detection has seen a series: warming
+
+    def read_state_since(self, listed: SeriesListed):
+        return listed.facts.get("state_since")
+
+    def read_out_of_band(self, listed: SeriesListed) -> bool:
+        return listed.facts.get("out_of_band", False)
+
+
+class SeriesPageSerializer(AnswerSerializer):
     results = SeriesSerializer(many=True)
     next = serializers.CharField(allow_null=True)
 
 
-class TimeseriesQuerySerializer(serializers.Serializer):
-    service = serializers.CharField(required=False)
-    metric_name = serializers.CharField(required=False)
-    resource_id = serializers.CharField(required=False)
+class TimeseriesQuerySerializer(SeriesFilterSerializer):
     series_id = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
     minutes = serializers.IntegerField(required=False, min_value=1, max_value=10 * 366 * 24 * 60)
     start = TimestampField(required=False)
@@ -90,21 +132,34 @@ class TimeseriesQuerySerializer(serializers.Serializer):
 
 
 class PointSerializer(serializers.Serializer):
+    # Built by points_answer below, these fields' one builder.
     timestamp = serializers.CharField()
     value = serializers.FloatField()
 
 
-class TimeseriesSeriesSerializer(serializers.Serializer):
-    series_id = serializers.IntegerField()
-    service = serializers.CharField()
-    resource_id = serializers.CharField()
-    metric_name = serializers.CharField()
-    tags = serializers.DictField(child=serializers.CharField())
-    kind = serializers.ChoiceField(choices=["gauge", "counter"])
-    unit = serializers.CharField()
+def points_answer(points: list[tuple]) -> list[dict]:
+    """(time, value) pairs as PointSerializer's fields (tests/test_answers.py holds the two together): a
+    read may answer millions of points, one comprehension here, not a recipe step per field."""
+    return [{"timestamp": format_iso(ts), "value": value} for ts, value in points]
+
+
+class SeriesPoints(NamedTuple):
+    """A series as read: the counter function applied (or None) and its (time, value) pairs."""
+
+    series: Series
+    fn: str | None
+    points: list[tuple]
+
+
+class TimeseriesSeriesSerializer(TaggedSeriesIdentitySerializer):
+    kind = serializers.ChoiceField(choices=["gauge", "counter"], source="series.kind")
+    unit = serializers.CharField(source="series.unit")
     fn = serializers.CharField(allow_null=True, help_text="The counter function applied to the points, if any.")
     points = PointSerializer(many=True)
 
+    def read_points(self, read: SeriesPoints) -> list[dict]:
+        return points_answer(read.points)
 
-class TimeseriesResponseSerializer(serializers.Serializer):
+
+class TimeseriesResponseSerializer(AnswerSerializer):
     series = TimeseriesSeriesSerializer(many=True)

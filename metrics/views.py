@@ -16,7 +16,6 @@ from cloudwatchdog.api import cursor_id, keyset_page, query_params, step_check, 
 from cloudwatchdog.errors import ApiError
 from cloudwatchdog.schema import ErrorSerializer
 from metrics import selectors, serializers
-from cloudwatchdog.timeutil import format_iso
 from metrics.ingest import BodyError, parse_body
 from metrics.partitions import PartitionsBusy
 from metrics.services import (IngestResult, ingest_charge, ingest_counted, ingest_limits, ingest_wait, points_ingest,
@@ -137,32 +136,13 @@ class IngestView(APIView):
             meter.points_take(len(events))
             result = points_store(tenant, events)
         ingest_counted(tenant=tenant, protocol="json", result=result)
-        body = {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": result.rejected}
+        body = serializers.IngestResponseSerializer(result).data
         code = status.HTTP_202_ACCEPTED
         if result.accepted == 0 and result.duplicates == 0:
             body["detail"] = f"No event was valid: {len(result.rejected)} rejected."
             code = status.HTTP_400_BAD_REQUEST
         # Serialised directly: DRF's content negotiation and rendering cost more than the JSON.
         return HttpResponse(orjson.dumps(body), status=code, content_type="application/json")
-
-
-def _series_item(series, stats, facts: dict) -> dict:
-    return {
-        "series_id": series.id,
-        "service": series.service,
-        "resource_id": series.resource_id,
-        "metric_name": series.metric_name,
-        "tags": series.tags,
-        "source": series.source,
-        "kind": series.kind,
-        "unit": series.unit,
-        "first_timestamp": format_iso(stats.first_ts) if stats and stats.first_ts else None,
-        "last_timestamp": format_iso(stats.last_ts) if stats and stats.last_ts else None,
-        "point_count": stats.point_count if stats else 0,
-        # Before detection has seen a series: warming.
-        "state": facts.get("state", "warming"), "state_since": facts.get("state_since"),
-        "out_of_band": facts.get("out_of_band", False),
-    }
 
 
 class SeriesListView(APIView):
@@ -180,7 +160,8 @@ class SeriesListView(APIView):
                                       after=lambda rows, after_id: rows.filter(id__gt=after_id), key=lambda s: (s.id,))
         stats = selectors.series_stats(tenant=tenant, series_ids=[s.id for s in page])
         facts = selectors.series_facts_of(tenant=tenant, series_ids=[s.id for s in page])
-        return Response({"results": [_series_item(s, stats.get(s.id), facts[s.id]) for s in page], "next": next_page})
+        listed = [serializers.SeriesListed(s, stats.get(s.id), facts[s.id]) for s in page]
+        return Response(serializers.SeriesPageSerializer({"results": listed, "next": next_page}).data)
 
 
 class TimeseriesView(APIView):
@@ -211,11 +192,5 @@ class TimeseriesView(APIView):
                 tenant=tenant, series_ids=[s.id for s in series], start=start, end=end,
                 step_seconds=params.get("step"), agg=params["agg"],
             )
-        return Response({"series": [
-            {
-                "series_id": s.id, "service": s.service, "resource_id": s.resource_id,
-                "metric_name": s.metric_name, "tags": s.tags, "kind": s.kind, "unit": s.unit, "fn": fn,
-                "points": [{"timestamp": format_iso(ts), "value": value} for ts, value in points[s.id]],
-            }
-            for s in series
-        ]})
+        read = [serializers.SeriesPoints(s, fn, points[s.id]) for s in series]
+        return Response(serializers.TimeseriesResponseSerializer({"series": read}).data)
