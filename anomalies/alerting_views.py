@@ -98,12 +98,12 @@ class IncidentDetailView(APIView):
     def get(self, request, incident_id):
         return Response(self._detail(request.user.tenant, incident_id)[1])
 
-    @extend_schema(operation_id="incident_update", request=serializers.AnomalyPatchSerializer,
+    @extend_schema(operation_id="incident_update", request=serializers.StatusChangeSerializer,
                    responses=serializers.IncidentSerializer)
     def patch(self, request, incident_id):
         """Acknowledge, resolve or reopen an incident with a note (scope all)."""
         tenant = request.user.tenant
-        data = serializers.AnomalyPatchSerializer(data=request.data)
+        data = serializers.StatusChangeSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         incident, _ = self._detail(tenant, incident_id)
         alerting.incident_status_set(tenant=tenant, incident=incident,

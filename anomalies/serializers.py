@@ -50,7 +50,9 @@ class AnomalySerializer(TaggedSeriesIdentitySerializer):
         allow_null=True, help_text="When the alarm it belongs to began: its incident's start.")
 
 
-class AnomalyEventSerializer(AnswerSerializer):
+class StatusEventSerializer(AnswerSerializer):
+    """A status change or note of an anomaly or an incident."""
+
     at = TimeField()
     actor = serializers.CharField(help_text="user:<admin user> or key:<API key prefix>")
     from_status = serializers.CharField()
@@ -59,13 +61,15 @@ class AnomalyEventSerializer(AnswerSerializer):
 
 
 class AnomalyDetailSerializer(AnomalySerializer):
-    events = AnomalyEventSerializer(many=True, help_text="Status changes and notes, oldest first.")
+    events = StatusEventSerializer(many=True, help_text="Status changes and notes, oldest first.")
 
     def read_events(self, anomaly) -> list:
         return self.context["events"]
 
 
-class AnomalyPatchSerializer(serializers.Serializer):
+class StatusChangeSerializer(serializers.Serializer):
+    """Acknowledge, resolve or reopen an anomaly or an incident, with a note."""
+
     status = serializers.ChoiceField(choices=[s for s, _ in Anomaly.STATUSES], required=False)
     note = serializers.CharField(required=False, max_length=4000, allow_blank=False,
                                  help_text="What was done or why; recorded with the change.")
@@ -280,7 +284,7 @@ class IncidentSerializer(SeriesIdentitySerializer):
     kind = serializers.ChoiceField(choices=["anomaly", "no_data"],
                                    help_text="anomaly: its series was out of line; no_data: it went silent")
     out_of_band = serializers.BooleanField(help_text="while open: its series' newest point is outside the band")
-    events = AnomalyEventSerializer(many=True, required=False, help_text="Status changes and notes, oldest first "
+    events = StatusEventSerializer(many=True, required=False, help_text="Status changes and notes, oldest first "
                                    "(reading one incident).")
 
     def read_events(self, incident):

@@ -83,12 +83,12 @@ class AnomalyDetailView(APIView):
         """One anomaly with its status history."""
         return Response(self._detail(request.user.tenant, anomaly_id))
 
-    @extend_schema(operation_id="anomaly_update", request=serializers.AnomalyPatchSerializer,
+    @extend_schema(operation_id="anomaly_update", request=serializers.StatusChangeSerializer,
                    responses=serializers.AnomalyDetailSerializer)
     def patch(self, request, anomaly_id):
         """Acknowledge, resolve or reopen an anomaly, with a note; recorded as an event (needs scope all)."""
         tenant = request.user.tenant
-        serializer = serializers.AnomalyPatchSerializer(data=request.data)
+        serializer = serializers.StatusChangeSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         anomaly = selectors.anomaly_get(tenant=tenant, anomaly_id=anomaly_id) if anomaly_id <= MAX_ID else None
