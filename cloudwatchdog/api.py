@@ -1,4 +1,4 @@
-"""Small shared pieces of the HTTP API: the JSON body parser, query-parameter parsing and keyset cursors."""
+"""Small shared pieces of the HTTP API: query-parameter parsing and keyset cursors."""
 from __future__ import annotations
 
 import base64
@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
-from rest_framework import exceptions, parsers, serializers
+from rest_framework import serializers
 
 from cloudwatchdog.errors import ApiError
 from cloudwatchdog.timeutil import from_us, parse_iso
@@ -24,17 +24,6 @@ LATEST_READ = datetime(9999, 12, 30, tzinfo=timezone.utc)
 _FIRST = datetime(1, 1, 1, tzinfo=timezone.utc)
 _LAST = datetime(9999, 12, 31, tzinfo=timezone.utc)
 MAX_ID = 2**63 - 1  # PostgreSQL's bigint
-
-
-class JSONParser(parsers.JSONParser):
-    """DRF's JSON parser, with a body nested deeper than Python's json module recurses answered 400 (the
-    module raises RecursionError, which DRF would let through as a 500)."""
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        try:
-            return super().parse(stream, media_type, parser_context)
-        except RecursionError:
-            raise exceptions.ParseError("JSON parse error - nested too deeply") from None
 
 
 @extend_schema_field(OpenApiTypes.DATETIME)

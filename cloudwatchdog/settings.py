@@ -193,7 +193,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["tenants.drf.HasTenantScope"],
     "DEFAULT_THROTTLE_CLASSES": ["tenants.drf.TenantRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["cloudwatchdog.api.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["cloudwatchdog.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "cloudwatchdog.errors.json_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "cloudwatchdog.schema.ApiAutoSchema",
     "UNAUTHENTICATED_USER": None,

@@ -4,8 +4,7 @@ from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import pytest
-from rest_framework import serializers, views  # noqa: F401  views first: imported before them, cloudwatchdog.api is
-                                               # in a circle through DRF's settings, which name its JSON parser
+from rest_framework import serializers
 
 from cloudwatchdog.answers import OMIT, AnswerSerializer, TimeField
 from metrics.serializers import PointSerializer, points_answer
