@@ -35,7 +35,7 @@ from anomalies.models import (
     Anomaly, Baseline, Channel, DeliveryAttempt, Incident, IncidentEvent, Notification, Silence,
 )
 from cloudwatchdog.timeutil import format_iso, from_us, to_us
-from metrics import selectors as metrics_selectors
+from metrics import storage as metrics_storage
 from metrics.models import Series
 from tenants.models import Tenant
 from tenants.ratelimit import bucket_take
@@ -384,7 +384,7 @@ def _no_data_resolved(tenant: Tenant) -> list[_Change]:
         series__baselines__state=Baseline.STATE_NO_DATA))
     if not reporting:
         return []
-    series_ids, times, _ = metrics_selectors.points_after(
+    series_ids, times, _ = metrics_storage.points_after(
         tenant=tenant, after_us={i.series_id: to_us(i.last_anomaly_at) for i in reporting}, limit_per_series=1)
     first_back = dict(zip(series_ids.tolist(), times.tolist()))
     changes, returned = [], {}

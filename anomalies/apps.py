@@ -9,9 +9,8 @@ class AnomaliesConfig(AppConfig):
         from anomalies.selectors import series_states, watermarks_of
         from anomalies.evaluation import detection_figures, late_points_hook
         from cloudwatchdog.telemetry import scrape_collectors
-        from metrics.compaction import compaction_horizons
         from metrics.selectors import series_facts
-        from metrics.services import post_ingest_hooks
+        from metrics.storage import compaction_horizons, post_ingest_hooks
 
         if late_points_hook not in post_ingest_hooks:
             post_ingest_hooks.append(late_points_hook)

@@ -36,8 +36,9 @@ from cloudwatchdog import locks, pgcopy
 from cloudwatchdog.locks import Lock
 from cloudwatchdog.timeutil import EPOCH, from_us, sql_at, sql_us, to_us
 from metrics import selectors as metrics_selectors
+from metrics import storage as metrics_storage
 from metrics.counters import RATE_INPUT
-from metrics.services import IngestHook
+from metrics.storage import IngestHook
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -183,7 +184,7 @@ def _watermarks_fix(*, tenant: Tenant, replay_us: int | None, cutoff_us: int | N
     with transaction.atomic(), connection.cursor() as cursor:
         locks.xact_lock(cursor, Lock.INGEST, tenant.id)
         baselines = {b.series_id: b for b in Baseline.objects.for_tenant(tenant).defer("checkpoint")}
-        newest = metrics_selectors.series_newest_ts(tenant=tenant, until_us=cutoff_us)
+        newest = metrics_storage.series_newest_ts(tenant=tenant, until_us=cutoff_us)
         if shard is not None:
             shards = settings.CLOUDWATCHDOG["DETECTION_SHARDS"]
             newest = {series_id: ts for series_id, ts in newest.items() if series_id % shards == shard}
@@ -207,7 +208,7 @@ def _new_points_read(*, tenant: Tenant, plans: list[_Plan], newest: dict) -> dic
         else:
             after_us[plan.series_id] = None
         until_us[plan.series_id] = newest[plan.series_id]
-    points = _group(*metrics_selectors.points_after(tenant=tenant, after_us=after_us, until_us=until_us))
+    points = _group(*metrics_storage.points_after(tenant=tenant, after_us=after_us, until_us=until_us))
     return anomalies_selectors.detection_input(tenant=tenant, points=points, after_us=after_us)
 
 

@@ -18,6 +18,7 @@ from anomalies.models import (
 )
 from metrics import counters
 from metrics import selectors as metrics_selectors
+from metrics import storage as metrics_storage
 from metrics.models import Series
 from cloudwatchdog.timeutil import format_iso, from_us, sql_at, sql_us, to_us
 from tenants.models import TENANT_TABLE, Tenant
@@ -117,17 +118,17 @@ def states_at(*, tenant: Tenant, restart_us: dict[int, int], configs: dict[int, 
     if not restart_us:
         return {}
     window = max(configs[series_id].window_points for series_id in restart_us)
-    history = metrics_selectors.points_before(tenant=tenant, before_us=restart_us, count=2 * window + 1)
+    history = metrics_storage.points_before(tenant=tenant, before_us=restart_us, count=2 * window + 1)
     by_series: dict[int, tuple[list, list]] = {}
     for series_id, ts, value in history:
         series_ts, series_values = by_series.setdefault(series_id, ([], []))
         series_ts.append(ts)
         series_values.append(value)
-    first = metrics_selectors.series_first_ts(tenant=tenant, series_ids=list(restart_us))
+    first = metrics_storage.series_first_ts(tenant=tenant, series_ids=list(restart_us))
     history_start = {sid: by_series[sid][0][0] if sid in by_series else restart_us[sid] for sid in restart_us}
     counter_ids = metrics_selectors.counter_series_ids(tenant=tenant, series_ids=restart_us)
     # A counter's history is its rates; the extremes of its stored values say nothing about those.
-    extremes = metrics_selectors.series_extremes_before(
+    extremes = metrics_storage.series_extremes_before(
         tenant=tenant, before_us={sid: ts for sid, ts in history_start.items() if sid not in counter_ids})
     for series_id in counter_ids & by_series.keys():
         by_series[series_id] = tuple(array.tolist() for array in counters.rates(*by_series[series_id]))
@@ -162,7 +163,7 @@ def detection_input(*, tenant: Tenant, points: dict[int, tuple[np.ndarray, np.nd
     counter_ids = metrics_selectors.counter_series_ids(tenant=tenant, series_ids=points)
     if not counter_ids:
         return points
-    previous = metrics_selectors.counters_previous(
+    previous = metrics_storage.counters_previous(
         tenant=tenant, before_us={sid: after_us[sid] for sid in counter_ids if after_us.get(sid) is not None})
     converted = dict(points)
     for series_id in counter_ids:
@@ -326,8 +327,8 @@ def baseline_band(*, tenant: Tenant, series_id: int, start: datetime, end: datet
     config = detection_configs_for_ids(tenant=tenant, series_ids=[series_id])[series_id]
     day_start = restart_at(to_us(start))
     state = states_at(tenant=tenant, restart_us={series_id: day_start}, configs={series_id: config})[series_id]
-    _, ts, values = metrics_selectors.points_after(tenant=tenant, after_us={series_id: day_start - 1},
-                                                   until_us={series_id: to_us(end)}, limit_per_series=max_points)
+    _, ts, values = metrics_storage.points_after(tenant=tenant, after_us={series_id: day_start - 1},
+                                                 until_us={series_id: to_us(end)}, limit_per_series=max_points)
     ts, values = detection_input(tenant=tenant, points={series_id: (ts, values)},
                                  after_us={series_id: day_start - 1})[series_id]
     expected, lower, upper, warm, alert_lower, alert_upper = expected_band(state, ts, values, config)
@@ -460,6 +461,6 @@ def silence_get(*, tenant: Tenant, silence_id: int) -> Silence | None:
 
 def watermarks_of(tenant: Tenant) -> dict[int, int]:
     """Detection's watermark (µs) of each of a tenant's series that has a baseline (0 before its first
-    evaluation): compaction stays behind it (registered in metrics.compaction.compaction_horizons)."""
+    evaluation): compaction stays behind it (registered in metrics.storage.compaction_horizons)."""
     return {series_id: to_us(watermark) if watermark is not None else 0
             for series_id, watermark in Baseline.objects.for_tenant(tenant).values_list("series_id", "watermark")}

@@ -30,8 +30,8 @@ from django.test import Client  # noqa: E402
 from anomalies.models import Anomaly  # noqa: E402
 from anomalies.runs import detection_run  # noqa: E402
 from metrics.models import Series  # noqa: E402
-from metrics.rollups import rollups_refresh  # noqa: E402
 from metrics.services import points_ingest  # noqa: E402
+from metrics.storage import rollups_refresh  # noqa: E402
 from tenants.services import tenant_create  # noqa: E402
 
 SERIES, DAYS = 24, 30

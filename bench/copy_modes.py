@@ -5,7 +5,7 @@ Stores --batches transactions of --series rows into a fresh table shaped like me
 (range-partitioned, primary key led by tenant_id), one COPY and one commit each:
 COPY as PostgreSQL buffers it by default, COPY with a volatile WHERE (row by row), and one big
 COPY of every row for reference. Shows why the ingest path uses the row-by-row COPY before
-PostgreSQL 17 (see metrics.services._row_by_row).
+PostgreSQL 17 (see metrics.storage.write._row_by_row).
 """
 import argparse
 import io

@@ -27,8 +27,8 @@ import numpy as np  # noqa: E402
 from django.db import connection  # noqa: E402
 
 from metrics.ingest import Event  # noqa: E402
-from metrics.rollups import rollups_refresh  # noqa: E402
 from metrics.services import points_ingest  # noqa: E402
+from metrics.storage import rollups_refresh  # noqa: E402
 from tenants.models import Tenant  # noqa: E402
 from tenants.services import api_key_issue, tenant_create  # noqa: E402
 

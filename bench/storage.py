@@ -82,10 +82,10 @@ def sizes() -> dict[str, int]:
 def load(tenant, series: int, points: int, start_us: int, mix: ShapeMix) -> tuple[list[int], float]:
     """Create the series (one ingest request), COPY every point, refresh the rollups; returns ids and seconds."""
     from cloudwatchdog import pgcopy
-    from metrics import partitions, rollups
     from metrics.ingest import Event
     from metrics.models import Series
     from metrics.services import points_ingest
+    from metrics.storage import partitions_ensure, rollups, rollups_refresh
 
     first = datetime.fromtimestamp(start_us / 1e6, timezone.utc).isoformat()
     events = [Event(service="bench", resource_id=f"r{k:04d}", metric_name=mix.kind(k), value=0.0, timestamp=first,
@@ -97,8 +97,8 @@ def load(tenant, series: int, points: int, start_us: int, mix: ShapeMix) -> tupl
     ids = {s.resource_id: s.id for s in Series.objects.for_tenant(tenant)}
     series_ids = [ids[f"r{k:04d}"] for k in range(series)]
     ts_us = start_us + np.arange(points, dtype=np.int64) * STEP_US
-    partitions.partitions_ensure(ts_us=ts_us[::1440], now_us=int(time.time() * 1e6))
-    partitions.partitions_ensure(ts_us=ts_us[-1:], now_us=int(time.time() * 1e6))
+    partitions_ensure(ts_us=ts_us[::1440], now_us=int(time.time() * 1e6))
+    partitions_ensure(ts_us=ts_us[-1:], now_us=int(time.time() * 1e6))
     began = time.perf_counter()
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM metrics_point WHERE tenant_id = %s", [tenant.id])  # the creating points
@@ -111,7 +111,7 @@ def load(tenant, series: int, points: int, start_us: int, mix: ShapeMix) -> tupl
                                       io.BytesIO(stream))
         sql, params = rollups.ingest_log_statement(tenant_id=tenant.id, min_us=int(ts_us[0]), max_us=int(ts_us[-1]))
         cursor.execute(sql, params)
-    rollups.rollups_refresh()
+    rollups_refresh()
     return series_ids, time.perf_counter() - began
 
 
@@ -143,7 +143,7 @@ def read_queries(mix: ShapeMix, series: int, start_us: int, points: int, count: 
 def detection_figures(mix: ShapeMix, compacted: bool) -> dict:
     """fetchall from rows, then a first detection pass and a whole replay (on chunks when `compacted`)."""
     from anomalies.runs import detection_run
-    from metrics.compaction import points_compact
+    from metrics.storage import points_compact
     from tenants.services import tenant_create
 
     tenant = tenant_create(slug=f"detect-{'chunks' if compacted else 'rows'}")
@@ -174,7 +174,7 @@ def detection_figures(mix: ShapeMix, compacted: bool) -> dict:
 
 
 def codec_table(mix: ShapeMix, series: int, points: int) -> None:
-    from metrics import codec
+    from metrics.storage import codec
 
     ts_us = 1_700_000_000_000_000 + np.arange(points, dtype=np.int64) * STEP_US
     print("\ncodec comparison (one chunk per series and UTC day, 1,440 points):")
@@ -211,7 +211,7 @@ def main():
     mix = ShapeMix()
     codec_table(mix, args.series, args.points)
     fresh_database()
-    from metrics.compaction import points_compact
+    from metrics.storage import points_compact
     from tenants.services import api_key_issue, tenant_create
 
     tenant = tenant_create(slug="storage")

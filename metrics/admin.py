@@ -8,7 +8,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from metrics import selectors
+from metrics import selectors, storage
 from cloudwatchdog.timeutil import format_iso
 from tenants.admin import ScopedValuesFilter, TenantFilter, TenantScopedAdmin
 
@@ -76,7 +76,7 @@ class SeriesAdmin(TenantScopedAdmin):
         if series is None or not self.has_view_permission(request, series):
             raise Http404("No such series.")
         end = _before(request.GET.get("before"))
-        rows = selectors.points_page(tenant=series.tenant, series_id=series.id, before=end, limit=POINTS_PAGE + 1)
+        rows = storage.points_page(tenant=series.tenant, series_id=series.id, before=end, limit=POINTS_PAGE + 1)
         more = len(rows) > POINTS_PAGE
         rows = rows[:POINTS_PAGE]
         context = {

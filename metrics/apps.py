@@ -8,8 +8,8 @@ class MetricsConfig(AppConfig):
 
     def ready(self):
         from cloudwatchdog.telemetry import scrape_collectors
-        from metrics.maintenance import tenant_points_delete
         from metrics.services import ingest_figures
+        from metrics.storage import tenant_points_delete
         from tenants.models import Tenant
 
         # Points are not foreign-keyed to their tenant (a partitioned table), so a tenant's deletion

@@ -4,9 +4,9 @@ A series is (tenant, service, resource_id, metric_name, tags). Points live in th
 `metrics_point` table, created by raw SQL in the migrations because it is range-partitioned
 by time (declarative partitions, one per ISO week), which Django models cannot express:
 columns (tenant_id, series_id, ts, value), primary key (tenant_id, series_id, ts).
-Points of closed days move into `metrics_chunk` (one compressed row per series and UTC day, see
-metrics.compaction); reads see both halves as one store through metrics.chunks.
-Point reads and writes go through `metrics.selectors` and `metrics.services` in SQL.
+Points of closed days move into `metrics_chunk` (one compressed row per series and UTC day).
+Points are written, kept and read by `metrics.storage`, in SQL: only it (with the migrations and the
+table names below) names the point, chunk, rollup and ingest-log tables.
 """
 from django.db import models
 

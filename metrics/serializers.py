@@ -8,7 +8,7 @@ from cloudwatchdog.answers import AnswerSerializer, TimeField
 from cloudwatchdog.api import MAX_ID, StepField, TimestampField
 from cloudwatchdog.timeutil import format_iso
 from metrics.models import Series
-from metrics.selectors import AGGREGATES, COUNTER_FUNCTIONS, SeriesStats
+from metrics.storage import AGGREGATES, COUNTER_FUNCTIONS, SeriesStats
 
 
 class SeriesFilterSerializer(serializers.Serializer):

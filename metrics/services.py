@@ -1,46 +1,25 @@
-"""Writes for metrics: series resolution and the points ingest hot path (retention: metrics.maintenance)."""
+"""Writes for metrics: series resolution and the points ingest hot path (validation, limits, the
+series each point belongs to); the point store itself, retention included, is metrics.storage."""
 from __future__ import annotations
 
-import io
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable
 
-from django.conf import settings
 import numpy as np
-import psycopg2.errors
-from prometheus_client.core import GaugeMetricFamily
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+from prometheus_client.core import GaugeMetricFamily
 
-from cloudwatchdog import locks, pgcopy, telemetry
+from cloudwatchdog import locks, telemetry
 from cloudwatchdog.locks import Lock
-from metrics import compaction, partitions, rollups, selectors
 from cloudwatchdog.timeutil import format_iso, to_us
+from metrics import storage
 from metrics.ingest import MAX_ABS_VALUE, Event, EventChecker, Limits, series_key_hash, typed_events, value_error
-from metrics.models import INGEST_REJECTION_TABLE, POINT_TABLE, SERIES_TABLE
+from metrics.models import INGEST_REJECTION_TABLE, SERIES_TABLE
 from tenants.models import Tenant
 from tenants.ratelimit import buckets_charge, buckets_take
-
-
-
-@dataclass(frozen=True)
-class IngestHook:
-    """Work another app does inside every ingest transaction, under the tenant's shared ingest lock.
-
-    `query(tenant_id)` gives a statement (SQL, parameters) that runs right after the lock, in the
-    transaction's opening round trip; `apply(cursor, tenant_id, rows, row)` runs after the points
-    are written, with that statement's first row (or None). The anomalies app registers its
-    late-point marker here, so metrics never imports anomalies.
-    """
-
-    query: Callable[[int], tuple[str, list]]
-    apply: Callable
-
-
-post_ingest_hooks: list[IngestHook] = []
-
 
 
 @dataclass
@@ -243,8 +222,8 @@ def points_ingest(*, tenant: Tenant, events: list, now: datetime | None = None) 
     rows, duplicates = _rows_of(batch)
     result = IngestResult(duplicates=duplicates)
     if rows is not None:
-        result.accepted = _points_write(tenant_id=tenant.id, rows=rows,
-                                        late_before_us=compaction.late_before_us(tenant, now_us))
+        result.accepted = storage.points_write(tenant_id=tenant.id, rows=rows,
+                                              late_before_us=storage.late_before_us(tenant, now_us))
         result.duplicates += len(rows.series_ids) - result.accepted
     result.rejected = [{"index": index, "errors": errors_by_index[index]} for index in sorted(errors_by_index)]
     return result
@@ -277,7 +256,7 @@ def ingest_figures() -> list:
     """Scrape-time gauges of ingest for /metrics: the rollup refresh's backlog per tenant."""
     backlog = GaugeMetricFamily("cloudwatchdog_rollup_backlog_batches", "Ingest transactions whose time ranges the "
                                 "rollup refresh has not folded in yet.", labels=["tenant"])
-    for slug, batches, _ in selectors.rollup_backlog():
+    for slug, batches, _ in storage.rollup_backlog():
         backlog.add_metric([slug], batches)
     return [backlog]
 
@@ -309,7 +288,7 @@ def _timestamps_check(*, batch: _Batch, checker: EventChecker, now_us: int, max_
         wanted = set(parsed.values())
     wanted_us = np.fromiter((ts for ts in wanted if ts.__class__ is int), np.int64)
     if len(wanted_us):
-        covered, _ = partitions.partitions_ensure(ts_us=wanted_us, now_us=now_us, max_new=max_new_partitions)
+        covered, _ = storage.partitions_ensure(ts_us=wanted_us, now_us=now_us, max_new=max_new_partitions)
         if not covered.all():
             refused = set(wanted_us[~covered].tolist())
             reason = (f"needs a new partition, and this request already creates {max_new_partitions}, the limit "
@@ -322,7 +301,7 @@ def _timestamps_check(*, batch: _Batch, checker: EventChecker, now_us: int, max_
                 batch.reject(k, {"timestamp": [ts]})
 
 
-def _rows_of(batch: _Batch) -> tuple[PointRows | None, int]:
+def _rows_of(batch: _Batch) -> tuple[storage.PointRows | None, int]:
     """The accepted rows (first of each repeated (series, ts)) and how many repeats were dropped."""
     if not batch.events:
         return None, 0
@@ -348,7 +327,7 @@ def _rows_of(batch: _Batch) -> tuple[PointRows | None, int]:
     repeat = np.zeros(len(sid), bool)
     repeat[order[1:]] = (sid[order[1:]] == sid[order[:-1]]) & (ts[order[1:]] == ts[order[:-1]])
     keep = ~repeat
-    return PointRows(sid[keep], ts[keep], values[keep]), int(repeat.sum())
+    return storage.PointRows(sid[keep], ts[keep], values[keep]), int(repeat.sum())
 
 
 def _series_resolve(*, tenant: Tenant, new: dict[tuple, Event], checker: EventChecker, resolved: dict) -> dict:
@@ -428,131 +407,3 @@ def _series_insert(cursor, *, tenant_id: int, created: dict[str, tuple[Event, st
         f"VALUES {', '.join(values)} ON CONFLICT (tenant_id, key_hash) DO NOTHING",
         params,
     )
-
-
-@dataclass(frozen=True)
-class PointRows:
-    """Accepted points of one request as arrays (series id, µs since the epoch, value)."""
-
-    series_ids: np.ndarray
-    ts_us: np.ndarray
-    values: np.ndarray
-
-    def copy_binary(self, *, tenant_id: int | None) -> bytes:
-        """The rows in PostgreSQL's binary COPY format, with or without the leading tenant_id column."""
-        return pgcopy.encode_points(self.series_ids, self.ts_us, self.values, tenant_id=tenant_id)
-
-
-def _points_write(*, tenant_id: int, rows: PointRows, late_before_us: int | None = None) -> int:
-    """Write the rows in one transaction; returns how many were new.
-
-    Fast path: one binary COPY straight into metrics_point. If any row is already stored the
-    COPY fails as a whole; the transaction is then redone through a temp table and
-    INSERT ... ON CONFLICT DO NOTHING, so a retried batch stores nothing twice. Points older than
-    `late_before_us` may fall in a compacted day: under the compaction lock (shared), those a
-    chunk already holds are dropped as duplicates first.
-    """
-    late = late_before_us is not None and int(rows.ts_us.min()) < late_before_us
-    # Inside a caller's transaction a failed COPY must only roll back to a savepoint.
-    nested = connection.in_atomic_block
-    try:
-        with transaction.atomic(savepoint=nested), connection.cursor() as cursor:
-            hook_rows = _write_begin(cursor, tenant_id, rows)
-            new_rows = _not_compacted(cursor, tenant_id, rows, late_before_us) if late else rows
-            if len(new_rows.series_ids):
-                cursor.cursor.copy_expert(
-                    f"COPY {POINT_TABLE} (tenant_id, series_id, ts, value) FROM STDIN WITH (FORMAT binary)"
-                    + _row_by_row(),
-                    io.BytesIO(new_rows.copy_binary(tenant_id=tenant_id)),
-                )
-                _after_write(cursor, tenant_id, new_rows, hook_rows)
-        return len(new_rows.series_ids)
-    except psycopg2.errors.UniqueViolation:  # copy_expert is psycopg2's own call, not wrapped by Django
-        pass
-    with transaction.atomic(savepoint=nested), connection.cursor() as cursor:
-        hook_rows = _write_begin(cursor, tenant_id, rows)
-        new_rows = _not_compacted(cursor, tenant_id, rows, late_before_us) if late else rows
-        accepted = _points_write_deduplicated(cursor, tenant_id=tenant_id, rows=new_rows) if len(new_rows.series_ids) else 0
-        if accepted:
-            _after_write(cursor, tenant_id, new_rows, hook_rows)
-    return accepted
-
-
-def _not_compacted(cursor, tenant_id: int, rows: PointRows, late_before_us: int) -> PointRows:
-    """The rows no chunk holds yet, checked under the compaction lock (held to the end of the transaction)."""
-    locks.xact_lock(cursor, Lock.COMPACTION, tenant_id, shared=True)
-    late = rows.ts_us < late_before_us
-    held = np.zeros(len(rows.ts_us), bool)
-    held[late] = compaction.compacted_duplicates(cursor, tenant_id=tenant_id, series_ids=rows.series_ids[late],
-                                                 ts_us=rows.ts_us[late])
-    if not held.any():
-        return rows
-    keep = ~held
-    return PointRows(rows.series_ids[keep], rows.ts_us[keep], rows.values[keep])
-
-
-def _row_by_row() -> str:
-    """A COPY clause that makes PostgreSQL before 17 insert a request's rows one by one.
-
-    By default COPY buffers up to 1,000 rows per partition in slots that each pin the table's
-    tuple descriptor in the resource owner, whose bookkeeping for many pins of one descriptor is
-    quadratic (rewritten in PostgreSQL 17); for request-sized batches that costs more than the
-    inserts. A volatile WHERE turns the buffering off: 1.5x the rows per second for batches of
-    1,000 (`bench/copy_modes.py`). The condition itself is always true.
-    """
-    return " WHERE random() >= 0" if connection.pg_version < 170000 else ""
-
-
-def _write_begin(cursor, tenant_id: int, rows: PointRows) -> list:
-    """The statements an ingest transaction starts with, in one round trip; returns the hooks' rows.
-
-    Each statement of a multi-statement query gets its own snapshot, so whatever follows the lock
-    sees what committed before it. Only the last statement's result comes back: the last hook's
-    query rides along, any other runs on its own.
-    """
-    # Detection takes this lock exclusively while it fixes watermarks, so a point is either
-    # committed before a watermark moves or compared with the moved one (see anomalies.evaluation).
-    lock_sql, params = locks.xact_lock_sql(Lock.INGEST, tenant_id, shared=True)
-    statements = [lock_sql]
-    if not settings.CLOUDWATCHDOG["INGEST_SYNCHRONOUS_COMMIT"]:
-        statements.append("SET LOCAL synchronous_commit = off")
-    log_sql, log_params = rollups.ingest_log_statement(
-        tenant_id=tenant_id, min_us=int(rows.ts_us.min()), max_us=int(rows.ts_us.max()))
-    statements.append(log_sql)
-    params += log_params
-    hook_rows = []
-    for hook in post_ingest_hooks[:-1]:
-        cursor.execute(*hook.query(tenant_id))
-        hook_rows.append(cursor.fetchone())
-    if post_ingest_hooks:
-        last_sql, last_params = post_ingest_hooks[-1].query(tenant_id)
-        statements.append(last_sql)
-        params += last_params
-    cursor.execute("; ".join(statements), params)
-    if post_ingest_hooks:
-        hook_rows.append(cursor.fetchone())
-    return hook_rows
-
-
-def _after_write(cursor, tenant_id: int, rows: PointRows, hook_rows: list) -> None:
-    for hook, row in zip(post_ingest_hooks, hook_rows):
-        hook.apply(cursor, tenant_id, rows, row)
-
-
-def _points_write_deduplicated(cursor, *, tenant_id: int, rows: PointRows) -> int:
-    cursor.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS ingest_points (series_id bigint, ts timestamptz, value float8) "
-        "ON COMMIT DELETE ROWS"
-    )
-    # Empty unless this runs inside a caller's longer transaction (ON COMMIT has not fired yet).
-    cursor.execute("DELETE FROM ingest_points")
-    cursor.cursor.copy_expert(
-        "COPY ingest_points (series_id, ts, value) FROM STDIN WITH (FORMAT binary)" + _row_by_row(),
-        io.BytesIO(rows.copy_binary(tenant_id=None)),
-    )
-    cursor.execute(
-        f"INSERT INTO {POINT_TABLE} (tenant_id, series_id, ts, value) "
-        "SELECT %s, series_id, ts, value FROM ingest_points ON CONFLICT DO NOTHING",
-        [tenant_id],
-    )
-    return cursor.rowcount

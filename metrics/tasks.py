@@ -1,13 +1,11 @@
-"""Celery tasks of metrics: thin wrappers over the maintenance services."""
+"""Celery tasks of metrics: thin wrappers over the point store's lifecycle (metrics.storage)."""
 from celery import shared_task
 
 from datetime import timedelta
 
 from django.conf import settings
 
-from metrics.compaction import points_compact
-from metrics.maintenance import points_maintain
-from metrics.rollups import rollups_refresh
+from metrics.storage import points_compact, points_maintain, rollups_refresh
 
 
 @shared_task

@@ -15,9 +15,8 @@ from rest_framework.views import APIView
 from cloudwatchdog.api import cursor_id, keyset_page, query_params, step_check, window
 from cloudwatchdog.errors import ApiError
 from cloudwatchdog.schema import ErrorSerializer
-from metrics import selectors, serializers
+from metrics import selectors, serializers, storage
 from metrics.ingest import BodyError, parse_body
-from metrics.partitions import PartitionsBusy
 from metrics.services import (IngestResult, ingest_charge, ingest_counted, ingest_limits, ingest_wait, points_ingest,
                               points_rate_check)
 from tenants.models import ApiKey
@@ -95,7 +94,7 @@ def points_store(tenant, events: list) -> IngestResult:
     """points_ingest, with storage being prepared answered 503 (nothing was stored, retry soon)."""
     try:
         return points_ingest(tenant=tenant, events=events)
-    except PartitionsBusy:
+    except storage.PartitionsBusy:
         raise ApiError(503, "Storage for these timestamps is being prepared; retry in a few seconds (nothing was "
                        "stored).", headers={"Retry-After": "2"}) from None
 
@@ -158,7 +157,7 @@ class SeriesListView(APIView):
         )
         page, next_page = keyset_page(request, series, limit=params["limit"], parts=(cursor_id,),
                                       after=lambda rows, after_id: rows.filter(id__gt=after_id), key=lambda s: (s.id,))
-        stats = selectors.series_stats(tenant=tenant, series_ids=[s.id for s in page])
+        stats = storage.series_stats(tenant=tenant, series_ids=[s.id for s in page])
         facts = selectors.series_facts_of(tenant=tenant, series_ids=[s.id for s in page])
         listed = [serializers.SeriesListed(s, stats.get(s.id), facts[s.id]) for s in page]
         return Response(serializers.SeriesPageSerializer({"results": listed, "next": next_page}).data)
@@ -185,10 +184,10 @@ class TimeseriesView(APIView):
             if gauges:
                 raise ApiError(400, f"fn={fn} applies to counters; series {gauges[0].id} ({gauges[0]}) is a "
                                     f"{gauges[0].kind}.", {"fn": [f"series {gauges[0].id} is not a counter"]})
-            points = selectors.counter_read(tenant=tenant, series_ids=[s.id for s in series], start=start, end=end,
-                                            fn=fn, step_seconds=params.get("step"))
+            points = storage.counter_read(tenant=tenant, series_ids=[s.id for s in series], start=start, end=end,
+                                          fn=fn, step_seconds=params.get("step"))
         else:
-            points = selectors.timeseries_read(
+            points = storage.timeseries_read(
                 tenant=tenant, series_ids=[s.id for s in series], start=start, end=end,
                 step_seconds=params.get("step"), agg=params["agg"],
             )

@@ -9,8 +9,7 @@ from django.db import IntegrityError, connection, transaction
 from anomalies.models import Anomaly, DetectionRun
 from anomalies.tasks import detection_tenant_pass_task
 from tests.helpers import event, iso, steady_then_spike
-from metrics.rollups import rollups_refresh
-from metrics.maintenance import points_maintain
+from metrics.storage import points_maintain, rollups_refresh
 
 
 def test_a_hostile_tenant_changes_nothing_for_another(make_tenant):

@@ -12,8 +12,8 @@ from django.db import connection
 
 from cloudwatchdog.locks import Lock
 from tests.helpers import event, iso, steady_then_spike
-from metrics.rollups import rollups_refresh
 from metrics.services import series_cache
+from metrics.storage import rollups_refresh
 
 URL = "/api/v1/ingest/metrics"
 NOW = datetime.now(timezone.utc).replace(microsecond=0)

@@ -12,6 +12,7 @@ from anomalies.models import Anomaly
 from cloudwatchdog import svgchart
 from cloudwatchdog.timeutil import format_iso, to_us
 from metrics import selectors as metrics_selectors
+from metrics import storage as metrics_storage
 from metrics.models import Series
 from tenants.models import Tenant
 
@@ -36,7 +37,7 @@ def series_chart(*, tenant: Tenant, series: Series, start: datetime, end: dateti
                  chart_id: str = "c", markers: list[svgchart.Marker] | None = None) -> SeriesChart:
     """The chart of one of the tenant's series over (start, end]. The band is the engine's (the one
     GET /api/v1/baselines draws) wherever raw points are drawn; bucketed ranges show the min/max envelope."""
-    points, envelope, step = metrics_selectors.chart_points(tenant=tenant, series=series, start=start, end=end)
+    points, envelope, step = metrics_storage.chart_points(tenant=tenant, series=series, start=start, end=end)
     band, alert_band = [], []
     if step is None and points:
         for item in selectors.baseline_band(tenant=tenant, series_id=series.id, start=start, end=end):
@@ -90,7 +91,7 @@ class Overview:
 def tenant_overview(*, tenant: Tenant, now: datetime) -> Overview:
     return Overview(
         series_count=metrics_selectors.series_count(tenant=tenant),
-        points_per_day=metrics_selectors.points_per_day(tenant=tenant, days=7, now=now),
+        points_per_day=metrics_storage.points_per_day(tenant=tenant, days=7, now=now),
         rejected=metrics_selectors.rejections_since(tenant=tenant, since=now - timedelta(days=7)),
         anomalies_24h=selectors.anomaly_counts(tenant=tenant, since=now - timedelta(days=1)),
         anomalies_7d=selectors.anomaly_counts(tenant=tenant, since=now - timedelta(days=7)),
@@ -125,8 +126,8 @@ def what_if(*, tenant: Tenant, series_list: list[Series], days: int, proposed_ov
         for config in (current[series.id], proposed[series.id]):
             state = selectors.states_at(tenant=tenant, restart_us={series.id: start_us}, configs={series.id: config}).get(
                 series.id, SeriesState())
-            _, ts, values = metrics_selectors.points_after(tenant=tenant, after_us={series.id: start_us - 1},
-                                                           until_us={series.id: to_us(end)})
+            _, ts, values = metrics_storage.points_after(tenant=tenant, after_us={series.id: start_us - 1},
+                                                         until_us={series.id: to_us(end)})
             ts, values = selectors.detection_input(tenant=tenant, points={series.id: (ts, values)},
                                                    after_us={series.id: start_us - 1})[series.id]
             findings, _, _ = detect(state, ts, values, config)

@@ -18,6 +18,7 @@ from anomalies.runs import QueueUnavailable, detection_run_enqueue
 from anomalies.services import tenant_detection_config_set
 from cloudwatchdog.forms import BoundedJSONDecoder, whole_number
 from metrics import selectors as metrics_selectors
+from metrics import storage as metrics_storage
 from tenants.admin import TenantAdmin
 from tenants.models import Tenant
 
@@ -79,7 +80,7 @@ class TenantConsoleAdmin(TenantAdmin):
             if since is None:
                 messages.error(request, "Give the time to replay from.")
                 return HttpResponseRedirect(request.path)
-            series_count, points = metrics_selectors.points_count_since(tenant=tenant, since=since)
+            series_count, points = metrics_storage.points_count_since(tenant=tenant, since=since)
             return TemplateResponse(request, "admin/console/replay_confirm.html",
                                     {**context, "since": since, "series_count": series_count, "points": points})
         now = timezone.now()

@@ -12,10 +12,10 @@ from anomalies.runs import detection_run
 from anomalies.services import series_mute
 from cloudwatchdog.timeutil import to_us
 from tests.helpers import daily_spikes, event, steady_then_spike
-from metrics import selectors as metrics_selectors
+from metrics import storage as metrics_storage
 from metrics.models import Series
-from metrics.rollups import rollups_refresh
 from metrics.services import points_ingest
+from metrics.storage import rollups_refresh
 from tenants.models import TenantStaff
 from tenants.services import tenant_create
 
@@ -57,8 +57,8 @@ def test_the_anomaly_page_charts_every_point_the_band_and_the_marker_with_its_re
     x, y = _scales(svg)
 
     start, end = anomaly.ts - timedelta(hours=12), anomaly.ts + timedelta(hours=2)
-    stored = metrics_selectors.timeseries_read(tenant=client.tenant, series_ids=[anomaly.series_id], start=start,
-                                               end=end)[anomaly.series_id]
+    stored = metrics_storage.timeseries_read(tenant=client.tenant, series_ids=[anomaly.series_id], start=start,
+                                             end=end)[anomaly.series_id]
     line = re.search(r'<path class="line" d="([^"]+)"', svg).group(1)
     coordinates = re.findall(r"[ML](-?[\d.]+),(-?[\d.]+)", line)
     assert len(coordinates) == len(stored) == 12 * 60  # (start, end]: the anomaly is the last point
@@ -153,11 +153,11 @@ def test_the_series_page_draws_its_range_and_a_long_range_from_buckets(alerted):
         assert page.status_code == 200, range_key
         assert "<svg" in page.content.decode() and 'id="baseline"' in page.content.decode()
     series = anomaly.series
-    points, envelope, step = metrics_selectors.chart_points(
+    points, envelope, step = metrics_storage.chart_points(
         tenant=client.tenant, series=series, start=END - timedelta(days=2), end=END, max_points=100, max_buckets=100)
     assert step == 1800 and len(points) == len(envelope) > 60
-    raw = metrics_selectors.timeseries_read(tenant=client.tenant, series_ids=[series.id], start=END - timedelta(days=2),
-                                            end=END)[series.id]
+    raw = metrics_storage.timeseries_read(tenant=client.tenant, series_ids=[series.id], start=END - timedelta(days=2),
+                                          end=END)[series.id]
     assert min(lo for _, lo, _ in envelope) == min(v for _, v in raw)
     assert max(hi for _, _, hi in envelope) == max(v for _, v in raw)
     for before in ("garbage", "0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"):

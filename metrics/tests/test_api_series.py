@@ -25,7 +25,7 @@ def test_series_lists_what_exists_with_counts_and_pages(owner):
 
 
 def test_series_point_counts_combine_rollups_with_newer_raw_points(owner):
-    from metrics.rollups import rollups_refresh
+    from metrics.storage import rollups_refresh
 
     end = datetime(2025, 1, 1, 12, tzinfo=timezone.utc)
     _minutes(owner, 180, end)  # three hours, rolled up below

@@ -14,11 +14,8 @@ from hypothesis import given, settings as hypothesis_settings, strategies as st
 
 from anomalies.runs import detection_run
 from tests.helpers import event, iso
-from metrics import codec
-from metrics.compaction import points_compact
-from metrics.maintenance import points_maintain
-from metrics.rollups import rollups_refresh
 from metrics.services import points_ingest
+from metrics.storage import codec, points_compact, points_maintain, rollups_refresh
 
 TIMESERIES = "/api/v1/metrics/timeseries"
 
@@ -292,7 +289,7 @@ def test_compaction_while_late_points_arrive_and_detection_runs_loses_and_repeat
 
 
 def test_partitions_compaction_emptied_are_truncated_and_others_kept(owner, outsider):
-    from metrics.partitions import partitions_truncate_emptied
+    from metrics.storage.partitions import partitions_truncate_emptied
 
     old = datetime(2025, 3, 3, tzinfo=timezone.utc)  # a Monday long ago: its month's partition
     points_ingest(tenant=owner.tenant, events=[event(float(i), old + timedelta(minutes=i)) for i in range(3000)])

@@ -11,9 +11,8 @@ from django.db import connection
 
 from tests.helpers import event, iso
 from cloudwatchdog.timeutil import from_us, to_us
-from metrics import partitions
-from metrics.maintenance import points_maintain
 from metrics.services import points_ingest
+from metrics.storage import partitions, points_maintain
 
 URL = "/api/v1/ingest/metrics"
 NOW = datetime.now(timezone.utc)

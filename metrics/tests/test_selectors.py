@@ -1,4 +1,4 @@
-"""The raw-SQL reads of metrics.selectors, on points stored through the ingest service: each series
+"""The raw-SQL reads of metrics.storage, on points stored through the ingest service: each series
 by its own range, in order, and only the asking tenant's."""
 from datetime import datetime, timedelta, timezone
 
@@ -7,9 +7,9 @@ import pytest
 
 from cloudwatchdog.timeutil import to_us
 from tests.helpers import event
-from metrics import selectors
-from metrics.rollups import rollups_refresh
+from metrics import selectors, storage
 from metrics.services import points_ingest
+from metrics.storage import rollups_refresh
 
 START = datetime(2026, 3, 2, tzinfo=timezone.utc)
 
@@ -26,7 +26,7 @@ def two_series(owner, outsider):
 
 def test_points_after_reads_each_series_from_its_own_time_in_order(two_series):
     tenant, a, b = two_series
-    series, ts, values = selectors.points_after(
+    series, ts, values = storage.points_after(
         tenant=tenant, after_us={a: to_us(START + timedelta(minutes=6)), b: None},
         until_us={a: to_us(START + timedelta(minutes=8)), b: to_us(START + timedelta(minutes=4))})
     assert series.tolist() == [a, a, b, b, b]
@@ -36,24 +36,24 @@ def test_points_after_reads_each_series_from_its_own_time_in_order(two_series):
 
 def test_points_before_gives_the_last_points_before_each_time(two_series):
     tenant, a, b = two_series
-    rows = selectors.points_before(tenant=tenant, before_us={a: to_us(START + timedelta(minutes=5)),
-                                                             b: to_us(START + timedelta(minutes=3))}, count=2)
+    rows = storage.points_before(tenant=tenant, before_us={a: to_us(START + timedelta(minutes=5)),
+                                                           b: to_us(START + timedelta(minutes=3))}, count=2)
     assert [(sid, value) for sid, _, value in rows] == [(a, 3.0), (a, 4.0), (b, 100.0), (b, 101.0)]
 
 
 def test_extremes_first_and_newest_times(two_series):
     tenant, a, b = two_series
-    assert selectors.series_extremes_before(tenant=tenant, before_us={a: to_us(START + timedelta(minutes=4)),
-                                                                      b: to_us(START)}) == {a: (0.0, 3.0)}
-    assert selectors.series_first_ts(tenant=tenant, series_ids=[a, b]) == {a: to_us(START), b: to_us(START)}
-    assert selectors.series_newest_ts(tenant=tenant) == {a: to_us(START + timedelta(minutes=9)),
-                                                         b: to_us(START + timedelta(minutes=8))}
+    assert storage.series_extremes_before(tenant=tenant, before_us={a: to_us(START + timedelta(minutes=4)),
+                                                                    b: to_us(START)}) == {a: (0.0, 3.0)}
+    assert storage.series_first_ts(tenant=tenant, series_ids=[a, b]) == {a: to_us(START), b: to_us(START)}
+    assert storage.series_newest_ts(tenant=tenant) == {a: to_us(START + timedelta(minutes=9)),
+                                                       b: to_us(START + timedelta(minutes=8))}
 
 
 def test_series_stats_count_from_rollups_and_newer_raw_points(two_series):
     tenant, a, b = two_series
     rollups_refresh()
     points_ingest(tenant=tenant, events=[event(1.0, START + timedelta(hours=3), resource_id="a")])
-    stats = selectors.series_stats(tenant=tenant, series_ids=[a, b])
+    stats = storage.series_stats(tenant=tenant, series_ids=[a, b])
     assert (stats[a].point_count, stats[b].point_count) == (11, 5)
     assert stats[a].first_ts == START and stats[a].last_ts == START + timedelta(hours=3)

@@ -6,10 +6,8 @@ import pytest
 from django.db import connection
 
 from tests.helpers import event
-from metrics.rollups import rollups_refresh
-from metrics.selectors import timeseries_read
-from metrics.maintenance import points_maintain
 from metrics.services import points_ingest
+from metrics.storage import points_maintain, rollups_refresh, timeseries_read
 
 BASE = datetime(2026, 3, 2, tzinfo=timezone.utc)  # a Monday
 

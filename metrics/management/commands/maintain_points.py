@@ -1,7 +1,7 @@
 """manage.py maintain_points: partitions ahead and retention, as the hourly beat task does."""
 from django.core.management.base import BaseCommand
 
-from metrics.maintenance import points_maintain
+from metrics.storage import points_maintain
 
 
 class Command(BaseCommand):

@@ -16,8 +16,8 @@ from django.db import DatabaseError, connection, transaction
 from cloudwatchdog import locks
 from cloudwatchdog.locks import Lock
 from cloudwatchdog.timeutil import floor, sql_at, to_us
-from metrics import chunks
 from metrics.models import CHUNK_TABLE, INGEST_LOG_TABLE, POINT_TABLE, ROLLUP_1H_TABLE, SERIES_TABLE
+from metrics.storage import chunks
 from tenants.models import TENANT_TABLE
 
 logger = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from cloudwatchdog.timeutil import from_us, to_us
-from metrics import chunks, codec, partitions
 from metrics.models import CHUNK_TABLE, INGEST_LOG_TABLE, POINT_TABLE, ROLLUP_1H_TABLE
+from metrics.storage import chunks, codec, partitions
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)

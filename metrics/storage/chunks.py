@@ -1,19 +1,19 @@
 """Reading compacted chunks, so that every read sees rows and chunks as one store.
 
-A chunk holds one series' points of one closed UTC day (metrics.compaction moves them there). A
+A chunk holds one series' points of one closed UTC day (compaction.py moves them there). A
 point is in exactly one place: compaction moves rows in the transaction that writes the chunk, and
-ingest refuses, as duplicates, points a chunk already holds (metrics.services). Readers here take
+ingest refuses, as duplicates, points a chunk already holds (write.py). Readers here take
 per-series time bounds and give numpy arrays (series ids, µs, values) sorted by series then time,
-which selectors merge with what they read from the row table.
+which read.py merges with what it reads from the row table.
 """
 from __future__ import annotations
 
 import numpy as np
 from django.db import connection
 
-from cloudwatchdog.timeutil import sql_at
-from metrics import codec
+from cloudwatchdog.timeutil import sql_at, sql_us
 from metrics.models import CHUNK_TABLE
+from metrics.storage import codec
 
 CHUNK_SECONDS = 86400
 CHUNK_US = CHUNK_SECONDS * 1_000_000
@@ -158,3 +158,32 @@ def tenant_has_chunks(*, tenant_id: int, series_ids: list[int] | None = None, be
             + ([before_us] if before_us is not None else []),
         )
         return cursor.fetchone()[0]
+
+
+def existing_chunks(cursor, *, tenant_id: int, series_ids: np.ndarray, periods_us: np.ndarray) -> dict:
+    """The decoded (µs, values) of the chunks of these (series, period start µs) pairs that exist."""
+    cursor.execute(
+        f"""
+        SELECT c.series_id, {sql_us('c.period_start')}, c.data
+        FROM unnest(%s::bigint[], %s::bigint[]) AS s(series_id, period_us)
+        JOIN {CHUNK_TABLE} c ON c.tenant_id = %s AND c.series_id = s.series_id
+         AND c.period_start = {sql_at('s.period_us')}
+        """,
+        [series_ids.tolist(), periods_us.tolist(), tenant_id],
+    )
+    return {(series_id, period): codec.decode(data) for series_id, period, data in cursor.fetchall()}
+
+
+def compacted_duplicates(cursor, *, tenant_id: int, series_ids: np.ndarray, ts_us: np.ndarray) -> np.ndarray:
+    """Which of these (late) points a chunk already holds: ingest counts them as duplicates.
+
+    The caller holds the compaction lock shared, so no chunk changes until its transaction ends.
+    """
+    held = np.zeros(len(ts_us), bool)
+    periods = period_start_us(ts_us)
+    pairs = np.unique(np.stack((series_ids, periods), axis=1), axis=0)
+    existing = existing_chunks(cursor, tenant_id=tenant_id, series_ids=pairs[:, 0], periods_us=pairs[:, 1])
+    for (series_id, period), (chunk_ts, _) in existing.items():
+        mine = (series_ids == series_id) & (periods == period)
+        held[mine] = np.isin(ts_us[mine], chunk_ts)
+    return held

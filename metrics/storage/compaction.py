@@ -1,7 +1,7 @@
 """Compaction: points of closed UTC days move from the row table into compressed chunks.
 
 A point in metrics_point costs about 100 bytes (row header, three keys, a B-tree entry); in a
-chunk about 2 (metrics.codec). Compaction takes, per series, the whole
+chunk about 2 (codec.py). Compaction takes, per series, the whole
 UTC days before its cutoff: the older of `now - older_than` and the tenant's late window (late
 points keep arriving as rows until then), and of those only the points at or before detection's
 watermark of the series (a `compaction_horizons` hook of the anomalies app), so the points a
@@ -29,9 +29,9 @@ from django.utils import timezone
 
 from cloudwatchdog import locks, pgcopy
 from cloudwatchdog.locks import Lock
-from cloudwatchdog.timeutil import sql_at, sql_us, to_us
-from metrics import chunks, codec, partitions, rollups
+from cloudwatchdog.timeutil import sql_at, to_us
 from metrics.models import CHUNK_TABLE, POINT_TABLE, SERIES_TABLE
+from metrics.storage import chunks, codec, partitions, rollups
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -133,7 +133,8 @@ def _batch_compact(cursor, *, tenant_id: int, series_ids: list[int], cutoffs_us:
     starts = np.flatnonzero(np.concatenate(([True], (moved_series[1:] != moved_series[:-1])
                                                    | (periods[1:] != periods[:-1]))))
     ends = np.append(starts[1:], len(moved_series))
-    existing = _existing_chunks(cursor, tenant_id=tenant_id, series_ids=moved_series[starts], periods_us=periods[starts])
+    existing = chunks.existing_chunks(cursor, tenant_id=tenant_id, series_ids=moved_series[starts],
+                                      periods_us=periods[starts])
     records = []
     chunk_bytes = merged = 0
     for start, end in zip(starts.tolist(), ends.tolist()):
@@ -157,19 +158,6 @@ def _batch_compact(cursor, *, tenant_id: int, series_ids: list[int], cutoffs_us:
             "merged_chunks": merged, "chunk_bytes": chunk_bytes}
 
 
-def _existing_chunks(cursor, *, tenant_id: int, series_ids: np.ndarray, periods_us: np.ndarray) -> dict:
-    cursor.execute(
-        f"""
-        SELECT c.series_id, {sql_us('c.period_start')}, c.data
-        FROM unnest(%s::bigint[], %s::bigint[]) AS s(series_id, period_us)
-        JOIN {CHUNK_TABLE} c ON c.tenant_id = %s AND c.series_id = s.series_id
-         AND c.period_start = {sql_at('s.period_us')}
-        """,
-        [series_ids.tolist(), periods_us.tolist(), tenant_id],
-    )
-    return {(series_id, period): codec.decode(data) for series_id, period, data in cursor.fetchall()}
-
-
 def _chunks_write(cursor, records: list[tuple]) -> None:
     cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS compacted_chunks (LIKE {CHUNK_TABLE}) ON COMMIT DELETE ROWS")
     cursor.execute("DELETE FROM compacted_chunks")
@@ -184,18 +172,3 @@ def _chunks_write(cursor, records: list[tuple]) -> None:
             min = excluded.min, max = excluded.max, data = excluded.data
         """
     )
-
-
-def compacted_duplicates(cursor, *, tenant_id: int, series_ids: np.ndarray, ts_us: np.ndarray) -> np.ndarray:
-    """Which of these (late) points a chunk already holds: ingest counts them as duplicates.
-
-    The caller holds the compaction lock shared, so no chunk changes until its transaction ends.
-    """
-    held = np.zeros(len(ts_us), bool)
-    periods = chunks.period_start_us(ts_us)
-    pairs = np.unique(np.stack((series_ids, periods), axis=1), axis=0)
-    existing = _existing_chunks(cursor, tenant_id=tenant_id, series_ids=pairs[:, 0], periods_us=pairs[:, 1])
-    for (series_id, period), (chunk_ts, _) in existing.items():
-        mine = (series_ids == series_id) & (periods == period)
-        held[mine] = np.isin(ts_us[mine], chunk_ts)
-    return held
