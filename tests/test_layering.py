@@ -1,11 +1,14 @@
 """The layering STYLE.md promises, checked on the source: only services and selectors touch
-`.objects`; imports flow one way; the engine imports no Django; tenant-owned rows fail closed."""
+`.objects`; imports flow one way; the engine imports no Django; tenant-owned rows fail closed; the
+point store is one package with one face."""
 import ast
+import re
 from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
 
+from metrics import models as metrics_models
 from metrics.models import Series
 from tenants.models import UnscopedQuery
 
@@ -82,3 +85,61 @@ def test_tenant_owned_rows_fail_closed(owner):
         Series.objects.count()
     assert list(Series.objects.for_tenant(owner.tenant).filter(service="ec2")) == []
     assert Series.objects.unscoped().filter(service="ec2").count() == 0
+
+
+STORE = ROOT / "metrics" / "storage"
+STORE_TABLE_CONSTANTS = ("POINT_TABLE", "CHUNK_TABLE", "ROLLUP_1H_TABLE", "INGEST_LOG_TABLE")
+
+
+def _outside_the_store():
+    """App modules other than the store's own and models.py (tests and migrations are left out already)."""
+    for path, tree in _modules():
+        if STORE not in path.parents and path != ROOT / "metrics" / "models.py":
+            yield path, tree
+
+
+def _docstrings(tree) -> set[int]:
+    """The docstring nodes of a module: prose may mention a table, code may not."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                found.add(id(first.value))
+    return found
+
+
+def test_only_the_store_names_the_point_chunk_rollup_and_ingest_log_tables():
+    tables = [getattr(metrics_models, name) for name in STORE_TABLE_CONSTANTS]
+    assert tables == ["metrics_point", "metrics_chunk", "metrics_rollup_1h", "metrics_ingest_log"]
+    named = re.compile("|".join(map(re.escape, tables)))  # partitions (metrics_point_p20260105) included
+    offenders = []
+    for path, tree in _outside_the_store():
+        prose = _docstrings(tree)
+        for node in ast.walk(tree):
+            text = node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+            name = (node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute)
+                    else node.name if isinstance(node, ast.alias) else None)
+            if (text and id(node) not in prose and named.search(text)) or name in STORE_TABLE_CONSTANTS:
+                offenders.append(f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', '')} {text or name}")
+    assert offenders == []
+
+
+def test_code_outside_the_store_goes_through_its_face():
+    inner = {path.stem for path in STORE.glob("*.py")} - {"__init__"}
+    offenders = []
+    for path, tree in _outside_the_store():
+        bound = set()  # names the package is imported as: storage, metrics_storage, ...
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "metrics.storage":
+                offenders += [f"{path.relative_to(ROOT)} imports metrics.storage.{a.name}"
+                              for a in node.names if a.name in inner]
+            elif isinstance(node, ast.ImportFrom) and node.module == "metrics":
+                bound.update(a.asname or a.name for a in node.names if a.name == "storage")
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                offenders += [f"{path.relative_to(ROOT)} imports {m}" for m in _imports(ast.Module([node], []))
+                              if m.startswith("metrics.storage.")]
+        offenders += [f"{path.relative_to(ROOT)}:{node.lineno} uses {node.value.id}.{node.attr}"
+                      for node in ast.walk(tree) if isinstance(node, ast.Attribute) and node.attr in inner
+                      and isinstance(node.value, ast.Name) and node.value.id in bound]
+    assert offenders == []
