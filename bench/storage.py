@@ -1,5 +1,5 @@
 """Storage density and speed on compacted data (issue 14): bytes per point, compaction throughput,
-reads and detection on rows against the same points in chunks, and the codec comparison.
+reads and detection on rows against the same points in chunks, and the codec's bytes and speed.
 
 usage: .venv/bin/python bench/storage.py [--series 1000] [--points 10000] [--reads 200] [--skip-detection]
 
@@ -177,28 +177,27 @@ def codec_table(mix: ShapeMix, series: int, points: int) -> None:
     from metrics.storage import codec
 
     ts_us = 1_700_000_000_000_000 + np.arange(points, dtype=np.int64) * STEP_US
-    print("\ncodec comparison (one chunk per series and UTC day, 1,440 points):")
-    print(f"{'codec':14} {'shape':9} {'bytes/point':>11} {'encode Mpt/s':>13} {'decode Mpt/s':>13}")
-    for name in sorted(codec.CODEC_IDS):
-        totals = {}
-        for k in range(0, series, max(1, series // 300)):
-            values = mix.values(k, points)
-            for begin in range(0, points, 1440):
-                t, v = ts_us[begin:begin + 1440], values[begin:begin + 1440]
-                began = time.perf_counter()
-                blob = codec.encode(t, v, name)
-                encoded = time.perf_counter() - began
-                began = time.perf_counter()
-                codec.decode(blob)
-                decoded = time.perf_counter() - began
-                for shape in (mix.kind(k), "all"):
-                    row = totals.setdefault(shape, [0, 0, 0.0, 0.0])
-                    row[0] += len(blob)
-                    row[1] += len(t)
-                    row[2] += encoded
-                    row[3] += decoded
-        for shape, (size, count, encoded, decoded) in sorted(totals.items()):
-            print(f"{name:14} {shape:9} {size / count:11.2f} {count / encoded / 1e6:13.1f} {count / decoded / 1e6:13.1f}")
+    print("\ncodec (pco; one chunk per series and UTC day, 1,440 points):")
+    print(f"{'shape':9} {'bytes/point':>11} {'encode Mpt/s':>13} {'decode Mpt/s':>13}")
+    totals = {}
+    for k in range(0, series, max(1, series // 300)):
+        values = mix.values(k, points)
+        for begin in range(0, points, 1440):
+            t, v = ts_us[begin:begin + 1440], values[begin:begin + 1440]
+            began = time.perf_counter()
+            blob = codec.encode(t, v)
+            encoded = time.perf_counter() - began
+            began = time.perf_counter()
+            codec.decode(blob)
+            decoded = time.perf_counter() - began
+            for shape in (mix.kind(k), "all"):
+                row = totals.setdefault(shape, [0, 0, 0.0, 0.0])
+                row[0] += len(blob)
+                row[1] += len(t)
+                row[2] += encoded
+                row[3] += decoded
+    for shape, (size, count, encoded, decoded) in sorted(totals.items()):
+        print(f"{shape:9} {size / count:11.2f} {count / encoded / 1e6:13.1f} {count / decoded / 1e6:13.1f}")
 
 
 def main():

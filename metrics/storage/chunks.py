@@ -147,19 +147,6 @@ def chunk_relation(points, name: str = "chunked") -> tuple[str, dict]:
     return sql, {f"{name}_s": series_text, f"{name}_t": ts_text, f"{name}_v": value_text}
 
 
-def tenant_has_chunks(*, tenant_id: int, series_ids: list[int] | None = None, before_us: int | None = None) -> bool:
-    """Whether any chunk of these series (all the tenant's: None) starts before a time (None: any)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT EXISTS (SELECT 1 FROM {CHUNK_TABLE} WHERE tenant_id = %s"
-            + (" AND series_id = ANY(%s)" if series_ids is not None else "")
-            + (f" AND period_start <= {sql_at('%s')}" if before_us is not None else "") + ")",
-            [tenant_id] + ([list(series_ids)] if series_ids is not None else [])
-            + ([before_us] if before_us is not None else []),
-        )
-        return cursor.fetchone()[0]
-
-
 def existing_chunks(cursor, *, tenant_id: int, series_ids: np.ndarray, periods_us: np.ndarray) -> dict:
     """The decoded (µs, values) of the chunks of these (series, period start µs) pairs that exist."""
     cursor.execute(
