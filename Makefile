@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run test test-external setup setup-test migrate stop clean protos
+.PHONY: run test test-external lint setup setup-test migrate stop clean protos
 
 # make run installs what the stack runs on (requirements.txt) and the embedded servers; make test
 # adds the test tools (requirements-test.txt), which a production host never installs.
@@ -35,6 +35,10 @@ run: setup
 
 test: setup-test
 	$(PY) -m pytest -q
+
+# Imports sorted and used, no unused or undefined names (ruff.toml); .ci/run runs it before the suite.
+lint: setup-test
+	$(VENV)/bin/ruff check .
 
 # The same suite against Debian's PostgreSQL 15 and Redis 7 as real services (apt-get installs them).
 test-external: setup-test

@@ -34,7 +34,6 @@ def _forget_process_caches():
     """Per-process caches of series ids and partitions would outlive a test's rolled-back rows."""
     from metrics.services import series_cache
     from metrics.storage import forget_known_partitions
-
     from tenants.selectors import api_key_cache_clear
 
     forget_known_partitions()

@@ -18,10 +18,23 @@ from anomalies.console.series_page import SeriesConsoleAdmin
 from anomalies.console.tenant_page import TenantConsoleAdmin
 from anomalies.delivery import UnsafeDestination, destination_check
 from anomalies.models import (
-    Anomaly, Baseline, Channel, DeliveryAttempt, DetectionRule, DetectionRun, Incident, Notification, SeriesMute,
+    Anomaly,
+    Baseline,
+    Channel,
+    DeliveryAttempt,
+    DetectionRule,
+    DetectionRun,
+    Incident,
+    Notification,
+    SeriesMute,
     Silence,
 )
-from anomalies.services import detection_rule_create, detection_rule_delete, detection_rule_errors, detection_rule_update
+from anomalies.services import (
+    detection_rule_create,
+    detection_rule_delete,
+    detection_rule_errors,
+    detection_rule_update,
+)
 from metrics.models import Series
 from tenants.admin import TenantFilter, TenantScopedAdmin, scoped_to_staff
 from tenants.models import Tenant

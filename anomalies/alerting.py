@@ -32,7 +32,14 @@ from standardwebhooks import Webhook
 
 from anomalies import delivery
 from anomalies.models import (
-    Anomaly, Baseline, Channel, DeliveryAttempt, Incident, IncidentEvent, Notification, Silence,
+    Anomaly,
+    Baseline,
+    Channel,
+    DeliveryAttempt,
+    Incident,
+    IncidentEvent,
+    Notification,
+    Silence,
 )
 from cloudwatchdog.timeutil import format_iso, from_us, to_us
 from metrics import storage as metrics_storage

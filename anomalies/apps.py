@@ -6,8 +6,8 @@ class AnomaliesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from anomalies.selectors import series_states, watermarks_of
         from anomalies.evaluation import detection_figures, late_points_hook
+        from anomalies.selectors import series_states, watermarks_of
         from cloudwatchdog.telemetry import scrape_collectors
         from metrics.selectors import series_facts
         from metrics.storage import compaction_horizons, post_ingest_hooks

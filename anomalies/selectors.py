@@ -7,20 +7,33 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
-from django.db.models import Count, Prefetch, Q, QuerySet
-
 from django.db import connection
+from django.db.models import Count, Prefetch, Q, QuerySet
 
 from anomalies.engine import DetectionConfig, SeriesState, expected_band, restart_at, state_from_history
 from anomalies.models import (
-    ANOMALY_TABLE, BASELINE_TABLE, DETECTION_STATE_TABLE, INCIDENT_TABLE, Anomaly, AnomalyEvent, Baseline, Channel, DeliveryAttempt,
-    DetectionRule, DetectionRun, Incident, IncidentEvent, Notification, SeriesMute, Silence,
+    ANOMALY_TABLE,
+    BASELINE_TABLE,
+    DETECTION_STATE_TABLE,
+    INCIDENT_TABLE,
+    Anomaly,
+    AnomalyEvent,
+    Baseline,
+    Channel,
+    DeliveryAttempt,
+    DetectionRule,
+    DetectionRun,
+    Incident,
+    IncidentEvent,
+    Notification,
+    SeriesMute,
+    Silence,
 )
+from cloudwatchdog.timeutil import format_iso, from_us, sql_at, sql_us, to_us
 from metrics import counters
 from metrics import selectors as metrics_selectors
 from metrics import storage as metrics_storage
 from metrics.models import Series
-from cloudwatchdog.timeutil import format_iso, from_us, sql_at, sql_us, to_us
 from tenants.models import TENANT_TABLE, Tenant
 
 

@@ -11,7 +11,11 @@ from rest_framework.views import APIView
 from anomalies import selectors, serializers
 from anomalies.runs import QueueUnavailable, RunInProgress, detection_run, detection_run_enqueue
 from anomalies.services import (
-    DetectionRuleInvalid, anomaly_status_set, detection_rule_create, detection_rule_delete, detection_rule_update,
+    DetectionRuleInvalid,
+    anomaly_status_set,
+    detection_rule_create,
+    detection_rule_delete,
+    detection_rule_update,
 )
 from cloudwatchdog.api import MAX_ID, cursor_id, cursor_time, keyset_page, query_params, window
 from cloudwatchdog.errors import ApiError

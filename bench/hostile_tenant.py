@@ -64,6 +64,7 @@ def amplification_bodies() -> list[tuple[str, bytes, dict]]:
 def big_identity_bodies(count: int) -> list[tuple[str, bytes, dict]]:
     """OTLP requests with a distinct 4 MB resource attribute each, and remote writes with a 4 MB label value."""
     from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
     from metrics.protocols.remote_write_pb2 import WriteRequest
 
     bodies, now_ns = [], int(time.time() - 120) * 1_000_000_000

@@ -8,8 +8,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from metrics import selectors, storage
 from cloudwatchdog.timeutil import format_iso
+from metrics import selectors, storage
 from tenants.admin import ScopedValuesFilter, TenantFilter, TenantScopedAdmin
 
 POINTS_PAGE = 200

@@ -1,8 +1,7 @@
 """Celery tasks of metrics: thin wrappers over the point store's lifecycle (metrics.storage)."""
-from celery import shared_task
-
 from datetime import timedelta
 
+from celery import shared_task
 from django.conf import settings
 
 from metrics.storage import points_compact, points_maintain, rollups_refresh

@@ -17,8 +17,15 @@ from cloudwatchdog.errors import ApiError
 from cloudwatchdog.schema import ErrorSerializer
 from metrics import selectors, serializers, storage
 from metrics.ingest import BodyError, parse_body
-from metrics.services import (IngestResult, ingest_charge, ingest_counted, ingest_limits, ingest_wait, points_ingest,
-                              points_rate_check)
+from metrics.services import (
+    IngestResult,
+    ingest_charge,
+    ingest_counted,
+    ingest_limits,
+    ingest_wait,
+    points_ingest,
+    points_rate_check,
+)
 from tenants.models import ApiKey
 
 

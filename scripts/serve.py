@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import socket
-import shutil
 import subprocess
 import sys
 import time

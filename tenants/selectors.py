@@ -7,9 +7,8 @@ import time
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 
-from tenants.models import ApiKey, Tenant
 from tenants.keys import key_hash, key_prefix
-
+from tenants.models import ApiKey, Tenant
 
 # Keys seen in the last few seconds, by plaintext hash: agents send many requests a second,
 # and a revocation or tenant change still takes effect within API_KEY_CACHE_SECONDS.

@@ -11,6 +11,7 @@ from tenants.keys import KEY_PREFIX, key_hash, key_prefix
 from tenants.models import ApiKey, Tenant
 from tenants.selectors import api_key_cache_clear
 
+
 @dataclass(frozen=True)
 class IssuedKey:
     api_key: ApiKey

@@ -27,10 +27,10 @@ from anomalies import alerting
 from anomalies.models import Anomaly, Channel, DetectionRule, DetectionRun, Incident, Notification, Silence
 from anomalies.runs import detection_run
 from anomalies.services import detection_rule_create, series_mute
-from tests.helpers import ApiClient, steady_then_spike
 from metrics.models import Series
 from metrics.services import points_ingest
 from tenants.services import api_key_issue, support_user_assign, tenant_create
+from tests.helpers import ApiClient, steady_then_spike
 
 NUL = "%00"
 # URL-encoded: "²" and "٣" pass str.isdigit, 5,000 digits pass it but not int(), 9999 is the last

@@ -11,11 +11,11 @@ from django.test import Client
 from anomalies.models import Anomaly, Baseline, DetectionRule, DetectionRun
 from anomalies.runs import detection_run
 from anomalies.services import detection_rule_create
-from tests.helpers import steady_then_spike
 from metrics.models import Series
 from metrics.services import points_ingest
 from tenants.models import ApiKey, TenantStaff
 from tenants.services import api_key_issue, tenant_create
+from tests.helpers import steady_then_spike
 
 B_SECRETS = ["bravo-secret-slug", "Bravo Secret Name", "bravo-service-secret", "bravo-metric-secret",
              "bravo-resource-secret", "bravo-key-secret", "bravo-tag-secret", "bravo-rule-secret"]

@@ -14,9 +14,9 @@ from drf_spectacular.renderers import OpenApiJsonRenderer
 from hypothesis import HealthCheck, settings
 
 from anomalies.runs import detection_run
-from tests.helpers import steady_then_spike
 from metrics.services import points_ingest
 from tenants.services import api_key_issue, tenant_create
+from tests.helpers import steady_then_spike
 
 EXAMPLES_PER_OPERATION = 40
 

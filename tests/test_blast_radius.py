@@ -8,8 +8,8 @@ from django.db import IntegrityError, connection, transaction
 
 from anomalies.models import Anomaly, DetectionRun
 from anomalies.tasks import detection_tenant_pass_task
-from tests.helpers import event, iso, steady_then_spike
 from metrics.storage import points_maintain, rollups_refresh
+from tests.helpers import event, iso, steady_then_spike
 
 
 def test_a_hostile_tenant_changes_nothing_for_another(make_tenant):

@@ -10,10 +10,10 @@ from playwright.sync_api import sync_playwright
 
 from anomalies.models import Anomaly, AnomalyEvent
 from anomalies.runs import detection_run
-from tests.helpers import steady_then_spike
 from metrics.services import points_ingest
 from tenants.models import TenantStaff
 from tenants.services import tenant_create
+from tests.helpers import steady_then_spike
 
 SCREENSHOTS = Path(__file__).resolve().parent.parent / ".data" / "screenshots"
 # As the machine's own probe starts it: no background connections to a network it does not have.

@@ -16,8 +16,8 @@ from django.db import connection
 from anomalies.models import DetectionRun
 from cloudwatchdog import embedded
 from cloudwatchdog.celery import app
-from tests.helpers import ApiClient, event
 from tenants.ratelimit import limiter_degraded, limiter_reset
+from tests.helpers import ApiClient, event
 
 NOW = datetime.now(timezone.utc)
 

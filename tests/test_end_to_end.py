@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.helpers import event, iso, steady_then_spike
 from tenants.services import api_key_issue, tenant_create
+from tests.helpers import event, iso, steady_then_spike
 
 
 def _call(base, method, path, key=None, body=None, raw=None):

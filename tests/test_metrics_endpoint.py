@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from django.test import Client, override_settings
 
-from tests.helpers import app_process_env, event
 from cloudwatchdog.settings import _loopback
 from tenants.services import api_key_issue, tenant_create
+from tests.helpers import app_process_env, event
 
 ROOT = Path(__file__).resolve().parent.parent
 

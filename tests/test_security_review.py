@@ -11,9 +11,9 @@ from django.core.management import call_command
 from django.db import connection
 
 from cloudwatchdog.locks import Lock
-from tests.helpers import event, iso, steady_then_spike
 from metrics.services import series_cache
 from metrics.storage import rollups_refresh
+from tests.helpers import event, iso, steady_then_spike
 
 URL = "/api/v1/ingest/metrics"
 NOW = datetime.now(timezone.utc).replace(microsecond=0)

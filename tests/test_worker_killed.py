@@ -1,7 +1,6 @@
 """A Celery worker killed (SIGKILL) in the middle of a detection run: the next run completes the
 work, with exactly the anomalies of an undisturbed run (`evaluating_from` at work), and the killed
 run is closed as interrupted. The worker is a real `celery worker` process on the real broker."""
-import os
 import signal
 import subprocess
 import time
@@ -11,12 +10,11 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from tests.helpers import app_process_env
-
 from anomalies.models import Anomaly, Baseline, DetectionRun
 from anomalies.runs import detection_run, detection_run_enqueue
 from metrics.services import points_ingest
 from tenants.services import tenant_create
+from tests.helpers import app_process_env
 
 ROOT = Path(__file__).resolve().parent.parent
 SERIES, POINTS = 80, 2500

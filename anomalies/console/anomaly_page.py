@@ -1,6 +1,7 @@
 """The anomaly list and the console's anomaly page: its chart, reason, evidence, links, history and
 actions."""
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from django.contrib import admin, messages
 from django.http import Http404, HttpResponseRedirect

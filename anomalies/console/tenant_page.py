@@ -1,7 +1,8 @@
 """The console's tenant page: the tenants app's tenant admin with its detection settings checked
 against the engine's, and the overview (data, refusals, anomalies, runs; run now, replay, what-if)."""
 import json
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from django import forms
 from django.contrib import admin, messages

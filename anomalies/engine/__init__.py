@@ -4,11 +4,11 @@ Series are processed in timestamp order from a checkpointed state; the output de
 on the points (and the configuration), never on batch boundaries or the number of runs.
 """
 from anomalies.engine.config import DetectionConfig, restart_at, severity_of
+from anomalies.engine.explain import reason_sentence
+from anomalies.engine.parallel import detect_many
 from anomalies.engine.patterns import recurring_patterns
 from anomalies.engine.scan import BaselineSnapshot, Finding, detect, expected_band, state_from_history
 from anomalies.engine.state import SeriesState
-from anomalies.engine.explain import reason_sentence
-from anomalies.engine.parallel import detect_many
 
 __all__ = ["BaselineSnapshot", "DetectionConfig", "Finding", "SeriesState", "detect", "detect_many", "expected_band",
            "reason_sentence", "recurring_patterns", "restart_at", "severity_of", "state_from_history"]

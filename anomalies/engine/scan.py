@@ -40,7 +40,12 @@ from anomalies.engine.band import display_band, display_band_at, window_extremes
 from anomalies.engine.config import DAY_US, DETECTORS, MAD_TO_SIGMA, WEEK_US, DetectionConfig
 from anomalies.engine.explain import reason_sentence
 from anomalies.engine.patterns import (
-    KEPT_SLOTS, SLOT_US, excursions_merge, excursions_of, recurring_deviations, recurring_patterns,
+    KEPT_SLOTS,
+    SLOT_US,
+    excursions_merge,
+    excursions_of,
+    recurring_deviations,
+    recurring_patterns,
 )
 from anomalies.engine.state import SeriesState
 

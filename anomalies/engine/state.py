@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+
 @dataclass(slots=True)  # slots: attribute reads are on the per-point hot path
 class SeriesState:
     """Everything a series carries from one point to the next."""

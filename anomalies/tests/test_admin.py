@@ -5,10 +5,10 @@ from django.test import Client
 
 from anomalies.models import Anomaly
 from anomalies.runs import detection_run
-from tests.helpers import steady_then_spike
 from metrics.models import Series
 from metrics.services import points_ingest
 from tenants.models import TenantStaff
+from tests.helpers import steady_then_spike
 
 
 @pytest.fixture

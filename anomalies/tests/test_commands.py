@@ -4,8 +4,8 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from tests.helpers import spiky_history
 from metrics.services import points_ingest
+from tests.helpers import spiky_history
 
 
 def test_run_detection_command_covers_every_tenant_and_exits_cleanly(make_tenant):

@@ -11,13 +11,13 @@ from anomalies.models import Anomaly, AnomalyEvent, Baseline, DetectionRun, Seri
 from anomalies.runs import detection_run
 from anomalies.services import series_mute
 from cloudwatchdog.timeutil import to_us
-from tests.helpers import daily_spikes, event, steady_then_spike
 from metrics import storage as metrics_storage
 from metrics.models import Series
 from metrics.services import points_ingest
 from metrics.storage import rollups_refresh
 from tenants.models import TenantStaff
 from tenants.services import tenant_create
+from tests.helpers import daily_spikes, event, steady_then_spike
 
 END = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=30)
 

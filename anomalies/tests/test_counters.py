@@ -5,8 +5,8 @@ import numpy as np
 
 from anomalies.models import Anomaly
 from anomalies.runs import detection_run
-from tests.helpers import event
 from metrics import counters
+from tests.helpers import event
 
 END = datetime(2026, 1, 10, tzinfo=timezone.utc)
 

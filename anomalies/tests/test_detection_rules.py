@@ -10,10 +10,10 @@ from anomalies import selectors
 from anomalies.console import reads
 from anomalies.models import Anomaly, DetectionRule
 from anomalies.services import detection_rule_create, tenant_detection_config_set
-from tests.helpers import ApiClient, event, steady_then_spike
 from metrics.models import Series
 from metrics.services import points_ingest
 from tenants.services import api_key_issue, support_user_assign
+from tests.helpers import ApiClient, event, steady_then_spike
 
 RULES = "/api/v1/detection-rules"
 END = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=30)

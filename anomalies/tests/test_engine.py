@@ -3,10 +3,17 @@ import math
 from dataclasses import replace
 
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from anomalies.engine import (
-    DetectionConfig, SeriesState, detect, expected_band, reason_sentence, recurring_patterns, restart_at,
+    DetectionConfig,
+    SeriesState,
+    detect,
+    expected_band,
+    reason_sentence,
+    recurring_patterns,
+    restart_at,
     state_from_history,
 )
 

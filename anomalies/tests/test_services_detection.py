@@ -10,8 +10,8 @@ from django.db import connection
 from anomalies.models import Anomaly, Baseline
 from anomalies.runs import RunInProgress, detection_run
 from cloudwatchdog.locks import Lock
-from tests.helpers import daily_spikes, spiky_history
 from metrics.services import points_ingest
+from tests.helpers import daily_spikes, spiky_history
 
 END = datetime(2026, 1, 10, tzinfo=timezone.utc)
 

@@ -9,7 +9,8 @@ from anomalies.models import DetectionRun
 from anomalies.runs import MAX_SHARDS, RunInProgress, detection_run
 from anomalies.tasks import detection_run_all_task
 from cloudwatchdog.locks import Lock
-from tests.helpers import steady_then_spike, wait_for as _wait_for
+from tests.helpers import steady_then_spike
+from tests.helpers import wait_for as _wait_for
 
 
 def test_an_async_run_goes_through_the_worker(make_tenant, celery_worker):

@@ -22,8 +22,18 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from metrics.ingest import Event, Limits, shown, text_error
-from metrics.protocols import (TAG_BYTES_PER_BODY_BYTE, UNKNOWN_RESOURCE, UNKNOWN_SERVICE, Converted, IdentityCache,
-                               TooLarge, bounded_parse_bytes, fields_allowed, tags_json, wire)
+from metrics.protocols import (
+    TAG_BYTES_PER_BODY_BYTE,
+    UNKNOWN_RESOURCE,
+    UNKNOWN_SERVICE,
+    Converted,
+    IdentityCache,
+    TooLarge,
+    bounded_parse_bytes,
+    fields_allowed,
+    tags_json,
+    wire,
+)
 
 RESOURCE_ID_ATTRIBUTES = ("host.id", "host.name", "service.instance.id")
 _NO_RECORDED_VALUE = metrics_pb2.DataPointFlags.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK

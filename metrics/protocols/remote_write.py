@@ -22,8 +22,17 @@ import orjson
 from google.protobuf.message import DecodeError
 
 from metrics.ingest import Event, Limits, shown, text_error
-from metrics.protocols import (UNKNOWN_RESOURCE, UNKNOWN_SERVICE, Converted, IdentityCache, TooLarge,
-                               bounded_parse_bytes, fields_allowed, tags_json, wire)
+from metrics.protocols import (
+    UNKNOWN_RESOURCE,
+    UNKNOWN_SERVICE,
+    Converted,
+    IdentityCache,
+    TooLarge,
+    bounded_parse_bytes,
+    fields_allowed,
+    tags_json,
+    wire,
+)
 from metrics.protocols.remote_write_fast_pb2 import WriteRequestLabelBytes
 from metrics.protocols.remote_write_pb2 import Label, MetricMetadata
 

@@ -14,15 +14,16 @@ import cramjam
 import pytest
 from django.test import override_settings
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-from tests.helpers import app_process_env
 from metrics.models import Series
-from metrics.protocols import IdentityCache, otlp, remote_write
+from metrics.protocols import IdentityCache, otlp
 from metrics.protocols.remote_write_pb2 import WriteRequest
 from tenants.services import api_key_issue, tenant_create
+from tests.helpers import app_process_env
 
 ROOT = Path(__file__).resolve().parents[2]
 

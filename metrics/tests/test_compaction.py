@@ -10,12 +10,14 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, connections
-from hypothesis import given, settings as hypothesis_settings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from anomalies.runs import detection_run
-from tests.helpers import event, iso
 from metrics.services import points_ingest
 from metrics.storage import codec, points_compact, points_maintain, rollups_refresh
+from tests.helpers import event, iso
 
 TIMESERIES = "/api/v1/metrics/timeseries"
 

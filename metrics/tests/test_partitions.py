@@ -9,10 +9,10 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from tests.helpers import event, iso
 from cloudwatchdog.timeutil import from_us, to_us
 from metrics.services import points_ingest
 from metrics.storage import partitions, points_maintain
+from tests.helpers import event, iso
 
 URL = "/api/v1/ingest/metrics"
 NOW = datetime.now(timezone.utc)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from cloudwatchdog.timeutil import to_us
-from tests.helpers import event
 from metrics import selectors, storage
 from metrics.services import points_ingest
 from metrics.storage import rollups_refresh
+from tests.helpers import event
 
 START = datetime(2026, 3, 2, tzinfo=timezone.utc)
 

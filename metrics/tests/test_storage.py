@@ -5,9 +5,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from django.db import connection
 
-from tests.helpers import event
 from metrics.services import points_ingest
 from metrics.storage import points_maintain, rollups_refresh, timeseries_read
+from tests.helpers import event
 
 BASE = datetime(2026, 3, 2, tzinfo=timezone.utc)  # a Monday
 

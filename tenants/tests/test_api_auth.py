@@ -1,8 +1,8 @@
 """Authentication, scopes and X-Tenant-ID on every endpoint."""
 import pytest
 
-from tests.helpers import ApiClient, event
 from tenants.services import api_key_issue, api_key_revoke
+from tests.helpers import ApiClient, event
 
 READ_ENDPOINTS = ["/api/v1/series", "/api/v1/anomalies", "/api/v1/baselines",
                   "/api/v1/metrics/timeseries?service=ec2&metric_name=cpu_utilization&minutes=60"]

@@ -4,8 +4,8 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from tests.helpers import ApiClient
 from tenants.models import ApiKey, Tenant
+from tests.helpers import ApiClient
 
 
 def _create(*args):

@@ -20,8 +20,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, slug, name, scope, **options):
-        from django.core.validators import validate_slug
         from django.core.exceptions import ValidationError
+        from django.core.validators import validate_slug
 
         try:
             validate_slug(slug)
