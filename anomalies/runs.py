@@ -98,15 +98,7 @@ def detection_run(
         run.replay_since = replay_since
     locked = _shard_lock_acquire(tenant.id, shard) if shard is not None else _run_lock_acquire(tenant.id, wait_seconds)
     if not locked:
-        running = (
-            DetectionRun.objects.for_tenant(tenant).filter(status=DetectionRun.STATUS_RUNNING)
-            .order_by("-started_at").first()
-        )
-        run.status = DetectionRun.STATUS_SKIPPED
-        run.error = f"another run of this tenant was going ({running.run_id if running else 'unknown'})"
-        run.finished_at = timezone.now()
-        run.save()
-        raise RunInProgress(running.run_id if running else None, run)
+        raise _run_skipped(tenant=tenant, run=run)
     started = time.monotonic()
     try:
         _interrupted_runs_close(tenant=tenant, current=run)
@@ -134,6 +126,19 @@ def detection_run(
             telemetry.detection_run_counted(tenant_slug=tenant.slug, trigger=trigger, status=run.status,
                                             seconds=time.monotonic() - started)
     return run
+
+
+def _run_skipped(*, tenant: Tenant, run: DetectionRun) -> RunInProgress:
+    """Record the run as skipped, naming the run that holds the lock, and say so to the caller."""
+    running = (
+        DetectionRun.objects.for_tenant(tenant).filter(status=DetectionRun.STATUS_RUNNING)
+        .order_by("-started_at").first()
+    )
+    run.status = DetectionRun.STATUS_SKIPPED
+    run.error = f"another run of this tenant was going ({running.run_id if running else 'unknown'})"
+    run.finished_at = timezone.now()
+    run.save()
+    return RunInProgress(running.run_id if running else None, run)
 
 
 @dataclass(frozen=True)
