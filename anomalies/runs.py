@@ -98,7 +98,7 @@ def detection_run(
         run.replay_since = replay_since
     locked = _shard_lock_acquire(tenant.id, shard) if shard is not None else _run_lock_acquire(tenant.id, wait_seconds)
     if not locked:
-        raise _run_skipped(tenant=tenant, run=run)
+        raise _run_record_skipped(tenant=tenant, run=run)
     started = time.monotonic()
     try:
         _interrupted_runs_close(tenant=tenant, current=run)
@@ -128,7 +128,7 @@ def detection_run(
     return run
 
 
-def _run_skipped(*, tenant: Tenant, run: DetectionRun) -> RunInProgress:
+def _run_record_skipped(*, tenant: Tenant, run: DetectionRun) -> RunInProgress:
     """Record the run as skipped, naming the run that holds the lock, and say so to the caller."""
     running = (
         DetectionRun.objects.for_tenant(tenant).filter(status=DetectionRun.STATUS_RUNNING)
@@ -188,17 +188,16 @@ def _run_lock_acquire(tenant_id: int, wait_seconds: float) -> bool:
             return True
         if wait_seconds <= 0:
             return False
-        if not locks.try_lock(cursor, Lock.RUN_WAITER, tenant_id):
-            return False
-        try:
-            with transaction.atomic():
-                cursor.execute("SET LOCAL lock_timeout = %s", [f"{int(wait_seconds * 1000)}ms"])
-                locks.lock(cursor, Lock.RUN, tenant_id)
-            return True
-        except OperationalError:
-            return False
-        finally:
-            locks.unlock(cursor, Lock.RUN_WAITER, tenant_id)
+        with locks.held_if_free(cursor, Lock.RUN_WAITER, tenant_id) as the_one_waiter:
+            if not the_one_waiter:
+                return False
+            try:
+                with transaction.atomic():
+                    cursor.execute("SET LOCAL lock_timeout = %s", [f"{int(wait_seconds * 1000)}ms"])
+                    locks.lock(cursor, Lock.RUN, tenant_id)
+                return True
+            except OperationalError:
+                return False
 
 
 def _shard_lock_acquire(tenant_id: int, shard: int) -> bool:

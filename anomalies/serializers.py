@@ -1,7 +1,7 @@
 """Input and output shapes of the anomalies endpoints; the output ones build the answers
 (cloudwatchdog.answers)."""
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from anomalies.models import Anomaly, Baseline
@@ -50,6 +50,9 @@ class AnomalySerializer(TaggedSeriesIdentitySerializer):
         allow_null=True, help_text="When the alarm it belongs to began: its incident's start.")
 
 
+# The schema keeps the components' names from before these served incidents too: generated clients
+# name their types after them.
+@extend_schema_serializer(component_name="AnomalyEvent")
 class StatusEventSerializer(AnswerSerializer):
     """A status change or note of an anomaly or an incident."""
 
@@ -67,6 +70,7 @@ class AnomalyDetailSerializer(AnomalySerializer):
         return self.context["events"]
 
 
+@extend_schema_serializer(component_name="AnomalyPatch")
 class StatusChangeSerializer(serializers.Serializer):
     """Acknowledge, resolve or reopen an anomaly or an incident, with a note."""
 

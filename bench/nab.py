@@ -25,9 +25,9 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.nab_scoring import PROFILES, file_score, normalized  # noqa: E402
+from cloudwatchdog.timeutil import EPOCH  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "bench" / "nab"
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def load_file(path: Path) -> tuple[list[int], list[float]]:

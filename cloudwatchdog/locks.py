@@ -2,11 +2,14 @@
 take them.
 
 A lock is (namespace, key): the namespace names what it guards, the key is a tenant id (or a
-tenant's shard, or 0 for a lock of the whole database). Session locks (`try_lock`, `lock`, `unlock`) last until released, whatever
+tenant's shard, or 0 for a lock of the whole database). Session locks (`held_if_free` for a block,
+`try_lock`, `lock`, `unlock` where one function takes and another releases) last until released, whatever
 transactions come and go; transaction locks (`xact_lock`) until the transaction ends.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import IntEnum
 
 
@@ -28,6 +31,7 @@ def xact_lock_sql(lock: Lock, key: int, *, shared: bool = False) -> tuple[str, l
 
 
 def xact_lock(cursor, lock: Lock, key: int, *, shared: bool = False) -> None:
+    """Wait for the lock and hold it until the transaction ends."""
     cursor.execute(*xact_lock_sql(lock, key, shared=shared))
 
 
@@ -43,4 +47,17 @@ def lock(cursor, lock: Lock, key: int) -> None:
 
 
 def unlock(cursor, lock: Lock, key: int, *, shared: bool = False) -> None:
+    """Release a session lock this connection holds."""
     cursor.execute(f"SELECT pg_advisory_unlock{'_shared' if shared else ''}(%s, %s)", [int(lock), key])
+
+
+@contextmanager
+def held_if_free(cursor, lock: Lock, key: int, *, shared: bool = False) -> Iterator[bool]:
+    """The session lock for the block if it is free (True), else nothing held (False); never waits.
+    Released on leaving the block, however it is left."""
+    taken = try_lock(cursor, lock, key, shared=shared)
+    try:
+        yield taken
+    finally:
+        if taken:
+            unlock(cursor, lock, key, shared=shared)

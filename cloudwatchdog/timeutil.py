@@ -1,5 +1,6 @@
 """Time in one place: the epoch, microseconds since it (the storage's and the engine's unit), the
-API's ISO 8601 rules for reading and writing timestamps, and flooring to periods."""
+API's ISO 8601 rules for reading and writing timestamps, flooring to periods, and the same conversions
+written in SQL (sql_at, sql_us)."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -44,9 +45,9 @@ def floor(moment: datetime, seconds: int) -> datetime:
 
 def sql_at(us: str) -> str:
     """SQL for the timestamptz that `us`, an SQL expression of µs since the epoch, stands for."""
-    return f"timestamptz 'epoch' + {us} * interval '1 microsecond'"
+    return f"timestamptz 'epoch' + ({us}) * interval '1 microsecond'"
 
 
 def sql_us(moment: str) -> str:
     """SQL for the µs since the epoch (a bigint) of `moment`, an SQL timestamptz expression."""
-    return f"(extract(epoch FROM {moment}) * 1000000)::bigint"
+    return f"(extract(epoch FROM ({moment})) * 1000000)::bigint"

@@ -8,8 +8,9 @@
 
 Every page gets its object through its model admin's own queryset (the staff user's tenants), so
 another tenant's anomaly, series or tenant is a 404, and a chart only ever reads the object's own
-tenant. The pages read through the selectors only (no `.objects` here: tests/test_layering.py) and
-write through the services; their templates are anomalies/templates/admin/console/.
+tenant. The pages read through the selectors and the point store's face (metrics.storage) only
+(no `.objects` here: tests/test_layering.py) and write through the services; their templates are
+anomalies/templates/admin/console/.
 
 Registration: the tenant and series pages belong to models of other apps, and tenants and metrics
 import nothing from anomalies. So those apps define their admins (tenants.admin.TenantAdmin,

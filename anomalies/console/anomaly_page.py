@@ -1,7 +1,6 @@
 """The anomaly list and the console's anomaly page: its chart, reason, evidence, links, history and
 actions."""
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import timedelta
 
 from django.contrib import admin, messages
 from django.http import Http404, HttpResponseRedirect
@@ -12,6 +11,7 @@ from anomalies import selectors
 from anomalies.console import display, reads
 from anomalies.models import Anomaly
 from anomalies.services import anomaly_status_set
+from cloudwatchdog.timeutil import from_us
 from metrics.admin import MetricNameFilter, ServiceFilter
 from tenants.admin import TenantFilter, TenantScopedAdmin
 
@@ -105,8 +105,7 @@ class AnomalyAdmin(TenantScopedAdmin):
             "zooms": [(key, label) for key, (label, _, _) in ANOMALY_ZOOMS.items()],
             "evidence": evidence_rows(anomaly),
             "cooldown_hours": anomaly.suppression.get("cooldown_seconds", 0) / 3600,
-            "previous_alert": (datetime(1970, 1, 1, tzinfo=dt_timezone.utc) + timedelta(microseconds=previous_us))
-            .strftime("%Y-%m-%d %H:%M UTC") if previous_us else None,
+            "previous_alert": from_us(previous_us).strftime("%Y-%m-%d %H:%M UTC") if previous_us else None,
             "baseline": selectors.baseline_get(tenant=tenant, series_id=series.id),
             "previous": previous, "following": following,
             "events": selectors.anomaly_events(tenant=tenant, anomaly_id=anomaly.id),

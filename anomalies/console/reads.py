@@ -1,5 +1,6 @@
 """The console's reads: a series' chart (points, band, anomalies, cooldowns, alarms, mutes) as SVG, a
-tenant's overview and the what-if preview. Built from the selectors only, for the console's pages."""
+tenant's overview and the what-if preview. Built from the selectors and the point store's face only,
+for the console's pages."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -6,7 +6,8 @@ Write
     points_write(tenant_id, rows, late_before_us)  a request's accepted PointRows, once, first write wins
     PointRows                                      accepted points as arrays (series id, µs, value)
     partitions_ensure(ts_us, now_us, max_new)      the partitions those times need; PartitionsBusy if DDL waits
-    late_before_us(tenant, now_us)                 points before it are late: checked against the chunks
+    late_before_us(tenant, now_us)                 the write path's question to compaction: points before
+                                                   it may already be in a chunk, so they are checked there
 
 Read (rows and compacted chunks as one store)
     timeseries_read, counter_read, chart_points    windows raw or stepped (AGGREGATES, COUNTER_FUNCTIONS)
@@ -29,10 +30,12 @@ Hooks (other apps register at start-up, so the store never imports them)
     post_ingest_hooks: [IngestHook]                work inside every ingest transaction
     compaction_horizons: [tenant -> {series: µs}]  how far each series may be compacted
 
-Inside: write.py and read.py (the two paths), chunks.py (reading chunks with the rows), codec.py
-(pcodec, no Django), partitions.py, compaction.py, rollups.py, retention.py.
+Inside: write.py and read.py (the two paths), chunks.py (chunks read with the rows, and the
+write path's duplicate check against them), codec.py (pcodec, no Django), partitions.py,
+compaction.py, rollups.py, retention.py (maintenance: partitions ahead, then retention).
 
-Where the line runs: the store knows a series only by its id. What a series is (the Series model,
+Where the line runs: the store keeps and finds points by series id (it joins the series table
+only for a tenant's series and their kind, and a chart is given its Series). What a series is (the Series model,
 its identity hash, kind and unit, discovery, the per-tenant series limit and cache) and what a
 request may send (ingest validation in metrics/ingest.py and protocols/, rate limits, rejection
 counts) stay in metrics.services and metrics.selectors, which turn events into PointRows and call

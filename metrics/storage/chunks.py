@@ -1,4 +1,5 @@
-"""Reading compacted chunks, so that every read sees rows and chunks as one store.
+"""Compacted chunks as reads and writes meet them: read with the rows, so that every read sees rows and
+chunks as one store, and the write path's check that a point is not already in one.
 
 A chunk holds one series' points of one closed UTC day (compaction.py moves them there). A
 point is in exactly one place: compaction moves rows in the transaction that writes the chunk, and

@@ -51,23 +51,20 @@ def rollups_refresh() -> dict:
     its log rows stay for the next refresh, and the other tenants' rollups go on.
     """
     report = {"tenants": 0, "hour_ranges": 0, "failed_tenants": [], "orphan_points_deleted": 0}
-    with connection.cursor() as cursor:
-        # One refresh at a time; ingest is never blocked (it only appends to the log).
-        if not locks.try_lock(cursor, Lock.ROLLUPS_REFRESH, 0):
+    # One refresh at a time; ingest is never blocked (it only appends to the log).
+    with connection.cursor() as cursor, locks.held_if_free(cursor, Lock.ROLLUPS_REFRESH, 0) as held:
+        if not held:
             return report
-        try:
-            cursor.execute(f"SELECT DISTINCT tenant_id FROM {INGEST_LOG_TABLE} ORDER BY 1")
-            for (tenant_id,) in cursor.fetchall():
-                try:
-                    with transaction.atomic():
-                        done = _tenant_refresh(cursor, tenant_id=tenant_id)
-                    for name, count in done.items():
-                        report[name] += count
-                except DatabaseError:
-                    logger.exception("rollup refresh failed for tenant %s; the others go on", tenant_id)
-                    report["failed_tenants"].append(tenant_id)
-        finally:
-            locks.unlock(cursor, Lock.ROLLUPS_REFRESH, 0)
+        cursor.execute(f"SELECT DISTINCT tenant_id FROM {INGEST_LOG_TABLE} ORDER BY 1")
+        for (tenant_id,) in cursor.fetchall():
+            try:
+                with transaction.atomic():
+                    done = _tenant_refresh(cursor, tenant_id=tenant_id)
+                for name, count in done.items():
+                    report[name] += count
+            except DatabaseError:
+                logger.exception("rollup refresh failed for tenant %s; the others go on", tenant_id)
+                report["failed_tenants"].append(tenant_id)
     return report
 
 
