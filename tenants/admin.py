@@ -141,9 +141,18 @@ class TenantAdmin(DeclaredFiltersOnly, admin.ModelAdmin):
     list_filter = ["is_active"]
     inlines = [TenantStaffInline]
     formfield_overrides = JSON_FIELDS
+    # What a tenant is and may use: its slug (every agent sends it), whether it may sign in, its limits
+    # and retention. Only superusers change these; support staff who may act change its detection.
+    superuser_only_fields = ["slug", "name", "is_active", "limits", "max_point_age_days", "retention_days"]
 
     def get_queryset(self, request):
         return tenant_list_for_staff(user=request.user)
+
+    def get_readonly_fields(self, request, obj=None):
+        shown = list(super().get_readonly_fields(request, obj))
+        if request.user.is_superuser:
+            return shown
+        return shown + [name for name in self.superuser_only_fields if name not in shown]
 
     def get_inline_instances(self, request, obj=None):
         # Assigning staff (and seeing every user to choose from) is for superusers.

@@ -18,7 +18,8 @@ class Command(BaseCommand):
         parser.add_argument("--tenant", required=True, help="the tenant's slug (repeat the command for more tenants)")
         parser.add_argument("--can-act", action="store_true",
                             help="may also run detection, replay and change detection settings (the tenant's, and its "
-                                 "detection rules in the admin)")
+                                 "detection rules in the admin); never the tenant's slug, name, active flag, limits "
+                                 "or retention")
         parser.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
         parser.add_argument("--no-password", action="store_true", help="no password (set one later in the admin)")
 
