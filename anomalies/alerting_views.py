@@ -18,13 +18,15 @@ def _channel_or_404(tenant, channel_id: int):
 
 
 class ChannelListView(APIView):
-    @extend_schema(operation_id="channels_list", responses=serializers.ChannelPageSerializer)
+    @extend_schema(operation_id="channels_list", summary="List notification channels",
+                   responses=serializers.ChannelPageSerializer)
     def get(self, request):
         """The tenant's notification channels."""
         channels = selectors.channel_list(tenant=request.user.tenant)
         return Response(serializers.ChannelPageSerializer({"results": channels}).data)
 
-    @extend_schema(operation_id="channel_create", request=serializers.ChannelWriteSerializer,
+    @extend_schema(operation_id="channel_create", summary="Create a notification channel",
+                   request=serializers.ChannelWriteSerializer,
                    responses={201: serializers.ChannelSerializer})
     def post(self, request):
         """A webhook, Slack or email channel; a webhook's signing secret is in this answer only (scope all)."""
@@ -36,11 +38,14 @@ class ChannelListView(APIView):
 
 
 class ChannelDetailView(APIView):
-    @extend_schema(operation_id="channel_read", responses=serializers.ChannelSerializer)
+    @extend_schema(operation_id="channel_read", summary="Read a notification channel",
+                   responses=serializers.ChannelSerializer)
     def get(self, request, channel_id):
+        """One channel: its kind, target and whether it is enabled (a webhook's secret is never shown again)."""
         return Response(serializers.ChannelSerializer(_channel_or_404(request.user.tenant, channel_id)).data)
 
-    @extend_schema(operation_id="channel_update", request=serializers.ChannelWriteSerializer,
+    @extend_schema(operation_id="channel_update", summary="Change a notification channel",
+                   request=serializers.ChannelWriteSerializer,
                    responses=serializers.ChannelSerializer)
     def patch(self, request, channel_id):
         """Change a channel (not its kind)."""
@@ -50,14 +55,17 @@ class ChannelDetailView(APIView):
         channel = alerting.channel_update(channel=channel, data=data.validated_data)
         return Response(serializers.ChannelSerializer(channel).data)
 
-    @extend_schema(operation_id="channel_delete", responses={204: OpenApiResponse(description="Deleted.")})
+    @extend_schema(operation_id="channel_delete", summary="Delete a notification channel",
+                   responses={204: OpenApiResponse(description="Deleted.")})
     def delete(self, request, channel_id):
+        """Delete a channel with its notifications and their delivery history (scope all)."""
         alerting.channel_delete(channel=_channel_or_404(request.user.tenant, channel_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class ChannelTestView(APIView):
-    @extend_schema(operation_id="channel_test", request=None, responses={202: serializers.DeliverySerializer})
+    @extend_schema(operation_id="channel_test", summary="Send a test notification",
+                   request=None, responses={202: serializers.DeliverySerializer})
     def post(self, request, channel_id):
         """Queue a test message to the channel; its delivery shows in the channel's deliveries."""
         notification = alerting.notification_test_queue(channel=_channel_or_404(request.user.tenant, channel_id))
@@ -65,7 +73,8 @@ class ChannelTestView(APIView):
 
 
 class ChannelDeliveriesView(APIView):
-    @extend_schema(operation_id="channel_deliveries", responses=serializers.DeliveryPageSerializer)
+    @extend_schema(operation_id="channel_deliveries", summary="List a channel's deliveries",
+                   responses=serializers.DeliveryPageSerializer)
     def get(self, request, channel_id):
         """The channel's last 100 notifications, newest first, each with its attempts."""
         tenant = request.user.tenant
@@ -75,7 +84,8 @@ class ChannelDeliveriesView(APIView):
 
 
 class IncidentListView(APIView):
-    @extend_schema(operation_id="incidents_list", parameters=[serializers.IncidentQuerySerializer],
+    @extend_schema(operation_id="incidents_list", summary="List incidents",
+                   parameters=[serializers.IncidentQuerySerializer],
                    responses=serializers.IncidentPageSerializer)
     def get(self, request):
         """The tenant's incidents, newest first."""
@@ -94,11 +104,14 @@ class IncidentDetailView(APIView):
         events = selectors.incident_events(tenant=tenant, incident_id=incident.id)
         return incident, serializers.IncidentSerializer(incident, context={"events": events}).data
 
-    @extend_schema(operation_id="incident_read", responses=serializers.IncidentSerializer)
+    @extend_schema(operation_id="incident_read", summary="Read an incident", responses=serializers.IncidentSerializer)
     def get(self, request, incident_id):
+        """One incident: its state, series, peak severity, anomaly count, whether it is out of band now, and its
+        status changes and notes, oldest first."""
         return Response(self._detail(request.user.tenant, incident_id)[1])
 
-    @extend_schema(operation_id="incident_update", request=serializers.StatusChangeSerializer,
+    @extend_schema(operation_id="incident_update", summary="Acknowledge, resolve or reopen an incident",
+                   request=serializers.StatusChangeSerializer,
                    responses=serializers.IncidentSerializer)
     def patch(self, request, incident_id):
         """Acknowledge, resolve or reopen an incident with a note (scope all)."""
@@ -113,12 +126,14 @@ class IncidentDetailView(APIView):
 
 
 class SilenceListView(APIView):
-    @extend_schema(operation_id="silences_list", responses=serializers.SilencePageSerializer)
+    @extend_schema(operation_id="silences_list", summary="List silences", responses=serializers.SilencePageSerializer)
     def get(self, request):
+        """The tenant's silences, past, active and scheduled, the latest ending first."""
         silences = selectors.silence_list(tenant=request.user.tenant)
         return Response(serializers.SilencePageSerializer({"results": silences}).data)
 
-    @extend_schema(operation_id="silence_create", request=serializers.SilenceWriteSerializer,
+    @extend_schema(operation_id="silence_create", summary="Create a silence",
+                   request=serializers.SilenceWriteSerializer,
                    responses={201: serializers.SilenceSerializer})
     def post(self, request):
         """A maintenance window: incidents of matching series between start and end notify nobody (scope all)."""
@@ -133,8 +148,10 @@ class SilenceListView(APIView):
 
 
 class SilenceDetailView(APIView):
-    @extend_schema(operation_id="silence_delete", responses={204: OpenApiResponse(description="Deleted.")})
+    @extend_schema(operation_id="silence_delete", summary="Delete a silence",
+                   responses={204: OpenApiResponse(description="Deleted.")})
     def delete(self, request, silence_id):
+        """Delete a silence: from now on, incidents it covered notify again (scope all)."""
         silence = selectors.silence_get(tenant=request.user.tenant, silence_id=silence_id) if silence_id <= MAX_ID else None
         if silence is None:
             raise ApiError(404, "No such silence.")

@@ -29,7 +29,7 @@ class ProcessRunView(APIView):
     required_scope = ApiKey.SCOPE_ALL
 
     @extend_schema(
-        operation_id="process_run",
+        operation_id="process_run", summary="Run detection",
         request=None,
         parameters=[serializers.ProcessRunQuerySerializer],
         responses={200: serializers.RunSummarySerializer,
@@ -61,7 +61,8 @@ class ProcessRunView(APIView):
 
 
 class RunDetailView(APIView):
-    @extend_schema(operation_id="process_run_get", responses=serializers.RunSummarySerializer)
+    @extend_schema(operation_id="process_run_get", summary="Read a detection run",
+                   responses=serializers.RunSummarySerializer)
     def get(self, request, run_id):
         """Status and summary of one detection run of the caller's tenant."""
         run = selectors.detection_run_get(tenant=request.user.tenant, run_id=run_id)
@@ -82,12 +83,14 @@ class AnomalyDetailView(APIView):
         events = selectors.anomaly_events(tenant=tenant, anomaly_id=anomaly.id)
         return serializers.AnomalyDetailSerializer(anomaly, context={"events": events}).data
 
-    @extend_schema(operation_id="anomaly_read", responses=serializers.AnomalyDetailSerializer)
+    @extend_schema(operation_id="anomaly_read", summary="Read an anomaly",
+                   responses=serializers.AnomalyDetailSerializer)
     def get(self, request, anomaly_id):
         """One anomaly with its status history."""
         return Response(self._detail(request.user.tenant, anomaly_id))
 
-    @extend_schema(operation_id="anomaly_update", request=serializers.StatusChangeSerializer,
+    @extend_schema(operation_id="anomaly_update", summary="Acknowledge, resolve or reopen an anomaly",
+                   request=serializers.StatusChangeSerializer,
                    responses=serializers.AnomalyDetailSerializer)
     def patch(self, request, anomaly_id):
         """Acknowledge, resolve or reopen an anomaly, with a note; recorded as an event (needs scope all)."""
@@ -104,7 +107,8 @@ class AnomalyDetailView(APIView):
 
 
 class AnomalyListView(APIView):
-    @extend_schema(operation_id="anomalies_list", parameters=[serializers.AnomalyQuerySerializer],
+    @extend_schema(operation_id="anomalies_list", summary="List anomalies",
+                   parameters=[serializers.AnomalyQuerySerializer],
                    responses=serializers.AnomalyPageSerializer)
     def get(self, request):
         """The tenant's anomalies, newest first, filtered; cursor-paged."""
@@ -121,7 +125,8 @@ class AnomalyListView(APIView):
 
 
 class BaselineListView(APIView):
-    @extend_schema(operation_id="baselines_list", parameters=[serializers.BaselineQuerySerializer],
+    @extend_schema(operation_id="baselines_list", summary="List baselines and their bands",
+                   parameters=[serializers.BaselineQuerySerializer],
                    responses=serializers.BaselinePageSerializer)
     def get(self, request):
         """Each series' current baseline; with series_id also the expected band over start..end to draw."""

@@ -23,7 +23,31 @@ ERRORS = {
 }
 
 
+# The API docs group operations by area, each tag named by the path it serves (the first match wins).
+PATH_TAGS = (
+    ("/api/v1/ingest/", "ingest"),
+    ("/api/v1/series/{series_id}/detection-config", "detection settings"),
+    ("/api/v1/detection-rules", "detection settings"),
+    ("/api/v1/series", "series"),
+    ("/api/v1/metrics/", "series"),
+    ("/api/v1/anomalies", "anomalies"),
+    ("/api/v1/baselines", "anomalies"),
+    ("/api/v1/incidents", "incidents"),
+    ("/api/v1/channels", "alerting"),
+    ("/api/v1/silences", "alerting"),
+    ("/api/v1/process/", "runs"),
+    ("/api/v1/write", "agents"),
+    ("/v1/metrics", "agents"),
+)
+
+
 class ApiAutoSchema(AutoSchema):
+    def get_tags(self):
+        for prefix, tag in PATH_TAGS:
+            if self.path.startswith(prefix):
+                return [tag]
+        return super().get_tags()
+
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
         if direction != "response":

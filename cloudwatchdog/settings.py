@@ -216,6 +216,18 @@ SPECTACULAR_SETTINGS = {
         "ChannelKindEnum": ["webhook", "slack", "email"],
         "SeverityEnum": ["low", "medium", "high"],
     },
+    # The API docs' sections, in this order (cloudwatchdog/schema.py tags each operation by its path).
+    "TAGS": [
+        {"name": "ingest", "description": "Send metric points as JSON."},
+        {"name": "agents", "description": "Prometheus remote write and OpenTelemetry (OTLP/HTTP) agents, unchanged."},
+        {"name": "series", "description": "The series a tenant has and their points."},
+        {"name": "anomalies", "description": "What detection found, why, and the bands it judged by."},
+        {"name": "incidents", "description": "Alarms: an anomaly, its escalations and its recovery, as on-call works them."},
+        {"name": "alerting", "description": "Where incidents are notified (channels, their deliveries) and when not "
+                                            "(silences)."},
+        {"name": "detection settings", "description": "Detection rules and the settings each series runs with."},
+        {"name": "runs", "description": "Run detection now and follow a run."},
+    ],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",

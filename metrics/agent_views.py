@@ -59,7 +59,7 @@ def _content_type(request) -> str:
 
 class OtlpMetricsView(_AgentView):
     @extend_schema(
-        operation_id="otlp_metrics_export",
+        operation_id="otlp_metrics_export", summary="Ingest OTLP metrics",
         request={PROTOBUF: OpenApiTypes.BINARY, JSON: OpenApiTypes.OBJECT},
         responses=_both_encodings({
             200: "An ExportMetricsServiceResponse in the request's encoding; partial_success counts and names the "
@@ -74,7 +74,6 @@ class OtlpMetricsView(_AgentView):
         }),
         description="OTLP/HTTP metrics receiver (OpenTelemetry SDK exporters and the Collector's otlphttp "
         "exporter): protobuf or JSON, optionally gzip. The mapping to series is in the README.",
-        tags=["agents"],
     )
     def post(self, request):
         json_body = _content_type(request) == JSON
@@ -151,7 +150,7 @@ def _count_check(events: list, limits) -> None:
 
 class RemoteWriteView(_AgentView):
     @extend_schema(
-        operation_id="prometheus_remote_write",
+        operation_id="prometheus_remote_write", summary="Ingest a Prometheus remote write",
         request={"application/x-protobuf": OpenApiTypes.BINARY},
         responses={
             204: OpenApiResponse(description="Every sample stored (or already stored, or a staleness marker)."),
@@ -167,7 +166,6 @@ class RemoteWriteView(_AgentView):
         },
         description="Prometheus remote write 1.0 receiver: a snappy-compressed protobuf WriteRequest "
         "(Content-Encoding: snappy). Authenticate with basic_auth (tenant slug, API key) or a bearer token.",
-        tags=["agents"],
     )
     def post(self, request):
         tenant = request.user.tenant

@@ -115,7 +115,7 @@ class IngestView(APIView):
     content_negotiation_class = _JsonOnly
 
     @extend_schema(
-        operation_id="ingest_metrics",
+        operation_id="ingest_metrics", summary="Ingest metric points",
         request=serializers.IngestRequestSerializer,
         responses={
             202: serializers.IngestResponseSerializer,
@@ -152,7 +152,7 @@ class IngestView(APIView):
 
 
 class SeriesListView(APIView):
-    @extend_schema(operation_id="series_list", parameters=[serializers.SeriesQuerySerializer],
+    @extend_schema(operation_id="series_list", summary="List series", parameters=[serializers.SeriesQuerySerializer],
                    responses=serializers.SeriesPageSerializer)
     def get(self, request):
         """The tenant's series, oldest first, with first/last timestamps and point counts; cursor-paged."""
@@ -171,7 +171,8 @@ class SeriesListView(APIView):
 
 
 class TimeseriesView(APIView):
-    @extend_schema(operation_id="timeseries_read", parameters=[serializers.TimeseriesQuerySerializer],
+    @extend_schema(operation_id="timeseries_read", summary="Read points of series",
+                   parameters=[serializers.TimeseriesQuerySerializer],
                    responses=serializers.TimeseriesResponseSerializer)
     def get(self, request):
         """Points of the matching series in (now − minutes, now] or (start, end], raw or per step with agg; counters
