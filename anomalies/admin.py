@@ -85,6 +85,7 @@ class BaselineAdmin(ReadOnlyMixin, TenantScopedAdmin):
 
 @admin.register(DetectionRun)
 class DetectionRunAdmin(ReadOnlyMixin, TenantScopedAdmin):
+    ordering = ["-requested_at", "-id"]
     list_display = ["run_id", "tenant", "trigger", "status", "requested_at", "duration_ms", "series_processed",
                     "points_processed", "anomalies_created"]
     list_filter = [TenantFilter, "status", "trigger"]
@@ -93,6 +94,7 @@ class DetectionRunAdmin(ReadOnlyMixin, TenantScopedAdmin):
 
 @admin.register(SeriesMute)
 class SeriesMuteAdmin(ReadOnlyMixin, TenantScopedAdmin):
+    ordering = ["-end", "-id"]
     list_display = ["series", "tenant", "start", "end", "actor", "note"]
     list_filter = [TenantFilter]
     list_select_related = ["series", "tenant"]
@@ -100,6 +102,7 @@ class SeriesMuteAdmin(ReadOnlyMixin, TenantScopedAdmin):
 
 @admin.register(Incident)
 class IncidentAdmin(ReadOnlyMixin, TenantScopedAdmin):
+    ordering = ["-started_at", "-id"]  # newest first by when it began: a replay adds old incidents with new ids
     list_display = ["started_at", "severity_badge", "status", "kind", "now", "series", "anomaly_count",
                     "last_anomaly_at", "resolved_at", "tenant"]
     list_filter = [TenantFilter, "status", "kind", "peak_severity"]
@@ -139,6 +142,7 @@ class DeliveryAttemptInline(admin.TabularInline):
 
 @admin.register(Notification)
 class NotificationAdmin(ReadOnlyMixin, TenantScopedAdmin):
+    ordering = ["-created_at", "-id"]
     list_display = ["created_at", "channel", "event", "status", "attempts", "next_attempt_at", "delivered_at", "tenant"]
     list_filter = [TenantFilter, "status", "event"]
     list_select_related = ["channel", "tenant"]
@@ -193,6 +197,7 @@ class ChannelAdmin(TenantScopedAdmin):
 
 @admin.register(Silence)
 class SilenceAdmin(TenantScopedAdmin):
+    ordering = ["-end", "-id"]
     list_display = ["tenant", "service", "metric_name", "resource_id", "start", "end", "actor", "note"]
     list_filter = [TenantFilter]
     fields = ["tenant", "service", "metric_name", "resource_id", "tags", "start", "end", "note"]

@@ -21,6 +21,7 @@ ANOMALY_ZOOMS = {"14h": ("12 h before, 2 h after", timedelta(hours=12), timedelt
 
 
 class AnomalyAdmin(TenantScopedAdmin):
+    ordering = ["-ts", "-id"]  # newest first by when it happened: a replay adds old anomalies with new ids
     list_display = ["when", "severity_badge", "status", "series_short", "reason_short", "value_short",
                     "expected_short", "detector", "tenant"]
     list_filter = [TenantFilter, "severity", "status", "muted", ServiceFilter, MetricNameFilter,

@@ -1,4 +1,6 @@
 """The admin: support staff see only the tenants they are assigned to; superusers see all."""
+from datetime import datetime, timedelta, timezone
+
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
@@ -95,3 +97,16 @@ def test_a_stored_override_that_is_not_a_finite_number_is_dropped_by_the_migrati
     migration.drop_non_finite(apps, None)
     tenant.refresh_from_db()
     assert tenant.detection_config == {"cooldown_seconds": 3600}
+
+
+def test_anomaly_and_incident_lists_are_newest_first_by_time_not_by_id(make_tenant):
+    tenant = make_tenant("lists").tenant
+    now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    # The recent spike is detected first; the backfilled one, ten days older, gets the higher ids.
+    for resource, end in (("i-recent", now), ("i-backfilled", now - timedelta(days=10))):
+        points_ingest(tenant=tenant, events=steady_then_spike(count=2000, end=end, resource_id=resource))
+        detection_run(tenant=tenant, trigger="command")
+    client = _login(User.objects.create_superuser("root", password="x"))
+    for page in ("/admin/anomalies/anomaly/", "/admin/anomalies/incident/"):
+        listing = client.get(page).content.decode()
+        assert 0 < listing.index("i-recent") < listing.index("i-backfilled"), page
