@@ -10,6 +10,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.http import Http404, HttpResponseRedirect
 from django.urls import reverse
+from django.utils.html import format_html
 
 from anomalies import alerting, selectors
 from anomalies.console import display
@@ -35,6 +36,7 @@ from anomalies.services import (
     detection_rule_errors,
     detection_rule_update,
 )
+from cloudwatchdog.timeutil import format_iso
 from metrics.models import Series
 from tenants.admin import TenantFilter, TenantScopedAdmin, scoped_to_staff
 from tenants.models import Tenant
@@ -167,12 +169,36 @@ class ChannelForm(forms.ModelForm):
         return data
 
 
+# The admin index leads with a banner when a notification channel is failing.
+admin.site.index_template = "admin/console/index.html"
+
+
 @admin.register(Channel)
 class ChannelAdmin(TenantScopedAdmin):
     form = ChannelForm
-    list_display = ["name", "kind", "tenant", "min_severity", "service", "metric_name", "enabled"]
+    list_display = ["name", "kind", "tenant", "health", "last_success_at", "last_error_shown", "min_severity",
+                    "service", "metric_name", "enabled"]
     list_filter = [TenantFilter, "kind", "enabled"]
     actions = ["send_test"]
+
+    def get_queryset(self, request):
+        return selectors.channels_with_health(super().get_queryset(request))
+
+    @admin.display(description="delivery", ordering="failing_since")
+    def health(self, channel):
+        if channel.failing_since is not None:
+            return format_html('<span class="cwd-failing">failing since {}</span>', format_iso(channel.failing_since))
+        return "ok" if channel.last_success_at else "no deliveries yet"
+
+    @admin.display(description="last success", ordering="last_success_at")
+    def last_success_at(self, channel):
+        return format_iso(channel.last_success_at) if channel.last_success_at else "–"
+
+    @admin.display(description="last error")
+    def last_error_shown(self, channel):
+        if not channel.last_error:
+            return "–"
+        return f"{format_iso(channel.last_error_at)}: {display.cut(channel.last_error, 80)}"
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "tenant":

@@ -8,7 +8,8 @@ from datetime import datetime
 
 import numpy as np
 from django.db import connection
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 
 from anomalies.engine import DetectionConfig, SeriesState, expected_band, restart_at, state_from_history
 from anomalies.models import (
@@ -29,7 +30,7 @@ from anomalies.models import (
     SeriesMute,
     Silence,
 )
-from cloudwatchdog.timeutil import format_iso, from_us, sql_at, sql_us, to_us
+from cloudwatchdog.timeutil import EPOCH, format_iso, from_us, sql_at, sql_us, to_us
 from metrics import counters
 from metrics import selectors as metrics_selectors
 from metrics import storage as metrics_storage
@@ -424,6 +425,28 @@ def series_mutes(*, tenant: Tenant, series_id: int) -> list[SeriesMute]:
 
 def channel_list(*, tenant: Tenant) -> list[Channel]:
     return list(Channel.objects.for_tenant(tenant).order_by("id"))
+
+
+def channels_with_health(channels: QuerySet[Channel]) -> QuerySet[Channel]:
+    """The channels (already scoped to tenants) each with its delivery health: `last_success_at`,
+    `last_error_at` and `last_error` of its attempts, and `failing_since`, the first failed attempt
+    after its last success (None while the newest attempt succeeded, or before any failed)."""
+    attempts = DeliveryAttempt.objects.unscoped().filter(
+        tenant_id=OuterRef("tenant_id"), notification__channel_id=OuterRef("pk"))
+    succeeded, failed = attempts.filter(error=""), attempts.exclude(error="")
+    newest_failed = failed.order_by("-at", "-id")
+    failed_since_success = failed.filter(at__gt=Coalesce(OuterRef("last_success_at"), Value(EPOCH)))
+    return channels.annotate(
+        last_success_at=Subquery(succeeded.order_by("-at", "-id").values("at")[:1]),
+        last_error_at=Subquery(newest_failed.values("at")[:1]),
+        last_error=Subquery(newest_failed.values("error")[:1]),
+    ).annotate(failing_since=Subquery(failed_since_success.order_by("at", "id").values("at")[:1]))
+
+
+def channels_failing(*, tenants: QuerySet[Tenant]) -> list[Channel]:
+    """The enabled channels of these tenants whose newest delivery attempt failed, failing longest first."""
+    channels = Channel.objects.for_tenants(tenants).filter(enabled=True).select_related("tenant")
+    return list(channels_with_health(channels).filter(failing_since__isnull=False).order_by("failing_since", "id"))
 
 
 def channel_get(*, tenant: Tenant, channel_id: int) -> Channel | None:

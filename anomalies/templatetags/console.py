@@ -1,7 +1,10 @@
-"""Filters of the support console: numbers as people read them (as the reason sentences write them)."""
+"""Filters and tags of the support console: numbers as people read them (as the reason sentences write
+them), and the banner that says a notification channel is failing."""
 from django import template
 
+from anomalies import selectors
 from anomalies.engine.explain import readable
+from tenants.selectors import tenant_list_for_staff
 
 register = template.Library()
 
@@ -15,3 +18,13 @@ def sig(value, digits: int = 4):
         return readable(float(value), int(digits))
     except (TypeError, ValueError):
         return value
+
+
+@register.inclusion_tag("admin/console/failing_channels.html", takes_context=True)
+def failing_channels_banner(context, tenant=None):
+    """The enabled channels whose newest delivery failed, of one tenant or of every tenant the user sees:
+    on-call learns that alerts are not arriving here, not from the silence."""
+    tenants = tenant_list_for_staff(user=context["request"].user)
+    if tenant is not None:
+        tenants = tenants.filter(id=tenant.id)
+    return {"channels": selectors.channels_failing(tenants=tenants)}

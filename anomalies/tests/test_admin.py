@@ -5,7 +5,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from anomalies.models import Anomaly
+from anomalies import alerting
+from anomalies.models import Anomaly, Channel, DeliveryAttempt
 from anomalies.runs import detection_run
 from metrics.models import Series
 from metrics.services import points_ingest
@@ -110,3 +111,37 @@ def test_anomaly_and_incident_lists_are_newest_first_by_time_not_by_id(make_tena
     for page in ("/admin/anomalies/anomaly/", "/admin/anomalies/incident/"):
         listing = client.get(page).content.decode()
         assert 0 < listing.index("i-recent") < listing.index("i-backfilled"), page
+
+
+def _channel_with_attempts(tenant, name: str, errors: list[str], *, first: datetime):
+    """A webhook channel whose delivery attempts, a minute apart from `first`, failed with these errors
+    ("" for a success)."""
+    channel = alerting.channel_create(tenant=tenant, data={"name": name, "kind": "webhook",
+                                                           "url": "https://hooks.example.com/x"})
+    notification = alerting.notification_test_queue(channel=channel)
+    for minute, error in enumerate(errors):
+        attempt = DeliveryAttempt.objects.create(tenant=tenant, notification=notification, latency_ms=5, error=error,
+                                                 status_code=None if error else 200)
+        DeliveryAttempt.objects.for_tenant(tenant).filter(id=attempt.id).update(at=first + timedelta(minutes=minute))
+    return channel
+
+
+def test_a_failing_channel_shows_when_it_began_failing_and_a_banner_leads_the_index_and_the_overview(make_tenant):
+    mine, theirs = make_tenant("mine").tenant, make_tenant("theirs").tenant
+    first = datetime(2026, 12, 3, 9, 0, tzinfo=timezone.utc)
+    _channel_with_attempts(mine, "pager", ["", "connection refused", "answered 503"], first=first)
+    _channel_with_attempts(mine, "chat", ["connection refused", ""], first=first)
+    _channel_with_attempts(theirs, "their-pager", ["connection refused"], first=first)
+    staff = User.objects.create_user("support", password="x", is_staff=True)
+    TenantStaff.objects.create(tenant=mine, user=staff)
+    client = _login(staff)
+
+    channels = client.get("/admin/anomalies/channel/").content.decode()
+    assert "failing since 2026-12-03T09:01:00Z" in channels and "answered 503" in channels
+    assert channels.count("failing since") == 1 and "their-pager" not in channels
+    for page in ("/admin/", f"/admin/tenants/tenant/{mine.id}/overview/"):
+        banner = client.get(page).content.decode()
+        assert 'id="failing-channels"' in banner and "pager" in banner, page
+        assert "failing since 2026-12-03 09:01 UTC" in banner and "chat" not in banner and "their-pager" not in banner
+    alerting.channel_update(channel=Channel.objects.for_tenant(mine).get(name="pager"), data={"enabled": False})
+    assert 'id="failing-channels"' not in client.get("/admin/").content.decode()
