@@ -10,6 +10,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.http import Http404, HttpResponseRedirect
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from anomalies import alerting, selectors
@@ -221,12 +222,42 @@ class ChannelAdmin(TenantScopedAdmin):
         messages.success(request, f"{queryset.count()} test notification(s) queued; see Notifications for the outcome.")
 
 
+class ActingStaffMixin:
+    """Superusers and support staff who may act (create_support_user --can-act) write here; the other
+    staff of the tenant read."""
+
+    def _may_act(self, request) -> bool:
+        user = request.user
+        return user.is_active and user.is_staff and user.has_perm("tenants.change_tenant")
+
+    def has_add_permission(self, request):
+        return self._may_act(request)
+
+    def has_change_permission(self, request, obj=None):
+        return self._may_act(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return self._may_act(request)
+
+
 @admin.register(Silence)
-class SilenceAdmin(TenantScopedAdmin):
+class SilenceAdmin(ActingStaffMixin, TenantScopedAdmin):
     ordering = ["-end", "-id"]
-    list_display = ["tenant", "service", "metric_name", "resource_id", "start", "end", "actor", "note"]
+    list_display = ["state", "tenant", "service", "metric_name", "resource_id", "start", "end", "actor", "note"]
     list_filter = [TenantFilter]
     fields = ["tenant", "service", "metric_name", "resource_id", "tags", "start", "end", "note"]
+    actions = ["end_now"]
+
+    @admin.display(description="state")
+    def state(self, silence):
+        return silence.state_at(timezone.now())
+
+    @admin.action(description="End the selected silences now (scheduled ones are dropped)")
+    def end_now(self, request, queryset):
+        now = timezone.now()
+        for silence in queryset:
+            alerting.silence_end(silence=silence, now=now)
+        messages.success(request, f"{queryset.count()} silence(s) ended.")
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "tenant":
@@ -262,7 +293,7 @@ class DetectionRuleForm(forms.ModelForm):
 
 
 @admin.register(DetectionRule)
-class DetectionRuleAdmin(TenantScopedAdmin):
+class DetectionRuleAdmin(ActingStaffMixin, TenantScopedAdmin):
     """Rules are detection settings: changed by superusers and by support staff who may act on their
     tenants (create_support_user --can-act, as for the tenant's own settings)."""
 
@@ -272,19 +303,6 @@ class DetectionRuleAdmin(TenantScopedAdmin):
     list_filter = [TenantFilter]
     list_select_related = ["tenant"]
     search_fields = ["name", "metric_name"]
-
-    def _may_act(self, request) -> bool:
-        user = request.user
-        return user.is_active and user.is_staff and user.has_perm("tenants.change_tenant")
-
-    def has_add_permission(self, request):
-        return self._may_act(request)
-
-    def has_change_permission(self, request, obj=None):
-        return self._may_act(request)
-
-    def has_delete_permission(self, request, obj=None):
-        return self._may_act(request)
 
     def get_readonly_fields(self, request, obj=None):
         return ["tenant"] if obj is not None else []

@@ -593,3 +593,13 @@ def silence_create(*, tenant: Tenant, data: dict, actor: str) -> Silence:
 
 def silence_delete(*, silence: Silence) -> None:
     silence.delete()
+
+
+def silence_end(*, silence: Silence, now: datetime) -> None:
+    """End a silence now: an active one ends at `now`, a scheduled one is dropped, an ended one stays."""
+    state = silence.state_at(now)
+    if state == "scheduled":
+        silence.delete()
+    elif state == "active":
+        silence.end = now
+        silence.save(update_fields=["end"])

@@ -347,6 +347,10 @@ class Silence(TenantOwned):
     class Meta:
         constraints = [models.CheckConstraint(condition=models.Q(end__gt=models.F("start")), name="silence_end_after_start")]
 
+    def state_at(self, at) -> str:
+        """active, scheduled or ended, at `at`."""
+        return "scheduled" if at < self.start else "active" if at < self.end else "ended"
+
     def matches(self, series, at) -> bool:
         return (self.start <= at < self.end and (not self.service or self.service == series.service)
                 and (not self.metric_name or self.metric_name == series.metric_name)

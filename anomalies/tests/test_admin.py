@@ -6,11 +6,12 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from anomalies import alerting
-from anomalies.models import Anomaly, Channel, DeliveryAttempt
+from anomalies.models import Anomaly, Channel, DeliveryAttempt, Silence
 from anomalies.runs import detection_run
 from metrics.models import Series
 from metrics.services import points_ingest
 from tenants.models import TenantStaff
+from tenants.services import support_user_assign
 from tests.helpers import steady_then_spike
 
 
@@ -145,3 +146,32 @@ def test_a_failing_channel_shows_when_it_began_failing_and_a_banner_leads_the_in
         assert "failing since 2026-12-03 09:01 UTC" in banner and "chat" not in banner and "their-pager" not in banner
     alerting.channel_update(channel=Channel.objects.for_tenant(mine).get(name="pager"), data={"enabled": False})
     assert 'id="failing-channels"' not in client.get("/admin/").content.decode()
+
+
+def test_support_staff_who_may_act_add_and_end_silences_and_the_list_says_each_ones_state(make_tenant):
+    tenant = make_tenant("quiet").tenant
+    now = datetime.now(timezone.utc)
+    for start, end, note in ((now - timedelta(hours=2), now - timedelta(hours=1), "over"),
+                             (now - timedelta(hours=1), now + timedelta(hours=1), "patching"),
+                             (now + timedelta(hours=1), now + timedelta(hours=2), "tonight")):
+        alerting.silence_create(tenant=tenant, data={"start": start, "end": end, "note": note}, actor="key:test")
+    viewer, _ = support_user_assign(username="viewer", tenant=tenant)
+    actor, _ = support_user_assign(username="actor", tenant=tenant, can_act=True)
+    assert _login(viewer).get("/admin/anomalies/silence/add/").status_code == 403
+
+    acting = _login(User.objects.get(id=actor.id))
+    listing = acting.get("/admin/anomalies/silence/").content.decode()
+    assert all(state in listing for state in (">ended<", ">active<", ">scheduled<"))
+    added = acting.post("/admin/anomalies/silence/add/", {
+        "tenant": tenant.id, "service": "ec2", "metric_name": "", "resource_id": "", "tags": "{}",
+        "start_0": f"{now:%Y-%m-%d}", "start_1": f"{now:%H:%M:%S}",
+        "end_0": f"{now + timedelta(hours=4):%Y-%m-%d}", "end_1": f"{now + timedelta(hours=4):%H:%M:%S}", "note": "deploy"})
+    assert added.status_code == 302
+    silences = {s.note: s for s in Silence.objects.for_tenant(tenant)}
+    assert silences["deploy"].actor == "user:actor"
+    ids = [silences[note].id for note in ("patching", "tonight", "deploy")]
+    assert acting.post("/admin/anomalies/silence/", {"action": "end_now", "_selected_action": ids}).status_code == 302
+    left = {s.note: s for s in Silence.objects.for_tenant(tenant)}
+    assert set(left) == {"over", "patching", "deploy"}  # the scheduled one is dropped
+    assert left["patching"].state_at(datetime.now(timezone.utc)) == "ended"
+    assert left["deploy"].state_at(datetime.now(timezone.utc)) == "ended"
