@@ -294,6 +294,23 @@ def anomaly_counts(*, tenant: Tenant, since: datetime) -> dict[str, dict[str, in
     return table
 
 
+def incidents_open_counts(*, tenant: Tenant) -> dict[str, dict[str, int]]:
+    """The tenant's incidents not resolved, counted by peak severity (high first), then open or
+    acknowledged (every pair, zeros too): what is on fire now, an alarm counted once however many
+    anomalies it holds."""
+    rows = (Incident.objects.for_tenant(tenant).exclude(status=Incident.STATUS_RESOLVED).order_by()
+            .values("peak_severity", "status").annotate(n=Count("id")))
+    table = {severity: {Incident.STATUS_OPEN: 0, Incident.STATUS_ACKNOWLEDGED: 0}
+             for severity, _ in reversed(Anomaly.SEVERITIES)}
+    for row in rows:
+        table[row["peak_severity"]][row["status"]] = row["n"]
+    return table
+
+
+def silences_active_count(*, tenant: Tenant, now: datetime) -> int:
+    return Silence.objects.for_tenant(tenant).filter(start__lte=now, end__gt=now).count()
+
+
 def anomaly_ids_by_tenant(*, anomalies: QuerySet[Anomaly]) -> Iterator[tuple[Tenant, list[int]]]:
     """A selection of anomalies (an admin's, already scoped to the staff user's tenants), tenant by
     tenant: each tenant with its selected anomalies' ids, read as the caller reaches that tenant."""

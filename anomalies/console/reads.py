@@ -87,6 +87,8 @@ class Overview:
     anomalies_24h: dict
     anomalies_7d: dict
     runs: list
+    incidents_open: dict  # peak severity -> {open, acknowledged}: what is on fire now
+    silences_active: int
 
 
 def tenant_overview(*, tenant: Tenant, now: datetime) -> Overview:
@@ -97,6 +99,8 @@ def tenant_overview(*, tenant: Tenant, now: datetime) -> Overview:
         anomalies_24h=selectors.anomaly_counts(tenant=tenant, since=now - timedelta(days=1)),
         anomalies_7d=selectors.anomaly_counts(tenant=tenant, since=now - timedelta(days=7)),
         runs=selectors.detection_runs_recent(tenant=tenant, limit=10),
+        incidents_open=selectors.incidents_open_counts(tenant=tenant),
+        silences_active=selectors.silences_active_count(tenant=tenant, now=now),
     )
 
 

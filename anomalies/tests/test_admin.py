@@ -6,13 +6,13 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from anomalies import alerting
-from anomalies.models import Anomaly, Channel, DeliveryAttempt, Silence
+from anomalies.models import Anomaly, Channel, DeliveryAttempt, Incident, Silence
 from anomalies.runs import detection_run
 from metrics.models import Series
 from metrics.services import points_ingest
 from tenants.models import TenantStaff
 from tenants.services import support_user_assign
-from tests.helpers import steady_then_spike
+from tests.helpers import spiky_history, steady_then_spike
 
 
 @pytest.fixture
@@ -175,3 +175,22 @@ def test_support_staff_who_may_act_add_and_end_silences_and_the_list_says_each_o
     assert set(left) == {"over", "patching", "deploy"}  # the scheduled one is dropped
     assert left["patching"].state_at(datetime.now(timezone.utc)) == "ended"
     assert left["deploy"].state_at(datetime.now(timezone.utc)) == "ended"
+
+
+def test_the_overview_counts_open_incidents_once_each_and_links_to_them(make_tenant):
+    tenant = make_tenant("burning").tenant
+    points_ingest(tenant=tenant, events=spiky_history())  # three anomalies of one series
+    detection_run(tenant=tenant, trigger="command")
+    open_incidents = Incident.objects.for_tenant(tenant).exclude(status=Incident.STATUS_RESOLVED)
+    anomalies = Anomaly.objects.for_tenant(tenant).filter(status=Anomaly.STATUS_OPEN).count()
+    assert open_incidents.count() < anomalies
+    client = _login(User.objects.create_superuser("root", password="x"))
+    page = client.get(f"/admin/tenants/tenant/{tenant.id}/overview/").content.decode()
+    open_now = page[page.index('id="open-now"'):page.index("</table>", page.index('id="open-now"'))]
+    for incident in open_incidents:
+        link = (f"?tenant={tenant.id}&amp;status__exact={incident.status}"
+                f"&amp;peak_severity__exact={incident.peak_severity}\">")
+        shown = open_incidents.filter(status=incident.status, peak_severity=incident.peak_severity).count()
+        assert link + f"{shown}</a>" in open_now
+        listed = client.get("/admin/anomalies/incident/" + link[:-2].replace("&amp;", "&"))
+        assert listed.status_code == 200 and f"{shown} incident" in listed.content.decode()
