@@ -95,12 +95,21 @@ class DetectionRunAdmin(ReadOnlyMixin, TenantScopedAdmin):
     show_full_result_count = False
 
 
+# Two ideas that look alike, told apart on both lists.
+MUTE_OR_SILENCE = ("A mute marks one series' anomalies in a time range as muted (still stored and shown, marked); "
+                   "it stops no notification. A silence matches series by service, metric, resource or tags: "
+                   "their incidents still open, but notify nobody while it is active. To stop alerts, silence.")
+
+
 @admin.register(SeriesMute)
 class SeriesMuteAdmin(ReadOnlyMixin, TenantScopedAdmin):
     ordering = ["-end", "-id"]
     list_display = ["series", "tenant", "start", "end", "actor", "note"]
     list_filter = [TenantFilter]
     list_select_related = ["series", "tenant"]
+
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(request, {**(extra_context or {}), "subtitle": MUTE_OR_SILENCE})
 
 
 @admin.register(Incident)
@@ -247,6 +256,9 @@ class SilenceAdmin(ActingStaffMixin, TenantScopedAdmin):
     list_filter = [TenantFilter]
     fields = ["tenant", "service", "metric_name", "resource_id", "tags", "start", "end", "note"]
     actions = ["end_now"]
+
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(request, {**(extra_context or {}), "subtitle": MUTE_OR_SILENCE})
 
     @admin.display(description="state")
     def state(self, silence):

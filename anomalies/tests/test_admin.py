@@ -162,6 +162,8 @@ def test_support_staff_who_may_act_add_and_end_silences_and_the_list_says_each_o
     acting = _login(User.objects.get(id=actor.id))
     listing = acting.get("/admin/anomalies/silence/").content.decode()
     assert all(state in listing for state in (">ended<", ">active<", ">scheduled<"))
+    for page in ("/admin/anomalies/silence/", "/admin/anomalies/seriesmute/"):  # the two ideas told apart on both
+        assert "it stops no notification" in acting.get(page).content.decode()
     added = acting.post("/admin/anomalies/silence/add/", {
         "tenant": tenant.id, "service": "ec2", "metric_name": "", "resource_id": "", "tags": "{}",
         "start_0": f"{now:%Y-%m-%d}", "start_1": f"{now:%H:%M:%S}",
