@@ -16,6 +16,7 @@ from django.utils.html import format_html
 from anomalies import alerting, selectors
 from anomalies.console import display
 from anomalies.console.anomaly_page import AnomalyAdmin
+from anomalies.console.incident_page import IncidentAdmin
 from anomalies.console.series_page import SeriesConsoleAdmin
 from anomalies.console.tenant_page import TenantConsoleAdmin
 from anomalies.delivery import UnsafeDestination, destination_check
@@ -39,11 +40,12 @@ from anomalies.services import (
 )
 from cloudwatchdog.timeutil import format_iso
 from metrics.models import Series
-from tenants.admin import TenantFilter, TenantScopedAdmin, scoped_to_staff
+from tenants.admin import TenantFilter, TenantScopedAdmin, may_act, scoped_to_staff
 from tenants.models import Tenant
 from tenants.selectors import tenant_list_for_staff
 
 admin.site.register(Anomaly, AnomalyAdmin)
+admin.site.register(Incident, IncidentAdmin)
 admin.site.register(Series, SeriesConsoleAdmin)
 admin.site.register(Tenant, TenantConsoleAdmin)
 
@@ -110,31 +112,6 @@ class SeriesMuteAdmin(ReadOnlyMixin, TenantScopedAdmin):
 
     def changelist_view(self, request, extra_context=None):
         return super().changelist_view(request, {**(extra_context or {}), "subtitle": MUTE_OR_SILENCE})
-
-
-@admin.register(Incident)
-class IncidentAdmin(ReadOnlyMixin, TenantScopedAdmin):
-    ordering = ["-started_at", "-id"]  # newest first by when it began: a replay adds old incidents with new ids
-    list_display = ["started_at", "severity_badge", "status", "kind", "now", "series", "anomaly_count",
-                    "last_anomaly_at", "resolved_at", "tenant"]
-    list_filter = [TenantFilter, "status", "kind", "peak_severity"]
-    list_select_related = ["series", "tenant"]
-    show_full_result_count = False
-
-    @admin.display(description="severity", ordering="peak_severity")
-    def severity_badge(self, obj):
-        return display.severity_badge(obj.peak_severity)
-
-    @admin.display(description="its series now")
-    def now(self, obj):
-        return "—" if obj.resolved_at else display.band_word(obj.out_of_band)
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        # An incident is read on its series' console page, with its anomalies on the chart.
-        incident = self.get_object(request, object_id)
-        if incident is None:
-            raise Http404("No such incident.")
-        return HttpResponseRedirect(reverse("admin:metrics_series_change", args=[incident.series_id]) + "?range=7d")
 
 
 class DeliveryAttemptInline(admin.TabularInline):
@@ -236,8 +213,7 @@ class ActingStaffMixin:
     staff of the tenant read."""
 
     def _may_act(self, request) -> bool:
-        user = request.user
-        return user.is_active and user.is_staff and user.has_perm("tenants.change_tenant")
+        return may_act(request.user)
 
     def has_add_permission(self, request):
         return self._may_act(request)
@@ -249,12 +225,41 @@ class ActingStaffMixin:
         return self._may_act(request)
 
 
+class SilenceForm(forms.ModelForm):
+    """A silence's form, held to the tenant's SILENCES_PER_TENANT as the API's silences are."""
+
+    class Meta:
+        model = Silence
+        fields = ["tenant", "service", "metric_name", "resource_id", "tags", "start", "end", "note"]
+
+    def clean(self):
+        data = super().clean()
+        tenant = data.get("tenant")
+        if self.instance.pk is None and tenant is not None:
+            most = settings.CLOUDWATCHDOG["SILENCES_PER_TENANT"]
+            if selectors.silences_not_over_count(tenant=tenant, now=timezone.now()) >= most:
+                self.add_error("tenant", f"{tenant} has {most} silences not yet over, the most a tenant may have "
+                                         "(SILENCES_PER_TENANT); end one first.")
+        if data.get("tags") is None and "tags" in data:
+            data["tags"] = {}
+        return data
+
+
 @admin.register(Silence)
 class SilenceAdmin(ActingStaffMixin, TenantScopedAdmin):
+    form = SilenceForm
     ordering = ["-end", "-id"]
-    list_display = ["state", "tenant", "service", "metric_name", "resource_id", "start", "end", "actor", "note"]
+    list_display = ["state", "tenant", "service", "metric_name", "resource_id", "tags", "start", "end_shown", "actor",
+                    "note"]
     list_filter = [TenantFilter]
-    fields = ["tenant", "service", "metric_name", "resource_id", "tags", "start", "end", "note"]
+    fields = SilenceForm.Meta.fields
+
+    @admin.display(description="end", ordering="end")
+    def end_shown(self, silence):
+        if silence.ends_with_incident_id:
+            return format_html('{} or when <a href="{}">its incident</a> resolves', format_iso(silence.end),
+                               reverse("admin:anomalies_incident_change", args=[silence.ends_with_incident_id]))
+        return format_iso(silence.end)
     actions = ["end_now"]
 
     def changelist_view(self, request, extra_context=None):
@@ -277,8 +282,18 @@ class SilenceAdmin(ActingStaffMixin, TenantScopedAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def save_model(self, request, obj, form, change):
-        obj.actor = display.admin_actor(request)
-        super().save_model(request, obj, form, change)
+        if change:
+            obj.actor = display.admin_actor(request)
+            super().save_model(request, obj, form, change)
+            return
+        data = {name: form.cleaned_data[name] for name in SilenceForm.Meta.fields if name != "tenant"}
+        try:
+            silence = alerting.silence_create(tenant=form.cleaned_data["tenant"], data=data,
+                                              actor=display.admin_actor(request))
+        except alerting.TooManySilences as error:  # another was added since the form was checked
+            messages.error(request, f"Not added: {error}.")
+            return
+        obj.pk, obj.id = silence.pk, silence.id
 
 
 class DetectionRuleForm(forms.ModelForm):

@@ -297,7 +297,19 @@ def _changes_write(tenant: Tenant, changes: list[_Change]) -> int:
                                   status=Notification.SILENCED if silenced else Notification.PENDING,
                                   next_attempt_at=now)
                      for event, key in change.events]
-    return _insert_new(rows)
+    queued = _insert_new(rows)
+    # After the events are queued: a silence set "until resolved" also covers its resolved message.
+    _silences_end_with(tenant, [c.incident.id for c in with_events if c.incident.resolved_at is not None], now)
+    return queued
+
+
+def _silences_end_with(tenant: Tenant, incident_ids: list[int], now: datetime) -> None:
+    """End the silences set to last until one of these incidents resolved (a scheduled one is dropped)."""
+    if not incident_ids:
+        return
+    tied = Silence.objects.for_tenant(tenant).filter(ends_with_incident_id__in=incident_ids, end__gt=now)
+    tied.filter(start__gt=now).delete()
+    tied.update(end=now)
 
 
 def _insert_new(rows: list[Notification]) -> int:
@@ -330,7 +342,8 @@ def _payload(incident: Incident, event: str) -> dict:
             "resolved_at": format_iso(incident.resolved_at) if incident.resolved_at else None,
             "anomaly_count": incident.anomaly_count, "reason": incident.reason, "kind": incident.kind,
             "out_of_band": incident.out_of_band,
-            "url": settings.PUBLIC_BASE_URL + reverse("admin:metrics_series_change", args=[series.id]),
+            # The console's incident page: its state, chart, timeline and the buttons to act on it.
+            "url": settings.PUBLIC_BASE_URL + reverse("admin:anomalies_incident_change", args=[incident.id]),
         },
         "series": {"id": series.id, "service": series.service, "resource_id": series.resource_id,
                    "metric_name": series.metric_name, "tags": series.tags},
@@ -426,12 +439,16 @@ def reminders_queue(*, now: datetime | None = None) -> int:
     for channel in Channel.objects.unscoped().filter(enabled=True, renotify_hours__isnull=False).select_related("tenant"):
         period = channel.renotify_hours * 3600
         slot = int(now.timestamp()) // period
+        silences = list(Silence.objects.for_tenant(channel.tenant).filter(start__lte=now, end__gt=now))
         for incident in Incident.objects.for_tenant(channel.tenant).filter(
                 status=Incident.STATUS_OPEN, started_at__lte=now - timedelta(seconds=period)).select_related("series"):
             if _matching([channel], incident.series, incident.peak_severity):
+                # A silenced reminder is kept as such: the incident's timeline says why nobody was reminded.
+                silenced = any(s.matches(incident.series, now) for s in silences)
                 queued += _insert_new([Notification(
                     tenant=channel.tenant, channel=channel, incident=incident, event="reminder", event_key=str(slot),
                     message_id=f"msg_{uuid.uuid4().hex}", payload=_payload(incident, "reminder"), next_attempt_at=now,
+                    status=Notification.SILENCED if silenced else Notification.PENDING,
                 )])
     return queued
 
@@ -575,6 +592,8 @@ def incident_status_set(*, tenant: Tenant, incident: Incident, status: str, acto
                                          from_status=incident.status, to_status=status, note=note)
         incident.status = status
         incident.save(update_fields=["status", "updated_at"])
+        if status == Incident.STATUS_RESOLVED:
+            _silences_end_with(tenant, [incident.id], timezone.now())
     return incident
 
 
@@ -583,12 +602,22 @@ class TooManySilences(ValueError):
 
 
 def silence_create(*, tenant: Tenant, data: dict, actor: str) -> Silence:
-    """A maintenance window; at most SILENCES_PER_TENANT not yet over (every detection run reads them)."""
-    most = settings.CLOUDWATCHDOG["SILENCES_PER_TENANT"]
-    if Silence.objects.for_tenant(tenant).filter(end__gt=timezone.now()).count() >= most:
-        raise TooManySilences(f"this tenant has {most} silences not yet over, the most it may have "
-                              "(SILENCES_PER_TENANT); delete one first")
-    return Silence.objects.create(tenant=tenant, actor=actor[:200], **data)
+    """A maintenance window; at most SILENCES_PER_TENANT not yet over (every detection run reads them).
+    Active at once, it also holds back the matching incidents' messages still waiting to go out (an
+    "opened" retried against a failing channel would otherwise arrive after the engineer silenced it)."""
+    now = timezone.now()
+    with transaction.atomic():
+        most = settings.CLOUDWATCHDOG["SILENCES_PER_TENANT"]
+        if Silence.objects.for_tenant(tenant).filter(end__gt=now).count() >= most:
+            raise TooManySilences(f"this tenant has {most} silences not yet over, the most it may have "
+                                  "(SILENCES_PER_TENANT); end one first")
+        silence = Silence.objects.create(tenant=tenant, actor=actor[:200], **data)
+        if silence.start <= now < silence.end:
+            waiting = (Notification.objects.for_tenant(tenant).filter(status=Notification.PENDING, incident__isnull=False)
+                       .select_related("incident__series"))
+            held = [n.id for n in waiting if silence.matches(n.incident.series, now)]
+            Notification.objects.for_tenant(tenant).filter(id__in=held).update(status=Notification.SILENCED)
+    return silence
 
 
 def silence_delete(*, silence: Silence) -> None:

@@ -343,6 +343,9 @@ class Silence(TenantOwned):
     actor = models.CharField(max_length=200)
     note = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    ends_with_incident = models.ForeignKey(
+        Incident, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="Set 'until resolved': the silence ends when this incident resolves (or at its end, if sooner).")
 
     class Meta:
         constraints = [models.CheckConstraint(condition=models.Q(end__gt=models.F("start")), name="silence_end_after_start")]

@@ -504,6 +504,40 @@ def incident_events(*, tenant: Tenant, incident_id: int) -> list[IncidentEvent]:
     return list(IncidentEvent.objects.for_tenant(tenant).filter(incident_id=incident_id).order_by("at", "id"))
 
 
+def incident_anomalies(*, tenant: Tenant, incident: Incident, limit: int = 500) -> list[Anomaly]:
+    """The anomalies of an incident's alarm (the first `limit`), oldest first. One stored before alarms
+    were kept belongs to the incident it started."""
+    if incident.kind != Incident.KIND_ANOMALY:
+        return []
+    return list(Anomaly.objects.for_tenant(tenant).filter(series_id=incident.series_id).filter(
+        Q(alarm_started_at=incident.started_at) | Q(alarm_started_at__isnull=True, ts=incident.started_at))
+        .order_by("ts")[:limit])
+
+
+def incident_of_anomaly(*, tenant: Tenant, anomaly: Anomaly) -> Incident | None:
+    return Incident.objects.for_tenant(tenant).filter(
+        series_id=anomaly.series_id, kind=Incident.KIND_ANOMALY,
+        started_at=anomaly.alarm_started_at or anomaly.ts).first()
+
+
+def incident_notifications(*, tenant: Tenant, incident: Incident) -> list[Notification]:
+    """The messages about an incident, oldest first, each with its channel and its attempts (`attempts_logged`)."""
+    attempts = Prefetch("attempt_log", queryset=DeliveryAttempt.objects.for_tenant(tenant).order_by("at", "id"),
+                        to_attr="attempts_logged")
+    return list(Notification.objects.for_tenant(tenant).filter(incident_id=incident.id).select_related("channel")
+                .order_by("created_at", "id").prefetch_related(attempts)[:500])
+
+
+def silences_not_over_count(*, tenant: Tenant, now: datetime) -> int:
+    return Silence.objects.for_tenant(tenant).filter(end__gt=now).count()
+
+
+def silences_matching(*, tenant: Tenant, series: Series, now: datetime) -> list[Silence]:
+    """The silences active now that cover the series (its incidents notify nobody)."""
+    active = Silence.objects.for_tenant(tenant).filter(start__lte=now, end__gt=now).order_by("end")[:500]
+    return [silence for silence in active if silence.matches(series, now)]
+
+
 def silence_list(*, tenant: Tenant) -> list[Silence]:
     return list(Silence.objects.for_tenant(tenant).order_by("-end", "id"))
 

@@ -56,6 +56,12 @@ class ScopedValuesFilter(admin.SimpleListFilter):
         return queryset if value is None else queryset.filter(**{self.parameter_name: value})
 
 
+def may_act(user) -> bool:
+    """Superusers, and support staff who may act on their tenants (create_support_user --can-act): they
+    change detection settings, add and end silences; the other staff of a tenant read and triage."""
+    return user.is_active and user.is_staff and user.has_perm("tenants.change_tenant")
+
+
 def scoped_to_staff(queryset, user):
     """Tenant-owned rows of the tenants the user may see (every tenant's for a superuser)."""
     return queryset.unscoped() if user.is_superuser else queryset.for_tenants(tenant_list_for_staff(user=user))

@@ -1,14 +1,30 @@
 """The admin fails closed: a staff user of tenant A, with every permission but superuser, walks
 every registered admin (changelist with each filter open, search, popups, add, change, history,
-delete, autocomplete) and never sees tenant B's slug, names or objects (security review C7)."""
+delete, autocomplete) and never sees tenant B's slug, names or objects (security review C7). Each
+tenant has a row of every model, alerting's included (an incident, a channel, a notification with a
+failed delivery attempt, a silence), and a superuser walks the same pages of both tenants: no 5xx
+(the notification page's attempts inline was a 500 for superusers)."""
 import re
+from datetime import timedelta
 
 import pytest
 from django.contrib import admin
 from django.contrib.auth.models import Permission, User
 from django.test import Client
+from django.utils import timezone
 
-from anomalies.models import Anomaly, Baseline, DetectionRule, DetectionRun
+from anomalies import alerting
+from anomalies.models import (
+    Anomaly,
+    Baseline,
+    Channel,
+    DeliveryAttempt,
+    DetectionRule,
+    DetectionRun,
+    Incident,
+    Notification,
+    Silence,
+)
 from anomalies.runs import detection_run
 from anomalies.services import detection_rule_create
 from metrics.models import Series
@@ -18,12 +34,16 @@ from tenants.services import api_key_issue, tenant_create
 from tests.helpers import steady_then_spike
 
 B_SECRETS = ["bravo-secret-slug", "Bravo Secret Name", "bravo-service-secret", "bravo-metric-secret",
-             "bravo-resource-secret", "bravo-key-secret", "bravo-tag-secret", "bravo-rule-secret"]
+             "bravo-resource-secret", "bravo-key-secret", "bravo-tag-secret", "bravo-rule-secret",
+             "bravo-channel-secret", "bravo-silence-secret"]
 
 
 def _plant(slug, name, prefix):
     tenant = tenant_create(slug=slug, name=name)
     api_key_issue(tenant=tenant, scope="read", name=f"{prefix}-key-secret")
+    # Port 9 (discard) on loopback: nothing listens, so the delivery attempt fails and is logged.
+    alerting.channel_create(tenant=tenant, data={"name": f"{prefix}-channel-secret", "kind": "webhook",
+                                                 "url": "http://127.0.0.1:9/hook"})
     points_ingest(tenant=tenant, events=steady_then_spike(
         count=2000, service=f"{prefix}-service-secret", metric_name=f"{prefix}-metric-secret",
         resource_id=f"{prefix}-resource-secret", tags={"team": f"{prefix}-tag-secret"}))
@@ -31,11 +51,18 @@ def _plant(slug, name, prefix):
     assert Anomaly.objects.for_tenant(tenant).exists()
     detection_rule_create(tenant=tenant, data={"name": f"{prefix}-rule-secret", "metric_name": f"{prefix}-metric-secret",
                                                "tags": {"team": f"{prefix}-tag-secret"}, "overrides": {"direction": "above"}})
+    alerting.notifications_deliver_due()
+    assert DeliveryAttempt.objects.for_tenant(tenant).exclude(error="").exists()
+    now = timezone.now()
+    alerting.silence_create(tenant=tenant, data={"service": f"{prefix}-service-secret", "start": now,
+                                                 "end": now + timedelta(hours=1), "note": f"{prefix}-silence-secret"},
+                            actor="user:x")
     return tenant
 
 
 @pytest.fixture
-def walk(db):
+def walk(db, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
     alpha = _plant("alpha", "Alpha", "alpha")
     bravo = _plant("bravo-secret-slug", "Bravo Secret Name", "bravo")
     staff = User.objects.create_user("support-a", password="x", is_staff=True)
@@ -54,6 +81,10 @@ def _objects_of(tenant):
         DetectionRun: DetectionRun.objects.for_tenant(tenant).first(),
         DetectionRule: DetectionRule.objects.for_tenant(tenant).first(),
         ApiKey: ApiKey.objects.for_tenant(tenant).first(),
+        Incident: Incident.objects.for_tenant(tenant).first(),
+        Channel: Channel.objects.for_tenant(tenant).first(),
+        Notification: Notification.objects.for_tenant(tenant).first(),
+        Silence: Silence.objects.for_tenant(tenant).first(),
         type(tenant): tenant,
     }
 
@@ -136,3 +167,26 @@ def test_staff_without_the_change_permission_cannot_revoke_keys(walk):
     client.post("/admin/tenants/apikey/", {"action": "revoke", "_selected_action": [key.id]})
     key.refresh_from_db()
     assert key.revoked_at is None
+
+
+def test_a_superuser_walks_every_admin_page_of_both_tenants_without_a_5xx(walk):
+    _, alpha, bravo = walk
+    root = User.objects.create_superuser("root", password="x")
+    client = Client(raise_request_exception=False)
+    client.force_login(root)
+    visited = 0
+    for model in admin.site._registry:
+        base = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
+        pages = [base, f"{base}?q=secret", base + "add/"]
+        for tenant in (alpha, bravo):
+            obj = _objects_of(tenant).get(model)
+            if obj is not None:
+                pages += [f"{base}{obj.pk}/{page}" for page in ("change/", "history/", "delete/")]
+        for url in pages:
+            response = client.get(url, follow=True)
+            assert response.status_code < 500, url
+            visited += 1
+    notification = Notification.objects.for_tenant(bravo).first()
+    page = client.get(f"/admin/anomalies/notification/{notification.id}/change/").content.decode()
+    assert "Connection refused" in page or "refused" in page.lower()  # its attempts, readable
+    assert visited > 60

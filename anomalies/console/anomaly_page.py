@@ -6,14 +6,15 @@ from django.contrib import admin, messages
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 
-from anomalies import selectors
-from anomalies.console import display, reads
-from anomalies.models import Anomaly
+from anomalies import alerting, selectors
+from anomalies.console import display, reads, silencing
+from anomalies.models import Anomaly, Incident
 from anomalies.services import anomaly_status_set
 from cloudwatchdog.timeutil import from_us
 from metrics.admin import MetricNameFilter, ServiceFilter
-from tenants.admin import TenantFilter, TenantScopedAdmin
+from tenants.admin import TenantFilter, TenantScopedAdmin, may_act
 
 ANOMALY_ZOOMS = {"14h": ("12 h before, 2 h after", timedelta(hours=12), timedelta(hours=2)),
                  "1d": ("1 day", timedelta(hours=12), timedelta(hours=12)),
@@ -81,23 +82,21 @@ class AnomalyAdmin(TenantScopedAdmin):
             raise Http404("No such anomaly.")
         tenant = anomaly.tenant
         can_change = self.has_change_permission(request, anomaly)
+        incident = selectors.incident_of_anomaly(tenant=tenant, anomaly=anomaly)
         if request.method == "POST":
-            if not can_change:
-                raise Http404("No such anomaly.")
-            status = request.POST.get("status", anomaly.status)
-            if status not in dict(Anomaly.STATUSES):
-                messages.error(request, "Choose open, acknowledged or resolved.")
+            if request.POST.get("action") == "silence" and may_act(request.user):
+                silencing.silence_from_form(request, series=anomaly.series, incident=incident, now=timezone.now())
+            elif can_change:
+                self._status_from_form(request, anomaly, incident)
             else:
-                anomaly_status_set(tenant=tenant, anomaly_ids=[anomaly.id], status=status,
-                                   actor=display.admin_actor(request), note=request.POST.get("note", "").strip()[:4000])
-                messages.success(request, f"Anomaly {anomaly.id}: {status}.")
+                raise Http404("No such anomaly.")
             return HttpResponseRedirect(request.path)
         zoom = request.GET.get("zoom") if request.GET.get("zoom") in ANOMALY_ZOOMS else "14h"
         _, before, after = ANOMALY_ZOOMS[zoom]
         series = anomaly.series
         chart = reads.series_chart(
-            tenant=tenant, series=series, start=anomaly.ts - before, end=anomaly.ts + after, focus_id=anomaly.id,
-            anomaly_href=lambda a: reverse("admin:anomalies_anomaly_change", args=[a.id]))
+            tenant=tenant, series=series, start=anomaly.ts - before, end=anomaly.ts + after,
+            focus_ids=frozenset([anomaly.id]), anomaly_href=lambda a: reverse("admin:anomalies_anomaly_change", args=[a.id]))
         previous, following = selectors.anomaly_neighbours(tenant=tenant, anomaly=anomaly)
         previous_us = anomaly.suppression.get("previous_alert_us")
         context = {
@@ -112,8 +111,27 @@ class AnomalyAdmin(TenantScopedAdmin):
             "events": selectors.anomaly_events(tenant=tenant, anomaly_id=anomaly.id),
             "statuses": Anomaly.STATUSES, "can_change": can_change,
             "points_before": (anomaly.ts + timedelta(minutes=5)).isoformat(),
+            "incident": incident, "can_silence": may_act(request.user),
+            "silence_scopes": silencing.silence_scopes(series), "silence_durations": silencing.silence_durations(incident),
+            "silences_now": selectors.silences_matching(tenant=tenant, series=series, now=timezone.now()),
         }
         return TemplateResponse(request, "admin/console/anomaly.html", context)
+
+    def _status_from_form(self, request, anomaly: Anomaly, incident: Incident | None) -> None:
+        """The anomaly's new status; acknowledged with "its incident too", the incident as well (an
+        acknowledged anomaly alone leaves its incident open, and its reminders firing)."""
+        status, actor = request.POST.get("status", anomaly.status), display.admin_actor(request)
+        note = request.POST.get("note", "").strip()[:4000]
+        if status not in dict(Anomaly.STATUSES):
+            messages.error(request, "Choose open, acknowledged or resolved.")
+            return
+        anomaly_status_set(tenant=anomaly.tenant, anomaly_ids=[anomaly.id], status=status, actor=actor, note=note)
+        messages.success(request, f"Anomaly {anomaly.id}: {status}.")
+        if (request.POST.get("incident_too") and incident is not None and status == Anomaly.STATUS_ACKNOWLEDGED
+                and incident.status == Incident.STATUS_OPEN):
+            alerting.incident_status_set(tenant=anomaly.tenant, incident=incident, status=Incident.STATUS_ACKNOWLEDGED,
+                                         actor=actor, note=note)
+            messages.success(request, f"Its incident {incident.id}: acknowledged (no more reminders).")
 
     def _set_status(self, request, queryset, status):
         changed = 0

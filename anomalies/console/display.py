@@ -22,3 +22,12 @@ def severity_badge(severity: str):
 
 def admin_actor(request) -> str:
     return f"user:{request.user.get_username()}"
+
+
+def duration(length) -> str:
+    """A timedelta as on-call says it: 45 min, 2 h 14 min, 3 d 4 h."""
+    minutes = int(length.total_seconds() // 60)
+    days, hours, minutes = minutes // 1440, minutes // 60 % 24, minutes % 60
+    if days:
+        return f"{days} d {hours} h"
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"

@@ -9,7 +9,7 @@ from typing import Callable
 
 from anomalies import selectors
 from anomalies.engine import SeriesState, detect, restart_at
-from anomalies.models import Anomaly
+from anomalies.models import Anomaly, Incident
 from cloudwatchdog import svgchart
 from cloudwatchdog.timeutil import format_iso, to_us
 from metrics import selectors as metrics_selectors
@@ -34,7 +34,7 @@ class SeriesChart:
 
 
 def series_chart(*, tenant: Tenant, series: Series, start: datetime, end: datetime,
-                 anomaly_href: Callable[[Anomaly], str] = lambda anomaly: "", focus_id: int | None = None,
+                 anomaly_href: Callable[[Anomaly], str] = lambda anomaly: "", focus_ids: frozenset[int] = frozenset(),
                  chart_id: str = "c", markers: list[svgchart.Marker] | None = None) -> SeriesChart:
     """The chart of one of the tenant's series over (start, end]. The band is the engine's (the one
     GET /api/v1/baselines draws) wherever raw points are drawn; bucketed ranges show the min/max envelope."""
@@ -51,7 +51,7 @@ def series_chart(*, tenant: Tenant, series: Series, start: datetime, end: dateti
                                              limit=MAX_ANOMALY_MARKERS)
     if markers is None:
         markers = [svgchart.Marker(to_us(a.ts), a.value, a.severity, f"{format_iso(a.ts)} {a.severity}: {a.reason}",
-                                   anomaly_href(a), a.id == focus_id) for a in anomalies]
+                                   anomaly_href(a), a.id in focus_ids) for a in anomalies]
     shades = [svgchart.Shade(to_us(a.ts), to_us(a.ts) + int(a.suppression.get("cooldown_seconds", 0)) * 1_000_000,
                              f"cooldown after the anomaly at {format_iso(a.ts)}") for a in anomalies
               if a.suppression.get("cooldown_seconds") and not a.escalation]
@@ -144,3 +144,47 @@ def what_if(*, tenant: Tenant, series_list: list[Series], days: int, proposed_ov
                                        markers=markers, chart_id=f"{label}-{series.id}").svg)
         results.append(WhatIf(series, outcomes[0], outcomes[1], charts[0], charts[1]))
     return results
+
+
+@dataclass
+class TimelineEntry:
+    at: datetime
+    kind: str  # opened, anomaly, escalation, notification, attempt, status, resolved
+    text: str
+    href: str = ""
+    failed: bool = False
+
+
+def incident_timeline(*, tenant: Tenant, incident: Incident, anomalies: list[Anomaly],
+                      anomaly_href: Callable[[Anomaly], str]) -> list[TimelineEntry]:
+    """What happened to an incident, oldest first: its anomalies and escalations, every message about it
+    and each attempt to deliver one (channel, event, result, error), and every change of its status with
+    who made it and their note."""
+    entries = [TimelineEntry(incident.started_at, "opened", "The alarm began." if incident.kind == Incident.KIND_ANOMALY
+                             else f"The series went silent. {incident.reason}")]
+    for anomaly in anomalies:
+        kind = "escalation" if anomaly.escalation else "anomaly"
+        entries.append(TimelineEntry(anomaly.ts, kind, f"{anomaly.severity} {kind}: {anomaly.reason}",
+                                     anomaly_href(anomaly)))
+    for notification in selectors.incident_notifications(tenant=tenant, incident=incident):
+        channel = f"{notification.channel.name} ({notification.channel.kind})"
+        queued = {"silenced": "held back by a silence", "pending": "waiting to be sent",
+                  "gave_up": "given up", "delivered": "queued"}[notification.status]
+        entries.append(TimelineEntry(notification.created_at, "notification",
+                                     f"incident.{notification.event} to {channel}: {queued}."))
+        for number, attempt in enumerate(notification.attempts_logged, 1):
+            answer = f"HTTP {attempt.status_code}" if attempt.status_code else "no answer"
+            result = f"failed: {attempt.error[:300]}" if attempt.error else "delivered"
+            entries.append(TimelineEntry(attempt.at, "attempt", (
+                f"incident.{notification.event} to {channel}, attempt {number}: {result} ({answer}, "
+                f"{attempt.latency_ms} ms)."), failed=bool(attempt.error)))
+    for event in selectors.incident_events(tenant=tenant, incident_id=incident.id):
+        note = f" “{event.note}”" if event.note else ""
+        entries.append(TimelineEntry(event.at, "status",
+                                     f"{event.from_status} → {event.to_status} by {event.actor}.{note}"))
+    if incident.resolved_at is not None:
+        entries.append(TimelineEntry(incident.resolved_at, "resolved", "The alarm ended: the series was back inside "
+                                     "its band for the recovery time." if incident.kind == Incident.KIND_ANOMALY
+                                     else "The series reported again."))
+    order = {"opened": 0, "anomaly": 1, "escalation": 1, "resolved": 2, "notification": 3, "attempt": 4, "status": 5}
+    return sorted(entries, key=lambda entry: (entry.at, order[entry.kind]))

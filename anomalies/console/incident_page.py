@@ -1,0 +1,109 @@
+"""The incident list and the console's incident page: its state and how long it has lasted, the series
+now against its band, the chart over the alarm, the timeline (anomalies, escalations, each message and
+delivery attempt, each change of status) and the buttons on-call needs (acknowledge, resolve, silence)."""
+from datetime import timedelta
+
+from django.contrib import admin, messages
+from django.http import Http404, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+
+from anomalies import alerting, selectors
+from anomalies.console import display, reads, silencing
+from anomalies.models import Incident
+from cloudwatchdog.timeutil import from_us, to_us
+from metrics import storage as metrics_storage
+from tenants.admin import TenantFilter, TenantScopedAdmin, may_act
+
+
+class IncidentAdmin(TenantScopedAdmin):
+    ordering = ["-started_at", "-id"]  # newest first by when it began: a replay adds old incidents with new ids
+    list_display = ["started_at", "severity_badge", "status", "kind", "now", "series", "anomaly_count",
+                    "last_anomaly_at", "resolved_at", "tenant"]
+    list_filter = [TenantFilter, "status", "kind", "peak_severity"]
+    list_select_related = ["series", "tenant"]
+    actions = ["acknowledge", "resolve"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        # Triage (acknowledge, resolve, reopen) is for every staff user of the tenant, as an anomaly's is.
+        return request.user.is_active and request.user.is_staff
+
+    @admin.display(description="severity", ordering="peak_severity")
+    def severity_badge(self, obj):
+        return display.severity_badge(obj.peak_severity)
+
+    @admin.display(description="its series now")
+    def now(self, obj):
+        return "—" if obj.resolved_at else display.band_word(obj.out_of_band)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        incident = self.get_object(request, object_id)
+        if incident is None:
+            raise Http404("No such incident.")
+        if request.method == "POST":
+            self._act(request, incident)
+            return HttpResponseRedirect(request.path)
+        now = timezone.now()
+        tenant, series = incident.tenant, incident.series
+        anomalies = selectors.incident_anomalies(tenant=tenant, incident=incident)
+        lasted = (incident.resolved_at or now) - incident.started_at
+        margin = max(timedelta(hours=1), lasted / 4)
+        chart = reads.series_chart(
+            tenant=tenant, series=series, start=incident.started_at - margin,
+            end=min(now, (incident.resolved_at or now) + margin),
+            focus_ids=frozenset(a.id for a in anomalies if a.escalation or a.ts == incident.started_at),
+            anomaly_href=lambda a: reverse("admin:anomalies_anomaly_change", args=[a.id]))
+        newest = metrics_storage.points_before(tenant=tenant, before_us={series.id: to_us(now) + 1}, count=1)
+        context = {
+            **self.admin_site.each_context(request), "opts": self.opts, "title": str(incident), "incident": incident,
+            "series": series, "lasted": display.duration(lasted), "chart": chart,
+            "newest": (from_us(newest[0][1]), newest[0][2]) if newest else None,
+            "baseline": selectors.baseline_get(tenant=tenant, series_id=series.id),
+            "timeline": reads.incident_timeline(
+                tenant=tenant, incident=incident, anomalies=anomalies,
+                anomaly_href=lambda a: reverse("admin:anomalies_anomaly_change", args=[a.id])),
+            "statuses": Incident.STATUSES, "can_change": self.has_change_permission(request, incident),
+            "can_silence": may_act(request.user), "silence_scopes": silencing.silence_scopes(series),
+            "silence_durations": silencing.silence_durations(incident),
+            "silences_now": selectors.silences_matching(tenant=tenant, series=series, now=now),
+        }
+        return TemplateResponse(request, "admin/console/incident.html", context)
+
+    def _act(self, request, incident: Incident) -> None:
+        action = request.POST.get("action")
+        if action == "silence" and may_act(request.user):
+            silencing.silence_from_form(request, series=incident.series, incident=incident, now=timezone.now())
+        elif action == "status" and self.has_change_permission(request, incident):
+            status = request.POST.get("status")
+            if status not in dict(Incident.STATUSES):
+                messages.error(request, "Choose open, acknowledged or resolved.")
+                return
+            alerting.incident_status_set(tenant=incident.tenant, incident=incident, status=status,
+                                         actor=display.admin_actor(request),
+                                         note=request.POST.get("note", "").strip()[:4000])
+            messages.success(request, f"Incident {incident.id}: {status}.")
+        else:
+            raise Http404("No such incident.")
+
+    def _set_status(self, request, queryset, status):
+        incidents = list(queryset.select_related("tenant"))
+        for incident in incidents:
+            alerting.incident_status_set(tenant=incident.tenant, incident=incident, status=status,
+                                         actor=display.admin_actor(request))
+        self.message_user(request, f"{len(incidents)} incident(s) set to {status}.")
+
+    @admin.action(description="Acknowledge selected incidents (stops their reminders)")
+    def acknowledge(self, request, queryset):
+        self._set_status(request, queryset, Incident.STATUS_ACKNOWLEDGED)
+
+    @admin.action(description="Resolve selected incidents")
+    def resolve(self, request, queryset):
+        self._set_status(request, queryset, Incident.STATUS_RESOLVED)
