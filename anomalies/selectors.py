@@ -8,7 +8,7 @@ from datetime import datetime
 
 import numpy as np
 from django.db import connection
-from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
+from django.db.models import Count, Max, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
 from anomalies.engine import DetectionConfig, SeriesState, expected_band, restart_at, state_from_history
@@ -307,6 +307,12 @@ def incidents_open_counts(*, tenant: Tenant) -> dict[str, dict[str, int]]:
     return table
 
 
+def incidents_open_by_tenant(*, tenants: list[Tenant]) -> dict[int, int]:
+    """Open incidents (nobody acknowledged them), by tenant id, of these tenants."""
+    return dict(Incident.objects.for_tenants(tenants).filter(status=Incident.STATUS_OPEN)
+                .values_list("tenant_id").annotate(n=Count("id")).order_by())
+
+
 def silences_active_count(*, tenant: Tenant, now: datetime) -> int:
     return Silence.objects.for_tenant(tenant).filter(start__lte=now, end__gt=now).count()
 
@@ -395,6 +401,26 @@ def detection_progress() -> list[tuple[str, datetime | None, int]]:
             """
         )
         return cursor.fetchall()
+
+
+@dataclass
+class DetectionLag:
+    newest_evaluated: datetime | None  # the newest point detection has read, of any series
+    last_run_finished: datetime | None  # the last run that succeeded
+    late_points: int  # points that arrived behind the watermark, waiting for re-evaluation
+    states: dict[str, int]  # series by alarm state (ok, alarm, no_data, warming)
+
+
+def detection_lag(*, tenant: Tenant) -> DetectionLag:
+    """How far behind detection is for a tenant: on-call reads "no anomaly" as "all well" only if
+    detection has read the latest points."""
+    baselines = Baseline.objects.for_tenant(tenant)
+    totals = baselines.aggregate(newest=Max("watermark"), late=Sum("late_points"))
+    states = dict.fromkeys((state for state, _ in Baseline.STATES), 0)
+    states.update(baselines.values_list("state").annotate(n=Count("id")).order_by())
+    last_run = (DetectionRun.objects.for_tenant(tenant).filter(status=DetectionRun.STATUS_SUCCEEDED)
+                .aggregate(at=Max("finished_at"))["at"])
+    return DetectionLag(totals["newest"], last_run, totals["late"] or 0, states)
 
 
 def series_state_counts() -> list[tuple[str, str, int]]:

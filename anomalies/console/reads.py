@@ -89,6 +89,7 @@ class Overview:
     runs: list
     incidents_open: dict  # peak severity -> {open, acknowledged}: what is on fire now
     silences_active: int
+    detection: selectors.DetectionLag
 
 
 def tenant_overview(*, tenant: Tenant, now: datetime) -> Overview:
@@ -101,6 +102,7 @@ def tenant_overview(*, tenant: Tenant, now: datetime) -> Overview:
         runs=selectors.detection_runs_recent(tenant=tenant, limit=10),
         incidents_open=selectors.incidents_open_counts(tenant=tenant),
         silences_active=selectors.silences_active_count(tenant=tenant, now=now),
+        detection=selectors.detection_lag(tenant=tenant),
     )
 
 

@@ -28,3 +28,15 @@ def failing_channels_banner(context, tenant=None):
     if tenant is not None:
         tenants = tenants.filter(id=tenant.id)
     return {"channels": selectors.channels_failing(tenants=tenants)}
+
+
+@register.inclusion_tag("admin/console/overview_links.html", takes_context=True)
+def tenant_overview_links(context):
+    """The admin index's way into the console: each tenant the user sees, with what is open on it now."""
+    tenants = list(tenant_list_for_staff(user=context["request"].user).order_by("slug")[:OVERVIEW_LINKS_AT_MOST])
+    open_now = selectors.incidents_open_by_tenant(tenants=tenants)
+    return {"tenants": [(tenant, open_now.get(tenant.id, 0)) for tenant in tenants],
+            "more": len(tenants) == OVERVIEW_LINKS_AT_MOST}
+
+
+OVERVIEW_LINKS_AT_MOST = 30

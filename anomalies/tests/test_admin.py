@@ -6,7 +6,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from anomalies import alerting
-from anomalies.models import Anomaly, Channel, DeliveryAttempt, Incident, Silence
+from anomalies.models import Anomaly, Baseline, Channel, DeliveryAttempt, Incident, Silence
 from anomalies.runs import detection_run
 from metrics.models import Series
 from metrics.services import points_ingest
@@ -196,3 +196,25 @@ def test_the_overview_counts_open_incidents_once_each_and_links_to_them(make_ten
         assert link + f"{shown}</a>" in open_now
         listed = client.get("/admin/anomalies/incident/" + link[:-2].replace("&amp;", "&"))
         assert listed.status_code == 200 and f"{shown} incident" in listed.content.decode()
+
+
+def test_the_overview_says_how_far_behind_detection_is_and_the_index_links_each_tenants_overview(make_tenant):
+    tenant = make_tenant("lagging").tenant
+    other = make_tenant("other-tenant").tenant
+    points_ingest(tenant=tenant, events=spiky_history())
+    detection_run(tenant=tenant, trigger="command")
+    newest = Baseline.objects.for_tenant(tenant).get().watermark
+    viewer, _ = support_user_assign(username="viewer", tenant=tenant)
+    client = _login(User.objects.get(id=viewer.id))
+    page = client.get(f"/admin/tenants/tenant/{tenant.id}/overview/").content.decode()
+    lag = page[page.index('id="detection-lag"'):page.index("</table>", page.index('id="detection-lag"'))]
+    assert f"{newest:%Y-%m-%d %H:%M} UTC (" in lag and " ago)" in lag
+    state = Baseline.objects.for_tenant(tenant).get().state
+    assert f"state__exact={state}\">1 {state}</a>" in lag and "0 warming" in lag
+
+    index = client.get("/admin/").content.decode()
+    links = index[index.index('id="tenant-overviews"'):]
+    assert f'href="/admin/tenants/tenant/{tenant.id}/overview/">lagging</a>' in links
+    assert "other-tenant" not in index and f"/tenant/{other.id}/" not in index
+    opened = Incident.objects.for_tenant(tenant).filter(status=Incident.STATUS_OPEN).count()
+    assert (f"{opened} open incident" in links) if opened else ("nothing open" in links)
