@@ -124,6 +124,10 @@ class DeliveryAttemptInline(admin.TabularInline):
     def has_add_permission(self, request, obj=None):
         return False
 
+    def has_view_permission(self, request, obj=None):
+        # The tenant's support staff read what came back (they hold no model permission of Django's own).
+        return request.user.is_active and request.user.is_staff
+
     def get_queryset(self, request):
         # Attempts are tenant-owned rows: unscoped, the query fails closed (every notification page was a 500).
         return scoped_to_staff(super().get_queryset(request), request.user)

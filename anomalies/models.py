@@ -315,6 +315,9 @@ class Notification(TenantOwned):
                                                name="notification_once")]
         indexes = [models.Index(fields=["status", "next_attempt_at"], name="notification_due")]
 
+    def __str__(self) -> str:
+        return f"{self.event} message to {self.channel}, {self.status}"
+
 
 class DeliveryAttempt(TenantOwned):
     """One try at delivering a notification: what came back and how long it took."""

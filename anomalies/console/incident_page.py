@@ -69,7 +69,8 @@ class IncidentAdmin(TenantScopedAdmin):
             "baseline": selectors.baseline_get(tenant=tenant, series_id=series.id),
             "timeline": reads.incident_timeline(
                 tenant=tenant, incident=incident, anomalies=anomalies,
-                anomaly_href=lambda a: reverse("admin:anomalies_anomaly_change", args=[a.id])),
+                anomaly_href=lambda a: reverse("admin:anomalies_anomaly_change", args=[a.id]),
+                notification_href=lambda n: reverse("admin:anomalies_notification_change", args=[n.id])),
             "statuses": Incident.STATUSES, "can_change": self.has_change_permission(request, incident),
             "can_silence": may_act(request.user), "silence_scopes": silencing.silence_scopes(series),
             "silence_durations": silencing.silence_durations(incident),

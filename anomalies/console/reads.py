@@ -9,7 +9,7 @@ from typing import Callable
 
 from anomalies import selectors
 from anomalies.engine import SeriesState, detect, restart_at
-from anomalies.models import Anomaly, Incident
+from anomalies.models import Anomaly, Incident, Notification
 from cloudwatchdog import svgchart
 from cloudwatchdog.timeutil import format_iso, to_us
 from metrics import selectors as metrics_selectors
@@ -158,7 +158,8 @@ class TimelineEntry:
 
 
 def incident_timeline(*, tenant: Tenant, incident: Incident, anomalies: list[Anomaly],
-                      anomaly_href: Callable[[Anomaly], str]) -> list[TimelineEntry]:
+                      anomaly_href: Callable[[Anomaly], str],
+                      notification_href: Callable[[Notification], str]) -> list[TimelineEntry]:
     """What happened to an incident, oldest first: its anomalies and escalations, every message about it
     and each attempt to deliver one (channel, event, result, error), and every change of its status with
     who made it and their note."""
@@ -173,13 +174,14 @@ def incident_timeline(*, tenant: Tenant, incident: Incident, anomalies: list[Ano
         queued = {"silenced": "held back by a silence", "pending": "waiting to be sent",
                   "gave_up": "given up", "delivered": "queued"}[notification.status]
         entries.append(TimelineEntry(notification.created_at, "notification",
-                                     f"incident.{notification.event} to {channel}: {queued}."))
+                                     f"incident.{notification.event} to {channel}: {queued}.",
+                                     notification_href(notification)))
         for number, attempt in enumerate(notification.attempts_logged, 1):
             answer = f"HTTP {attempt.status_code}" if attempt.status_code else "no answer"
             result = f"failed: {attempt.error[:300]}" if attempt.error else "delivered"
             entries.append(TimelineEntry(attempt.at, "attempt", (
                 f"incident.{notification.event} to {channel}, attempt {number}: {result} ({answer}, "
-                f"{attempt.latency_ms} ms)."), failed=bool(attempt.error)))
+                f"{attempt.latency_ms} ms)."), notification_href(notification), failed=bool(attempt.error)))
     for event in selectors.incident_events(tenant=tenant, incident_id=incident.id):
         note = f" “{event.note}”" if event.note else ""
         entries.append(TimelineEntry(event.at, "status",

@@ -68,6 +68,11 @@ def test_the_incident_page_shows_its_state_the_series_now_its_chart_and_a_timeli
     assert "attempt 2: failed: answered 500 (HTTP 500" in timeline
     assert "attempt 3: delivered (HTTP 200" in timeline
     assert timeline.index("The alarm began.") < timeline.index("attempt 1:") < timeline.index("attempt 3:")
+    # Each message links to its page, where the tenant's support staff read its attempts.
+    notification = Notification.objects.for_tenant(client.tenant).get()
+    assert f'href="/admin/anomalies/notification/{notification.id}/change/">incident.opened to ops hook' in timeline
+    attempts = reader.get(f"/admin/anomalies/notification/{notification.id}/change/").content.decode()
+    assert attempts.count("answered 500") == 2 and attempts.count(">down<") == 2 and ">ok<" in attempts
     # The webhook's link opens this page.
     payload = Notification.objects.for_tenant(client.tenant).get().payload
     assert payload["incident"]["url"].endswith(f"/admin/anomalies/incident/{incident.id}/change/")
