@@ -2,9 +2,10 @@
 under 300 ms).
 
 Stores 24 series × 43,200 one-minute points (30 days, 1.04M points) for a tenant of its own,
-refreshes the rollups and runs detection (as beat would have), then times the series page at each
-range, an anomaly's page and the tenant overview, through Django's full request stack in this
-process (middleware, admin, templates), as a logged-in superuser.
+refreshes the rollups and runs detection (as beat would have; a webhook channel gets a message for
+each incident), then times the series page at each range, an anomaly's page, the incident with the
+most anomalies, the incident list, the admin index and the tenant overview, through Django's full
+request stack in this process (middleware, admin, templates), as a logged-in superuser.
 
 usage: .venv/bin/python bench/console.py [--rounds 15]
 """
@@ -27,7 +28,8 @@ django.setup()
 from django.contrib.auth.models import User  # noqa: E402
 from django.test import Client  # noqa: E402
 
-from anomalies.models import Anomaly  # noqa: E402
+from anomalies.alerting import channel_create  # noqa: E402
+from anomalies.models import Anomaly, Incident  # noqa: E402
 from anomalies.runs import detection_run  # noqa: E402
 from metrics.models import Series  # noqa: E402
 from metrics.services import points_ingest  # noqa: E402
@@ -74,6 +76,7 @@ def main():
     stored = load(tenant, end)
     print(f"stored {stored:,} points in {time.perf_counter() - began:.1f} s")
     rollups_refresh()
+    channel_create(tenant=tenant, data={"name": "bench hook", "kind": "webhook", "url": "https://hooks.example.com/x"})
     detection_run(tenant=tenant, trigger="command")
     user = User.objects.filter(username="bench-console").first() or User.objects.create_superuser("bench-console",
                                                                                                   password=None)
@@ -85,10 +88,15 @@ def main():
              for r in ("1h", "24h", "7d", "30d")]
     if anomaly:
         pages.append(("anomaly page", f"/admin/anomalies/anomaly/{anomaly.id}/change/"))
-    pages.append(("tenant overview", f"/admin/tenants/tenant/{tenant.id}/overview/"))
+    incident = Incident.objects.for_tenant(tenant).order_by("-anomaly_count", "-started_at").first()
+    if incident:
+        pages.append((f"incident page ({incident.anomaly_count} anomalies)",
+                      f"/admin/anomalies/incident/{incident.id}/change/"))
+    pages += [("incident list", f"/admin/anomalies/incident/?tenant={tenant.id}"), ("admin index", "/admin/"),
+              ("tenant overview", f"/admin/tenants/tenant/{tenant.id}/overview/")]
     for label, url in pages:
         median, p95 = timed(client, url, args.rounds)
-        print(f"{label:18s} p50 {median:6.1f} ms   p95 {p95:6.1f} ms")
+        print(f"{label:32s} p50 {median:6.1f} ms   p95 {p95:6.1f} ms")
 
 
 if __name__ == "__main__":
