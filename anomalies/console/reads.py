@@ -151,7 +151,7 @@ def what_if(*, tenant: Tenant, series_list: list[Series], days: int, proposed_ov
 @dataclass
 class TimelineEntry:
     at: datetime
-    kind: str  # opened, anomaly, escalation, notification, attempt, status, resolved
+    kind: str  # opened, anomaly, escalation, message, attempt, status, resolved
     text: str
     href: str = ""
     failed: bool = False
@@ -173,7 +173,7 @@ def incident_timeline(*, tenant: Tenant, incident: Incident, anomalies: list[Ano
         channel = f"{notification.channel.name} ({notification.channel.kind})"
         queued = {"silenced": "held back by a silence", "pending": "waiting to be sent",
                   "gave_up": "given up", "delivered": "queued"}[notification.status]
-        entries.append(TimelineEntry(notification.created_at, "notification",
+        entries.append(TimelineEntry(notification.created_at, "message",
                                      f"incident.{notification.event} to {channel}: {queued}.",
                                      notification_href(notification)))
         for number, attempt in enumerate(notification.attempts_logged, 1):
@@ -190,5 +190,5 @@ def incident_timeline(*, tenant: Tenant, incident: Incident, anomalies: list[Ano
         entries.append(TimelineEntry(incident.resolved_at, "resolved", "The alarm ended: the series was back inside "
                                      "its band for the recovery time." if incident.kind == Incident.KIND_ANOMALY
                                      else "The series reported again."))
-    order = {"opened": 0, "anomaly": 1, "escalation": 1, "resolved": 2, "notification": 3, "attempt": 4, "status": 5}
+    order = {"opened": 0, "anomaly": 1, "escalation": 1, "resolved": 2, "message": 3, "attempt": 4, "status": 5}
     return sorted(entries, key=lambda entry: (entry.at, order[entry.kind]))
