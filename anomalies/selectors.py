@@ -114,15 +114,39 @@ def detection_rule_series_matched(*, tenant: Tenant, rules: list[DetectionRule])
         return {}
     counts = {}
     for rule in rules:
-        conditions = Q()
-        for matcher in ("service", "metric_name", "resource_id"):
-            if getattr(rule, matcher):
-                conditions &= Q(**{matcher: getattr(rule, matcher)})
-        if rule.tags:
-            conditions &= Q(tags__contains=rule.tags)
+        conditions = _rule_conditions(rule)
         counts[f"rule_{rule.id}"] = Count("id", filter=conditions) if conditions else Count("id")
     totals = metrics_selectors.series_list(tenant=tenant).order_by().aggregate(**counts)
     return {rule.id: totals[f"rule_{rule.id}"] for rule in rules}
+
+
+def series_count_changed_by(*, tenant: Tenant, settings: Iterable[str]) -> int:
+    """How many of the tenant's series a change of these tenant-wide settings reaches: all of them
+    but those matched by a rule that overrides every one of the settings (the rule wins there)."""
+    settings = set(settings)
+    if not settings:
+        return 0
+    series = metrics_selectors.series_list(tenant=tenant).order_by()
+    shielding = [rule for rule in detection_rule_list(tenant=tenant) if settings <= set(rule.overrides or {})]
+    if not shielding:
+        return series.count()
+    if any(not _rule_conditions(rule) for rule in shielding):
+        return 0  # a rule matching every series overrides them all
+    shielded = Q()
+    for rule in shielding:
+        shielded |= _rule_conditions(rule)
+    return series.exclude(shielded).count()
+
+
+def _rule_conditions(rule: DetectionRule) -> Q:
+    """The series a rule matches, as a filter (empty: every series)."""
+    conditions = Q()
+    for matcher in ("service", "metric_name", "resource_id"):
+        if getattr(rule, matcher):
+            conditions &= Q(**{matcher: getattr(rule, matcher)})
+    if rule.tags:
+        conditions &= Q(tags__contains=rule.tags)
+    return conditions
 
 
 def states_at(*, tenant: Tenant, restart_us: dict[int, int], configs: dict[int, DetectionConfig]) -> dict[int, SeriesState]:
@@ -368,12 +392,9 @@ def baseline_band(*, tenant: Tenant, series_id: int, start: datetime, end: datet
                                                  until_us={series_id: to_us(end)}, limit_per_series=max_points)
     ts, values = detection_input(tenant=tenant, points={series_id: (ts, values)},
                                  after_us={series_id: day_start - 1})[series_id]
-    expected, lower, upper, warm, alert_lower, alert_upper = expected_band(state, ts, values, config)
-    if len(values) and metrics_selectors.percentage_series_ids(tenant=tenant, series_ids=[series_id]):
-        # A percentage's band goes no higher than 100 where the series never went higher.
-        below_100 = np.maximum.accumulate(np.concatenate(([state.highest], values[:-1]))) <= 100
-        upper = np.where(below_100, np.minimum(upper, 100.0), upper)
-        alert_upper = np.where(below_100, np.minimum(alert_upper, 100.0), alert_upper)
+    percentage = bool(metrics_selectors.percentage_series_ids(tenant=tenant, series_ids=[series_id]))
+    expected, lower, upper, warm, alert_lower, alert_upper = band_along(state=state, ts=ts, values=values,
+                                                                        config=config, percentage=percentage)
 
     def number(x):
         return None if np.isnan(x) else float(x)
@@ -387,6 +408,22 @@ def baseline_band(*, tenant: Tenant, series_id: int, start: datetime, end: datet
         for t, v, e, lo, up, w, alo, aup in zip(ts, values, expected, lower, upper, warm, alert_lower, alert_upper)
     ]
     return [item for item in band if item["timestamp"] > start]
+
+
+def band_along(*, state: SeriesState, ts: np.ndarray, values: np.ndarray, config: DetectionConfig,
+               percentage: bool) -> tuple[np.ndarray, ...]:
+    """Per point evaluated from `state` under `config` (any configuration: the what-if preview draws
+    the band of settings not saved): expected, lower, upper, warm, alert_lower, alert_upper, as
+    expected_band gives them, a percentage's cut at 100."""
+    if not len(ts):
+        return tuple(np.array([]) for _ in range(6))
+    expected, lower, upper, warm, alert_lower, alert_upper = expected_band(state, ts, values, config)
+    if percentage:
+        # A percentage's band goes no higher than 100 where the series never went higher.
+        below_100 = np.maximum.accumulate(np.concatenate(([state.highest], values[:-1]))) <= 100
+        upper = np.where(below_100, np.minimum(upper, 100.0), upper)
+        alert_upper = np.where(below_100, np.minimum(alert_upper, 100.0), alert_upper)
+    return expected, lower, upper, warm, alert_lower, alert_upper
 
 
 def detection_progress() -> list[tuple[str, datetime | None, int]]:

@@ -162,5 +162,23 @@ def detection_rule_update(*, rule: DetectionRule, data: dict) -> DetectionRule:
     return rule
 
 
+def detection_rules_for_metrics_set(*, tenant: Tenant, metric_names: list[str], overrides: dict) -> list[DetectionRule]:
+    """Apply settings to every series of these metrics, not the whole tenant: per metric, the rule
+    matching exactly that metric name (nothing else) gets them merged into its overrides, or a new
+    one "what-if: <metric>" is made with them. All or none (DetectionRuleInvalid says why, e.g. the
+    tenant's DETECTION_RULES_PER_TENANT reached); they apply from the next run."""
+    rules = []
+    with transaction.atomic():
+        for metric_name in sorted(set(metric_names)):
+            rule = (DetectionRule.objects.for_tenant(tenant)
+                    .filter(service="", metric_name=metric_name, resource_id="", tags={}).order_by("id").first())
+            if rule is None:
+                rules.append(detection_rule_create(tenant=tenant, data={
+                    "name": f"what-if: {metric_name}"[:200], "metric_name": metric_name, "overrides": overrides}))
+            else:
+                rules.append(detection_rule_update(rule=rule, data={"overrides": {**rule.overrides, **overrides}}))
+    return rules
+
+
 def detection_rule_delete(*, rule: DetectionRule) -> None:
     rule.delete()

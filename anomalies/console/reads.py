@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable
 
+import numpy as np
+
 from anomalies import selectors
-from anomalies.engine import SeriesState, detect, restart_at
+from anomalies.engine import DetectionConfig, SeriesState, detect, restart_at
 from anomalies.models import Anomaly, Incident, Notification
 from cloudwatchdog import svgchart
-from cloudwatchdog.timeutil import format_iso, to_us
+from cloudwatchdog.timeutil import format_iso, from_us, to_us
 from metrics import selectors as metrics_selectors
 from metrics import storage as metrics_storage
 from metrics.models import Series
@@ -35,16 +37,21 @@ class SeriesChart:
 
 def series_chart(*, tenant: Tenant, series: Series, start: datetime, end: datetime,
                  anomaly_href: Callable[[Anomaly], str] = lambda anomaly: "", focus_ids: frozenset[int] = frozenset(),
-                 chart_id: str = "c", markers: list[svgchart.Marker] | None = None) -> SeriesChart:
+                 chart_id: str = "c", markers: list[svgchart.Marker] | None = None,
+                 bands: tuple[list, list] | None = None) -> SeriesChart:
     """The chart of one of the tenant's series over (start, end]. The band is the engine's (the one
-    GET /api/v1/baselines draws) wherever raw points are drawn; bucketed ranges show the min/max envelope."""
+    GET /api/v1/baselines draws, or `bands`: the band and alert tuples under other settings) wherever
+    raw points are drawn; bucketed ranges show the min/max envelope."""
     points, envelope, step = metrics_storage.chart_points(tenant=tenant, series=series, start=start, end=end)
     band, alert_band = [], []
     if step is None and points:
-        for item in selectors.baseline_band(tenant=tenant, series_id=series.id, start=start, end=end):
-            if item["lower"] is not None and item["upper"] is not None:
-                band.append((to_us(item["timestamp"]), item["expected"], item["lower"], item["upper"]))
-                alert_band.append((to_us(item["timestamp"]), item["alert_lower"], item["alert_upper"]))
+        if bands is None:
+            for item in selectors.baseline_band(tenant=tenant, series_id=series.id, start=start, end=end):
+                if item["lower"] is not None and item["upper"] is not None:
+                    band.append((to_us(item["timestamp"]), item["expected"], item["lower"], item["upper"]))
+                    alert_band.append((to_us(item["timestamp"]), item["alert_lower"], item["alert_upper"]))
+        else:
+            band, alert_band = bands
         if all(a[1:] == b[2:] for a, b in zip(alert_band, band)):
             alert_band = []  # no alert in reach: the threshold is the band
     anomalies = selectors.anomalies_in_range(tenant=tenant, series_id=series.id, start=start, end=end,
@@ -107,44 +114,73 @@ def tenant_overview(*, tenant: Tenant, now: datetime) -> Overview:
 
 
 @dataclass
+class Change:
+    """One anomaly of the what-if table: raised only with the proposed settings (added), only with
+    the current ones (removed), or with both (kept), matched by time."""
+    kind: str
+    ts: datetime
+    value: float
+    severity: str  # the proposed one; a removed anomaly's current one
+    severity_now: str | None  # a kept anomaly's current severity, when the proposed one differs
+    reason: str
+    href: str  # the stored anomaly's page; an added one's, the series page around its time
+
+
+@dataclass
 class WhatIf:
     series: Series
     current: list  # findings under the tenant's current settings
     proposed: list  # findings under the proposed ones
     current_chart: str
     proposed_chart: str
+    changes: list[Change]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {kind: sum(change.kind == kind for change in self.changes) for kind in ("added", "removed", "kept")}
 
 
 def what_if(*, tenant: Tenant, series_list: list[Series], days: int, proposed_overrides: dict, now: datetime,
-            ) -> list[WhatIf]:
+            anomaly_href: Callable[[Anomaly], str] = lambda anomaly: "",
+            series_href: Callable[[Series, datetime], str] = lambda series, ts: "") -> list[WhatIf]:
     """Replay the last `days` days of each series in memory under its current settings and under the
     proposed tenant overrides, each series with its own rules on top either way (what saving them
-    would make of it; ValueError if they are not valid).
+    would make of it; ValueError if they are not valid): the findings, the band and the anomalies
+    added, removed and kept.
 
     Nothing is written: both runs start from the state rebuilt at the window's first UTC day
     boundary with their own configuration, and evaluate the same stored points."""
-    current = selectors.detection_configs_for(tenant=tenant, series=series_list)
-    proposed = selectors.detection_configs_for(tenant=tenant, series=series_list, tenant_overrides=proposed_overrides)
-    start_us = restart_at(to_us(now - timedelta(days=days)))
-    end = now
+    configs = (selectors.detection_configs_for(tenant=tenant, series=series_list),
+               selectors.detection_configs_for(tenant=tenant, series=series_list, tenant_overrides=proposed_overrides))
+    start, start_us = now - timedelta(days=days), restart_at(to_us(now - timedelta(days=days)))
+    restart = {series.id: start_us for series in series_list}
+    # One read of the points and one state rebuild per configuration for all the series together.
+    states = [selectors.states_at(tenant=tenant, restart_us=restart, configs=by_series) for by_series in configs]
+    ids, ts, values = metrics_storage.points_after(tenant=tenant, after_us={sid: start_us - 1 for sid in restart},
+                                                   until_us={sid: to_us(now) for sid in restart})
+    inputs = selectors.detection_input(tenant=tenant, points={sid: (ts[ids == sid], values[ids == sid]) for sid in restart},
+                                       after_us={sid: start_us - 1 for sid in restart})
+    percentages = metrics_selectors.percentage_series_ids(tenant=tenant, series_ids=list(restart))
     results = []
     for series in series_list:
-        outcomes = []
-        for config in (current[series.id], proposed[series.id]):
-            state = selectors.states_at(tenant=tenant, restart_us={series.id: start_us}, configs={series.id: config}).get(
-                series.id, SeriesState())
-            _, ts, values = metrics_storage.points_after(tenant=tenant, after_us={series.id: start_us - 1},
-                                                         until_us={series.id: to_us(end)})
-            ts, values = selectors.detection_input(tenant=tenant, points={series.id: (ts, values)},
-                                                   after_us={series.id: start_us - 1})[series.id]
-            findings, _, _ = detect(state, ts, values, config)
-            outcomes.append(findings)
-        charts = []
-        for label, findings in zip(("current", "proposed"), outcomes):
+        outcomes, charts = [], []
+        for label, by_series, state_of in zip(("current", "proposed"), configs, states):
+            state, config = state_of.get(series.id, SeriesState()), by_series[series.id]
+            findings, _, _ = detect(state, *inputs[series.id], config)
+            # The points from the UTC day boundary to `start` only warm the replay up: not shown.
+            findings = [f for f in findings if f.ts_us > to_us(start)]
+            band = selectors.band_along(state=state, ts=inputs[series.id][0], values=inputs[series.id][1],
+                                        config=config, percentage=series.id in percentages)
             markers = [svgchart.Marker(f.ts_us, f.value, Anomaly.severity_for(f.score), f.reason) for f in findings]
-            charts.append(series_chart(tenant=tenant, series=series, start=now - timedelta(days=days), end=end,
-                                       markers=markers, chart_id=f"{label}-{series.id}").svg)
-        results.append(WhatIf(series, outcomes[0], outcomes[1], charts[0], charts[1]))
+            charts.append(series_chart(tenant=tenant, series=series, start=start, end=now, markers=markers,
+                                       chart_id=f"{label}-{series.id}",
+                                       bands=_band_tuples(inputs[series.id][0], band, after_us=to_us(start))).svg)
+            outcomes.append(findings)
+        stored = {to_us(a.ts): a for a in selectors.anomalies_in_range(tenant=tenant, series_id=series.id, start=start,
+                                                                        end=now, limit=MAX_ANOMALY_MARKERS)}
+        changes = _changes(*outcomes, stored=stored, anomaly_href=anomaly_href,
+                           series_href=lambda ts, series=series: series_href(series, ts))
+        results.append(WhatIf(series, outcomes[0], outcomes[1], charts[0], charts[1], changes))
     return results
 
 
@@ -192,3 +228,65 @@ def incident_timeline(*, tenant: Tenant, incident: Incident, anomalies: list[Ano
                                      else "The series reported again."))
     order = {"opened": 0, "anomaly": 1, "escalation": 1, "resolved": 2, "message": 3, "attempt": 4, "status": 5}
     return sorted(entries, key=lambda entry: (entry.at, order[entry.kind]))
+
+
+def _band_tuples(ts: np.ndarray, band: tuple[np.ndarray, ...], after_us: int) -> tuple[list, list]:
+    """series_chart's band and alert tuples from band_along's arrays: the points after `after_us`
+    where the band is known (in numpy: a dict per point cost half the preview's time)."""
+    expected, lower, upper, _, alert_lower, alert_upper = band
+    if not len(ts):
+        return [], []
+    drawn = (ts > after_us) & ~np.isnan(lower) & ~np.isnan(upper)
+    at = ts[drawn].tolist()
+    return (list(zip(at, expected[drawn].tolist(), lower[drawn].tolist(), upper[drawn].tolist())),
+            list(zip(at, alert_lower[drawn].tolist(), alert_upper[drawn].tolist())))
+
+
+def _changes(current: list, proposed: list, *, stored: dict[int, Anomaly], anomaly_href: Callable[[Anomaly], str],
+             series_href: Callable[[datetime], str]) -> list[Change]:
+    """The anomalies added, removed and kept, in time order: findings matched by their timestamp."""
+    now_at = {f.ts_us: f for f in current}
+    proposed_at = {f.ts_us: f for f in proposed}
+    changes = []
+    for ts_us in sorted(now_at.keys() | proposed_at.keys()):
+        finding = proposed_at.get(ts_us) or now_at[ts_us]
+        kind = "kept" if ts_us in now_at and ts_us in proposed_at else "added" if ts_us in proposed_at else "removed"
+        severity = Anomaly.severity_for(finding.score)
+        severity_now = Anomaly.severity_for(now_at[ts_us].score) if kind == "kept" else None
+        ts = from_us(ts_us)
+        # An added anomaly has no page of its own: its series' page shows the time it would be raised.
+        href = (anomaly_href(stored[ts_us]) if kind != "added" and ts_us in stored else
+                series_href(ts) if kind == "added" else "")
+        changes.append(Change(kind, ts, finding.value, severity, severity_now if severity_now != severity else None,
+                              finding.reason, href))
+    return changes
+
+
+def settings_changed(*, current_overrides: dict | None, proposed_overrides: dict) -> dict:
+    """The settings whose tenant-wide value the proposed overrides change, with their proposed values
+    (a setting dropped from the overrides changes back to its default)."""
+    try:
+        current = DetectionConfig.from_overrides(current_overrides).as_dict()
+    except ValueError:
+        current = DetectionConfig().as_dict()  # stored overrides the engine no longer accepts run as defaults
+    proposed = DetectionConfig.from_overrides(proposed_overrides).as_dict()
+    return {name: value for name, value in proposed.items() if value != current[name]}
+
+
+@dataclass
+class SaveScope:
+    """What each way of saving previewed settings reaches."""
+    metric_names: list[str]  # the previewed series' metrics: a rule for each
+    metric_series: int  # the tenant's series of those metrics
+    tenant_series: int  # the tenant's series
+    tenant_series_changed: int  # those a tenant-wide save changes: not shielded by rules setting it all
+
+
+def save_scope(*, tenant: Tenant, series_list: list[Series], changed: dict) -> SaveScope:
+    metric_names = sorted({series.metric_name for series in series_list})
+    return SaveScope(
+        metric_names=metric_names,
+        metric_series=metrics_selectors.series_list(tenant=tenant).filter(metric_name__in=metric_names).count(),
+        tenant_series=metrics_selectors.series_count(tenant=tenant),
+        tenant_series_changed=selectors.series_count_changed_by(tenant=tenant, settings=changed),
+    )

@@ -13,10 +13,10 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from anomalies.console import reads
-from anomalies.engine import DetectionConfig
+from anomalies.engine import DIRECTIONS, DetectionConfig, setting_limits
 from anomalies.models import Anomaly
 from anomalies.runs import QueueUnavailable, detection_run_enqueue
-from anomalies.services import tenant_detection_config_set
+from anomalies.services import detection_rules_for_metrics_set, tenant_detection_config_set
 from cloudwatchdog.forms import BoundedJSONDecoder, whole_number
 from metrics import selectors as metrics_selectors
 from metrics import storage as metrics_storage
@@ -42,6 +42,54 @@ class TenantDetectionForm(forms.ModelForm):
             shown = str(error).encode("utf-8", "backslashreplace").decode("utf-8")
             raise forms.ValidationError(f"{shown}; the settings are: {', '.join(DetectionConfig().as_dict())}.")
         return overrides
+
+
+class DetectionSettingsForm(forms.Form):
+    """The engine's settings (DetectionConfig's fields) as inputs bounded as the engine bounds them,
+    showing the tenant's values; each value is checked by DetectionConfig.from_overrides, whose
+    message names the setting. A blank input means the default."""
+
+    def __init__(self, data=None, *, current: dict | None):
+        try:
+            self.current = DetectionConfig.from_overrides(current).as_dict()
+        except ValueError:
+            self.current = DetectionConfig().as_dict()  # stored overrides the engine no longer accepts
+        super().__init__(data, initial=self.current)
+        self.defaults = DetectionConfig().as_dict()
+        limits = setting_limits()
+        for name, default in self.defaults.items():
+            if isinstance(default, str):
+                self.fields[name] = forms.ChoiceField(choices=[(d, d) for d in DIRECTIONS], required=False)
+            elif isinstance(default, int):
+                self.fields[name] = forms.IntegerField(min_value=limits[name][0], max_value=limits[name][1],
+                                                       required=False, widget=forms.NumberInput(attrs={"step": 1}))
+            else:
+                self.fields[name] = forms.FloatField(min_value=limits[name][0], max_value=limits[name][1],
+                                                     required=False, widget=forms.NumberInput(attrs={"step": "any"}))
+
+    def clean(self):
+        cleaned = super().clean()
+        for name in self.fields:
+            if cleaned.get(name) in (None, ""):
+                cleaned[name] = self.defaults[name]
+            elif name not in self.errors:
+                try:
+                    DetectionConfig.from_overrides({name: cleaned[name]})
+                except ValueError as error:
+                    self.add_error(name, str(error))
+        return cleaned
+
+    def overrides(self) -> dict:
+        """The valid form's settings that differ from the defaults: what is stored."""
+        return {name: self.cleaned_data[name] for name, default in self.defaults.items()
+                if self.cleaned_data[name] != default}
+
+    def rows(self):
+        """(the input, the default, the tenant's value, whether the proposed value differs from it)."""
+        proposed = self.cleaned_data if self.is_bound and self.is_valid() else {}
+        for name in self.fields:
+            yield (self[name], self.defaults[name], self.current[name],
+                   name in proposed and proposed[name] != self.current[name])
 
 
 class TenantConsoleAdmin(TenantAdmin):
@@ -86,28 +134,10 @@ class TenantConsoleAdmin(TenantAdmin):
                                     {**context, "since": since, "series_count": series_count, "points": points})
         now = timezone.now()
         overview = reads.tenant_overview(tenant=tenant, now=now)
-        series_choices = metrics_selectors.series_oldest(tenant=tenant, limit=200)
-        chosen = [n for n in (whole_number(v) for v in request.GET.getlist("series")) if n is not None][:3]
-        days = min(max(whole_number(request.GET.get("days", "3")) or 3, 1), 30)
-        proposed_text = request.GET.get("overrides", json.dumps(tenant.detection_config or {}))
-        what_if, what_if_error = [], None
-        if action == "what_if":
-            try:
-                overrides = json.loads(proposed_text or "{}", cls=BoundedJSONDecoder)
-                if not isinstance(overrides, dict):
-                    raise ValueError("give an object of setting: value pairs")
-                DetectionConfig.from_overrides(overrides)
-            except (ValueError, TypeError, AttributeError) as error:
-                what_if_error = f"Those settings are not valid: {error}"
-            else:
-                chosen_series = [s for s in series_choices if s.id in chosen] or series_choices[:1]
-                what_if = reads.what_if(tenant=tenant, series_list=chosen_series, days=days,
-                                        proposed_overrides=overrides, now=now)
         context.update({
             "overview": overview, "statuses": [s for s, _ in Anomaly.STATUSES],
             "anomaly_tables": [("24 h", overview.anomalies_24h), ("7 days", overview.anomalies_7d)],
-            "series_choices": series_choices, "chosen_ids": chosen, "days": days, "proposed_text": proposed_text,
-            "what_if": what_if, "what_if_error": what_if_error,
+            **_what_if_context(request, tenant, now, previewing=action == "what_if"),
         })
         return TemplateResponse(request, "admin/console/tenant.html", context)
 
@@ -123,18 +153,69 @@ class TenantConsoleAdmin(TenantAdmin):
                 else:
                     run = detection_run_enqueue(tenant=tenant, trigger="replay", replay_since=since)
                     messages.success(request, f"Replay from {since:%Y-%m-%d %H:%M} UTC queued as run {run.run_id}.")
-            elif action == "save_settings":
-                try:
-                    tenant_detection_config_set(tenant=tenant, overrides=json.loads(request.POST.get("overrides", "{}"),
-                                                                                    cls=BoundedJSONDecoder))
-                except (ValueError, TypeError) as error:
-                    messages.error(request, f"Not saved: {error}")
-                else:
-                    messages.success(request, "Detection settings saved; they apply from the next run (replay to "
-                                              "apply them to history).")
+            elif action in ("save_settings", "save_for_metrics"):
+                _save_settings(request, tenant, for_metrics=action == "save_for_metrics")
         except QueueUnavailable:
             messages.error(request, "The task queue is unavailable; try again in a moment.")
         return HttpResponseRedirect(request.path)
+
+
+def _what_if_context(request, tenant: Tenant, now: datetime, previewing: bool) -> dict:
+    """The what-if section: the settings form (the tenant's values, or those proposed), and once
+    previewed, each chosen series under both and what each way of saving would reach."""
+    series_choices = metrics_selectors.series_oldest(tenant=tenant, limit=200)
+    chosen = [n for n in (whole_number(v) for v in request.GET.getlist("series")) if n is not None][:3]
+    days = min(max(whole_number(request.GET.get("days", "3")) or 3, 1), 30)
+    form = DetectionSettingsForm(request.GET if previewing else None, current=tenant.detection_config)
+    context = {"series_choices": series_choices, "chosen_ids": chosen, "days": days, "settings_form": form,
+               "what_if": []}
+    if not previewing or not form.is_valid():
+        return context
+    chosen_series = [s for s in series_choices if s.id in chosen] or series_choices[:1]
+    proposed = form.overrides()
+    changed = reads.settings_changed(current_overrides=tenant.detection_config, proposed_overrides=proposed)
+    context.update({
+        "what_if": reads.what_if(
+            tenant=tenant, series_list=chosen_series, days=days, proposed_overrides=proposed, now=now,
+            anomaly_href=lambda anomaly: reverse("admin:anomalies_anomaly_change", args=[anomaly.id]),
+            series_href=lambda series, ts: _series_page_around(series, ts, now)),
+        "proposed_json": json.dumps(proposed), "changed": changed, "previewed_ids": [s.id for s in chosen_series],
+        "scope": reads.save_scope(tenant=tenant, series_list=chosen_series, changed=changed),
+    })
+    return context
+
+
+def _series_page_around(series, ts: datetime, now: datetime) -> str:
+    """The series page over the shortest of its ranges that shows `ts` (its ranges end now)."""
+    range_key = next((key for key, span in reads.RANGES.items() if now - span < ts), "30d")
+    return f"{reverse('admin:metrics_series_change', args=[series.id])}?range={range_key}"
+
+
+def _save_settings(request, tenant: Tenant, for_metrics: bool) -> None:
+    """Save previewed overrides for the whole tenant, or as rules for the previewed series' metrics
+    (the settings they change from the tenant's current ones, the tenant's own left as they are)."""
+    try:
+        overrides = json.loads(request.POST.get("overrides", "{}"), cls=BoundedJSONDecoder)
+        if not for_metrics:
+            tenant_detection_config_set(tenant=tenant, overrides=overrides)
+            messages.success(request, "Detection settings saved for the whole tenant; they apply from the next run "
+                                      "(replay to apply them to history).")
+            return
+        if not isinstance(overrides, dict):
+            raise ValueError("give an object of setting: value pairs")
+        changed = reads.settings_changed(current_overrides=tenant.detection_config, proposed_overrides=overrides)
+        ids = [n for n in (whole_number(v) for v in request.POST.getlist("series")) if n is not None][:3]
+        metric_names = sorted({s.metric_name for s in metrics_selectors.series_list(tenant=tenant).filter(id__in=ids)})
+        if not changed or not metric_names:
+            messages.error(request, "Not saved: no setting changes, or no previewed series.")
+            return
+        rules = detection_rules_for_metrics_set(tenant=tenant, metric_names=metric_names, overrides=changed)
+    except (ValueError, TypeError) as error:
+        messages.error(request, f"Not saved: {error}")
+        return
+    messages.success(request, f"Saved as detection rules {', '.join(repr(r.name) for r in rules)} "
+                              f"({', '.join(sorted(changed))}); the tenant's settings are unchanged. They apply from "
+                              "the next run (replay to apply them to history).")
 
 
 def _parse_time(text: str) -> datetime | None:

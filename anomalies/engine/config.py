@@ -101,6 +101,19 @@ class DetectionConfig:
         return asdict(self)
 
 
+def setting_limits() -> dict[str, tuple[float, float]]:
+    """Each numeric setting's lowest and highest value from_overrides accepts (for a form's inputs)."""
+    limits = {}
+    for setting in fields(DetectionConfig):
+        kind = type(setting.default)
+        if kind is str:
+            continue
+        # Outside _WITHIN a setting need only be positive: a whole one is then at least 1.
+        low, high = _WITHIN.get(setting.name, (1 if kind is int else 0.0, math.inf))
+        limits[setting.name] = (low, min(high, _AT_MOST.get(setting.name, math.inf)))
+    return limits
+
+
 def severity_of(score: float) -> str:
     """The severity a score means: high from 0.8 (a deviation rarer than about 1 in 1,600 five-minute
     slots), medium from 0.5 (1 in 100), else low."""

@@ -1,5 +1,8 @@
 """The support console: the SVG chart's content, the anomaly, series and tenant pages, the lifecycle
 with its audit trail (admin and API), mutes, the what-if preview, and tenant isolation (404s)."""
+import html as html_text
+import json
+import random
 import re
 from datetime import datetime, timedelta, timezone
 
@@ -7,9 +10,11 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from anomalies.models import Anomaly, AnomalyEvent, Baseline, DetectionRun, SeriesMute
+from anomalies import selectors
+from anomalies.engine import DetectionConfig
+from anomalies.models import Anomaly, AnomalyEvent, Baseline, DetectionRule, DetectionRun, SeriesMute
 from anomalies.runs import detection_run
-from anomalies.services import series_mute
+from anomalies.services import detection_rule_create, series_mute, tenant_detection_config_set
 from cloudwatchdog.timeutil import to_us
 from metrics import storage as metrics_storage
 from metrics.models import Series
@@ -141,6 +146,9 @@ def test_staff_of_another_tenant_get_404_for_every_console_page_and_action(alert
     assert intruder.post(f"/admin/anomalies/anomaly/{anomaly.id}/change/", {"status": "resolved"}).status_code == 404
     assert intruder.post(f"/admin/metrics/series/{series_id}/change/", {"hours": "24"}).status_code == 404
     assert intruder.post(f"/admin/tenants/tenant/{client.tenant.id}/overview/", {"action": "run"}).status_code == 404
+    assert intruder.post(f"/admin/tenants/tenant/{client.tenant.id}/overview/", {
+        "action": "save_for_metrics", "overrides": '{"sensitivity": 0.2}', "series": str(series_id)}).status_code == 404
+    assert not DetectionRule.objects.for_tenant(client.tenant).exists()
     anomaly.refresh_from_db()
     assert anomaly.status == "open" and not AnomalyEvent.objects.for_tenant(client.tenant).exists()
     assert not SeriesMute.objects.for_tenant(client.tenant).exists()
@@ -206,12 +214,12 @@ def test_the_tenant_overview_counts_refusals_and_previews_other_settings(alerted
     html = root.get(url).content.decode()
     assert 'id="series-count">1<' in html
     assert "<td>json</td><td>timestamp</td><td>1</td>" in html and "<td>json</td><td>value</td><td>1</td>" in html
-    preview = root.get(url, {"action": "what_if", "overrides": '{"sensitivity": 0.2}', "days": "2",
+    preview = root.get(url, {"action": "what_if", "sensitivity": "0.2", "days": "2",
                              "series": str(anomaly.series_id)}).content.decode()
     counts = re.search(r"(\d+) anomalies now, (\d+) with the proposed settings", preview)
     assert counts and int(counts.group(2)) <= int(counts.group(1)) and int(counts.group(1)) >= 1
     assert preview.count("class=\"cwd-chart\"") == 2
-    assert "not valid" in root.get(url, {"action": "what_if", "overrides": '{"bogus": 1}'}).content.decode()
+    assert "not valid" in root.get(url, {"action": "what_if", "sensitivity": "0"}).content.decode()
     rollups_refresh()  # beat does it every minute; the confirmation counts from the hourly rollups
     confirm = root.get(url, {"action": "replay", "since": (END - timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M")})
     assert "recomputes baselines and anomalies of <strong>1</strong> series" in confirm.content.decode()
@@ -220,3 +228,150 @@ def test_the_tenant_overview_counts_refusals_and_previews_other_settings(alerted
     assert client.tenant.detection_config == {"sensitivity": 0.2}
     assert root.post(url, {"action": "run"}).status_code == 302
     assert DetectionRun.objects.for_tenant(client.tenant).filter(trigger="api_async").exists()
+
+
+def _bumpy(tenant, **series) -> list[dict]:
+    """2,000 one-minute points of noise (σ 1) around 50, its range widened on the first day, with bumps of
+    4.5 σ the default residual threshold (6 σ) lets pass, ending in a spike of 500."""
+    rng = random.Random(3)
+    values = [50 + rng.gauss(0, 1) for _ in range(2000)]
+    values[10], values[20] = 80.0, 20.0
+    for k in (1700, 1800, 1900):
+        values[k] += 4.5
+    values[-1] = 500.0
+    return [event(v, END - timedelta(minutes=1999 - i), **series) for i, v in enumerate(values)]
+
+
+@pytest.fixture
+def bumpy(make_tenant):
+    """A tenant whose bumpy series detection ran over (the spike stored), and a superuser's browser."""
+    client = make_tenant("bumpy")
+    points_ingest(tenant=client.tenant, events=_bumpy(client.tenant))
+    detection_run(tenant=client.tenant, trigger="command")
+    root = Client()
+    root.force_login(User.objects.create_superuser("root", password="x"))
+    series = Series.objects.for_tenant(client.tenant).get()
+    return client, root, series, f"/admin/tenants/tenant/{client.tenant.id}/overview/"
+
+
+def _preview(root, url, series, **settings) -> str:
+    return root.get(url, {"action": "what_if", "days": "2", "series": str(series.id), **settings}).content.decode()
+
+
+def _band_heights(svg: str) -> list[float]:
+    points = re.search(r'<polygon class="band" points="([^"]+)"', svg).group(1).split()
+    upper, lower = points[:len(points) // 2], points[len(points) // 2:][::-1]
+    return [float(lo.split(",")[1]) - float(up.split(",")[1]) for up, lo in zip(upper, lower)]
+
+
+def _changes(page: str, series) -> list[tuple[str, str, str]]:
+    """(kind, link, time) of each row of a series' what-if table."""
+    table = re.search(rf'<table class="what-if-changes" id="what-if-changes-{series.id}">.*?</table>', page, re.S)
+    return re.findall(r'<tr class="(added|removed|kept)"><td>\1</td><td><a href="([^"]+)">([^<]+) UTC</a>',
+                      table.group(0))
+
+
+def test_the_what_if_draws_the_band_each_setting_gives_and_lists_anomalies_added_removed_and_kept(bumpy):
+    client, root, series, url = bumpy
+    stored = Anomaly.objects.for_tenant(client.tenant).get(ts=END)
+    page = _preview(root, url, series, residual_threshold="2")
+    current, proposed = re.findall(r'<svg [^>]*class="cwd-chart".*?</svg>', page, re.S)
+    assert '<path class="expected"' in current and '<path class="expected"' in proposed
+    # The proposed band is the engine's under a third of the threshold: narrower, not the stored one.
+    now_heights, proposed_heights = _band_heights(current), _band_heights(proposed)
+    assert len(now_heights) == len(proposed_heights) > 1000
+    assert sum(proposed_heights) < 0.5 * sum(now_heights)
+
+    rows = _changes(page, series)
+    kinds = [kind for kind, _, _ in rows]
+    assert kinds.count("kept") == 1 and kinds.count("added") >= 1 and "removed" not in kinds
+    [kept] = [row for row in rows if row[0] == "kept"]
+    assert kept[1:] == (f"/admin/anomalies/anomaly/{stored.id}/change/", f"{END:%Y-%m-%d %H:%M:%S}")
+    for _, link, when in rows:
+        if link.startswith(f"/admin/metrics/series/{series.id}/change/?range="):
+            assert END - timedelta(days=1) < datetime.fromisoformat(when).replace(tzinfo=timezone.utc) < END
+    assert all(link.startswith(f"/admin/metrics/series/{series.id}/change/?range=") for kind, link, _ in rows
+               if kind == "added")
+    assert re.search(rf"{kinds.count('added')} added, 0 removed, 1 kept", page)
+
+    below = _changes(_preview(root, url, series, direction="below"), series)
+    assert below == [("removed", f"/admin/anomalies/anomaly/{stored.id}/change/", f"{END:%Y-%m-%d %H:%M:%S}")]
+
+
+def test_the_what_if_form_shows_each_setting_its_default_and_the_tenants_value(bumpy):
+    client, root, series, url = bumpy
+    tenant_detection_config_set(tenant=client.tenant, overrides={"sensitivity": 0.5})
+    page = root.get(url).content.decode()
+    assert 'name="overrides"' not in page  # no free JSON any more
+    rows = dict(re.findall(r'<tr(?: class="changed")?><th><label for="id_(\w+)">\1</label></th>(.*?)</tr>', page, re.S))
+    assert list(rows) == list(DetectionConfig().as_dict())
+    for name, default in DetectionConfig().as_dict().items():
+        assert f'<td class="default">{default}</td>' in rows[name], name
+    assert 'value="0.5"' in rows["sensitivity"] and '<td class="current">0.5</td>' in rows["sensitivity"]
+    assert 'min="0.001"' in rows["sensitivity"] and 'max="1000"' in rows["sensitivity"] and 'step="any"' in rows["sensitivity"]
+    assert 'value="1000"' in rows["window_points"] and 'min="10"' in rows["window_points"] and 'step="1"' in rows["window_points"]
+    assert 'max="21600"' in rows["recurring_jitter_seconds"]
+    assert re.search(r'<select name="direction"[^>]*>\s*<option value="both" selected>both</option>\s*'
+                     r'<option value="above">above</option>\s*<option value="below">below</option>', rows["direction"])
+
+    # Every setting submitted as the page holds it, one changed: only what differs from the defaults is kept.
+    submitted = {**DetectionConfig().as_dict(), "sensitivity": "0.5", "residual_threshold": "2"}
+    page = _preview(root, url, series, **submitted)
+    proposed = json.loads(html_text.unescape(re.search(r'name="overrides" value="([^"]+)"', page).group(1)))
+    assert proposed == {"sensitivity": 0.5, "residual_threshold": 2.0}
+    assert root.post(url, {"action": "save_settings", "overrides": json.dumps(proposed)}).status_code == 302
+    client.tenant.refresh_from_db()
+    assert client.tenant.detection_config == {"sensitivity": 0.5, "residual_threshold": 2.0}
+
+    bad = _preview(root, url, series, sensitivity="nan", window_points="100001", recurring_jitter_seconds="30000",
+                   cooldown_seconds="1e3", direction="sideways")
+    assert "not valid" in bad and 'class="cwd-chart"' not in bad
+    for name in ("sensitivity", "window_points", "recurring_jitter_seconds", "cooldown_seconds", "direction"):
+        assert f'<div class="errornote">{name}: ' in bad, name
+
+
+def test_saving_for_the_previewed_metric_makes_a_rule_for_it_alone_and_leaves_the_tenant_settings(bumpy):
+    client, root, series, url = bumpy
+    points_ingest(tenant=client.tenant, events=[event(1.0, END, metric_name="memory_used")])
+    page = _preview(root, url, series, residual_threshold="2")
+    assert 'value="Save for the 1 series of cpu_utilization" id="save-for-metrics"' in page
+    form = re.search(r'<form method="post"[^>]*>(?:(?!</form>).)*value="save_for_metrics".*?</form>', page, re.S).group(0)
+    fields = re.findall(r'name="(\w+)" value="([^"]*)"', form)
+    data = {}
+    for name, value in fields:
+        data.setdefault(name, []).append(html_text.unescape(value))
+    assert data["series"] == [str(series.id)]
+    assert root.post(url, data).status_code == 302
+
+    [rule] = DetectionRule.objects.for_tenant(client.tenant)
+    assert (rule.name, rule.service, rule.metric_name, rule.resource_id, rule.tags, rule.overrides) == (
+        "what-if: cpu_utilization", "", "cpu_utilization", "", {}, {"residual_threshold": 2.0})
+    client.tenant.refresh_from_db()
+    assert client.tenant.detection_config == {}
+    configs = selectors.detection_configs_for(tenant=client.tenant, series=Series.objects.for_tenant(client.tenant))
+    memory = Series.objects.for_tenant(client.tenant).get(metric_name="memory_used")
+    assert configs[series.id].residual_threshold == 2.0 and configs[memory.id].residual_threshold == 6.0
+
+    # Saving again for the metric changes that rule, adding the setting: no second rule.
+    again = {**data, "overrides": [json.dumps({"direction": "above"})]}
+    assert root.post(url, again).status_code == 302
+    [rule] = DetectionRule.objects.for_tenant(client.tenant)
+    assert rule.overrides == {"residual_threshold": 2.0, "direction": "above"}
+    client.tenant.refresh_from_db()
+    assert client.tenant.detection_config == {}
+
+
+def test_saving_for_the_whole_tenant_warns_how_many_series_it_changes(bumpy):
+    client, root, series, url = bumpy
+    points_ingest(tenant=client.tenant, events=[event(1.0, END, resource_id="i-other"),
+                                                event(1.0, END, metric_name="memory_used")])
+    detection_rule_create(tenant=client.tenant, data={"name": "memory", "metric_name": "memory_used",
+                                                       "overrides": {"residual_threshold": 8}})
+    warning = re.compile(r'id="tenant-save-warning">Saving for the whole tenant changes detection of '
+                         r'<strong>(\d+)</strong> of its (\d+) series')
+    # The memory series' rule sets the threshold: a tenant-wide threshold changes the other two.
+    assert warning.search(_preview(root, url, series, residual_threshold="2")).groups() == ("2", "3")
+    assert warning.search(_preview(root, url, series, sensitivity="2")).groups() == ("3", "3")
+    assert 'id="save-settings"' in _preview(root, url, series, sensitivity="2")
+    unchanged = _preview(root, url, series)
+    assert "nothing to save" in unchanged and 'id="save-settings"' not in unchanged
