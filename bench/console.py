@@ -4,8 +4,9 @@ under 300 ms).
 Stores 24 series × 43,200 one-minute points (30 days, 1.04M points) for a tenant of its own,
 refreshes the rollups and runs detection (as beat would have; a webhook channel gets a message for
 each incident), then times the series page at each range, an anomaly's page, the incident with the
-most anomalies, the incident list, the admin index and the tenant overview, through Django's full
-request stack in this process (middleware, admin, templates), as a logged-in superuser.
+most anomalies, the incident list, the admin index, the tenant overview and its what-if preview (3
+series, 3 days), through Django's full request stack in this process (middleware, admin, templates),
+as a logged-in superuser.
 
 usage: .venv/bin/python bench/console.py [--rounds 15]
 """
@@ -94,6 +95,10 @@ def main():
                       f"/admin/anomalies/incident/{incident.id}/change/"))
     pages += [("incident list", f"/admin/anomalies/incident/?tenant={tenant.id}"), ("admin index", "/admin/"),
               ("tenant overview", f"/admin/tenants/tenant/{tenant.id}/overview/")]
+    # The what-if preview at its largest default: 3 series replayed over 3 days under two settings.
+    chosen = "".join(f"&series={s.id}" for s in Series.objects.for_tenant(tenant).order_by("id")[:3])
+    pages.append(("what-if, 3 series × 3 days",
+                  f"/admin/tenants/tenant/{tenant.id}/overview/?action=what_if&days=3&residual_threshold=4{chosen}"))
     for label, url in pages:
         median, p95 = timed(client, url, args.rounds)
         print(f"{label:32s} p50 {median:6.1f} ms   p95 {p95:6.1f} ms")
