@@ -24,6 +24,7 @@ from django.test import Client, RequestFactory
 from drf_spectacular.generators import SchemaGenerator
 
 from anomalies import alerting
+from anomalies.engine import DetectionConfig
 from anomalies.models import Anomaly, Channel, DetectionRule, DetectionRun, Incident, Notification, Silence
 from anomalies.runs import detection_run
 from anomalies.services import detection_rule_create, series_mute
@@ -46,7 +47,9 @@ LIST_PARAMETERS = ["q", "o", "p", "all", "e", "_facets", "_popup"]
 PAGE_PARAMETERS = LIST_PARAMETERS + ["_changelist_filters", UNKNOWN, "action", "days", "series", "overrides",
                                      "since", "zoom", "range", "before"]
 # The console's form fields: the tenant overview's actions, a series' mute, an anomaly's triage.
-CONSOLE_FIELDS = ["since", "overrides", "hours", "status", "note"]
+CONSOLE_FIELDS = ["since", "overrides", "series", "hours", "status", "note"]
+# The what-if form's inputs: the engine's settings.
+SETTINGS = list(DetectionConfig().as_dict())
 END = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=30)
 
 
@@ -120,7 +123,7 @@ def _pages(user) -> dict[str, tuple[list[str], list[str], bool]]:
             pages[url] = (PAGE_PARAMETERS + ["_to_field"], [], _ours(view))
         if route.endswith("overview/"):  # what-if and replay read their parameters only when asked for
             asked = [name for name in PAGE_PARAMETERS if name != "action"]
-            pages.update({f"{url}?action={action}": (asked, [], True) for action in ("what_if", "replay")})
+            pages.update({f"{url}?action=what_if": (asked + SETTINGS, [], True), f"{url}?action=replay": (asked, [], True)})
     return pages
 
 
@@ -187,7 +190,8 @@ def _forms(user, tenant) -> list[tuple[str, str, list[str], bool]]:
             ours = _may_add(model_admin, user) if route == "add/" else _ours(view)
             forms.append((url, "", fields + CONSOLE_FIELDS, ours))
     overview = f"/admin/tenants/tenant/{tenant.id}/overview/"
-    return forms + [(overview, f"action={name}", CONSOLE_FIELDS, True) for name in ("run", "replay", "save_settings")]
+    return forms + [(overview, f"action={name}", CONSOLE_FIELDS, True) for name in ("run", "replay", "save_settings",
+                                                                                   "save_for_metrics")]
 
 
 @pytest.mark.parametrize("who", ["superuser", "support"])
