@@ -38,7 +38,7 @@ from anomalies.services import (
     detection_rule_errors,
     detection_rule_update,
 )
-from cloudwatchdog.timeutil import format_iso
+from cloudwatchdog.timeutil import format_utc
 from metrics.models import Series
 from tenants.admin import TenantFilter, TenantScopedAdmin, may_act, scoped_to_staff
 from tenants.models import Tenant
@@ -63,8 +63,8 @@ class ReadOnlyMixin:
 
 @admin.register(Baseline)
 class BaselineAdmin(ReadOnlyMixin, TenantScopedAdmin):
-    list_display = ["series", "tenant", "state", "state_since", "now", "status", "sample_count", "median",
-                    "scale", "lower", "upper", "watermark", "late_points", "recurring_expected"]
+    list_display = ["series", "tenant", "state", "state_since", "now", "status", "sample_count", "median_shown",
+                    "scale_shown", "lower_shown", "upper_shown", "watermark", "late_points", "recurring_expected"]
     list_filter = ["state", "status", TenantFilter]
     search_fields = ["series__resource_id", "series__metric_name"]
     list_select_related = ["series", "tenant"]
@@ -74,6 +74,23 @@ class BaselineAdmin(ReadOnlyMixin, TenantScopedAdmin):
     @admin.display(description="newest point")
     def now(self, obj):
         return display.band_word(obj.out_of_band)
+
+    # Values to 4 significant digits with the series' unit, as the console writes them.
+    @admin.display(description="median", ordering="median")
+    def median_shown(self, obj):
+        return display.series_quantity(obj.series, obj.median)
+
+    @admin.display(description="robust σ", ordering="scale")
+    def scale_shown(self, obj):
+        return display.series_quantity(obj.series, obj.scale)
+
+    @admin.display(description="lower", ordering="lower")
+    def lower_shown(self, obj):
+        return display.series_quantity(obj.series, obj.lower)
+
+    @admin.display(description="upper", ordering="upper")
+    def upper_shown(self, obj):
+        return display.series_quantity(obj.series, obj.upper)
 
     @admin.display(description="recurring, expected (UTC)")
     def recurring_expected(self, obj):
@@ -178,18 +195,18 @@ class ChannelAdmin(TenantScopedAdmin):
     @admin.display(description="delivery", ordering="failing_since")
     def health(self, channel):
         if channel.failing_since is not None:
-            return format_html('<span class="cwd-failing">failing since {}</span>', format_iso(channel.failing_since))
+            return format_html('<span class="cwd-failing">failing since {}</span>', format_utc(channel.failing_since))
         return "ok" if channel.last_success_at else "no deliveries yet"
 
     @admin.display(description="last success", ordering="last_success_at")
     def last_success_at(self, channel):
-        return format_iso(channel.last_success_at) if channel.last_success_at else "–"
+        return format_utc(channel.last_success_at)
 
     @admin.display(description="last error")
     def last_error_shown(self, channel):
         if not channel.last_error:
             return "–"
-        return f"{format_iso(channel.last_error_at)}: {display.cut(channel.last_error, 80)}"
+        return f"{format_utc(channel.last_error_at)}: {display.cut(channel.last_error, 80)}"
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "tenant":
@@ -261,9 +278,9 @@ class SilenceAdmin(ActingStaffMixin, TenantScopedAdmin):
     @admin.display(description="end", ordering="end")
     def end_shown(self, silence):
         if silence.ends_with_incident_id:
-            return format_html('{} or when <a href="{}">its incident</a> resolves', format_iso(silence.end),
+            return format_html('{} or when <a href="{}">its incident</a> resolves', format_utc(silence.end),
                                reverse("admin:anomalies_incident_change", args=[silence.ends_with_incident_id]))
-        return format_iso(silence.end)
+        return format_utc(silence.end)
     actions = ["end_now"]
 
     def changelist_view(self, request, extra_context=None):

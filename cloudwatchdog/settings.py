@@ -176,6 +176,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
+# Dates and times as the console writes them (2026-12-03 09:04:05 UTC), in every admin list and page.
+FORMAT_MODULE_PATH = ["cloudwatchdog.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / ".data" / "static")))

@@ -38,6 +38,14 @@ def format_iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+def format_utc(moment: datetime | None, seconds: bool = False) -> str:
+    """The one time format people read in the console and the admin: 24-hour ISO date and time in UTC,
+    saying so (2026-12-03 09:04 UTC); '–' for none. settings' formats (cloudwatchdog/formats) match it."""
+    if moment is None:
+        return "–"
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
+
+
 def floor(moment: datetime, seconds: int) -> datetime:
     """The start of the `seconds`-long period (aligned to the epoch) that holds `moment`."""
     return EPOCH + timedelta(seconds=(moment - EPOCH) // timedelta(seconds=seconds) * seconds)

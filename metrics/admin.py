@@ -8,7 +8,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from cloudwatchdog.timeutil import format_iso
+from cloudwatchdog import units
+from cloudwatchdog.timeutil import format_utc
 from metrics import selectors, storage
 from tenants.admin import ScopedValuesFilter, TenantFilter, TenantScopedAdmin
 
@@ -42,7 +43,7 @@ class MetricNameFilter(ScopedValuesFilter):
 # Registered by the anomalies app, as this admin with its change page drawn as the console's series page
 # (anomalies/admin.py): one registration, so no app unregisters another's admin.
 class SeriesAdmin(TenantScopedAdmin):
-    list_display = ["id", "tenant", "service", "resource_id", "metric_name", "kind", "unit", "tags", "created_at",
+    list_display = ["id", "tenant", "service", "resource_id", "metric_name", "kind", "unit_shown", "tags", "created_at",
                     "points_link"]
     list_filter = [TenantFilter, "kind", "service", "metric_name"]
     search_fields = ["resource_id", "metric_name", "service"]
@@ -62,6 +63,10 @@ class SeriesAdmin(TenantScopedAdmin):
         # foreign-keyed to their series, so a deleted series would collect orphan points.
         return False
 
+    @admin.display(description="unit", ordering="unit")
+    def unit_shown(self, obj):
+        return units.unit_label(obj.unit) or "–"
+
     @admin.display(description="points")
     def points_link(self, obj):
         return format_html('<a href="{}">raw points</a>', reverse("admin:metrics_series_points", args=[obj.pk]))
@@ -78,13 +83,15 @@ class SeriesAdmin(TenantScopedAdmin):
         end = _before(request.GET.get("before"))
         rows = storage.points_page(tenant=series.tenant, series_id=series.id, before=end, limit=POINTS_PAGE + 1)
         more = len(rows) > POINTS_PAGE
+        unit = units.unit_label(series.unit)
         rows = rows[:POINTS_PAGE]
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "title": f"Raw points of {series}",
             "series": series,
-            "points": [(format_iso(ts), value) for ts, value in rows],
+            # To 4 significant digits with the unit, as everywhere; the stored value whole in the tooltip.
+            "points": [(format_utc(ts, seconds=True), units.quantity(value, unit), repr(value)) for ts, value in rows],
             "older": rows[-1][0].isoformat() if more else None,
         }
         return TemplateResponse(request, "admin/metrics/series_points.html", context)

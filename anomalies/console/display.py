@@ -1,6 +1,8 @@
 """How the console and the anomalies' admin lists show a row: cut text, band words, severity badges,
-and who acted."""
+values with their series' unit, and who acted."""
 from django.utils.html import format_html
+
+from cloudwatchdog import units
 
 
 def cut(text: str, length: int) -> str:
@@ -18,6 +20,11 @@ def severity_badge(severity: str):
     colours = {"low": "#ca8a04", "medium": "#ea580c", "high": "#dc2626"}
     return format_html('<span style="color:#fff;background:{};padding:1px 7px;border-radius:8px">{}</span>',
                        colours.get(severity, "#6b7280"), severity)
+
+
+def series_quantity(series, value: float | None) -> str:
+    """A value of the series to 4 significant digits with its unit (a counter's: per second)."""
+    return units.quantity(value, units.value_label(kind=series.kind, ucum=series.unit))
 
 
 def admin_actor(request) -> str:

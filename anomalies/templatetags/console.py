@@ -1,9 +1,10 @@
-"""Filters and tags of the support console: numbers as people read them (as the reason sentences write
-them), and the banner that says a notification channel is failing."""
+"""Filters and tags of the support console: numbers, units and times as people read them (as the reason
+sentences write them), and the banner that says a notification channel is failing."""
 from django import template
 
 from anomalies import selectors
-from anomalies.engine.explain import readable
+from cloudwatchdog import units
+from cloudwatchdog.timeutil import format_utc
 from tenants.selectors import tenant_list_for_staff
 
 register = template.Library()
@@ -15,9 +16,29 @@ def sig(value, digits: int = 4):
     if value is None or value == "":
         return "–"
     try:
-        return readable(float(value), int(digits))
+        return units.number(float(value), int(digits))
     except (TypeError, ValueError):
         return value
+
+
+@register.filter
+def qty(value, unit: str = ""):
+    """A value to 4 significant digits with its unit as people write it (`unit` from units.value_label):
+    94.59 °C, 42%, 1,200 B/s."""
+    if value is None or value == "":
+        return "–"
+    try:
+        return units.quantity(float(value), unit)
+    except (TypeError, ValueError):
+        return value
+
+
+@register.filter
+def utc(moment, precision: str = ""):
+    """The console's one time format: 2026-12-03 09:04 UTC, or with seconds (`|utc:"seconds"`)."""
+    if not moment:
+        return "–"
+    return format_utc(moment, seconds=precision == "seconds")
 
 
 @register.inclusion_tag("admin/console/failing_channels.html", takes_context=True)
