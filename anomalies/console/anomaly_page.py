@@ -12,7 +12,8 @@ from anomalies import alerting, selectors
 from anomalies.console import display, reads, silencing
 from anomalies.models import Anomaly, Incident
 from anomalies.services import anomaly_status_set
-from cloudwatchdog.timeutil import from_us
+from cloudwatchdog import units
+from cloudwatchdog.timeutil import format_utc, from_us
 from metrics.admin import MetricNameFilter, ServiceFilter
 from tenants.admin import TenantFilter, TenantScopedAdmin, may_act
 
@@ -51,9 +52,9 @@ class AnomalyAdmin(TenantScopedAdmin):
         css = {"all": ["anomalies/changelist.css"]}
 
     # The list stays one line a row: long names and sentences are cut, the whole text in the tooltip.
-    @admin.display(description="time (UTC)", ordering="ts")
+    @admin.display(description="time", ordering="ts")
     def when(self, obj):
-        return obj.ts.strftime("%Y-%m-%d %H:%M:%S")
+        return format_utc(obj.ts, seconds=True)
 
     @admin.display(description="severity", ordering="severity")
     def severity_badge(self, obj):
@@ -65,11 +66,11 @@ class AnomalyAdmin(TenantScopedAdmin):
 
     @admin.display(description="value", ordering="value")
     def value_short(self, obj):
-        return f"{obj.value:.4g}"
+        return display.series_quantity(obj.series, obj.value)
 
     @admin.display(description="expected")
     def expected_short(self, obj):
-        return f"{obj.expected:.4g}"
+        return display.series_quantity(obj.series, obj.expected)
 
     @admin.display(description="reason")
     def reason_short(self, obj):
@@ -101,11 +102,12 @@ class AnomalyAdmin(TenantScopedAdmin):
         previous_us = anomaly.suppression.get("previous_alert_us")
         context = {
             **self.admin_site.each_context(request), "opts": self.opts, "title": str(anomaly), "anomaly": anomaly,
-            "series": series, "chart": chart, "zoom": zoom,
+            "series": series, "unit": units.value_label(kind=series.kind, ucum=series.unit), "chart": chart,
+            "zoom": zoom,
             "zooms": [(key, label) for key, (label, _, _) in ANOMALY_ZOOMS.items()],
             "evidence": evidence_rows(anomaly),
             "cooldown_hours": anomaly.suppression.get("cooldown_seconds", 0) / 3600,
-            "previous_alert": from_us(previous_us).strftime("%Y-%m-%d %H:%M UTC") if previous_us else None,
+            "previous_alert": format_utc(from_us(previous_us)) if previous_us else None,
             "baseline": selectors.baseline_get(tenant=tenant, series_id=series.id),
             "previous": previous, "following": following,
             "events": selectors.anomaly_events(tenant=tenant, anomaly_id=anomaly.id),

@@ -8,12 +8,13 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 import numpy as np
+from django.utils import timezone
 
 from anomalies import selectors
 from anomalies.engine import DetectionConfig, SeriesState, detect, restart_at
 from anomalies.models import Anomaly, Incident, Notification
-from cloudwatchdog import svgchart
-from cloudwatchdog.timeutil import format_iso, from_us, to_us
+from cloudwatchdog import svgchart, units
+from cloudwatchdog.timeutil import format_utc, from_us, to_us
 from metrics import selectors as metrics_selectors
 from metrics import storage as metrics_storage
 from metrics.models import Series
@@ -26,7 +27,8 @@ MAX_ANOMALY_MARKERS = 500
 
 @dataclass
 class SeriesChart:
-    svg: str
+    svg: str  # one drawing, the wide one
+    fitted: str  # the drawing in each size, the page showing the one that fits (svgchart.render_fitted)
     start: datetime
     end: datetime
     step_seconds: int | None  # None: raw points
@@ -38,7 +40,7 @@ class SeriesChart:
 def series_chart(*, tenant: Tenant, series: Series, start: datetime, end: datetime,
                  anomaly_href: Callable[[Anomaly], str] = lambda anomaly: "", focus_ids: frozenset[int] = frozenset(),
                  chart_id: str = "c", markers: list[svgchart.Marker] | None = None,
-                 bands: tuple[list, list] | None = None) -> SeriesChart:
+                 bands: tuple[list, list] | None = None, now: datetime | None = None) -> SeriesChart:
     """The chart of one of the tenant's series over (start, end]. The band is the engine's (the one
     GET /api/v1/baselines draws, or `bands`: the band and alert tuples under other settings) wherever
     raw points are drawn; bucketed ranges show the min/max envelope."""
@@ -57,17 +59,17 @@ def series_chart(*, tenant: Tenant, series: Series, start: datetime, end: dateti
     anomalies = selectors.anomalies_in_range(tenant=tenant, series_id=series.id, start=start, end=end,
                                              limit=MAX_ANOMALY_MARKERS)
     if markers is None:
-        markers = [svgchart.Marker(to_us(a.ts), a.value, a.severity, f"{format_iso(a.ts)} {a.severity}: {a.reason}",
-                                   anomaly_href(a), a.id in focus_ids) for a in anomalies]
+        markers = [svgchart.Marker(to_us(a.ts), a.value, a.severity, f"{format_utc(a.ts, seconds=True)} {a.severity}: "
+                                   f"{a.reason}", anomaly_href(a), a.id in focus_ids) for a in anomalies]
     shades = [svgchart.Shade(to_us(a.ts), to_us(a.ts) + int(a.suppression.get("cooldown_seconds", 0)) * 1_000_000,
-                             f"cooldown after the anomaly at {format_iso(a.ts)}") for a in anomalies
+                             f"cooldown after the anomaly at {format_utc(a.ts)}") for a in anomalies
               if a.suppression.get("cooldown_seconds") and not a.escalation]
     for incident in selectors.incidents_overlapping(tenant=tenant, series_id=series.id, start=start, end=end):
         until = incident.resolved_at or end
         shades.append(svgchart.Shade(to_us(incident.started_at), to_us(until), (
-            f"in alarm from {format_iso(incident.started_at)} to {format_iso(incident.resolved_at)}"
-            if incident.resolved_at else f"in alarm since {format_iso(incident.started_at)}, still")
-            if incident.kind == "anomaly" else f"no data from {format_iso(incident.started_at)}", kind="alarm"))
+            f"in alarm from {format_utc(incident.started_at)} to {format_utc(incident.resolved_at)}"
+            if incident.resolved_at else f"in alarm since {format_utc(incident.started_at)}, still")
+            if incident.kind == "anomaly" else f"no data from {format_utc(incident.started_at)}", kind="alarm"))
     for start_us, end_us in selectors.mute_windows(tenant=tenant, series_ids=[series.id]).get(series.id, []):
         shades.append(svgchart.Shade(start_us, end_us, "muted", kind="mute"))
     if step is not None:
@@ -81,9 +83,11 @@ def series_chart(*, tenant: Tenant, series: Series, start: datetime, end: dateti
         start_us=to_us(start), end_us=to_us(end), points=[(to_us(ts), v) for ts, v in points],
         envelope=[(to_us(ts), lo, hi) for ts, lo, hi in envelope], band=band, alert_band=alert_band, markers=markers,
         shades=shades,
-        gap_us=gap_us, unit=("per second" if series.kind == "counter" else series.unit),
+        gap_us=gap_us, unit=units.value_label(kind=series.kind, ucum=series.unit),
+        now_us=to_us(now or timezone.now()),
     )
-    return SeriesChart(svgchart.render(chart, chart_id=chart_id), start, end, step, len(points), anomalies, bool(band))
+    return SeriesChart(svgchart.render(chart, chart_id=chart_id), svgchart.render_fitted(chart, chart_id=chart_id),
+                       start, end, step, len(points), anomalies, bool(band))
 
 
 @dataclass

@@ -11,7 +11,10 @@ from django.utils import timezone
 from anomalies import selectors
 from anomalies.console import display, reads
 from anomalies.services import series_mute
+from cloudwatchdog import units
 from cloudwatchdog.forms import whole_number
+from cloudwatchdog.timeutil import from_us
+from metrics import storage as metrics_storage
 from metrics.admin import SeriesAdmin
 
 
@@ -37,12 +40,21 @@ class SeriesConsoleAdmin(SeriesAdmin):
         range_key = request.GET.get("range") if request.GET.get("range") in reads.RANGES else "24h"
         end = timezone.now()
         chart = reads.series_chart(tenant=tenant, series=series, start=end - reads.RANGES[range_key], end=end,
-                                   anomaly_href=lambda a: reverse("admin:anomalies_anomaly_change", args=[a.id]))
+                                   anomaly_href=lambda a: reverse("admin:anomalies_anomaly_change", args=[a.id]),
+                                   now=end)
         context = {
             **self.admin_site.each_context(request), "opts": self.opts, "title": str(series), "series": series,
             "chart": chart, "range": range_key, "ranges": list(reads.RANGES),
+            "unit": units.value_label(kind=series.kind, ucum=series.unit), "first_point": _first_point(tenant, series),
             "baseline": selectors.baseline_get(tenant=tenant, series_id=series.id),
             "warm_points": selectors.detection_configs_for(tenant=tenant, series=[series])[series.id].min_points,
             "mutes": selectors.series_mutes(tenant=tenant, series_id=series.id), "can_mute": can_mute,
         }
         return TemplateResponse(request, "admin/console/series.html", context)
+
+
+def _first_point(tenant, series):
+    """The time of the series' oldest stored point (not when the series was created: retention and
+    late or backfilled points move it), or None while it has none."""
+    first_us = metrics_storage.series_first_ts(tenant=tenant, series_ids=[series.id]).get(series.id)
+    return from_us(first_us) if first_us is not None else None

@@ -375,3 +375,30 @@ def test_saving_for_the_whole_tenant_warns_how_many_series_it_changes(bumpy):
     assert 'id="save-settings"' in _preview(root, url, series, sensitivity="2")
     unchanged = _preview(root, url, series)
     assert "nothing to save" in unchanged and 'id="save-settings"' not in unchanged
+
+
+def test_pages_write_values_to_four_digits_with_units_and_times_in_utc(make_tenant):
+    client = make_tenant("units")
+    events = steady_then_spike(count=300, end=END, base=21.342, spike=94.59200000000001, unit="Cel")
+    points_ingest(tenant=client.tenant, events=events[150:])
+    points_ingest(tenant=client.tenant, events=events[:150])  # backfilled: older than the series itself
+    detection_run(tenant=client.tenant, trigger="command")
+    admin_user = User.objects.create_superuser("root-u", password="x")
+    root = Client()
+    root.force_login(admin_user)
+    series = Series.objects.for_tenant(client.tenant).get()
+    oldest = END - timedelta(minutes=299)
+
+    page = root.get(f"/admin/metrics/series/{series.id}/change/").content.decode()
+    assert f'first point <span id="first-point">{oldest:%Y-%m-%d %H:%M:%S} UTC</span>' in page
+    assert series.created_at - oldest > timedelta(minutes=30) and "gauge in °C" in page  # not its creation
+    points = root.get(f"/admin/metrics/series/{series.id}/points/").content.decode()
+    assert f"<td>{END:%Y-%m-%d %H:%M:%S} UTC</td>" in points
+    assert '<td title="stored: 94.59200000000001">94.59 °C</td>' in points
+    baselines = root.get("/admin/anomalies/baseline/").content.decode()
+    assert re.search(r'<td class="field-median_shown">\d\d(\.\d{1,2})? °C</td>', baselines), baselines
+    run = DetectionRun.objects.for_tenant(client.tenant).get()
+    run_page = root.get(f"/admin/anomalies/detectionrun/{run.id}/change/").content.decode()
+    assert f"{run.requested_at:%Y-%m-%d %H:%M:%S} UTC" in run_page and "a.m." not in run_page and "p.m." not in run_page
+    listing = root.get("/admin/anomalies/detectionrun/").content.decode()
+    assert f"{run.requested_at:%Y-%m-%d %H:%M:%S} UTC" in listing
