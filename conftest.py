@@ -63,6 +63,30 @@ def chromium_path() -> str:
     return shutil.which("chromium")
 
 
+@pytest.fixture(scope="module")
+def chromium(chromium_path):
+    """One headless Chromium for a test module (tests/browser_checks.py says how it starts)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser_checks import CHROMIUM_ARGS
+
+    # Playwright's sync API runs an event loop in this thread, and Django refuses ORM calls where
+    # one runs; the test's own ORM calls are synchronous all the same (Django's documented way out).
+    with pytest.MonkeyPatch.context() as patch, sync_playwright() as playwright:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        launched = playwright.chromium.launch(executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def browser(chromium):
+    """A fresh page (its own cookies and storage) at 1,400 x 1,000."""
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+    yield context.new_page()
+    context.close()
+
+
 @pytest.fixture
 def celery_worker(transactional_db):
     """A real Celery worker (in a thread of this process) on the real Redis broker."""

@@ -27,7 +27,6 @@ MAX_ANOMALY_MARKERS = 500
 
 @dataclass
 class SeriesChart:
-    svg: str  # one drawing, the wide one
     fitted: str  # the drawing in each size, the page showing the one that fits (svgchart.render_fitted)
     start: datetime
     end: datetime
@@ -86,8 +85,8 @@ def series_chart(*, tenant: Tenant, series: Series, start: datetime, end: dateti
         gap_us=gap_us, unit=units.value_label(kind=series.kind, ucum=series.unit),
         now_us=to_us(now or timezone.now()),
     )
-    return SeriesChart(svgchart.render(chart, chart_id=chart_id), svgchart.render_fitted(chart, chart_id=chart_id),
-                       start, end, step, len(points), anomalies, bool(band))
+    return SeriesChart(svgchart.render_fitted(chart, chart_id=chart_id), start, end, step, len(points), anomalies,
+                       bool(band))
 
 
 @dataclass
@@ -178,7 +177,7 @@ def what_if(*, tenant: Tenant, series_list: list[Series], days: int, proposed_ov
             markers = [svgchart.Marker(f.ts_us, f.value, Anomaly.severity_for(f.score), f.reason) for f in findings]
             charts.append(series_chart(tenant=tenant, series=series, start=start, end=now, markers=markers,
                                        chart_id=f"{label}-{series.id}",
-                                       bands=_band_tuples(inputs[series.id][0], band, after_us=to_us(start))).svg)
+                                       bands=_band_tuples(inputs[series.id][0], band, after_us=to_us(start))).fitted)
             outcomes.append(findings)
         stored = {to_us(a.ts): a for a in selectors.anomalies_in_range(tenant=tenant, series_id=series.id, start=start,
                                                                         end=now, limit=MAX_ANOMALY_MARKERS)}

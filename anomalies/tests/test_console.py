@@ -218,7 +218,7 @@ def test_the_tenant_overview_counts_refusals_and_previews_other_settings(alerted
                              "series": str(anomaly.series_id)}).content.decode()
     counts = re.search(r"(\d+) anomalies now, (\d+) with the proposed settings", preview)
     assert counts and int(counts.group(2)) <= int(counts.group(1)) and int(counts.group(1)) >= 1
-    assert preview.count("class=\"cwd-chart\"") == 2
+    assert preview.count('data-size="wide"') == 2  # two charts, each in every size
     assert "not valid" in root.get(url, {"action": "what_if", "sensitivity": "0"}).content.decode()
     rollups_refresh()  # beat does it every minute; the confirmation counts from the hourly rollups
     confirm = root.get(url, {"action": "replay", "since": (END - timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M")})
@@ -275,7 +275,8 @@ def test_the_what_if_draws_the_band_each_setting_gives_and_lists_anomalies_added
     client, root, series, url = bumpy
     stored = Anomaly.objects.for_tenant(client.tenant).get(ts=END)
     page = _preview(root, url, series, residual_threshold="2")
-    current, proposed = re.findall(r'<svg [^>]*class="cwd-chart".*?</svg>', page, re.S)
+    # Each chart comes in every size; the wide drawings are compared.
+    current, proposed = re.findall(r'<svg [^>]*class="cwd-chart"[^>]*data-size="wide".*?</svg>', page, re.S)
     assert '<path class="expected"' in current and '<path class="expected"' in proposed
     # The proposed band is the engine's under a third of the threshold: narrower, not the stored one.
     now_heights, proposed_heights = _band_heights(current), _band_heights(proposed)
