@@ -12,6 +12,7 @@ from django.utils import timezone
 from anomalies import alerting, selectors
 from anomalies.console import display, reads, silencing
 from anomalies.models import Incident
+from cloudwatchdog import units
 from cloudwatchdog.timeutil import from_us, to_us
 from metrics import storage as metrics_storage
 from tenants.admin import TenantFilter, TenantScopedAdmin, may_act
@@ -72,7 +73,8 @@ class IncidentAdmin(TenantScopedAdmin):
         newest = metrics_storage.points_before(tenant=tenant, before_us={series.id: to_us(now) + 1}, count=1)
         context = {
             **self.admin_site.each_context(request), "opts": self.opts, "title": str(incident), "incident": incident,
-            "series": series, "lasted": display.duration(lasted), "chart": chart,
+            "series": series, "unit": units.value_label(kind=series.kind, ucum=series.unit),
+            "lasted": display.duration(lasted), "chart": chart,
             "newest": (from_us(newest[0][1]), newest[0][2]) if newest else None,
             "baseline": selectors.baseline_get(tenant=tenant, series_id=series.id),
             "timeline": reads.incident_timeline(
