@@ -136,7 +136,9 @@ class TenantConsoleAdmin(TenantAdmin):
         overview = reads.tenant_overview(tenant=tenant, now=now)
         context.update({
             "overview": overview, "statuses": [s for s, _ in Anomaly.STATUSES],
-            "anomaly_tables": [("24 h", overview.anomalies_24h), ("7 days", overview.anomalies_7d)],
+            # Each count links to those anomalies: the list filtered by severity, status and since when.
+            "anomaly_tables": [("24 h", overview.anomalies_24h, f"{now - timedelta(days=1):%Y-%m-%d %H:%M:%S+00:00}"),
+                               ("7 days", overview.anomalies_7d, f"{now - timedelta(days=7):%Y-%m-%d %H:%M:%S+00:00}")],
             **_what_if_context(request, tenant, now, previewing=action == "what_if"),
         })
         return TemplateResponse(request, "admin/console/tenant.html", context)

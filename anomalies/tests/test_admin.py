@@ -1,4 +1,5 @@
 """The admin: support staff see only the tenants they are assigned to; superusers see all."""
+import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -218,3 +219,19 @@ def test_the_overview_says_how_far_behind_detection_is_and_the_index_links_each_
     assert "other-tenant" not in index and f"/tenant/{other.id}/" not in index
     opened = Incident.objects.for_tenant(tenant).filter(status=Incident.STATUS_OPEN).count()
     assert (f"{opened} open incident" in links) if opened else ("nothing open" in links)
+
+
+def test_the_overviews_anomaly_counts_link_to_those_anomalies(make_tenant):
+    tenant = make_tenant("counted").tenant
+    now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    points_ingest(tenant=tenant, events=steady_then_spike(count=2000, end=now - timedelta(minutes=3)))
+    detection_run(tenant=tenant, trigger="command")
+    [anomaly] = Anomaly.objects.for_tenant(tenant)
+    client = _login(User.objects.create_superuser("root", password="x"))
+    page = client.get(f"/admin/tenants/tenant/{tenant.id}/overview/").content.decode()
+    links = re.findall(r'<a href="(/admin/anomalies/anomaly/\?[^"]+)">(\d+)</a>', page)
+    assert [count for _, count in links] == ["1", "1"]  # in 24 h and in 7 days
+    for link, _ in links:
+        assert f"severity__exact={anomaly.severity}&amp;status__exact=open" in link
+        listed = client.get(link.replace("&amp;", "&")).content.decode()
+        assert f"/admin/anomalies/anomaly/{anomaly.id}/change/" in listed and "1 anomaly" in listed
