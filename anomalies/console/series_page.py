@@ -9,13 +9,14 @@ from django.urls import reverse
 from django.utils import timezone
 
 from anomalies import selectors
-from anomalies.console import display, reads
+from anomalies.console import display, reads, silencing
 from anomalies.services import series_mute
 from cloudwatchdog import units
 from cloudwatchdog.forms import whole_number
 from cloudwatchdog.timeutil import from_us
 from metrics import storage as metrics_storage
 from metrics.admin import SeriesAdmin
+from tenants.admin import may_act
 
 
 class SeriesConsoleAdmin(SeriesAdmin):
@@ -27,6 +28,11 @@ class SeriesConsoleAdmin(SeriesAdmin):
             raise Http404("No such series.")
         tenant = series.tenant
         can_mute = request.user.is_active and request.user.is_staff
+        if request.method == "POST" and request.POST.get("action") == "silence":
+            if not may_act(request.user):
+                raise Http404("No such series.")
+            silencing.silence_from_form(request, series=series, incident=None, now=timezone.now())
+            return HttpResponseRedirect(request.path)
         if request.method == "POST":
             hours = whole_number(request.POST.get("hours", ""), at_most=24 * 31)
             if not hours:
@@ -49,6 +55,9 @@ class SeriesConsoleAdmin(SeriesAdmin):
             "baseline": selectors.baseline_get(tenant=tenant, series_id=series.id),
             "warm_points": selectors.detection_configs_for(tenant=tenant, series=[series])[series.id].min_points,
             "mutes": selectors.series_mutes(tenant=tenant, series_id=series.id), "can_mute": can_mute,
+            "can_silence": may_act(request.user), "silence_scopes": silencing.silence_scopes(series),
+            "silence_durations": silencing.silence_durations(None),
+            "silences_now": selectors.silences_matching(tenant=tenant, series=series, now=end),
         }
         return TemplateResponse(request, "admin/console/series.html", context)
 

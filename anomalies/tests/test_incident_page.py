@@ -192,3 +192,16 @@ def test_hostile_notes_and_choices_on_the_incident_and_anomaly_pages_get_no_5xx(
                      {"action": "silence", "scope": "tag:nope", "duration": "forever"},
                      {"action": "status", "status": ["open", "resolved"] * 50}):
             assert actor.post(url, form).status_code < 500, (url, form)
+
+
+def test_the_series_page_silences_too_and_says_a_mute_stops_no_notification(on_fire):
+    client, incident, reader, actor = on_fire
+    url = f"/admin/metrics/series/{incident.series_id}/change/"
+    page = reader.get(url).content.decode()
+    assert "A mute stops no notification: to stop alerts, silence." in page and 'id="silence-form"' not in page
+    assert reader.post(url, {"action": "silence", "scope": "series", "duration": "1h"}).status_code == 404
+    assert 'value="resolved"' not in actor.get(url).content.decode()  # no incident to wait for here
+    assert actor.post(url, {"action": "silence", "scope": "tag:env", "duration": "1h"}).status_code == 302
+    silence = Silence.objects.for_tenant(client.tenant).get()
+    assert (silence.tags, silence.service, silence.ends_with_incident_id) == ({"env": "dev"}, "", None)
+    assert "Silenced now:" in actor.get(url).content.decode()
