@@ -440,8 +440,10 @@ def reminders_queue(*, now: datetime | None = None) -> int:
         period = channel.renotify_hours * 3600
         slot = int(now.timestamp()) // period
         silences = list(Silence.objects.for_tenant(channel.tenant).filter(start__lte=now, end__gt=now))
+        # Open and still going on: an alarm that ended reminds nobody, whatever its triage status says.
         for incident in Incident.objects.for_tenant(channel.tenant).filter(
-                status=Incident.STATUS_OPEN, started_at__lte=now - timedelta(seconds=period)).select_related("series"):
+                status=Incident.STATUS_OPEN, resolved_at__isnull=True,
+                started_at__lte=now - timedelta(seconds=period)).select_related("series"):
             if _matching([channel], incident.series, incident.peak_severity):
                 # A silenced reminder is kept as such: the incident's timeline says why nobody was reminded.
                 silenced = any(s.matches(incident.series, now) for s in silences)
@@ -607,6 +609,8 @@ def silence_create(*, tenant: Tenant, data: dict, actor: str) -> Silence:
     "opened" retried against a failing channel would otherwise arrive after the engineer silenced it)."""
     now = timezone.now()
     with transaction.atomic():
+        # One create at a time per tenant, so two at once cannot both pass the limit.
+        Tenant.objects.select_for_update().filter(id=tenant.id).first()
         most = settings.CLOUDWATCHDOG["SILENCES_PER_TENANT"]
         if Silence.objects.for_tenant(tenant).filter(end__gt=now).count() >= most:
             raise TooManySilences(f"this tenant has {most} silences not yet over, the most it may have "

@@ -346,6 +346,10 @@ class Silence(TenantOwned):
     actor = models.CharField(max_length=200)
     note = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    series = models.ForeignKey(
+        Series, null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+        help_text="Match this one series only (a silence made from its console pages); its service, metric, "
+        "resource and tags are kept for reading.")
     ends_with_incident = models.ForeignKey(
         Incident, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
         help_text="Set 'until resolved': the silence ends when this incident resolves (or at its end, if sooner).")
@@ -358,6 +362,8 @@ class Silence(TenantOwned):
         return "scheduled" if at < self.start else "active" if at < self.end else "ended"
 
     def matches(self, series, at) -> bool:
+        if self.series_id is not None:
+            return self.start <= at < self.end and self.series_id == series.id
         return (self.start <= at < self.end and (not self.service or self.service == series.service)
                 and (not self.metric_name or self.metric_name == series.metric_name)
                 and (not self.resource_id or self.resource_id == series.resource_id)

@@ -48,7 +48,7 @@ def test_a_staff_user_opens_an_anomaly_acknowledges_it_with_a_note_and_every_pag
     assert "UTC" in row.text_content() and "m." not in row.text_content()  # 2026-12-03 09:04:05 UTC, not 9:04 a.m.
     page.goto(f"{live_server.url}/admin/anomalies/incident/")
     page.screenshot(path=str(SCREENSHOTS / "incident-list.png"))
-    _assert_on_screen(page, ["started_at", "severity_badge", "status", "series_short", "anomaly_count"])
+    _assert_on_screen(page, ["started", "severity_badge", "status", "state", "series_short", "count", "tenant"])
     assert "UTC" in page.locator("#result_list tbody tr").first.text_content()
 
     page.goto(f"{live_server.url}/admin/anomalies/anomaly/{anomaly.id}/change/")

@@ -86,7 +86,9 @@ class AnomalyAdmin(TenantScopedAdmin):
         can_change = self.has_change_permission(request, anomaly)
         incident = selectors.incident_of_anomaly(tenant=tenant, anomaly=anomaly)
         if request.method == "POST":
-            if request.POST.get("action") == "silence" and may_act(request.user):
+            if request.POST.get("action") == "silence":
+                if not may_act(request.user):
+                    raise Http404("No such anomaly.")
                 silencing.silence_from_form(request, series=anomaly.series, incident=incident, now=timezone.now())
             elif can_change:
                 self._status_from_form(request, anomaly, incident)

@@ -13,7 +13,7 @@ from anomalies import alerting, selectors
 from anomalies.console import display, reads, silencing
 from anomalies.models import Incident
 from cloudwatchdog import units
-from cloudwatchdog.timeutil import from_us, to_us
+from cloudwatchdog.timeutil import format_utc, from_us, to_us
 from metrics import storage as metrics_storage
 from tenants.admin import TenantFilter, TenantScopedAdmin, may_act
 
@@ -21,8 +21,7 @@ from tenants.admin import TenantFilter, TenantScopedAdmin, may_act
 class IncidentAdmin(TenantScopedAdmin):
     ordering = ["-started_at", "-id"]  # newest first by when it began: a replay adds old incidents with new ids
     # What triage reads first leads, so it is on screen at 1,400 px; rows stay one line (changelist.css).
-    list_display = ["started_at", "severity_badge", "status", "series_short", "anomaly_count", "now", "kind",
-                    "last_anomaly_at", "resolved_at", "tenant"]
+    list_display = ["started", "severity_badge", "status", "state", "series_short", "count", "tenant"]
     list_filter = [TenantFilter, "status", "kind", "peak_severity"]
     list_select_related = ["series", "tenant"]
     actions = ["acknowledge", "resolve"]
@@ -33,7 +32,7 @@ class IncidentAdmin(TenantScopedAdmin):
 
     @admin.display(description="series", ordering="series")
     def series_short(self, obj):
-        return display.cut(str(obj.series), 32)
+        return display.cut(str(obj.series), 28)
 
     def has_add_permission(self, request):
         return False
@@ -49,9 +48,22 @@ class IncidentAdmin(TenantScopedAdmin):
     def severity_badge(self, obj):
         return display.severity_badge(obj.peak_severity)
 
-    @admin.display(description="its series now")
-    def now(self, obj):
-        return "—" if obj.resolved_at else display.band_word(obj.out_of_band)
+    @admin.display(description="started", ordering="started_at")
+    def started(self, obj):
+        return format_utc(obj.started_at)  # to the minute: the list keeps its columns on screen
+
+    @admin.display(description="anomalies", ordering="anomaly_count")
+    def count(self, obj):
+        return obj.anomaly_count
+
+    @admin.display(description="alarm", ordering="resolved_at")
+    def state(self, obj):
+        # One short column for what the alarm is doing: over (and how long it lasted), silent, or going on.
+        if obj.resolved_at:
+            return f"ended after {display.duration(obj.resolved_at - obj.started_at)}"
+        if obj.kind == Incident.KIND_NO_DATA:
+            return "NO DATA"
+        return display.band_word(obj.out_of_band)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         incident = self.get_object(request, object_id)
@@ -71,12 +83,13 @@ class IncidentAdmin(TenantScopedAdmin):
             focus_ids=frozenset(a.id for a in anomalies if a.escalation or a.ts == incident.started_at),
             anomaly_href=lambda a: reverse("admin:anomalies_anomaly_change", args=[a.id]))
         newest = metrics_storage.points_before(tenant=tenant, before_us={series.id: to_us(now) + 1}, count=1)
+        baseline = selectors.baseline_get(tenant=tenant, series_id=series.id)
         context = {
             **self.admin_site.each_context(request), "opts": self.opts, "title": str(incident), "incident": incident,
             "series": series, "unit": units.value_label(kind=series.kind, ucum=series.unit),
             "lasted": display.duration(lasted), "chart": chart,
             "newest": (from_us(newest[0][1]), newest[0][2]) if newest else None,
-            "baseline": selectors.baseline_get(tenant=tenant, series_id=series.id),
+            "baseline": baseline, "band_now": _band_now(chart, newest, baseline),
             "timeline": reads.incident_timeline(
                 tenant=tenant, incident=incident, anomalies=anomalies,
                 anomaly_href=lambda a: reverse("admin:anomalies_anomaly_change", args=[a.id]),
@@ -96,6 +109,10 @@ class IncidentAdmin(TenantScopedAdmin):
             status = request.POST.get("status")
             if status not in dict(Incident.STATUSES):
                 messages.error(request, "Choose open, acknowledged or resolved.")
+                return
+            if incident.resolved_at is not None and status != Incident.STATUS_RESOLVED:
+                # Its alarm is over: reopened by hand it would remind people of nothing going on.
+                messages.error(request, "This alarm ended; a new anomaly opens a new incident. Add a note instead.")
                 return
             alerting.incident_status_set(tenant=incident.tenant, incident=incident, status=status,
                                          actor=display.admin_actor(request),
@@ -118,3 +135,14 @@ class IncidentAdmin(TenantScopedAdmin):
     @admin.action(description="Resolve selected incidents")
     def resolve(self, request, queryset):
         self._set_status(request, queryset, Incident.STATUS_RESOLVED)
+
+
+def _band_now(chart, newest: list, baseline) -> dict | None:
+    """Expected value and band at the series' newest point: the chart's (the engine's, as drawn) when it
+    drew that point with its band, else the baseline's current band (a long incident's chart is bucketed)."""
+    if chart.newest is not None and newest and chart.newest[0] == newest[0][1]:
+        _, _, expected, lower, upper = chart.newest
+        return {"expected": expected, "lower": lower, "upper": upper}
+    if baseline is not None and baseline.median is not None:
+        return {"expected": baseline.median, "lower": baseline.lower, "upper": baseline.upper}
+    return None

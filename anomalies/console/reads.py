@@ -34,6 +34,7 @@ class SeriesChart:
     points: int
     anomalies: list[Anomaly]
     band_drawn: bool
+    newest: tuple | None = None  # (ts_us, value, expected, lower, upper) at the newest point drawn with its band
 
 
 def series_chart(*, tenant: Tenant, series: Series, start: datetime, end: datetime,
@@ -85,8 +86,10 @@ def series_chart(*, tenant: Tenant, series: Series, start: datetime, end: dateti
         gap_us=gap_us, unit=units.value_label(kind=series.kind, ucum=series.unit),
         now_us=to_us(now or timezone.now()),
     )
+    newest = (to_us(points[-1][0]), points[-1][1], *band[-1][1:]) if band and band[-1][0] == to_us(points[-1][0]) \
+        else None
     return SeriesChart(svgchart.render_fitted(chart, chart_id=chart_id), start, end, step, len(points), anomalies,
-                       bool(band))
+                       bool(band), newest)
 
 
 @dataclass

@@ -27,9 +27,11 @@ class Scope:
 def silence_scopes(series: Series) -> list[Scope]:
     """What a silence from a series' page can cover: the series itself, its whole service, or the series
     having one of its tags."""
+    # Exactly this series (by id: matching by its fields would also cover series with more tags);
+    # its fields are kept so that the silence reads as what it covers.
     scopes = [Scope("series", f"this series ({series})", {
-        "service": series.service, "metric_name": series.metric_name, "resource_id": series.resource_id,
-        "tags": dict(series.tags)})]
+        "series": series, "service": series.service, "metric_name": series.metric_name,
+        "resource_id": series.resource_id, "tags": dict(series.tags)})]
     if series.service:
         scopes.append(Scope("service", f"every series of service {series.service}", {"service": series.service}))
     for key, value in sorted(series.tags.items()):

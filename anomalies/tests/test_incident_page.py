@@ -12,6 +12,7 @@ from werkzeug import Response
 from anomalies.alerting import incident_status_set, notifications_deliver_due, reminders_queue, silence_create
 from anomalies.models import Anomaly, Incident, IncidentEvent, Notification, Silence
 from anomalies.runs import detection_run
+from metrics.models import Series
 from tenants.services import support_user_assign
 from tests.helpers import steady_then_spike
 
@@ -205,3 +206,41 @@ def test_the_series_page_silences_too_and_says_a_mute_stops_no_notification(on_f
     silence = Silence.objects.for_tenant(client.tenant).get()
     assert (silence.tags, silence.service, silence.ends_with_incident_id) == ({"env": "dev"}, "", None)
     assert "Silenced now:" in actor.get(url).content.decode()
+
+
+def test_an_alarm_that_ended_is_not_reopened_by_hand_and_never_reminds(on_fire):
+    client, incident, reader, _ = on_fire
+    Incident.objects.for_tenant(client.tenant).filter(id=incident.id).update(
+        status="resolved", resolved_at=datetime.now(timezone.utc))
+    url = f"/admin/anomalies/incident/{incident.id}/change/"
+    page = reader.get(url).content.decode()
+    assert 'id="reopen"' not in page and 'id="acknowledge"' not in page and 'id="add-note"' in page
+    reader.post(url, {"action": "status", "status": "open"})
+    assert Incident.objects.for_tenant(client.tenant).get().status == "resolved"
+    reader.post(url, {"action": "status", "status": "resolved", "note": "root cause: a bad deploy"})
+    assert IncidentEvent.objects.for_tenant(client.tenant).get().note == "root cause: a bad deploy"
+    # Reopened over the API all the same: its alarm is over, so nobody is reminded of it.
+    incident_status_set(tenant=client.tenant, incident=incident, status="open", actor="key:x")
+    assert reminders_queue(now=datetime.now(timezone.utc) + timedelta(hours=3)) == 0
+
+
+def test_silencing_this_series_covers_no_other_series_with_more_tags(on_fire):
+    client, incident, _, actor = on_fire
+    client.ingest(steady_then_spike(count=10, end=END, tags={"env": "dev", "az": "eu-1"}))
+    sibling = Series.objects.for_tenant(client.tenant).get(tags={"env": "dev", "az": "eu-1"})
+    actor.post(f"/admin/anomalies/incident/{incident.id}/change/",
+               {"action": "silence", "scope": "series", "duration": "1h"})
+    silence = Silence.objects.for_tenant(client.tenant).get()
+    now = datetime.now(timezone.utc)
+    assert silence.matches(incident.series, now) and not silence.matches(sibling, now)
+
+
+def test_a_silent_series_incident_says_so_and_a_refused_silence_on_the_anomaly_page_is_a_404(on_fire):
+    client, incident, reader, _ = on_fire
+    Incident.objects.for_tenant(client.tenant).filter(id=incident.id).update(kind="no_data")
+    page = reader.get(f"/admin/anomalies/incident/{incident.id}/change/").content.decode()
+    assert "<strong>SILENT</strong>, no point since" in page and "back inside the band" not in page
+    anomaly = Anomaly.objects.for_tenant(client.tenant).get(ts=END)
+    answer = reader.post(f"/admin/anomalies/anomaly/{anomaly.id}/change/",
+                         {"action": "silence", "scope": "series", "duration": "1h"})
+    assert answer.status_code == 404 and not Silence.objects.for_tenant(client.tenant).exists()
