@@ -326,6 +326,11 @@ class SilenceSerializer(AnswerSerializer):
     metric_name = serializers.CharField()
     resource_id = serializers.CharField()
     tags = serializers.DictField()
+    series_id = serializers.IntegerField(
+        allow_null=True, help_text="Set when it covers this one series only (made from its console pages); "
+        "its service, metric, resource and tags are then that series', for reading.")
+    ends_with_incident_id = serializers.IntegerField(
+        allow_null=True, help_text="Set 'until resolved' in the console: it ends when this incident resolves.")
     start = TimeField()
     end = TimeField()
     actor = serializers.CharField()

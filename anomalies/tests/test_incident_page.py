@@ -233,6 +233,8 @@ def test_silencing_this_series_covers_no_other_series_with_more_tags(on_fire):
     silence = Silence.objects.for_tenant(client.tenant).get()
     now = datetime.now(timezone.utc)
     assert silence.matches(incident.series, now) and not silence.matches(sibling, now)
+    [listed] = client.get("/api/v1/silences").json()["results"]  # the API says it covers one series
+    assert (listed["series_id"], listed["ends_with_incident_id"]) == (incident.series_id, None)
 
 
 def test_a_silent_series_incident_says_so_and_a_refused_silence_on_the_anomaly_page_is_a_404(on_fire):
