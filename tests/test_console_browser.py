@@ -26,19 +26,24 @@ def _assert_on_screen(page, columns: list[str]) -> None:
         assert box is not None and box["x"] + box["width"] <= right, column
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_staff_user_opens_an_anomaly_acknowledges_it_with_a_note_and_every_page_is_captured(live_server, browser):
+def _signed_in_to_a_spike(live_server, page, **spike) -> tuple:
+    """A tenant whose series ends in a spike detection raised, its staff user "ada" signed in on `page`;
+    returns (tenant, the spike's time, its anomaly)."""
     tenant = tenant_create(slug="acme")
     end = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=10)
-    points_ingest(tenant=tenant, events=steady_then_spike(count=2000, end=end, resource_id="i-web-1"))
+    points_ingest(tenant=tenant, events=steady_then_spike(count=2000, end=end, resource_id="i-web-1", **spike))
     detection_run(tenant=tenant, trigger="command")
-    anomaly = Anomaly.objects.for_tenant(tenant).get(ts=end)
     staff = User.objects.create_user("ada", password="a long support password", is_staff=True)
     TenantStaff.objects.create(tenant=tenant, user=staff)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page = browser
-
     log_in(page, live_server.url, "ada", "a long support password")
+    return tenant, end, Anomaly.objects.for_tenant(tenant).get(ts=end)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_staff_user_opens_an_anomaly_acknowledges_it_with_a_note_and_every_page_is_captured(live_server, browser):
+    page = browser
+    tenant, end, anomaly = _signed_in_to_a_spike(live_server, page)
 
     page.goto(f"{live_server.url}/admin/anomalies/anomaly/")
     row = page.locator("#result_list tbody tr").first
@@ -92,17 +97,8 @@ SCREENS = {"phone": {"width": 390, "height": 844}, "wide": {"width": 1400, "heig
 
 @pytest.mark.django_db(transaction=True)
 def test_the_console_reads_on_a_phone_and_a_wide_screen_in_light_and_dark(live_server, browser):
-    tenant = tenant_create(slug="acme")
-    end = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=10)
-    points_ingest(tenant=tenant, events=steady_then_spike(count=2000, end=end, base=21.342, spike=94.59200000000001,
-                                                          resource_id="i-web-1", unit="Cel"))
-    detection_run(tenant=tenant, trigger="command")
-    anomaly = Anomaly.objects.for_tenant(tenant).get(ts=end)
-    staff = User.objects.create_user("ada", password="a long support password", is_staff=True)
-    TenantStaff.objects.create(tenant=tenant, user=staff)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page = browser
-    log_in(page, live_server.url, "ada", "a long support password")
+    tenant, end, anomaly = _signed_in_to_a_spike(live_server, page, base=21.342, spike=94.59200000000001, unit="Cel")
     pages = {"anomaly": f"/admin/anomalies/anomaly/{anomaly.id}/change/",
              "series": f"/admin/metrics/series/{anomaly.series_id}/change/"}
 
