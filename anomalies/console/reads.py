@@ -40,20 +40,22 @@ class SeriesChart:
 def series_chart(*, tenant: Tenant, series: Series, start: datetime, end: datetime,
                  anomaly_href: Callable[[Anomaly], str] = lambda anomaly: "", focus_ids: frozenset[int] = frozenset(),
                  chart_id: str = "c", markers: list[svgchart.Marker] | None = None,
-                 bands: tuple[list, list] | None = None, now: datetime | None = None) -> SeriesChart:
+                 bands: tuple[list, list] | None = None, now: datetime | None = None,
+                 drawn: tuple | None = None) -> SeriesChart:
     """The chart of one of the tenant's series over (start, end]. The band is the engine's (the one
-    GET /api/v1/baselines draws, or `bands`: the band and alert tuples under other settings) wherever
-    raw points are drawn; bucketed ranges show the min/max envelope."""
-    points, envelope, step = metrics_storage.chart_points(tenant=tenant, series=series, start=start, end=end)
+    GET /api/v1/baselines draws) wherever raw points are drawn, or `bands` (the band and alert tuples
+    under other settings, per bucket where the points are); bucketed ranges show the min/max envelope.
+    `drawn`: metrics.storage.chart_points' answer, when the caller has it already."""
+    points, envelope, step = drawn or metrics_storage.chart_points(tenant=tenant, series=series, start=start, end=end)
     band, alert_band = [], []
-    if step is None and points:
-        if bands is None:
-            for item in selectors.baseline_band(tenant=tenant, series_id=series.id, start=start, end=end):
-                if item["lower"] is not None and item["upper"] is not None:
-                    band.append((to_us(item["timestamp"]), item["expected"], item["lower"], item["upper"]))
-                    alert_band.append((to_us(item["timestamp"]), item["alert_lower"], item["alert_upper"]))
-        else:
-            band, alert_band = bands
+    if points and bands is not None:
+        band, alert_band = bands
+    elif step is None and points:
+        for item in selectors.baseline_band(tenant=tenant, series_id=series.id, start=start, end=end):
+            if item["lower"] is not None and item["upper"] is not None:
+                band.append((to_us(item["timestamp"]), item["expected"], item["lower"], item["upper"]))
+                alert_band.append((to_us(item["timestamp"]), item["alert_lower"], item["alert_upper"]))
+    if band:
         if all(a[1:] == b[2:] for a, b in zip(alert_band, band)):
             alert_band = []  # no alert in reach: the threshold is the band
     anomalies = selectors.anomalies_in_range(tenant=tenant, series_id=series.id, start=start, end=end,
@@ -170,6 +172,8 @@ def what_if(*, tenant: Tenant, series_list: list[Series], days: int, proposed_ov
     results = []
     for series in series_list:
         outcomes, charts = [], []
+        # Both charts draw the same points (bucketed past 2,000, as the series page): read them once.
+        drawn = metrics_storage.chart_points(tenant=tenant, series=series, start=start, end=now)
         for label, by_series, state_of in zip(("current", "proposed"), configs, states):
             state, config = state_of.get(series.id, SeriesState()), by_series[series.id]
             findings, _, _ = detect(state, *inputs[series.id], config)
@@ -179,8 +183,9 @@ def what_if(*, tenant: Tenant, series_list: list[Series], days: int, proposed_ov
                                         config=config, percentage=series.id in percentages)
             markers = [svgchart.Marker(f.ts_us, f.value, Anomaly.severity_for(f.score), f.reason) for f in findings]
             charts.append(series_chart(tenant=tenant, series=series, start=start, end=now, markers=markers,
-                                       chart_id=f"{label}-{series.id}",
-                                       bands=_band_tuples(inputs[series.id][0], band, after_us=to_us(start))).fitted)
+                                       chart_id=f"{label}-{series.id}", drawn=drawn,
+                                       bands=_band_tuples(inputs[series.id][0], band, after_us=to_us(start),
+                                                          step_seconds=drawn[2])).fitted)
             outcomes.append(findings)
         stored = {to_us(a.ts): a for a in selectors.anomalies_in_range(tenant=tenant, series_id=series.id, start=start,
                                                                         end=now, limit=MAX_ANOMALY_MARKERS)}
@@ -236,13 +241,25 @@ def incident_timeline(*, tenant: Tenant, incident: Incident, anomalies: list[Ano
     return sorted(entries, key=lambda entry: (entry.at, order[entry.kind]))
 
 
-def _band_tuples(ts: np.ndarray, band: tuple[np.ndarray, ...], after_us: int) -> tuple[list, list]:
+def _band_tuples(ts: np.ndarray, band: tuple[np.ndarray, ...], after_us: int,
+                 step_seconds: int | None = None) -> tuple[list, list]:
     """series_chart's band and alert tuples from band_along's arrays: the points after `after_us`
-    where the band is known (in numpy: a dict per point cost half the preview's time)."""
+    where the band is known (in numpy: a dict per point cost half the preview's time). Where the
+    chart draws buckets of `step_seconds`, one per bucket: the mean expected value and the widest
+    band in it (no alert threshold)."""
     expected, lower, upper, _, alert_lower, alert_upper = band
     if not len(ts):
         return [], []
     drawn = (ts > after_us) & ~np.isnan(lower) & ~np.isnan(upper)
+    if step_seconds is not None:
+        if not drawn.any():
+            return [], []
+        step_us = step_seconds * 1_000_000
+        buckets = ts[drawn] // step_us * step_us
+        firsts = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]])
+        mean = np.add.reduceat(expected[drawn], firsts) / np.diff(np.r_[firsts, len(buckets)])
+        return (list(zip(buckets[firsts].tolist(), mean.tolist(), np.minimum.reduceat(lower[drawn], firsts).tolist(),
+                         np.maximum.reduceat(upper[drawn], firsts).tolist())), [])
     at = ts[drawn].tolist()
     return (list(zip(at, expected[drawn].tolist(), lower[drawn].tolist(), upper[drawn].tolist())),
             list(zip(at, alert_lower[drawn].tolist(), alert_upper[drawn].tolist())))

@@ -403,3 +403,19 @@ def test_pages_write_values_to_four_digits_with_units_and_times_in_utc(make_tena
     assert f"{run.requested_at:%Y-%m-%d %H:%M:%S} UTC" in run_page and "a.m." not in run_page and "p.m." not in run_page
     listing = root.get("/admin/anomalies/detectionrun/").content.decode()
     assert f"{run.requested_at:%Y-%m-%d %H:%M:%S} UTC" in listing
+
+
+def test_the_what_if_draws_both_bands_where_its_charts_are_bucketed(make_tenant):
+    client = make_tenant("long-what-if")
+    points_ingest(tenant=client.tenant, events=steady_then_spike(count=3000, end=END))  # more than a chart draws raw
+    detection_run(tenant=client.tenant, trigger="command")
+    root = Client()
+    root.force_login(User.objects.create_superuser("root", password="x"))
+    series = Series.objects.for_tenant(client.tenant).get()
+    page = _preview(root, f"/admin/tenants/tenant/{client.tenant.id}/overview/", series, days="3",
+                    residual_threshold="2")
+    wide = re.findall(r'<svg [^>]*class="cwd-chart"[^>]*data-size="wide".*?</svg>', page, re.S)
+    assert len(wide) == 2 and all('class="envelope"' in svg for svg in wide)  # bucketed: the min-max envelope
+    for svg in wide:
+        assert '<polygon class="band"' in svg and '<path class="expected"' in svg
+        assert len(_band_heights(svg)) > 100  # one per bucket over the three days
