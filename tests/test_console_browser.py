@@ -127,3 +127,19 @@ def test_the_console_reads_on_a_phone_and_a_wide_screen_in_light_and_dark(live_s
     page.goto(f"{live_server.url}/admin/metrics/series/{anomaly.series_id}/points/")
     assert page.locator("td:has-text('94.59 °C')").count() == 1
     assert page.locator(f"td:has-text('{end:%Y-%m-%d %H:%M:%S} UTC')").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_what_if_preview_reads_on_a_phone_and_a_wide_screen_in_light_and_dark(live_server, browser):
+    page = browser
+    tenant, _, anomaly = _signed_in_to_a_spike(live_server, page, unit="Cel")
+    preview = (f"{live_server.url}/admin/tenants/tenant/{tenant.id}/overview/?action=what_if&days=3"
+               f"&series={anomaly.series_id}&residual_threshold=3")
+    for screen, viewport in SCREENS.items():
+        page.set_viewport_size(viewport)
+        for theme in ("light", "dark"):
+            page.evaluate(f"localStorage.setItem('theme', '{theme}')")
+            page.goto(preview)
+            page.screenshot(path=str(SCREENSHOTS / f"what-if-{screen}-{theme}.png"), full_page=True)
+            seen = assert_readable(page, f"what-if, {screen}, {theme}")
+            assert len(seen["texts"]) >= 12  # both charts, current and proposed
