@@ -276,6 +276,9 @@ def _changes_write(tenant: Tenant, changes: list[_Change]) -> int:
         IncidentEvent(tenant=tenant, incident=c.incident, actor="detection", from_status=c.previous_status,
                       to_status=c.incident.status)
         for c in changes if c.previous_status is not None and c.previous_status != c.incident.status])
+    # Ended at `now`, a silence "until resolved" still covers the resolved message queued below (its
+    # incident's last anomaly came before now); ended here, it ends whether or not a channel is enabled.
+    _silences_end_with(tenant, [c.incident.id for c in changes if any(event == "resolved" for event, _ in c.events)], now)
     with_events = [c for c in changes if c.events]
     if not with_events:
         return 0
@@ -297,10 +300,7 @@ def _changes_write(tenant: Tenant, changes: list[_Change]) -> int:
                                   status=Notification.SILENCED if silenced else Notification.PENDING,
                                   next_attempt_at=now)
                      for event, key in change.events]
-    queued = _insert_new(rows)
-    # After the events are queued: a silence set "until resolved" also covers its resolved message.
-    _silences_end_with(tenant, [c.incident.id for c in with_events if c.incident.resolved_at is not None], now)
-    return queued
+    return _insert_new(rows)
 
 
 def _silences_end_with(tenant: Tenant, incident_ids: list[int], now: datetime) -> None:

@@ -246,3 +246,20 @@ def test_a_silent_series_incident_says_so_and_a_refused_silence_on_the_anomaly_p
     answer = reader.post(f"/admin/anomalies/anomaly/{anomaly.id}/change/",
                          {"action": "silence", "scope": "series", "duration": "1h"})
     assert answer.status_code == 404 and not Silence.objects.for_tenant(client.tenant).exists()
+
+
+def test_a_silence_until_resolved_ends_when_detection_resolves_the_incident_even_with_no_channel(make_tenant):
+    client = make_tenant("no-channel")
+    start = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(hours=2)
+    client.ingest(steady_then_spike(count=2000, end=start))
+    detection_run(tenant=client.tenant, trigger="command")
+    incident = Incident.objects.for_tenant(client.tenant).get()
+    now = datetime.now(timezone.utc)
+    silence = silence_create(tenant=client.tenant, actor="user:x", data={
+        "series": incident.series, "start": now, "end": now + timedelta(days=7), "ends_with_incident": incident})
+    calm = steady_then_spike(count=41, end=start + timedelta(minutes=41), spike=50.0)[1:]  # back in band for 40 min
+    client.ingest(calm)
+    detection_run(tenant=client.tenant, trigger="command")
+    assert Incident.objects.for_tenant(client.tenant).get().resolved_at is not None
+    silence.refresh_from_db()
+    assert silence.end <= datetime.now(timezone.utc)
