@@ -132,6 +132,7 @@ INSTALLED_APPS = [
     "tenants",
     "metrics",
     "anomalies",
+    "promql",
 ]
 
 MIDDLEWARE = [
