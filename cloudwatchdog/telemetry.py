@@ -51,13 +51,15 @@ scrape_collectors: list[Callable[[], Iterable[GaugeMetricFamily]]] = []
 
 
 def points_counted(*, tenant_slug: str, protocol: str, accepted: int = 0, duplicates: int = 0,
-                   rejected_by_reason: dict[str, int] | None = None, dropped: int = 0) -> None:
+                   rejected_by_reason: dict[str, int] | None = None, dropped: int = 0, nans: int = 0) -> None:
     if accepted:
         POINTS.labels(tenant_slug, protocol, "accepted", "").inc(accepted)
     if duplicates:
         POINTS.labels(tenant_slug, protocol, "duplicate", "").inc(duplicates)
     if dropped:
         POINTS.labels(tenant_slug, protocol, "dropped", "staleness").inc(dropped)
+    if nans:
+        POINTS.labels(tenant_slug, protocol, "dropped", "nan").inc(nans)
     for reason, count in (rejected_by_reason or {}).items():
         POINTS.labels(tenant_slug, protocol, "rejected", reason).inc(count)
 

@@ -137,7 +137,7 @@ def _converted_store(meter: IngestMeter, limits, converted, *, protocol: str) ->
         result = points_store(tenant, converted.events)
         refused += rejections_named(converted.events, result.rejected)
     ingest_counted(tenant=tenant, protocol=protocol, result=result, refused_in_conversion=len(converted.refused),
-                   dropped=converted.dropped)
+                   dropped=converted.dropped, nans=converted.nans)
     return refused, total
 
 
@@ -153,7 +153,8 @@ class RemoteWriteView(_AgentView):
         operation_id="prometheus_remote_write", summary="Ingest a Prometheus remote write",
         request={"application/x-protobuf": OpenApiTypes.BINARY},
         responses={
-            204: OpenApiResponse(description="Every sample stored (or already stored, or a staleness marker)."),
+            204: OpenApiResponse(description="Every sample stored (or already stored, or a NaN: staleness markers "
+                                 "and other NaN values are dropped and counted)."),
             **{(code, "text/plain"): OpenApiResponse(OpenApiTypes.STR, text) for code, text in {
                 400: "A malformed body, or samples refused (named in the text; the others were stored). Prometheus "
                      "drops the batch and does not retry it.",

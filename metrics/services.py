@@ -230,8 +230,9 @@ def points_ingest(*, tenant: Tenant, events: list, now: datetime | None = None) 
 
 
 def ingest_counted(*, tenant: Tenant, protocol: str, result: IngestResult | None, refused_in_conversion: int = 0,
-                   dropped: int = 0) -> None:
-    """Count a request's points for /metrics: accepted, duplicate, rejected by the first field refused."""
+                   dropped: int = 0, nans: int = 0) -> None:
+    """Count a request's points for /metrics: accepted, duplicate, rejected by the first field refused, dropped
+    (staleness markers, NaN values)."""
     by_reason: dict[str, int] = {}
     for item in result.rejected if result else ():
         reason = next(iter(item["errors"]), "event")
@@ -249,7 +250,7 @@ def ingest_counted(*, tenant: Tenant, protocol: str, result: IngestResult | None
             )
     telemetry.points_counted(tenant_slug=tenant.slug, protocol=protocol, accepted=result.accepted if result else 0,
                              duplicates=result.duplicates if result else 0, rejected_by_reason=by_reason,
-                             dropped=dropped)
+                             dropped=dropped, nans=nans)
 
 
 def ingest_figures() -> list:

@@ -31,6 +31,7 @@ class Converted:
     events: list[Event] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # why each refused point was refused, naming it
     dropped: int = 0  # deliberately not stored: staleness markers, points with no recorded value
+    nans: int = 0  # NaN values (an empty summary's quantiles), deliberately not stored either
     tag_bytes_allowed: int | None = None  # the tags JSON its points may build, all together
     tag_bytes: int = 0
 

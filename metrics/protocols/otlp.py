@@ -8,7 +8,7 @@ upgrade). Gauge -> one point per data point; a monotonic cumulative sum -> a cou
 sum -> a gauge (a delta is already an increase); histograms and exponential histograms ->
 `<name>.count` and `<name>.sum`, summaries the same plus `<name>` per quantile (tag `quantile`):
 counters when cumulative. Exemplars are dropped; so are points flagged "no recorded value"
-(OTLP's staleness marker).
+(OTLP's staleness marker) and NaN values (counted as dropped).
 """
 from __future__ import annotations
 
@@ -253,6 +253,9 @@ def _metric_convert(out: Converted, metric, resource: _Resource, limits: Limits)
     name, unit = metric.name, metric.unit
 
     def add(point, metric_name: str, value: float, kind: str, extra_tags: dict | None = None, point_unit: str = unit):
+        if value != value:  # NaN (an empty summary's quantile): dropped and counted, as remote write does
+            out.nans += 1
+            return
         if extra_tags or len(point.attributes):
             attributes, problem = _attributes(point.attributes, limits)
             if problem:

@@ -4,7 +4,8 @@ Mapping: `__name__` -> metric_name, `job` -> service, `instance` -> resource_id,
 labels -> tags. A series is a counter when the request's metadata says its family is one, or,
 as metadata usually travels in requests of its own, when its name ends in `_total`, `_count`,
 `_sum` or `_bucket` (Prometheus' naming rules for counters and the cumulative parts of
-histograms and summaries). Staleness markers are dropped deliberately; any other NaN is refused.
+histograms and summaries). Staleness markers and every other NaN (an empty summary's quantiles) are
+dropped deliberately and counted: a NaN is a valid Prometheus sample, but not a measurement to store.
 Native histograms are refused by name (this version stores float samples only).
 
 The body is read with remote_write_fast.proto, wire-compatible with the spec's WriteRequest, so a
@@ -201,8 +202,11 @@ def convert(request: WriteRequestLabelBytes, *, limits: Limits, tenant_id: int) 
             identity.tags
         for sample in samples:
             value = sample.value
-            if value != value and is_stale_marker(value):
-                out.dropped += 1
+            if value != value:
+                if is_stale_marker(value):
+                    out.dropped += 1
+                else:
+                    out.nans += 1
                 continue
             events.append(Event(service=service, resource_id=resource_id, metric_name=metric_name, value=value,
                                 timestamp=sample.timestamp * 1000, source="prometheus", tags=tags, kind=kind,

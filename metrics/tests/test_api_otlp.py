@@ -7,6 +7,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from django.test import Client
 from google.rpc.status_pb2 import Status
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.metrics import Observation
@@ -149,12 +150,41 @@ def test_a_json_body_with_hex_exemplar_ids_and_gzip_is_stored_and_refusals_are_a
     from google.protobuf import json_format
     del body["resourceMetrics"][0]["scopeMetrics"][0]["metrics"][0]["gauge"]["dataPoints"][0]["exemplars"]
     json_format.ParseDict(body, request)
-    request.resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points[1].as_double = float("nan")
+    request.resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points[1].as_double = float("inf")
     status, headers, answer = _post(live_server.url, request.SerializeToString(), key=key)
     response = ExportMetricsServiceResponse.FromString(answer)
     assert (status, headers["Content-Type"]) == (200, "application/x-protobuf")
     assert response.partial_success.rejected_data_points == 2
-    assert "value must be a finite number, not NaN" in response.partial_success.error_message
+    assert "value must be a finite number, not infinity" in response.partial_success.error_message
+
+
+@pytest.mark.django_db
+def test_nan_values_are_dropped_and_counted_not_refused(make_tenant, settings):
+    settings.METRICS_OPEN_WITHOUT_TOKEN = True
+    client = make_tenant("otlp-nan")
+    now_ns = time.time_ns() - 60_000_000_000
+    body = _json_request(["NaN", 2.0], now_ns=now_ns)  # protobuf's JSON mapping quotes NaN
+    metrics = body["resourceMetrics"][0]["scopeMetrics"][0]["metrics"]
+    # An empty summary: count and sum 0, its quantiles NaN.
+    metrics.append({"name": "rpc.duration", "summary": {"dataPoints": [{
+        "timeUnixNano": str(now_ns), "count": "0", "sum": 0.0,
+        "quantileValues": [{"quantile": 0.5, "value": "NaN"}, {"quantile": 0.99, "value": "NaN"}]}]}})
+    response = client.post("/v1/metrics", body)
+    assert response.status_code == 200 and response.json() == {}
+    request = ExportMetricsServiceRequest()
+    from google.protobuf import json_format
+    json_format.ParseDict(body, request)
+    response = client.client.generic("POST", "/v1/metrics", request.SerializeToString(),
+                                     content_type="application/x-protobuf", HTTP_AUTHORIZATION=f"Bearer {client.key}")
+    assert response.status_code == 200
+    assert not ExportMetricsServiceResponse.FromString(response.content).HasField("partial_success")
+    stored = client.get("/api/v1/series", {"service": "billing"}).json()["results"]
+    # The gauge's other point and the summary's count and sum (the second request's are duplicates); no quantile.
+    assert len(stored) == 3 and all(s["point_count"] == 1 for s in stored)
+    assert "queue.depth" in {s["metric_name"] for s in stored} and "rpc.duration" not in {
+        s["metric_name"] for s in stored}
+    text = Client().get("/metrics").content.decode()
+    assert 'outcome="dropped",protocol="otlp",reason="nan",tenant="otlp-nan"} 6.0' in text
 
 
 @pytest.mark.django_db(transaction=True)

@@ -11,11 +11,14 @@ import urllib.request
 
 import cramjam
 import pytest
+from django.test import Client
 
 from metrics.protocols.remote_write import STALE_NAN_BITS
 from metrics.protocols.remote_write_pb2 import MetricMetadata, WriteRequest
 
 LONG_LABEL = "x" * 100  # over the tenant's MAX_VALUE_BYTES of 64 set below
+FAILED, RETRIED = "prometheus_remote_storage_samples_failed_total", "prometheus_remote_storage_samples_retried_total"
+SENT = "prometheus_remote_storage_samples_total"
 
 
 def _free_port() -> int:
@@ -25,7 +28,8 @@ def _free_port() -> int:
 
 
 class _Target(http.server.BaseHTTPRequestHandler):
-    """A scrape target: a counter that grows on every scrape, a gauge, and a sample with a label too long."""
+    """A scrape target: a counter that grows on every scrape, a gauge, an empty summary (its quantiles NaN,
+    as Prometheus' own are before their first observation) and a sample with a label too long."""
 
     scrapes = 0
 
@@ -36,6 +40,11 @@ class _Target(http.server.BaseHTTPRequestHandler):
             f'shop_orders_total{{region="eu"}} {10 * type(self).scrapes}\n'
             "# TYPE shop_temperature gauge\n"
             "shop_temperature 21.5\n"
+            "# TYPE shop_latency_seconds summary\n"
+            'shop_latency_seconds{quantile="0.5"} NaN\n'
+            'shop_latency_seconds{quantile="0.99"} NaN\n'
+            "shop_latency_seconds_sum 0\n"
+            "shop_latency_seconds_count 0\n"
             "# TYPE shop_oversized gauge\n"
             f'shop_oversized{{blob="{LONG_LABEL}"}} 1\n'
         ).encode()
@@ -49,19 +58,21 @@ class _Target(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def _prometheus_counters(port: int) -> dict[str, float]:
+def _prometheus_counters(port: int) -> dict[tuple[str, str], float]:
+    """Prometheus' remote storage counters by (name, remote_name)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()
     counters = {}
     for line in text.splitlines():
-        if line.startswith("prometheus_remote_storage_"):
+        if line.startswith("prometheus_remote_storage_") and 'remote_name="' in line:
             name, _, value = line.rpartition(" ")
-            counters[name.split("{")[0]] = counters.get(name.split("{")[0], 0.0) + float(value)
+            key = (name.split("{")[0], name.split('remote_name="')[1].split('"')[0])
+            counters[key] = counters.get(key, 0.0) + float(value)
     return counters
 
 
 @pytest.mark.django_db(transaction=True)
-def test_prometheus_remote_writes_with_basic_auth_and_drops_a_refused_batch_instead_of_retrying(
+def test_prometheus_remote_writes_with_basic_auth_counts_no_nan_failed_and_drops_a_refused_batch_unretried(
         live_server, make_tenant, prometheus_binaries, tmp_path):
     prometheus, _ = prometheus_binaries
     client = make_tenant("prom")
@@ -70,6 +81,13 @@ def test_prometheus_remote_writes_with_basic_auth_and_drops_a_refused_batch_inst
     target = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Target)
     threading.Thread(target=target.serve_forever, daemon=True).start()
     web_port = _free_port()
+    queue = f"""    basic_auth:
+      username: {client.tenant.slug}
+      password: {client.key}
+    queue_config:
+      batch_send_deadline: 1s
+      min_backoff: 100ms
+      max_backoff: 1s"""
     (tmp_path / "prometheus.yml").write_text(f"""
 global:
   scrape_interval: 1s
@@ -78,14 +96,14 @@ scrape_configs:
     static_configs:
       - targets: ["127.0.0.1:{target.server_address[1]}"]
 remote_write:
-  - url: {live_server.url}/api/v1/write
-    basic_auth:
-      username: {client.tenant.slug}
-      password: {client.key}
-    queue_config:
-      batch_send_deadline: 1s
-      min_backoff: 100ms
-      max_backoff: 1s
+  - name: valid
+    url: {live_server.url}/api/v1/write
+    write_relabel_configs: [{{source_labels: [__name__], regex: shop_oversized, action: drop}}]
+{queue}
+  - name: refused
+    url: {live_server.url}/api/v1/push
+    write_relabel_configs: [{{source_labels: [__name__], regex: shop_oversized, action: keep}}]
+{queue}
 """)
     process = subprocess.Popen(
         [prometheus, "--enable-feature=agent", f"--config.file={tmp_path / 'prometheus.yml'}",
@@ -107,7 +125,7 @@ remote_write:
             except OSError:
                 continue
             if orders and len(orders[0]["points"]) >= 3 and temperature and \
-                    counters.get("prometheus_remote_storage_samples_failed_total", 0) > 0:
+                    counters.get((FAILED, "refused"), 0) > 0:
                 break
         assert orders and len(orders[0]["points"]) >= 3, counters
         [series] = orders
@@ -118,9 +136,13 @@ remote_write:
         assert values == sorted(values) and values[0] % 10 == 0
         assert [p["value"] for p in temperature[0]["points"]][:2] == [21.5, 21.5]
         assert temperature[0]["kind"] == "gauge"
+        # The summary's NaN quantiles were dropped as stored: not one sample of the valid queue failed.
+        assert counters[(SENT, "valid")] > 0 and counters.get((FAILED, "valid"), 0) == 0, counters
+        assert client.get("/api/v1/series", {"service": "shop", "metric_name": "shop_latency_seconds_count"}).json()[
+            "results"]
         # The refused sample's batches were answered 400: counted failed by Prometheus, never retried.
-        assert counters["prometheus_remote_storage_samples_failed_total"] > 0
-        assert counters.get("prometheus_remote_storage_samples_retried_total", 0) == 0
+        assert counters[(FAILED, "refused")] > 0
+        assert counters.get((RETRIED, "valid"), 0) == counters.get((RETRIED, "refused"), 0) == 0
         rate = client.get("/api/v1/metrics/timeseries", {"series_id": series["series_id"], "minutes": 10,
                                                          "fn": "rate"}).json()["series"][0]["points"]
         assert rate and all(5 <= p["value"] <= 20 for p in rate)  # 10 per scrape, about one scrape a second
@@ -153,23 +175,35 @@ def _basic(slug: str, key: str) -> dict:
 
 
 @pytest.mark.django_db
-def test_stale_markers_are_dropped_other_nans_refused_by_name_and_the_rest_stored_once(make_tenant):
+def test_every_nan_is_dropped_and_counted_infinity_refused_by_name_and_the_rest_stored_once(make_tenant, settings):
+    settings.METRICS_OPEN_WITHOUT_TOKEN = True
     client = make_tenant("rw")
     auth = _basic("rw", client.key)
     now_ms = int(time.time() * 1000) - 60_000
     stale = struct.unpack("<d", struct.pack("<Q", STALE_NAN_BITS))[0]
     request = WriteRequest()
     _series(request, "node_load1", [(now_ms, 0.5), (now_ms + 15_000, stale)])
-    _series(request, "node_cpu_seconds_total", [(now_ms, 100.0), (now_ms + 15_000, float("nan"))], cpu="0")
-    response = _write(client, request, **auth)
+    # An empty summary's quantiles are NaN (Prometheus' own go_gc_duration_seconds before the first GC).
+    _series(request, "rpc_duration_seconds", [(now_ms, float("nan")), (now_ms + 15_000, float("-nan"))],
+            quantile="0.5")
+    _series(request, "rpc_duration_seconds_count", [(now_ms, 0.0)])
+    assert _write(client, request, **auth).status_code == 204
+    text = Client().get("/metrics").content.decode()
+    assert 'outcome="dropped",protocol="remote_write",reason="nan",tenant="rw"} 2.0' in text
+    assert 'outcome="dropped",protocol="remote_write",reason="staleness",tenant="rw"} 1.0' in text
+
+    infinite = WriteRequest()
+    _series(infinite, "node_cpu_seconds_total", [(now_ms, 100.0), (now_ms + 15_000, float("inf"))], cpu="0")
+    response = _write(client, infinite, **auth)
     assert response.status_code == 400
     text = response.content.decode()
-    assert text.startswith("1 of 3 samples refused: node_cpu_seconds_total (service 'node', resource 'host-1:9100')")
-    assert "value must be a finite number, not NaN" in text and "(the other samples were stored)" in text
+    assert text.startswith("1 of 2 samples refused: node_cpu_seconds_total (service 'node', resource 'host-1:9100')")
+    assert "value must be a finite number, not infinity" in text and "(the other samples were stored)" in text
 
     series = client.get("/api/v1/series", {"service": "node"}).json()["results"]
     assert {(s["metric_name"], s["kind"], s["point_count"]) for s in series} == {
-        ("node_load1", "gauge", 1), ("node_cpu_seconds_total", "counter", 1)}
+        ("node_load1", "gauge", 1), ("rpc_duration_seconds_count", "counter", 1),
+        ("node_cpu_seconds_total", "counter", 1)}
 
     retry = WriteRequest()
     _series(retry, "node_load1", [(now_ms, 0.5)])
