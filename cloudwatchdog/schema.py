@@ -16,7 +16,8 @@ class ErrorSerializer(serializers.Serializer):
 ERRORS = {
     "400": "Invalid input: `errors` names each field at fault and why.",
     "401": "No API key, or one that is invalid or revoked (see WWW-Authenticate).",
-    "403": "The key's scope does not allow this call, or X-Tenant-ID names another tenant.",
+    "403": "The key's scope does not allow this call, or X-Tenant-ID (or X-Scope-OrgID) names another "
+           "tenant.",
     "404": "Not found; an id of another tenant answers the same.",
     "429": "Over a rate limit of the tenant; retry after Retry-After seconds.",
     "503": "A dependency (PostgreSQL, Redis) is unavailable or busy; retry after Retry-After seconds.",

@@ -8,6 +8,9 @@ from tenants.models import ApiKey
 from tenants.ratelimit import bucket_take
 from tenants.services import api_key_touch
 
+# Headers a client may name its tenant in: ours, and Mimir's and Cortex's (Grafana and their clients send it).
+TENANT_HEADERS = ("X-Tenant-ID", "X-Scope-OrgID")
+
 
 class TenantUser:
     """The authenticated principal of an API request: a tenant acting through one key."""
@@ -37,11 +40,13 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         return TenantUser(api_key), api_key
 
     def authenticate_header(self, request):
-        return 'Bearer realm="api"'
+        # Both schemes, so a client that answers a challenge with Basic (collectd, curl --anyauth, urllib)
+        # gets in; realm= on each, as urllib's parser needs.
+        return 'Bearer realm="api", Basic realm="api"'
 
 
 class HasTenantScope(permissions.BasePermission):
-    """A key may call what its scope allows; X-Tenant-ID, when sent, must name the key's tenant."""
+    """A key may call what its scope allows; X-Tenant-ID or X-Scope-OrgID, when sent, must name the key's tenant."""
 
     message = "This API key may not do that."
 
@@ -50,9 +55,10 @@ class HasTenantScope(permissions.BasePermission):
         if not isinstance(user, TenantUser):
             raise exceptions.NotAuthenticated("Send an API key as 'Authorization: Bearer <key>', or with HTTP Basic as "
                                               "the password, the tenant's slug as the user name.")
-        claimed = request.headers.get("X-Tenant-ID")
-        if claimed is not None and claimed != user.tenant.slug:
-            raise exceptions.PermissionDenied("X-Tenant-ID names a tenant this API key does not belong to.")
+        for header in TENANT_HEADERS:
+            claimed = request.headers.get(header)
+            if claimed is not None and claimed != user.tenant.slug:
+                raise exceptions.PermissionDenied(f"{header} names a tenant this API key does not belong to.")
         required = getattr(view, "required_scope", None) or (
             ApiKey.SCOPE_READ if request.method in permissions.SAFE_METHODS else ApiKey.SCOPE_ALL
         )

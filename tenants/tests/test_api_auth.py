@@ -1,5 +1,10 @@
-"""Authentication, scopes and X-Tenant-ID on every endpoint."""
+"""Authentication (a challenge urllib answers with Basic), scopes and X-Tenant-ID / X-Scope-OrgID on every endpoint."""
+import json
+import urllib.request
+
+import cramjam
 import pytest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
 from tenants.services import api_key_issue, api_key_revoke
 from tests.helpers import ApiClient, event
@@ -13,7 +18,40 @@ def test_a_read_without_a_key_is_401(db, path):
     response = ApiClient(None).get(path)
     assert response.status_code == 401
     assert response.json()["detail"]
-    assert response["WWW-Authenticate"].startswith("Bearer")
+    assert response["WWW-Authenticate"] == 'Bearer realm="api", Basic realm="api"'
+
+
+class _ChallengeAnswered(urllib.request.HTTPBasicAuthHandler):
+    """urllib's Basic handler (as collectd and curl --anyauth behave: credentials only after a 401), noting each
+    challenge it answered."""
+
+    def __init__(self, password_manager):
+        super().__init__(password_manager)
+        self.challenges = []
+
+    def http_error_401(self, req, fp, code, msg, headers):
+        self.challenges.append(headers["WWW-Authenticate"])
+        return super().http_error_401(req, fp, code, msg, headers)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("path, body, content_type, status", [
+    ("/api/v1/series", None, None, 200),
+    ("/api/v1/ingest/metrics", json.dumps({"events": [event()]}).encode(), "application/json", 202),
+    ("/api/v1/write", bytes(cramjam.snappy.compress_raw(b"")), "application/x-protobuf", 204),
+    ("/v1/metrics", ExportMetricsServiceRequest().SerializeToString(), "application/x-protobuf", 200),
+])
+def test_a_client_answering_the_challenge_with_basic_gets_in(live_server, make_tenant, path, body, content_type, status):
+    client = make_tenant("collectd")
+    passwords = urllib.request.HTTPPasswordMgrWithDefaultRealm()
+    passwords.add_password(None, live_server.url, client.tenant.slug, client.key)
+    handler = _ChallengeAnswered(passwords)
+    request = urllib.request.Request(live_server.url + path, data=body, method="POST" if body is not None else "GET")
+    if content_type:
+        request.add_header("Content-Type", content_type)
+    with urllib.request.build_opener(handler).open(request, timeout=30) as response:
+        assert response.status == status
+    assert handler.challenges == ['Bearer realm="api", Basic realm="api"']
 
 
 @pytest.mark.parametrize("path", ["/api/v1/ingest/metrics", "/api/v1/process/run"])
@@ -28,16 +66,21 @@ def test_a_revoked_key_is_401(owner):
     assert owner.get("/api/v1/series").status_code == 401
 
 
+@pytest.mark.parametrize("header", ["X-Tenant-ID", "X-Scope-OrgID"])
 @pytest.mark.parametrize("path", READ_ENDPOINTS)
-def test_x_tenant_id_naming_another_tenant_is_403(owner, outsider, path):
-    response = owner.get(path, HTTP_X_TENANT_ID=outsider.tenant.slug)
+def test_a_tenant_header_naming_another_tenant_is_403(owner, outsider, path, header):
+    meta = "HTTP_" + header.upper().replace("-", "_")
+    response = owner.get(path, **{meta: outsider.tenant.slug})
     assert response.status_code == 403
-    assert "X-Tenant-ID" in response.json()["detail"]
-    assert owner.get(path, HTTP_X_TENANT_ID=owner.tenant.slug).status_code == 200
+    assert response.json()["detail"] == f"{header} names a tenant this API key does not belong to."
+    assert owner.get(path, **{meta: owner.tenant.slug}).status_code == 200
 
 
-def test_x_tenant_id_naming_another_tenant_cannot_ingest(owner, outsider):
-    response = owner.ingest([event()], HTTP_X_TENANT_ID=outsider.tenant.slug)
+@pytest.mark.parametrize("path", ["/api/v1/ingest/metrics", "/api/v1/write", "/v1/metrics"])
+@pytest.mark.parametrize("header", ["HTTP_X_TENANT_ID", "HTTP_X_SCOPE_ORGID"])
+def test_a_tenant_header_naming_another_tenant_cannot_ingest(owner, outsider, header, path):
+    response = owner.client.generic("POST", path, b"{}", content_type="application/json",
+                                    HTTP_AUTHORIZATION=f"Bearer {owner.key}", **{header: outsider.tenant.slug})
     assert response.status_code == 403
     assert outsider.get("/api/v1/series").json()["results"] == []
 
