@@ -17,7 +17,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
 from cloudwatchdog.errors import ApiError
-from metrics.ingest import BodyError, events_count_check, gunzip
+from metrics.ingest import BodyError, events_count_check, gunzip, shown
 from metrics.protocols import TooLarge, otlp, rejections_named, remote_write, summary
 from metrics.services import ingest_counted, ingest_limits
 from metrics.views import IngestMeter, _JsonOnly, body_read, ingest_metered, points_store
@@ -161,6 +161,8 @@ class RemoteWriteView(_AgentView):
                 401: "No valid API key (basic_auth: the tenant's slug and an API key).",
                 403: "The key may not ingest.",
                 413: "The body or its sample count is over the tenant's limit.",
+                415: "A message other than remote write 1.0's (Content-Type proto= other than prometheus.WriteRequest, "
+                     "as remote write 2.0 sends), refused before its body is read.",
                 429: "Over the tenant's rate; retry after Retry-After.",
                 503: "Storage unavailable; retry after Retry-After.",
             }.items()},
@@ -171,6 +173,7 @@ class RemoteWriteView(_AgentView):
     def post(self, request):
         tenant = request.user.tenant
         with ingest_metered(tenant) as meter:
+            _remote_write_1_check(request)
             limits = ingest_limits(tenant=tenant)
             raw = body_read(request, limits)
             try:
@@ -188,6 +191,21 @@ class RemoteWriteView(_AgentView):
 
     def error_response(self, status_code: int, detail: str) -> HttpResponse:
         return HttpResponse(detail + "\n", status=status_code, content_type="text/plain; charset=utf-8")
+
+
+REMOTE_WRITE_1_MESSAGE = "prometheus.WriteRequest"
+
+
+def _remote_write_1_check(request) -> None:
+    """415 for any message but 1.0's WriteRequest: a 2.0 body (io.prometheus.write.v2.Request) would otherwise
+    decode as an empty 1.0 request, be answered 204 and be lost, which the 2.0 specification forbids."""
+    parameters = request.META.get("CONTENT_TYPE", "").split(";")[1:]
+    for name, _, value in (parameter.partition("=") for parameter in parameters):
+        message = value.strip().strip('"')
+        if name.strip().lower() == "proto" and message != REMOTE_WRITE_1_MESSAGE:
+            raise ApiError(415, f"proto={shown(message)} is not supported: this receiver speaks remote write 1.0 "
+                                f"only (Content-Type: {PROTOBUF};proto={REMOTE_WRITE_1_MESSAGE}). Prometheus 3: set "
+                                f"protobuf_message: {REMOTE_WRITE_1_MESSAGE} in remote_write.")
 
 
 class RemoteWritePushView(RemoteWriteView):

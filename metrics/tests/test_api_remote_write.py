@@ -243,3 +243,29 @@ def test_basic_auth_needs_the_keys_own_tenant_as_user(make_tenant):
     assert _write(client, WriteRequest(), **_basic("rw-other", client.key)).status_code == 401
     assert _write(client, WriteRequest(), HTTP_AUTHORIZATION="Basic %%%").status_code == 401
     assert _write(client, WriteRequest(), **_basic("rw-auth", client.key)).status_code == 204
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("content_type", ["application/x-protobuf;proto=io.prometheus.write.v2.Request",
+                                          'application/x-protobuf; proto="io.prometheus.write.v2.Request"',
+                                          "application/x-protobuf;proto=io.prometheus.write.v3.Request"])
+def test_a_message_other_than_1_0_is_a_415_naming_1_0_before_its_body_is_read(make_tenant, content_type):
+    client = make_tenant("rw-v2")
+    request = WriteRequest()
+    _series(request, "node_load1", [(int(time.time() * 1000) - 1000, 0.5)])
+    body = bytes(cramjam.snappy.compress_raw(request.SerializeToString()))
+    auth = _basic("rw-v2", client.key)
+    response = client.client.generic("POST", "/api/v1/write", body, content_type=content_type,
+                                     HTTP_CONTENT_ENCODING="snappy", HTTP_X_PROMETHEUS_REMOTE_WRITE_VERSION="2.0.0",
+                                     **auth)
+    assert (response.status_code, response["Content-Type"]) == (415, "text/plain; charset=utf-8")
+    assert "remote write 1.0 only (Content-Type: application/x-protobuf;proto=prometheus.WriteRequest)" in \
+        response.content.decode()
+    assert client.get("/api/v1/series").json()["results"] == []
+    # Refused before the body is read: a body over MAX_BODY_BYTES is still a 415, not a 413.
+    oversized = b"\0" * (client.tenant.limit("MAX_BODY_BYTES") + 1)
+    assert client.client.generic("POST", "/api/v1/write", oversized, content_type=content_type,
+                                 **auth).status_code == 415
+    # 1.0 named explicitly is stored.
+    assert client.client.generic("POST", "/api/v1/write", body, content_type="application/x-protobuf;"
+                                 "proto=prometheus.WriteRequest", **auth).status_code == 204
