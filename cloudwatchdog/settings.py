@@ -304,6 +304,11 @@ if CLOUDWATCHDOG["EARLIEST_TIMESTAMP"].tzinfo is None or CLOUDWATCHDOG["EARLIEST
 for _name, _ceiling in TENANT_LIMIT_CEILINGS.items():
     if CLOUDWATCHDOG[_name] > _ceiling:
         raise ImproperlyConfigured(f"{_name} may be at most {_ceiling}.")
+if CLOUDWATCHDOG["POINTS_BURST"] < CLOUDWATCHDOG["MAX_EVENTS_PER_REQUEST"]:
+    # As Tenant.clean() refuses for one tenant: a full request could never pass, and would be refused for ever.
+    raise ImproperlyConfigured(f"POINTS_BURST ({CLOUDWATCHDOG['POINTS_BURST']}) must be at least "
+                               f"MAX_EVENTS_PER_REQUEST ({CLOUDWATCHDOG['MAX_EVENTS_PER_REQUEST']}): a request of "
+                               "more points than the burst could never be accepted.")
 
 # kombu names a Redis unix socket "redis+socket://"; redis-py and Django say "unix://".
 CELERY_BROKER_URL = REDIS_URL.replace("unix://", "redis+socket://", 1) if REDIS_URL.startswith("unix://") else REDIS_URL

@@ -64,7 +64,14 @@ class IngestMeter:
 
     def points_take(self, points: int) -> None:
         """Take the request's token and its points at once (one Redis call); 429 with Retry-After when the
-        tenant is over its request or points rate."""
+        tenant is over its request or points rate, 413 when the request is larger than its burst."""
+        burst = self.tenant.limit("POINTS_BURST")
+        if points > burst:
+            # A 429 would be retried for ever: the bucket never holds more than the burst. Settings and
+            # Tenant.clean() refuse a burst below MAX_EVENTS_PER_REQUEST; a row saved around clean() lands here.
+            raise ApiError(413, f"The request has {points} points, more than this tenant's burst of {burst} "
+                                "(POINTS_BURST), so it could never be accepted; send at most that many a request.",
+                           {"events": [f"at most {burst} points per request (POINTS_BURST)"]})
         wait = points_rate_check(tenant=self.tenant, points=points)
         self.request_taken = True  # taken, or answered 429, which is not charged (nor is it by the API's throttle)
         if wait is not None:

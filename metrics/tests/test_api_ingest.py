@@ -208,3 +208,15 @@ def test_a_gzip_body_of_several_members_is_read_whole_and_trailing_garbage_refus
     garbage = gzip_module.compress(text) + b"and then some"
     refused = owner.post("/api/v1/ingest/metrics", raw=garbage, HTTP_CONTENT_ENCODING="gzip")
     assert refused.status_code == 400 and "not valid gzip" in refused.json()["detail"]
+
+
+def test_a_batch_larger_than_the_burst_is_413_naming_it_not_429_for_ever(owner):
+    # A burst below the batch limit, saved around Tenant.clean() (which refuses it, as settings do).
+    # A high rate, so the CPU each refusal is charged (INGEST_POINTS_PER_CPU_SECOND) is paid back at once.
+    owner.tenant.limits = {"POINTS_PER_SECOND": 10_000_000, "POINTS_BURST": 2}
+    owner.tenant.save()
+    for _ in range(2):
+        response = owner.ingest([event(float(i), f"2025-01-01T00:0{i}:00Z") for i in range(3)])
+        assert response.status_code == 413, response.content
+        assert "more than this tenant's burst of 2 (POINTS_BURST)" in response.json()["detail"]
+    assert owner.ingest([event(1.0, "2025-01-01T00:00:00Z"), event(2.0, "2025-01-01T00:01:00Z")]).status_code == 202

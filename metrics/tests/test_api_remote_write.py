@@ -269,3 +269,14 @@ def test_a_message_other_than_1_0_is_a_415_naming_1_0_before_its_body_is_read(ma
     # 1.0 named explicitly is stored.
     assert client.client.generic("POST", "/api/v1/write", body, content_type="application/x-protobuf;"
                                  "proto=prometheus.WriteRequest", **auth).status_code == 204
+
+
+@pytest.mark.django_db
+def test_a_batch_larger_than_the_burst_is_413_which_prometheus_does_not_retry(make_tenant):
+    client = make_tenant("rw-burst")
+    client.tenant.limits = {"POINTS_BURST": 2}  # saved around Tenant.clean(), which refuses it
+    client.tenant.save()
+    request = WriteRequest()
+    _series(request, "node_load1", [(int(time.time() * 1000) - 3000 + k, 0.5) for k in range(3)])
+    response = _write(client, request, **_basic("rw-burst", client.key))
+    assert response.status_code == 413 and "burst of 2 (POINTS_BURST)" in response.content.decode()

@@ -55,3 +55,19 @@ def test_create_support_user_assigns_a_staff_user_to_one_tenant(db, monkeypatch)
     call_command("create_support_user", "ada", "--tenant", "acme", "--can-act", "--no-password", stdout=io.StringIO())
     assert User.objects.get(username="ada").has_perm("tenants.change_tenant")
     assert tenant.slug == "acme"
+
+
+def test_a_global_burst_below_the_batch_limit_is_refused_at_settings_load_so_no_command_runs(db):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.helpers import app_process_env
+
+    env = app_process_env(POINTS_BURST="5000", MAX_EVENTS_PER_REQUEST="10000")
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "manage.py", "create_tenant", "burst-too-small"], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "ImproperlyConfigured: POINTS_BURST (5000) must be at least MAX_EVENTS_PER_REQUEST (10000)" in done.stderr
+    assert not Tenant.objects.filter(slug="burst-too-small").exists()
