@@ -280,3 +280,20 @@ def test_a_batch_larger_than_the_burst_is_413_which_prometheus_does_not_retry(ma
     _series(request, "node_load1", [(int(time.time() * 1000) - 3000 + k, 0.5) for k in range(3)])
     response = _write(client, request, **_basic("rw-burst", client.key))
     assert response.status_code == 413 and "burst of 2 (POINTS_BURST)" in response.content.decode()
+
+
+def test_the_readmes_prometheus_config_is_valid_and_retries_a_429(prometheus_binaries, tmp_path):
+    """Prometheus 2.x drops a batch answered 429 unless queue_config.retry_on_http_429 is set."""
+    from pathlib import Path
+
+    import yaml
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("Prometheus (server or `--enable-feature=agent`)", 1)[1].split("```yaml\n", 1)[1]
+    config = yaml.safe_load(block.split("```", 1)[0])
+    assert config["remote_write"][0]["queue_config"]["retry_on_http_429"] is True
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    _, promtool = prometheus_binaries
+    check = subprocess.run([promtool, "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True,
+                           text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
