@@ -10,6 +10,7 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("metrics", telemetry.metrics_view, name="metrics"),
     path("v1/metrics", agent_views.OtlpMetricsView.as_view(), name="otlp-metrics"),
+    path("otlp/v1/metrics", agent_views.OtlpMetricsAliasView.as_view(), name="otlp-metrics-alias"),
     path("api/v1/write", agent_views.RemoteWriteView.as_view(), name="remote-write"),
     path("api/v1/push", agent_views.RemoteWritePushView.as_view(), name="remote-write-push"),
     path("admin/", admin.site.urls),

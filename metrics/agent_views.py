@@ -107,6 +107,15 @@ class OtlpMetricsView(_AgentView):
         return HttpResponse(message.SerializeToString(), status=status_code, content_type=PROTOBUF)
 
 
+class OtlpMetricsAliasView(OtlpMetricsView):
+    """/otlp/v1/metrics, where a collector configured with an /otlp base (as Mimir and Grafana Cloud document)
+    appends /v1/metrics: the same receiver, documented once (at /v1/metrics)."""
+
+    @extend_schema(exclude=True)
+    def post(self, request):
+        return super().post(request)
+
+
 def _grpc_code(status_code: int) -> int:
     # google.rpc.Code for each status we answer (the OTLP/HTTP specification maps them so).
     return {400: 3, 401: 16, 403: 7, 404: 5, 413: 3, 415: 3, 429: 8, 503: 14}.get(status_code, 13)

@@ -220,3 +220,16 @@ def test_a_refused_megabyte_name_does_not_come_back_a_megabyte_long():
     reasons = [f"{point_name(huge)}: value must be finite"] * 5
     said = summary(reasons, total=5, noun="data point")
     assert len(said) < 6_000 and said.startswith("5 of 5 data points refused: mmm")
+
+
+@pytest.mark.django_db
+def test_otlp_v1_metrics_is_an_alias_documented_once(make_tenant):
+    from drf_spectacular.generators import SchemaGenerator
+
+    client = make_tenant("otlp-alias")
+    body = _json_request([4.0], now_ns=time.time_ns() - 60_000_000_000)
+    response = client.post("/otlp/v1/metrics", body)
+    assert (response.status_code, response.json()) == (200, {})
+    assert [s["metric_name"] for s in client.get("/api/v1/series").json()["results"]] == ["queue.depth"]
+    paths = SchemaGenerator().get_schema(request=None, public=True)["paths"]
+    assert "/v1/metrics" in paths and "/otlp/v1/metrics" not in paths
