@@ -123,7 +123,7 @@ class IngestView(APIView):
 
     @extend_schema(
         operation_id="ingest_metrics", summary="Ingest metric points",
-        request=serializers.IngestRequestSerializer,
+        request={"application/json": serializers.IngestRequestSerializer},  # parser_classes is empty: say the type
         responses={
             202: serializers.IngestResponseSerializer,
             400: OpenApiResponse(ErrorSerializer, "No valid event (the body then also has accepted, duplicates and "

@@ -14,3 +14,12 @@ def test_every_operation_has_a_declared_section_a_summary_and_a_description():
     ]
     used = {operation["tags"][0] for operations in schema["paths"].values() for operation in operations.values()}
     assert undocumented == [] and used == set(sections)
+
+
+def test_the_ingest_request_body_is_documented_so_a_generated_client_can_ingest():
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    body = schema["paths"]["/api/v1/ingest/metrics"]["post"]["requestBody"]
+    assert body["required"] and body["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/IngestRequest"}
+    event = schema["components"]["schemas"]["Event"]
+    assert {"service", "resource_id", "metric_name", "value", "timestamp"} <= set(event["required"])
