@@ -2,10 +2,12 @@
 series each point belongs to); the point store itself, retention included, is metrics.storage."""
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import msgspec
 import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
@@ -199,8 +201,11 @@ class _Batch:
         self.errors_by_index.setdefault(self.indices[position], {}).update(errors)
 
 
-def points_ingest(*, tenant: Tenant, events: list, now: datetime | None = None) -> IngestResult:
+def points_ingest(*, tenant: Tenant, events: list, now: datetime | None = None,
+                  deltas: list[int] | None = None) -> IngestResult:
     """Store the valid events of a batch; each (series, ts) is stored once and the first write wins.
+    `deltas`: the indices of events whose value is an increase (OTLP's delta temporality), stored as
+    running totals (_deltas_accumulate).
 
     Raises PartitionsBusy when a new partition could not be created in time (nothing was stored).
     """
@@ -219,6 +224,8 @@ def points_ingest(*, tenant: Tenant, events: list, now: datetime | None = None) 
         batch = _Batch(typed, range(len(typed)), errors_by_index)
     _series_ids_find(tenant=tenant, batch=batch, checker=checker)
     _timestamps_check(batch=batch, checker=checker, now_us=now_us, max_new_partitions=limits.max_new_partitions)
+    if deltas:
+        _deltas_accumulate(tenant=tenant, batch=batch, deltas=set(deltas))
     rows, duplicates = _rows_of(batch)
     result = IngestResult(duplicates=duplicates)
     if rows is not None:
@@ -300,6 +307,31 @@ def _timestamps_check(*, batch: _Batch, checker: EventChecker, now_us: int, max_
         for k, ts in enumerate(batch.timestamps):
             if ts.__class__ is str:
                 batch.reject(k, {"timestamp": [ts]})
+
+
+def _deltas_accumulate(*, tenant: Tenant, batch: _Batch, deltas: set[int]) -> None:
+    """Delta points as running totals, so a delta counter is stored (and read, rated, detected) as a
+    cumulative one: in time order within the request, each is added onto the series' newest stored
+    value before the request's first delta of that series (0 for a new series). A delta older than
+    points already stored is added where it lands: later points are not rewritten. A request sent
+    again adds nothing twice: its totals are the same, and the first write wins."""
+    by_series: dict[int, list[int]] = {}
+    for position, index in enumerate(batch.indices):
+        series_id, ts = batch.series_ids[position], batch.timestamps[position]
+        if index in deltas and series_id is not None and ts.__class__ is int:
+            by_series.setdefault(series_id, []).append(position)
+    if not by_series:
+        return
+    before = {series_id: min(batch.timestamps[k] for k in positions) - 1 for series_id, positions in by_series.items()}
+    previous = storage.counters_previous(tenant=tenant, before_us=before)
+    batch.events = list(batch.events)  # the caller's events keep their values
+    for series_id, positions in by_series.items():
+        total = previous[series_id][1] if series_id in previous else 0.0
+        for k in sorted(positions, key=batch.timestamps.__getitem__):
+            event = batch.events[k]
+            if math.isfinite(event.value):  # else refused with its value below, the total unchanged
+                total += event.value
+                batch.events[k] = msgspec.structs.replace(event, value=total)
 
 
 def _rows_of(batch: _Batch) -> tuple[storage.PointRows | None, int]:

@@ -10,7 +10,10 @@ opentelemetry-proto package.
 """
 from __future__ import annotations
 
+import math
+from collections import Counter
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Callable
 
 import orjson
@@ -32,6 +35,7 @@ class Converted:
     refused: list[str] = field(default_factory=list)  # why each refused point was refused, naming it
     dropped: int = 0  # deliberately not stored: staleness markers, points with no recorded value
     nans: int = 0  # NaN values (an empty summary's quantiles), deliberately not stored either
+    deltas: list[int] = field(default_factory=list)  # indices of events that are increases (OTLP delta temporality)
     tag_bytes_allowed: int | None = None  # the tags JSON its points may build, all together
     tag_bytes: int = 0
 
@@ -47,6 +51,29 @@ class Converted:
                            "MAX_BODY_BYTES): send fewer "
                            "points a request; nothing was stored.")
         return tags
+
+
+def go_float(value: float) -> str:
+    """`value` as Prometheus writes a float label (`le`, `quantile`): Go's strconv.FormatFloat(v, 'g', -1, 64),
+    the shortest digits that read back exactly, with an exponent below 1e-4 and from 1e6 on ("1e+06")."""
+    if value != value:
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    sign = "-" if math.copysign(1.0, value) < 0 else ""
+    if value == 0:
+        return sign + "0"
+    _, digit_tuple, exponent = Decimal(repr(abs(value))).normalize().as_tuple()  # repr: the shortest digits
+    digits = "".join(map(str, digit_tuple))
+    point = len(digits) + exponent  # where the decimal point falls among the digits
+    if not -4 <= point - 1 < 6:
+        mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        return f"{sign}{mantissa}e{'-' if point - 1 < 0 else '+'}{abs(point - 1):02d}"
+    if point <= 0:
+        return f"{sign}0.{'0' * -point}{digits}"
+    if point >= len(digits):
+        return sign + digits + "0" * (point - len(digits))
+    return f"{sign}{digits[:point]}.{digits[point:]}"
 
 
 def point_name(event: Event) -> str:
@@ -73,10 +100,13 @@ _REASON_CHARS = 1000
 
 
 def summary(reasons: list[str], *, total: int, noun: str, shown: int = 5) -> str:
-    """'N of M <noun>s refused: <the first few reasons>' for a response that names what it refused."""
-    head = "; ".join(reason if len(reason) <= _REASON_CHARS else reason[:_REASON_CHARS] + "…"
-                     for reason in reasons[:shown])
-    more = f"; and {len(reasons) - shown} more" if len(reasons) > shown else ""
+    """'N of M <noun>s refused: <the first few reasons>' for a response that names what it refused; a
+    reason that refused several points (a histogram point's buckets) is said once."""
+    times = Counter(reasons)
+    first = list(times)[:shown]
+    head = "; ".join(reason if len(reason) <= _REASON_CHARS else reason[:_REASON_CHARS] + "…" for reason in first)
+    left = len(reasons) - sum(times[reason] for reason in first)
+    more = f"; and {left} more" if left else ""
     return f"{len(reasons)} of {total} {noun}s refused: {head}{more}"
 
 

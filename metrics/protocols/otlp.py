@@ -4,15 +4,20 @@ Mapping (the README's table): resource `service.name` -> service; `host.id`, els
 else `service.instance.id` -> resource_id; metric name -> metric_name; the other resource
 attributes and the point's attributes -> tags (scalars as strings, arrays and maps as JSON;
 `telemetry.sdk.*` left out: it describes the exporter, and would start new series at every SDK
-upgrade). Gauge -> one point per data point; a monotonic cumulative sum -> a counter, any other
-sum -> a gauge (a delta is already an increase); histograms and exponential histograms ->
-`<name>.count` and `<name>.sum`, summaries the same plus `<name>` per quantile (tag `quantile`):
-counters when cumulative. Exemplars are dropped; so are points flagged "no recorded value"
+upgrade). Gauge -> one point per data point; a monotonic sum -> a counter, any other sum -> a
+gauge; delta points are increases, added onto the series' value on the way in
+(services.points_ingest), so a delta counter reads as a cumulative one. Histograms -> the names
+remote write uses: `<name>_bucket` (tag `le`, cumulative counts, "+Inf" last), `<name>_count` and
+`<name>_sum`, counters when cumulative or delta; exponential histograms the same when their buckets
+are le buckets exactly (cumulative, no negative values), else refused by name. Summaries -> `<name>_count`,
+`<name>_sum` (counters) and `<name>` per quantile (tag `quantile`). Exemplars are dropped; so are points flagged "no recorded value"
 (OTLP's staleness marker) and NaN values (counted as dropped).
 """
 from __future__ import annotations
 
 import base64
+import itertools
+import math
 from dataclasses import dataclass, field
 
 import orjson
@@ -31,6 +36,7 @@ from metrics.protocols import (
     TooLarge,
     bounded_parse_bytes,
     fields_allowed,
+    go_float,
     tags_json,
     wire,
 )
@@ -38,6 +44,7 @@ from metrics.protocols import (
 RESOURCE_ID_ATTRIBUTES = ("host.id", "host.name", "service.instance.id")
 _NO_RECORDED_VALUE = metrics_pb2.DataPointFlags.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK
 _CUMULATIVE = metrics_pb2.AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
+_DELTA = metrics_pb2.AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
 _POINT_KINDS = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
 _JSON_POINT_KINDS = ("gauge", "sum", "histogram", "exponentialHistogram", "exponential_histogram", "summary")
 JSON_OBJECTS_PER_POINT = 32  # a point with 15 attributes, or fewer and exemplars
@@ -102,8 +109,8 @@ def _json_decode(raw: bytes, limits: Limits) -> ExportMetricsServiceRequest:
 
 def _points_check(request: ExportMetricsServiceRequest, limits: Limits) -> None:
     """TooLarge when the request would make more points than MAX_EVENTS_PER_REQUEST (a histogram point
-    makes two, count and sum; a summary's quantiles one each). Every level is counted by its length
-    before it is walked, so no loop here runs past the limits."""
+    makes one per le bucket, _count and _sum; a summary's quantiles one each). Every level is counted by
+    its length before it is walked, so no loop here runs past the limits."""
     most = limits.max_events
     levels = [request.resource_metrics]
     for inside in (lambda resource: resource.scope_metrics, lambda scope: scope.metrics, None):
@@ -116,8 +123,9 @@ def _points_check(request: ExportMetricsServiceRequest, limits: Limits) -> None:
     for metric in (metric for level in levels for metric in level):
         points += _points_of(metric, most - points)
         if points > most:
-            raise TooLarge(f"The request has more than {most} data points (a histogram point counts twice, count "
-                           "and sum; a summary's quantiles once each); this tenant's limit is "
+            raise TooLarge(f"The request has more than {most} data points (a histogram point counts once per bucket, "
+                           "+Inf included, and twice more for _count and _sum; a summary's _count, _sum and quantiles "
+                           f"once each); this tenant's limit is "
                            f"{most} a request (MAX_EVENTS_PER_REQUEST); nothing was stored.")
 
 
@@ -128,10 +136,25 @@ def _points_of(metric, room: int) -> int:
     points = getattr(metric, which).data_points
     if which in ("gauge", "sum"):
         return len(points)
-    made = 2 * len(points)
-    if which == "summary" and made <= room:
-        made += sum(len(point.quantile_values) for point in points)
+    made = _LEAST_POINTS[which] * len(points)
+    if made <= room:  # each point's buckets or quantiles counted only while the request is within bounds
+        made = sum(_point_count(point) for point in points)
     return made
+
+
+_LEAST_POINTS = {"histogram": 3, "exponential_histogram": 4, "summary": 2}
+
+
+def _point_count(point) -> int:
+    """The points one data point makes: a histogram's le buckets (+Inf and the zero bucket included), _count
+    and _sum; a summary's _count, _sum and quantiles."""
+    if isinstance(point, metrics_pb2.HistogramDataPoint):
+        return len(point.explicit_bounds) + 3
+    if isinstance(point, metrics_pb2.ExponentialHistogramDataPoint):
+        return len(point.positive.bucket_counts) + 4
+    if isinstance(point, metrics_pb2.SummaryDataPoint):
+        return len(point.quantile_values) + 2
+    return 1
 
 
 def _exemplars_drop(body: dict) -> None:
@@ -250,52 +273,159 @@ def convert(request: ExportMetricsServiceRequest, *, limits: Limits, tenant_id: 
 
 def _metric_convert(out: Converted, metric, resource: _Resource, limits: Limits) -> None:
     which = metric.WhichOneof("data")
-    name, unit = metric.name, metric.unit
-
-    def add(point, metric_name: str, value: float, kind: str, extra_tags: dict | None = None, point_unit: str = unit):
-        if value != value:  # NaN (an empty summary's quantile): dropped and counted, as remote write does
-            out.nans += 1
-            return
-        if extra_tags or len(point.attributes):
-            attributes, problem = _attributes(point.attributes, limits)
-            if problem:
-                out.refuse(f"{shown(metric_name)} at {point.time_unix_nano} ns", problem)
-                return
-            tags = out.tags_built(_tags_json({**resource.tags, **attributes, **(extra_tags or {})}))
+    points = _Points(out, resource, limits, metric.name, metric.unit)
+    if which is None:
+        out.refuse(f"metric {shown(metric.name)!r}", "has no data (gauge, sum, histogram, exponential_histogram or "
+                   "summary)")
+        return
+    data = getattr(metric, which)
+    for point in data.data_points:
+        if point.flags & _NO_RECORDED_VALUE:
+            out.dropped += 1
+            continue
+        if which in ("gauge", "sum"):
+            _number_add(points, point, which, data)
+        elif which == "summary":
+            _summary_add(points, point)
         else:
-            tags = resource.tags_json
-        out.events.append(Event(
-            service=resource.service, resource_id=resource.resource_id, metric_name=metric_name, value=value,
-            timestamp=point.time_unix_nano // 1000, source="otlp", tags=tags, kind=kind, unit=point_unit,
+            _histogram_add(points, point, which, data)
+
+
+class _Points:
+    """Where one metric's points go: events of the resource's series, each point's attributes read once."""
+
+    def __init__(self, out: Converted, resource: _Resource, limits: Limits, name: str, unit: str):
+        self.out, self.resource, self.limits, self.name, self.unit = out, resource, limits, name, unit
+
+    def attributes(self, point) -> dict | None:
+        """The point's attributes, or None when they are refused (named, `times` points)."""
+        if not len(point.attributes):
+            return {}
+        attributes, problem = _attributes(point.attributes, self.limits)
+        if problem:
+            self.refuse(point, problem, times=_point_count(point))
+            return None
+        return attributes
+
+    def refuse(self, point, problem: str, *, times: int = 1) -> None:
+        self.out.refuse(f"{shown(self.name)} at {point.time_unix_nano} ns", problem, times=times)
+
+    def add(self, point, attributes: dict, value: float, kind: str, *, suffix: str = "", extra_tags: dict | None = None,
+            unit: str | None = None, delta: bool = False) -> None:
+        if value != value:  # NaN (an empty summary's quantile): dropped and counted, as remote write does
+            self.out.nans += 1
+            return
+        if attributes or extra_tags:
+            tags = self.out.tags_built(_tags_json({**self.resource.tags, **attributes, **(extra_tags or {})}))
+        else:
+            tags = self.resource.tags_json
+        if delta:
+            self.out.deltas.append(len(self.out.events))
+        self.out.events.append(Event(
+            service=self.resource.service, resource_id=self.resource.resource_id, metric_name=self.name + suffix,
+            value=value, timestamp=point.time_unix_nano // 1000, source="otlp", tags=tags, kind=kind,
+            unit=self.unit if unit is None else unit,
         ))
 
-    if which == "gauge" or which == "sum":
-        data = getattr(metric, which)
-        counter = which == "sum" and data.is_monotonic and data.aggregation_temporality == _CUMULATIVE
-        kind = "counter" if counter else "gauge"
-        for point in data.data_points:
-            if point.flags & _NO_RECORDED_VALUE:
-                out.dropped += 1
-                continue
-            number = point.WhichOneof("value")
-            if number is None:
-                out.refuse(f"{name} at {point.time_unix_nano} ns", "has no value (as_double or as_int)")
-                continue
-            add(point, name, float(getattr(point, number)), kind)
-    elif which in ("histogram", "exponential_histogram", "summary"):
-        data = getattr(metric, which)
-        # Summaries have no temporality: their count and sum are cumulative by definition.
-        cumulative = which == "summary" or data.aggregation_temporality == _CUMULATIVE
-        kind = "counter" if cumulative else "gauge"
-        for point in data.data_points:
-            if point.flags & _NO_RECORDED_VALUE:
-                out.dropped += 1
-                continue
-            add(point, f"{name}.count", float(point.count), kind, point_unit="1")
-            if which == "summary" or point.HasField("sum"):
-                add(point, f"{name}.sum", point.sum, kind)
-            if which == "summary":
-                for quantile in point.quantile_values:
-                    add(point, name, quantile.value, "gauge", {"quantile": repr(quantile.quantile)})
-    elif which is None:
-        out.refuse(f"metric {shown(name)!r}", "has no data (gauge, sum, histogram, exponential_histogram or summary)")
+
+def _number_add(points: _Points, point, which: str, data) -> None:
+    # A monotonic sum is a counter; a delta sum's points are increases, added up on the way in
+    # (services.points_ingest) so a delta counter reads as a cumulative one and an up-down delta
+    # sum as its running value (a gauge); any other sum is a gauge as sent.
+    delta = which == "sum" and data.aggregation_temporality == _DELTA
+    counter = which == "sum" and data.is_monotonic and data.aggregation_temporality in (_CUMULATIVE, _DELTA)
+    number = point.WhichOneof("value")
+    if number is None:
+        points.refuse(point, "has no value (as_double or as_int)")
+        return
+    attributes = points.attributes(point)
+    if attributes is not None:
+        points.add(point, attributes, float(getattr(point, number)), "counter" if counter else "gauge", delta=delta)
+
+
+def _summary_add(points: _Points, point) -> None:
+    # Summaries have no temporality: their count and sum are cumulative by definition.
+    attributes = points.attributes(point)
+    if attributes is None:
+        return
+    points.add(point, attributes, float(point.count), "counter", suffix="_count", unit="1")
+    points.add(point, attributes, point.sum, "counter", suffix="_sum")
+    for quantile in point.quantile_values:
+        points.add(point, attributes, quantile.value, "gauge", extra_tags={"quantile": go_float(quantile.quantile)})
+
+
+def _histogram_add(points: _Points, point, which: str, data) -> None:
+    """A histogram point as Prometheus' classic histogram: `<name>_bucket{le}` (cumulative counts, le="+Inf"
+    last), `<name>_count` and `<name>_sum`; counters when cumulative, added up when delta."""
+    delta = data.aggregation_temporality == _DELTA
+    if which == "histogram":
+        buckets, problem = _explicit_buckets(point)
+    elif delta:
+        # Each delta interval has its own scale and range, so a bound's running total would miss the
+        # intervals it was not a bound in.
+        buckets, problem = [], ("is a delta exponential histogram, whose buckets change from one export to the "
+                                "next; export it with cumulative temporality, or as an explicit-bucket histogram")
+    else:
+        buckets, problem = _exponential_buckets(point)
+    if problem:
+        points.refuse(point, problem, times=_point_count(point))
+        return
+    attributes = points.attributes(point)
+    if attributes is None:
+        return
+    kind = "counter" if delta or data.aggregation_temporality == _CUMULATIVE else "gauge"
+    for le, cumulative_count in buckets:
+        points.add(point, attributes, cumulative_count, kind, suffix="_bucket", extra_tags={"le": le}, unit="1",
+                   delta=delta)
+    points.add(point, attributes, float(point.count), kind, suffix="_count", unit="1", delta=delta)
+    if point.HasField("sum"):
+        points.add(point, attributes, point.sum, kind, suffix="_sum", delta=delta)
+
+
+def _explicit_buckets(point) -> tuple[list[tuple[str, float]], str | None]:
+    """(le, cumulative count) of each bucket, or why the point cannot be kept."""
+    bounds, counts = point.explicit_bounds, point.bucket_counts
+    if not counts:
+        return [("+Inf", float(point.count))], None  # no buckets: only the count, as le="+Inf"
+    if len(counts) != len(bounds) + 1:
+        return [], f"has {len(counts)} bucket_counts for {len(bounds)} explicit_bounds (there must be one more)"
+    if not all(math.isfinite(bound) for bound in bounds) or any(a >= b for a, b in zip(bounds, bounds[1:])):
+        return [], "has explicit_bounds that are not finite and strictly increasing"
+    cumulative = itertools.accumulate(counts[:-1])
+    # +Inf is the point's count, as the Collector's Prometheus exporters write it.
+    return [(go_float(bound), float(count)) for bound, count in zip(bounds, cumulative)] + \
+        [("+Inf", float(point.count))], None
+
+
+EXPONENTIAL_SCALES = range(-10, 21)  # the scales OTLP defines
+
+
+def _exponential_buckets(point) -> tuple[list[tuple[str, float]], str | None]:
+    """An exponential histogram's buckets as le buckets: exact for values >= 0. Positive bucket i holds
+    (base**i, base**(i+1)] with base = 2**(2**-scale), so its upper bound is an le with the count at
+    or below it; the zero bucket [-t, t] is le=t. Negative buckets hold [-base**(i+1), -base**i), whose
+    upper bounds are open: they have no le bucket, so such points are refused."""
+    if any(point.negative.bucket_counts):
+        return [], ("is an exponential histogram with negative values, which le buckets cannot hold exactly; "
+                    "record them in an explicit-bucket histogram")
+    if point.scale not in EXPONENTIAL_SCALES:
+        return [], f"has exponential histogram scale {point.scale}, outside -10..20"
+    offset, counts = point.positive.offset, point.positive.bucket_counts
+    try:
+        uppers = [_exponential_bound(index, point.scale) for index in range(offset + 1, offset + len(counts) + 1)]
+    except OverflowError:
+        uppers = [math.inf]
+    bounds = [point.zero_threshold, *uppers]
+    if not all(math.isfinite(bound) for bound in bounds) or any(a >= b for a, b in zip(bounds, bounds[1:])):
+        return [], "has exponential histogram buckets beyond the float range or not above its zero_threshold"
+    cumulative = itertools.accumulate(counts, initial=point.zero_count)
+    return [(go_float(bound), float(count)) for bound, count in zip(bounds, cumulative)] + \
+        [("+Inf", float(point.count))], None
+
+
+def _exponential_bound(index: int, scale: int) -> float:
+    """base**index for base = 2**(2**-scale): exact for scale <= 0; otherwise 2**(index / 2**scale), whose
+    exponent is exact, so a bound a coarser scale shares is the same float and the same le."""
+    if scale <= 0:
+        return math.ldexp(1.0, index << -scale)
+    return 2.0 ** (index / (1 << scale))

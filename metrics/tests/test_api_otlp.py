@@ -83,11 +83,15 @@ def test_the_sdk_exporter_sends_a_gauge_a_counter_with_a_reset_and_a_histogram(l
     # The drop from 8 to 2 is a restart that counted 2, not a decrease of 6.
     assert [p["value"] for p in response.json()["series"][0]["points"]] == [3.0, 0.0, 2.0, 0.0]
 
-    [count] = _series(client, "http.latency.count")
-    [total] = _series(client, "http.latency.sum")
+    [count] = _series(client, "http.latency_count")
+    [total] = _series(client, "http.latency_sum")
     assert (count["kind"], total["kind"], total["unit"]) == ("counter", "counter", "ms")
     assert [p["value"] for p in count["points"]] == [2.0, 2.0, 2.0]  # cumulative, exported three times
     assert [p["value"] for p in total["points"]] == [42.0, 42.0, 42.0]
+    # The SDK's default bounds (0, 5, 10, 25, 50, ... 10000) as le buckets: 12 and 30 are at or below 50.
+    buckets = {s["tags"]["le"]: s["points"][-1]["value"] for s in _series(client, "http.latency_bucket")}
+    assert (len(buckets), buckets["10"], buckets["25"], buckets["50"], buckets["10000"], buckets["+Inf"]) == \
+        (16, 0.0, 1.0, 2.0, 2.0, 2.0)
 
     run = detection_run(tenant=client.tenant, trigger="command")
     assert run.status == "succeeded"
