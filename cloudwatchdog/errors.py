@@ -39,10 +39,15 @@ def _flatten(detail) -> dict:
 RETRY_AFTER_SECONDS = 5
 
 
+def statement_cancelled(exc: BaseException) -> bool:
+    """Whether a database error is PostgreSQL's query_canceled (statement_timeout ran out)."""
+    return getattr(exc.__cause__, "pgcode", None) == "57014"
+
+
 def unavailable_body(exc: BaseException) -> dict | None:
     """The 503 body for an exception that means a dependency is down, else None."""
     if isinstance(exc, (OperationalError, InterfaceError)):
-        if getattr(exc.__cause__, "pgcode", None) == "57014":  # query_canceled: statement_timeout
+        if statement_cancelled(exc):
             logger.warning("statement cancelled: %s", str(exc).strip()[:300])
             return {"detail": "The query took longer than the server allows; narrow the window or use a coarser step."}
         logger.warning("database unavailable: %s", str(exc).strip()[:300])

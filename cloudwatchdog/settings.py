@@ -290,6 +290,9 @@ CLOUDWATCHDOG = {
     # Per-metric detection settings (anomalies.models.DetectionRule): every run reads all of a tenant's.
     "DETECTION_RULES_PER_TENANT": env.int("DETECTION_RULES_PER_TENANT", default=200),
     "SILENCES_PER_TENANT": env.int("SILENCES_PER_TENANT", default=1000),
+    # The most points one PromQL query may read (all its selectors together); past it the query fails with
+    # Prometheus' execution error. 16 bytes a point once read (about 160 MB at the default), more while reading.
+    "PROMQL_MAX_SAMPLES": env.int("PROMQL_MAX_SAMPLES", default=10_000_000),
 }
 # The limits a tenant may override, and the most each may be: the string limits are the widths
 # of metrics_series' columns (metrics.models), which a larger override could not store.

@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/v1/", include("metrics.urls")),
     path("api/v1/", include("anomalies.urls")),
+    path("prometheus/api/v1/", include("promql.urls")),
 ]
 
 handler404 = "cloudwatchdog.errors.not_found_json"

@@ -48,6 +48,8 @@ class Series(TenantOwned):
         constraints = [models.UniqueConstraint(fields=["tenant", "key_hash"], name="series_tenant_key_uniq")]
         indexes = [
             models.Index(fields=["tenant", "service", "metric_name"], name="series_tenant_service_metric"),
+            # PromQL selects by metric name alone ({__name__="x"}); without it a tenant's series are scanned.
+            models.Index(fields=["tenant", "metric_name"], name="series_tenant_metric"),
         ]
 
     def __str__(self) -> str:

@@ -93,3 +93,30 @@ def rejections_since(*, tenant: Tenant, since: datetime) -> list[tuple[str, str,
             "protocol", "reason", "count"):
         rows[(protocol, reason)] = rows.get((protocol, reason), 0) + count
     return sorted(((p, r, n) for (p, r), n in rows.items()), key=lambda row: -row[2])
+
+
+def series_identities(
+    *,
+    tenant: Tenant,
+    metric_names: list[str] | None = None,
+    service: str | None = None,
+    resource_id: str | None = None,
+) -> list[tuple[int, str, str, str, dict]]:
+    """(id, metric_name, service, resource_id, tags) of the tenant's series, narrowed by any filter given
+    (metric_names: any of them), in id order: the rows PromQL's label matching starts from."""
+    series = Series.objects.for_tenant(tenant)
+    if metric_names is not None:
+        series = series.filter(metric_name__in=metric_names)
+    if service is not None:
+        series = series.filter(service=service)
+    if resource_id is not None:
+        series = series.filter(resource_id=resource_id)
+    return list(series.order_by("id").values_list("id", "metric_name", "service", "resource_id", "tags"))
+
+
+def series_kinds(*, tenant: Tenant, metric_names: list[str] | None = None) -> list[tuple[str, str, str]]:
+    """The distinct (metric_name, kind, unit) of the tenant's series (of these names when given), sorted."""
+    series = Series.objects.for_tenant(tenant)
+    if metric_names is not None:
+        series = series.filter(metric_name__in=metric_names)
+    return list(series.order_by("metric_name", "kind", "unit").values_list("metric_name", "kind", "unit").distinct())

@@ -13,6 +13,8 @@ Read (rows and compacted chunks as one store)
     timeseries_read, counter_read, chart_points    windows raw or stepped (AGGREGATES, COUNTER_FUNCTIONS)
     points_page                                    one series' points before a time, newest first
     points_after, points_before, counters_previous per-series point sets, as detection reads them
+    points_window (TooManyPoints)                  many series' points in one window, capped in all (PromQL)
+    series_with_points                             which series have points in a window
     series_stats (SeriesStats), series_first_ts,   first and last times and point counts of series
     series_newest_ts, series_extremes_before       ... and their lowest and highest values
     points_per_day, points_count_since             counts from the hourly rollups
@@ -47,6 +49,7 @@ from metrics.storage.read import (
     AGGREGATES,
     COUNTER_FUNCTIONS,
     SeriesStats,
+    TooManyPoints,
     chart_points,
     counter_read,
     counters_previous,
@@ -55,11 +58,13 @@ from metrics.storage.read import (
     points_count_since,
     points_page,
     points_per_day,
+    points_window,
     rollup_backlog,
     series_extremes_before,
     series_first_ts,
     series_newest_ts,
     series_stats,
+    series_with_points,
     timeseries_read,
 )
 from metrics.storage.retention import points_maintain, points_retention_apply, tenant_points_delete
@@ -71,7 +76,8 @@ __all__ = [
     "points_write", "PointRows", "partitions_ensure", "PartitionsBusy", "late_before_us",
     # read
     "timeseries_read", "counter_read", "chart_points", "AGGREGATES", "COUNTER_FUNCTIONS", "points_page",
-    "points_after", "points_before", "counters_previous", "series_stats", "SeriesStats", "series_first_ts",
+    "points_after", "points_before", "counters_previous",
+    "points_window", "TooManyPoints", "series_with_points", "series_stats", "SeriesStats", "series_first_ts",
     "series_newest_ts", "series_extremes_before", "points_per_day", "points_count_since", "rollup_backlog",
     # lifecycle
     "points_maintain", "points_retention_apply", "points_compact", "rollups_refresh", "tenant_points_delete",

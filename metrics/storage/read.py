@@ -288,16 +288,74 @@ def points_after(
     `until_us` (inclusive) when given, in (series, ts) order, as three arrays (series ids, µs,
     values): one set-based query for the whole tenant, streamed with a binary COPY straight into
     numpy (no Python object per point), merged with the compacted chunks in range."""
-    empty = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64))
     if not after_us:
-        return empty
+        return chunks.empty_points()
     series = sorted(after_us)
     starts = [after_us[s] for s in series]
     ends = [until_us.get(s) if until_us else None for s in series]
+    rows = _rows_after(tenant=tenant, series=series, starts=starts, ends=ends, limit_per_series=limit_per_series)
+    chunked = chunks.chunk_points(tenant_id=tenant.id, series_ids=series, low_us=starts, high_us=ends)
+    if len(chunked[0]) == 0:
+        return rows
+    merged = chunks.merge(chunked, rows)
+    return chunks.keep_first(merged, int(limit_per_series)) if limit_per_series else merged
+
+
+class TooManyPoints(Exception):
+    """A read would return more points than the caller allowed."""
+
+    def __init__(self, max_points: int):
+        super().__init__(f"more than {max_points} points")
+        self.max_points = max_points
+
+
+def points_window(*, tenant: Tenant, series_ids: list[int], low_us: int, high_us: int,
+                  max_points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every point of these series with low_us <= ts <= high_us, in (series, ts) order, as arrays (series
+    ids, µs, values), as points_after reads them; raises TooManyPoints past `max_points` in all, having read
+    at most max_points + 1 rows (the cap is a LIMIT on the COPY), so a huge window costs no more than the cap."""
+    if not series_ids:
+        return chunks.empty_points()
+    series = sorted(series_ids)
+    starts, ends = [low_us - 1] * len(series), [high_us] * len(series)
+    rows = _rows_after(tenant=tenant, series=series, starts=starts, ends=ends, total_limit=max_points + 1)
+    if len(rows[0]) > max_points:
+        raise TooManyPoints(max_points)
+    chunked = chunks.chunk_points(tenant_id=tenant.id, series_ids=series, low_us=starts, high_us=ends)
+    if len(chunked[0]) == 0:
+        return rows
+    if len(chunked[0]) + len(rows[0]) > max_points:
+        raise TooManyPoints(max_points)
+    return chunks.merge(chunked, rows)
+
+
+def series_with_points(*, tenant: Tenant, series_ids: list[int], low_us: int, high_us: int) -> set[int]:
+    """Which of these series have a point with low_us <= ts <= high_us (a compacted day counts when its
+    first and last points span any of the window: it is not decoded)."""
+    if not series_ids:
+        return set()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT s.id FROM unnest(%(series)s::bigint[]) AS s(id)
+            WHERE EXISTS (SELECT 1 FROM {POINT_TABLE} p WHERE p.tenant_id = %(tenant)s AND p.series_id = s.id
+                            AND p.ts >= {sql_at('%(low)s')} AND p.ts <= {sql_at('%(high)s')})
+               OR EXISTS (SELECT 1 FROM {CHUNK_TABLE} c WHERE c.tenant_id = %(tenant)s AND c.series_id = s.id
+                            AND c.first_ts <= {sql_at('%(high)s')} AND c.last_ts >= {sql_at('%(low)s')})
+            """,
+            {"series": list(series_ids), "tenant": tenant.id, "low": low_us, "high": high_us},
+        )
+        return {series_id for (series_id,) in cursor.fetchall()}
+
+
+def _rows_after(*, tenant: Tenant, series: list[int], starts: list, ends: list, limit_per_series: int | None = None,
+                total_limit: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows (not chunks) of each series in (start, end] (µs, None: unbounded), sorted (series, ts)."""
     # Without ORDER BY: the rows come grouped by series in the order given and by time within
     # each (a nested loop over primary-key scans of partitions in bound order). Sorting a
     # tenant's million rows in PostgreSQL spilled to disk; the order is checked below instead.
     limit = f"ORDER BY ts LIMIT {int(limit_per_series)}" if limit_per_series else ""
+    total = f"LIMIT {int(total_limit)}" if total_limit else ""
     with connection.cursor() as cursor:
         query = cursor.mogrify(
             f"""
@@ -310,6 +368,7 @@ def points_after(
                   AND p.ts <= COALESCE({sql_at('s.until_us')}, 'infinity')
                 {limit}
             ) p
+            {total}
             """,
             [series, starts, ends, tenant.id],
         ).decode()
@@ -321,12 +380,7 @@ def points_after(
         if not ((series_step > 0) | ((series_step == 0) & (ts_step > 0))).all():
             order = np.lexsort((ts_us, series_ids))  # a plan that did not keep the order
             series_ids, ts_us, values = series_ids[order], ts_us[order], values[order]
-    rows = (series_ids, ts_us, values)
-    chunked = chunks.chunk_points(tenant_id=tenant.id, series_ids=series, low_us=starts, high_us=ends)
-    if len(chunked[0]) == 0:
-        return rows if len(series_ids) else empty
-    merged = chunks.merge(chunked, rows)
-    return chunks.keep_first(merged, int(limit_per_series)) if limit_per_series else merged
+    return series_ids, ts_us, values
 
 
 def _per_series_before(*, tenant: Tenant, before_us: dict[int, int], columns: str, aggregate: str,

@@ -1,0 +1,90 @@
+"""Prometheus' response envelope and value formats (web/api/v1/api.go), serialised straight to JSON.
+
+Success: {"status":"success","data":…} (+ "warnings"). Error: {"status":"error","errorType":T,"error":msg} with
+Prometheus' status for each type; client_golang reads the body of 400, 422 and 503 answers. Our own refusals
+(401, 403, 429) keep the same shape, with error types named for them. Sample values are strings formatted as Go's
+strconv.FormatFloat(v, 'f', -1, 64) (shortest round-trip, no exponent; "NaN", "+Inf", "-Inf"); times are
+seconds with up to three decimals."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import orjson
+from django.http import HttpResponse
+
+from promql.engine import Result
+
+# errorType -> HTTP status, as Prometheus answers (and, past its list, our own refusals).
+STATUS = {
+    "bad_data": 400, "execution": 422, "canceled": 503, "timeout": 503, "unavailable": 503, "internal": 500,
+    "not_found": 404, "not_acceptable": 406,
+    "unauthorized": 401, "forbidden": 403, "too_many_requests": 429, "method_not_allowed": 405,
+    "payload_too_large": 413, "unsupported_media_type": 415,
+}
+_TYPE_OF_STATUS = {status: error_type for error_type, status in STATUS.items()
+                   if error_type not in ("canceled", "timeout", "unavailable")} | {503: "unavailable"}
+
+
+class PrometheusError(Exception):
+    """An answer in Prometheus' error envelope."""
+
+    def __init__(self, error_type: str, message: str, headers: dict | None = None):
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+        self.headers = headers or {}
+
+
+def error_type_for(status: int) -> str:
+    return _TYPE_OF_STATUS.get(status, "bad_data" if 400 <= status < 500 else "internal")
+
+
+def success(data, warnings: list[str] | None = None) -> HttpResponse:
+    body = {"status": "success", "data": data}
+    if warnings:
+        body["warnings"] = warnings
+    return HttpResponse(orjson.dumps(body), content_type="application/json")
+
+
+def error(error: PrometheusError) -> HttpResponse:
+    body = {"status": "error", "errorType": error.error_type, "error": error.message}
+    response = HttpResponse(orjson.dumps(body), status=STATUS[error.error_type], content_type="application/json")
+    for name, value in error.headers.items():
+        response[name] = value
+    return response
+
+
+def format_value(value: float) -> str:
+    """Go's FormatFloat(value, 'f', -1, 64)."""
+    if value != value:
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    text = repr(value)
+    if "e" in text:  # repr's exponent form (|v| < 1e-4 or >= 1e16); Go writes every digit out
+        return np.format_float_positional(value, unique=True, trim="-")
+    return text[:-2] if text.endswith(".0") else text
+
+
+def format_time(ts_ms: int) -> int | float:
+    """Seconds as Prometheus writes them: an integer when whole, else up to three decimals."""
+    return ts_ms // 1000 if ts_ms % 1000 == 0 else ts_ms / 1000
+
+
+def result_data(result: Result) -> dict:
+    """A query's `data`: resultType and result, in the shape of each type."""
+    if result.result_type == "scalar":
+        ts_ms, value = result.scalar
+        return {"resultType": "scalar", "result": [format_time(ts_ms), format_value(float(value))]}
+    if result.result_type == "string":
+        ts_ms, text = result.string
+        return {"resultType": "string", "result": [format_time(ts_ms), text]}
+    if result.result_type == "vector":
+        rows = [{"metric": dict(s.labels), "value": [format_time(int(s.ts_ms[0])), format_value(float(s.values[0]))]}
+                for s in result.series]
+        return {"resultType": "vector", "result": rows}
+    return {"resultType": "matrix", "result": [
+        {"metric": dict(s.labels),
+         "values": [[format_time(t), format_value(v)] for t, v in zip(s.ts_ms.tolist(), s.values.tolist())]}
+        for s in result.series]}

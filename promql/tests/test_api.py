@@ -1,0 +1,317 @@
+"""The Prometheus HTTP API under /prometheus/api/v1/ through HTTP: labels read back as written, every matcher
+kind, tenant isolation on every endpoint, Prometheus' envelope on every error, GET and POST forms with a
+read-only key, and promtool against a live server."""
+import base64
+import json
+import subprocess
+import time
+from datetime import datetime, timedelta, timezone
+
+import cramjam
+import pytest
+from django.db import connection
+
+from metrics.protocols.remote_write_pb2 import WriteRequest
+from tenants.selectors import api_key_cache_clear
+from tenants.services import api_key_issue
+from tests.helpers import ApiClient, event
+
+API = "/prometheus/api/v1"
+NOW_MS = (int(time.time()) - 600) * 1000
+
+# Label sets as Prometheus remote-writes them: one with job and instance, two without either.
+WRITTEN = [
+    {"__name__": "http_requests_total", "job": "api", "instance": "10.0.0.1:9090", "code": "200", "method": "GET"},
+    {"__name__": "http_requests_total", "job": "api", "instance": "10.0.0.2:9090", "code": "500", "method": "POST"},
+    {"__name__": "node_load1", "job": "node", "instance": "host-1:9100"},
+    {"__name__": "queue_depth", "zone": "eu-1"},
+    {"__name__": "queue_depth", "zone": "us-1", "job": "worker"},
+]
+
+
+def _basic(slug: str, key: str) -> dict:
+    return {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(f"{slug}:{key}".encode()).decode()}
+
+
+def remote_write(client, label_sets, samples=((NOW_MS, 1.0),)):
+    request = WriteRequest()
+    for labels in label_sets:
+        series = request.timeseries.add()
+        for name, value in sorted(labels.items()):
+            series.labels.add(name=name, value=value)
+        for ts_ms, value in samples:
+            series.samples.add(timestamp=ts_ms, value=value)
+    body = bytes(cramjam.snappy.compress_raw(request.SerializeToString()))
+    response = client.client.generic("POST", "/api/v1/write", body, content_type="application/x-protobuf",
+                                     HTTP_CONTENT_ENCODING="snappy", **_basic(client.tenant.slug, client.key))
+    assert response.status_code == 204, response.content
+
+
+def _ok(response):
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["status"] == "success" and response["Content-Type"] == "application/json"
+    return body["data"]
+
+
+def _series(client, *selectors, **params):
+    return _ok(client.get(f"{API}/series", {"match[]": list(selectors), **params}))
+
+
+@pytest.mark.django_db
+def test_a_remote_written_label_set_reads_back_exactly_from_series(make_tenant):
+    client = make_tenant("prom-a")
+    remote_write(client, WRITTEN)
+    assert _series(client, '{__name__=~".+"}') == sorted(WRITTEN, key=lambda labels: sorted(labels.items()))
+
+
+@pytest.mark.django_db
+def test_json_and_otlp_series_carry_the_documented_mapping(make_tenant):
+    client = make_tenant("prom-json")
+    tags = {"env": "dev", "http.method": "GET", "9lives": "x", "job": "batch", "instance": "i", "a.b": "1",
+            "a_b": "2", "empty": ""}
+    assert client.ingest([event(1.0, metric_name="cpu.utilization", service="ec2", resource_id="i-1",
+                                tags=tags)]).status_code == 202
+    otlp = {"resourceMetrics": [{"resource": {"attributes": [
+        {"key": "service.name", "value": {"stringValue": "billing"}},
+        {"key": "host.name", "value": {"stringValue": "h1"}}]},
+        "scopeMetrics": [{"metrics": [{"name": "queue.depth", "gauge": {"dataPoints": [
+            {"timeUnixNano": str(NOW_MS * 1_000_000), "asDouble": 3.0,
+             "attributes": [{"key": "http.route", "value": {"stringValue": "/x"}}]}]}}]}]}]}
+    response = client.client.generic("POST", "/v1/metrics", json.dumps(otlp), content_type="application/json",
+                                     HTTP_AUTHORIZATION=f"Bearer {client.key}")
+    assert response.status_code == 200, response.content
+
+    # Invalid characters become _, a leading digit gets key_, the labels our fields give win over tags (which
+    # become exported_*), two tags that sanitise alike keep both values, and an empty value is no label.
+    assert _series(client, '{__name__="cpu.utilization"}') == [{
+        "__name__": "cpu.utilization", "job": "ec2", "instance": "i-1", "env": "dev", "http_method": "GET",
+        "key_9lives": "x", "exported_job": "batch", "exported_instance": "i", "a_b": "1;2"}]
+    assert _series(client, '{__name__="queue.depth"}') == [
+        {"__name__": "queue.depth", "job": "billing", "instance": "h1", "http_route": "/x"}]
+    assert _ok(client.get(f"{API}/label/exported_job/values")) == ["batch"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("selector, expected", [
+    ("http_requests_total", [0, 1]),
+    ('{__name__="http_requests_total", code="500"}', [1]),
+    ('http_requests_total{code!="500"}', [0]),
+    ('{job=~"api|node"}', [0, 1, 2]),
+    ('{job=~"a.*"}', [0, 1]),
+    ('{__name__=~"http_.*|queue_depth"}', [0, 1, 3, 4]),
+    ('{__name__=~"node_load1|queue_depth"}', [2, 3, 4]),  # a plain alternation, narrowed in SQL
+    ('{__name__!~"http_.*", job=~".+"}', [2, 4]),
+    ('queue_depth{job=""}', [3]),  # = "" selects series without the label
+    ('queue_depth{job!=""}', [4]),
+    ('{__name__=~".+", zone=~"eu-.*|"}', [0, 1, 2, 3]),  # a regex matching "" selects series without it too
+    ('{__name__=~".+", instance="host-1:9100"}', [2]),
+    ('{instance=~"10\\\\.0\\\\.0\\\\.[12]:9090", method!~"G.*"}', [1]),
+    ('{job="unknown_service"}', []),  # the placeholder of an absent job is no job
+    ('{code=~"2.."}', [0]),  # anchored: "200" only, not "1200"
+    ('{code=~"0"}', []),
+])
+def test_every_matcher_kind_selects_as_prometheus_does(make_tenant, selector, expected):
+    client = make_tenant("prom-m")
+    remote_write(client, WRITTEN)
+    assert _series(client, selector) == sorted((WRITTEN[k] for k in expected),
+                                               key=lambda labels: sorted(labels.items()))
+
+
+@pytest.mark.django_db
+def test_a_catastrophic_regex_is_answered_fast(make_tenant):
+    client = make_tenant("prom-redos")
+    remote_write(client, [{"__name__": "paths", "path": "a" * 2000 + "!"}])
+    started = time.monotonic()
+    assert _series(client, '{path=~"(a+)+$"}', '{path=~"(a|aa)+b"}', '{path=~"(a*)*c"}') == []
+    assert time.monotonic() - started < 2  # Python's re would take longer than the universe's age
+
+
+@pytest.mark.django_db
+def test_several_match_params_are_a_union_and_series_keep_their_window(make_tenant):
+    client = make_tenant("prom-u")
+    remote_write(client, WRITTEN[:3])
+    remote_write(client, [WRITTEN[3]], samples=((NOW_MS - 3_600_000, 1.0),))
+    assert len(_series(client, "http_requests_total", "node_load1", "node_load1")) == 3
+    now_s = NOW_MS / 1000
+    # Only series with points in [start, end] (queue_depth's one point is an hour older).
+    assert _series(client, '{__name__=~".+"}', start=str(now_s - 60), end=str(now_s + 60)) == _series(
+        client, "http_requests_total", "node_load1")
+    assert _series(client, "queue_depth", start=str(now_s - 3700), end=str(now_s - 3500)) == [WRITTEN[3]]
+    assert _series(client, "queue_depth", start="2026-01-01T00:00:00Z", end="2026-01-01T00:00:01.5Z") == []
+
+
+@pytest.mark.django_db
+def test_labels_and_label_values_are_sorted_and_narrowed_by_match(make_tenant):
+    client = make_tenant("prom-l")
+    remote_write(client, WRITTEN)
+    assert _ok(client.get(f"{API}/labels")) == ["__name__", "code", "instance", "job", "method", "zone"]
+    assert _ok(client.get(f"{API}/labels", {"match[]": "queue_depth"})) == ["__name__", "job", "zone"]
+    assert _ok(client.get(f"{API}/label/__name__/values")) == ["http_requests_total", "node_load1", "queue_depth"]
+    assert _ok(client.get(f"{API}/label/job/values", {"match[]": '{__name__=~"http.*|queue_depth"}'})) == [
+        "api", "worker"]
+    assert _ok(client.get(f"{API}/label/nothing_here/values")) == []
+
+
+@pytest.mark.django_db
+def test_metadata_buildinfo_and_what_grafana_asks_for(make_tenant):
+    client = make_tenant("prom-meta")
+    remote_write(client, WRITTEN)
+    metadata = _ok(client.get(f"{API}/metadata"))
+    assert metadata["http_requests_total"] == [{"type": "counter", "help": "", "unit": ""}]
+    assert metadata["node_load1"] == [{"type": "gauge", "help": "", "unit": ""}]
+    assert list(_ok(client.get(f"{API}/metadata", {"metric": "node_load1"}))) == ["node_load1"]
+    assert len(_ok(client.get(f"{API}/metadata", {"limit": "2"}))) == 2
+    assert _ok(client.get(f"{API}/status/buildinfo"))["version"] == "2.42.0"
+    assert _ok(client.get(f"{API}/query_exemplars", {"query": "up"})) == []
+    assert _ok(client.get(f"{API}/rules")) == {"groups": []}
+
+
+@pytest.mark.django_db
+def test_another_tenants_series_never_appear_on_any_endpoint(make_tenant):
+    mine, theirs = make_tenant("prom-mine"), make_tenant("prom-theirs")
+    remote_write(mine, [WRITTEN[2]])
+    remote_write(theirs, [{"__name__": "secret_metric", "job": "theirs", "instance": "x", "leak": "yes"},
+                          {**WRITTEN[2], "leak": "yes"}])
+    answers = [
+        _series(mine, '{__name__=~".+"}'), _series(mine, '{leak="yes"}'), _series(mine, "secret_metric"),
+        _ok(mine.get(f"{API}/labels")), _ok(mine.get(f"{API}/label/__name__/values")),
+        _ok(mine.get(f"{API}/label/job/values")), _ok(mine.get(f"{API}/label/leak/values")),
+        _ok(mine.get(f"{API}/metadata")),
+    ]
+    text = json.dumps(answers)
+    assert "secret" not in text and "theirs" not in text and "leak" not in text
+    assert answers[0] == [WRITTEN[2]]
+
+
+@pytest.mark.django_db
+def test_post_forms_answer_as_get_with_a_read_only_key(make_tenant):
+    client = make_tenant("prom-post")
+    remote_write(client, WRITTEN)
+    reader = ApiClient(api_key_issue(tenant=client.tenant, scope="read").plaintext, client.tenant)
+    form = "match%5B%5D=node_load1&match%5B%5D=%7Bzone%3D%22eu-1%22%7D"
+    for path, body, expected in [
+        ("series", form, [WRITTEN[2], WRITTEN[3]]),
+        ("labels", "match%5B%5D=node_load1", ["__name__", "instance", "job"]),
+        ("label/job/values", "match%5B%5D=node_load1", ["node"]),
+    ]:
+        for headers in ({"HTTP_AUTHORIZATION": f"Bearer {reader.key}"}, _basic(client.tenant.slug, reader.key)):
+            response = reader.client.generic("POST", f"{API}/{path}", body,
+                                             content_type="application/x-www-form-urlencoded", **headers)
+            assert _ok(response) == expected
+    # The URL's parameters count too, as Go's FormValue reads them.
+    response = reader.client.generic("POST", f"{API}/series?match[]=node_load1", "",
+                                     content_type="application/x-www-form-urlencoded",
+                                     HTTP_AUTHORIZATION=f"Bearer {reader.key}")
+    assert _ok(response) == [WRITTEN[2]]
+
+
+def _error(response, status: int, error_type: str, words: str = ""):
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert set(body) == {"status", "errorType", "error"}, body
+    assert (body["status"], body["errorType"]) == ("error", error_type), body
+    assert words in body["error"], body
+    return response
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path, params, words", [
+    ("series", {}, "no match[] parameter provided"),
+    ("series", {"match[]": "up{"}, 'invalid parameter "match[]": parse error: '),
+    ("series", {"match[]": "sum(up)"}, "is not a series selector"),
+    ("series", {"match[]": "up offset 5m"}, "not a plain series selector"),
+    ("series", {"match[]": '{job=""}'}, "at least one non-empty matcher"),
+    ("series", {"match[]": '{job=~"("}'}, "parse error"),
+    ("series", {"match[]": "up", "start": "yesterday"}, 'invalid parameter "start": cannot parse "yesterday" to a '
+                                                        "valid timestamp"),
+    ("series", {"match[]": "up", "end": "1e400"}, 'invalid parameter "end"'),
+    ("labels", {"start": "2026-13-01T00:00:00Z"}, 'invalid parameter "start"'),
+    ("label/__bad-name/values", {}, 'invalid label name: "__bad-name"'),
+    ("label/0x/values", {}, "invalid label name"),
+    ("metadata", {"limit": "many"}, 'invalid parameter "limit"'),
+])
+def test_bad_parameters_are_bad_data_in_the_envelope(make_tenant, path, params, words):
+    client = make_tenant("prom-bad")
+    _error(client.get(f"{API}/{path}", params), 400, "bad_data", words)
+
+
+@pytest.mark.django_db
+def test_refusals_keep_the_envelope_and_their_headers(make_tenant):
+    client = make_tenant("prom-refused")
+    response = _error(ApiClient(None).get(f"{API}/labels"), 401, "unauthorized", "API key")
+    assert response["WWW-Authenticate"] == 'Bearer realm="api", Basic realm="api"'
+    _error(ApiClient("cwd_wrong").get(f"{API}/labels"), 401, "unauthorized", "invalid")
+    ingest_only = ApiClient(api_key_issue(tenant=client.tenant, scope="ingest").plaintext)
+    _error(ingest_only.get(f"{API}/labels"), 403, "forbidden", "scope")
+    _error(client.get(f"{API}/labels", HTTP_X_SCOPE_ORGID="someone-else"), 403, "forbidden", "X-Scope-OrgID")
+    assert _ok(client.get(f"{API}/labels", HTTP_X_SCOPE_ORGID="prom-refused")) == []
+    _error(client.client.generic("POST", f"{API}/labels", "{}", content_type="application/json",
+                                 HTTP_AUTHORIZATION=f"Bearer {client.key}"), 415, "unsupported_media_type")
+    _error(client.client.generic("DELETE", f"{API}/labels", HTTP_AUTHORIZATION=f"Bearer {client.key}"),
+           405, "method_not_allowed")
+    client.tenant.limits = {"REQUESTS_PER_MINUTE": 2}
+    client.tenant.save()
+    api_key_cache_clear()
+    statuses = [client.get(f"{API}/labels") for _ in range(4)]
+    throttled = _error(statuses[-1], 429, "too_many_requests", "REQUESTS_PER_MINUTE")
+    assert int(throttled["Retry-After"]) >= 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_statement_timeout_is_timeout_and_a_database_down_unavailable(make_tenant, settings):
+    import psycopg2
+
+    client = make_tenant("prom-slow")
+    remote_write(client, WRITTEN)
+    _ok(client.get(f"{API}/labels"))  # the key is cached now: the view meets what follows
+    params = connection.get_connection_params()
+    locker = psycopg2.connect(**{k: v for k, v in params.items() if k != "cursor_factory"})
+    try:
+        locker.cursor().execute("LOCK TABLE metrics_series IN ACCESS EXCLUSIVE MODE")
+        with connection.cursor() as cursor:
+            cursor.execute("SET statement_timeout = '300ms'")
+        try:
+            fresh = ApiClient(client.key, client.tenant, raise_request_exception=False)
+            response = _error(fresh.get(f"{API}/series", {"match[]": "node_load1"}), 503, "timeout", "timed out")
+            assert response["Retry-After"] == "5"
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("RESET statement_timeout")
+    finally:
+        locker.close()
+    options, host = dict(connection.settings_dict.get("OPTIONS", {})), connection.settings_dict["HOST"]
+    connection.close()
+    connection.settings_dict["OPTIONS"] = {**options, "host": "/nonexistent-postgres"}
+    connection.settings_dict["HOST"] = "/nonexistent-postgres"
+    try:
+        response = ApiClient(client.key, client.tenant, raise_request_exception=False).get(
+            f"{API}/labels")
+        _error(response, 503, "unavailable", "database")
+        assert response["Retry-After"] == "5"
+    finally:
+        connection.close()
+        connection.settings_dict["OPTIONS"], connection.settings_dict["HOST"] = options, host
+
+
+@pytest.mark.django_db(transaction=True)
+def test_promtool_reads_labels_and_series_with_userinfo_credentials(live_server, make_tenant, prometheus_binaries):
+    _, promtool = prometheus_binaries
+    client = make_tenant("prom-tool")
+    remote_write(client, WRITTEN)
+    reader = api_key_issue(tenant=client.tenant, scope="read").plaintext
+    server = live_server.url.replace("http://", f"http://{client.tenant.slug}:{reader}@") + "/prometheus"
+
+    def promtool_query(*args):
+        done = subprocess.run([promtool, "query", *args], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert promtool_query("labels", server, "job").split() == ["api", "node", "worker"]
+    printed = promtool_query("series", server, "--match", "node_load1", "--match", 'queue_depth{zone="eu-1"}')
+    assert printed.splitlines() == ['{__name__="node_load1", instance="host-1:9100", job="node"}',
+                                    '{__name__="queue_depth", zone="eu-1"}']
+    start = datetime.fromtimestamp(NOW_MS / 1000 - 60, timezone.utc)
+    printed = promtool_query("series", server, "--match", "http_requests_total",
+                             "--start", start.isoformat(), "--end", (start + timedelta(minutes=2)).isoformat())
+    assert len(printed.splitlines()) == 2
