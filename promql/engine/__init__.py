@@ -13,6 +13,7 @@ The contract, which the Django side (promql/selectors.py, promql/views.py) and t
         raise BadData (the query or its parameters are wrong: HTTP 400 `bad_data`) or ExecutionError (it cannot
         be answered: HTTP 422 `execution`, e.g. too many samples, duplicate label sets).
 """
+from promql.engine.evaluate import query_instant, query_range
 from promql.engine.values import (
     LOOKBACK_MS,
     STALE_NAN_BITS,
@@ -25,4 +26,4 @@ from promql.engine.values import (
 )
 
 __all__ = ["LOOKBACK_MS", "STALE_NAN_BITS", "BadData", "ExecutionError", "Matcher", "Result", "Series",
-           "labels_match"]
+           "labels_match", "query_instant", "query_range"]

@@ -1,0 +1,117 @@
+"""promql_parser's AST -> the engine's plan (plan.py). Everything the engine cannot answer exactly is refused
+here, by name, as BadData: a refusal is better than a wrong number."""
+from datetime import datetime, timedelta, timezone
+
+import promql_parser as pp
+
+from promql.engine import plan
+from promql.engine.functions import SUPPORTED_FUNCTIONS
+from promql.engine.values import BadData, Matcher
+
+_MATCH_OPS = ((pp.MatchOp.Equal, "="), (pp.MatchOp.NotEqual, "!="), (pp.MatchOp.Re, "=~"), (pp.MatchOp.NotRe, "!~"))
+_AGGREGATIONS = frozenset({"sum", "avg", "min", "max", "count", "group", "stddev", "stdvar", "topk", "bottomk",
+                           "quantile", "count_values"})
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def parse(text: str):
+    try:
+        tree = pp.parse(text)
+    except ValueError as error:
+        raise BadData(f"parse error: {error}") from None
+    return compile_node(tree)
+
+
+def _ms(delta: timedelta | None) -> int:
+    return 0 if delta is None else delta // timedelta(milliseconds=1)
+
+
+def compile_node(node):
+    if isinstance(node, pp.ParenExpr):
+        return compile_node(node.expr)
+    if isinstance(node, pp.NumberLiteral):
+        return plan.Num(float(node.val))
+    if isinstance(node, pp.StringLiteral):
+        return plan.Str(node.val)
+    if isinstance(node, pp.VectorSelector):
+        return _selector(node, None)
+    if isinstance(node, pp.MatrixSelector):
+        return _selector(node.vector_selector, _ms(node.range))
+    if isinstance(node, pp.UnaryExpr):
+        inner = compile_node(node.expr)
+        return plan.Negate(inner, kind=inner.kind)
+    if isinstance(node, pp.Call):
+        return _call(node)
+    if isinstance(node, pp.AggregateExpr):
+        return _aggregate(node)
+    if isinstance(node, pp.BinaryExpr):
+        return _binary(node)
+    if isinstance(node, pp.SubqueryExpr):
+        raise BadData(f"subqueries are not supported: {node}")
+    raise BadData(f"{type(node).__name__} is not supported")
+
+
+def _selector(node, range_ms):
+    text = str(node) if range_ms is None else f"{node}[{pp.display_duration(timedelta(milliseconds=range_ms))}]"
+    if node.matchers.or_matchers:
+        raise BadData(f"'or' inside a selector's braces is not supported: {text}")
+    matchers = [Matcher(m.name, _match_op(m.op), m.value) for m in node.matchers.matchers]
+    if node.name is not None:
+        matchers.insert(0, Matcher("__name__", "=", node.name))
+    return plan.Select(tuple(matchers), offset_ms=_ms(node.offset), at=_at(node.at), range_ms=range_ms, text=text)
+
+
+def _match_op(op) -> str:
+    return next(text for parsed, text in _MATCH_OPS if op == parsed)
+
+
+def _at(modifier):
+    if modifier is None:
+        return None
+    if modifier.type == pp.AtModifierType.Start:
+        return plan.At("start")
+    if modifier.type == pp.AtModifierType.End:
+        return plan.At("end")
+    return plan.At("time", (modifier.at - _EPOCH) // timedelta(milliseconds=1))
+
+
+def _call(node):
+    name = node.func.name
+    if name not in SUPPORTED_FUNCTIONS:
+        raise BadData(f"function {name}() is not supported")
+    args = tuple(compile_node(arg) for arg in node.args)
+    kind = "scalar" if name in ("time", "scalar", "pi") else "vector"
+    return plan.Call(name, args, kind=kind)
+
+
+def _aggregate(node):
+    op = str(node.op)
+    if op not in _AGGREGATIONS:
+        raise BadData(f"aggregation {op}() is not supported")
+    modifier = node.modifier
+    by = modifier is None or modifier.type == pp.AggModifierType.By
+    labels = tuple(modifier.labels) if modifier is not None else ()
+    param = compile_node(node.param) if node.param is not None else None
+    return plan.Aggregate(op, compile_node(node.expr), param, by=by, labels=labels)
+
+
+def _binary(node):
+    op = str(node.op)
+    lhs, rhs = compile_node(node.lhs), compile_node(node.rhs)
+    modifier = node.modifier
+    kind = "scalar" if lhs.kind == rhs.kind == "scalar" else "vector"
+    if modifier is None:
+        return plan.Binary(op, lhs, rhs, kind=kind)
+    fill = modifier.fill_values
+    if fill is not None and (fill.lhs is not None or fill.rhs is not None):
+        raise BadData(f"fill modifiers are not supported: {node}")
+    on, labels = None, ()
+    if modifier.matching is not None:
+        on = modifier.matching.type == pp.LabelModifierType.Include
+        labels = tuple(modifier.matching.labels)
+    group = ("left" if modifier.card == pp.VectorMatchCardinality.ManyToOne
+             else "right" if modifier.card == pp.VectorMatchCardinality.OneToMany else None)
+    if group is not None and op in plan.SET_OPERATORS:
+        raise BadData(f"group_{group} cannot be used with {op}")
+    return plan.Binary(op, lhs, rhs, return_bool=bool(modifier.return_bool), on=on, labels=labels, group=group,
+                       include=tuple(modifier.group_labels or ()), kind=kind)

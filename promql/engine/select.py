@@ -1,0 +1,107 @@
+"""Selectors: fetch a selector's samples once, then find every (series, step) sample or window with one
+searchsorted over all series at once (each series' times shifted into its own band of one int64 key)."""
+import numpy as np
+
+from promql.engine import semantics
+from promql.engine.arrays import Raw, Steps, Windows
+from promql.engine.values import STALE_NAN_BITS, ExecutionError
+
+TOO_MANY_SAMPLES = "query processing would load too many samples into memory in query execution"
+
+
+def reference_times(ctx, select) -> np.ndarray:
+    """The time each step reads at: the step (or the @ time), minus the offset."""
+    if select.at is None:
+        times = ctx.steps
+    else:
+        at_ms = {"start": ctx.start_ms, "end": ctx.end_ms}.get(select.at.which, select.at.time_ms)
+        times = np.full(len(ctx.steps), at_ms, dtype=np.int64)
+    return times - select.offset_ms
+
+
+def load(ctx, select, refs: np.ndarray) -> tuple[Raw, int]:
+    """The selector's series, sorted by labels as Prometheus' storage returns them, over
+    [min(refs) - max(range, lookback), max(refs)]. Returns the samples and the low bound."""
+    width = max(select.range_ms or 0, ctx.lookback_ms)
+    low, high = int(refs.min()) - width, int(refs.max())
+    key = (select.matchers, low, high)
+    if key not in ctx.fetched:
+        ctx.fetched[key] = _raw(ctx, ctx.fetch(select.matchers, low, high), low, high)
+    return ctx.fetched[key], low
+
+
+def _raw(ctx, series_list, low: int, high: int) -> Raw:
+    series_list = sorted(series_list, key=lambda s: tuple(sorted(s.labels)))
+    parts_ts, parts_v, lengths = [], [], [0]
+    for series in series_list:
+        ts = np.asarray(series.ts_ms, dtype=np.int64)
+        values = np.asarray(series.values, dtype=np.float64)
+        inside = (ts >= low) & (ts <= high)
+        if not inside.all():
+            ts, values = ts[inside], values[inside]
+        parts_ts.append(ts)
+        parts_v.append(values)
+        lengths.append(len(ts))
+    ctx.count_samples(sum(lengths))
+    offsets = np.cumsum(lengths, dtype=np.int64)
+    ts = np.concatenate(parts_ts) if parts_ts else np.zeros(0, np.int64)
+    values = np.concatenate(parts_v) if parts_v else np.zeros(0)
+    labels = [tuple(sorted(s.labels)) for s in series_list]
+    return Raw(labels, offsets, ts, values)
+
+
+def _search(raw: Raw, low: int, times: np.ndarray, side: str) -> np.ndarray:
+    """idx[i, j] = searchsorted(series i's times, times[j], side), as an index into raw.ts."""
+    n = len(raw.labels)
+    span = int(max(raw.ts.max(initial=low), times.max(initial=low))) - low + 2
+    starts = raw.offsets[:-1]
+    if n * span < 2**62:
+        band = np.repeat(np.arange(n, dtype=np.int64) * span, np.diff(raw.offsets))
+        keys = band + (raw.ts - low)
+        wanted = (np.arange(n, dtype=np.int64) * span)[:, None] + np.clip(times - low, -1, span - 1)[None, :]
+        return np.searchsorted(keys, wanted, side=side)
+    out = np.empty((n, len(times)), dtype=np.int64)  # times too far apart for one key: one search per series
+    for i in range(n):
+        out[i] = starts[i] + np.searchsorted(raw.ts[starts[i]:raw.offsets[i + 1]], times, side=side)
+    return out
+
+
+def _is_stale(values: np.ndarray) -> np.ndarray:
+    return values.view(np.int64) == np.int64(STALE_NAN_BITS)
+
+
+def instant(ctx, select) -> Steps:
+    """The newest sample at or before each reference time, if within the lookback and not a stale marker."""
+    refs = reference_times(ctx, select)
+    raw, low = load(ctx, select, refs)
+    n, k = len(raw.labels), len(refs)
+    ctx.check_cells(n * k)
+    if len(raw.ts) == 0:
+        return Steps(raw.labels, np.zeros((n, k)), np.zeros((n, k), dtype=bool), np.zeros((n, k), np.int64))
+    index = _search(raw, low, refs, "right") - 1
+    present = index >= raw.offsets[:-1, None]
+    index = np.where(present, index, 0)
+    sample_ts, values = raw.ts[index], raw.values[index]
+    oldest = refs - ctx.lookback_ms
+    present &= (sample_ts >= oldest) if semantics.LOOKBACK_LOWER_BOUND_INCLUSIVE else (sample_ts > oldest)
+    present &= ~_is_stale(values)
+    return Steps(raw.labels, values, present, sample_ts)
+
+
+def windows(ctx, select) -> Windows:
+    refs = reference_times(ctx, select)
+    raw, low = load(ctx, select, refs)
+    stale = _is_stale(raw.values)
+    if stale.any():
+        kept = np.cumsum(np.concatenate([[0], ~stale]), dtype=np.int64)
+        raw = Raw(raw.labels, kept[raw.offsets], raw.ts[~stale], raw.values[~stale])
+    ctx.check_cells(len(raw.labels) * len(refs))
+    side = "left" if semantics.RANGE_LOWER_BOUND_INCLUSIVE else "right"
+    lo = _search(raw, low, refs - select.range_ms, side)
+    hi = _search(raw, low, refs, "right")
+    return Windows(raw, lo, hi, refs, select.range_ms)
+
+
+def check_limit(count: int, limit: int) -> None:
+    if count > limit:
+        raise ExecutionError(TOO_MANY_SAMPLES)

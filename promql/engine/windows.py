@@ -1,0 +1,63 @@
+"""Reductions over every (series, step) window of a range selector at once. Sums run in sample order, as
+Prometheus adds them (no prefix-sum differences, which lose precision on long runs of large values)."""
+import numpy as np
+
+from promql.engine.arrays import Windows
+
+_BATCH_CELLS = 4_000_000  # gathered values per batch in gather(): bounds memory, not speed
+
+
+def reduce(ufunc, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, empty: float = np.nan) -> np.ndarray:
+    """ufunc over x[lo:hi] for each window; `empty` where lo >= hi."""
+    out = np.full(lo.shape, empty, dtype=np.float64)
+    filled = hi > lo
+    if not filled.any():
+        return out
+    a, b = lo[filled], hi[filled]
+    extended = np.append(x, 0.0)  # reduceat needs each index below its length; b may equal len(x)
+    pairs = np.empty(2 * len(a), dtype=np.int64)
+    pairs[0::2], pairs[1::2] = a, b
+    out[filled] = ufunc.reduceat(extended, pairs)[0::2]
+    return out
+
+
+def first_last(win: Windows, minimum: int):
+    """Index of the first and last sample of each window, and where a window holds at least `minimum`."""
+    count = win.hi - win.lo
+    ok = count >= minimum
+    first = np.where(ok, win.lo, 0)
+    last = np.where(ok, win.hi - 1, 0)
+    return first, last, count, ok
+
+
+def pair_counts(flags: np.ndarray, win: Windows) -> np.ndarray:
+    """How many i in (lo, hi) have flags[i] (flags[i] compares sample i with sample i-1 of the same series)."""
+    where = np.flatnonzero(flags)
+    start = np.minimum(win.lo + 1, win.hi)
+    return np.searchsorted(where, win.hi) - np.searchsorted(where, start)
+
+
+def neighbour_flags(win: Windows, compare) -> np.ndarray:
+    """compare(v[i], v[i-1]) for each sample, False at a series' first sample."""
+    values = win.raw.values
+    flags = np.zeros(len(values), dtype=bool)
+    if len(values) > 1:
+        flags[1:] = compare(values[1:], values[:-1])
+        flags[win.raw.offsets[:-1][win.raw.offsets[:-1] < len(values)]] = False
+    return flags
+
+
+def gather(win: Windows, cells: np.ndarray):
+    """Yield (flat cell indices, values[m, L], times[m, L], valid[m, L]) for the windows at `cells` (flat indices
+    into [n, k] with at least one sample), in batches; padding is NaN and invalid."""
+    lo, hi = win.lo.ravel()[cells], win.hi.ravel()[cells]
+    width = int((hi - lo).max(initial=1))
+    step = max(1, _BATCH_CELLS // max(width, 1))
+    column = np.arange(width)
+    for begin in range(0, len(cells), step):
+        a, b = lo[begin:begin + step], hi[begin:begin + step]
+        index = a[:, None] + column[None, :]
+        valid = index < b[:, None]
+        index = np.where(valid, index, 0)
+        yield (cells[begin:begin + step], np.where(valid, win.raw.values[index], np.nan),
+               win.raw.ts[index], valid)

@@ -1,0 +1,232 @@
+"""The engine on arrays, against values worked out by hand from Prometheus 2.42's rules (no database)."""
+
+import numpy as np
+import pytest
+
+from promql.engine import STALE_NAN_BITS, BadData, ExecutionError, Series, labels_match, query_instant, query_range
+
+STALE = np.array([STALE_NAN_BITS], dtype=np.int64).view(np.float64)[0]
+
+
+def labels(**pairs):
+    return tuple(sorted(pairs.items()))
+
+
+def series(name, points, **pairs):
+    ts = np.array([t for t, _ in points], dtype=np.int64)
+    values = np.array([v for _, v in points], dtype=np.float64)
+    return Series(labels(__name__=name, **pairs), ts, values)
+
+
+class Store:
+    """A dict-backed fetch that also records what it was asked for."""
+
+    def __init__(self, *stored):
+        self.stored = list(stored)
+        self.calls = []
+
+    def __call__(self, matchers, low_ms, high_ms):
+        self.calls.append((matchers, low_ms, high_ms))
+        out = []
+        for s in self.stored:
+            if labels_match(matchers, dict(s.labels)):
+                inside = (s.ts_ms >= low_ms) & (s.ts_ms <= high_ms)
+                out.append(Series(s.labels, s.ts_ms[inside], s.values[inside]))
+        return out
+
+
+def instant(text, store, t_s):
+    result = query_instant(text, store, time_ms=int(t_s * 1000))
+    return {dict(s.labels).get("__name__", "") + str(sorted((k, v) for k, v in s.labels if k != "__name__")):
+            float(s.values[0]) for s in result.series} if result.result_type == "vector" else result
+
+
+def only(text, store, t_s):
+    result = query_instant(text, store, time_ms=int(t_s * 1000))
+    assert result.result_type == "vector", result
+    assert len(result.series) == 1, result.series
+    return result.series[0]
+
+
+def every_15s(name, start_s, end_s, value=lambda t: t, **pairs):
+    return series(name, [(t * 1000, value(t)) for t in range(start_s, end_s + 1, 15)], **pairs)
+
+
+# --- selectors, lookback and staleness ------------------------------------------------------------------------
+
+def test_lookback_lower_bound_is_inclusive_at_exactly_five_minutes():
+    store = Store(series("x", [(100_000, 7.0)]))
+    assert only("x", store, 400).values[0] == 7.0  # 400 s - 300 s = 100 s: still seen (2.x)
+    assert query_instant("x", store, time_ms=400_001).series == []
+    assert query_instant("x", store, time_ms=99_999).series == []
+
+
+def test_the_newest_sample_at_or_before_the_step_is_taken_and_the_step_time_reported():
+    store = Store(series("x", [(10_000, 1.0), (20_000, 2.0), (30_000, 3.0)]))
+    result = query_range("x", store, start_ms=15_000, end_ms=30_000, step_ms=5_000)
+    (only_series,) = result.series
+    assert only_series.ts_ms.tolist() == [15_000, 20_000, 25_000, 30_000]
+    assert only_series.values.tolist() == [1.0, 2.0, 2.0, 3.0]
+
+
+def test_a_stale_marker_ends_the_series_at_once():
+    store = Store(series("x", [(10_000, 1.0), (20_000, STALE), (40_000, 4.0)]))
+    result = query_range("x", store, start_ms=10_000, end_ms=40_000, step_ms=10_000)
+    assert result.series[0].ts_ms.tolist() == [10_000, 40_000]
+
+
+def test_offset_and_at_move_the_reading_time():
+    store = Store(series("x", [(t * 1000, float(t)) for t in range(0, 601, 60)]))
+    assert only("x offset 2m", store, 600).values[0] == 480.0
+    assert only("x @ 300", store, 600).values[0] == 300.0
+    result = query_range("x @ end()", store, start_ms=0, end_ms=600_000, step_ms=300_000)
+    assert result.series[0].values.tolist() == [600.0, 600.0, 600.0]
+
+
+def test_every_matcher_kind_and_the_name_matcher():
+    store = Store(series("x", [(0, 1.0)], job="a"), series("x", [(0, 2.0)], job="b"),
+                  series("y", [(0, 3.0)], job="a"))
+    values = lambda text: sorted(float(s.values[0]) for s in query_instant(text, store, time_ms=0).series)  # noqa: E731
+    assert values('x{job="a"}') == [1.0]
+    assert values('x{job!="a"}') == [2.0]
+    assert values('{job=~"a|b", __name__=~"x|y"}') == [1.0, 2.0, 3.0]
+    assert values('{__name__!~"x", job=~".+"}') == [3.0]
+    assert values('x{job=~"a.*", job!~"b"}') == [1.0]
+
+
+def test_each_selector_is_fetched_once_over_its_whole_span():
+    store = Store(every_15s("x", 0, 3600))
+    query_range("rate(x[10m] offset 1m)", store, start_ms=1_200_000, end_ms=3_600_000, step_ms=60_000)
+    assert len(store.calls) == 1
+    _, low, high = store.calls[0]
+    assert (low, high) == (1_200_000 - 60_000 - 600_000, 3_600_000 - 60_000)
+
+
+# --- rate and friends ----------------------------------------------------------------------------------------
+
+def test_rate_of_a_steady_counter_covering_the_window():
+    store = Store(every_15s("c", 0, 900, lambda t: 10.0 * t))
+    assert only("rate(c[5m])", store, 600).values[0] == pytest.approx(10.0)
+    assert only("increase(c[5m])", store, 600).values[0] == pytest.approx(3000.0)
+
+
+def test_a_sample_on_the_window_start_is_inside_the_window():
+    # samples at 300, 315, ..., 600: 21 samples, the first exactly on the window's start (2.x: closed).
+    store = Store(every_15s("c", 300, 600, lambda t: float(t)))
+    s = only("count_over_time(c[5m])", store, 600)
+    assert s.values[0] == 21.0
+    assert only("increase(c[5m])", store, 600).values[0] == pytest.approx(300.0)
+
+
+def test_extrapolation_of_a_counter_starting_inside_the_window():
+    # First sample at 500 s with value 100, then +10 each 15 s until 590 s; window [300, 600].
+    store = Store(every_15s("c", 500, 590, lambda t: 100.0 + (t - 500) / 15 * 10))
+    # samples at 500..590: 7 samples, result 60, sampled 90 s, avg 15 s, to start 200 s, to end 10 s.
+    # durationToZero = 90 * 100/60 = 150 s < 200 s, but 150 > 16.5 threshold: extrapolate avg/2 = 7.5 s.
+    # to end 10 s < 16.5: add 10. Interval 107.5 s -> 60 * 107.5 / 90.
+    expected = 60 * 107.5 / 90
+    assert only("increase(c[5m])", store, 600).values[0] == pytest.approx(expected)
+    assert only("rate(c[5m])", store, 600).values[0] == pytest.approx(expected / 300)
+
+
+def test_extrapolation_stops_at_the_counter_zero_point():
+    # Counter starting at 2 at 590 s..., window [300, 600]: 590 -> 2, 595 -> 12.
+    store = Store(series("c", [(585_000, 2.0), (595_000, 12.0)]))
+    # result 10, sampled 10 s, avg 10 s; to start 285 s, zero point 10 * 2/10 = 2 s -> to start 2 s (< 11)
+    # to end 5 s (< 11). Interval 17 s -> 10 * 17 / 10 = 17.
+    assert only("increase(c[5m])", store, 600).values[0] == pytest.approx(17.0)
+    # delta is not a counter: no zero clamp; to start 285 s > 11 -> +5 s; interval 10+5+5 = 20 -> 20.
+    assert only("delta(c[5m])", store, 600).values[0] == pytest.approx(20.0)
+
+
+def test_a_counter_reset_adds_the_value_before_it():
+    store = Store(series("c", [(300_000, 10.0), (360_000, 20.0), (420_000, 5.0), (480_000, 15.0),
+                               (540_000, 25.0), (600_000, 35.0)]))
+    # raw increase: 35 - 10 + 20 (lost at the reset) = 45 over exactly [300, 600]: no extrapolation needed.
+    assert only("increase(c[5m])", store, 600).values[0] == pytest.approx(45.0)
+    assert only("resets(c[5m])", store, 600).values[0] == 1.0
+    assert only("changes(c[5m])", store, 600).values[0] == 5.0
+    assert only("irate(c[5m])", store, 420).values[0] == pytest.approx(5.0 / 60)  # reset: last value / interval
+    assert only("idelta(c[5m])", store, 420).values[0] == pytest.approx(-15.0)
+
+
+def test_rate_needs_two_samples():
+    store = Store(series("c", [(590_000, 5.0)]))
+    assert query_instant("rate(c[5m])", store, time_ms=600_000).series == []
+    assert only("count_over_time(c[5m])", store, 600).values[0] == 1.0
+
+
+def test_stale_markers_inside_a_window_are_dropped():
+    store = Store(series("c", [(300_000, 1.0), (400_000, STALE), (500_000, 3.0)]))
+    assert only("count_over_time(c[5m])", store, 600).values[0] == 2.0
+
+
+# --- aggregation ---------------------------------------------------------------------------------------------
+
+def test_sum_by_and_without():
+    store = Store(series("x", [(0, 1.0)], job="a", instance="1"), series("x", [(0, 2.0)], job="a", instance="2"),
+                  series("x", [(0, 4.0)], job="b", instance="1"))
+    by_job = query_instant("sum by (job) (x)", store, time_ms=0).series
+    assert {s.labels: s.values[0] for s in by_job} == {labels(job="a"): 3.0, labels(job="b"): 4.0}
+    without = query_instant("sum without (instance) (x)", store, time_ms=0).series
+    assert {s.labels: s.values[0] for s in without} == {labels(job="a"): 3.0, labels(job="b"): 4.0}
+    assert only("sum(x)", store, 0).labels == ()
+
+
+# --- binary operators ----------------------------------------------------------------------------------------
+
+def test_arithmetic_drops_the_name_and_comparison_keeps_it():
+    store = Store(series("x", [(0, 3.0)], job="a"))
+    assert only("x * 2", store, 0).labels == labels(job="a")
+    assert only("x > 1", store, 0).labels == labels(__name__="x", job="a")
+    assert only("x > bool 1", store, 0).labels == labels(job="a")
+    assert only("2 ^ x", store, 0).values[0] == 8.0
+    assert only("-x", store, 0).labels == labels(job="a")
+
+
+def test_scalar_results_and_range_of_a_scalar():
+    result = query_instant("1 + 2 * 3", Store(), time_ms=5_000)
+    assert result.result_type == "scalar" and result.scalar == (5_000, 7.0)
+    matrix = query_range("time()", Store(), start_ms=0, end_ms=120_000, step_ms=60_000)
+    assert matrix.result_type == "matrix"
+    assert matrix.series[0].labels == () and matrix.series[0].values.tolist() == [0.0, 60.0, 120.0]
+
+
+# --- refusals ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, named", [
+    ("rate(x[5m:1m])", "subqueries"),
+    ("sort_by_label(x)", "sort_by_label"),
+    ("x + on(a) group_left fill(0) y", "fill"),
+    ('x{a="1" or b="2"}', "'or'"),
+    ("limitk(2, x)", "limitk"),
+    ("mad_over_time(x[5m])", "mad_over_time"),
+])
+def test_unsupported_constructs_are_refused_by_name(text, named):
+    with pytest.raises(BadData, match=named):
+        query_range(text, Store(), start_ms=0, end_ms=60_000, step_ms=60_000)
+
+
+def test_a_parse_error_is_bad_data():
+    with pytest.raises(BadData, match="parse error"):
+        query_instant("rate(x)", Store(), time_ms=0)
+
+
+def test_range_query_parameters_are_checked():
+    with pytest.raises(BadData, match="end timestamp must not be before start time"):
+        query_range("x", Store(), start_ms=10, end_ms=0, step_ms=1)
+    with pytest.raises(BadData, match="zero or negative"):
+        query_range("x", Store(), start_ms=0, end_ms=10, step_ms=0)
+    with pytest.raises(BadData, match="11,000"):
+        query_range("x", Store(), start_ms=0, end_ms=11_001, step_ms=1)
+    with pytest.raises(BadData, match='"range vector"'):
+        query_range("x[5m]", Store(), start_ms=0, end_ms=10, step_ms=1)
+
+
+def test_too_many_samples_is_an_execution_error():
+    store = Store(every_15s("x", 0, 3600))
+    with pytest.raises(ExecutionError, match="query processing would load too many samples into memory in query "
+                                             "execution"):
+        query_range("rate(x[5m])", store, start_ms=0, end_ms=3_600_000, step_ms=60_000, max_samples=100)
+
+
