@@ -1,4 +1,5 @@
 """HTTP endpoints of alerting: channels (and their deliveries), incidents, silences."""
+from django.db.models import Q
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
@@ -6,8 +7,9 @@ from rest_framework.views import APIView
 
 from anomalies import alerting, selectors, serializers
 from anomalies.views import api_actor
-from cloudwatchdog.api import MAX_ID, query_params
+from cloudwatchdog.api import MAX_ID, cursor_id, cursor_time, keyset_page, query_params
 from cloudwatchdog.errors import ApiError
+from cloudwatchdog.timeutil import to_us
 
 
 def _channel_or_404(tenant, channel_id: int):
@@ -88,12 +90,16 @@ class IncidentListView(APIView):
                    parameters=[serializers.IncidentQuerySerializer],
                    responses=serializers.IncidentPageSerializer)
     def get(self, request):
-        """The tenant's incidents, newest first."""
+        """The tenant's incidents, newest first, filtered; cursor-paged."""
         params = query_params(serializers.IncidentQuerySerializer, request)
         incidents = selectors.incident_list(tenant=request.user.tenant, status=params.get("status"),
-                                            series_id=params.get("series_id"), kind=params.get("kind"),
-                                            limit=params["limit"])
-        return Response(serializers.IncidentPageSerializer({"results": incidents}).data)
+                                            series_id=params.get("series_id"), kind=params.get("kind"))
+        page, next_page = keyset_page(
+            request, incidents, limit=params["limit"], parts=(cursor_time, cursor_id),
+            after=lambda rows, moment, incident_id: rows.filter(
+                Q(started_at__lt=moment) | Q(started_at=moment, id__lt=incident_id)),
+            key=lambda incident: (to_us(incident.started_at), incident.id))
+        return Response(serializers.IncidentPageSerializer({"results": page, "next": next_page}).data)
 
 
 class IncidentDetailView(APIView):

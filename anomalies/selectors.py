@@ -542,7 +542,8 @@ def deliveries_list(*, tenant: Tenant, channel: Channel, limit: int = 100) -> li
 
 
 def incident_list(*, tenant: Tenant, status: str | None = None, series_id: int | None = None,
-                  kind: str | None = None, limit: int = 100) -> list[Incident]:
+                  kind: str | None = None) -> QuerySet[Incident]:
+    """The tenant's incidents matching every given filter, newest first (started_at, then id: a keyset)."""
     incidents = Incident.objects.for_tenant(tenant).select_related("series")
     if status:
         incidents = incidents.filter(status=status)
@@ -550,7 +551,7 @@ def incident_list(*, tenant: Tenant, status: str | None = None, series_id: int |
         incidents = incidents.filter(kind=kind)
     if series_id is not None:
         incidents = incidents.filter(series_id=series_id)
-    return list(incidents.order_by("-started_at", "-id")[:limit])
+    return incidents.order_by("-started_at", "-id")
 
 
 def incidents_overlapping(*, tenant: Tenant, series_id: int, start: datetime, end: datetime) -> list[Incident]:

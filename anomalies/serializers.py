@@ -270,6 +270,7 @@ class IncidentQuerySerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["open", "acknowledged", "resolved"], required=False)
     kind = serializers.ChoiceField(choices=["anomaly", "no_data"], required=False)
     series_id = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
+    cursor = serializers.CharField(required=False)
     limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=100)
 
 
@@ -297,6 +298,7 @@ class IncidentSerializer(SeriesIdentitySerializer):
 
 class IncidentPageSerializer(AnswerSerializer):
     results = IncidentSerializer(many=True)
+    next = serializers.CharField(allow_null=True)
 
 
 class SilenceWriteSerializer(serializers.Serializer):

@@ -200,7 +200,7 @@ def run(scenario: Scenario) -> dict:
     return {
         "tenant": tenant, "runs": runs, "seconds": time.perf_counter() - began,
         "anomalies": sorted(anomaly_list(tenant=tenant), key=lambda a: (a.ts, a.id)),
-        "incidents": sorted(incident_list(tenant=tenant, limit=10_000), key=lambda i: (i.started_at, i.id)),
+        "incidents": sorted(incident_list(tenant=tenant)[:10_000], key=lambda i: (i.started_at, i.id)),
         "notifications": sorted(deliveries_list(tenant=tenant, channel=channel, limit=10_000), key=lambda n: n.id),
         "baselines": list(baseline_list(tenant=tenant)),
     }

@@ -382,3 +382,28 @@ def test_a_tenant_has_at_most_silences_per_tenant_not_yet_over(make_tenant, sett
     assert client.post("/api/v1/silences", future).status_code == 201
     refused = client.post("/api/v1/silences", future)
     assert refused.status_code == 400 and "SILENCES_PER_TENANT" in refused.json()["detail"]
+
+
+def test_incidents_are_cursor_paged_newest_first_ties_by_id(make_tenant, outsider):
+    client = make_tenant("paged")
+    # Three series spiking at the same minute (three incidents started together) and one two hours earlier.
+    events = [e for name in ("a", "b", "c") for e in steady_then_spike(count=2000, end=END, resource_id=name)]
+    events += steady_then_spike(count=2000, end=END - timedelta(hours=2), resource_id="d")
+    for start in range(0, len(events), 1000):
+        assert client.ingest(events[start:start + 1000]).status_code == 202
+    detection_run(tenant=client.tenant, trigger="command")
+    everything = client.get("/api/v1/incidents").json()
+    assert len(everything["results"]) == 4 and everything["next"] is None
+    seen, page = [], client.get("/api/v1/incidents", {"limit": 1}).json()
+    while True:
+        seen += page["results"]
+        if not page["next"]:
+            break
+        page = client.client.get(page["next"], HTTP_AUTHORIZATION=f"Bearer {client.key}").json()
+    assert [i["id"] for i in seen] == [i["id"] for i in everything["results"]]
+    assert [i["resource_id"] for i in seen][-1] == "d"
+    assert len({i["started_at"] for i in seen[:3]}) == 1  # a tie, broken by id
+    assert [i["id"] for i in seen[:3]] == sorted((i["id"] for i in seen[:3]), reverse=True)
+    assert outsider.get("/api/v1/incidents").json() == {"results": [], "next": None}
+    bad = client.get("/api/v1/incidents", {"cursor": "nonsense"})
+    assert bad.status_code == 400 and "cursor" in bad.json()["errors"]
