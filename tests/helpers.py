@@ -1,14 +1,18 @@
 """What tests share besides fixtures: an API client with a tenant's key, events and series shapes, the
 environment of an app process, bounded waits and package installs. Tests import these from here;
 conftest.py holds only the fixtures."""
+import contextlib
 import gzip
 import json
 import os
 import random
 import shutil
+import socket
 import subprocess
+import sys
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -115,6 +119,38 @@ def app_process_env(**extra) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_VERSION"}
     env.update(DATABASE_URL=url, REDIS_URL=settings.REDIS_URL, SECRET_KEY="app-process-test-" + "x" * 40, **extra)
     return env
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def app_gunicorn(log_path: Path, *, workers: int = 1):
+    """The app under gunicorn, as deployed (its config; it reads chunked bodies, which Django's own
+    server cannot), on a free port, sharing this test's database and Redis: yields the port."""
+    port = free_port()
+    root = Path(__file__).resolve().parent.parent
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "cloudwatchdog.wsgi:application", "--config",
+             "cloudwatchdog/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)],
+            cwd=root, env=app_process_env(), stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    assert process.poll() is None and time.monotonic() < deadline, Path(log_path).read_text()
+                    time.sleep(0.2)
+            yield port
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
 
 
 def wait_for(predicate, timeout=30) -> bool:

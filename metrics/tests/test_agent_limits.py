@@ -4,11 +4,7 @@ refused requests are charged, protocol caches are bounded in bytes per tenant, c
 read, remote write's label sets are checked as Prometheus checks them."""
 import gzip
 import http.client
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import cramjam
 import pytest
@@ -23,9 +19,7 @@ from metrics.models import Series
 from metrics.protocols import IdentityCache, otlp
 from metrics.protocols.remote_write_pb2 import WriteRequest
 from tenants.services import api_key_issue, tenant_create
-from tests.helpers import app_process_env
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import app_gunicorn
 
 
 def _varint(number: int) -> bytes:
@@ -242,33 +236,10 @@ def test_an_empty_label_value_is_the_labels_absence(make_tenant):
 
 
 # Finding 4: chunked bodies, read by a real gunicorn (Django's test client always sends a length).
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def gunicorn_url(transactional_db, tmp_path):
-    port = _free_port()
-    log = open(tmp_path / "gunicorn.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "cloudwatchdog.wsgi:application", "--config",
-         "cloudwatchdog/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
-        cwd=ROOT, env=app_process_env(), stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "gunicorn.log").read_text()
-                time.sleep(0.2)
+    with app_gunicorn(tmp_path / "gunicorn.log") as port:
         yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def _chunked_post(port: int, path: str, body: bytes, headers: dict) -> tuple[int, bytes]:
