@@ -300,6 +300,44 @@ def anomalies_in_range(*, tenant: Tenant, series_id: int, start: datetime, end: 
     return list(anomaly_list(tenant=tenant, series_id=series_id, start=start, end=end).order_by("ts")[:limit])
 
 
+SeriesIdentity = tuple[str, str, str, dict]  # metric_name, service, resource_id, tags: what its labels are made of
+_IDENTITY = ("series__metric_name", "series__service", "series__resource_id", "series__tags")
+
+
+def anomaly_scores(*, tenant: Tenant, low_us: int, high_us: int, metric_names: list[str] | None = None,
+                   limit: int) -> tuple[dict[int, SeriesIdentity], list[tuple[int, int, float]]]:
+    """The tenant's anomalies in [low_us, high_us] (both inclusive), of series with these metric names when
+    given: each series' identity by id, and (series id, µs, score) by series then time, at most `limit`
+    (the caller tells more from exactly `limit`)."""
+    rows = (Anomaly.objects.for_tenant(tenant).filter(ts__gte=from_us(low_us), ts__lte=from_us(high_us))
+            .order_by("series_id", "ts"))
+    if metric_names is not None:
+        rows = rows.filter(series__metric_name__in=metric_names)
+    identities, scores = {}, []
+    for series_id, ts, score, *identity in rows.values_list("series_id", "ts", "score", *_IDENTITY)[:limit]:
+        identities.setdefault(series_id, tuple(identity))
+        scores.append((series_id, to_us(ts), score))
+    return identities, scores
+
+
+def incident_spans(*, tenant: Tenant, low_us: int, high_us: int, metric_names: list[str] | None = None,
+                   limit: int) -> tuple[dict[int, SeriesIdentity], list[tuple[int, int, int | None]]]:
+    """The tenant's incidents (of either kind) open at some time in [low_us, high_us], of series with
+    these metric names when given: each series' identity by id, and (series id, started µs, resolved µs or
+    None while open) by series then start, at most `limit`. An incident is open from its start
+    (inclusive) to its resolution (exclusive)."""
+    rows = (Incident.objects.for_tenant(tenant).filter(started_at__lte=from_us(high_us))
+            .exclude(resolved_at__lte=from_us(low_us)).order_by("series_id", "started_at"))
+    if metric_names is not None:
+        rows = rows.filter(series__metric_name__in=metric_names)
+    identities, spans = {}, []
+    for series_id, started, resolved, *identity in rows.values_list(
+            "series_id", "started_at", "resolved_at", *_IDENTITY)[:limit]:
+        identities.setdefault(series_id, tuple(identity))
+        spans.append((series_id, to_us(started), None if resolved is None else to_us(resolved)))
+    return identities, spans
+
+
 def anomaly_neighbours(*, tenant: Tenant, anomaly: Anomaly) -> tuple[Anomaly | None, Anomaly | None]:
     """The previous and next anomaly of the same series."""
     same = anomaly_list(tenant=tenant, series_id=anomaly.series_id)
@@ -385,16 +423,8 @@ def baseline_band(*, tenant: Tenant, series_id: int, start: datetime, end: datet
     Computed by the same engine as detection, from the history before `start`'s UTC day, so it
     matches what the residual detector compared each point with.
     """
-    config = detection_configs_for_ids(tenant=tenant, series_ids=[series_id])[series_id]
-    day_start = restart_at(to_us(start))
-    state = states_at(tenant=tenant, restart_us={series_id: day_start}, configs={series_id: config})[series_id]
-    _, ts, values = metrics_storage.points_after(tenant=tenant, after_us={series_id: day_start - 1},
-                                                 until_us={series_id: to_us(end)}, limit_per_series=max_points)
-    ts, values = detection_input(tenant=tenant, points={series_id: (ts, values)},
-                                 after_us={series_id: day_start - 1})[series_id]
-    percentage = bool(metrics_selectors.percentage_series_ids(tenant=tenant, series_ids=[series_id]))
-    expected, lower, upper, warm, alert_lower, alert_upper = band_along(state=state, ts=ts, values=values,
-                                                                        config=config, percentage=percentage)
+    along = _bands_from_day(tenant=tenant, series_ids=[series_id], day_start_us=restart_at(to_us(start)),
+                            until_us=to_us(end), limit_per_series=max_points)[series_id]
 
     def number(x):
         return None if np.isnan(x) else float(x)
@@ -405,9 +435,74 @@ def baseline_band(*, tenant: Tenant, series_id: int, start: datetime, end: datet
             "upper": number(up), "alert_lower": number(alo), "alert_upper": number(aup),
             "status": "ready" if w else "warming",
         }
-        for t, v, e, lo, up, w, alo, aup in zip(ts, values, expected, lower, upper, warm, alert_lower, alert_upper)
+        for t, v, e, lo, up, w, alo, aup in zip(along.ts_us, along.values, along.expected, along.lower,
+                                                along.upper, along.warm, along.alert_lower, along.alert_upper)
     ]
     return [item for item in band if item["timestamp"] > start]
+
+
+@dataclass(frozen=True)
+class BandAlong:
+    """A series' points as detection evaluates them (a counter's: its rates per second) with, at each, what
+    band_along gives: the expected value, the band, whether the model was warm, the alert threshold."""
+
+    ts_us: np.ndarray
+    values: np.ndarray
+    expected: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    warm: np.ndarray
+    alert_lower: np.ndarray
+    alert_upper: np.ndarray
+
+    def between(self, low_us: int, high_us: int) -> BandAlong:
+        keep = (self.ts_us >= low_us) & (self.ts_us <= high_us)
+        return BandAlong(*(array[keep] for array in (self.ts_us, self.values, self.expected, self.lower, self.upper,
+                                                     self.warm, self.alert_lower, self.alert_upper)))
+
+
+class BandTooLong(Exception):
+    """Drawing a band would replay more points of a series than the caller allows."""
+
+
+def baseline_bands(*, tenant: Tenant, series_ids: list[int], low_us: int, high_us: int,
+                   max_points: int) -> dict[int, BandAlong]:
+    """baseline_band's arrays for several series at once, at their points in [low_us, high_us] (both
+    inclusive): one state rebuild and one read for all. Raises BandTooLong when a series has more than
+    `max_points` points from `low_us`'s UTC day to `high_us` (the replay starts at that day)."""
+    bands = _bands_from_day(tenant=tenant, series_ids=series_ids, day_start_us=restart_at(low_us),
+                            until_us=high_us, limit_per_series=max_points + 1)
+    for series_id, along in bands.items():
+        if len(along.ts_us) > max_points:
+            raise BandTooLong(f"series {series_id} has more than {max_points} points from the UTC day its band "
+                              "is replayed from")
+    return {series_id: along.between(low_us, high_us) for series_id, along in bands.items()}
+
+
+def _bands_from_day(*, tenant: Tenant, series_ids: list[int], day_start_us: int, until_us: int,
+                    limit_per_series: int) -> dict[int, BandAlong]:
+    """Each series' BandAlong from a UTC day's start to `until_us`, replayed from its state at that day
+    (the tenant's series among `series_ids` only)."""
+    configs = detection_configs_for_ids(tenant=tenant, series_ids=series_ids)
+    if not configs:
+        return {}
+    states = states_at(tenant=tenant, restart_us={sid: day_start_us for sid in configs}, configs=configs)
+    after = {sid: day_start_us - 1 for sid in configs}
+    ids, ts, values = metrics_storage.points_after(tenant=tenant, after_us=after,
+                                                   until_us={sid: until_us for sid in configs},
+                                                   limit_per_series=limit_per_series)
+    # points_after answers in (series, ts) order: each series is one slice.
+    bounds = np.searchsorted(ids, np.array(sorted(configs), dtype=np.int64), side="left")
+    ends = np.searchsorted(ids, np.array(sorted(configs), dtype=np.int64), side="right")
+    points = {sid: (ts[lo:hi], values[lo:hi]) for sid, lo, hi in zip(sorted(configs), bounds, ends)}
+    inputs = detection_input(tenant=tenant, points=points, after_us=after)
+    percentages = metrics_selectors.percentage_series_ids(tenant=tenant, series_ids=list(configs))
+    bands = {}
+    for series_id, (series_ts, series_values) in inputs.items():
+        drawn = band_along(state=states[series_id], ts=series_ts, values=series_values, config=configs[series_id],
+                           percentage=series_id in percentages)
+        bands[series_id] = BandAlong(series_ts, series_values, *drawn)
+    return bands
 
 
 def band_along(*, state: SeriesState, ts: np.ndarray, values: np.ndarray, config: DetectionConfig,
