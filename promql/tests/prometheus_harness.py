@@ -235,11 +235,12 @@ def parse_matrix(result: list[dict]) -> dict:
 
 
 @contextmanager
-def running_prometheus(prometheus: str, workdir: Path, *, config: str = "global: {}\n", storage: Path | None = None,
-                       extra_args: tuple[str, ...] = ()):
-    """Prometheus in server mode on a free loopback port, ready before this yields its client; killed after."""
+def running_prometheus(prometheus: str, workdir: Path, *, config: str = "global: {}\n", port: int | None = None,
+                       storage: Path | None = None, extra_args: tuple[str, ...] = ()):
+    """Prometheus in server mode on a loopback port (a free one unless given), ready before this yields its
+    client; killed after."""
     (workdir / "prometheus.yml").write_text(config)
-    port = free_port()
+    port = port or free_port()
     log = (workdir / "prometheus.log").open("w")
     process = subprocess.Popen(
         [prometheus, f"--config.file={workdir / 'prometheus.yml'}",
