@@ -4,7 +4,7 @@ import re
 import numpy as np
 
 from promql.engine.arrays import Steps
-from promql.engine.format import format_value
+from promql.engine.format import format_go, format_value
 from promql.engine.rangefunctions import quantile_rows
 from promql.engine.values import ExecutionError
 
@@ -81,8 +81,10 @@ def _top(steps: Steps, by: bool, names, k_values: np.ndarray, largest: bool) -> 
     last, ties go to the earlier row. The rows keep all their labels."""
     _, gid = _groups(steps, by, names)
     values, present = steps.values, steps.present
-    with np.errstate(invalid="ignore"):
-        wanted = np.where(np.isnan(k_values), 0, np.trunc(np.clip(k_values, -1, 2**53))).astype(np.int64)
+    unusable = ~((k_values >= -(2.0**63)) & (k_values <= 9223372036854774784.0))  # NaN included
+    if unusable.any():
+        raise ExecutionError(f"Scalar value {format_go(k_values[unusable][0])} overflows int64")
+    wanted = np.trunc(np.clip(k_values, -1, 2**53)).astype(np.int64)
     selected = np.zeros(present.shape, dtype=bool)
     for group in np.unique(gid):
         rows = np.flatnonzero(gid == group)

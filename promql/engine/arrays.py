@@ -37,12 +37,14 @@ class Scalars:
 @dataclass
 class Windows:
     """A range selector at every step: series i's samples at step j are raw[lo[i, j]:hi[i, j]] (stale markers
-    removed); each window ends at end_ms[j]."""
+    removed); each window ends at end_ms[j]. A function of it is evaluated at eval_ms[j]: the step, or for a
+    selector with @ the query's start (2.42 evaluates such a step-invariant expression once, at the start)."""
     raw: Raw
     lo: np.ndarray  # int64 [n, k], indices into raw.ts / raw.values
     hi: np.ndarray
     end_ms: np.ndarray  # int64 [k]
     range_ms: int
+    eval_ms: np.ndarray  # int64 [k]
 
 
 def empty_steps(k: int) -> Steps:

@@ -122,8 +122,8 @@ def _unique_partner(node, one: Steps, ids, count: int, k: int) -> np.ndarray:
     seen = np.zeros((count, k), np.int64)
     np.add.at(seen, (ids[rows], columns), 1)
     if (seen > 1).any():
-        signature, step = np.argwhere(seen > 1)[0]
-        twins = [one.labels[r] for r in rows[(ids[rows] == signature) & (columns == step)][:2]]
+        group, step = np.argwhere(seen > 1)[0]
+        twins = [one.labels[r] for r in rows[(ids[rows] == group) & (columns == step)][:2]]
         side = "left" if node.group == "right" else "right"
         raise ExecutionError(
             f"found duplicate series for the match group {_text(signature(twins[0], node.on, node.labels))} on the {side} "

@@ -110,7 +110,7 @@ def gathered(name: str, win: Windows, scalar: np.ndarray | None):
             elif name == "quantile_over_time":
                 out[batch] = quantile_rows(scalar[step], values, valid)
             else:
-                base = win.end_ms[step] if name == "predict_linear" else times[:, 0]
+                base = win.eval_ms[step] if name == "predict_linear" else times[:, 0]
                 slope, intercept = _regression(values, (times - base[:, None]) / 1000, valid)
                 out[batch] = slope if name == "deriv" else intercept + slope * scalar[step]
     return out.reshape(win.lo.shape), present

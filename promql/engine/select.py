@@ -99,7 +99,8 @@ def windows(ctx, select) -> Windows:
     side = "left" if semantics.RANGE_LOWER_BOUND_INCLUSIVE else "right"
     lo = _search(raw, low, refs - select.range_ms, side)
     hi = _search(raw, low, refs, "right")
-    return Windows(raw, lo, hi, refs, select.range_ms)
+    evaluated = ctx.steps if select.at is None else np.full(len(refs), ctx.start_ms, dtype=np.int64)
+    return Windows(raw, lo, hi, refs, select.range_ms, evaluated)
 
 
 def check_limit(count: int, limit: int) -> None:

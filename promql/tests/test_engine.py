@@ -1,5 +1,7 @@
 """The engine on arrays, against values worked out by hand from Prometheus 2.42's rules (no database)."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -33,12 +35,6 @@ class Store:
                 inside = (s.ts_ms >= low_ms) & (s.ts_ms <= high_ms)
                 out.append(Series(s.labels, s.ts_ms[inside], s.values[inside]))
         return out
-
-
-def instant(text, store, t_s):
-    result = query_instant(text, store, time_ms=int(t_s * 1000))
-    return {dict(s.labels).get("__name__", "") + str(sorted((k, v) for k, v in s.labels if k != "__name__")):
-            float(s.values[0]) for s in result.series} if result.result_type == "vector" else result
 
 
 def only(text, store, t_s):
@@ -230,3 +226,162 @@ def test_too_many_samples_is_an_execution_error():
         query_range("rate(x[5m])", store, start_ms=0, end_ms=3_600_000, step_ms=60_000, max_samples=100)
 
 
+
+
+def test_topk_keeps_whole_labels_breaks_ties_by_input_order_and_ranks_nan_last():
+    store = Store(series("x", [(0, 5.0)], i="a"), series("x", [(0, float("nan"))], i="b"),
+                  series("x", [(0, 5.0)], i="c"), series("x", [(0, 1.0)], i="d"))
+    top = query_instant("topk(1, x)", store, time_ms=0).series
+    assert [s.labels for s in top] == [labels(__name__="x", i="a")]
+    top3 = {dict(s.labels)["i"] for s in query_instant("topk(3, x)", store, time_ms=0).series}
+    assert top3 == {"a", "c", "d"}  # NaN only when nothing else is left
+    bottom2 = {dict(s.labels)["i"] for s in query_instant("bottomk(2, x)", store, time_ms=0).series}
+    assert bottom2 == {"d", "a"}
+    assert len(query_instant("topk(9, x)", store, time_ms=0).series) == 4
+    assert query_instant("topk(0, x)", store, time_ms=0).series == []
+    with pytest.raises(ExecutionError, match="Scalar value NaN overflows int64"):
+        query_instant("topk(scalar(x{i='b'}), x)", store, time_ms=0)
+
+
+def test_topk_in_a_range_query_shows_a_series_only_where_it_was_chosen():
+    store = Store(series("x", [(0, 1.0), (60_000, 3.0)], i="a"), series("x", [(0, 2.0), (60_000, 0.0)], i="b"))
+    result = query_range("topk(1, x)", store, start_ms=0, end_ms=60_000, step_ms=60_000)
+    assert {dict(s.labels)["i"]: s.ts_ms.tolist() for s in result.series} == {"a": [60_000], "b": [0]}
+
+
+def test_quantile_and_min_max_with_nan():
+    store = Store(series("x", [(0, 1.0)], i="a"), series("x", [(0, float("nan"))], i="b"),
+                  series("x", [(0, 3.0)], i="c"))
+    assert only("max(x)", store, 0).values[0] == 3.0  # NaN is replaced by any number
+    assert only("min(x)", store, 0).values[0] == 1.0
+    # NaN sorts first: [NaN, 1, 3]; rank 0.5 * 2 = 1 -> 1.
+    assert only("quantile(0.5, x)", store, 0).values[0] == 1.0
+    assert only("quantile(0.75, x)", store, 0).values[0] == 2.0
+    assert only("quantile(2, x)", store, 0).values[0] == math.inf
+    assert only("quantile(-1, x)", store, 0).values[0] == -math.inf
+    assert math.isnan(only("sum(x)", store, 0).values[0])
+    assert only("count(x)", store, 0).values[0] == 3.0
+
+
+def test_comparisons_with_nan_are_false():
+    store = Store(series("x", [(0, float("nan"))], i="a"), series("y", [(0, float("nan"))], i="a"))
+    assert query_instant("x == x", store, time_ms=0).series == []
+    assert query_instant("x > 0", store, time_ms=0).series == []
+    assert only("x != bool 0", store, 0).values[0] == 1.0  # NaN != anything
+    assert only("x == bool y", store, 0).values[0] == 0.0
+    assert only("x == bool y", store, 0).labels == labels(i="a")
+
+
+def test_division_by_zero_and_modulo_follow_go():
+    store = Store(series("x", [(0, -7.0)]), series("z", [(0, 0.0)]))
+    assert only("x / 0", store, 0).values[0] == -math.inf
+    assert math.isnan(only("z / 0", store, 0).values[0])
+    assert only("x % 3", store, 0).values[0] == -1.0  # the sign of the dividend, as math.Mod
+    assert math.isnan(only("x % 0", store, 0).values[0])
+
+
+def test_one_to_one_matching_and_its_duplicate_errors():
+    store = Store(series("a", [(0, 10.0)], job="j", instance="1"), series("a", [(0, 20.0)], job="j", instance="2"),
+                  series("b", [(0, 2.0)], job="j", instance="1"), series("b", [(0, 4.0)], job="j", instance="2"))
+    result = query_instant("a / b", store, time_ms=0).series
+    assert {s.labels: s.values[0] for s in result} == {labels(job="j", instance="1"): 5.0,
+                                                        labels(job="j", instance="2"): 5.0}
+    assert {s.labels for s in query_instant("a / ignoring(instance) group_left b{instance='1'}", store,
+                                            time_ms=0).series} == {labels(job="j", instance="1"),
+                                                                   labels(job="j", instance="2")}
+    with pytest.raises(ExecutionError, match="found duplicate series for the match group .job=\"j\". on the right "
+                                             "hand-side.*many-to-many matching not allowed"):
+        query_instant("a / on(job) b", store, time_ms=0)
+    with pytest.raises(ExecutionError, match="multiple matches for labels: many-to-one matching must be explicit"):
+        query_instant("a / on(job) sum by (job) (b)", store, time_ms=0)
+    assert {s.values[0] for s in query_instant("a / on(job) group_left sum by (job) (b)", store,
+                                               time_ms=0).series} == {10 / 6, 20 / 6}
+
+
+def test_set_operators_match_many_to_many():
+    store = Store(series("a", [(0, 1.0)], i="1"), series("a", [(0, 2.0)], i="2"), series("b", [(0, 9.0)], i="2"),
+                  series("b", [(0, 8.0)], i="3"))
+    values = lambda text: sorted(s.values[0] for s in query_instant(text, store, time_ms=0).series)  # noqa: E731
+    assert values("a and b") == [2.0]
+    assert values("a unless b") == [1.0]
+    assert values("a or b") == [1.0, 2.0, 8.0]
+    assert values("a and on() b") == [1.0, 2.0]
+
+
+def test_functions_drop_the_name_except_last_over_time_and_label_functions():
+    store = Store(series("x", [(0, 1.5)], job="a"))
+    assert only("abs(x)", store, 0).labels == labels(job="a")
+    assert only("last_over_time(x[1m])", store, 0).labels == labels(__name__="x", job="a")
+    assert only("sort(x)", store, 0).labels == labels(__name__="x", job="a")
+    assert only('label_replace(x, "dst", "$1-$$-${1}", "job", "(.*)")', store, 0).labels == \
+        labels(__name__="x", job="a", dst="a-$-a")
+    assert only('label_join(x, "dst", ",", "job", "__name__")', store, 0).labels == \
+        labels(__name__="x", job="a", dst="a,x")
+    assert only("round(x)", store, 0).values[0] == 2.0
+    assert only("round(x, 0.25)", store, 0).values[0] == 1.5
+
+
+def test_functions_that_drop_the_name_refuse_to_merge_two_series():
+    store = Store(series("x", [(0, 1.0)], job="a"), series("y", [(0, 2.0)], job="a"))
+    with pytest.raises(ExecutionError, match="vector cannot contain metrics with the same labelset"):
+        query_instant('rate({job="a"}[5m])', Store(series("x", [(0, 1.0), (1, 2.0)], job="a"),
+                                                  series("y", [(0, 1.0), (1, 2.0)], job="a")), time_ms=60_000)
+    with pytest.raises(ExecutionError, match="vector cannot contain metrics with the same labelset"):
+        query_instant('abs({job="a"})', store, time_ms=0)
+    with pytest.raises(ExecutionError, match="invalid destination label name in label_replace"):
+        query_instant('label_replace(x, "1x", "", "job", "")', store, time_ms=0)
+
+
+def bucket_store(counts, bounds=("0.1", "0.5", "1", "+Inf"), **extra):
+    return Store(*(series("h_bucket", [(0, float(c))], le=b, **extra) for b, c in zip(bounds, counts)))
+
+
+@pytest.mark.parametrize("q, counts, bounds, expected", [
+    (0.5, [10, 20, 30, 40], ("0.1", "0.5", "1", "+Inf"), 0.5),  # rank 20: the end of the second bucket
+    (0.25, [10, 20, 30, 40], ("0.1", "0.5", "1", "+Inf"), 0.1),
+    (0.3, [10, 20, 30, 40], ("0.1", "0.5", "1", "+Inf"), 0.1 + 0.4 * 2 / 10),
+    (0.1, [10, 20, 30, 40], ("0.1", "0.5", "1", "+Inf"), 0.04),  # first bucket: from 0
+    (0.99, [10, 20, 30, 40], ("0.1", "0.5", "1", "+Inf"), 1.0),  # in +Inf: the last finite bound
+    (0.5, [10, 20, 30, 40], ("0.1", "0.5", "1", "2"), math.nan),  # no +Inf bucket
+    (0.5, [0, 0, 0, 0], ("0.1", "0.5", "1", "+Inf"), math.nan),  # no observations
+    (0.5, [7], ("+Inf",), math.nan),  # fewer than two buckets
+    (0.5, [10, 5, 30, 40], ("0.1", "0.5", "1", "+Inf"), 0.5 + 0.5 * 10 / 20),  # made monotonic: 10, 10, 30
+    (0.1, [10, 20, 30, 40], ("-1", "0.5", "1", "+Inf"), -1.0),  # first bound <= 0 is the answer
+    (-0.5, [10, 20, 30, 40], ("0.1", "0.5", "1", "+Inf"), -math.inf),
+    (1.5, [10, 20, 30, 40], ("0.1", "0.5", "1", "+Inf"), math.inf),
+])
+def test_histogram_quantile(q, counts, bounds, expected):
+    value = only(f"histogram_quantile({q}, h_bucket)", bucket_store(counts, bounds), 0)
+    assert value.labels == ()
+    if math.isnan(expected):
+        assert math.isnan(value.values[0])
+    else:
+        assert value.values[0] == pytest.approx(expected)
+
+
+def test_histogram_quantile_groups_by_the_labels_without_le_and_coalesces_equal_bounds():
+    store = bucket_store([10, 20, 30, 40], job="a")
+    store.stored += bucket_store([0, 40, 40, 40], job="b").stored
+    store.stored.append(series("h_bucket", [(0, 0.0)], le="0.50", job="b"))  # 0.5 again: counts add up
+    result = query_instant("histogram_quantile(0.5, h_bucket)", store, time_ms=0).series
+    values = {dict(s.labels)["job"]: s.values[0] for s in result}
+    assert values["a"] == pytest.approx(0.5)
+    assert values["b"] == pytest.approx(0.1 + 0.4 * 20 / 40)
+
+
+def test_count_values_and_absent():
+    store = Store(series("x", [(0, 1.0)], i="a"), series("x", [(0, 1.0)], i="b"), series("x", [(0, 2.5)], i="c"))
+    counted = {dict(s.labels)["v"]: s.values[0] for s in query_instant('count_values("v", x)', store,
+                                                                         time_ms=0).series}
+    assert counted == {"1": 2.0, "2.5": 1.0}
+    assert query_instant("absent(x)", store, time_ms=0).series == []
+    assert only('absent(y{job="a", i=~"b", k="v", k="w"})', store, 0).labels == labels(job="a")
+
+
+def test_instant_query_of_a_range_selector_answers_raw_samples():
+    store = Store(series("x", [(t, float(t)) for t in (0, 30_000, 60_000, 90_000)]))
+    result = query_instant("x[1m]", store, time_ms=90_000)
+    assert result.result_type == "matrix"
+    assert result.series[0].ts_ms.tolist() == [30_000, 60_000, 90_000]  # the window's start included
+    assert result.series[0].labels == labels(__name__="x")
+    assert query_instant('"text"', store, time_ms=5).string == (5, "text")
