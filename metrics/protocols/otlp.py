@@ -279,12 +279,12 @@ def _metric_convert(out: Converted, metric, resource: _Resource, limits: Limits)
                    "summary)")
         return
     data = getattr(metric, which)
+    if which in ("gauge", "sum"):
+        _numbers_add(points, which, data)
+        return
     for point in data.data_points:
         if point.flags & _NO_RECORDED_VALUE:
             out.dropped += 1
-            continue
-        if which in ("gauge", "sum"):
-            _number_add(points, point, which, data)
         elif which == "summary":
             _summary_add(points, point)
         else:
@@ -328,19 +328,24 @@ class _Points:
         ))
 
 
-def _number_add(points: _Points, point, which: str, data) -> None:
+def _numbers_add(points: _Points, which: str, data) -> None:
     # A monotonic sum is a counter; a delta sum's points are increases, added up on the way in
     # (services.points_ingest) so a delta counter reads as a cumulative one and an up-down delta
     # sum as its running value (a gauge); any other sum is a gauge as sent.
     delta = which == "sum" and data.aggregation_temporality == _DELTA
     counter = which == "sum" and data.is_monotonic and data.aggregation_temporality in (_CUMULATIVE, _DELTA)
-    number = point.WhichOneof("value")
-    if number is None:
-        points.refuse(point, "has no value (as_double or as_int)")
-        return
-    attributes = points.attributes(point)
-    if attributes is not None:
-        points.add(point, attributes, float(getattr(point, number)), "counter" if counter else "gauge", delta=delta)
+    kind = "counter" if counter else "gauge"
+    for point in data.data_points:
+        if point.flags & _NO_RECORDED_VALUE:
+            points.out.dropped += 1
+            continue
+        number = point.WhichOneof("value")
+        if number is None:
+            points.refuse(point, "has no value (as_double or as_int)")
+            continue
+        attributes = points.attributes(point)
+        if attributes is not None:
+            points.add(point, attributes, float(getattr(point, number)), kind, delta=delta)
 
 
 def _summary_add(points: _Points, point) -> None:
