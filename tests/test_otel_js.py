@@ -97,3 +97,12 @@ def _check_service(base: str, key: str, service: str, *, delta: bool) -> None:
         None: (route, [float(len(LATENCIES_MS) * times) for times in cumulative])}
     assert _values(base, key, service, "http.server.duration_sum") == {
         None: (route, [float(sum(LATENCIES_MS) * times) for times in cumulative])}
+
+    # The Prometheus API reads the buckets with the labels a PromQL histogram needs.
+    answer = _read(base, key, "/prometheus/api/v1/series", **{"match[]": f'{{__name__="http.server.duration_bucket",'
+                                                                         f'job="{service}"}}'})
+    assert answer["status"] == "success"
+    assert sorted(answer["data"], key=lambda labels: float(labels["le"])) == [
+        {"__name__": "http.server.duration_bucket", "job": service, "instance": "web-1",
+         "deployment_environment": "ci", "route": "/cart", "le": le}
+        for le in [*map(str, DEFAULT_BOUNDS), "+Inf"]]
