@@ -43,8 +43,12 @@ def time_ms(name: str, text: str | None, *, default: int | None = None) -> int:
     except ValueError:
         seconds = None
     if seconds is not None and math.isfinite(seconds):
-        whole, fraction = divmod(seconds, 1)  # Go: math.Modf, then the fraction rounded to ms
-        return int(whole) * 1000 + round(fraction * 1000)
+        # As Go: math.Modf, the fraction rounded (half away from zero) to ms, time.Unix, then ms.
+        whole = math.trunc(seconds)
+        fraction_ms = seconds - whole
+        fraction_ms = math.copysign(math.floor(abs(fraction_ms * 1000) + 0.5), fraction_ms)
+        nanos = math.trunc(fraction_ms / 1000 * 1e9)
+        return (int(whole) * 10**9 + nanos) // 10**6
     if text == _MIN_TIME_TEXT:
         return MIN_TIME_MS
     if text == _MAX_TIME_TEXT:
@@ -87,13 +91,15 @@ def duration_ms(name: str, text: str | None) -> int:
     raise _invalid(name, f"cannot parse {_quoted(text)} to a valid duration")
 
 
-def range_steps(*, start_ms: int, end_ms: int, step_ms: int) -> None:
-    """query_range's checks on its window, in Prometheus' words (all bad_data)."""
+def range_window(*, start_ms: int, end_ms: int) -> None:
     if end_ms < start_ms:
-        raise _invalid("end", "end timestamp must not be before start time")
+        raise BadData("end timestamp must not be before start time")
+
+
+def range_steps(*, start_ms: int, end_ms: int, step_ms: int) -> None:
+    """query_range's checks on its steps, in Prometheus' words (bad_data)."""
     if step_ms <= 0:
-        raise _invalid("step", "zero or negative query resolution step widths are not accepted. "
-                               "Try a positive integer")
+        raise BadData("zero or negative query resolution step widths are not accepted. Try a positive integer")
     if (end_ms - start_ms) // step_ms > MAX_POINTS_PER_SERIES:
         raise BadData("exceeded maximum resolution of 11,000 points per timeseries. "
                       "Try decreasing the query resolution (?step=XX)")

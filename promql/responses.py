@@ -3,17 +3,15 @@
 Success: {"status":"success","data":…} (+ "warnings"). Error: {"status":"error","errorType":T,"error":msg} with
 Prometheus' status for each type; client_golang reads the body of 400, 422 and 503 answers. Our own refusals
 (401, 403, 429) keep the same shape, with error types named for them. Sample values are strings formatted as Go's
-strconv.FormatFloat(v, 'f', -1, 64) (shortest round-trip, no exponent; "NaN", "+Inf", "-Inf"); times are
+strconv.FormatFloat(v, 'f', -1, 64) (engine/format.py: shortest round-trip, no exponent); times are
 seconds with up to three decimals."""
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import orjson
 from django.http import HttpResponse
 
 from promql.engine import Result
+from promql.engine.format import format_value  # the engine's, which count_values' labels use too
 
 # errorType -> HTTP status, as Prometheus answers (and, past its list, our own refusals).
 STATUS = {
@@ -53,18 +51,6 @@ def error(error: PrometheusError) -> HttpResponse:
     for name, value in error.headers.items():
         response[name] = value
     return response
-
-
-def format_value(value: float) -> str:
-    """Go's FormatFloat(value, 'f', -1, 64)."""
-    if value != value:
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    text = repr(value)
-    if "e" in text:  # repr's exponent form (|v| < 1e-4 or >= 1e16); Go writes every digit out
-        return np.format_float_positional(value, unique=True, trim="-")
-    return text[:-2] if text.endswith(".0") else text
 
 
 def format_time(ts_ms: int) -> int | float:

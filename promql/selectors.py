@@ -13,10 +13,12 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 from django.conf import settings
+from django.db import connection, transaction
 
 from metrics import selectors as metric_selectors
 from metrics import storage
-from promql.engine import ExecutionError, Matcher, Series, labels_match
+from promql import engine
+from promql.engine import BadData, ExecutionError, Matcher, Result, Series, labels_match
 from promql.labels import series_labels
 from promql.params import MAX_TIME_MS, MIN_TIME_MS
 from tenants.models import Tenant
@@ -128,6 +130,35 @@ def tenant_fetch(*, tenant: Tenant, max_points: int | None = None) -> Fetch:
         return stored + _virtual_series(tenant, matchers, low_ms, high_ms)
 
     return fetch
+
+
+def query_range(*, tenant: Tenant, text: str, start_ms: int, end_ms: int, step_ms: int,
+                timeout_ms: int | None = None) -> Result:
+    """A PromQL range query over the tenant's series (and the computed ones), at start + k*step up to end."""
+    return _evaluated(tenant, timeout_ms, lambda fetch: engine.query_range(
+        text, fetch, start_ms=start_ms, end_ms=end_ms, step_ms=step_ms, max_samples=max_samples()))
+
+
+def query_instant(*, tenant: Tenant, text: str, time_ms: int, timeout_ms: int | None = None) -> Result:
+    """A PromQL instant query over the tenant's series (and the computed ones) at time_ms."""
+    return _evaluated(tenant, timeout_ms, lambda fetch: engine.query_instant(
+        text, fetch, time_ms=time_ms, max_samples=max_samples()))
+
+
+def _evaluated(tenant: Tenant, timeout_ms: int | None, evaluate: Callable[[Fetch], Result]) -> Result:
+    # One transaction, so a query's `timeout` bounds each of its reads (SET LOCAL ends with it); never longer
+    # than the server's own statement_timeout. A read it cancels is answered 503 `timeout` (views.py).
+    with transaction.atomic():
+        if timeout_ms is not None:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT set_config('statement_timeout', LEAST(NULLIF((SELECT setting::bigint FROM pg_settings "
+                    "WHERE name = 'statement_timeout'), 0), %s)::text, true)", [max(int(timeout_ms), 1)])
+        try:
+            return evaluate(tenant_fetch(tenant=tenant))
+        except BadData as error:
+            # Prometheus words a query the engine refuses (parse, types, what is unsupported) so.
+            raise BadData(f'invalid parameter "query": {error}') from None
 
 
 def _stored_series(tenant: Tenant, matched, low_ms: int, high_ms: int, remaining: list[int]) -> list[Series]:

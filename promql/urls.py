@@ -5,6 +5,8 @@ from promql import views
 # Mounted at /prometheus/api/v1/ (cloudwatchdog/urls.py): Grafana and promtool are given /prometheus as the
 # server's address, as with Mimir, because our own /api/v1/ is another API.
 urlpatterns = [
+    path("query", views.QueryView.as_view(), name="prometheus-query"),
+    path("query_range", views.QueryRangeView.as_view(), name="prometheus-query-range"),
     path("labels", views.LabelsView.as_view(), name="prometheus-labels"),
     re_path(r"^label/(?P<name>[^/]+)/values$", views.LabelValuesView.as_view(), name="prometheus-label-values"),
     path("series", views.SeriesView.as_view(), name="prometheus-series"),

@@ -7,6 +7,8 @@ Grafana POST their queries. These views follow Prometheus' specification, not ou
 OpenAPI schema (the README says where they are documented)."""
 from __future__ import annotations
 
+import time
+
 from django.db import InterfaceError, OperationalError
 from drf_spectacular.utils import extend_schema
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -73,6 +75,32 @@ def _as_prometheus_error(exc, drf_answer) -> PrometheusError:
     detail = answer.data.get("detail") if isinstance(answer.data, dict) else None
     headers = {name: answer[name] for name in ("WWW-Authenticate", "Retry-After") if name in answer}
     return PrometheusError(responses.error_type_for(answer.status_code), str(detail or "request failed"), headers)
+
+
+class QueryView(_PrometheusView):
+    def answer(self, request):
+        time_ms = params.time_ms("time", self.param("time"), default=int(time.time() * 1000))
+        result = selectors.query_instant(tenant=request.user.tenant, text=self.param("query") or "", time_ms=time_ms,
+                                         timeout_ms=_timeout_ms(self))
+        return responses.success(responses.result_data(result), result.warnings)
+
+
+class QueryRangeView(_PrometheusView):
+    def answer(self, request):
+        # In Prometheus' order, so the first fault reported is the one it would report.
+        start_ms = params.time_ms("start", self.param("start"))
+        end_ms = params.time_ms("end", self.param("end"))
+        params.range_window(start_ms=start_ms, end_ms=end_ms)
+        step_ms = params.duration_ms("step", self.param("step"))
+        params.range_steps(start_ms=start_ms, end_ms=end_ms, step_ms=step_ms)
+        result = selectors.query_range(tenant=request.user.tenant, text=self.param("query") or "", start_ms=start_ms,
+                                       end_ms=end_ms, step_ms=step_ms, timeout_ms=_timeout_ms(self))
+        return responses.success(responses.result_data(result), result.warnings)
+
+
+def _timeout_ms(view: _PrometheusView) -> int | None:
+    text = view.param("timeout")
+    return params.duration_ms("timeout", text) if text else None
 
 
 class LabelsView(_PrometheusView):

@@ -315,3 +315,165 @@ def test_promtool_reads_labels_and_series_with_userinfo_credentials(live_server,
     printed = promtool_query("series", server, "--match", "http_requests_total",
                              "--start", start.isoformat(), "--end", (start + timedelta(minutes=2)).isoformat())
     assert len(printed.splitlines()) == 2
+
+
+# Samples every 15 s on whole minutes' grid, so a [1m] window at a whole-minute step holds a sample at each end
+# and rate() is the slope exactly: 2/s for code 200, 0.5/s for code 500; node_load1 is 3 + k/4 at sample k.
+BASE_MS = (int(time.time()) - 1200) // 60 * 60 * 1000
+SAMPLES = 41  # ten minutes
+
+
+def _stored_for_queries(client):
+    counters = [WRITTEN[0], WRITTEN[1]]
+    for labels, slope in zip(counters, (2.0, 0.5)):
+        remote_write(client, [labels], samples=[(BASE_MS + k * 15_000, slope * 15 * k) for k in range(SAMPLES)])
+    remote_write(client, [WRITTEN[2]], samples=[(BASE_MS + k * 15_000, 3 + k / 4) for k in range(SAMPLES)])
+
+
+def _query_range(client, query, start_ms, end_ms, step="60", method="GET", **extra):
+    form = {"query": query, "start": str(start_ms / 1000), "end": str(end_ms / 1000), "step": step, **extra}
+    if method == "GET":
+        return client.get(f"{API}/query_range", form)
+    from urllib.parse import urlencode
+    return client.client.generic("POST", f"{API}/query_range", urlencode(form),
+                                 content_type="application/x-www-form-urlencoded",
+                                 HTTP_AUTHORIZATION=f"Bearer {client.key}")
+
+
+@pytest.mark.django_db
+def test_query_range_answers_for_stored_series(make_tenant):
+    client = make_tenant("prom-q")
+    _stored_for_queries(client)
+    start, end = BASE_MS + 120_000, BASE_MS + 600_000
+    data = _ok(_query_range(client, "rate(http_requests_total[1m])", start, end))
+    assert data["resultType"] == "matrix"
+    by_code = {row["metric"]["code"]: row for row in data["result"]}
+    assert by_code["200"]["metric"] == {"code": "200", "instance": "10.0.0.1:9090", "job": "api", "method": "GET"}
+    assert by_code["200"]["values"] == [[(start + k * 60_000) // 1000, "2"] for k in range(9)]
+    assert {v for _, v in by_code["500"]["values"]} == {"0.5"}
+
+    data = _ok(_query_range(client, "sum by (job) (rate(http_requests_total[1m]))", start, end, step="2m"))
+    assert data["result"] == [{"metric": {"job": "api"}, "values": [[(start + k * 120_000) // 1000, "2.5"]
+                                                                     for k in range(5)]}]
+    # The lookback takes the newest sample at or before each step (up to 5 minutes old): here every step's own.
+    data = _ok(_query_range(client, "node_load1 * 2", BASE_MS, BASE_MS + 30_000, step="15s", method="POST"))
+    assert data["result"] == [{"metric": {"instance": "host-1:9100", "job": "node"},
+                               "values": [[BASE_MS // 1000, "6"], [BASE_MS // 1000 + 15, "6.5"],
+                                          [BASE_MS // 1000 + 30, "7"]]}]
+    # A scalar over a range is a matrix of one series without labels.
+    data = _ok(_query_range(client, "1+1", start, start + 60_000))
+    assert data["result"] == [{"metric": {}, "values": [[start // 1000, "2"], [start // 1000 + 60, "2"]]}]
+
+
+@pytest.mark.django_db
+def test_query_answers_each_result_type(make_tenant):
+    client = make_tenant("prom-qi")
+    _stored_for_queries(client)
+    at = (BASE_MS + 300_500) / 1000
+    data = _ok(client.get(f"{API}/query", {"query": "node_load1", "time": str(at)}))
+    assert data == {"resultType": "vector", "result": [
+        {"metric": {"__name__": "node_load1", "instance": "host-1:9100", "job": "node"}, "value": [at, "8"]}]}
+    data = _ok(client.get(f"{API}/query", {"query": 'http_requests_total{code="500"}[30s]', "time": str(at)}))
+    assert data["resultType"] == "matrix"
+    # The window [t - 30s, t] holds the samples at 285 s and 300 s (k = 19, 20), with their own times.
+    assert data["result"][0]["values"] == [[(BASE_MS + 285_000) // 1000, "142.5"], [(BASE_MS + 300_000) // 1000, "150"]]
+    assert _ok(client.get(f"{API}/query", {"query": "1+1", "time": "100"})) == {"resultType": "scalar",
+                                                                                "result": [100, "2"]}
+    assert _ok(client.get(f"{API}/query", {"query": '"hi"', "time": "100"})) == {"resultType": "string",
+                                                                                "result": [100, "hi"]}
+    reader = ApiClient(api_key_issue(tenant=client.tenant, scope="read").plaintext, client.tenant)
+    response = reader.client.generic("POST", f"{API}/query", f"query=node_load1&time={at}",
+                                     content_type="application/x-www-form-urlencoded",
+                                     HTTP_AUTHORIZATION=f"Bearer {reader.key}")
+    assert _ok(response)["result"][0]["value"] == [at, "8"]
+    # Without time, now: the samples are over five minutes old, so nothing is selected.
+    assert _ok(client.get(f"{API}/query", {"query": "node_load1"}))["result"] == []
+
+
+@pytest.mark.django_db
+def test_queries_never_see_another_tenants_series(make_tenant):
+    mine, theirs = make_tenant("prom-qa"), make_tenant("prom-qb")
+    _stored_for_queries(theirs)
+    remote_write(mine, [WRITTEN[2]], samples=[(BASE_MS, 1.0)])
+    at = str(BASE_MS / 1000)
+    assert _ok(mine.get(f"{API}/query", {"query": "node_load1", "time": at}))["result"][0]["value"][1] == "1"
+    for query in ("http_requests_total", '{__name__=~".+"}', "count(node_load1)", 'absent(http_requests_total)'):
+        text = json.dumps(_ok(mine.get(f"{API}/query", {"query": query, "time": at})))
+        assert "http_requests_total" not in text and "10.0.0.1" not in text
+    data = _ok(_query_range(mine, "count(node_load1)", BASE_MS, BASE_MS + 60_000))
+    assert {v for _, v in data["result"][0]["values"]} == {"1"}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("endpoint, params, status, error_type, words", [
+    ("query", {"query": "rate(x[5m]"}, 400, "bad_data", 'invalid parameter "query": '),
+    ("query", {"query": ""}, 400, "bad_data", 'invalid parameter "query"'),
+    ("query", {"query": "up", "time": "later"}, 400, "bad_data", 'invalid parameter "time"'),
+    ("query", {"query": "up", "timeout": "soon"}, 400, "bad_data", 'invalid parameter "timeout"'),
+    ("query_range", {"query": "up", "start": "1", "end": "0", "step": "1"}, 400, "bad_data",
+     "end timestamp must not be before start time"),
+    ("query_range", {"query": "up", "start": "0", "end": "1", "step": "0"}, 400, "bad_data",
+     "zero or negative query resolution step"),
+    ("query_range", {"query": "up", "start": "0", "end": "11001", "step": "1"}, 400, "bad_data",
+     "exceeded maximum resolution of 11,000 points"),
+    ("query_range", {"query": "up", "start": "0", "end": "1"}, 400, "bad_data", 'invalid parameter "step"'),
+    ("query_range", {"query": "up", "end": "1", "step": "1"}, 400, "bad_data", 'invalid parameter "start"'),
+    ("query_range", {"query": "up[5m]", "start": "0", "end": "1", "step": "1"}, 400, "bad_data",
+     'invalid expression type "range vector" for range query'),
+])
+def test_bad_queries_are_bad_data_in_the_envelope(make_tenant, endpoint, params, status, error_type, words):
+    client = make_tenant("prom-qbad")
+    _error(client.get(f"{API}/{endpoint}", params), status, error_type, words)
+
+
+@pytest.mark.django_db
+def test_a_query_reading_too_many_samples_is_an_execution_error(make_tenant, settings):
+    client = make_tenant("prom-qcap")
+    _stored_for_queries(client)
+    settings.CLOUDWATCHDOG = {**settings.CLOUDWATCHDOG, "PROMQL_MAX_SAMPLES": 60}
+    start, end = BASE_MS + 120_000, BASE_MS + 600_000
+    assert _ok(_query_range(client, "node_load1", start, end))["result"]  # 41 samples
+    _error(_query_range(client, "http_requests_total", start, end), 422, "execution",
+           "query processing would load too many samples into memory in query execution")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_query_timeout_is_honoured_as_prometheus_timeout(make_tenant):
+    import psycopg2
+
+    client = make_tenant("prom-qslow")
+    _stored_for_queries(client)
+    _ok(client.get(f"{API}/labels"))  # the key is cached now
+    params = connection.get_connection_params()
+    locker = psycopg2.connect(**{k: v for k, v in params.items() if k != "cursor_factory"})
+    try:
+        locker.cursor().execute("LOCK TABLE metrics_series IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        response = _query_range(client, "node_load1", BASE_MS, BASE_MS + 60_000, timeout="0.3")
+        _error(response, 503, "timeout", "query timed out in query execution")
+        assert time.monotonic() - started < 5 and response["Retry-After"] == "5"
+    finally:
+        locker.close()
+    # The timeout was the query's own: the next statement has the server's.
+    assert _ok(_query_range(client, "node_load1", BASE_MS, BASE_MS + 60_000))["result"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_promtool_queries_instant_and_range(live_server, make_tenant, prometheus_binaries):
+    _, promtool = prometheus_binaries
+    client = make_tenant("prom-tool-q")
+    _stored_for_queries(client)
+    reader = api_key_issue(tenant=client.tenant, scope="read").plaintext
+    server = live_server.url.replace("http://", f"http://{client.tenant.slug}:{reader}@") + "/prometheus"
+
+    def promtool_query(*args):
+        done = subprocess.run([promtool, "query", "-o", "json", *args], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    at = (BASE_MS + 300_000) / 1000
+    [sample] = promtool_query("instant", "--time", str(at), server, "node_load1")
+    assert sample["metric"]["job"] == "node" and sample["value"] == [at, "8"]
+    rows = promtool_query("range", "--start", str(at - 120), "--end", str(at), "--step", "1m", server,
+                          "sum(rate(http_requests_total[1m]))")
+    assert rows == [{"metric": {}, "values": [[at - 120, "2.5"], [at - 60, "2.5"], [at, "2.5"]]}]
