@@ -293,6 +293,10 @@ CLOUDWATCHDOG = {
     # The most points one PromQL query may read (all its selectors together); past it the query fails with
     # Prometheus' execution error. 16 bytes a point once read (about 160 MB at the default), more while reading.
     "PROMQL_MAX_SAMPLES": env.int("PROMQL_MAX_SAMPLES", default=10_000_000),
+    # A cwd_* band selector (promql/virtual.py) replays detection for each series it selects, from the UTC
+    # day before the window: at most this many series, each with at most this many points in the replay.
+    "PROMQL_BAND_MAX_SERIES": env.int("PROMQL_BAND_MAX_SERIES", default=50),
+    "PROMQL_BAND_MAX_POINTS": env.int("PROMQL_BAND_MAX_POINTS", default=20_000),
 }
 # The limits a tenant may override, and the most each may be: the string limits are the widths
 # of metrics_series' columns (metrics.models), which a larger override could not store.
