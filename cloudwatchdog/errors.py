@@ -89,22 +89,32 @@ def json_exception_handler(exc, context):
     return response
 
 
+# The Prometheus API (promql/) answers in Prometheus' envelope, errors raised before its views included.
+PROMETHEUS_PREFIX = "/prometheus/"
+
+
+def _answer(request, status: int, detail: str, error_type: str) -> JsonResponse:
+    if request.path.startswith(PROMETHEUS_PREFIX):
+        return JsonResponse({"status": "error", "errorType": error_type, "error": detail}, status=status)
+    return JsonResponse({"detail": detail}, status=status)
+
+
 def not_found_json(request, exception=None):
-    return JsonResponse({"detail": "Not found."}, status=404)
+    return _answer(request, 404, "Not found.", "not_found")
 
 
 def server_error_json(request):
     # Django calls this inside its `except` around the request, so the exception is at hand.
     unavailable = unavailable_body(sys.exc_info()[1])
     if unavailable is not None:
-        response = JsonResponse(unavailable, status=503)
+        response = _answer(request, 503, unavailable["detail"], "unavailable")
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
-    return JsonResponse({"detail": "Internal error; it has been logged."}, status=500)
+    return _answer(request, 500, "Internal error; it has been logged.", "internal")
 
 
 def bad_request_json(request, exception=None):
     if isinstance(exception, RequestDataTooBig):
-        return JsonResponse({"detail": "The request body is too large."}, status=413)
-    return JsonResponse({"detail": "Bad request."}, status=400)
+        return _answer(request, 413, "The request body is too large.", "payload_too_large")
+    return _answer(request, 400, "Bad request.", "bad_data")
 

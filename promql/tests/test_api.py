@@ -250,6 +250,10 @@ def test_refusals_keep_the_envelope_and_their_headers(make_tenant):
                                  HTTP_AUTHORIZATION=f"Bearer {client.key}"), 415, "unsupported_media_type")
     _error(client.client.generic("DELETE", f"{API}/labels", HTTP_AUTHORIZATION=f"Bearer {client.key}"),
            405, "method_not_allowed")
+    _error(client.get(f"{API}/no_such_endpoint"), 404, "not_found")
+    _error(client.client.generic("POST", f"{API}/query", "query=" + "a" * 3_000_000,
+                                 content_type="application/x-www-form-urlencoded",
+                                 HTTP_AUTHORIZATION=f"Bearer {client.key}"), 413, "payload_too_large")
     client.tenant.limits = {"REQUESTS_PER_MINUTE": 2}
     client.tenant.save()
     api_key_cache_clear()
@@ -285,9 +289,11 @@ def test_a_statement_timeout_is_timeout_and_a_database_down_unavailable(make_ten
     connection.settings_dict["OPTIONS"] = {**options, "host": "/nonexistent-postgres"}
     connection.settings_dict["HOST"] = "/nonexistent-postgres"
     try:
-        response = ApiClient(client.key, client.tenant, raise_request_exception=False).get(
-            f"{API}/labels")
-        _error(response, 503, "unavailable", "database")
+        fresh = ApiClient(client.key, client.tenant, raise_request_exception=False)
+        response = _error(fresh.get(f"{API}/labels"), 503, "unavailable", "database")
+        assert response["Retry-After"] == "5"
+        api_key_cache_clear()  # now the middleware's key lookup meets the outage, before any view
+        response = _error(fresh.get(f"{API}/query", {"query": "up"}), 503, "unavailable", "database")
         assert response["Retry-After"] == "5"
     finally:
         connection.close()
