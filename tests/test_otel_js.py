@@ -1,7 +1,8 @@
 """Acceptance (issue 25): the OpenTelemetry JavaScript SDK (from npm, on Debian's Node) exports a gauge, a
 counter and a histogram through both of its OTLP/HTTP exporters, JSON and protobuf, to the app under
 gunicorn (the SDK may send chunked bodies, which Django's own server cannot read); everything reads
-back through our API, every histogram bucket included, and delta temporality reads as cumulative."""
+back through our API, every histogram bucket included, delta temporality reads as cumulative, and the
+histogram's 0.9 quantile comes out of histogram_quantile through the Prometheus API."""
 import json
 import os
 import shutil
@@ -106,3 +107,22 @@ def _check_service(base: str, key: str, service: str, *, delta: bool) -> None:
         {"__name__": "http.server.duration_bucket", "job": service, "instance": "web-1",
          "deployment_environment": "ci", "route": "/cart", "le": le}
         for le in [*map(str, DEFAULT_BOUNDS), "+Inf"]]
+
+    # Percentiles through PromQL. Every round records the same latencies, so each bucket's cumulative
+    # counts are c, 2c (, 2c): rate() extrapolates them all by one factor, and the 0.9 quantile is that
+    # of one round: rank 9 of 10 falls in (250, 500], which holds 4 values above the 6 below it.
+    expected_p90 = 250 + (500 - 250) * (0.9 * len(LATENCIES_MS) - 6) / 4
+    assert expected_p90 == 437.5
+    buckets = f'{{__name__="http.server.duration_bucket",job="{service}"}}'
+    by_series = _query(base, key, f"histogram_quantile(0.9, rate({buckets}[1m]))")
+    assert by_series == [({"job": service, "instance": "web-1", "deployment_environment": "ci", "route": "/cart"},
+                          pytest.approx(expected_p90, rel=1e-9))]
+    summed = _query(base, key, f"histogram_quantile(0.9, sum by (le) (rate({buckets}[1m])))")
+    assert summed == [({}, pytest.approx(expected_p90, rel=1e-9))]
+
+
+def _query(base: str, key: str, expression: str) -> list[tuple[dict, float]]:
+    """(labels, value) of each series of an instant query at now, through the Prometheus API."""
+    answer = _read(base, key, "/prometheus/api/v1/query", query=expression)
+    assert (answer["status"], answer["data"]["resultType"]) == ("success", "vector"), answer
+    return [(item["metric"], float(item["value"][1])) for item in answer["data"]["result"]]
