@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 
 import promql_parser as pp
 
-from promql.engine import plan
+from promql.engine import plan, semantics
 from promql.engine.functions import SUPPORTED_FUNCTIONS
 from promql.engine.values import BadData, Matcher
 
@@ -47,8 +47,16 @@ def compile_node(node):
     if isinstance(node, pp.BinaryExpr):
         return _binary(node)
     if isinstance(node, pp.SubqueryExpr):
-        raise BadData(f"subqueries are not supported: {node}")
+        return _subquery(node)
     raise BadData(f"{type(node).__name__} is not supported")
+
+
+def _subquery(node):
+    if node.at is not None:
+        raise BadData(f"@ on a subquery is not supported: {node}")
+    step_ms = _ms(node.step) or semantics.DEFAULT_EVALUATION_INTERVAL_MS
+    return plan.Subquery(compile_node(node.expr), _ms(node.range), step_ms, offset_ms=_ms(node.offset),
+                         text=str(node))
 
 
 def _selector(node, range_ms):

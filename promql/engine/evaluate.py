@@ -6,7 +6,7 @@ import numpy as np
 from promql.engine import aggregate, binary, functions, histogram, labelfunctions, select, semantics
 from promql.engine.arrays import Scalars, Steps, Windows, drop_names
 from promql.engine.compile import parse
-from promql.engine.plan import SET_OPERATORS, Aggregate, Binary, Call, Negate, Num, Select, Str
+from promql.engine.plan import SET_OPERATORS, Aggregate, Binary, Call, Negate, Num, Select, Str, Subquery
 from promql.engine.values import LOOKBACK_MS, BadData, Result, Series
 
 _TYPE_NAMES = {"matrix": "range vector", "string": "string", "vector": "instant vector", "scalar": "scalar"}
@@ -20,12 +20,17 @@ class Context:
     end_ms: int
     lookback_ms: int
     max_samples: int
-    loaded: int = 0
+    loaded: list = field(default_factory=lambda: [0])  # shared with the subqueries' contexts
     fetched: dict = field(default_factory=dict)
 
     def count_samples(self, count: int) -> None:
-        self.loaded += count
-        select.check_limit(self.loaded, self.max_samples)
+        self.loaded[0] += count
+        select.check_limit(self.loaded[0], self.max_samples)
+
+    def at_steps(self, steps: np.ndarray) -> "Context":
+        """The same query evaluated at other steps (a subquery's): @ start()/end() still mean the query's."""
+        return Context(self.fetch, steps, self.start_ms, self.end_ms, self.lookback_ms, self.max_samples,
+                       self.loaded, self.fetched)
 
     def check_cells(self, cells: int) -> None:
         select.check_limit(cells, self.max_samples)
@@ -90,6 +95,8 @@ def evaluate(node, ctx: Context):
         return node.value
     if isinstance(node, Select):
         return select.instant(ctx, node) if node.range_ms is None else select.windows(ctx, node)
+    if isinstance(node, Subquery):
+        return _subquery(node, ctx)
     if isinstance(node, Negate):
         inner = evaluate(node.expr, ctx)
         if isinstance(inner, Scalars):
@@ -159,12 +166,23 @@ def _timestamp(vector: Steps, ctx: Context) -> Steps:
     return drop_names(Steps(vector.labels, times / 1000.0, vector.present))
 
 
+def _subquery(node: Subquery, ctx: Context) -> Windows:
+    inner_steps = select.subquery_steps(ctx, node)
+    if len(inner_steps) == 0:
+        inner = Steps([], np.zeros((0, 0)), np.zeros((0, 0), dtype=bool))
+    else:
+        inner = evaluate(node.expr, ctx.at_steps(inner_steps))
+        if isinstance(inner, Scalars):
+            inner = Steps([()], inner.values[None, :], np.ones((1, len(inner_steps)), dtype=bool))
+    return select.subquery_windows(ctx, node, inner, inner_steps)
+
+
 def _range_call(node: Call, ctx: Context):
     name = node.name
-    matrix_arg = next(arg for arg in node.args if isinstance(arg, Select) and arg.range_ms is not None)
-    win = select.windows(ctx, matrix_arg)
+    matrix_arg = next(arg for arg in node.args if arg.kind == "matrix")
+    win = evaluate(matrix_arg, ctx)
     if name == "absent_over_time":
-        labels = functions.absent_labels(matrix_arg)
+        labels = functions.absent_labels(matrix_arg) if isinstance(matrix_arg, Select) else ()
         missing = ~(win.hi > win.lo).any(axis=0) if len(win.raw.labels) else np.ones(len(ctx.steps), bool)
         return Steps([labels], np.ones((1, len(ctx.steps))), missing[None, :])
     scalar_args = [evaluate(arg, ctx) for arg in node.args if arg is not matrix_arg]

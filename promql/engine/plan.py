@@ -41,6 +41,17 @@ class Select:
 
 
 @dataclass(frozen=True)
+class Subquery:
+    """expr[range:step] offset d: expr evaluated every step_ms on the absolute step grid, read as a range vector."""
+    expr: object
+    range_ms: int
+    step_ms: int
+    offset_ms: int = 0
+    text: str = ""
+    kind: Kind = "matrix"
+
+
+@dataclass(frozen=True)
 class Call:
     name: str
     args: tuple

@@ -101,12 +101,38 @@ def windows(ctx, select) -> Windows:
     if stale.any():
         kept = np.cumsum(np.concatenate([[0], ~stale]), dtype=np.int64)
         raw = Raw(raw.labels, kept[raw.offsets], raw.ts[~stale], raw.values[~stale])
+    # With @ the expression is step-invariant: 2.42 evaluates it once, at the evaluator's first step.
+    evaluated = ctx.steps if select.at is None else np.full(len(refs), ctx.steps[0], dtype=np.int64)
+    return windows_over(ctx, raw, low, refs, select.range_ms, evaluated)
+
+
+def windows_over(ctx, raw: Raw, low: int, refs: np.ndarray, range_ms: int, evaluated: np.ndarray) -> Windows:
     ctx.check_cells(len(raw.labels) * len(refs))
     side = "left" if semantics.RANGE_LOWER_BOUND_INCLUSIVE else "right"
-    lo = _search(raw, low, refs - select.range_ms, side)
+    lo = _search(raw, low, refs - range_ms, side)
     hi = _search(raw, low, refs, "right")
-    evaluated = ctx.steps if select.at is None else np.full(len(refs), ctx.start_ms, dtype=np.int64)
-    return Windows(raw, lo, hi, refs, select.range_ms, evaluated)
+    return Windows(raw, lo, hi, refs, range_ms, evaluated)
+
+
+def subquery_steps(ctx, subquery) -> np.ndarray:
+    """The inner steps: multiples of the subquery's step from the first at or after start - offset - range,
+    to end - offset (Prometheus aligns them to the epoch, not to the query)."""
+    first = int(ctx.steps[0]) - subquery.offset_ms - subquery.range_ms
+    aligned = -(-first // subquery.step_ms) * subquery.step_ms
+    return np.arange(aligned, int(ctx.steps[-1]) - subquery.offset_ms + 1, subquery.step_ms, dtype=np.int64)
+
+
+def subquery_windows(ctx, subquery, inner: Steps, inner_steps: np.ndarray) -> Windows:
+    """A subquery's result as a range vector: each inner series' points, windowed like a range selector's."""
+    rows = [i for i in range(inner.n) if inner.present[i].any()]
+    present = inner.present[rows]
+    lengths = present.sum(axis=1)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    ts = np.broadcast_to(inner_steps, present.shape)[present]
+    raw = Raw([inner.labels[i] for i in rows], offsets, ts, inner.values[rows][present])
+    refs = ctx.steps - subquery.offset_ms
+    low = min(int(inner_steps[0]) if len(inner_steps) else int(refs[0]), int(refs[0]) - subquery.range_ms)
+    return windows_over(ctx, raw, low, refs, subquery.range_ms, ctx.steps)
 
 
 def check_limit(count: int, limit: int) -> None:

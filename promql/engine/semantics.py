@@ -17,3 +17,5 @@ MAX_RESOLUTION_POINTS = 11_000
 FUNCTIONS_KEEPING_NAME = frozenset({"last_over_time", "sort", "sort_desc", "label_replace", "label_join"})
 # The operators whose result drops the metric name [2.x]: atan2 keeps it in 2.42 (3.x drops it too).
 OPERATORS_DROPPING_NAME = frozenset({"+", "-", "*", "/", "%", "^"})
+# A subquery without a step (x[1h:]) steps at Prometheus' global evaluation_interval, 1 minute by default.
+DEFAULT_EVALUATION_INTERVAL_MS = 60_000

@@ -191,7 +191,7 @@ def test_scalar_results_and_range_of_a_scalar():
 # --- refusals ------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("text, named", [
-    ("rate(x[5m:1m])", "subqueries"),
+    ("rate(x[5m:1m] @ 100)", "@ on a subquery"),
     ("sort_by_label(x)", "sort_by_label"),
     ("x + on(a) group_left fill(0) y", "fill"),
     ('x{a="1" or b="2"}', "'or'"),
@@ -385,3 +385,16 @@ def test_instant_query_of_a_range_selector_answers_raw_samples():
     assert result.series[0].ts_ms.tolist() == [30_000, 60_000, 90_000]  # the window's start included
     assert result.series[0].labels == labels(__name__="x")
     assert query_instant('"text"', store, time_ms=5).string == (5, "text")
+
+
+def test_a_subquery_steps_on_the_epoch_grid_and_its_windows_close_at_both_ends():
+    store = Store(series("x", [(t * 1000, float(t)) for t in range(0, 601, 10)]))
+    # At 590 s, x[2m:1m] evaluates x at 480, 540 (multiples of 60 s from 470 s on): the window [470, 590].
+    result = query_instant("x[2m:1m]", store, time_ms=590_000)
+    assert result.result_type == "matrix"
+    assert result.series[0].ts_ms.tolist() == [480_000, 540_000]
+    assert result.series[0].values.tolist() == [480.0, 540.0]
+    # At 600 s the window [480, 600] holds 480, 540 and 600: both ends are inside (2.x).
+    assert only("count_over_time(x[2m:1m])", store, 600).values[0] == 3.0
+    assert only("max_over_time(x[10m:1m] offset 1m)", store, 600).values[0] == 540.0
+    assert only("sum_over_time(vector(time())[2m:1m])", store, 600).values[0] == 480.0 + 540.0 + 600.0
