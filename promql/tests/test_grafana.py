@@ -127,3 +127,30 @@ def test_the_dashboards_variables_list_the_metric_and_its_instances(grafana):
         values = response.json()["data"]
         assert (VARIABLES["$metric"] if name == "__name__" else VARIABLES["$instance"]) in values
     assert values == ["host-1:9100", "host-2:9100"]
+
+
+def test_a_series_compared_with_its_band_through_the_api(grafana, make_tenant, settings):
+    owner, headers = grafana
+    window = {"start": START_MS / 1000, "end": END_MS / 1000, "step": "60"}
+    [upper] = _post(owner, headers, "query_range", {"query": 'cwd_band_upper{cwd_metric="node_load1", '
+                                                              'instance="host-2:9100"}', **window})["result"]
+    assert upper["metric"] == {"__name__": "cwd_band_upper", "cwd_metric": "node_load1", "job": "node",
+                               "instance": "host-2:9100"}
+    band_at = {t: float(v) for t, v in upper["values"]}
+    [stored] = _post(owner, headers, "query_range", {"query": 'node_load1{instance="host-2:9100"}', **window})["result"]
+    above = {t: v for t, v in stored["values"] if t in band_at and float(v) > band_at[t]}
+    assert len(above) >= 3  # the spikes, at least
+    # The band has cwd_metric besides the series' labels: one-to-one matching must ignore it.
+    [compared] = _post(owner, headers, "query_range", {
+        "query": 'node_load1{instance="host-2:9100"} > ignoring(cwd_metric) cwd_band_upper', **window})["result"]
+    assert dict(compared["values"]) == above
+    assert _post(owner, headers, "query_range", {"query": "node_load1 > cwd_band_upper", **window})["result"] == []
+    # Another tenant reads none of it.
+    outsider = make_tenant()
+    assert outsider.get(f"{API}/query_range", {"query": "cwd_band_upper", **window}).json()["data"]["result"] == []
+    # Past the cap, Prometheus' bad_data naming it.
+    settings.CLOUDWATCHDOG = {**settings.CLOUDWATCHDOG, "PROMQL_BAND_MAX_SERIES": 1}
+    response = owner.client.generic("POST", f"{API}/query_range", urlencode({"query": "cwd_band_upper", **window}),
+                                    content_type="application/x-www-form-urlencoded", **headers)
+    assert response.status_code == 400
+    assert response.json()["errorType"] == "bad_data" and "PROMQL_BAND_MAX_SERIES" in response.json()["error"]
