@@ -1,5 +1,7 @@
 """Binary operators: scalar/scalar, vector/scalar, and vector/vector with one-to-one or group_left/right
 matching on()/ignoring(), and the set operators and/or/unless (many-to-many)."""
+import json
+
 import numpy as np
 
 from promql.engine import semantics
@@ -123,7 +125,8 @@ def _unique_partner(node, one: Steps, ids, count: int, k: int) -> np.ndarray:
     np.add.at(seen, (ids[rows], columns), 1)
     if (seen > 1).any():
         group, step = np.argwhere(seen > 1)[0]
-        twins = [one.labels[r] for r in rows[(ids[rows] == group) & (columns == step)][:2]]
+        # Prometheus names the later row first: the one whose insertion found the other.
+        twins = [one.labels[r] for r in rows[(ids[rows] == group) & (columns == step)][:2]][::-1]
         side = "left" if node.group == "right" else "right"
         raise ExecutionError(
             f"found duplicate series for the match group {_text(signature(twins[0], node.on, node.labels))} on the {side} "
@@ -135,7 +138,8 @@ def _unique_partner(node, one: Steps, ids, count: int, k: int) -> np.ndarray:
 
 
 def _text(labels) -> str:
-    return "{" + ", ".join(f'{name}="{value}"' for name, value in labels) + "}"
+    """Labels as Prometheus prints them in messages: {a="1", b="2"}, values quoted as Go quotes them."""
+    return "{" + ", ".join(f"{name}={json.dumps(value, ensure_ascii=False)}" for name, value in labels) + "}"
 
 
 def _at_most_one(keep: np.ndarray, ids: np.ndarray, count: int, message: str) -> None:
