@@ -7,6 +7,7 @@ strconv.FormatFloat(v, 'f', -1, 64) (engine/format.py: shortest round-trip, no e
 seconds with up to three decimals."""
 from __future__ import annotations
 
+import numpy as np
 import orjson
 from django.http import HttpResponse
 
@@ -58,6 +59,24 @@ def format_time(ts_ms: int) -> int | float:
     return ts_ms // 1000 if ts_ms % 1000 == 0 else ts_ms / 1000
 
 
+def format_values(values: np.ndarray) -> list[str]:
+    """format_value of every value, at the cost of one repr each: a range query may answer millions."""
+    texts = [text[:-2] if text.endswith(".0") else text for text in map(repr, values.tolist())]
+    magnitude = np.abs(values)
+    with np.errstate(invalid="ignore"):
+        # repr's exponent form and the non-finite: written out one by one, as Go writes them.
+        special = ~np.isfinite(values) | (magnitude >= 1e16) | ((magnitude < 1e-4) & (magnitude > 0))
+    for index in np.flatnonzero(special).tolist():
+        texts[index] = format_value(values[index])
+    return texts
+
+
+def format_times(ts_ms: np.ndarray) -> list:
+    if not (ts_ms % 1000).any():
+        return (ts_ms // 1000).tolist()
+    return [format_time(t) for t in ts_ms.tolist()]
+
+
 def result_data(result: Result) -> dict:
     """A query's `data`: resultType and result, in the shape of each type."""
     if result.result_type == "scalar":
@@ -72,5 +91,5 @@ def result_data(result: Result) -> dict:
         return {"resultType": "vector", "result": rows}
     return {"resultType": "matrix", "result": [
         {"metric": dict(s.labels),
-         "values": [[format_time(t), format_value(v)] for t, v in zip(s.ts_ms.tolist(), s.values.tolist())]}
+         "values": list(zip(format_times(s.ts_ms), format_values(s.values)))}
         for s in result.series]}

@@ -2,6 +2,7 @@
 import math
 
 import numpy as np
+import orjson
 import pytest
 
 from promql import params
@@ -73,10 +74,19 @@ def test_result_shapes_and_times():
     assert (format_time(1_700_000_000_000), format_time(1_700_000_000_120)) == (1_700_000_000, 1_700_000_000.12)
     series = Series(labels=(("__name__", "up"), ("job", "a")), ts_ms=np.array([1000, 2500]),
                     values=np.array([1.0, np.nan]))
-    assert result_data(Result("matrix", series=[series])) == {"resultType": "matrix", "result": [
+    # As JSON: a matrix's points are tuples until serialised (cheaper to build by the million).
+    assert orjson.loads(orjson.dumps(result_data(Result("matrix", series=[series])))) == {"resultType": "matrix", "result": [
         {"metric": {"__name__": "up", "job": "a"}, "values": [[1, "1"], [2.5, "NaN"]]}]}
     instant = Series(labels=(), ts_ms=np.array([2000]), values=np.array([0.25]))
     assert result_data(Result("vector", series=[instant])) == {"resultType": "vector", "result": [
         {"metric": {}, "value": [2, "0.25"]}]}
     assert result_data(Result("scalar", scalar=(3000, 2.0))) == {"resultType": "scalar", "result": [3, "2"]}
     assert result_data(Result("string", string=(3000, "hi"))) == {"resultType": "string", "result": [3, "hi"]}
+
+
+def test_values_formatted_in_bulk_read_as_one_by_one():
+    rng = np.random.default_rng(7)
+    values = np.concatenate([rng.random(20_000) * 10.0 ** rng.integers(-30, 30, 20_000),
+                             [0.0, -0.0, np.nan, np.inf, -np.inf, 1e16, 1e-4, 9.999e-5, 5.0, -3.0, 1e15, -2e-7]])
+    from promql.responses import format_values
+    assert format_values(values) == [format_value(v) for v in values]
