@@ -196,6 +196,7 @@ class _Batch:
     series_ids: list[int | None] = field(default_factory=list)
     identity_errors: dict[tuple, dict] = field(default_factory=dict)
     timestamps: list[int | str] = field(default_factory=list)
+    usable: list[bool] | None = None  # whose time and value passed (None: all); only these may create a series
 
     def reject(self, position: int, errors: dict) -> None:
         self.errors_by_index.setdefault(self.indices[position], {}).update(errors)
@@ -222,8 +223,11 @@ def points_ingest(*, tenant: Tenant, events: list, now: datetime | None = None,
         batch = _Batch([typed[i] for i in indices], indices, errors_by_index)
     else:
         batch = _Batch(typed, range(len(typed)), errors_by_index)
+    # Times and values first: a refused point must not create a series (which counts toward the limit).
+    _timestamps_check(batch=batch, checker=checker)
+    _values_check(batch=batch)
     _series_ids_find(tenant=tenant, batch=batch, checker=checker)
-    _timestamps_check(batch=batch, checker=checker, now_us=now_us, max_new_partitions=limits.max_new_partitions)
+    _partitions_ensure(batch=batch, now_us=now_us, max_new_partitions=limits.max_new_partitions)
     if deltas:
         _deltas_accumulate(tenant=tenant, batch=batch, deltas=set(deltas))
     rows, duplicates = _rows_of(batch)
@@ -270,43 +274,77 @@ def ingest_figures() -> list:
 
 
 def _series_ids_find(*, tenant: Tenant, batch: _Batch, checker: EventChecker) -> None:
-    """Each event's series id (None where its identity is refused, with the reason in identity_errors)."""
+    """Each event's series id: None where its identity is refused (the reason in identity_errors), or where
+    it is new and the event is refused already (by its time or value), which creates no series but is still
+    told what is wrong with its identity."""
     entries = series_cache.for_tenant(tenant.id)
     identities = [(e.service, e.resource_id, e.metric_name, bytes(e.tags)) for e in batch.events]
     cached = entries.get
     series_ids = [cached(identity) for identity in identities]
     if None in series_ids:
-        new = {identity: batch.events[k] for k, identity in enumerate(identities) if series_ids[k] is None}
+        usable = batch.usable
+        new, judged_only = {}, {}
+        for k, identity in enumerate(identities):
+            if series_ids[k] is None:
+                (new if usable is None or usable[k] else judged_only)[identity] = batch.events[k]
         resolved: dict[tuple, int] = {}
-        batch.identity_errors = _series_resolve(tenant=tenant, new=new, checker=checker, resolved=resolved)
+        errors = _series_resolve(tenant=tenant, new=new, checker=checker, resolved=resolved)
+        for identity, event in judged_only.items():
+            if identity not in new and (problems := checker.identity(event)[0]):
+                errors[identity] = problems
+        batch.identity_errors = errors
         series_ids = [sid if sid is not None else resolved.get(identities[k]) for k, sid in enumerate(series_ids)]
         for k, sid in enumerate(series_ids):
-            if sid is None:
-                batch.reject(k, batch.identity_errors[identities[k]])
+            if sid is None and identities[k] in errors:
+                batch.reject(k, errors[identities[k]])
     batch.series_ids = series_ids
 
 
-def _timestamps_check(*, batch: _Batch, checker: EventChecker, now_us: int, max_new_partitions: int) -> None:
-    """Each event's time in µs, or the reason it is refused; creates the partitions the good ones need."""
+def _timestamps_check(*, batch: _Batch, checker: EventChecker) -> None:
+    """Each event's time in µs, or the reason it is refused."""
     texts = [e.timestamp for e in batch.events]
     parsed = {text: checker.timestamp(text) for text in set(texts)}
-    if None in batch.series_ids:
-        wanted = {parsed[texts[k]] for k, sid in enumerate(batch.series_ids) if sid is not None}
-    else:
-        wanted = set(parsed.values())
-    wanted_us = np.fromiter((ts for ts in wanted if ts.__class__ is int), np.int64)
-    if len(wanted_us):
-        covered, _ = storage.partitions_ensure(ts_us=wanted_us, now_us=now_us, max_new=max_new_partitions)
-        if not covered.all():
-            refused = set(wanted_us[~covered].tolist())
-            reason = (f"needs a new partition, and this request already creates {max_new_partitions}, the limit "
-                      "per request (MAX_NEW_PARTITIONS_PER_REQUEST); send it again in a later request")
-            parsed = {text: reason if ts in refused else ts for text, ts in parsed.items()}
     batch.timestamps = [parsed[text] for text in texts]
     if any(ts.__class__ is str for ts in parsed.values()):
         for k, ts in enumerate(batch.timestamps):
             if ts.__class__ is str:
                 batch.reject(k, {"timestamp": [ts]})
+
+
+def _values_check(*, batch: _Batch) -> None:
+    """Refuses the values storage cannot hold, and notes which events are still usable (batch.usable)."""
+    values = np.fromiter((e.value for e in batch.events), np.float64, len(batch.events))
+    # NaN fails the comparison too; the typed decoder already refused non-finite numbers.
+    value_ok = np.abs(values) <= MAX_ABS_VALUE
+    for k in np.flatnonzero(~value_ok).tolist():
+        batch.reject(k, {"value": [value_error(batch.events[k].value)]})
+    times_ok = [ts.__class__ is int for ts in batch.timestamps]
+    if not value_ok.all() or not all(times_ok):
+        batch.usable = (value_ok & np.array(times_ok, bool)).tolist()
+
+
+def _partitions_ensure(*, batch: _Batch, now_us: int, max_new_partitions: int) -> None:
+    """Creates the partitions the usable events with a series need; past the request's limit of new ones, an
+    event is refused (its series exists already: sent again, it is stored)."""
+    usable = batch.usable
+    if None in batch.series_ids or usable is not None:
+        wanted = {batch.timestamps[k] for k, sid in enumerate(batch.series_ids)
+                  if sid is not None and (usable is None or usable[k])}
+    else:
+        wanted = set(batch.timestamps)
+    wanted_us = np.fromiter((ts for ts in wanted if ts.__class__ is int), np.int64)
+    if not len(wanted_us):
+        return
+    covered, _ = storage.partitions_ensure(ts_us=wanted_us, now_us=now_us, max_new=max_new_partitions)
+    if covered.all():
+        return
+    refused = set(wanted_us[~covered].tolist())
+    reason = (f"needs a new partition, and this request already creates {max_new_partitions}, the limit "
+              "per request (MAX_NEW_PARTITIONS_PER_REQUEST); send it again in a later request")
+    for k, ts in enumerate(batch.timestamps):
+        if ts in refused:
+            batch.timestamps[k] = reason
+            batch.reject(k, {"timestamp": [reason]})
 
 
 def _deltas_accumulate(*, tenant: Tenant, batch: _Batch, deltas: set[int]) -> None:

@@ -220,3 +220,21 @@ def test_a_batch_larger_than_the_burst_is_413_naming_it_not_429_for_ever(owner):
         assert response.status_code == 413, response.content
         assert "more than this tenant's burst of 2 (POINTS_BURST)" in response.json()["detail"]
     assert owner.ingest([event(1.0, "2025-01-01T00:00:00Z"), event(2.0, "2025-01-01T00:01:00Z")]).status_code == 202
+
+
+def test_refused_points_create_no_series(owner):
+    owner.tenant.max_point_age_days = 30
+    owner.tenant.save()
+    now = datetime.now(timezone.utc)
+    response = owner.ingest([
+        event(1.0, now - timedelta(days=40), resource_id="too-old"),
+        event(1.0, now + timedelta(days=1), resource_id="in-the-future"),
+        event(1e300, now, resource_id="too-large"),
+        event(1.0, "yesterday", resource_id="no-time", service=" "),
+        event(2.0, now, resource_id="kept"),
+    ])
+    assert response.status_code == 202 and response.json()["accepted"] == 1
+    rejected = {item["index"]: item["errors"] for item in response.json()["rejected"]}
+    assert set(rejected) == {0, 1, 2, 3}
+    assert {"timestamp", "service"} <= set(rejected[3])  # a new identity is still judged
+    assert [s["resource_id"] for s in owner.get("/api/v1/series").json()["results"]] == ["kept"]

@@ -237,3 +237,12 @@ def test_otlp_v1_metrics_is_an_alias_documented_once(make_tenant):
     assert [s["metric_name"] for s in client.get("/api/v1/series").json()["results"]] == ["queue.depth"]
     paths = SchemaGenerator().get_schema(request=None, public=True)["paths"]
     assert "/v1/metrics" in paths and "/otlp/v1/metrics" not in paths
+
+
+@pytest.mark.django_db
+def test_refused_points_create_no_series(make_tenant):
+    client = make_tenant("otlp-refused")
+    body = _json_request([1.0], now_ns=time.time_ns() + 86_400 * 10**9)  # a day in the future
+    response = client.post("/v1/metrics", body)
+    assert response.status_code == 200 and response.json()["partialSuccess"]["rejectedDataPoints"] == "1"
+    assert client.get("/api/v1/series").json()["results"] == []

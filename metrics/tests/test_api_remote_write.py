@@ -297,3 +297,18 @@ def test_the_readmes_prometheus_config_is_valid_and_retries_a_429(prometheus_bin
     check = subprocess.run([promtool, "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True,
                            text=True, timeout=60)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+@pytest.mark.django_db
+def test_refused_samples_create_no_series(make_tenant):
+    client = make_tenant("rw-refused")
+    client.tenant.max_point_age_days = 1
+    client.tenant.save()
+    now_ms = int(time.time() * 1000) - 1000
+    request = WriteRequest()
+    _series(request, "node_load1", [(now_ms - 3 * 86_400_000, 0.5)])  # older than the tenant accepts
+    _series(request, "node_load5", [(now_ms, float("inf"))])
+    _series(request, "node_load15", [(now_ms, 0.5)])
+    response = _write(client, request, **_basic("rw-refused", client.key))
+    assert response.status_code == 400 and response.content.decode().startswith("2 of 3 samples refused")
+    assert [s["metric_name"] for s in client.get("/api/v1/series").json()["results"]] == ["node_load15"]
