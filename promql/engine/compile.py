@@ -12,6 +12,9 @@ _MATCH_OPS = ((pp.MatchOp.Equal, "="), (pp.MatchOp.NotEqual, "!="), (pp.MatchOp.
 _AGGREGATIONS = frozenset({"sum", "avg", "min", "max", "count", "group", "stddev", "stdvar", "topk", "bottomk",
                            "quantile", "count_values"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# Prometheus 2.x's holt_winters (3.x renamed it double_exponential_smoothing); the parser knows only the 3.x name.
+pp.register_extra_functions([pp.Function("holt_winters", [pp.ValueType.Matrix, pp.ValueType.Scalar,
+                                                          pp.ValueType.Scalar], pp.ValueType.Vector)])
 
 
 def parse(text: str):

@@ -185,8 +185,7 @@ def _range_call(node: Call, ctx: Context):
         labels = functions.absent_labels(matrix_arg) if isinstance(matrix_arg, Select) else ()
         missing = ~(win.hi > win.lo).any(axis=0) if len(win.raw.labels) else np.ones(len(ctx.steps), bool)
         return Steps([labels], np.ones((1, len(ctx.steps))), missing[None, :])
-    scalar_args = [evaluate(arg, ctx) for arg in node.args if arg is not matrix_arg]
-    scalar = scalar_args[0].values if scalar_args else None
-    return functions.range_function(name, win, scalar)
+    scalars = [evaluate(arg, ctx).values for arg in node.args if arg is not matrix_arg]
+    return functions.range_function(name, win, scalars)
 
 

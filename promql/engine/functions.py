@@ -9,7 +9,8 @@ RATES = {"rate": dict(counter=True, per_second=True), "increase": dict(counter=T
          "delta": dict(counter=False, per_second=False)}
 OVER_TIME = frozenset({"count_over_time", "present_over_time", "sum_over_time", "avg_over_time",
                        "min_over_time", "max_over_time", "last_over_time"})
-GATHERED = frozenset({"stddev_over_time", "stdvar_over_time", "quantile_over_time", "deriv", "predict_linear"})
+GATHERED = frozenset({"stddev_over_time", "stdvar_over_time", "quantile_over_time", "deriv", "predict_linear",
+                      "holt_winters"})
 RANGE_FUNCTIONS = RATES.keys() | OVER_TIME | GATHERED | {"irate", "idelta", "changes", "resets",
                                                          "absent_over_time"}
 
@@ -27,7 +28,7 @@ OTHERS = frozenset({"time", "pi", "timestamp", "vector", "scalar", "absent", "so
 SUPPORTED_FUNCTIONS = RANGE_FUNCTIONS | MATH.keys() | CLAMPS | CALENDAR | OTHERS
 
 
-def range_function(name: str, win, scalar: np.ndarray | None) -> Steps:
+def range_function(name: str, win, scalars: list[np.ndarray]) -> Steps:
     """A function of a range vector: one value per (series, step) that has enough samples."""
     if name in RATES:
         values, present = rangefunctions.extrapolated(win, **RATES[name])
@@ -40,7 +41,7 @@ def range_function(name: str, win, scalar: np.ndarray | None) -> Steps:
     elif name in OVER_TIME:
         values, present = rangefunctions.over_time(name, win)
     else:
-        values, present = rangefunctions.gathered(name, win, scalar)
+        values, present = rangefunctions.gathered(name, win, scalars)
     steps = Steps(win.raw.labels, values, present)
     if name == "last_over_time":
         return steps

@@ -4,6 +4,7 @@ import numpy as np
 
 from promql.engine import semantics, windows
 from promql.engine.arrays import Windows
+from promql.engine.values import ExecutionError
 
 
 def extrapolated(win: Windows, *, counter: bool, per_second: bool):
@@ -38,8 +39,10 @@ def _reset_correction(win: Windows, ok: np.ndarray) -> np.ndarray:
     """For each drop v[i] < v[i-1] inside a window, v[i-1]: what a counter reset lost."""
     values = win.raw.values
     drops = windows.neighbour_flags(win, np.less)
-    with_drops = ok & (windows.pair_counts(drops, win) > 0)
     correction = np.zeros(win.lo.shape)
+    if not drops.any():
+        return correction
+    with_drops = ok & (windows.pair_counts(drops, win) > 0)
     if with_drops.any():
         lost = np.zeros(len(values))
         lost[drops] = values[np.flatnonzero(drops) - 1]
@@ -95,10 +98,14 @@ def over_time(name: str, win: Windows):
     raise AssertionError(name)
 
 
-def gathered(name: str, win: Windows, scalar: np.ndarray | None):
-    """The functions that need each window's values together: stddev, stdvar, quantile, deriv, predict_linear."""
+def gathered(name: str, win: Windows, scalars: list[np.ndarray]):
+    """The functions that need each window's values together: stddev, stdvar, quantile, deriv, predict_linear,
+    holt_winters."""
     k = win.lo.shape[1]
-    minimum = 2 if name in ("deriv", "predict_linear") else 1
+    minimum = 2 if name in ("deriv", "predict_linear", "holt_winters") else 1
+    if name == "holt_winters":
+        _check_factors(win, *scalars)
+    scalar = scalars[0] if scalars else None
     present = (win.hi - win.lo) >= minimum
     out = np.full(win.lo.size, np.nan)
     cells = np.flatnonzero(present.ravel())
@@ -109,11 +116,37 @@ def gathered(name: str, win: Windows, scalar: np.ndarray | None):
                 out[batch] = _variance(values, valid, root=name == "stddev_over_time")
             elif name == "quantile_over_time":
                 out[batch] = quantile_rows(scalar[step], values, valid)
+            elif name == "holt_winters":
+                out[batch] = _holt_winters(values, valid, scalars[0][step], scalars[1][step])
             else:
                 base = win.eval_ms[step] if name == "predict_linear" else times[:, 0]
                 slope, intercept = _regression(values, (times - base[:, None]) / 1000, valid)
                 out[batch] = slope if name == "deriv" else intercept + slope * scalar[step]
     return out.reshape(win.lo.shape), present
+
+
+def _check_factors(win: Windows, smoothing: np.ndarray, trend: np.ndarray) -> None:
+    """2.42 refuses a factor outside (0, 1) at any step where a series has samples."""
+    used = (win.hi > win.lo).any(axis=0)
+    for name, short, factor in (("smoothing", "sf", smoothing), ("trend", "tf", trend)):
+        wrong = used & ~((factor > 0) & (factor < 1))
+        if wrong.any():
+            raise ExecutionError(f"invalid {name} factor. Expected: 0 < {short} < 1, got: "
+                                 f"{factor[wrong][0]:f}")
+
+
+def _holt_winters(values, valid, smoothing, trend):
+    """Double exponential smoothing over each row, as 2.42's holt_winters: the last smoothed value."""
+    level_before, level = np.zeros(len(values)), values[:, 0].copy()
+    slope = values[:, 1] - values[:, 0]
+    for i in range(1, values.shape[1]):
+        going = valid[:, i]
+        if i > 1:
+            slope = np.where(going, trend * (level - level_before) + (1 - trend) * slope, slope)
+        smoothed = smoothing * values[:, i] + (1 - smoothing) * (level + slope)
+        level_before = np.where(going, level, level_before)
+        level = np.where(going, smoothed, level)
+    return level
 
 
 def _variance(values, valid, *, root: bool):

@@ -38,6 +38,8 @@ EXPRESSIONS = [
     "deriv(node_temperature_celsius[10m])",
     "stdvar_over_time(queue_depth[10m])",
     "present_over_time(queue_depth[1m])",
+    "holt_winters(node_temperature_celsius[10m], 0.5, 0.3)",
+    "holt_winters(http_requests_total[3m], 0.8, 0.2)",
     'absent_over_time(queue_depth{queue="reports"}[5m])',
     # Aggregations beyond the list.
     "stddev by (job) (node_temperature_celsius)",
@@ -85,6 +87,8 @@ ERRORS = [
     'label_replace(http_requests_total, "x", "$1", "code", "(")',
     'count_values("bad-label", queue_depth)',
     "topk(scalar(count(queue_depth)) - 1, queue_depth)",
+    "holt_winters(queue_depth[5m], 1, 0.5)",
+    "holt_winters(queue_depth[5m], 0.5, 0)",
 ]
 
 
