@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from django.db import connection
 from django.db.models import Count, QuerySet
 
-from metrics.models import IngestRejection, Series
+from metrics.models import SERIES_TABLE, IngestRejection, Series
 from tenants.models import Tenant
 
 
@@ -120,3 +121,25 @@ def series_kinds(*, tenant: Tenant, metric_names: list[str] | None = None) -> li
     if metric_names is not None:
         series = series.filter(metric_name__in=metric_names)
     return list(series.order_by("metric_name", "kind", "unit").values_list("metric_name", "kind", "unit").distinct())
+
+
+def series_distinct(*, tenant: Tenant, field: str) -> list[str]:
+    """The distinct values of one identity field (metric_name, service or resource_id) among the tenant's series."""
+    if field not in ("metric_name", "service", "resource_id"):
+        raise ValueError(f"not a series identity field: {field}")
+    return list(Series.objects.for_tenant(tenant).order_by(field).values_list(field, flat=True).distinct())
+
+
+def series_tag_names(*, tenant: Tenant) -> list[str]:
+    """The distinct tag names among the tenant's series, counting only tags with a non-empty value."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT DISTINCT t.key FROM {SERIES_TABLE} s CROSS JOIN LATERAL jsonb_each_text(s.tags) t "
+            "WHERE s.tenant_id = %s AND t.value <> ''", [tenant.id])
+        return [name for (name,) in cursor.fetchall()]
+
+
+def series_field_other_than(*, tenant: Tenant, field: str, value: str | None) -> bool:
+    """Whether any of the tenant's series has this identity field other than `value` (None: any series)."""
+    series = Series.objects.for_tenant(tenant)
+    return (series.exclude(**{field: value}) if value is not None else series).exists()

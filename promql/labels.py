@@ -21,14 +21,18 @@ def label_name(tag_name: str) -> str:
     return name
 
 
+def tag_label_name(tag_name: str) -> str:
+    """The label a tag reads back as."""
+    name = label_name(tag_name)
+    return "exported_" + name if name in _RESERVED else name
+
+
 def series_labels(*, metric_name: str, service: str, resource_id: str, tags: dict[str, str]) -> dict[str, str]:
     labels: dict[str, str] = {}
     for tag, value in tags.items():
         if value == "":
             continue  # an empty label is no label, in Prometheus
-        name = label_name(tag)
-        if name in _RESERVED:
-            name = "exported_" + name
+        name = tag_label_name(tag)
         # Two tags that sanitise to one name keep both values, joined as the OTel exporter joins them.
         labels[name] = f"{labels[name]};{value}" if name in labels else value
     labels["__name__"] = metric_name

@@ -17,9 +17,10 @@ from django.db import connection, transaction
 
 from metrics import selectors as metric_selectors
 from metrics import storage
+from metrics.protocols import UNKNOWN_RESOURCE, UNKNOWN_SERVICE
 from promql import engine
 from promql.engine import BadData, ExecutionError, Matcher, Result, Series, labels_match
-from promql.labels import series_labels
+from promql.labels import series_labels, tag_label_name
 from promql.params import MAX_TIME_MS, MIN_TIME_MS
 from tenants.models import Tenant
 
@@ -89,7 +90,10 @@ def series_selected(*, tenant: Tenant, selectors: list[tuple[Matcher, ...]], low
 
 def label_names(*, tenant: Tenant, selectors: list[tuple[Matcher, ...]], low_ms: int = MIN_TIME_MS,
                 high_ms: int = MAX_TIME_MS) -> list[str]:
-    """The label names of the selected series, sorted (`__name__` included)."""
+    """The label names of the selected series, sorted (`__name__` included); without a selector, of the whole
+    catalogue whatever the window (read in SQL: Grafana asks on every editor it opens)."""
+    if not selectors:
+        return _catalogue_label_names(tenant)
     names = set()
     for labels in series_selected(tenant=tenant, selectors=selectors, low_ms=low_ms, high_ms=high_ms):
         names.update(labels)
@@ -98,10 +102,27 @@ def label_names(*, tenant: Tenant, selectors: list[tuple[Matcher, ...]], low_ms:
 
 def label_values(*, tenant: Tenant, name: str, selectors: list[tuple[Matcher, ...]], low_ms: int = MIN_TIME_MS,
                  high_ms: int = MAX_TIME_MS) -> list[str]:
-    """The values label `name` takes among the selected series, sorted."""
+    """The values label `name` takes among the selected series, sorted; for __name__, job and instance without
+    a selector, of the whole catalogue whatever the window (read in SQL)."""
+    if not selectors and name in _FIELD_OF_LABEL:
+        field, absent = _FIELD_OF_LABEL[name]
+        return [value for value in metric_selectors.series_distinct(tenant=tenant, field=field) if value != absent]
     values = {labels[name] for labels in series_selected(tenant=tenant, selectors=selectors, low_ms=low_ms,
                                                          high_ms=high_ms) if name in labels}
     return sorted(values)
+
+
+# The labels a series' own fields give, and the placeholder that stands for the label's absence.
+_FIELD_OF_LABEL = {"__name__": ("metric_name", None), "job": ("service", UNKNOWN_SERVICE),
+                   "instance": ("resource_id", UNKNOWN_RESOURCE)}
+
+
+def _catalogue_label_names(tenant: Tenant) -> list[str]:
+    names = {tag_label_name(tag) for tag in metric_selectors.series_tag_names(tenant=tenant)}
+    for label, (field, absent) in _FIELD_OF_LABEL.items():
+        if metric_selectors.series_field_other_than(tenant=tenant, field=field, value=absent):
+            names.add(label)
+    return sorted(names)
 
 
 def metric_metadata(*, tenant: Tenant, metric: str | None = None, limit: int | None = None) -> dict[str, list]:

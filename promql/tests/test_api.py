@@ -90,6 +90,11 @@ def test_json_and_otlp_series_carry_the_documented_mapping(make_tenant):
     assert _series(client, '{__name__="queue.depth"}') == [
         {"__name__": "queue.depth", "job": "billing", "instance": "h1", "http_route": "/x"}]
     assert _ok(client.get(f"{API}/label/exported_job/values")) == ["batch"]
+    # Without match[], read from the catalogue in SQL: the same names (an empty tag is none).
+    assert _ok(client.get(f"{API}/labels")) == sorted([
+        "__name__", "job", "instance", "env", "http_method", "key_9lives", "exported_job", "exported_instance",
+        "a_b", "http_route"])
+    assert _ok(client.get(f"{API}/labels", {"match[]": '{__name__=~".+"}'})) == _ok(client.get(f"{API}/labels"))
 
 
 @pytest.mark.django_db
@@ -144,6 +149,10 @@ def test_several_match_params_are_a_union_and_series_keep_their_window(make_tena
 @pytest.mark.django_db
 def test_labels_and_label_values_are_sorted_and_narrowed_by_match(make_tenant):
     client = make_tenant("prom-l")
+    assert _ok(client.get(f"{API}/labels")) == []
+    remote_write(client, [WRITTEN[3]])
+    assert _ok(client.get(f"{API}/labels")) == ["__name__", "zone"]
+    assert _ok(client.get(f"{API}/label/job/values")) == []
     remote_write(client, WRITTEN)
     assert _ok(client.get(f"{API}/labels")) == ["__name__", "code", "instance", "job", "method", "zone"]
     assert _ok(client.get(f"{API}/labels", {"match[]": "queue_depth"})) == ["__name__", "job", "zone"]
@@ -151,6 +160,10 @@ def test_labels_and_label_values_are_sorted_and_narrowed_by_match(make_tenant):
     assert _ok(client.get(f"{API}/label/job/values", {"match[]": '{__name__=~"http.*|queue_depth"}'})) == [
         "api", "worker"]
     assert _ok(client.get(f"{API}/label/nothing_here/values")) == []
+    # A series without job or instance adds no value "unknown_service" / "unknown_resource".
+    assert _ok(client.get(f"{API}/label/job/values")) == ["api", "node", "worker"]
+    assert _ok(client.get(f"{API}/label/instance/values")) == ["10.0.0.1:9090", "10.0.0.2:9090", "host-1:9100"]
+    assert _ok(client.get(f"{API}/label/zone/values")) == ["eu-1", "us-1"]
 
 
 @pytest.mark.django_db
