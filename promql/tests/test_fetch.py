@@ -61,3 +61,29 @@ def test_fetch_stops_past_the_query_cap_with_prometheus_execution_error(make_ten
     points_compact(tenant=client.tenant)  # the cap holds for chunks too
     with pytest.raises(ExecutionError, match=TOO_MANY_SAMPLES):
         tenant_fetch(tenant=client.tenant, max_points=29)(selector, DAY_MS, DAY_MS + 29 * 60_000)
+
+
+@pytest.mark.django_db
+def test_the_sql_narrowing_never_drops_a_series_the_labels_match(make_tenant):
+    from metrics.selectors import series_identities
+    from promql.engine import labels_match
+    from promql.labels import series_labels
+    from promql.params import series_selector
+    from promql.selectors import series_matching
+
+    client = make_tenant("fetch-narrow")
+    events = [event(1.0, DAY, metric_name=name, service=service, resource_id=resource, tags=tags)
+              for name in ("cpu", "cpu-util", "http.server.duration", "up")
+              for service in ("api", "unknown_service", "db")
+              for resource, tags in (("unknown_resource", {}), ("i-1", {"job": "api"}), ("i-2", {"instance": "i-1"}))]
+    points_ingest(tenant=client.tenant, events=events)
+    every = [(series_id, series_labels(metric_name=name, service=service, resource_id=resource, tags=tags))
+             for series_id, name, service, resource, tags in series_identities(tenant=client.tenant)]
+    assert len(every) == 36
+    for text in ['cpu', '{__name__=~"cpu|up"}', '{__name__=~"cpu-util|nothing"}', '{__name__="http.server.duration"}',
+                 '{__name__=~"cpu.*"}', '{job="api"}', '{instance="i-1"}', '{job="unknown_service"}',
+                 '{__name__=~"up", job=""}', 'up{instance="", job="db"}', '{exported_job="api"}',
+                 '{exported_instance="i-1", instance!="i-2"}', '{__name__=~"up|cpu", __name__="up", job!="api"}']:
+        matchers = series_selector(text)
+        expected = [(series_id, labels) for series_id, labels in every if labels_match(matchers, labels)]
+        assert series_matching(tenant=client.tenant, matchers=matchers) == expected, text
