@@ -47,10 +47,6 @@ class Windows:
     eval_ms: np.ndarray  # int64 [k]
 
 
-def empty_steps(k: int) -> Steps:
-    return Steps([], np.zeros((0, k)), np.zeros((0, k), dtype=bool))
-
-
 def without_name(labels: Labels) -> Labels:
     return tuple(pair for pair in labels if pair[0] != "__name__")
 

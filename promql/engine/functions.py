@@ -35,7 +35,7 @@ def range_function(name: str, win, scalars: list[np.ndarray]) -> Steps:
     elif name in ("irate", "idelta"):
         values, present = rangefunctions.instant_value(win, per_second=name == "irate")
     elif name == "changes":
-        values, present = rangefunctions.count_flags(win, rangefunctions._changed)
+        values, present = rangefunctions.count_flags(win, rangefunctions.changed)
     elif name == "resets":
         values, present = rangefunctions.count_flags(win, np.less)
     elif name in OVER_TIME:

@@ -72,7 +72,8 @@ def count_flags(win: Windows, compare):
     return windows.pair_counts(flags, win).astype(np.float64), win.hi > win.lo
 
 
-def _changed(current, previous):
+def changed(current, previous):
+    """changes() counts a step between two NaNs as no change."""
     return (current != previous) & ~(np.isnan(current) & np.isnan(previous))
 
 
