@@ -45,6 +45,11 @@ class Windows:
     end_ms: np.ndarray  # int64 [k]
     range_ms: int
     eval_ms: np.ndarray  # int64 [k]
+    cache: dict = field(default_factory=dict)  # per-sample arrays a function derives once, shared by row slices
+
+    def rows(self, first: int, last: int) -> "Windows":
+        return Windows(self.raw, self.lo[first:last], self.hi[first:last], self.end_ms, self.range_ms,
+                       self.eval_ms, self.cache)
 
 
 def without_name(labels: Labels) -> Labels:

@@ -28,24 +28,38 @@ OTHERS = frozenset({"time", "pi", "timestamp", "vector", "scalar", "absent", "so
 SUPPORTED_FUNCTIONS = RANGE_FUNCTIONS | MATH.keys() | CLAMPS | CALENDAR | OTHERS
 
 
+# Rows of series a range function works on at once: its temporaries stay a few MB (and in cache) however many
+# series and steps the query has.
+_CELLS_PER_BLOCK = 262_144
+
+
 def range_function(name: str, win, scalars: list[np.ndarray]) -> Steps:
     """A function of a range vector: one value per (series, step) that has enough samples."""
-    if name in RATES:
-        values, present = rangefunctions.extrapolated(win, **RATES[name])
-    elif name in ("irate", "idelta"):
-        values, present = rangefunctions.instant_value(win, per_second=name == "irate")
-    elif name == "changes":
-        values, present = rangefunctions.count_flags(win, rangefunctions.changed)
-    elif name == "resets":
-        values, present = rangefunctions.count_flags(win, np.less)
-    elif name in OVER_TIME:
-        values, present = rangefunctions.over_time(name, win)
-    else:
+    if name in GATHERED:
         values, present = rangefunctions.gathered(name, win, scalars)
+    else:
+        values = np.empty(win.lo.shape)
+        present = np.empty(win.lo.shape, dtype=bool)
+        rows = max(1, _CELLS_PER_BLOCK // max(win.lo.shape[1], 1))
+        for first in range(0, win.lo.shape[0], rows):
+            block = slice(first, first + rows)
+            values[block], present[block] = _by_name(name, win.rows(first, first + rows))
     steps = Steps(win.raw.labels, values, present)
     if name == "last_over_time":
         return steps
     return drop_names(steps, whole_series=True)
+
+
+def _by_name(name: str, win):
+    if name in RATES:
+        return rangefunctions.extrapolated(win, **RATES[name])
+    if name in ("irate", "idelta"):
+        return rangefunctions.instant_value(win, per_second=name == "irate")
+    if name == "changes":
+        return rangefunctions.count_flags(win, rangefunctions.changed)
+    if name == "resets":
+        return rangefunctions.count_flags(win, np.less)
+    return rangefunctions.over_time(name, win)
 
 
 def math_function(name: str, steps: Steps, args: list) -> Steps:

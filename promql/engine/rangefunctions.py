@@ -37,17 +37,19 @@ def extrapolated(win: Windows, *, counter: bool, per_second: bool):
 
 def _reset_correction(win: Windows, ok: np.ndarray) -> np.ndarray:
     """For each drop v[i] < v[i-1] inside a window, v[i-1]: what a counter reset lost."""
-    values = win.raw.values
-    drops = windows.neighbour_flags(win, np.less)
     correction = np.zeros(win.lo.shape)
-    if not drops.any():
+    drops = windows.flag_positions(win, np.less)
+    if not len(drops):
         return correction
-    with_drops = ok & (windows.pair_counts(drops, win) > 0)
+    with_drops = ok & (windows.pair_counts(win, np.less) > 0)
     if with_drops.any():
-        lost = np.zeros(len(values))
-        lost[drops] = values[np.flatnonzero(drops) - 1]
+        if "lost" not in win.cache:
+            lost = np.zeros(len(win.raw.values))
+            lost[drops] = win.raw.values[drops - 1]
+            win.cache["lost"] = lost
         lo = np.minimum(win.lo + 1, win.hi)
-        correction[with_drops] = windows.reduce(np.add, lost, lo[with_drops], win.hi[with_drops], empty=0.0)
+        correction[with_drops] = windows.reduce(np.add, win.cache["lost"], lo[with_drops], win.hi[with_drops],
+                                                empty=0.0)
     return correction
 
 
@@ -68,8 +70,7 @@ def instant_value(win: Windows, *, per_second: bool):
 
 def count_flags(win: Windows, compare):
     """changes and resets: how many neighbours in the window compare true."""
-    flags = windows.neighbour_flags(win, compare)
-    return windows.pair_counts(flags, win).astype(np.float64), win.hi > win.lo
+    return windows.pair_counts(win, compare).astype(np.float64), win.hi > win.lo
 
 
 def changed(current, previous):

@@ -19,15 +19,15 @@ def reference_times(ctx, select) -> np.ndarray:
     return times - select.offset_ms
 
 
-def load(ctx, select, refs: np.ndarray) -> tuple[Raw, int]:
+def load(ctx, select, refs: np.ndarray) -> Raw:
     """The selector's series, sorted by labels as Prometheus' storage returns them, over
-    [min(refs) - max(range, lookback), max(refs)]. Returns the samples and the low bound."""
+    [min(refs) - max(range, lookback), max(refs)]."""
     width = max(select.range_ms or 0, ctx.lookback_ms)
     low, high = int(refs.min()) - width, int(refs.max())
     key = (select.matchers, low, high)
     if key not in ctx.fetched:
         ctx.fetched[key] = _raw(ctx, ctx.fetch(select.matchers, low, high), low, high)
-    return ctx.fetched[key], low
+    return ctx.fetched[key]
 
 
 def _raw(ctx, series_list, low: int, high: int) -> Raw:
@@ -50,24 +50,14 @@ def _raw(ctx, series_list, low: int, high: int) -> Raw:
     return Raw(labels, offsets, ts, values)
 
 
-# Up to this many series, one searchsorted per series beats one over a combined key (measured: 28 ms against
-# 85 ms for 1,000 series x 5,760 samples x 1,441 steps); beyond it, the Python loop costs more.
-_LOOP_SERIES = 4096
-
-
-def _search(raw: Raw, low: int, times: np.ndarray, side: str) -> np.ndarray:
-    """idx[i, j] = searchsorted(series i's times, times[j], side), as an index into raw.ts."""
-    n = len(raw.labels)
-    span = int(max(raw.ts.max(initial=low), times.max(initial=low))) - low + 2
+def _search(raw: Raw, times: np.ndarray, side: str) -> np.ndarray:
+    """idx[i, j] = searchsorted(series i's times, times[j], side), as an index into raw.ts. One search per series:
+    faster than one search over all series on a combined key (28 ms against 85 ms for 1,000 series x 5,760
+    samples x 1,441 steps, and 6x slower at 5,000 series), and no key to build."""
     starts = raw.offsets[:-1]
-    if n > _LOOP_SERIES and n * span < 2**62:
-        band = np.repeat(np.arange(n, dtype=np.int64) * span, np.diff(raw.offsets))
-        keys = band + (raw.ts - low)
-        wanted = (np.arange(n, dtype=np.int64) * span)[:, None] + np.clip(times - low, -1, span - 1)[None, :]
-        return np.searchsorted(keys, wanted, side=side)
-    out = np.empty((n, len(times)), dtype=np.int64)
-    for i in range(n):
-        out[i] = np.searchsorted(raw.ts[starts[i]:raw.offsets[i + 1]], times, side=side)
+    out = np.empty((len(raw.labels), len(times)), dtype=np.int64)
+    for i, start in enumerate(starts.tolist()):
+        out[i] = np.searchsorted(raw.ts[start:raw.offsets[i + 1]], times, side=side)
     out += starts[:, None]
     return out
 
@@ -79,12 +69,12 @@ def _is_stale(values: np.ndarray) -> np.ndarray:
 def instant(ctx, select) -> Steps:
     """The newest sample at or before each reference time, if within the lookback and not a stale marker."""
     refs = reference_times(ctx, select)
-    raw, low = load(ctx, select, refs)
+    raw = load(ctx, select, refs)
     n, k = len(raw.labels), len(refs)
     ctx.check_cells(n * k)
     if len(raw.ts) == 0:
         return Steps(raw.labels, np.zeros((n, k)), np.zeros((n, k), dtype=bool), np.zeros((n, k), np.int64))
-    index = _search(raw, low, refs, "right") - 1
+    index = _search(raw, refs, "right") - 1
     present = index >= raw.offsets[:-1, None]
     index = np.where(present, index, 0)
     sample_ts, values = raw.ts[index], raw.values[index]
@@ -96,21 +86,21 @@ def instant(ctx, select) -> Steps:
 
 def windows(ctx, select) -> Windows:
     refs = reference_times(ctx, select)
-    raw, low = load(ctx, select, refs)
+    raw = load(ctx, select, refs)
     stale = _is_stale(raw.values)
     if stale.any():
         kept = np.cumsum(np.concatenate([[0], ~stale]), dtype=np.int64)
         raw = Raw(raw.labels, kept[raw.offsets], raw.ts[~stale], raw.values[~stale])
     # With @ the expression is step-invariant: 2.42 evaluates it once, at the evaluator's first step.
     evaluated = ctx.steps if select.at is None else np.full(len(refs), ctx.steps[0], dtype=np.int64)
-    return windows_over(ctx, raw, low, refs, select.range_ms, evaluated)
+    return windows_over(ctx, raw, refs, select.range_ms, evaluated)
 
 
-def windows_over(ctx, raw: Raw, low: int, refs: np.ndarray, range_ms: int, evaluated: np.ndarray) -> Windows:
+def windows_over(ctx, raw: Raw, refs: np.ndarray, range_ms: int, evaluated: np.ndarray) -> Windows:
     ctx.check_cells(len(raw.labels) * len(refs))
     side = "left" if semantics.RANGE_LOWER_BOUND_INCLUSIVE else "right"
-    lo = _search(raw, low, refs - range_ms, side)
-    hi = _search(raw, low, refs, "right")
+    lo = _search(raw, refs - range_ms, side)
+    hi = _search(raw, refs, "right")
     return Windows(raw, lo, hi, refs, range_ms, evaluated)
 
 
@@ -130,9 +120,7 @@ def subquery_windows(ctx, subquery, inner: Steps, inner_steps: np.ndarray) -> Wi
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     ts = np.broadcast_to(inner_steps, present.shape)[present]
     raw = Raw([inner.labels[i] for i in rows], offsets, ts, inner.values[rows][present])
-    refs = ctx.steps - subquery.offset_ms
-    low = min(int(inner_steps[0]) if len(inner_steps) else int(refs[0]), int(refs[0]) - subquery.range_ms)
-    return windows_over(ctx, raw, low, refs, subquery.range_ms, ctx.steps)
+    return windows_over(ctx, raw, ctx.steps - subquery.offset_ms, subquery.range_ms, ctx.steps)
 
 
 def check_limit(count: int, limit: int) -> None:

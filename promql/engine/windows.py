@@ -30,21 +30,26 @@ def first_last(win: Windows, minimum: int):
     return first, last, count, ok
 
 
-def pair_counts(flags: np.ndarray, win: Windows) -> np.ndarray:
-    """How many i in (lo, hi) have flags[i] (flags[i] compares sample i with sample i-1 of the same series)."""
-    where = np.flatnonzero(flags)
+def pair_counts(win: Windows, compare) -> np.ndarray:
+    """How many i in (lo, hi) compare(v[i], v[i-1]) within one series."""
+    where = flag_positions(win, compare)
     start = np.minimum(win.lo + 1, win.hi)
     return np.searchsorted(where, win.hi) - np.searchsorted(where, start)
 
 
-def neighbour_flags(win: Windows, compare) -> np.ndarray:
-    """compare(v[i], v[i-1]) for each sample, False at a series' first sample."""
-    values = win.raw.values
-    flags = np.zeros(len(values), dtype=bool)
-    if len(values) > 1:
-        flags[1:] = compare(values[1:], values[:-1])
-        flags[win.raw.offsets[:-1][win.raw.offsets[:-1] < len(values)]] = False
-    return flags
+def flag_positions(win: Windows, compare) -> np.ndarray:
+    """The samples i where compare(v[i], v[i-1]) holds within one series, worked out once per range vector."""
+    key = ("flags", compare.__name__)
+    if key not in win.cache:
+        values = win.raw.values
+        flags = np.zeros(len(values), dtype=bool)
+        if len(values) > 1:
+            with np.errstate(invalid="ignore"):
+                flags[1:] = compare(values[1:], values[:-1])
+            starts = win.raw.offsets[:-1]
+            flags[starts[starts < len(values)]] = False
+        win.cache[key] = np.flatnonzero(flags)
+    return win.cache[key]
 
 
 def gather(win: Windows, cells: np.ndarray):

@@ -398,19 +398,3 @@ def test_a_subquery_steps_on_the_epoch_grid_and_its_windows_close_at_both_ends()
     assert only("count_over_time(x[2m:1m])", store, 600).values[0] == 3.0
     assert only("max_over_time(x[10m:1m] offset 1m)", store, 600).values[0] == 540.0
     assert only("sum_over_time(vector(time())[2m:1m])", store, 600).values[0] == 480.0 + 540.0 + 600.0
-
-
-def test_many_series_search_one_combined_key_with_the_same_answers(monkeypatch):
-    from promql.engine import select
-
-    store = Store(*(every_15s("c", 7 * i, 1800, lambda t, i=i: float(t * (i + 1)), i=str(i)) for i in range(6)))
-    store.stored.append(series("c", [(600_000, 1.0), (610_000, STALE), (900_000, 4.0)], i="stale"))
-    texts = ["c", "rate(c[5m])", "count_over_time(c[1m] offset 30s)", "max_over_time(c[10m:1m])"]
-    looped = [query_range(t, store, start_ms=0, end_ms=1_800_000, step_ms=45_000) for t in texts]
-    monkeypatch.setattr(select, "_LOOP_SERIES", 0)
-    combined = [query_range(t, store, start_ms=0, end_ms=1_800_000, step_ms=45_000) for t in texts]
-    for one, other in zip(looped, combined):
-        assert [s.labels for s in one.series] == [s.labels for s in other.series]
-        for a, b in zip(one.series, other.series):
-            assert a.ts_ms.tolist() == b.ts_ms.tolist() and a.values.tolist() == b.values.tolist()
-    assert len(looped[0].series) == 7
