@@ -44,7 +44,7 @@ def _reset_correction(win: Windows, ok: np.ndarray) -> np.ndarray:
     with_drops = ok & (windows.pair_counts(win, np.less) > 0)
     if with_drops.any():
         if "lost" not in win.cache:
-            lost = np.zeros(len(win.raw.values))
+            lost = np.zeros(len(win.raw.values) + 1)  # padded, as windows.reduce wants
             lost[drops] = win.raw.values[drops - 1]
             win.cache["lost"] = lost
         lo = np.minimum(win.lo + 1, win.hi)
@@ -88,13 +88,13 @@ def over_time(name: str, win: Windows):
         if name == "present_over_time":
             return np.ones(lo.shape), present
         if name == "sum_over_time":
-            return windows.reduce(np.add, values, lo, hi), present
+            return windows.reduce(np.add, windows.padded(win, "values", values), lo, hi), present
         if name == "avg_over_time":
-            return windows.reduce(np.add, values, lo, hi) / count, present
+            return windows.reduce(np.add, windows.padded(win, "values", values), lo, hi) / count, present
         if name == "min_over_time":
-            return windows.reduce(np.fmin, values, lo, hi), present
+            return windows.reduce(np.fmin, windows.padded(win, "values", values), lo, hi), present
         if name == "max_over_time":
-            return windows.reduce(np.fmax, values, lo, hi), present
+            return windows.reduce(np.fmax, windows.padded(win, "values", values), lo, hi), present
         if name == "last_over_time":
             return (values[np.where(present, hi - 1, 0)] if len(values) else count), present
     raise AssertionError(name)

@@ -7,17 +7,26 @@ from promql.engine.arrays import Windows
 _BATCH_CELLS = 4_000_000  # gathered values per batch in gather(): bounds memory, not speed
 
 
-def reduce(ufunc, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, empty: float = np.nan) -> np.ndarray:
-    """ufunc over x[lo:hi] for each window; `empty` where lo >= hi."""
+def padded(win: Windows, name: str, x: np.ndarray) -> np.ndarray:
+    """x with one element more (reduce() needs an index one past the last sample), made once per range vector."""
+    key = ("padded", name)
+    if key not in win.cache:
+        win.cache[key] = np.append(x, 0.0)
+    return win.cache[key]
+
+
+def reduce(ufunc, padded_x: np.ndarray, lo: np.ndarray, hi: np.ndarray, empty: float = np.nan) -> np.ndarray:
+    """ufunc over x[lo:hi] for each window (padded_x from padded()); `empty` where lo >= hi. One reduceat over
+    the pairs (lo, hi): the segments between windows cost what they span, and the array is cut after the last
+    window so the trailing segment costs one element."""
     out = np.full(lo.shape, empty, dtype=np.float64)
     filled = hi > lo
     if not filled.any():
         return out
     a, b = lo[filled], hi[filled]
-    extended = np.append(x, 0.0)  # reduceat needs each index below its length; b may equal len(x)
     pairs = np.empty(2 * len(a), dtype=np.int64)
     pairs[0::2], pairs[1::2] = a, b
-    out[filled] = ufunc.reduceat(extended, pairs)[0::2]
+    out[filled] = ufunc.reduceat(padded_x[:int(b.max()) + 1], pairs)[0::2]
     return out
 
 
