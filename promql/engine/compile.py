@@ -67,6 +67,15 @@ def _selector(node, range_ms):
     if node.matchers.or_matchers:
         raise BadData(f"'or' inside a selector's braces is not supported: {text}")
     matchers = [Matcher(m.name, _match_op(m.op), m.value) for m in node.matchers.matchers]
+    for matcher in matchers:
+        if matcher.op in ("=~", "!~"):
+            try:
+                matcher.matches("")  # compiles it once, as RE2 (the parser's Rust regex accepts a little more)
+            except Exception as error:
+                reason = error.args[0] if error.args else error
+                reason = reason.decode(errors="replace") if isinstance(reason, bytes) else reason
+                raise BadData(f"parse error: invalid regular expression {matcher.value!r} in {text}: "
+                              f"{reason}") from None
     if node.name is not None:
         matchers.insert(0, Matcher("__name__", "=", node.name))
     return plan.Select(tuple(matchers), offset_ms=_ms(node.offset), at=_at(node.at), range_ms=range_ms, text=text)

@@ -6,8 +6,14 @@ import numpy as np
 
 try:
     import re2 as _regex  # linear time: a tenant's regex cannot hang a worker
+
+    _OPTIONS = _regex.Options()
+    _OPTIONS.log_errors = False  # a tenant's bad regex is answered as bad_data, not logged by RE2 too
+    _compile = lambda pattern: _regex.compile(pattern, _OPTIONS)  # noqa: E731
 except ImportError:  # pragma: no cover - requirements.txt pins google-re2
     import re as _regex
+
+    _compile = _regex.compile
 
 # Prometheus 2.x's default lookback delta: an instant selector sees a sample up to five minutes old.
 LOOKBACK_MS = 300_000
@@ -41,7 +47,7 @@ class Matcher:
         pattern = self._compiled
         if pattern is None:
             # Prometheus anchors label regexes at both ends.
-            pattern = _regex.compile(f"^(?:{self.value})$")
+            pattern = _compile(f"^(?:{self.value})$")
             object.__setattr__(self, "_compiled", pattern)
         found = pattern.match(label_value) is not None
         return found if self.op == "=~" else not found

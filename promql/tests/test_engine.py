@@ -398,3 +398,8 @@ def test_a_subquery_steps_on_the_epoch_grid_and_its_windows_close_at_both_ends()
     assert only("count_over_time(x[2m:1m])", store, 600).values[0] == 3.0
     assert only("max_over_time(x[10m:1m] offset 1m)", store, 600).values[0] == 540.0
     assert only("sum_over_time(vector(time())[2m:1m])", store, 600).values[0] == 480.0 + 540.0 + 600.0
+
+
+def test_a_regex_re2_refuses_is_bad_data_naming_it():
+    with pytest.raises(BadData, match=r"invalid regular expression 'a\{1001\}'.*invalid repetition size"):
+        query_instant('x{a=~"a{1001}"}', Store(), time_ms=0)
