@@ -184,12 +184,12 @@ def quantile_rows(q: np.ndarray, values: np.ndarray, valid: np.ndarray) -> np.nd
     order = np.lexsort((np.where(np.isnan(values), 0.0, values), rank_class), axis=1)
     ordered = np.take_along_axis(values, order, axis=1)
     count = valid.sum(axis=1)
-    rank = q * (count - 1)
+    rank = np.where(np.isnan(q), 0.0, q) * (count - 1)
     lower = np.clip(np.floor(rank), 0, np.maximum(count - 1, 0)).astype(np.int64)
     upper = np.minimum(lower + 1, np.maximum(count - 1, 0))
     weight = rank - np.floor(rank)
     rows = np.arange(values.shape[0])
     with np.errstate(all="ignore"):
         result = ordered[rows, lower] * (1 - weight) + ordered[rows, upper] * weight
-    result = np.where(count == 0, np.nan, result)
+    result = np.where((count == 0) | np.isnan(q), np.nan, result)
     return np.where(q < 0, -np.inf, np.where(q > 1, np.inf, result))

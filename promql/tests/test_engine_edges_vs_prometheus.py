@@ -48,6 +48,9 @@ EXPRESSIONS = [
     'count_values("v", round(node_temperature_celsius))',
     "topk by (job) (1, http_requests_total)",
     "quantile(1.5, queue_depth)",
+    "quantile(scalar(vector(NaN)), queue_depth)",
+    "quantile_over_time(NaN, queue_depth[5m])",
+    "histogram_quantile(NaN, rate(request_duration_seconds_bucket[5m]))",
     "sum by (__name__) ({__name__=~\"http_requests_total|queue_depth\"})",
     # Functions.
     'label_replace(queue_depth, "q", "x-$1", "queue", "(.*)s")',
