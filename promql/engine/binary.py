@@ -100,7 +100,9 @@ def match_vectors(node, lhs: Steps, rhs: Steps) -> Steps:
     many, one = (rhs, lhs) if node.group == "right" else (lhs, rhs)
     many_ids, one_ids, signatures = _signature_ids(many, one, node.on, node.labels)
     k = many.values.shape[1]
-    partner = _unique_partner(node, one, one_ids, len(signatures), k)[many_ids] if many.n else \
+    # A step where either side is empty matches nothing, and 2.42 checks nothing there either.
+    both = many.present.any(axis=0) & one.present.any(axis=0)
+    partner = _unique_partner(node, one, one_ids, len(signatures), both)[many_ids] if many.n else \
         np.zeros((0, k), np.int64)
     matched = many.present & (partner >= 0)
     other = one.values[np.maximum(partner, 0), np.arange(k)[None, :]] if one.n else np.zeros(partner.shape)
@@ -118,9 +120,11 @@ def match_vectors(node, lhs: Steps, rhs: Steps) -> Steps:
     return _rows_by_labels(labels, values, keep, partner)
 
 
-def _unique_partner(node, one: Steps, ids, count: int, k: int) -> np.ndarray:
-    """partner[signature, step]: the one-side row present with that signature, -1 if none; two is an error."""
-    rows, columns = np.nonzero(one.present)
+def _unique_partner(node, one: Steps, ids, count: int, steps: np.ndarray) -> np.ndarray:
+    """partner[signature, step]: the one-side row present with that signature at one of `steps`, -1 if none;
+    two is an error."""
+    k = len(steps)
+    rows, columns = np.nonzero(one.present & steps[None, :])
     seen = np.zeros((count, k), np.int64)
     np.add.at(seen, (ids[rows], columns), 1)
     if (seen > 1).any():

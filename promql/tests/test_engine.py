@@ -294,6 +294,7 @@ def test_one_to_one_matching_and_its_duplicate_errors():
         query_instant("a / on(job) b", store, time_ms=0)
     with pytest.raises(ExecutionError, match="multiple matches for labels: many-to-one matching must be explicit"):
         query_instant("a / on(job) sum by (job) (b)", store, time_ms=0)
+    assert query_instant("nothing / on(job) b", store, time_ms=0).series == []  # an empty side checks nothing
     assert {s.values[0] for s in query_instant("a / on(job) group_left sum by (job) (b)", store,
                                                time_ms=0).series} == {10 / 6, 20 / 6}
 
