@@ -36,8 +36,7 @@ def histogram_quantile(q: np.ndarray, steps: Steps) -> Steps:
         present = steps.present[rows]
         value = np.full(k, np.nan)
         any_present = present.any(axis=0)
-        for pattern in np.unique(present[:, any_present], axis=1).T:
-            columns = any_present & (present == pattern[:, None]).all(axis=0)
+        for pattern, columns in _presence_patterns(present, any_present):
             value[columns] = _quantiles(q[columns], bounds[pattern], steps.values[rows[pattern]][:, columns])
         labels_out.append(group)
         values_out.append(value)
@@ -45,6 +44,17 @@ def histogram_quantile(q: np.ndarray, steps: Steps) -> Steps:
     if not labels_out:
         return Steps([], np.zeros((0, k)), np.zeros((0, k), dtype=bool))
     return Steps(labels_out, np.array(values_out), np.array(present_out))
+
+
+def _presence_patterns(present: np.ndarray, any_present: np.ndarray):
+    """Each distinct set of buckets present at some step, with the steps it is present at (usually one set)."""
+    if len(present) <= 62:  # one int64 code per step instead of sorting [buckets, steps] columns
+        codes = (present.astype(np.int64) << np.arange(len(present), dtype=np.int64)[:, None]).sum(axis=0)
+        for code in np.unique(codes[any_present]).tolist():
+            yield (code >> np.arange(len(present))) & 1 == 1, any_present & (codes == code)
+        return
+    for pattern in np.unique(present[:, any_present], axis=1).T:
+        yield pattern, any_present & (present == pattern[:, None]).all(axis=0)
 
 
 def _quantiles(q: np.ndarray, bounds: np.ndarray, counts: np.ndarray) -> np.ndarray:

@@ -404,3 +404,13 @@ def test_a_subquery_steps_on_the_epoch_grid_and_its_windows_close_at_both_ends()
 def test_a_regex_re2_refuses_is_bad_data_naming_it():
     with pytest.raises(BadData, match=r"invalid regular expression 'a\{1001\}'.*invalid repetition size"):
         query_instant('x{a=~"a{1001}"}', Store(), time_ms=0)
+
+
+def test_histogram_quantile_uses_the_buckets_present_at_each_step():
+    store = Store(series("h_bucket", [(0, 10.0), (60_000, 10.0)], le="0.1"),
+                  series("h_bucket", [(0, 20.0)], le="0.5"),
+                  series("h_bucket", [(0, 30.0), (60_000, 30.0)], le="1"),
+                  series("h_bucket", [(0, 40.0), (60_000, 40.0)], le="+Inf"))
+    result = query_range("histogram_quantile(0.5, h_bucket)", store, start_ms=0, end_ms=60_000, step_ms=60_000,
+                         lookback_ms=30_000)
+    assert result.series[0].values.tolist() == pytest.approx([0.5, 0.1 + 0.9 * 10 / 20])
