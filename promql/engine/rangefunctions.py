@@ -112,7 +112,8 @@ def gathered(name: str, win: Windows, scalars: list[np.ndarray]):
     out = np.full(win.lo.size, np.nan)
     cells = np.flatnonzero(present.ravel())
     with np.errstate(all="ignore"):
-        for batch, values, times, valid in windows.gather(win, cells):
+        with_times = name in ("deriv", "predict_linear")
+        for batch, values, times, valid in windows.gather(win, cells, with_times=with_times):
             step = batch % k
             if name in ("stddev_over_time", "stdvar_over_time"):
                 out[batch] = _variance(values, valid, root=name == "stddev_over_time")
@@ -180,9 +181,10 @@ def quantile_rows(q: np.ndarray, values: np.ndarray, valid: np.ndarray) -> np.nd
     """Prometheus' quantile over each row's valid values: NaN sorts first, linear interpolation at q*(n-1);
     -Inf below q=0, +Inf above 1, NaN for an empty row."""
     q = np.broadcast_to(np.asarray(q, dtype=np.float64), (values.shape[0],))
-    rank_class = np.where(~valid, 2, np.where(np.isnan(values), 0, 1))
-    order = np.lexsort((np.where(np.isnan(values), 0.0, values), rank_class), axis=1)
-    ordered = np.take_along_axis(values, order, axis=1)
+    nan = np.isnan(values) & valid
+    # Sort NaN as -Inf and the padding as +Inf, then put the NaNs back in front (where Go's sort leaves them).
+    ordered = np.sort(np.where(valid, np.where(nan, -np.inf, values), np.inf), axis=1)
+    ordered[np.arange(values.shape[1])[None, :] < nan.sum(axis=1)[:, None]] = np.nan
     count = valid.sum(axis=1)
     rank = np.where(np.isnan(q), 0.0, q) * (count - 1)
     lower = np.clip(np.floor(rank), 0, np.maximum(count - 1, 0)).astype(np.int64)

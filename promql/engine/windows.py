@@ -61,9 +61,9 @@ def flag_positions(win: Windows, compare) -> np.ndarray:
     return win.cache[key]
 
 
-def gather(win: Windows, cells: np.ndarray):
-    """Yield (flat cell indices, values[m, L], times[m, L], valid[m, L]) for the windows at `cells` (flat indices
-    into [n, k] with at least one sample), in batches; padding is NaN and invalid."""
+def gather(win: Windows, cells: np.ndarray, *, with_times: bool = False):
+    """Yield (flat cell indices, values[m, L], times[m, L] or None, valid[m, L]) for the windows at `cells` (flat
+    indices into [n, k] with at least one sample), in batches; padding is NaN and invalid."""
     lo, hi = win.lo.ravel()[cells], win.hi.ravel()[cells]
     width = int((hi - lo).max(initial=1))
     step = max(1, _BATCH_CELLS // max(width, 1))
@@ -74,4 +74,4 @@ def gather(win: Windows, cells: np.ndarray):
         valid = index < b[:, None]
         index = np.where(valid, index, 0)
         yield (cells[begin:begin + step], np.where(valid, win.raw.values[index], np.nan),
-               win.raw.ts[index], valid)
+               win.raw.ts[index] if with_times else None, valid)
