@@ -74,7 +74,7 @@ def test_result_shapes_and_times():
     assert (format_time(1_700_000_000_000), format_time(1_700_000_000_120)) == (1_700_000_000, 1_700_000_000.12)
     series = Series(labels=(("__name__", "up"), ("job", "a")), ts_ms=np.array([1000, 2500]),
                     values=np.array([1.0, np.nan]))
-    # As JSON: a matrix's points are tuples until serialised (cheaper to build by the million).
+    # As JSON: a matrix is written as JSON text at once (cheaper by the million).
     assert orjson.loads(orjson.dumps(result_data(Result("matrix", series=[series])))) == {"resultType": "matrix", "result": [
         {"metric": {"__name__": "up", "job": "a"}, "values": [[1, "1"], [2.5, "NaN"]]}]}
     instant = Series(labels=(), ts_ms=np.array([2000]), values=np.array([0.25]))
@@ -89,4 +89,4 @@ def test_values_formatted_in_bulk_read_as_one_by_one():
     values = np.concatenate([rng.random(20_000) * 10.0 ** rng.integers(-30, 30, 20_000),
                              [0.0, -0.0, np.nan, np.inf, -np.inf, 1e16, 1e-4, 9.999e-5, 5.0, -3.0, 1e15, -2e-7]])
     from promql.responses import format_values
-    assert format_values(values) == [format_value(v) for v in values]
+    assert format_values(values) == [format_value(v).encode() for v in values]
