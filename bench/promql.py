@@ -34,11 +34,10 @@ import django  # noqa: E402
 django.setup()
 
 import numpy as np  # noqa: E402
-import psycopg2  # noqa: E402
 from django.conf import settings  # noqa: E402
-from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
+from bench.bench_db import fresh_database  # noqa: E402
 from promql.tests.prometheus_harness import (  # noqa: E402
     PrometheusClient,
     build_blocks,
@@ -75,21 +74,6 @@ def write_openmetrics(series, times_ms: np.ndarray, path: Path) -> None:
             prefix = f'{METRIC}{{instance="{labels["instance"]}",job="{labels["job"]}"}} '
             out.writelines(f"{prefix}{v:.1f} {t}\n" for v, t in zip(values.tolist(), stamps))
         out.write("# EOF\n")
-
-
-def fresh_database() -> None:
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
-    admin = psycopg2.connect(**params)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {BENCH_DB}")
-        cursor.execute(f"CREATE DATABASE {BENCH_DB}")
-    admin.close()
-    connection.close()
-    connection.settings_dict["NAME"] = BENCH_DB
-    call_command("migrate", verbosity=0)
 
 
 def load_ours(tenant, series, times_ms: np.ndarray) -> tuple[float, dict]:
@@ -209,7 +193,7 @@ def main():
         (workdir / "bench.om").unlink()
         print(f"Prometheus: blocks built in {time.perf_counter() - began:.0f} s")
 
-        fresh_database()
+        fresh_database(BENCH_DB)
         from tenants.services import api_key_issue, tenant_create
 
         tenant = tenant_create(slug="bench-promql")

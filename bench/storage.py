@@ -30,8 +30,7 @@ import django  # noqa: E402
 django.setup()
 
 import numpy as np  # noqa: E402
-import psycopg2  # noqa: E402
-from django.core.management import call_command  # noqa: E402
+from bench_db import fresh_database, plain_connection  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
 from storage_data import ShapeMix  # noqa: E402
@@ -39,27 +38,6 @@ from storage_data import ShapeMix  # noqa: E402
 BENCH_DB = "cloudwatchdog_bench_storage"
 STEP_US = 60_000_000
 DAY_US = 86_400_000_000
-
-
-def fresh_database() -> None:
-    settings = connection.settings_dict
-    admin = _plain_connection()
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {BENCH_DB}")
-        cursor.execute(f"CREATE DATABASE {BENCH_DB}")
-    admin.close()
-    connection.close()
-    settings["NAME"] = BENCH_DB
-    call_command("migrate", verbosity=0)
-
-
-def _plain_connection():
-    """A psycopg2 connection of its own to the database Django uses now."""
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
-    return psycopg2.connect(**params)
 
 
 def sizes() -> dict[str, int]:
@@ -150,7 +128,7 @@ def detection_figures(mix: ShapeMix, compacted: bool) -> dict:
     load(tenant, 1000, 1000, start_us, mix)
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE metrics_point")
-    plain = _plain_connection()
+    plain = plain_connection()
     fetch = []
     for _ in range(3):
         began = time.perf_counter()
@@ -208,7 +186,7 @@ def main():
     args = parser.parse_args()
     mix = ShapeMix()
     codec_table(mix, args.series, args.points)
-    fresh_database()
+    fresh_database(BENCH_DB)
     from metrics.storage import points_compact
     from tenants.services import api_key_issue, tenant_create
 

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from promql.engine import ExecutionError, query_range
-from promql.tests.test_engine_vs_prometheus import WINDOWS, assert_same_matrix, engine_matrix, in_memory_fetch
+from promql.tests.test_engine_vs_prometheus import WINDOWS, assert_answers_as_prometheus, in_memory_fetch
 
 EXPRESSIONS = [
     # Subqueries: the epoch-aligned inner grid, default step, offset, nesting, a range function over them.
@@ -101,11 +101,7 @@ ERRORS = [
 @pytest.mark.parametrize("window", WINDOWS)
 @pytest.mark.parametrize("expr", EXPRESSIONS)
 def test_query_range_answers_as_prometheus_does(synthetic_prometheus, expr, window):
-    start_ms, end_ms, step_ms = WINDOWS[window]
-    theirs = synthetic_prometheus.client.query_range(expr, start_ms=start_ms, end_ms=end_ms, step_ms=step_ms)
-    result = query_range(expr, in_memory_fetch(synthetic_prometheus.series),
-                         start_ms=start_ms, end_ms=end_ms, step_ms=step_ms)
-    assert_same_matrix(engine_matrix(result), theirs, expr)
+    assert_answers_as_prometheus(synthetic_prometheus, expr, window)
 
 
 @pytest.mark.parametrize("expr", ERRORS)

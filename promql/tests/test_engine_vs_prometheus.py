@@ -148,10 +148,13 @@ def test_the_expressions_cover_what_issue_25_lists():
 @pytest.mark.parametrize("window", WINDOWS)
 @pytest.mark.parametrize("expr", EXPRESSIONS)
 def test_query_range_answers_as_prometheus_does(synthetic_prometheus, expr, window):
+    assert_answers_as_prometheus(synthetic_prometheus, expr, window)
+
+
+def assert_answers_as_prometheus(prometheus, expr: str, window: str) -> None:
     from promql.engine import query_range
 
     start_ms, end_ms, step_ms = WINDOWS[window]
-    theirs = synthetic_prometheus.client.query_range(expr, start_ms=start_ms, end_ms=end_ms, step_ms=step_ms)
-    result = query_range(expr, in_memory_fetch(synthetic_prometheus.series),
-                         start_ms=start_ms, end_ms=end_ms, step_ms=step_ms)
+    theirs = prometheus.client.query_range(expr, start_ms=start_ms, end_ms=end_ms, step_ms=step_ms)
+    result = query_range(expr, in_memory_fetch(prometheus.series), start_ms=start_ms, end_ms=end_ms, step_ms=step_ms)
     assert_same_matrix(engine_matrix(result), theirs, expr)
