@@ -71,6 +71,55 @@ def _prometheus_counters(port: int) -> dict[tuple[str, str], float]:
     return counters
 
 
+def _write_agent_config(path, client, target_port: int, live_url: str) -> None:
+    """Two queues scraping the shop: `valid` gets all but the oversized metric, `refused` only that one."""
+    queue = f"""    basic_auth:
+      username: {client.tenant.slug}
+      password: {client.key}
+    queue_config:
+      batch_send_deadline: 1s
+      min_backoff: 100ms
+      max_backoff: 1s"""
+    path.write_text(f"""
+global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: shop
+    static_configs:
+      - targets: ["127.0.0.1:{target_port}"]
+remote_write:
+  - name: valid
+    url: {live_url}/api/v1/write
+    write_relabel_configs: [{{source_labels: [__name__], regex: shop_oversized, action: drop}}]
+{queue}
+  - name: refused
+    url: {live_url}/api/v1/push
+    write_relabel_configs: [{{source_labels: [__name__], regex: shop_oversized, action: keep}}]
+{queue}
+""")
+
+
+def _wait_for_the_shop(client, web_port: int):
+    """Up to a minute, until three scrapes of orders are stored and the refused queue has failed a batch."""
+    deadline = time.monotonic() + 60
+    orders = temperature = []
+    counters = {}
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        orders = client.get("/api/v1/metrics/timeseries", {"service": "shop", "metric_name": "shop_orders_total",
+                                                           "minutes": 10}).json()["series"]
+        temperature = client.get("/api/v1/metrics/timeseries", {"service": "shop", "metric_name": "shop_temperature",
+                                                                "minutes": 10}).json()["series"]
+        try:
+            counters = _prometheus_counters(web_port)
+        except OSError:
+            continue
+        if orders and len(orders[0]["points"]) >= 3 and temperature and \
+                counters.get((FAILED, "refused"), 0) > 0:
+            break
+    return orders, temperature, counters
+
+
 @pytest.mark.django_db(transaction=True)
 def test_prometheus_remote_writes_with_basic_auth_counts_no_nan_failed_and_drops_a_refused_batch_unretried(
         live_server, make_tenant, prometheus_binaries, tmp_path):
@@ -81,52 +130,14 @@ def test_prometheus_remote_writes_with_basic_auth_counts_no_nan_failed_and_drops
     target = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Target)
     threading.Thread(target=target.serve_forever, daemon=True).start()
     web_port = _free_port()
-    queue = f"""    basic_auth:
-      username: {client.tenant.slug}
-      password: {client.key}
-    queue_config:
-      batch_send_deadline: 1s
-      min_backoff: 100ms
-      max_backoff: 1s"""
-    (tmp_path / "prometheus.yml").write_text(f"""
-global:
-  scrape_interval: 1s
-scrape_configs:
-  - job_name: shop
-    static_configs:
-      - targets: ["127.0.0.1:{target.server_address[1]}"]
-remote_write:
-  - name: valid
-    url: {live_server.url}/api/v1/write
-    write_relabel_configs: [{{source_labels: [__name__], regex: shop_oversized, action: drop}}]
-{queue}
-  - name: refused
-    url: {live_server.url}/api/v1/push
-    write_relabel_configs: [{{source_labels: [__name__], regex: shop_oversized, action: keep}}]
-{queue}
-""")
+    _write_agent_config(tmp_path / "prometheus.yml", client, target.server_address[1], live_server.url)
     process = subprocess.Popen(
         [prometheus, "--enable-feature=agent", f"--config.file={tmp_path / 'prometheus.yml'}",
          f"--storage.agent.path={tmp_path / 'wal'}", f"--web.listen-address=127.0.0.1:{web_port}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     try:
-        deadline = time.monotonic() + 60
-        orders = temperature = []
-        counters = {}
-        while time.monotonic() < deadline:
-            time.sleep(1)
-            orders = client.get("/api/v1/metrics/timeseries", {"service": "shop", "metric_name": "shop_orders_total",
-                                                               "minutes": 10}).json()["series"]
-            temperature = client.get("/api/v1/metrics/timeseries", {"service": "shop", "metric_name": "shop_temperature",
-                                                                    "minutes": 10}).json()["series"]
-            try:
-                counters = _prometheus_counters(web_port)
-            except OSError:
-                continue
-            if orders and len(orders[0]["points"]) >= 3 and temperature and \
-                    counters.get((FAILED, "refused"), 0) > 0:
-                break
+        orders, temperature, counters = _wait_for_the_shop(client, web_port)
         assert orders and len(orders[0]["points"]) >= 3, counters
         [series] = orders
         resource = f"127.0.0.1:{target.server_address[1]}"
