@@ -30,7 +30,9 @@ logger = logging.getLogger(__name__)
 
 POINTS = Counter(
     "cloudwatchdog_points", "Points received, by tenant, protocol (json, otlp, remote_write) and outcome "
-    "(accepted, duplicate, rejected, dropped); reason: the field or step that refused a point.",
+    "(accepted, duplicate, rejected, dropped); reason: the field or step that refused a point, or for accepted "
+    "nan and staleness (NaN samples and staleness markers, kept for PromQL only), for dropped staleness (a "
+    "marker of a series that does not exist).",
     ["tenant", "protocol", "outcome", "reason"],
 )
 REQUEST_SECONDS = Histogram(
@@ -51,15 +53,18 @@ scrape_collectors: list[Callable[[], Iterable[GaugeMetricFamily]]] = []
 
 
 def points_counted(*, tenant_slug: str, protocol: str, accepted: int = 0, duplicates: int = 0,
-                   rejected_by_reason: dict[str, int] | None = None, dropped: int = 0, nans: int = 0) -> None:
+                   rejected_by_reason: dict[str, int] | None = None, nans: int = 0, stale: int = 0,
+                   stale_dropped: int = 0) -> None:
     if accepted:
         POINTS.labels(tenant_slug, protocol, "accepted", "").inc(accepted)
+    if nans:
+        POINTS.labels(tenant_slug, protocol, "accepted", "nan").inc(nans)
+    if stale:
+        POINTS.labels(tenant_slug, protocol, "accepted", "staleness").inc(stale)
     if duplicates:
         POINTS.labels(tenant_slug, protocol, "duplicate", "").inc(duplicates)
-    if dropped:
-        POINTS.labels(tenant_slug, protocol, "dropped", "staleness").inc(dropped)
-    if nans:
-        POINTS.labels(tenant_slug, protocol, "dropped", "nan").inc(nans)
+    if stale_dropped:
+        POINTS.labels(tenant_slug, protocol, "dropped", "staleness").inc(stale_dropped)
     for reason, count in (rejected_by_reason or {}).items():
         POINTS.labels(tenant_slug, protocol, "rejected", reason).inc(count)
 

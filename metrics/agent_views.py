@@ -143,10 +143,9 @@ def _converted_store(meter: IngestMeter, limits, converted, *, protocol: str) ->
     if converted.events:
         _count_check(converted.events, limits)
         meter.points_take(len(converted.events))
-        result = points_store(tenant, converted.events, deltas=converted.deltas)
+        result = points_store(tenant, converted.events, deltas=converted.deltas, keep_nan=True)
         refused += rejections_named(converted.events, result.rejected)
-    ingest_counted(tenant=tenant, protocol=protocol, result=result, refused_in_conversion=len(converted.refused),
-                   dropped=converted.dropped, nans=converted.nans)
+    ingest_counted(tenant=tenant, protocol=protocol, result=result, refused_in_conversion=len(converted.refused))
     return refused, total
 
 
@@ -162,8 +161,9 @@ class RemoteWriteView(_AgentView):
         operation_id="prometheus_remote_write", summary="Ingest a Prometheus remote write",
         request={"application/x-protobuf": OpenApiTypes.BINARY},
         responses={
-            204: OpenApiResponse(description="Every sample stored (or already stored, or a NaN: staleness markers "
-                                 "and other NaN values are dropped and counted)."),
+            204: OpenApiResponse(description="Every sample stored or already stored (NaN samples and staleness "
+                                 "markers are kept for PromQL only; a marker of a series that does not exist is "
+                                 "dropped and counted)."),
             **{(code, "text/plain"): OpenApiResponse(OpenApiTypes.STR, text) for code, text in {
                 400: "A malformed body, or samples refused (named in the text; the others were stored). Prometheus "
                      "drops the batch and does not retry it.",

@@ -5,8 +5,9 @@ A series is (tenant, service, resource_id, metric_name, tags). Points live in th
 by time (declarative partitions, one per ISO week), which Django models cannot express:
 columns (tenant_id, series_id, ts, value), primary key (tenant_id, series_id, ts).
 Points of closed days move into `metrics_chunk` (one compressed row per series and UTC day).
-Points are written, kept and read by `metrics.storage`, in SQL: only it (with the migrations and the
-table names below) names the point, chunk, rollup and ingest-log tables.
+NaN samples and staleness markers (remote write, OTLP) are kept apart in `metrics_nan_sample`, read by
+PromQL only. Points are written, kept and read by `metrics.storage`, in SQL: only it (with the migrations
+and the table names below) names the point, chunk, NaN-sample, rollup and ingest-log tables.
 """
 from django.db import models
 
@@ -76,4 +77,5 @@ SERIES_TABLE = Series._meta.db_table
 ROLLUP_1H_TABLE = "metrics_rollup_1h"  # created by migration 0002, like the ingest log
 INGEST_LOG_TABLE = "metrics_ingest_log"
 CHUNK_TABLE = "metrics_chunk"  # compacted points, one row per series and closed UTC day (migration 0007)
+NAN_SAMPLE_TABLE = "metrics_nan_sample"  # NaN samples and staleness markers, for PromQL only (migration 0010)
 INGEST_REJECTION_TABLE = IngestRejection._meta.db_table

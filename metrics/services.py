@@ -29,6 +29,9 @@ class IngestResult:
     accepted: int = 0
     duplicates: int = 0
     rejected: list[dict] = field(default_factory=list)
+    nans_kept: int = 0  # NaN samples stored apart, for PromQL (keep_nan)
+    stale_kept: int = 0  # staleness markers stored apart, for PromQL (keep_nan)
+    stale_dropped: int = 0  # staleness markers of series that do not exist: nothing to end
 
 
 class _TenantSeries:
@@ -197,16 +200,20 @@ class _Batch:
     identity_errors: dict[tuple, dict] = field(default_factory=dict)
     timestamps: list[int | str] = field(default_factory=list)
     usable: list[bool] | None = None  # whose time and value passed (None: all); only these may create a series
+    nan: np.ndarray | None = None  # which values are NaN samples to keep apart (keep_nan; None: none)
+    stale: np.ndarray | None = None  # which of those are staleness markers: they find a series, never create one
 
     def reject(self, position: int, errors: dict) -> None:
         self.errors_by_index.setdefault(self.indices[position], {}).update(errors)
 
 
 def points_ingest(*, tenant: Tenant, events: list, now: datetime | None = None,
-                  deltas: list[int] | None = None) -> IngestResult:
+                  deltas: list[int] | None = None, keep_nan: bool = False) -> IngestResult:
     """Store the valid events of a batch; each (series, ts) is stored once and the first write wins.
     `deltas`: the indices of events whose value is an increase (OTLP's delta temporality), stored as
-    running totals (_deltas_accumulate).
+    running totals (_deltas_accumulate). `keep_nan` (the agent protocols): NaN values are Prometheus
+    samples, stored apart for PromQL (storage.nan_samples_write) in the points' transaction instead of
+    refused; a staleness marker's series is found but never created.
 
     Raises PartitionsBusy when a new partition could not be created in time (nothing was stored).
     """
@@ -225,25 +232,37 @@ def points_ingest(*, tenant: Tenant, events: list, now: datetime | None = None,
         batch = _Batch(typed, range(len(typed)), errors_by_index)
     # Times and values first: a refused point must not create a series (which counts toward the limit).
     _timestamps_check(batch=batch, checker=checker)
-    _values_check(batch=batch)
+    _values_check(batch=batch, keep_nan=keep_nan)
     _series_ids_find(tenant=tenant, batch=batch, checker=checker)
     _partitions_ensure(batch=batch, now_us=now_us, max_new_partitions=limits.max_new_partitions)
     if deltas:
         _deltas_accumulate(tenant=tenant, batch=batch, deltas=set(deltas))
-    rows, duplicates = _rows_of(batch)
-    result = IngestResult(duplicates=duplicates)
-    if rows is not None:
-        result.accepted = storage.points_write(tenant_id=tenant.id, rows=rows,
-                                              late_before_us=storage.late_before_us(tenant, now_us))
-        result.duplicates += len(rows.series_ids) - result.accepted
+    nan_rows, result = _nan_rows_of(batch)
+    rows, result.duplicates = _rows_of(batch)
+    if nan_rows is None:
+        if rows is not None:
+            _points_write(tenant=tenant, rows=rows, now_us=now_us, result=result)
+    else:
+        with transaction.atomic():
+            if rows is not None:
+                _points_write(tenant=tenant, rows=rows, now_us=now_us, result=result)
+            result.nans_kept, result.stale_kept = storage.nan_samples_write(
+                tenant_id=tenant.id, series_ids=nan_rows.series_ids, ts_us=nan_rows.ts_us, values=nan_rows.values)
+        result.duplicates += len(nan_rows.series_ids) - result.nans_kept - result.stale_kept
     result.rejected = [{"index": index, "errors": errors_by_index[index]} for index in sorted(errors_by_index)]
     return result
 
 
-def ingest_counted(*, tenant: Tenant, protocol: str, result: IngestResult | None, refused_in_conversion: int = 0,
-                   dropped: int = 0, nans: int = 0) -> None:
-    """Count a request's points for /metrics: accepted, duplicate, rejected by the first field refused, dropped
-    (staleness markers, NaN values)."""
+def _points_write(*, tenant: Tenant, rows: storage.PointRows, now_us: int, result: IngestResult) -> None:
+    result.accepted = storage.points_write(tenant_id=tenant.id, rows=rows,
+                                          late_before_us=storage.late_before_us(tenant, now_us))
+    result.duplicates += len(rows.series_ids) - result.accepted
+
+
+def ingest_counted(*, tenant: Tenant, protocol: str, result: IngestResult | None,
+                   refused_in_conversion: int = 0) -> None:
+    """Count a request's points for /metrics: accepted (NaN samples and staleness markers apart), duplicate,
+    rejected by the first field refused, dropped (staleness markers of series that do not exist)."""
     by_reason: dict[str, int] = {}
     for item in result.rejected if result else ():
         reason = next(iter(item["errors"]), "event")
@@ -261,7 +280,8 @@ def ingest_counted(*, tenant: Tenant, protocol: str, result: IngestResult | None
             )
     telemetry.points_counted(tenant_slug=tenant.slug, protocol=protocol, accepted=result.accepted if result else 0,
                              duplicates=result.duplicates if result else 0, rejected_by_reason=by_reason,
-                             dropped=dropped, nans=nans)
+                             nans=result.nans_kept if result else 0, stale=result.stale_kept if result else 0,
+                             stale_dropped=result.stale_dropped if result else 0)
 
 
 def ingest_figures() -> list:
@@ -282,15 +302,22 @@ def _series_ids_find(*, tenant: Tenant, batch: _Batch, checker: EventChecker) ->
     cached = entries.get
     series_ids = [cached(identity) for identity in identities]
     if None in series_ids:
-        usable = batch.usable
-        new, judged_only = {}, {}
+        usable, stale = batch.usable, batch.stale
+        new, judged_only, looked_up = {}, {}, {}
         for k, identity in enumerate(identities):
             if series_ids[k] is None:
-                (new if usable is None or usable[k] else judged_only)[identity] = batch.events[k]
+                if usable is None or usable[k]:
+                    new[identity] = batch.events[k]
+                elif stale is not None and stale[k] and batch.timestamps[k].__class__ is int:
+                    looked_up[identity] = batch.events[k]
+                else:
+                    judged_only[identity] = batch.events[k]
         resolved: dict[tuple, int] = {}
         errors = _series_resolve(tenant=tenant, new=new, checker=checker, resolved=resolved)
+        looked_up = {identity: event for identity, event in looked_up.items() if identity not in new}
+        errors.update(_series_resolve(tenant=tenant, new=looked_up, checker=checker, resolved=resolved, create=False))
         for identity, event in judged_only.items():
-            if identity not in new and (problems := checker.identity(event)[0]):
+            if identity not in new and identity not in looked_up and (problems := checker.identity(event)[0]):
                 errors[identity] = problems
         batch.identity_errors = errors
         series_ids = [sid if sid is not None else resolved.get(identities[k]) for k, sid in enumerate(series_ids)]
@@ -311,12 +338,18 @@ def _timestamps_check(*, batch: _Batch, checker: EventChecker) -> None:
                 batch.reject(k, {"timestamp": [ts]})
 
 
-def _values_check(*, batch: _Batch) -> None:
-    """Refuses the values storage cannot hold, and notes which events are still usable (batch.usable)."""
+def _values_check(*, batch: _Batch, keep_nan: bool) -> None:
+    """Refuses the values storage cannot hold, and notes which events are still usable (batch.usable) and,
+    with keep_nan, which are NaN samples and staleness markers (batch.nan, batch.stale)."""
     values = np.fromiter((e.value for e in batch.events), np.float64, len(batch.events))
     # NaN fails the comparison too; the typed decoder already refused non-finite numbers.
     value_ok = np.abs(values) <= MAX_ABS_VALUE
-    for k in np.flatnonzero(~value_ok).tolist():
+    storable = value_ok
+    if keep_nan and not value_ok.all() and (nan := np.isnan(values)).any():
+        batch.nan, batch.stale = nan, storage.is_stale(values)
+        storable = value_ok | nan
+        value_ok = storable & ~batch.stale  # a staleness marker never creates its series
+    for k in np.flatnonzero(~storable).tolist():
         batch.reject(k, {"value": [value_error(batch.events[k].value)]})
     times_ok = [ts.__class__ is int for ts in batch.timestamps]
     if not value_ok.all() or not all(times_ok):
@@ -326,10 +359,11 @@ def _values_check(*, batch: _Batch) -> None:
 def _partitions_ensure(*, batch: _Batch, now_us: int, max_new_partitions: int) -> None:
     """Creates the partitions the usable events with a series need; past the request's limit of new ones, an
     event is refused (its series exists already: sent again, it is stored)."""
-    usable = batch.usable
+    usable, nan = batch.usable, batch.nan
     if None in batch.series_ids or usable is not None:
+        # NaN samples are stored apart (storage.nan_samples_write), in no partition.
         wanted = {batch.timestamps[k] for k, sid in enumerate(batch.series_ids)
-                  if sid is not None and (usable is None or usable[k])}
+                  if sid is not None and (usable is None or usable[k]) and (nan is None or not nan[k])}
     else:
         wanted = set(batch.timestamps)
     wanted_us = np.fromiter((ts for ts in wanted if ts.__class__ is int), np.int64)
@@ -372,6 +406,25 @@ def _deltas_accumulate(*, tenant: Tenant, batch: _Batch, deltas: set[int]) -> No
                 batch.events[k] = msgspec.structs.replace(event, value=total)
 
 
+def _nan_rows_of(batch: _Batch) -> tuple[storage.PointRows | None, IngestResult]:
+    """The NaN samples and staleness markers to keep (those with a series and a valid time), and a result
+    counting the markers whose series does not exist (nothing to end, so nothing stored)."""
+    result = IngestResult()
+    if batch.nan is None:
+        return None, result
+    kept = []
+    for k in np.flatnonzero(batch.nan).tolist():
+        if batch.series_ids[k] is not None and batch.timestamps[k].__class__ is int:
+            kept.append(k)
+        elif batch.stale[k] and batch.indices[k] not in batch.errors_by_index:
+            result.stale_dropped += 1
+    if not kept:
+        return None, result
+    values = np.fromiter((batch.events[k].value for k in kept), np.float64, len(kept))
+    return storage.PointRows(np.fromiter((batch.series_ids[k] for k in kept), np.int64, len(kept)),
+                             np.fromiter((batch.timestamps[k] for k in kept), np.int64, len(kept)), values), result
+
+
 def _rows_of(batch: _Batch) -> tuple[storage.PointRows | None, int]:
     """The accepted rows (first of each repeated (series, ts)) and how many repeats were dropped."""
     if not batch.events:
@@ -384,7 +437,9 @@ def _rows_of(batch: _Batch) -> tuple[storage.PointRows | None, int]:
         sid = np.array(batch.series_ids, np.int64)
         ts = np.array(batch.timestamps, np.int64)
     else:
-        for k in np.flatnonzero(~value_ok).tolist():
+        # NaN samples kept apart (_nan_rows_of) are neither rows nor refused.
+        refused = ~value_ok if batch.nan is None else ~value_ok & ~batch.nan
+        for k in np.flatnonzero(refused).tolist():
             batch.reject(k, {"value": [value_error(batch.events[k].value)]})
         good = [k for k in np.flatnonzero(value_ok).tolist()
                 if batch.series_ids[k] is not None and batch.timestamps[k].__class__ is int]
@@ -401,8 +456,10 @@ def _rows_of(batch: _Batch) -> tuple[storage.PointRows | None, int]:
     return storage.PointRows(sid[keep], ts[keep], values[keep]), int(repeat.sum())
 
 
-def _series_resolve(*, tenant: Tenant, new: dict[tuple, Event], checker: EventChecker, resolved: dict) -> dict:
-    """Resolve identities missing from the cache (creating series, committed on their own); returns errors."""
+def _series_resolve(*, tenant: Tenant, new: dict[tuple, Event], checker: EventChecker, resolved: dict,
+                    create: bool = True) -> dict:
+    """Resolve identities missing from the cache (creating series, committed on their own, unless `create` is
+    false: then one not found stays unresolved); returns errors."""
     errors: dict[tuple, dict] = {}
     by_hash: dict[str, list[tuple]] = {}
     canonical_event: dict[str, tuple[Event, str]] = {}
@@ -422,7 +479,7 @@ def _series_resolve(*, tenant: Tenant, new: dict[tuple, Event], checker: EventCh
             f"SELECT key_hash, id FROM {SERIES_TABLE} WHERE tenant_id = %s AND key_hash = ANY(%s)", [tenant.id, hashes]
         )
         found = dict(cursor.fetchall())
-        to_create = [h for h in hashes if h not in found]
+        to_create = [h for h in hashes if h not in found] if create else []
         if to_create:
             limit = tenant.limit("MAX_SERIES_PER_TENANT")
             refused = _series_create(cursor, tenant=tenant, limit=limit, hashes=to_create,

@@ -104,10 +104,10 @@ def _over_rate(tenant, wait: float) -> ApiError:
                     headers={"Retry-After": str(int(wait) + 1)})
 
 
-def points_store(tenant, events: list, *, deltas: list[int] | None = None) -> IngestResult:
+def points_store(tenant, events: list, *, deltas: list[int] | None = None, keep_nan: bool = False) -> IngestResult:
     """points_ingest, with storage being prepared answered 503 (nothing was stored, retry soon)."""
     try:
-        return points_ingest(tenant=tenant, events=events, deltas=deltas)
+        return points_ingest(tenant=tenant, events=events, deltas=deltas, keep_nan=keep_nan)
     except storage.PartitionsBusy:
         raise ApiError(503, "Storage for these timestamps is being prepared; retry in a few seconds (nothing was "
                        "stored).", headers={"Retry-After": "2"}) from None

@@ -89,7 +89,7 @@ def test_tenant_owned_rows_fail_closed(owner):
 
 
 STORE = ROOT / "metrics" / "storage"
-STORE_TABLE_CONSTANTS = ("POINT_TABLE", "CHUNK_TABLE", "ROLLUP_1H_TABLE", "INGEST_LOG_TABLE")
+STORE_TABLE_CONSTANTS = ("POINT_TABLE", "CHUNK_TABLE", "NAN_SAMPLE_TABLE", "ROLLUP_1H_TABLE", "INGEST_LOG_TABLE")
 
 
 def _outside_the_store():
@@ -110,9 +110,9 @@ def _docstrings(tree) -> set[int]:
     return found
 
 
-def test_only_the_store_names_the_point_chunk_rollup_and_ingest_log_tables():
+def test_only_the_store_names_the_point_chunk_nan_sample_rollup_and_ingest_log_tables():
     tables = [getattr(metrics_models, name) for name in STORE_TABLE_CONSTANTS]
-    assert tables == ["metrics_point", "metrics_chunk", "metrics_rollup_1h", "metrics_ingest_log"]
+    assert tables == ["metrics_point", "metrics_chunk", "metrics_nan_sample", "metrics_rollup_1h", "metrics_ingest_log"]
     named = re.compile("|".join(map(re.escape, tables)))  # partitions (metrics_point_p20260105) included
     offenders = []
     for path, tree in _outside_the_store():

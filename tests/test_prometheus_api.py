@@ -3,9 +3,9 @@ and remote-writes to us; once everything up to a time T has been sent, PromQL qu
 both query_range endpoints, ending at or before T, and the answers are the same series with the same values at
 every step. promtool reads our /prometheus as it reads Prometheus.
 
-One Prometheus run serves every query (about 65 s). The queries avoid series that carry NaN (summary quantiles:
-NaN samples are dropped at ingest) or go away (we keep no staleness markers yet): Prometheus' own counters,
-gauges and histograms, all steady while it runs."""
+One Prometheus run serves every query (about 65 s). Prometheus' own counters, gauges and histograms, all steady
+while it runs, and the quantiles of its query-duration summary, NaN samples throughout (it runs no query until
+the window has been sent): NaN is kept for PromQL and reads "NaN" as Prometheus answers."""
 import base64
 import subprocess
 import time
@@ -56,6 +56,9 @@ QUERIES = [
     # histogram_quantile over Prometheus' own request durations.
     "histogram_quantile(0.9, rate(prometheus_http_request_duration_seconds_bucket[30s]))",
     "histogram_quantile(0.5, sum by (le) (rate(prometheus_http_request_duration_seconds_bucket[1m])))",
+    # A summary's quantiles while it is empty: NaN samples, selected and counted in windows.
+    'prometheus_engine_query_duration_seconds{quantile="0.9"}',
+    'count_over_time(prometheus_engine_query_duration_seconds{slice="inner_eval"}[10s])',
 ]
 
 

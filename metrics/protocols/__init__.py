@@ -2,7 +2,9 @@
 
 Each turns a request body into the same `metrics.ingest.Event`s as the JSON API, so the same
 limits, validation and first-write-wins rules apply (metrics.services.points_ingest), and
-reports what it refused or dropped while converting. What a request may cost is bounded before
+reports what it refused while converting. NaN samples and staleness markers (a remote-write StaleNaN,
+an OTLP point flagged "no recorded value") travel as events with those values; points_ingest keeps
+them out of the point table, for PromQL only. What a request may cost is bounded before
 it is converted: its points are counted first (wire.py for large bodies), and what protocols
 remember between requests (IdentityCache) is bounded in bytes per tenant. remote_write_pb2 is
 generated from remote_write.proto by `make protos`; the OTLP classes come from the
@@ -29,12 +31,11 @@ UNKNOWN_RESOURCE = "unknown_resource"
 
 @dataclass
 class Converted:
-    """A protocol request as events, with the points refused or dropped on the way."""
+    """A protocol request as events (NaN values and staleness markers among them: points_ingest keeps them
+    apart, for PromQL), with the points refused on the way."""
 
     events: list[Event] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # why each refused point was refused, naming it
-    dropped: int = 0  # deliberately not stored: staleness markers, points with no recorded value
-    nans: int = 0  # NaN values (an empty summary's quantiles), deliberately not stored either
     deltas: list[int] = field(default_factory=list)  # indices of events that are increases (OTLP delta temporality)
     tag_bytes_allowed: int | None = None  # the tags JSON its points may build, all together
     tag_bytes: int = 0

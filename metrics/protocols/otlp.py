@@ -10,8 +10,10 @@ gauge; delta points are increases, added onto the series' value on the way in
 remote write uses: `<name>_bucket` (tag `le`, cumulative counts, "+Inf" last), `<name>_count` and
 `<name>_sum`, counters when cumulative or delta; exponential histograms the same when their buckets
 are le buckets exactly (cumulative, no negative values), else refused by name. Summaries -> `<name>_count`,
-`<name>_sum` (counters) and `<name>` per quantile (tag `quantile`). Exemplars are dropped; so are points flagged "no recorded value"
-(OTLP's staleness marker) and NaN values (counted as dropped).
+`<name>_sum` (counters) and `<name>` per quantile (tag `quantile`). Exemplars are dropped. A point flagged "no
+recorded value" (OTLP's staleness marker, which the Collector's Prometheus receiver sends when a target goes away)
+becomes a Prometheus staleness marker on each series it would write; it and NaN values are kept apart from the
+points, for PromQL only (services.points_ingest).
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
+from metrics import storage
 from metrics.ingest import Event, Limits, shown, text_error
 from metrics.protocols import (
     TAG_BYTES_PER_BODY_BYTE,
@@ -283,9 +286,8 @@ def _metric_convert(out: Converted, metric, resource: _Resource, limits: Limits)
         _numbers_add(points, which, data)
         return
     for point in data.data_points:
-        if point.flags & _NO_RECORDED_VALUE:
-            out.dropped += 1
-        elif which == "summary":
+        points.stale = bool(point.flags & _NO_RECORDED_VALUE)
+        if which == "summary":
             _summary_add(points, point)
         else:
             _histogram_add(points, point, which, data)
@@ -296,6 +298,7 @@ class _Points:
 
     def __init__(self, out: Converted, resource: _Resource, limits: Limits, name: str, unit: str):
         self.out, self.resource, self.limits, self.name, self.unit = out, resource, limits, name, unit
+        self.stale = False  # the point being added has no recorded value: each of its series gets a stale marker
 
     def attributes(self, point) -> dict | None:
         """The point's attributes, or None when they are refused (named, `times` points)."""
@@ -312,14 +315,13 @@ class _Points:
 
     def add(self, point, attributes: dict, value: float, kind: str, *, suffix: str = "", extra_tags: dict | None = None,
             unit: str | None = None, delta: bool = False) -> None:
-        if value != value:  # NaN (an empty summary's quantile): dropped and counted, as remote write does
-            self.out.nans += 1
-            return
+        if self.stale:
+            value = storage.STALE_NAN
         if attributes or extra_tags:
             tags = self.out.tags_built(_tags_json({**self.resource.tags, **attributes, **(extra_tags or {})}))
         else:
             tags = self.resource.tags_json
-        if delta:
+        if delta and value == value:  # NaN (an empty summary's quantile, a stale marker) is no increase
             self.out.deltas.append(len(self.out.events))
         self.out.events.append(Event(
             service=self.resource.service, resource_id=self.resource.resource_id, metric_name=self.name + suffix,
@@ -336,10 +338,13 @@ def _numbers_add(points: _Points, which: str, data) -> None:
     counter = which == "sum" and data.is_monotonic and data.aggregation_temporality in (_CUMULATIVE, _DELTA)
     kind = "counter" if counter else "gauge"
     for point in data.data_points:
-        if point.flags & _NO_RECORDED_VALUE:
-            points.out.dropped += 1
-            continue
+        points.stale = bool(point.flags & _NO_RECORDED_VALUE)
         number = point.WhichOneof("value")
+        if number is None and points.stale:
+            attributes = points.attributes(point)
+            if attributes is not None:
+                points.add(point, attributes, storage.STALE_NAN, kind, delta=delta)
+            continue
         if number is None:
             points.refuse(point, "has no value (as_double or as_int)")
             continue
@@ -372,7 +377,9 @@ def _histogram_add(points: _Points, point, which: str, data) -> None:
                                 "next; export it with cumulative temporality, or as an explicit-bucket histogram")
     else:
         buckets, problem = _exponential_buckets(point)
-    if problem:
+    if problem and points.stale:
+        buckets = []  # a point with no recorded value: its buckets do not matter, its count and sum end
+    elif problem:
         points.refuse(point, problem, times=_point_count(point))
         return
     attributes = points.attributes(point)

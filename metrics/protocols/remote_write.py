@@ -5,7 +5,7 @@ labels -> tags. A series is a counter when the request's metadata says its famil
 as metadata usually travels in requests of its own, when its name ends in `_total`, `_count`,
 `_sum` or `_bucket` (Prometheus' naming rules for counters and the cumulative parts of
 histograms and summaries). Staleness markers and every other NaN (an empty summary's quantiles) are
-dropped deliberately and counted: a NaN is a valid Prometheus sample, but not a measurement to store.
+events like any sample: points_ingest keeps them apart from the points, for PromQL only.
 Native histograms are refused by name (this version stores float samples only).
 
 The body is read with remote_write_fast.proto, wire-compatible with the spec's WriteRequest, so a
@@ -14,7 +14,6 @@ label set seen before costs one dict lookup on its encoded bytes (see identity_c
 from __future__ import annotations
 
 import re
-import struct
 from dataclasses import dataclass
 from functools import partial
 
@@ -22,6 +21,7 @@ import cramjam
 import orjson
 from google.protobuf.message import DecodeError
 
+from metrics import storage
 from metrics.ingest import Event, Limits, shown, text_error
 from metrics.protocols import (
     UNKNOWN_RESOURCE,
@@ -38,11 +38,9 @@ from metrics.protocols.remote_write_fast_pb2 import WriteRequestLabelBytes
 from metrics.protocols.remote_write_pb2 import Label, MetricMetadata
 
 # Prometheus marks a series that went away with this NaN (value.StaleNaN); it is not a measurement.
-STALE_NAN_BITS = 0x7FF0000000000002
+STALE_NAN_BITS = storage.STALE_NAN_BITS
 COUNTER_SUFFIXES = ("_total", "_count", "_sum", "_bucket")
 _COUNTER_TYPES = {MetricMetadata.COUNTER, MetricMetadata.HISTOGRAM, MetricMetadata.SUMMARY}
-_bits = struct.Struct("<d")
-_as_int = struct.Struct("<Q")
 
 
 class UndecodableBody(Exception):
@@ -97,10 +95,6 @@ class BodyTooLarge(Exception):
     def __init__(self, length: int, max_bytes: int):
         super().__init__(f"The body decompresses to {length} bytes, over this tenant's limit of {max_bytes} "
                          "(MAX_BODY_BYTES).")
-
-
-def is_stale_marker(value: float) -> bool:
-    return _as_int.unpack(_bits.pack(value))[0] == STALE_NAN_BITS
 
 
 @dataclass(frozen=True)
@@ -201,14 +195,7 @@ def convert(request: WriteRequestLabelBytes, *, limits: Limits, tenant_id: int) 
         service, resource_id, metric_name, tags = identity.service, identity.resource_id, identity.metric_name, \
             identity.tags
         for sample in samples:
-            value = sample.value
-            if value != value:
-                if is_stale_marker(value):
-                    out.dropped += 1
-                else:
-                    out.nans += 1
-                continue
-            events.append(Event(service=service, resource_id=resource_id, metric_name=metric_name, value=value,
+            events.append(Event(service=service, resource_id=resource_id, metric_name=metric_name, value=sample.value,
                                 timestamp=sample.timestamp * 1000, source="prometheus", tags=tags, kind=kind,
                                 unit=unit))
     return out

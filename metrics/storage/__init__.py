@@ -1,10 +1,12 @@
 """The point store: where a series' points are written, kept and read. Everything outside this
 package goes through the names below; only this package (with metrics/models.py and the migrations)
-names the point, chunk, rollup and ingest-log tables (tests/test_layering.py checks both).
+names the point, chunk, NaN-sample, rollup and ingest-log tables (tests/test_layering.py checks both).
 
 Write
     points_write(tenant_id, rows, late_before_us)  a request's accepted PointRows, once, first write wins
     PointRows                                      accepted points as arrays (series id, µs, value)
+    nan_samples_write(tenant_id, ...)              NaN samples and staleness markers (is_stale, STALE_NAN[_BITS]),
+                                                   kept apart for PromQL, first write wins (nans.py)
     partitions_ensure(ts_us, now_us, max_new)      the partitions those times need; PartitionsBusy if DDL waits
     late_before_us(tenant, now_us)                 the write path's question to compaction: points before
                                                    it may already be in a chunk, so they are checked there
@@ -13,8 +15,9 @@ Read (rows and compacted chunks as one store)
     timeseries_read, counter_read, chart_points    windows raw or stepped (AGGREGATES, COUNTER_FUNCTIONS)
     points_page                                    one series' points before a time, newest first
     points_after, points_before, counters_previous per-series point sets, as detection reads them
-    points_window (TooManyPoints)                  many series' points in one window, capped in all (PromQL)
-    series_with_points                             which series have points in a window
+    points_window (TooManyPoints)                  many series' points in one window, capped in all, with
+                                                   their NaN samples and staleness markers (PromQL's read)
+    series_with_points                             which series have points (or NaN samples) in a window
     series_stats (SeriesStats), series_first_ts,   first and last times and point counts of series
     series_newest_ts, series_extremes_before       ... and their lowest and highest values
     points_per_day, points_count_since             counts from the hourly rollups
@@ -32,7 +35,7 @@ Hooks (other apps register at start-up, so the store never imports them)
     post_ingest_hooks: [IngestHook]                work inside every ingest transaction
     compaction_horizons: [tenant -> {series: µs}]  how far each series may be compacted
 
-Inside: write.py and read.py (the two paths), chunks.py (chunks read with the rows, and the
+Inside: write.py and read.py (the two paths), nans.py (NaN samples, read by points_window only), chunks.py (chunks read with the rows, and the
 write path's duplicate check against them), codec.py (pcodec, no Django), partitions.py,
 compaction.py, rollups.py, retention.py (maintenance: partitions ahead, then retention).
 
@@ -44,6 +47,7 @@ counts) stay in metrics.services and metrics.selectors, which turn events into P
 the store; detection (anomalies) reads points here and series there.
 """
 from metrics.storage.compaction import compaction_horizons, late_before_us, points_compact
+from metrics.storage.nans import STALE_NAN, STALE_NAN_BITS, is_stale, nan_samples_write
 from metrics.storage.partitions import PartitionsBusy, forget_known_partitions, partitions_ensure
 from metrics.storage.read import (
     AGGREGATES,
@@ -73,7 +77,7 @@ from metrics.storage.write import IngestHook, PointRows, points_write, post_inge
 
 __all__ = [
     # write
-    "points_write", "PointRows", "partitions_ensure", "PartitionsBusy", "late_before_us",
+    "points_write", "PointRows", "nan_samples_write", "is_stale", "STALE_NAN", "STALE_NAN_BITS", "partitions_ensure", "PartitionsBusy", "late_before_us",
     # read
     "timeseries_read", "counter_read", "chart_points", "AGGREGATES", "COUNTER_FUNCTIONS", "points_page",
     "points_after", "points_before", "counters_previous",

@@ -99,6 +99,12 @@ def _partition_bounds(cursor) -> list[tuple[str, int, int]]:
     return cursor.fetchall()
 
 
+def oldest_start_us(cursor) -> int | None:
+    """Where the oldest partition starts (µs): no row of metrics_point is older. None without partitions."""
+    bounds = _partition_bounds(cursor)
+    return bounds[0][1] if bounds else None
+
+
 def week_start_us(ts_us):
     """The start of the week of a time (µs), or of each time in an array."""
     return _MONDAY_US + (ts_us - _MONDAY_US) // WEEK_US * WEEK_US

@@ -17,8 +17,16 @@ from django.db import connection
 
 from cloudwatchdog import pgcopy
 from cloudwatchdog.timeutil import floor, from_us, sql_at, sql_us, to_us
-from metrics.models import CHUNK_TABLE, INGEST_LOG_TABLE, POINT_TABLE, ROLLUP_1H_TABLE, SERIES_TABLE, Series
-from metrics.storage import chunks
+from metrics.models import (
+    CHUNK_TABLE,
+    INGEST_LOG_TABLE,
+    NAN_SAMPLE_TABLE,
+    POINT_TABLE,
+    ROLLUP_1H_TABLE,
+    SERIES_TABLE,
+    Series,
+)
+from metrics.storage import chunks, nans
 from metrics.storage.rollups import rollup_for_step
 from tenants.models import TENANT_TABLE, Tenant
 
@@ -312,7 +320,7 @@ class TooManyPoints(Exception):
 def points_window(*, tenant: Tenant, series_ids: list[int], low_us: int, high_us: int,
                   max_points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every point of these series with low_us <= ts <= high_us, in (series, ts) order, as arrays (series
-    ids, µs, values), as points_after reads them; raises TooManyPoints past `max_points` in all, having read
+    ids, µs, values), as points_after reads them, with their NaN samples and staleness markers (nans.py); raises TooManyPoints past `max_points` in all, having read
     at most max_points + 1 rows (the cap is a LIMIT on the COPY), so a huge window costs no more than the cap."""
     if not series_ids:
         return chunks.empty_points()
@@ -322,16 +330,21 @@ def points_window(*, tenant: Tenant, series_ids: list[int], low_us: int, high_us
     if len(rows[0]) > max_points:
         raise TooManyPoints(max_points)
     chunked = chunks.chunk_points(tenant_id=tenant.id, series_ids=series, low_us=starts, high_us=ends)
-    if len(chunked[0]) == 0:
-        return rows
     if len(chunked[0]) + len(rows[0]) > max_points:
         raise TooManyPoints(max_points)
-    return chunks.merge(chunked, rows)
+    points = chunks.merge(chunked, rows)
+    # Only PromQL reads NaN samples and staleness markers; a real point at the same time wins (merge keeps the first).
+    nan_samples = nans.nan_samples_window(tenant_id=tenant.id, series_ids=series, low_us=low_us, high_us=high_us)
+    if len(nan_samples[0]) == 0:
+        return points
+    if len(points[0]) + len(nan_samples[0]) > max_points:
+        raise TooManyPoints(max_points)
+    return chunks.merge(points, nan_samples)
 
 
 def series_with_points(*, tenant: Tenant, series_ids: list[int], low_us: int, high_us: int) -> set[int]:
-    """Which of these series have a point with low_us <= ts <= high_us (a compacted day counts when its
-    first and last points span any of the window: it is not decoded)."""
+    """Which of these series have a point (or a NaN sample: PromQL's series lookups ask) with low_us <= ts <=
+    high_us (a compacted day counts when its first and last points span any of the window: it is not decoded)."""
     if not series_ids:
         return set()
     with connection.cursor() as cursor:
@@ -340,6 +353,8 @@ def series_with_points(*, tenant: Tenant, series_ids: list[int], low_us: int, hi
             SELECT s.id FROM unnest(%(series)s::bigint[]) AS s(id)
             WHERE EXISTS (SELECT 1 FROM {POINT_TABLE} p WHERE p.tenant_id = %(tenant)s AND p.series_id = s.id
                             AND p.ts >= {sql_at('%(low)s')} AND p.ts <= {sql_at('%(high)s')})
+               OR EXISTS (SELECT 1 FROM {NAN_SAMPLE_TABLE} n WHERE n.tenant_id = %(tenant)s AND n.series_id = s.id
+                            AND n.ts >= {sql_at('%(low)s')} AND n.ts <= {sql_at('%(high)s')})
                OR EXISTS (SELECT 1 FROM {CHUNK_TABLE} c WHERE c.tenant_id = %(tenant)s AND c.series_id = s.id
                             AND c.first_ts <= {sql_at('%(high)s')} AND c.last_ts >= {sql_at('%(low)s')})
             """,

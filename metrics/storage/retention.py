@@ -11,7 +11,7 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from cloudwatchdog.timeutil import from_us, to_us
-from metrics.models import CHUNK_TABLE, INGEST_LOG_TABLE, POINT_TABLE, ROLLUP_1H_TABLE
+from metrics.models import CHUNK_TABLE, INGEST_LOG_TABLE, NAN_SAMPLE_TABLE, POINT_TABLE, ROLLUP_1H_TABLE
 from metrics.storage import chunks, codec, partitions
 from tenants.models import Tenant
 
@@ -28,9 +28,14 @@ def points_retention_apply(*, now: datetime | None = None) -> dict:
     report = {"dropped_partitions": [], "dropped_chunks": 0, "deleted_points": 0, "failed_tenants": []}
     global_days = settings.CLOUDWATCHDOG.get("RETENTION_DAYS")
     if global_days:
-        report["dropped_partitions"] = partitions.partitions_drop_before(cutoff=now - timedelta(days=global_days))
+        cutoff = now - timedelta(days=global_days)
+        report["dropped_partitions"] = partitions.partitions_drop_before(cutoff=cutoff)
         with connection.cursor() as cursor:
-            cursor.execute(f"DELETE FROM {ROLLUP_1H_TABLE} WHERE bucket < %s", [now - timedelta(days=global_days)])
+            cursor.execute(f"DELETE FROM {ROLLUP_1H_TABLE} WHERE bucket < %s", [cutoff])
+            # NaN samples go with the points around them: those older than every partition still kept.
+            oldest_us = partitions.oldest_start_us(cursor)
+            cursor.execute(f"DELETE FROM {NAN_SAMPLE_TABLE} WHERE ts < %s",
+                           [cutoff if oldest_us is None else min(cutoff, from_us(oldest_us))])
             # Like partitions, whole chunks: those whose day ended before the cutoff.
             cursor.execute(f"DELETE FROM {CHUNK_TABLE} WHERE period_start <= %s",
                            [now - timedelta(days=global_days, seconds=chunks.CHUNK_SECONDS)])
@@ -41,6 +46,7 @@ def points_retention_apply(*, now: datetime | None = None) -> dict:
             with transaction.atomic(), connection.cursor() as cursor:
                 cursor.execute(f"DELETE FROM {POINT_TABLE} WHERE tenant_id = %s AND ts < %s", [tenant.id, cutoff])
                 report["deleted_points"] += cursor.rowcount
+                cursor.execute(f"DELETE FROM {NAN_SAMPLE_TABLE} WHERE tenant_id = %s AND ts < %s", [tenant.id, cutoff])
                 cursor.execute(f"DELETE FROM {ROLLUP_1H_TABLE} WHERE tenant_id = %s AND bucket < %s", [tenant.id, cutoff])
                 report["deleted_points"] += _chunks_cut(cursor, tenant_id=tenant.id, cutoff=cutoff)
         except DatabaseError:
@@ -73,13 +79,13 @@ def _chunks_cut(cursor, *, tenant_id: int, cutoff: datetime) -> int:
 
 
 def tenant_points_delete(sender, instance: Tenant, **kwargs) -> None:
-    """Delete a tenant's points, rollups and ingest log with the tenant (a pre_delete receiver).
+    """Delete a tenant's points (NaN samples too), rollups and ingest log with the tenant (a pre_delete receiver).
 
     A request that authenticated just before (keys are cached for a few seconds) may still write;
     the rollup refresh deletes such points when it meets their log row.
     """
     with connection.cursor() as cursor:
-        for table in (POINT_TABLE, CHUNK_TABLE, ROLLUP_1H_TABLE, INGEST_LOG_TABLE):
+        for table in (POINT_TABLE, CHUNK_TABLE, NAN_SAMPLE_TABLE, ROLLUP_1H_TABLE, INGEST_LOG_TABLE):
             cursor.execute(f"DELETE FROM {table} WHERE tenant_id = %s", [instance.id])
 
 

@@ -163,12 +163,15 @@ def test_a_json_body_with_hex_exemplar_ids_and_gzip_is_stored_and_refusals_are_a
 
 
 @pytest.mark.django_db
-def test_nan_values_are_dropped_and_counted_not_refused(make_tenant, settings):
+def test_nan_values_and_no_recorded_value_points_are_kept_for_promql_only_and_counted(make_tenant, settings):
     settings.METRICS_OPEN_WITHOUT_TOKEN = True
     client = make_tenant("otlp-nan")
-    now_ns = time.time_ns() - 60_000_000_000
+    now_ns = (time.time_ns() - 60_000_000_000) // 1_000_000_000 * 1_000_000_000
     body = _json_request(["NaN", 2.0], now_ns=now_ns)  # protobuf's JSON mapping quotes NaN
     metrics = body["resourceMetrics"][0]["scopeMetrics"][0]["metrics"]
+    # What the Collector's Prometheus receiver sends when a target goes away: a point with no recorded value.
+    metrics[0]["gauge"]["dataPoints"].append({"timeUnixNano": str(now_ns + 10_000_000_000), "flags": 1,
+                                              "attributes": [{"key": "queue", "value": {"stringValue": "jobs"}}]})
     # An empty summary: count and sum 0, its quantiles NaN.
     metrics.append({"name": "rpc.duration", "summary": {"dataPoints": [{
         "timeUnixNano": str(now_ns), "count": "0", "sum": 0.0,
@@ -182,13 +185,23 @@ def test_nan_values_are_dropped_and_counted_not_refused(make_tenant, settings):
                                      content_type="application/x-protobuf", HTTP_AUTHORIZATION=f"Bearer {client.key}")
     assert response.status_code == 200
     assert not ExportMetricsServiceResponse.FromString(response.content).HasField("partial_success")
-    stored = client.get("/api/v1/series", {"service": "billing"}).json()["results"]
-    # The gauge's other point and the summary's count and sum (the second request's are duplicates); no quantile.
-    assert len(stored) == 3 and all(s["point_count"] == 1 for s in stored)
-    assert "queue.depth" in {s["metric_name"] for s in stored} and "rpc.duration" not in {
-        s["metric_name"] for s in stored}
+    stored = {(s["metric_name"], s["tags"].get("quantile")): s["point_count"]
+              for s in client.get("/api/v1/series", {"service": "billing"}).json()["results"]}
+    # Points only where values are finite; a NaN quantile's series exists, as in Prometheus, with no points.
+    assert stored == {("queue.depth", None): 1, ("rpc.duration_count", None): 1, ("rpc.duration_sum", None): 1,
+                      ("rpc.duration", "0.5"): 0, ("rpc.duration", "0.99"): 0}
     text = Client().get("/metrics").content.decode()
-    assert 'outcome="dropped",protocol="otlp",reason="nan",tenant="otlp-nan"} 6.0' in text
+    assert 'outcome="accepted",protocol="otlp",reason="nan",tenant="otlp-nan"} 3.0' in text
+    assert 'outcome="accepted",protocol="otlp",reason="staleness",tenant="otlp-nan"} 1.0' in text
+    assert 'outcome="duplicate",protocol="otlp",reason="",tenant="otlp-nan"} 7.0' in text
+
+    def promql(expr, at_ns):
+        answer = client.get("/prometheus/api/v1/query", {"query": expr, "time": str(at_ns / 1e9)}).json()
+        return [sample["value"][1] for sample in answer["data"]["result"]]
+
+    assert promql('{__name__="rpc.duration", quantile="0.99"}', now_ns + 5_000_000_000) == ["NaN"]
+    assert promql('{__name__="queue.depth"}', now_ns + 5_000_000_000) == ["2"]
+    assert promql('{__name__="queue.depth"}', now_ns + 11_000_000_000) == []  # ended by the marker
 
 
 @pytest.mark.django_db(transaction=True)

@@ -147,7 +147,7 @@ def test_prometheus_remote_writes_with_basic_auth_counts_no_nan_failed_and_drops
         assert values == sorted(values) and values[0] % 10 == 0
         assert [p["value"] for p in temperature[0]["points"]][:2] == [21.5, 21.5]
         assert temperature[0]["kind"] == "gauge"
-        # The summary's NaN quantiles were dropped as stored: not one sample of the valid queue failed.
+        # The summary's NaN quantiles were kept apart, for PromQL: not one sample of the valid queue failed.
         assert counters[(SENT, "valid")] > 0 and counters.get((FAILED, "valid"), 0) == 0, counters
         assert client.get("/api/v1/series", {"service": "shop", "metric_name": "shop_latency_seconds_count"}).json()[
             "results"]
@@ -186,7 +186,7 @@ def _basic(slug: str, key: str) -> dict:
 
 
 @pytest.mark.django_db
-def test_every_nan_is_dropped_and_counted_infinity_refused_by_name_and_the_rest_stored_once(make_tenant, settings):
+def test_every_nan_is_kept_apart_and_counted_infinity_refused_by_name_and_the_rest_stored_once(make_tenant, settings):
     settings.METRICS_OPEN_WITHOUT_TOKEN = True
     client = make_tenant("rw")
     auth = _basic("rw", client.key)
@@ -198,9 +198,12 @@ def test_every_nan_is_dropped_and_counted_infinity_refused_by_name_and_the_rest_
     _series(request, "rpc_duration_seconds", [(now_ms, float("nan")), (now_ms + 15_000, float("-nan"))],
             quantile="0.5")
     _series(request, "rpc_duration_seconds_count", [(now_ms, 0.0)])
+    # A series never seen ends before it begins: nothing to keep, and no series made.
+    _series(request, "node_gone", [(now_ms, stale)])
     assert _write(client, request, **auth).status_code == 204
     text = Client().get("/metrics").content.decode()
-    assert 'outcome="dropped",protocol="remote_write",reason="nan",tenant="rw"} 2.0' in text
+    assert 'outcome="accepted",protocol="remote_write",reason="nan",tenant="rw"} 2.0' in text
+    assert 'outcome="accepted",protocol="remote_write",reason="staleness",tenant="rw"} 1.0' in text
     assert 'outcome="dropped",protocol="remote_write",reason="staleness",tenant="rw"} 1.0' in text
 
     infinite = WriteRequest()
@@ -214,7 +217,7 @@ def test_every_nan_is_dropped_and_counted_infinity_refused_by_name_and_the_rest_
     series = client.get("/api/v1/series", {"service": "node"}).json()["results"]
     assert {(s["metric_name"], s["kind"], s["point_count"]) for s in series} == {
         ("node_load1", "gauge", 1), ("rpc_duration_seconds_count", "counter", 1),
-        ("node_cpu_seconds_total", "counter", 1)}
+        ("node_cpu_seconds_total", "counter", 1), ("rpc_duration_seconds", "gauge", 0)}
 
     retry = WriteRequest()
     _series(retry, "node_load1", [(now_ms, 0.5)])
