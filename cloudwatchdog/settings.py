@@ -73,6 +73,10 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=
 _statement_timeout = env.str("DATABASE_STATEMENT_TIMEOUT", default="")
 if _statement_timeout:
     DATABASES["default"].setdefault("OPTIONS", {})["options"] = f"-c statement_timeout={_statement_timeout}"
+# A PostgreSQL that accepts connections but never answers them (hung, stopped, its host gone) fails a new
+# connection after this many seconds (libpq's connect_timeout), so the request answers 503, not hang.
+DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+    "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5))
 # A reused connection is checked (one round trip) before a request uses it, so a PostgreSQL
 # restart costs a reconnect instead of failing the next request on every worker.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DATABASE_CONN_HEALTH_CHECKS", default=True)

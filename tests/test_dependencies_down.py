@@ -114,6 +114,36 @@ def test_postgres_down_every_request_answers_503_with_retry_after(make_tenant, p
         assert "nonexistent" not in str(body) and "connection" not in str(body).lower()
 
 
+def test_a_postgres_that_never_answers_fails_the_request_with_503_in_the_connect_timeout(make_tenant, transactional_db):
+    """A hung server (stopped, or its host gone) accepts the TCP connection and then says nothing: without
+    libpq's connect_timeout the request would wait for ever."""
+    import socket
+
+    owner = make_tenant("pg-hung")
+    timeout = connection.settings_dict["OPTIONS"]["connect_timeout"]
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # the kernel completes the handshake; nobody ever reads or answers
+    saved = {key: connection.settings_dict[key] for key in ("HOST", "PORT", "OPTIONS")}
+    connection.close()
+    connection.settings_dict.update(HOST="127.0.0.1", PORT=str(silent.getsockname()[1]),
+                                    OPTIONS={**saved["OPTIONS"], "host": "127.0.0.1"})
+    try:
+        fresh = ApiClient(owner.key, raise_request_exception=False)
+        from tenants.selectors import api_key_cache_clear
+
+        api_key_cache_clear()
+        began = time.monotonic()
+        response = fresh.get("/api/v1/series")
+        took = time.monotonic() - began
+    finally:
+        connection.close()
+        connection.settings_dict.update(saved)
+        silent.close()
+    assert (response.status_code, response["Retry-After"]) == (503, "5"), response.content
+    assert timeout - 0.5 <= took < timeout + 5, took
+
+
 def test_postgres_down_the_agent_receivers_answer_503_in_their_formats_and_metrics_still_answers(
         make_tenant, postgres_unreachable, settings):
     import cramjam
