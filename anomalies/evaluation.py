@@ -47,6 +47,12 @@ logger = logging.getLogger(__name__)
 NOTIFICATIONS_DELIVER_TASK = "anomalies.tasks.notifications_deliver_task"
 
 
+def _execute_values(cursor, sql: str, rows: list, **options):
+    """psycopg2's execute_values on a Django cursor, raising Django's database errors as every other query does."""
+    with cursor.db.wrap_database_errors:
+        return execute_values(cursor.cursor, sql, rows, **options)
+
+
 def _watermark_query(tenant_id: int) -> tuple[str, list]:
     return (
         f"SELECT (SELECT {sql_us('watermark_max')} FROM {DETECTION_STATE_TABLE} "
@@ -294,8 +300,8 @@ def _watermarks_advance(cursor, *, tenant: Tenant, plans: list[_Plan], newest: d
         rows.append((plan.series_id, from_us(watermark), owed_from, plan.consumes_late))
     if not rows:
         return
-    execute_values(
-        cursor.cursor,
+    _execute_values(
+        cursor,
         f"""
         INSERT INTO {BASELINE_TABLE} (tenant_id, series_id, method, status, window_points, sample_count,
                                         watermark, evaluating_from, late_points, updated_at)
@@ -359,8 +365,8 @@ def _anomalies_write(cursor, *, tenant: Tenant, run: DetectionRun, findings_by_s
             ))
     if not rows:
         return 0
-    inserted = execute_values(
-        cursor.cursor,
+    inserted = _execute_values(
+        cursor,
         f"""
         INSERT INTO {ANOMALY_TABLE} (tenant_id, series_id, ts, value, expected, lower, upper, score, severity,
             status, detector, parameters, baseline_stats, suppression, reason, run_id, created_at, muted,
@@ -416,7 +422,7 @@ def _baselines_write(cursor, *, tenant: Tenant, states: dict, configs: dict[int,
     )
     # Empty unless this runs inside a caller's longer transaction (ON COMMIT has not fired yet).
     cursor.execute("DELETE FROM baseline_updates")
-    cursor.cursor.copy_expert(
+    pgcopy.copy(cursor,
         f"COPY baseline_updates ({', '.join(names)}) FROM STDIN WITH (FORMAT binary)",
         io.BytesIO(pgcopy.encode_rows(rows, tuple(kind for _, kind in _BASELINE_COLUMNS))),
     )

@@ -17,6 +17,17 @@ _TRUE, _FALSE = struct.pack(">ib", 1, 1), struct.pack(">ib", 1, 0)
 _LENGTH = struct.Struct(">i")
 
 
+def copy(cursor, sql: str, stream) -> None:
+    """Run a COPY on a Django cursor, raising Django's database errors as every other query does.
+
+    copy_expert is psycopg2's own call, below Django's error translation: without it, a cancelled
+    statement or a server gone mid-COPY would surface as psycopg2's errors, which the API's
+    handlers (cloudwatchdog/errors.py, promql/views.py) do not know, and be answered 500, not 503.
+    The psycopg2 error stays the Django error's __cause__ (its pgcode says which)."""
+    with cursor.db.wrap_database_errors:
+        cursor.cursor.copy_expert(sql, stream)
+
+
 def encode_rows(rows, kinds: tuple[str, ...]) -> bytes:
     """Rows of Python values as a binary COPY stream. Kinds: int8, int4, float8, bool, text, bytea and
     timestamptz_us (µs since the Unix epoch); None is NULL."""

@@ -166,7 +166,20 @@ def query_instant(*, tenant: Tenant, text: str, time_ms: int, timeout_ms: int | 
         text, fetch, time_ms=time_ms, max_samples=max_samples()))
 
 
+class QueryTimedOut(Exception):
+    """The query's own `timeout` ran out before it was evaluated (Prometheus' 503 `timeout`)."""
+
+
+def _expired(*_) -> list[Series]:
+    raise QueryTimedOut
+
+
 def _evaluated(tenant: Tenant, timeout_ms: int | None, evaluate: Callable[[Fetch], Result]) -> Result:
+    if timeout_ms is not None and timeout_ms <= 0:
+        # Prometheus' context has expired before evaluation: the query is still parsed (a bad one is bad_data),
+        # then it times out, whether or not it would read anything. Nothing is read here.
+        _engine_answer(evaluate, _expired)
+        raise QueryTimedOut
     # One transaction, so a query's `timeout` bounds each of its reads (SET LOCAL ends with it); never longer
     # than the server's own statement_timeout. A read it cancels is answered 503 `timeout` (views.py).
     with transaction.atomic():
@@ -174,12 +187,16 @@ def _evaluated(tenant: Tenant, timeout_ms: int | None, evaluate: Callable[[Fetch
             with connection.cursor() as cursor:
                 cursor.execute(
                     "SELECT set_config('statement_timeout', LEAST(NULLIF((SELECT setting::bigint FROM pg_settings "
-                    "WHERE name = 'statement_timeout'), 0), %s)::text, true)", [max(int(timeout_ms), 1)])
-        try:
-            return evaluate(tenant_fetch(tenant=tenant))
-        except BadData as error:
-            # Prometheus words a query the engine refuses (parse, types, what is unsupported) so.
-            raise BadData(f'invalid parameter "query": {error}') from None
+                    "WHERE name = 'statement_timeout'), 0), %s)::text, true)", [int(timeout_ms)])
+        return _engine_answer(evaluate, tenant_fetch(tenant=tenant))
+
+
+def _engine_answer(evaluate: Callable[[Fetch], Result], fetch: Fetch) -> Result:
+    try:
+        return evaluate(fetch)
+    except BadData as error:
+        # Prometheus words a query the engine refuses (parse, types, what is unsupported) so.
+        raise BadData(f'invalid parameter "query": {error}') from None
 
 
 def _stored_series(tenant: Tenant, matched, low_ms: int, high_ms: int, remaining: list[int]) -> list[Series]:

@@ -65,8 +65,10 @@ def _as_prometheus_error(exc, drf_answer) -> PrometheusError:
         return PrometheusError("bad_data", str(exc))
     if isinstance(exc, ExecutionError):
         return PrometheusError("execution", str(exc))
+    retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    if isinstance(exc, selectors.QueryTimedOut):
+        return PrometheusError("timeout", "query timed out in query execution", retry)
     if isinstance(exc, (OperationalError, InterfaceError)):
-        retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
         if statement_cancelled(exc):
             return PrometheusError("timeout", "query timed out in query execution", retry)
         return PrometheusError("unavailable", "the database is unavailable or busy; retry in a few seconds", retry)

@@ -120,7 +120,7 @@ def _batch_compact(cursor, *, tenant_id: int, series_ids: list[int], cutoffs_us:
         [series_ids, cutoffs_us, tenant_id],
     ).decode()
     buffer = io.BytesIO()
-    cursor.cursor.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT binary)", buffer)
+    pgcopy.copy(cursor, f"COPY ({query}) TO STDOUT WITH (FORMAT binary)", buffer)
     moved_series, moved_ts, moved_values = pgcopy.decode_points(buffer.getbuffer())
     if len(moved_series) == 0:
         return {"series": 0, "chunks": 0, "points": 0, "merged_chunks": 0, "chunk_bytes": 0}
@@ -163,7 +163,7 @@ def _chunks_write(cursor, records: list[tuple]) -> None:
     cursor.execute("DELETE FROM compacted_chunks")
     stream = pgcopy.encode_rows(records, ("int8", "int8", "timestamptz_us", "timestamptz_us", "timestamptz_us",
                                           "int4", "float8", "float8", "float8", "bytea"))
-    cursor.cursor.copy_expert("COPY compacted_chunks FROM STDIN WITH (FORMAT binary)", io.BytesIO(stream))
+    pgcopy.copy(cursor, "COPY compacted_chunks FROM STDIN WITH (FORMAT binary)", io.BytesIO(stream))
     cursor.execute(
         f"""
         INSERT INTO {CHUNK_TABLE} SELECT * FROM compacted_chunks

@@ -388,7 +388,7 @@ def _rows_after(*, tenant: Tenant, series: list[int], starts: list, ends: list, 
             [series, starts, ends, tenant.id],
         ).decode()
         buffer = io.BytesIO()
-        cursor.cursor.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT binary)", buffer)
+        pgcopy.copy(cursor, f"COPY ({query}) TO STDOUT WITH (FORMAT binary)", buffer)
     series_ids, ts_us, values = pgcopy.decode_points(buffer.getbuffer())
     if len(series_ids):
         series_step, ts_step = np.diff(series_ids), np.diff(ts_us)

@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 import psycopg2.errors
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 
 from cloudwatchdog import locks, pgcopy
 from cloudwatchdog.locks import Lock
@@ -69,14 +69,10 @@ def points_write(*, tenant_id: int, rows: PointRows, late_before_us: int | None 
             hook_rows = _write_begin(cursor, tenant_id, rows)
             new_rows = _not_compacted(cursor, tenant_id, rows, late_before_us) if late else rows
             if len(new_rows.series_ids):
-                cursor.cursor.copy_expert(
-                    f"COPY {POINT_TABLE} (tenant_id, series_id, ts, value) FROM STDIN WITH (FORMAT binary)"
-                    + _row_by_row(),
-                    io.BytesIO(new_rows.copy_binary(tenant_id=tenant_id)),
-                )
+                _copy_new_points(cursor, tenant_id, new_rows)
                 _after_write(cursor, tenant_id, new_rows, hook_rows)
         return len(new_rows.series_ids)
-    except psycopg2.errors.UniqueViolation:  # copy_expert is psycopg2's own call, not wrapped by Django
+    except _AlreadyStored:
         pass
     with transaction.atomic(savepoint=nested), connection.cursor() as cursor:
         hook_rows = _write_begin(cursor, tenant_id, rows)
@@ -85,6 +81,20 @@ def points_write(*, tenant_id: int, rows: PointRows, late_before_us: int | None 
         if accepted:
             _after_write(cursor, tenant_id, new_rows, hook_rows)
     return accepted
+
+
+class _AlreadyStored(Exception):
+    """A point of the batch is stored already, so its COPY failed as a whole (and rolled back)."""
+
+
+def _copy_new_points(cursor, tenant_id: int, rows: PointRows) -> None:
+    try:
+        pgcopy.copy(cursor, f"COPY {POINT_TABLE} (tenant_id, series_id, ts, value) FROM STDIN WITH (FORMAT binary)"
+                    + _row_by_row(), io.BytesIO(rows.copy_binary(tenant_id=tenant_id)))
+    except IntegrityError as error:
+        if isinstance(error.__cause__, psycopg2.errors.UniqueViolation):
+            raise _AlreadyStored from error
+        raise
 
 
 def _not_compacted(cursor, tenant_id: int, rows: PointRows, late_before_us: int) -> PointRows:
@@ -155,7 +165,7 @@ def _points_write_deduplicated(cursor, *, tenant_id: int, rows: PointRows) -> in
     )
     # Empty unless this runs inside a caller's longer transaction (ON COMMIT has not fired yet).
     cursor.execute("DELETE FROM ingest_points")
-    cursor.cursor.copy_expert(
+    pgcopy.copy(cursor,
         "COPY ingest_points (series_id, ts, value) FROM STDIN WITH (FORMAT binary)" + _row_by_row(),
         io.BytesIO(rows.copy_binary(tenant_id=None)),
     )

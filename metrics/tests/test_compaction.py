@@ -308,3 +308,30 @@ def test_partitions_compaction_emptied_are_truncated_and_others_kept(owner, outs
     points = owner.get(TIMESERIES, {"metric_name": "cpu_utilization", "start": iso(old - timedelta(seconds=1)),
                                     "end": iso(old + timedelta(days=3))}).json()["series"][0]["points"]
     assert len(points) == 3000  # all in chunks now
+
+
+def test_a_read_of_compacted_days_cancelled_or_cut_in_its_copy_is_503_with_retry_after(transactional_db, make_tenant):
+    """With chunks in the window the raw read is a COPY (psycopg2's own call): a statement timeout there is 503
+    with Retry-After, as every other query's, not 500."""
+    import psycopg2
+
+    owner = make_tenant("copy-cancelled")
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    day = (now - timedelta(days=3)).replace(hour=0, minute=0, second=0)
+    points_ingest(tenant=owner.tenant, events=[event(float(i), day + timedelta(minutes=i)) for i in range(1440)])
+    assert points_compact(tenant=owner.tenant)["points"] == 1440
+    window = {"metric_name": "cpu_utilization", "start": iso(day), "end": iso(day + timedelta(days=1))}
+    assert owner.get(TIMESERIES, window).status_code == 200  # the key is cached now
+    locker = psycopg2.connect(**connection.get_connection_params())
+    try:
+        locker.cursor().execute("LOCK TABLE metrics_point IN ACCESS EXCLUSIVE MODE")  # only the COPY reads it
+        with connection.cursor() as cursor:
+            cursor.execute("SET statement_timeout = '300ms'")
+        response = owner.get(TIMESERIES, window)
+        assert response.status_code == 503, response.content
+        assert response["Retry-After"] == "5" and "longer than the server allows" in response.json()["detail"]
+    finally:
+        locker.close()
+        with connection.cursor() as cursor:
+            cursor.execute("RESET statement_timeout")
+    assert len(owner.get(TIMESERIES, window).json()["series"][0]["points"]) == 1439

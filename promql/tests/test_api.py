@@ -477,6 +477,94 @@ def test_a_query_timeout_is_honoured_as_prometheus_timeout(make_tenant):
     assert _ok(_query_range(client, "node_load1", BASE_MS, BASE_MS + 60_000))["result"]
 
 
+def _locker():
+    """A connection of its own (not this test's), as another client of PostgreSQL."""
+    import psycopg2
+
+    params = connection.get_connection_params()
+    locker = psycopg2.connect(**{k: v for k, v in params.items() if k != "cursor_factory"})
+    locker.autocommit = True
+    return locker
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_timeout_during_the_points_copy_is_prometheus_timeout(make_tenant):
+    """The points are read by a raw COPY (psycopg2's own call): its cancellation is 503 `timeout`, not 500."""
+    client = make_tenant("prom-copyslow")
+    _stored_for_queries(client)
+    _ok(client.get(f"{API}/labels"))  # the key is cached now
+    locker = _locker()
+    try:
+        with locker.cursor() as cursor:  # the series lookup passes; only the points' COPY waits
+            cursor.execute("BEGIN; LOCK TABLE metrics_point IN ACCESS EXCLUSIVE MODE")
+        fresh = ApiClient(client.key, client.tenant, raise_request_exception=False)
+        for _ in range(3):
+            response = _query_range(fresh, "sum(count_over_time(node_load1[1h]))", BASE_MS, BASE_MS + 60_000,
+                                    step="15", timeout="0.2")
+            _error(response, 503, "timeout", "query timed out in query execution")
+            assert response["Retry-After"] == "5"
+    finally:
+        locker.close()
+    assert _ok(_query_range(client, "node_load1", BASE_MS, BASE_MS + 60_000))["result"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_zero_or_negative_timeout_times_out_as_prometheus_does(make_tenant):
+    """Prometheus runs the query under context.WithTimeout(0): it still parses it, then times out."""
+    client = make_tenant("prom-t0")
+    _stored_for_queries(client)
+    for timeout in ("0", "0s", "-1", "0.0001"):
+        _error(_query_range(client, "node_load1", BASE_MS, BASE_MS + 60_000, timeout=timeout), 503, "timeout",
+               "query timed out in query execution")
+        _error(client.get(f"{API}/query", {"query": "1+1", "timeout": timeout}), 503, "timeout")
+        _error(client.get(f"{API}/query", {"query": "1+", "timeout": timeout}), 400, "bad_data", "parse error")
+    _error(client.get(f"{API}/query", {"query": "1", "timeout": "soon"}), 400, "bad_data", '"timeout"')
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_database_gone_during_the_points_copy_is_unavailable_with_retry_after(make_tenant):
+    """The request's server connection is cut while its COPY waits (what a PostgreSQL restart does to every
+    open connection): 503 `unavailable` with Retry-After, not 500."""
+    import threading
+
+    from django.db import connections
+
+    client = make_tenant("prom-copygone")
+    _stored_for_queries(client)
+    _ok(client.get(f"{API}/labels"))
+    locker = _locker()
+    answers = []
+
+    def query():
+        fresh = ApiClient(client.key, client.tenant, raise_request_exception=False)
+        try:
+            answers.append(_query_range(fresh, "node_load1", BASE_MS, BASE_MS + 60_000))
+        finally:
+            connections.close_all()
+
+    try:
+        with locker.cursor() as cursor:
+            cursor.execute("BEGIN; LOCK TABLE metrics_point IN ACCESS EXCLUSIVE MODE")
+        reader = threading.Thread(target=query)
+        reader.start()
+        with locker.cursor() as cursor:
+            for _ in range(200):
+                cursor.execute("SELECT pg_stat_clear_snapshot()")  # the lock's transaction would see one snapshot
+                cursor.execute("SELECT pid FROM pg_stat_activity WHERE query LIKE 'COPY (%%' AND wait_event_type = "
+                               "'Lock' AND pid <> pg_backend_pid()")
+                waiting = cursor.fetchall()
+                if waiting:
+                    break
+                time.sleep(0.05)
+            assert waiting, "the query never reached its COPY"
+            cursor.execute("SELECT pg_terminate_backend(%s)", waiting[0])
+        reader.join(timeout=30)
+    finally:
+        locker.close()
+    response = _error(answers[0], 503, "unavailable", "the database is unavailable")
+    assert response["Retry-After"] == "5"
+
+
 @pytest.mark.django_db(transaction=True)
 def test_promtool_queries_instant_and_range(live_server, make_tenant, prometheus_binaries):
     _, promtool = prometheus_binaries
