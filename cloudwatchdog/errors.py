@@ -7,7 +7,8 @@ such as OpenTelemetry exporters retry only 429/502/503/504.
 import logging
 import sys
 
-from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFieldsSent
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
@@ -116,5 +117,8 @@ def server_error_json(request):
 def bad_request_json(request, exception=None):
     if isinstance(exception, RequestDataTooBig):
         return _answer(request, 413, "The request body is too large.", "payload_too_large")
+    if isinstance(exception, TooManyFieldsSent):
+        return _answer(request, 400, f"Too many form fields: more than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS:,}, "
+                       "this server's limit (DATA_UPLOAD_MAX_NUMBER_FIELDS).", "bad_data")
     return _answer(request, 400, "Bad request.", "bad_data")
 

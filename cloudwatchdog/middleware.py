@@ -1,10 +1,15 @@
 """Checks every request passes before any view reads it."""
 import io
+from urllib.parse import parse_qsl
 
 from django.conf import settings
-from django.core.handlers.wsgi import LimitedStream
-from django.http import JsonResponse
+from django.core.handlers.wsgi import LimitedStream, get_bytes_from_wsgi
+from django.http import JsonResponse, QueryDict
 from django.urls import Resolver404, resolve
+from django.utils.datastructures import MultiValueDict
+
+from cloudwatchdog.errors import PROMETHEUS_PREFIX
+from cloudwatchdog.forms import whole_number
 
 
 class ChunkedBodyMiddleware:
@@ -44,7 +49,57 @@ def _reads_own_body(path: str) -> bool:
         return False
     return getattr(getattr(view, "cls", view), "reads_own_body", False)
 
-from cloudwatchdog.forms import whole_number
+
+# Prometheus limits a form by its size alone; Grafana and API clients send a `match[]` per series they ask about.
+# Each `match[]` is a series lookup of its own (about 1 ms), so 10,000 bound a request to seconds.
+PROMETHEUS_MAX_FORM_FIELDS = 10_000
+
+
+class PrometheusFormMiddleware:
+    """The Prometheus API's URL and urlencoded body are parsed here, with up to PROMETHEUS_MAX_FORM_FIELDS
+    fields (its body stays under DATA_UPLOAD_MAX_MEMORY_SIZE, 413 past it), before any other middleware reads
+    them: Django's DATA_UPLOAD_MAX_NUMBER_FIELDS (1,000) refused 2,000 `match[]` as a bare "Bad request.".
+    Past the limit: Prometheus' bad_data, naming it. Every other path keeps Django's parsing and limit."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if not request.path_info.startswith(PROMETHEUS_PREFIX):
+            return self.get_response(request)
+        try:
+            request.GET = _form(get_bytes_from_wsgi(request.META, "QUERY_STRING", ""), request.encoding, "URL")
+            if request.method == "POST" and request.content_type == "application/x-www-form-urlencoded":
+                request.POST = _form(request.body, request.encoding, "body")
+                request._files = MultiValueDict()
+        except _TooManyFields as error:
+            return JsonResponse({"status": "error", "errorType": "bad_data", "error": str(error)}, status=400)
+        return self.get_response(request)
+
+
+class _TooManyFields(Exception):
+    pass
+
+
+def _form(raw: bytes, encoding: str | None, where: str) -> QueryDict:
+    """The form as Django's QueryDict parses it, with the Prometheus API's limit on its fields."""
+    encoding = encoding or settings.DEFAULT_CHARSET
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError:
+        text = raw.decode("iso-8859-1")
+    try:
+        pairs = parse_qsl(text, keep_blank_values=True, encoding=encoding, max_num_fields=PROMETHEUS_MAX_FORM_FIELDS)
+    except ValueError:
+        raise _TooManyFields(f"too many form fields in the {where}: more than {PROMETHEUS_MAX_FORM_FIELDS:,}, this "
+                             "server's limit (PROMETHEUS_MAX_FORM_FIELDS)") from None
+    form = QueryDict(mutable=True, encoding=encoding)
+    for key, value in pairs:
+        form.appendlist(key, value)
+    form._mutable = False
+    return form
+
+
 
 
 class RefuseNulMiddleware:

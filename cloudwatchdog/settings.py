@@ -142,6 +142,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "cloudwatchdog.telemetry.RequestTimingMiddleware",
     "cloudwatchdog.middleware.ChunkedBodyMiddleware",
+    "cloudwatchdog.middleware.PrometheusFormMiddleware",  # before anything reads request.GET/POST
     "cloudwatchdog.middleware.RefuseNulMiddleware",
     "cloudwatchdog.middleware.RefuseBadAdminParametersMiddleware",
     "django.middleware.security.SecurityMiddleware",

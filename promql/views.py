@@ -25,9 +25,16 @@ from tenants.models import ApiKey
 PROMETHEUS_VERSION = "2.42.0"
 
 
+class _ParsedForm(FormParser):
+    """The urlencoded form as PrometheusFormMiddleware parsed it (with many more fields than Django allows)."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return parser_context["request"]._request.POST
+
+
 class _PrometheusView(APIView):
     required_scope = ApiKey.SCOPE_READ  # POST forms are reads here
-    parser_classes = [FormParser, MultiPartParser]
+    parser_classes = [_ParsedForm, MultiPartParser]
     renderer_classes = [JSONRenderer]
 
     @extend_schema(exclude=True)

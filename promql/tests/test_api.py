@@ -477,6 +477,39 @@ def test_a_query_timeout_is_honoured_as_prometheus_timeout(make_tenant):
     assert _ok(_query_range(client, "node_load1", BASE_MS, BASE_MS + 60_000))["result"]
 
 
+@pytest.mark.django_db
+def test_thousands_of_match_selectors_are_accepted_and_a_form_past_the_limit_names_it(make_tenant):
+    """Django refuses more than DATA_UPLOAD_MAX_NUMBER_FIELDS (1,000) fields as a bare 400; Prometheus takes them."""
+    from urllib.parse import urlencode
+
+    client = make_tenant("prom-many")
+    remote_write(client, WRITTEN)
+    many = [f'node_load1{{instance="host-{k}:9100"}}' for k in range(1, 1500)] + ["queue_depth"]  # 1,500
+
+    def post(path, form):
+        return client.client.generic("POST", f"{API}/{path}", urlencode(form, doseq=True),
+                                     content_type="application/x-www-form-urlencoded",
+                                     HTTP_AUTHORIZATION=f"Bearer {client.key}")
+
+    series = _ok(post("series", {"match[]": many}))
+    assert sorted(s["__name__"] for s in series) == ["node_load1", "queue_depth", "queue_depth"]  # host-1's
+    assert "zone" in _ok(post("labels", {"match[]": many}))
+    assert _ok(post("label/job/values", {"match[]": many})) == ["node", "worker"]
+    assert len(_ok(client.get(f"{API}/series", {"match[]": many}))) == 3  # in the URL too
+
+    from cloudwatchdog.middleware import PROMETHEUS_MAX_FORM_FIELDS
+    too_many = "&".join(["match[]=up"] * (PROMETHEUS_MAX_FORM_FIELDS + 1))
+    for response in (client.client.generic("POST", f"{API}/series", too_many,
+                                           content_type="application/x-www-form-urlencoded",
+                                           HTTP_AUTHORIZATION=f"Bearer {client.key}"),
+                     client.client.get(f"{API}/labels?{too_many}", HTTP_AUTHORIZATION=f"Bearer {client.key}")):
+        _error(response, 400, "bad_data", f"more than {PROMETHEUS_MAX_FORM_FIELDS:,}, this server's limit "
+               "(PROMETHEUS_MAX_FORM_FIELDS)")
+    # Our own API keeps Django's limit, and now says which it is.
+    response = client.client.get("/api/v1/series?" + "&".join(["x=1"] * 1001), HTTP_AUTHORIZATION=f"Bearer {client.key}")
+    assert response.status_code == 400 and "DATA_UPLOAD_MAX_NUMBER_FIELDS" in response.json()["detail"], response.content
+
+
 def _locker():
     """A connection of its own (not this test's), as another client of PostgreSQL."""
     import psycopg2
