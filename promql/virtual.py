@@ -1,6 +1,8 @@
 """The cwd_* series: what detection knows of a stored series, selectable by PromQL as if stored (README,
 "Anomaly detection in Grafana"), so a Grafana panel draws a metric with its band and its anomalies.
 
+    cwd_value                                      the value detection evaluates at each stored point: the
+                                                   stored value, a counter's rate per second (what its band is of)
     cwd_expected, cwd_band_lower, cwd_band_upper   the model's expected value and band at each stored point,
     cwd_alert_lower, cwd_alert_upper               and the alert threshold (the band widened after recent
                                                    alerts): exactly what the console draws (baseline_band)
@@ -10,7 +12,7 @@
 
 Each carries the labels of the series it describes (promql/labels.py) with `__name__` replaced and
 `cwd_metric` holding the series' own name: `cwd_band_upper{cwd_metric="node_load1", instance="a"}`. A
-counter's band is of its rate per second, as detection evaluates it.
+counter's band is of its rate per second, as detection evaluates it: draw cwd_value against it, for either kind.
 
 Only a selector that names cwd_ in a `__name__` matcher (`=` or `=~`) reads these: `{job="x"}` or
 `{__name__=~".+"}` read stored series only, so a broad selector never replays a band. A band is replayed
@@ -33,8 +35,8 @@ from promql.selectors import series_matching
 from tenants.models import Tenant
 
 PREFIX = "cwd_"
-BAND_NAMES = {"cwd_expected": "expected", "cwd_band_lower": "lower", "cwd_band_upper": "upper",
-              "cwd_alert_lower": "alert_lower", "cwd_alert_upper": "alert_upper"}
+BAND_NAMES = {"cwd_value": "values", "cwd_expected": "expected", "cwd_band_lower": "lower",
+              "cwd_band_upper": "upper", "cwd_alert_lower": "alert_lower", "cwd_alert_upper": "alert_upper"}
 ROW_NAMES = ("cwd_anomaly", "cwd_anomaly_score", "cwd_incident_open")
 VIRTUAL_NAMES = (*BAND_NAMES, *ROW_NAMES)
 # The label a cwd_* series names its stored series by.

@@ -18,7 +18,7 @@ END = datetime(2026, 1, 10, tzinfo=timezone.utc)
 # From 05:00 on the day before END: the replay starts at that UTC day, after a day of history.
 END_MS = to_us(END) // 1000
 LOW_MS, HIGH_MS = to_us(datetime(2026, 1, 9, 5, tzinfo=timezone.utc)) // 1000, END_MS + 600_000
-BAND_FIELDS = {"cwd_expected": "expected", "cwd_band_lower": "lower", "cwd_band_upper": "upper",
+BAND_FIELDS = {"cwd_value": "value", "cwd_expected": "expected", "cwd_band_lower": "lower", "cwd_band_upper": "upper",
                "cwd_alert_lower": "alert_lower", "cwd_alert_upper": "alert_upper"}
 
 
@@ -52,7 +52,7 @@ def _by_name(found):
 
 def test_the_band_series_are_the_band_the_console_draws_with_the_series_labels(owner):
     _detected(owner, "i-a", "i-b")
-    found = _by_name(_select(owner, "=~", "cwd_expected|cwd_band_.*|cwd_alert_.*", cwd_metric="cpu_utilization",
+    found = _by_name(_select(owner, "=~", "cwd_value|cwd_expected|cwd_band_.*|cwd_alert_.*", cwd_metric="cpu_utilization",
                              instance="i-a"))
     assert set(found) == set(BAND_FIELDS)
     drawn = baseline_band(tenant=owner.tenant, series_id=_series_id(owner, "i-a"),
@@ -161,7 +161,7 @@ def test_a_selector_naming_no_cwd_series_answers_at_once_without_reading(db, dja
 def test_names_are_selected_by_every_name_matcher():
     assert names_selected((Matcher("__name__", "=~", "cwd_band_.*"),)) == ["cwd_band_lower", "cwd_band_upper"]
     assert names_selected((Matcher("__name__", "=~", "cwd_.*"), Matcher("__name__", "!~", ".*band.*|.*alert.*"))) == [
-        "cwd_expected", "cwd_anomaly", "cwd_anomaly_score", "cwd_incident_open"]
+        "cwd_value", "cwd_expected", "cwd_anomaly", "cwd_anomaly_score", "cwd_incident_open"]
 
 
 def test_the_tenants_fetch_unions_them_and_promql_compares_a_series_with_its_band(owner):
