@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 
 import promql_parser as pp
 
-from promql.engine import plan, semantics
+from promql.engine import limits, plan, semantics
 from promql.engine.functions import SUPPORTED_FUNCTIONS
 from promql.engine.values import BadData, Matcher
 
@@ -18,11 +18,27 @@ pp.register_extra_functions([pp.Function("holt_winters", [pp.ValueType.Matrix, p
 
 
 def parse(text: str):
+    limits.check_text(text)
     try:
         tree = pp.parse(text)
     except ValueError as error:
         raise BadData(f"parse error: {error}") from None
+    limits.check_tree(tree, _children)
     return compile_node(tree)
+
+
+def _children(node) -> tuple:
+    if isinstance(node, (pp.ParenExpr, pp.UnaryExpr, pp.SubqueryExpr)):
+        return (node.expr,)
+    if isinstance(node, pp.BinaryExpr):
+        return (node.lhs, node.rhs)
+    if isinstance(node, pp.AggregateExpr):
+        return (node.expr, node.param)
+    if isinstance(node, pp.Call):
+        return tuple(node.args)
+    if isinstance(node, pp.MatrixSelector):
+        return (node.vector_selector,)
+    return ()
 
 
 def _ms(delta: timedelta | None) -> int:

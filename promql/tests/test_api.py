@@ -617,3 +617,24 @@ def test_promtool_queries_instant_and_range(live_server, make_tenant, prometheus
     rows = promtool_query("range", "--start", str(at - 120), "--end", str(at), "--step", "1m", server,
                           "sum(rate(http_requests_total[1m]))")
     assert rows == [{"metric": {}, "values": [[at - 120, "2.5"], [at - 60, "2.5"], [at, "2.5"]]}]
+
+
+def _post_query(client, **form):
+    from urllib.parse import urlencode
+    return client.client.generic("POST", f"{API}/query", urlencode(form),
+                                 content_type="application/x-www-form-urlencoded",
+                                 HTTP_AUTHORIZATION=f"Bearer {client.key}")
+
+
+@pytest.mark.django_db
+def test_deep_queries_are_bad_data_and_the_deepest_allowed_is_answered_under_djangos_frames(make_tenant):
+    client = make_tenant("prom-deep")
+    remote_write(client, [WRITTEN[2]], samples=[(BASE_MS, 3.0)])
+    at = str(BASE_MS / 1000)
+    _error(_post_query(client, query="(" * 10_000 + "1" + ")" * 10_000, time=at), 400, "bad_data",
+           "query nests 10000 deep: the limit is 256")
+    _error(_post_query(client, query="+".join(["up"] * 500), time=at), 400, "bad_data", "the limit is 256")
+    # The most Python frames a level: a range function over a parenthesised subquery, 85 times (255 deep).
+    deepest = "max_over_time((" * 85 + "node_load1" + ")[1m:1m])" * 85
+    assert _ok(_post_query(client, query=deepest, time=at))["result"][0]["value"][1] == "3"
+    assert _ok(_post_query(client, query="abs(" * 255 + "node_load1" + ")" * 255, time=at))["result"][0]["value"][1] == "3"

@@ -414,3 +414,35 @@ def test_histogram_quantile_uses_the_buckets_present_at_each_step():
     result = query_range("histogram_quantile(0.5, h_bucket)", store, start_ms=0, end_ms=60_000, step_ms=60_000,
                          lookback_ms=30_000)
     assert result.series[0].values.tolist() == pytest.approx([0.5, 0.1 + 0.9 * 10 / 20])
+
+
+# --- bounds on a query's shape, time and work (a worker must never crash or 500) ---------------------------------
+
+def _nested(opening: str, inner: str, closing: str, depth: int) -> str:
+    return opening * depth + inner + closing * depth
+
+
+@pytest.mark.parametrize("text, words", [
+    (_nested("(", "1", ")", 10_000), "query nests 10000 deep: the limit is 256"),
+    (_nested("(", "1", ")", 1_000), "query nests 1000 deep: the limit is 256"),
+    (_nested("abs(", "up", ")", 600), "query nests 600 deep: the limit is 256"),
+    ("+".join(["up"] * 500), "query nests over 256 deep: the limit is 256"),
+    ("-" * 300 + "up", "query nests over 256 deep"),
+    ("-" * 600 + "up", "query has 600 operators: the limit is 512"),
+    ("+".join(["up"] * 100_000), "query has 99999 operators: the limit is 512"),
+    (_nested("sum(", "up", ")", 255) + "+" + "+".join(["up"] * 20), "query nests over 256 deep"),
+])
+def test_a_query_nesting_past_the_limit_is_refused_before_it_can_crash_the_parser(text, words):
+    with pytest.raises(BadData, match=words.replace("(", r"\(")):
+        query_instant(text, Store(), time_ms=0)
+
+
+def test_a_query_at_the_depth_limit_is_answered_and_brackets_in_strings_or_braces_do_not_count():
+    store = Store(series("up", [(0, 2.0)]))
+    assert only(_nested("abs(", "up", ")", 255), store, 0).values[0] == 2.0
+    assert only("+".join(["up"] * 256), store, 0).values[0] == 512.0
+    assert only('up{job!="' + "(" * 300 + '"} # ' + "(" * 300, store, 0).values[0] == 2.0
+    # Long flat queries parse in linear time and memory: 1 MB of matchers, a 100,000-label `by`.
+    wide = "up{" + ",".join(f'l{i}!="v"' for i in range(50_000)) + "}"
+    assert len(wide) > 500_000 and only(wide, store, 0).values[0] == 2.0
+    assert only("sum by (" + ",".join(f"l{i}" for i in range(100_000)) + ") (up)", store, 0).values[0] == 2.0
