@@ -109,7 +109,10 @@ def subquery_steps(ctx, subquery) -> np.ndarray:
     to end - offset (Prometheus aligns them to the epoch, not to the query)."""
     first = int(ctx.steps[0]) - subquery.offset_ms - subquery.range_ms
     aligned = -(-first // subquery.step_ms) * subquery.step_ms
-    return np.arange(aligned, int(ctx.steps[-1]) - subquery.offset_ms + 1, subquery.step_ms, dtype=np.int64)
+    last = int(ctx.steps[-1]) - subquery.offset_ms
+    # Every inner step is at least one sample of the inner result: counted before any array is made.
+    ctx.check_cells(max(0, (last - aligned) // subquery.step_ms + 1))
+    return np.arange(aligned, last + 1, subquery.step_ms, dtype=np.int64)
 
 
 def subquery_windows(ctx, subquery, inner: Steps, inner_steps: np.ndarray) -> Windows:

@@ -446,3 +446,17 @@ def test_a_query_at_the_depth_limit_is_answered_and_brackets_in_strings_or_brace
     wide = "up{" + ",".join(f'l{i}!="v"' for i in range(50_000)) + "}"
     assert len(wide) > 500_000 and only(wide, store, 0).values[0] == 2.0
     assert only("sum by (" + ",".join(f"l{i}" for i in range(100_000)) + ") (up)", store, 0).values[0] == 2.0
+
+
+@pytest.mark.parametrize("text", ["max_over_time(up[100y:1ms])", "max_over_time(up[1d:1ms])",
+                                  "max_over_time(vector(1)[1d:1ms])"])
+def test_a_subquery_with_more_steps_than_max_samples_is_refused_before_its_steps_are_made(text):
+    with pytest.raises(ExecutionError, match="query processing would load too many samples into memory"):
+        query_instant(text, Store(series("up", [(0, 1.0)])), time_ms=0)
+
+
+def test_a_subquery_of_exactly_max_samples_steps_is_answered():
+    result = query_instant("count_over_time(vector(1)[10s:1ms])", Store(), time_ms=0, max_samples=10_001)
+    assert result.series[0].values[0] == 10_001
+    with pytest.raises(ExecutionError, match="too many samples"):
+        query_instant("count_over_time(vector(1)[10s:1ms])", Store(), time_ms=0, max_samples=10_000)
