@@ -48,7 +48,11 @@ def time_ms(name: str, text: str | None, *, default: int | None = None) -> int:
         fraction_ms = seconds - whole
         fraction_ms = math.copysign(math.floor(abs(fraction_ms * 1000) + 0.5), fraction_ms)
         nanos = math.trunc(fraction_ms / 1000 * 1e9)
-        return (int(whole) * 10**9 + nanos) // 10**6
+        parsed = (int(whole) * 10**9 + nanos) // 10**6
+        if not MIN_TIME_MS <= parsed <= MAX_TIME_MS:
+            # Prometheus' int64 conversion wraps silently here; a refusal is better than a wrong time.
+            raise _invalid(name, f"cannot parse {_quoted(text)} to a valid timestamp: it is out of range")
+        return parsed
     if text == _MIN_TIME_TEXT:
         return MIN_TIME_MS
     if text == _MAX_TIME_TEXT:

@@ -1,6 +1,6 @@
 """promql_parser's AST -> the engine's plan (plan.py). Everything the engine cannot answer exactly is refused
 here, by name, as BadData: a refusal is better than a wrong number."""
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import promql_parser as pp
 
@@ -11,7 +11,6 @@ from promql.engine.values import BadData, Matcher
 _MATCH_OPS = ((pp.MatchOp.Equal, "="), (pp.MatchOp.NotEqual, "!="), (pp.MatchOp.Re, "=~"), (pp.MatchOp.NotRe, "!~"))
 _AGGREGATIONS = frozenset({"sum", "avg", "min", "max", "count", "group", "stddev", "stdvar", "topk", "bottomk",
                            "quantile", "count_values"})
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # Prometheus 2.x's holt_winters (3.x renamed it double_exponential_smoothing); the parser knows only the 3.x name.
 pp.register_extra_functions([pp.Function("holt_winters", [pp.ValueType.Matrix, pp.ValueType.Scalar,
                                                           pp.ValueType.Scalar], pp.ValueType.Vector)])
@@ -45,6 +44,20 @@ def _ms(delta: timedelta | None) -> int:
     return 0 if delta is None else delta // timedelta(milliseconds=1)
 
 
+def _duration_ms(node, name: str) -> int:
+    """A duration of the AST in ms, bounded as Prometheus bounds it (an int64 of nanoseconds, ~292 years)."""
+    try:
+        delta = getattr(node, name)  # the binding raises ValueError for a duration no timedelta can hold
+    except ValueError:
+        delta = None
+        ms = limits.MAX_DURATION_MS + 1
+    else:
+        ms = _ms(delta)
+    if abs(ms) > limits.MAX_DURATION_MS:
+        raise BadData(f"parse error: duration out of range in {node}")
+    return ms
+
+
 def compile_node(node):
     if isinstance(node, pp.ParenExpr):
         return compile_node(node.expr)
@@ -55,7 +68,7 @@ def compile_node(node):
     if isinstance(node, pp.VectorSelector):
         return _selector(node, None)
     if isinstance(node, pp.MatrixSelector):
-        return _selector(node.vector_selector, _ms(node.range))
+        return _selector(node.vector_selector, _duration_ms(node, "range"))
     if isinstance(node, pp.UnaryExpr):
         inner = compile_node(node.expr)
         return plan.Negate(inner, kind=inner.kind)
@@ -73,8 +86,9 @@ def compile_node(node):
 def _subquery(node):
     if node.at is not None:
         raise BadData(f"@ on a subquery is not supported: {node}")
-    step_ms = _ms(node.step) or semantics.DEFAULT_EVALUATION_INTERVAL_MS
-    return plan.Subquery(compile_node(node.expr), _ms(node.range), step_ms, offset_ms=_ms(node.offset),
+    step_ms = _duration_ms(node, "step") or semantics.DEFAULT_EVALUATION_INTERVAL_MS
+    return plan.Subquery(compile_node(node.expr), _duration_ms(node, "range"), step_ms,
+                         offset_ms=_duration_ms(node, "offset"),
                          text=str(node))
 
 
@@ -94,7 +108,8 @@ def _selector(node, range_ms):
                               f"{reason}") from None
     if node.name is not None:
         matchers.insert(0, Matcher("__name__", "=", node.name))
-    return plan.Select(tuple(matchers), offset_ms=_ms(node.offset), at=_at(node.at), range_ms=range_ms, text=text)
+    return plan.Select(tuple(matchers), offset_ms=_duration_ms(node, "offset"), at=_at(node.at), range_ms=range_ms,
+                       text=text)
 
 
 def _match_op(op) -> str:
@@ -108,7 +123,14 @@ def _at(modifier):
         return plan.At("start")
     if modifier.type == pp.AtModifierType.End:
         return plan.At("end")
-    return plan.At("time", (modifier.at - _EPOCH) // timedelta(milliseconds=1))
+    # Read from its text ("@ 12.346"): the binding's datetime cannot hold years past 9999 (Prometheus answers
+    # `up @ 9e15`), and it saturates past u64 seconds (so 1e20 shows as 1.8e16, still out of bounds).
+    seconds = str(modifier).removeprefix("@").strip()
+    whole, _, fraction = seconds.partition(".")
+    time_ms = int(whole) * 1000 + int(fraction[:3].ljust(3, "0"))
+    if time_ms > limits.MAX_TIME_MS:
+        raise BadData(f"timestamp out of bounds for @ modifier: {seconds}")
+    return plan.At("time", time_ms)
 
 
 def _call(node):
@@ -116,8 +138,25 @@ def _call(node):
     if name not in SUPPORTED_FUNCTIONS:
         raise BadData(f"function {name}() is not supported")
     args = tuple(compile_node(arg) for arg in node.args)
+    _check_argument_types(node.func, args)
     kind = "scalar" if name in ("time", "scalar", "pi") else "vector"
     return plan.Call(name, args, kind=kind)
+
+
+_KINDS = {"ValueType.Vector": "vector", "ValueType.Matrix": "matrix", "ValueType.Scalar": "scalar",
+          "ValueType.String": "string"}
+_TYPE_NAMES = {"matrix": "range vector", "string": "string", "vector": "instant vector", "scalar": "scalar"}
+
+
+def _check_argument_types(func, args) -> None:
+    """The parser's own check lets a negative number literal through (ln(-1) parses, ln(1) does not), so every
+    argument is checked again against the signature (a variadic function's last type repeats)."""
+    expected = [_KINDS[str(kind)] for kind in func.arg_types]
+    for position, arg in enumerate(args):
+        want = expected[min(position, len(expected) - 1)]
+        if arg.kind != want:
+            raise BadData(f"parse error: expected type {_TYPE_NAMES[want]} in call to function \"{func.name}\", "
+                          f"got {_TYPE_NAMES[arg.kind]}")
 
 
 def _aggregate(node):

@@ -3,7 +3,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from promql.engine import aggregate, binary, functions, histogram, labelfunctions, select, semantics
+from promql.engine import aggregate, binary, functions, histogram, labelfunctions, limits, select, semantics
 from promql.engine.arrays import Scalars, Steps, Windows, drop_names
 from promql.engine.compile import parse
 from promql.engine.plan import SET_OPERATORS, Aggregate, Binary, Call, Negate, Num, Select, Str, Subquery
@@ -38,6 +38,8 @@ class Context:
 
 def query_range(text: str, fetch, *, start_ms: int, end_ms: int, step_ms: int, lookback_ms: int = LOOKBACK_MS,
                 max_samples: int = semantics.MAX_SAMPLES) -> Result:
+    _check_time("start", start_ms)
+    _check_time("end", end_ms)
     if end_ms < start_ms:
         raise BadData("end timestamp must not be before start time")
     if step_ms <= 0:
@@ -62,6 +64,7 @@ def query_range(text: str, fetch, *, start_ms: int, end_ms: int, step_ms: int, l
 
 def query_instant(text: str, fetch, *, time_ms: int, lookback_ms: int = LOOKBACK_MS,
                   max_samples: int = semantics.MAX_SAMPLES) -> Result:
+    _check_time("time", time_ms)
     node = parse(text)
     steps = np.array([time_ms], dtype=np.int64)
     ctx = Context(fetch, steps, time_ms, time_ms, lookback_ms, max_samples)
@@ -75,6 +78,11 @@ def query_instant(text: str, fetch, *, time_ms: int, lookback_ms: int = LOOKBACK
     series = [Series(labels, steps, value.values[i, :1])
               for i, labels in enumerate(value.labels) if value.present[i, 0]]
     return Result("vector", series)
+
+
+def _check_time(name: str, time_ms: int) -> None:
+    if not limits.MIN_TIME_MS <= time_ms <= limits.MAX_TIME_MS:
+        raise BadData(f'invalid parameter "{name}": {time_ms} ms is out of range')
 
 
 def _raw_windows(win: Windows) -> list[Series]:

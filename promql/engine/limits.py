@@ -3,6 +3,7 @@ none (Go's stacks grow), but promql_parser's Rust recursion kills the worker wit
 levels (measured in an 8 MB thread: 5,000 chained `up+`, 6,000 nested `abs(`, 10,000 parentheses) and its memory
 grows faster than linearly (3,000 chained terms: 1.4 GB, 65,536 balanced terms: 0.9 GB), while compile.py and
 evaluate.py recurse in Python (up to 3 frames a level, under a recursion limit of 1,000)."""
+import math
 import re
 
 from promql.engine.values import BadData
@@ -13,11 +14,20 @@ MAX_DEPTH = 256
 # ~0.05 s and ~50 MB; the depth check then refuses a chain that long.
 MAX_OPERATORS = 512
 
+# Prometheus' durations are int64 nanoseconds: past ~292 years a duration is "out of range".
+MAX_DURATION_MS = (2**63 - 1) // 1_000_000
+# The latest and earliest times evaluated (Go's time.Time bounds as Prometheus' API prints them, ~292 million
+# years): ~2,000 years short of int64 ms, so a time plus or minus any duration stays an int64.
+MAX_TIME_MS = 9223309901257974 * 1000 + 999
+MIN_TIME_MS = -9223309901257974 * 1000
+
 # String literals (their brackets and operators are text) and comments, removed before counting.
 _STRINGS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"' r"|'[^'\\]*(?:\\.[^'\\]*)*'" r"|`[^`]*`|#[^\n]*")
 # A selector's braces hold matchers (=, !=, =~, !~), not operators.
 _BRACES = re.compile(r"\{[^{}]*\}")
 _OPERATORS = re.compile(r"==|!=|<=|>=|[-+*/%^<>]|\b(?:and|or|unless|atan2)\b")
+_NEGATIVE_AT = re.compile(r"@\s*-")
+_NUMBERS = re.compile(r"(?<![\w.])(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _OPENING, _CLOSING = frozenset("([{"), frozenset(")]}")
 
 
@@ -34,6 +44,12 @@ def check_text(text: str) -> None:
             depth -= 1
     if deepest > MAX_DEPTH:
         raise too_deep(deepest)
+    if _NEGATIVE_AT.search(code):
+        # The parser's binding panics (a BaseException) when asked for a time before 1970.
+        raise BadData("@ times before 1970 are not supported")
+    for number in _NUMBERS.findall(code):
+        if math.isinf(float(number)):
+            raise BadData(f'parse error: value out of range: "{number}"')
     operators = len(_OPERATORS.findall(_BRACES.sub(" ", code)))
     if operators > MAX_OPERATORS:
         raise BadData(f"query has {operators} operators: the limit is {MAX_OPERATORS}")

@@ -243,6 +243,15 @@ def _error(response, status: int, error_type: str, words: str = ""):
     ("label/__bad-name/values", {}, 'invalid label name: "__bad-name"'),
     ("label/0x/values", {}, "invalid label name"),
     ("metadata", {"limit": "many"}, 'invalid parameter "limit"'),
+    ("query", {"query": "up", "time": "1e20"}, 'invalid parameter "time": cannot parse "1e20" to a valid timestamp'),
+    ("query", {"query": "up", "time": "1e19"}, 'invalid parameter "time"'),
+    ("query", {"query": "up", "time": "-1e19"}, 'invalid parameter "time"'),
+    ("query", {"query": "up", "time": "1e300"}, 'invalid parameter "time"'),
+    ("query", {"query": "up", "time": "9223372036854775807"}, 'invalid parameter "time"'),
+    ("query_range", {"query": "up", "start": "1e20", "end": "1e20", "step": "1"}, 'invalid parameter "start"'),
+    ("query", {"query": "up @ 1e20"}, "timestamp out of bounds for @ modifier"),
+    ("query", {"query": "up offset 200000y"}, "duration out of range"),
+    ("query", {"query": "ln(-1)"}, 'expected type instant vector in call to function "ln", got scalar'),
 ])
 def test_bad_parameters_are_bad_data_in_the_envelope(make_tenant, path, params, words):
     client = make_tenant("prom-bad")
@@ -634,6 +643,7 @@ def test_deep_queries_are_bad_data_and_the_deepest_allowed_is_answered_under_dja
     _error(_post_query(client, query="(" * 10_000 + "1" + ")" * 10_000, time=at), 400, "bad_data",
            "query nests 10000 deep: the limit is 256")
     _error(_post_query(client, query="+".join(["up"] * 500), time=at), 400, "bad_data", "the limit is 256")
+    _error(_post_query(client, query="max_over_time(up[100y:1ms])", time=at), 422, "execution", "too many samples")
     # The most Python frames a level: a range function over a parenthesised subquery, 85 times (255 deep).
     deepest = "max_over_time((" * 85 + "node_load1" + ")[1m:1m])" * 85
     assert _ok(_post_query(client, query=deepest, time=at))["result"][0]["value"][1] == "3"
