@@ -49,7 +49,9 @@ def check_text(text: str) -> None:
         raise BadData("@ times before 1970 are not supported")
     for number in _NUMBERS.findall(code):
         if math.isinf(float(number)):
-            raise BadData(f'parse error: value out of range: "{number}"')
+            shown = number if len(number) <= 40 else number[:40] + "…"
+            raise BadData(f'parse error: error parsing number: strconv.ParseFloat: parsing "{shown}": value out of '
+                          "range")
     operators = len(_OPERATORS.findall(_BRACES.sub(" ", code)))
     if operators > MAX_OPERATORS:
         raise BadData(f"query has {operators} operators: the limit is {MAX_OPERATORS}")
