@@ -7,10 +7,8 @@ import numpy as np
 
 def format_value(value: float) -> str:
     value = float(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
+    if not math.isfinite(value):
+        return _non_finite(value)
     text = repr(value)
     if "e" in text or "E" in text:
         return np.format_float_positional(value, unique=True, trim="-")
@@ -20,12 +18,15 @@ def format_value(value: float) -> str:
 def format_go(value: float) -> str:
     """Go's %v of a float64, for error messages: NaN, +Inf, 1e+19, 0.5."""
     value = float(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
+    if not math.isfinite(value):
+        return _non_finite(value)
     text = repr(value)
     if "e" not in text and abs(value) < 1e21:
         return text[:-2] if text.endswith(".0") else text
     mantissa, exponent = text.split("e")
     return f"{mantissa.removesuffix('.0')}e{exponent[0] if exponent[0] in '+-' else '+'}{exponent.lstrip('+-').zfill(2)}"
+
+
+def _non_finite(value: float) -> str:
+    """Go's text of NaN and the infinities, in both formats."""
+    return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
