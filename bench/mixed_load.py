@@ -1,0 +1,349 @@
+"""Mixed load: reads and other tenants' ingest while agents flood the server (issue 26).
+
+usage: .venv/bin/python bench/mixed_load.py --url http://127.0.0.1:8000 [--quick]
+       [--key-a KEY --key-b KEY] [--skip-copy] [durations, see --help]
+
+Against a server started by `make run` (or any, with --url and two keys of scope "all"):
+- load: tenant B gets --series one-minute series over --hours (default 200 x 24 h) through
+  1,000-event JSON batches (4 keep-alive connections);
+- phase 1: 4 readers of tenant B (60-minute series reads and the anomalies list, in turn) alone;
+- phase 2: the same readers while 40 agents of tenant A post 100-point batches back to back;
+- phase 3: tenant B ingests at a modest rate (one agent, --b-rate batches/s) and reads (one reader),
+  alone, then while tenant A floods with --flood-agents agents;
+- no-op: 100-point batches against an authenticated no-op on the same server (GET
+  /prometheus/api/v1/status/buildinfo: key check, DRF, a constant answer, no query), 8 connections each;
+- COPY: bench/ingest_http.py's 1,000-event batches against one raw COPY, median of 3 rounds.
+Agents honour Retry-After on 429/503 (at most 1 s). Every client is a keep-alive http.client
+connection; agents and readers run in processes of their own, and their CPU is reported with the
+machine's, so a saturated load generator shows. Without the keys, the tenants are made in the
+database the project's settings point at; the COPY rounds need that database to be the server's.
+Not part of make test.
+"""
+import argparse
+import http.client
+import multiprocessing
+import os
+import sys
+import threading
+import time
+import urllib.parse
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+import orjson
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench.ingest_http import _django, _median, make_batches, run_copy, run_http  # noqa: E402
+
+INGEST_PATH = "/api/v1/ingest/metrics"
+NOOP_PATH = "/prometheus/api/v1/status/buildinfo"
+POINTS_PER_BATCH = 100
+
+
+class Connection:
+    """One keep-alive connection that reconnects when the server closes it."""
+
+    def __init__(self, url: str, key: str):
+        parsed = urllib.parse.urlparse(url)
+        self.host, self.port = parsed.hostname, parsed.port or 80
+        self.headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        self.connection = None
+
+    def call(self, method: str, path: str, body: bytes | None = None) -> tuple[int, str | None]:
+        try:
+            if self.connection is None:
+                self.connection = http.client.HTTPConnection(self.host, self.port, timeout=120)
+            self.connection.request(method, path, body, self.headers)
+            response = self.connection.getresponse()
+            response.read()
+            if response.getheader("Connection", "").lower() == "close":
+                self.close()
+            return response.status, response.getheader("Retry-After")
+        except (OSError, http.client.HTTPException):
+            self.close()
+            return 0, None
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+
+class Tally:
+    """What one process's threads saw: latencies (ms) of successful calls, statuses, points stored."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.latencies: list[float] = []
+        self.statuses: Counter = Counter()
+        self.points = 0
+
+    def add(self, status: int, elapsed: float, points: int) -> None:
+        with self.lock:
+            self.statuses[status] += 1
+            if 200 <= status < 300:
+                self.latencies.append(elapsed * 1000)
+                self.points += points
+
+
+def _agent_events(tag: str) -> list[dict]:
+    return [{"service": "mixed", "resource_id": f"{tag}-r{s}", "metric_name": "load", "value": float(s % 97),
+             "timestamp": ""} for s in range(POINTS_PER_BATCH)]
+
+
+def _agent(url: str, key: str, tag: str, begin: float, end: float, interval: float, tally: Tally) -> None:
+    """Posts 100-point batches (its own 100 series, a millisecond apart) back to back, or one every
+    `interval` seconds; the first batch (which creates the series) is sent before `begin`, untimed."""
+    connection = Connection(url, key)
+    events = _agent_events(tag)
+    first_ms = int(time.time() * 1000)
+    sent = 0
+
+    def body() -> bytes:
+        stamp = datetime.fromtimestamp((first_ms + sent) / 1000, timezone.utc).isoformat(timespec="milliseconds")
+        for event in events:
+            event["timestamp"] = stamp
+        return orjson.dumps({"events": events})
+
+    connection.call("POST", INGEST_PATH, body())
+    sent += 1
+    time.sleep(max(0.0, begin - time.time()))
+    while (started := time.time()) < end:
+        began = time.perf_counter()
+        status, retry_after = connection.call("POST", INGEST_PATH, body())
+        tally.add(status, time.perf_counter() - began, POINTS_PER_BATCH)
+        if 200 <= status < 300:
+            sent += 1
+        elif status in (0, 429, 503):
+            time.sleep(min(float(retry_after or 1), 1.0))
+        if interval:
+            time.sleep(max(0.0, interval - (time.time() - started)))
+
+
+def _reader(url: str, key: str, paths: list[str], begin: float, end: float, tally: Tally, offset: int) -> None:
+    """GETs `paths` in turn (the first one untimed, before `begin`); any answer but 200 is an error."""
+    connection = Connection(url, key)
+    connection.call("GET", paths[offset % len(paths)])
+    time.sleep(max(0.0, begin - time.time()))
+    k = offset
+    while time.time() < end:
+        began = time.perf_counter()
+        status, _ = connection.call("GET", paths[k % len(paths)])
+        tally.add(status, time.perf_counter() - began, 0)
+        k += 1
+
+
+def _process(jobs: list[tuple], begin: float, end: float, results) -> None:
+    """One load-generator process: a thread per job; sends back its tallies by group and its CPU seconds."""
+    tallies: dict[str, Tally] = {}
+    threads = []
+    for group, kind, url, key, arg, offset in jobs:
+        tally = tallies.setdefault(group, Tally())
+        if kind == "agent":
+            target, args = _agent, (url, key, arg[0], begin, end, arg[1], tally)
+        else:
+            target, args = _reader, (url, key, arg, begin, end, tally, offset)
+        threads.append(threading.Thread(target=target, args=args, daemon=True))
+    cpu_before = time.process_time()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    results.put(({group: (t.latencies, dict(t.statuses), t.points) for group, t in tallies.items()},
+                 time.process_time() - cpu_before))
+
+
+def _machine_busy() -> tuple[int, int]:
+    with open("/proc/stat") as stat:
+        fields = [int(f) for f in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def run_phase(jobs: list[tuple], seconds: float, processes: int = 4) -> dict:
+    """Runs the jobs (group, kind, url, key, arg, offset) spread over `processes` processes for
+    `seconds` after a 3 s warm-up; returns per group the merged tally, plus the generator's CPU."""
+    begin = time.time() + 3.0
+    end = begin + seconds
+    results = multiprocessing.Queue()
+    shards = [jobs[i::processes] for i in range(processes) if jobs[i::processes]]
+    workers = [multiprocessing.Process(target=_process, args=(shard, begin, end, results)) for shard in shards]
+    for worker in workers:
+        worker.start()
+    time.sleep(max(0.0, begin - time.time()))
+    busy_before = _machine_busy()
+    merged: dict[str, dict] = {}
+    cpu = 0.0
+    for _ in workers:
+        tallies, worker_cpu = results.get(timeout=seconds + 300)
+        cpu += worker_cpu
+        for group, (latencies, statuses, points) in tallies.items():
+            entry = merged.setdefault(group, {"latencies": [], "statuses": Counter(), "points": 0})
+            entry["latencies"] += latencies
+            entry["statuses"].update(statuses)
+            entry["points"] += points
+    busy_after = _machine_busy()
+    for worker in workers:
+        worker.join()
+    cores = os.cpu_count() or 1
+    machine = (busy_after[0] - busy_before[0]) / max(1, busy_after[1] - busy_before[1])
+    # The generator's CPU includes its warm-up; over the whole phase it is a close upper bound.
+    merged["_cpu"] = {"generator_cores": cpu / (seconds + 3.0), "machine_share": machine, "cores": cores,
+                      "seconds": seconds}
+    return merged
+
+
+def percentile(values: list[float], share: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def summary(entry: dict, seconds: float) -> dict:
+    statuses = entry["statuses"]
+    return {"p50": percentile(entry["latencies"], 0.5), "p99": percentile(entry["latencies"], 0.99),
+            "ok": len(entry["latencies"]), "requests_s": sum(statuses.values()) / seconds,
+            "points_s": entry["points"] / seconds, "429": statuses.get(429, 0),
+            "5xx": sum(n for s, n in statuses.items() if s >= 500), "failed": statuses.get(0, 0),
+            "other": sum(n for s, n in statuses.items() if s and not 200 <= s < 300 and s != 429 and s < 500)}
+
+
+def read_paths(series: int) -> list[str]:
+    paths = []
+    for s in range(0, series, max(1, series // 50)):
+        paths.append(f"/api/v1/metrics/timeseries?service=mixed&metric_name=load&resource_id=r{s}&minutes=60")
+        paths.append("/api/v1/anomalies?limit=50")
+    return paths
+
+
+def load_tenant_b(url: str, key: str, series: int, hours: int) -> tuple[int, float]:
+    """--series one-minute series over --hours ending now, in 1,000-event batches (1,000 // series minutes each)."""
+    end = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    minutes = hours * 60
+    per_batch = max(1, 1000 // series)
+    bodies = []
+    for first in range(0, minutes, per_batch):
+        events = []
+        for minute in range(first, min(first + per_batch, minutes)):
+            ts = (end - timedelta(minutes=minutes - 1 - minute)).isoformat().replace("+00:00", "Z")
+            events += [{"service": "mixed", "resource_id": f"r{s}", "metric_name": "load",
+                        "value": 50.0 + (minute * 7 + s) % 20, "timestamp": ts} for s in range(series)]
+        bodies.append(orjson.dumps({"events": events}))
+    accepted, seconds = run_http(url, key, bodies, 4, "json", 0)
+    return accepted, seconds
+
+
+def make_keys() -> tuple[str, str]:
+    _django()
+    from tenants.services import api_key_issue, tenant_create
+
+    tag = f"{int(time.time())}"
+    return tuple(api_key_issue(tenant=tenant_create(slug=f"bench-mixed-{name}-{tag}")).plaintext for name in "ab")
+
+
+def agents(group: str, url: str, key: str, count: int, tag: str, interval: float = 0.0) -> list[tuple]:
+    return [(group, "agent", url, key, (f"{tag}{i}", interval), i) for i in range(count)]
+
+
+def readers(group: str, url: str, key: str, count: int, paths: list[str]) -> list[tuple]:
+    return [(group, "reader", url, key, paths, i * 7) for i in range(count)]
+
+
+def phases(args, key_a: str, key_b: str) -> dict:
+    paths = read_paths(args.series)
+    figures = {}
+    alone = run_phase(readers("read", args.url, key_b, 4, paths), args.alone_seconds)
+    figures["reads alone"] = (summary(alone["read"], args.alone_seconds), alone["_cpu"])
+    flood = run_phase(readers("read", args.url, key_b, 4, paths)
+                      + agents("ingest", args.url, key_a, args.agents, "agent"), args.flood_seconds)
+    figures["reads under flood"] = (summary(flood["read"], args.flood_seconds), flood["_cpu"])
+    figures["agents (flood)"] = (summary(flood["ingest"], args.flood_seconds), flood["_cpu"])
+    b_jobs = (agents("b ingest", args.url, key_b, 1, "b-agent", 1.0 / args.b_rate)
+              + readers("b read", args.url, key_b, 1, paths))
+    b_alone = run_phase(b_jobs, args.alone_seconds)
+    figures["B ingest alone"] = (summary(b_alone["b ingest"], args.alone_seconds), b_alone["_cpu"])
+    figures["B reads alone"] = (summary(b_alone["b read"], args.alone_seconds), b_alone["_cpu"])
+    b_flood = run_phase(b_jobs + agents("a ingest", args.url, key_a, args.flood_agents, "flood"), args.flood_seconds)
+    figures["B ingest, A floods"] = (summary(b_flood["b ingest"], args.flood_seconds), b_flood["_cpu"])
+    figures["B reads, A floods"] = (summary(b_flood["b read"], args.flood_seconds), b_flood["_cpu"])
+    figures["A flood"] = (summary(b_flood["a ingest"], args.flood_seconds), b_flood["_cpu"])
+    batches = run_phase(agents("batch", args.url, key_a, 8, "noop-cmp"), args.noop_seconds)
+    figures["100-point batches, 8 conn"] = (summary(batches["batch"], args.noop_seconds), batches["_cpu"])
+    noop = run_phase(readers("noop", args.url, key_a, 8, [NOOP_PATH]), args.noop_seconds)
+    figures["no-op GET, 8 conn"] = (summary(noop["noop"], args.noop_seconds), noop["_cpu"])
+    return figures
+
+
+def copy_rounds(args, key_a: str) -> tuple[float, float]:
+    http_rates, copy_rates = [], []
+    for _ in range(args.copy_rounds):
+        start = datetime.now(timezone.utc)
+        bodies = make_batches(args.copy_batches + 4, 1000, start, f"copy{int(time.time())}")
+        accepted, seconds = run_http(args.url, key_a, bodies, 4, "json", 1000)
+        http_rates.append(accepted / seconds)
+        copy_rates.append(args.copy_batches * 1000 / run_copy(args.copy_batches * 1000, 1000, start))
+    return _median(http_rates), _median(copy_rates)
+
+
+def print_table(figures: dict) -> None:
+    print(f"\n{'':28} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'points/s':>9} {'429':>6} {'5xx':>5} "
+          f"{'other':>5} {'no answer':>9} {'gen CPU':>8} {'machine':>8}")
+    for name, (row, cpu) in figures.items():
+        print(f"{name:28} {row['p50']:8.1f} {row['p99']:8.1f} {row['requests_s']:8.1f} {row['points_s']:9,.0f} "
+              f"{row['429']:6} {row['5xx']:5} {row['other']:5} {row['failed']:9} "
+              f"{cpu['generator_cores']:7.2f}c {cpu['machine_share']:7.0%}")
+    print(f"(gen CPU: cores used by the load generator's processes; machine: all {os.cpu_count()} cores' busy share)")
+
+
+def print_ratios(figures: dict, copy: tuple[float, float] | None, rounds: int) -> None:
+    def ratio(a: str, b: str, field: str = "p99") -> float:
+        return figures[a][0][field] / figures[b][0][field]
+
+    print("\nacceptance (issue 26):")
+    print(f"  read p99 under the 40-agent flood / alone: {ratio('reads under flood', 'reads alone'):.1f}x "
+          f"(target <= 3x); read errors: {figures['reads under flood'][0]['5xx'] + figures['reads under flood'][0]['other'] + figures['reads under flood'][0]['failed']}")
+    print(f"  B's ingest p99 while A floods / alone: {ratio('B ingest, A floods', 'B ingest alone'):.1f}x "
+          f"(target <= 2x); 429s: A {figures['A flood'][0]['429']}, B {figures['B ingest, A floods'][0]['429']} "
+          "(target: A some, B none)")
+    print(f"  100-point batches / authenticated no-op ({NOOP_PATH}), requests/s: "
+          f"{ratio('100-point batches, 8 conn', 'no-op GET, 8 conn', 'requests_s'):.2f} (target >= 0.5)")
+    if copy:
+        print(f"  1,000-event batches / raw COPY: {copy[0]:,.0f} / {copy[1]:,.0f} = {copy[0] / copy[1]:.2f} "
+              f"(median of {rounds} rounds each; target >= 0.5)")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", default="http://127.0.0.1:8000")
+    parser.add_argument("--key-a", help="a key (scope all) of the flooding tenant; made here when absent")
+    parser.add_argument("--key-b", help="a key (scope all) of the tenant that reads and ingests modestly")
+    parser.add_argument("--quick", action="store_true", help="short phases (about a minute of load in all)")
+    parser.add_argument("--series", type=int, default=200, help="tenant B's stored series (default 200)")
+    parser.add_argument("--hours", type=int, default=24, help="hours of one-minute points per series (default 24)")
+    parser.add_argument("--agents", type=int, default=40, help="agents posting back to back in phase 2 (default 40)")
+    parser.add_argument("--flood-agents", type=int, default=40, help="tenant A's agents in phase 3 (default 40)")
+    parser.add_argument("--b-rate", type=float, default=10.0, help="tenant B's 100-point batches per second (default 10)")
+    parser.add_argument("--alone-seconds", type=float, default=20.0)
+    parser.add_argument("--flood-seconds", type=float, default=60.0)
+    parser.add_argument("--noop-seconds", type=float, default=15.0)
+    parser.add_argument("--copy-rounds", type=int, default=3)
+    parser.add_argument("--copy-batches", type=int, default=100, help="1,000-event batches per COPY round")
+    parser.add_argument("--skip-copy", action="store_true", help="no COPY rounds (the server's database is not ours)")
+    args = parser.parse_args()
+    if args.quick:
+        args.hours, args.alone_seconds, args.flood_seconds, args.noop_seconds = 6, 5.0, 10.0, 4.0
+        args.copy_rounds, args.copy_batches = 1, 30
+    key_a, key_b = (args.key_a, args.key_b) if args.key_a and args.key_b else make_keys()
+    accepted, seconds = load_tenant_b(args.url, key_b, args.series, args.hours)
+    print(f"loaded tenant B: {args.series} series x {args.hours} h of minutes "
+          f"({accepted / seconds:,.0f} points/s in 1,000-event batches)")
+    figures = phases(args, key_a, key_b)
+    copy = None if args.skip_copy else copy_rounds(args, key_a)
+    print_table(figures)
+    print_ratios(figures, copy, args.copy_rounds)
+
+
+if __name__ == "__main__":
+    main()
