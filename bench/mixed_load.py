@@ -6,7 +6,8 @@ usage: .venv/bin/python bench/mixed_load.py --url http://127.0.0.1:8000 [--quick
 Against a server started by `make run` (or any, with --url and two keys of scope "all"):
 - load: tenant B gets --series one-minute series over --hours (default 200 x 24 h) through
   1,000-event JSON batches (4 keep-alive connections);
-- phase 1: 4 readers of tenant B (60-minute series reads and the anomalies list, in turn) alone;
+- phase 1: 4 readers of tenant B (60-minute series reads and the anomalies list, in turn, back to back
+  or --read-pause seconds apart) alone;
 - phase 2: the same readers while 40 agents of tenant A post 100-point batches back to back;
 - phase 3: tenant B ingests at a modest rate (one agent, --b-rate batches/s) and reads (one reader),
   alone, then while tenant A floods with --flood-agents agents;
@@ -15,7 +16,8 @@ Against a server started by `make run` (or any, with --url and two keys of scope
 - COPY: bench/ingest_http.py's 1,000-event batches against one raw COPY, median of 3 rounds.
 Agents honour Retry-After on 429/503 (at most 1 s). Every client is a keep-alive http.client
 connection; agents and readers run in processes of their own, and their CPU is reported with the
-machine's, so a saturated load generator shows. Without the keys, the tenants are made in the
+machine's, so a saturated load generator shows. Each phase starts once the cores are under 25% busy
+(at most 45 s later): beat's detection pass over the loaded points would otherwise run inside phase 1. Without the keys, the tenants are made in the
 database the project's settings point at; the COPY rounds need that database to be the server's.
 Not part of make test.
 """
@@ -121,8 +123,10 @@ def _agent(url: str, key: str, tag: str, begin: float, end: float, interval: flo
             time.sleep(max(0.0, interval - (time.time() - started)))
 
 
-def _reader(url: str, key: str, paths: list[str], begin: float, end: float, tally: Tally, offset: int) -> None:
-    """GETs `paths` in turn (the first one untimed, before `begin`); any answer but 200 is an error."""
+def _reader(url: str, key: str, paths: list[str], pause: float, begin: float, end: float, tally: Tally,
+            offset: int) -> None:
+    """GETs `paths` in turn, `pause` seconds apart (the first one untimed, before `begin`); any answer
+    but 200 is an error."""
     connection = Connection(url, key)
     connection.call("GET", paths[offset % len(paths)])
     time.sleep(max(0.0, begin - time.time()))
@@ -132,6 +136,8 @@ def _reader(url: str, key: str, paths: list[str], begin: float, end: float, tall
         status, _ = connection.call("GET", paths[k % len(paths)])
         tally.add(status, time.perf_counter() - began, 0)
         k += 1
+        if pause:
+            time.sleep(pause)
 
 
 def _process(jobs: list[tuple], begin: float, end: float, results) -> None:
@@ -143,7 +149,7 @@ def _process(jobs: list[tuple], begin: float, end: float, results) -> None:
         if kind == "agent":
             target, args = _agent, (url, key, arg[0], begin, end, arg[1], tally)
         else:
-            target, args = _reader, (url, key, arg, begin, end, tally, offset)
+            target, args = _reader, (url, key, arg[0], arg[1], begin, end, tally, offset)
         threads.append(threading.Thread(target=target, args=args, daemon=True))
     cpu_before = time.process_time()
     for thread in threads:
@@ -161,9 +167,25 @@ def _machine_busy() -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
-def run_phase(jobs: list[tuple], seconds: float, processes: int = 4) -> dict:
+def settle(limit: float, quiet: float = 0.25) -> float:
+    """Waits (at most `limit` seconds) until the machine's cores are less than `quiet` busy over 2 s:
+    beat's detection pass over newly loaded points, or the last phase's backlog, would otherwise
+    run inside the next phase. Returns the seconds waited."""
+    began = time.time()
+    while time.time() - began < limit:
+        before = _machine_busy()
+        time.sleep(2.0)
+        after = _machine_busy()
+        if (after[0] - before[0]) / max(1, after[1] - before[1]) < quiet:
+            break
+    return time.time() - began
+
+
+def run_phase(jobs: list[tuple], seconds: float, processes: int = 4, settle_limit: float = 45.0) -> dict:
     """Runs the jobs (group, kind, url, key, arg, offset) spread over `processes` processes for
-    `seconds` after a 3 s warm-up; returns per group the merged tally, plus the generator's CPU."""
+    `seconds` after a 3 s warm-up, once the machine is quiet; returns per group the merged tally, plus
+    the generator's CPU and the machine's busy share."""
+    waited = settle(settle_limit)
     begin = time.time() + 3.0
     end = begin + seconds
     results = multiprocessing.Queue()
@@ -190,7 +212,7 @@ def run_phase(jobs: list[tuple], seconds: float, processes: int = 4) -> dict:
     machine = (busy_after[0] - busy_before[0]) / max(1, busy_after[1] - busy_before[1])
     # The generator's CPU includes its warm-up; over the whole phase it is a close upper bound.
     merged["_cpu"] = {"generator_cores": cpu / (seconds + 3.0), "machine_share": machine, "cores": cores,
-                      "seconds": seconds}
+                      "seconds": seconds, "settled": waited}
     return merged
 
 
@@ -247,21 +269,21 @@ def agents(group: str, url: str, key: str, count: int, tag: str, interval: float
     return [(group, "agent", url, key, (f"{tag}{i}", interval), i) for i in range(count)]
 
 
-def readers(group: str, url: str, key: str, count: int, paths: list[str]) -> list[tuple]:
-    return [(group, "reader", url, key, paths, i * 7) for i in range(count)]
+def readers(group: str, url: str, key: str, count: int, paths: list[str], pause: float = 0.0) -> list[tuple]:
+    return [(group, "reader", url, key, (paths, pause), i * 7) for i in range(count)]
 
 
 def phases(args, key_a: str, key_b: str) -> dict:
     paths = read_paths(args.series)
     figures = {}
-    alone = run_phase(readers("read", args.url, key_b, 4, paths), args.alone_seconds)
+    alone = run_phase(readers("read", args.url, key_b, 4, paths, args.read_pause), args.alone_seconds)
     figures["reads alone"] = (summary(alone["read"], args.alone_seconds), alone["_cpu"])
-    flood = run_phase(readers("read", args.url, key_b, 4, paths)
+    flood = run_phase(readers("read", args.url, key_b, 4, paths, args.read_pause)
                       + agents("ingest", args.url, key_a, args.agents, "agent"), args.flood_seconds)
     figures["reads under flood"] = (summary(flood["read"], args.flood_seconds), flood["_cpu"])
     figures["agents (flood)"] = (summary(flood["ingest"], args.flood_seconds), flood["_cpu"])
     b_jobs = (agents("b ingest", args.url, key_b, 1, "b-agent", 1.0 / args.b_rate)
-              + readers("b read", args.url, key_b, 1, paths))
+              + readers("b read", args.url, key_b, 1, paths, args.read_pause))
     b_alone = run_phase(b_jobs, args.alone_seconds)
     figures["B ingest alone"] = (summary(b_alone["b ingest"], args.alone_seconds), b_alone["_cpu"])
     figures["B reads alone"] = (summary(b_alone["b read"], args.alone_seconds), b_alone["_cpu"])
@@ -289,12 +311,13 @@ def copy_rounds(args, key_a: str) -> tuple[float, float]:
 
 def print_table(figures: dict) -> None:
     print(f"\n{'':28} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'points/s':>9} {'429':>6} {'5xx':>5} "
-          f"{'other':>5} {'no answer':>9} {'gen CPU':>8} {'machine':>8}")
+          f"{'other':>5} {'no answer':>9} {'gen CPU':>8} {'machine':>8} {'settled':>8}")
     for name, (row, cpu) in figures.items():
         print(f"{name:28} {row['p50']:8.1f} {row['p99']:8.1f} {row['requests_s']:8.1f} {row['points_s']:9,.0f} "
               f"{row['429']:6} {row['5xx']:5} {row['other']:5} {row['failed']:9} "
-              f"{cpu['generator_cores']:7.2f}c {cpu['machine_share']:7.0%}")
-    print(f"(gen CPU: cores used by the load generator's processes; machine: all {os.cpu_count()} cores' busy share)")
+              f"{cpu['generator_cores']:7.2f}c {cpu['machine_share']:7.0%} {cpu['settled']:7.0f}s")
+    print(f"(gen CPU: cores used by the load generator's processes; machine: all {os.cpu_count()} cores' busy share; "
+          "settled: seconds waited before the phase for the machine to be under 25% busy, at most 45)")
 
 
 def print_ratios(figures: dict, copy: tuple[float, float] | None, rounds: int) -> None:
@@ -325,6 +348,9 @@ def main():
     parser.add_argument("--agents", type=int, default=40, help="agents posting back to back in phase 2 (default 40)")
     parser.add_argument("--flood-agents", type=int, default=40, help="tenant A's agents in phase 3 (default 40)")
     parser.add_argument("--b-rate", type=float, default=10.0, help="tenant B's 100-point batches per second (default 10)")
+    parser.add_argument("--read-pause", type=float, default=0.0,
+                        help="seconds each reader waits between reads (default 0: back to back, as the issue has it; "
+                             "4 such readers already keep 2 cores busy)")
     parser.add_argument("--alone-seconds", type=float, default=20.0)
     parser.add_argument("--flood-seconds", type=float, default=60.0)
     parser.add_argument("--noop-seconds", type=float, default=15.0)
