@@ -7,13 +7,18 @@ Works in a database of its own (`cloudwatchdog_bench_storage` on the project's s
 fresh and migrated), so sizes are the benchmark's alone. Loads --series series × --points points
 at 60 s (the mix of bench/storage_data.py: NAB series replayed and scaled, integer counters,
 constants) ending before yesterday, with a binary COPY, refreshes the rollups, VACUUMs and measures;
-compacts everything (`--older-than 0s`), VACUUMs and measures again. The database stays until the
+compacts everything (`--older-than 0s`), VACUUMs and measures again, with a breakdown per relation
+and fork (heap, free-space and visibility maps, TOAST and its index, each index) beside the codec's
+own output. The 60-minute and 30-day reads' answers are hashed before and after compaction: the
+hashes must match each other, and across commits for the same arguments run on the same UTC day (the
+data is seeded; its times end before yesterday). The database stays until the
 next run, for a look with psql. Reads go through the API's
 view stack in-process (Django's test client: middleware, auth, serialization; no socket).
 Detection: a second tenant of 1,000 series × 1,000 points; `fetchall` of them from the row table,
 a first detection pass and a whole replay on rows, then the same on a copy compacted first.
 """
 import argparse
+import hashlib
 import io
 import os
 import statistics
@@ -56,6 +61,46 @@ def sizes() -> dict[str, int]:
         return dict(cursor.fetchall())
 
 
+def fork_sizes(table: str) -> list[tuple[str, int]]:
+    """Bytes of a table's forks (main, fsm, vm), of its TOAST table and TOAST index, and of each index:
+    what row overhead, free-space maps and out-of-line storage cost beside the data itself."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT 'heap ' || f, pg_relation_size(%(t)s::regclass, f) FROM unnest(ARRAY['main', 'fsm', 'vm']) f
+            UNION ALL SELECT 'toast ' || f, COALESCE(pg_relation_size(NULLIF(c.reltoastrelid, 0), f), 0)
+              FROM pg_class c, unnest(ARRAY['main', 'fsm', 'vm']) f WHERE c.oid = %(t)s::regclass
+            UNION ALL SELECT 'toast index', COALESCE(sum(pg_relation_size(i.indexrelid)), 0)
+              FROM pg_class c JOIN pg_index i ON i.indrelid = c.reltoastrelid WHERE c.oid = %(t)s::regclass
+            UNION ALL SELECT 'index ' || i.indexrelid::regclass::text, pg_relation_size(i.indexrelid)
+              FROM pg_index i WHERE i.indrelid = %(t)s::regclass
+            """,
+            {"t": table},
+        )
+        return [(name, size) for name, size in cursor.fetchall() if size]
+
+
+def print_breakdown(total: int, encoded_bytes: int, rows: int) -> None:
+    print(f"\n{'breakdown (bytes/point)':40} {'compacted':>10}")
+    print(f"{'  codec output (chunk data alone)':40} {encoded_bytes / total:10.2f}")
+    for table in ("metrics_chunk", "metrics_rollup_1h", "metrics_series"):
+        print(f"  {table}")
+        for name, size in fork_sizes(table):
+            print(f"{'    ' + name:40} {size / total:10.2f}")
+    # Compaction truncates a partition it emptied only once its week is over (partitions.py): on the
+    # benchmark's days inside the current week the emptied pages stay, reused by the next ingest.
+    print(f"{'  metrics_point (emptied, until truncated)':40} {rows / total:10.2f}")
+
+
+def answers_hash(contents: list[bytes]) -> str:
+    """One hash of the read answers, so 'the same answers' can be checked across runs and commits."""
+    digest = hashlib.sha256()
+    for content in contents:
+        digest.update(len(content).to_bytes(8, "little"))
+        digest.update(content)
+    return digest.hexdigest()[:16]
+
+
 def load(tenant, series: int, points: int, start_us: int, mix: ShapeMix) -> tuple[list[int], float]:
     """Create the series (one ingest request), COPY every point, refresh the rollups; returns ids and seconds."""
     from cloudwatchdog import pgcopy
@@ -92,15 +137,17 @@ def load(tenant, series: int, points: int, start_us: int, mix: ShapeMix) -> tupl
     return series_ids, time.perf_counter() - began
 
 
-def time_reads(client: Client, key: str, queries: list[dict]) -> tuple[float, float]:
-    elapsed = []
+def time_reads(client: Client, key: str, queries: list[dict]) -> tuple[float, float, str]:
+    """Median and p95 milliseconds of these reads, and the hash of their answers."""
+    elapsed, contents = [], []
     for query in queries:
         began = time.perf_counter()
         response = client.get("/api/v1/metrics/timeseries", query, HTTP_AUTHORIZATION=f"Bearer {key}",
                               HTTP_HOST="127.0.0.1")
         elapsed.append((time.perf_counter() - began) * 1000)
         assert response.status_code == 200, response.content[:300]
-    return statistics.median(elapsed), float(np.percentile(elapsed, 95))
+        contents.append(response.content)
+    return statistics.median(elapsed), float(np.percentile(elapsed, 95)), answers_hash(contents)
 
 
 def read_queries(mix: ShapeMix, series: int, start_us: int, points: int, count: int) -> tuple[list, list]:
@@ -215,10 +262,15 @@ def main():
         print(f"{name:24} {rows[name] / total:10.2f} {compacted[name] / total:10.2f}")
     print(f"{'everything':24} {sum(rows.values()) / total:10.2f} {sum(compacted.values()) / total:10.2f}")
     print(f"{'compressed history alone':24} {'':10} {compacted['chunks'] / total:10.2f}")
-    print(f"\n{'read (ms)':24} {'rows p50':>9} {'p95':>7} {'chunks p50':>11} {'p95':>7}")
+    stored = compacted["chunks"] + compacted["rollup_1h"] + compacted["series"]
+    print(f"{'chunks+rollups+series':24} {'':10} {stored / total:10.2f}")
+    print_breakdown(total, report["chunk_bytes"], compacted["rows"])
+    print(f"\n{'read (ms)':24} {'rows p50':>9} {'p95':>7} {'chunks p50':>11} {'p95':>7}  answers (rows, chunks)")
     for label, on_rows, on_chunks in (("60-minute", rows_reads[0], chunk_reads[0]),
                                       ("30-day step=1h", rows_reads[1], chunk_reads[1])):
-        print(f"{label:24} {on_rows[0]:9.1f} {on_rows[1]:7.1f} {on_chunks[0]:11.1f} {on_chunks[1]:7.1f}")
+        same = "same" if on_rows[2] == on_chunks[2] else "DIFFERENT"
+        print(f"{label:24} {on_rows[0]:9.1f} {on_rows[1]:7.1f} {on_chunks[0]:11.1f} {on_chunks[1]:7.1f}  "
+              f"{on_rows[2]} {on_chunks[2]} {same}")
     if not args.skip_detection:
         print("\ndetection over 1,000 series × 1,000 points:")
         for compacted_first in (False, True):
