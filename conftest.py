@@ -91,8 +91,10 @@ def browser(chromium):
 def celery_worker(transactional_db):
     """A real Celery worker (in a thread of this process) on the real Redis broker."""
     from celery.contrib.testing.worker import start_worker
+    from django.conf import settings
 
     from cloudwatchdog.celery import app
 
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30) as worker:
+    queues = [settings.CELERY_TASK_DEFAULT_QUEUE, *settings.TASK_QUEUES.values()]
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30, queues=queues) as worker:
         yield worker

@@ -327,6 +327,19 @@ CELERY_BROKER_URL = REDIS_URL.replace("unix://", "redis+socket://", 1) if REDIS_
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = TEST_RUN_ID or env.str("CELERY_QUEUE", default="cloudwatchdog")
+# Four queues, so that beat's passes and notifications never wait behind bulk work: the Procfile's
+# `worker` takes notify and detection, `worker_bulk` takes detection_bulk and maintenance (and the
+# default queue, where tasks queued before the split still wait). A test run's queues are its own.
+TASK_QUEUES = {role: f"{TEST_RUN_ID}-{role}" if TEST_RUN_ID else role
+               for role in ("detection", "detection_bulk", "maintenance", "notify")}
+CELERY_TASK_ROUTES = {
+    "anomalies.tasks.detection_run_all_task": {"queue": TASK_QUEUES["detection"]},
+    "anomalies.tasks.detection_tenant_pass_task": {"queue": TASK_QUEUES["detection"]},
+    "anomalies.tasks.detection_run_task": {"queue": TASK_QUEUES["detection_bulk"]},  # API async runs, replays
+    "anomalies.tasks.detection_runs_prune_task": {"queue": TASK_QUEUES["maintenance"]},
+    "metrics.tasks.*": {"queue": TASK_QUEUES["maintenance"]},  # rollups, compaction, partitions, retention
+    "anomalies.tasks.notifications_deliver_task": {"queue": TASK_QUEUES["notify"]},
+}
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

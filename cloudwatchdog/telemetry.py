@@ -119,15 +119,21 @@ class _ScrapeTime(Collector):
 
 
 def queue_figures() -> list:
-    """The Celery queue's length in Redis (tasks waiting for a worker)."""
+    """Each Celery queue's length in Redis (tasks waiting for a worker)."""
     client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=settings.REDIS_TIMEOUT_SECONDS,
                                   socket_connect_timeout=settings.REDIS_TIMEOUT_SECONDS)
+    names = [settings.CELERY_TASK_DEFAULT_QUEUE, *settings.TASK_QUEUES.values()]
     try:
-        length = client.llen(settings.CELERY_TASK_DEFAULT_QUEUE)
+        with client.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.llen(name)
+            lengths = pipe.execute()
     finally:
         client.close()
-    queue = GaugeMetricFamily("cloudwatchdog_celery_queue_length", "Tasks waiting in the Celery queue.", labels=["queue"])
-    queue.add_metric([settings.CELERY_TASK_DEFAULT_QUEUE], length)
+    queue = GaugeMetricFamily("cloudwatchdog_celery_queue_length", "Tasks waiting in each Celery queue.",
+                              labels=["queue"])
+    for name, length in zip(names, lengths):
+        queue.add_metric([name], length)
     return [queue]
 
 

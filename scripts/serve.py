@@ -1,7 +1,7 @@
-"""`make run`'s supervisor: starts the Procfile's roles (web, worker, beat), prints the demo tenant's
-key, and stops everything, the embedded servers included, on Ctrl-C, TERM or when the web server
-dies. A background role (worker, beat) that dies is started again after a growing pause (1 s up
-to 30 s): a Celery worker can die of its broker going away (seen: kombu's reconnect race while
+"""`make run`'s supervisor: starts the Procfile's roles (web, worker, worker_bulk, beat), prints the
+demo tenant's key, and stops everything, the embedded servers included, on Ctrl-C, TERM or when the
+web server dies. A background role (worker, worker_bulk, beat) that dies is started again after a
+growing pause (1 s up to 30 s): a Celery worker can die of its broker going away (seen: kombu's reconnect race while
 Redis was down took the whole stack with it); one that dies again and again (10 times in 10
 minutes) stops everything, as something is wrong at start-up.
 
@@ -27,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 STOP_SECONDS = 12  # within the 15 s a user waits for Ctrl-C; gunicorn's graceful_timeout is 10
-RESTARTED_ROLES = ("worker", "beat")
+RESTARTED_ROLES = ("worker", "worker_bulk", "beat")
 RESTART_PAUSES = (1, 2, 5, 10, 30)  # seconds before the 1st, 2nd, ... restart within the window
 RESTART_WINDOW_SECONDS = 600
 MAX_RESTARTS_IN_WINDOW = 10

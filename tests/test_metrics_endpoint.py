@@ -54,6 +54,8 @@ def test_promtool_accepts_the_exposition_and_points_are_counted_by_outcome_and_r
                   "cloudwatchdog_rollup_backlog_batches", "cloudwatchdog_celery_queue_length"):
         assert f"# TYPE {gauge} gauge" in text
     assert _sample(text, "cloudwatchdog_rollup_backlog_batches", tenant="scraped") == 1
+    for queue in settings.TASK_QUEUES.values():  # each of the worker roles' queues
+        assert f'cloudwatchdog_celery_queue_length{{queue="{queue}"}}' in text
     assert _sample(text, "cloudwatchdog_collector_up") == 3 and "cloudwatchdog_collector_up{" in text
 
 

@@ -92,3 +92,38 @@ def test_a_shard_run_and_a_whole_tenant_run_exclude_each_other(owner):
             cursor.execute("SELECT pg_advisory_unlock_all()")
         other.close()
     assert detection_run(tenant=owner.tenant, trigger="beat", shard=0).status == "succeeded"
+
+
+def test_beat_passes_and_notifications_run_on_a_worker_that_bulk_work_never_reaches(make_tenant, transactional_db,
+                                                                                     settings):
+    # The Procfile's `worker` takes only notify and detection: an async run queued before beat's
+    # pass waits for `worker_bulk`, and the pass does not wait behind it.
+    from celery.contrib.testing.worker import start_worker
+
+    from cloudwatchdog.celery import app
+
+    tenant = make_tenant("routed")
+    tenant.ingest(steady_then_spike(count=100, end=datetime.now(timezone.utc) - timedelta(minutes=1)))
+    queued = tenant.post("/api/v1/process/run?async=true").json()["run_id"]
+    queues = [settings.TASK_QUEUES["notify"], settings.TASK_QUEUES["detection"]]
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30, queues=queues):
+        detection_run_all_task.delay()
+        assert _wait_for(lambda: DetectionRun.objects.for_tenant(tenant.tenant).filter(
+            trigger="beat", status="succeeded").exists())
+    assert DetectionRun.objects.for_tenant(tenant.tenant).get(run_id=queued).status == "queued"
+    with app.connection_for_write() as conn:  # still waiting in its queue, for worker_bulk
+        assert conn.default_channel.client.llen(settings.TASK_QUEUES["detection_bulk"]) == 1
+        conn.default_channel.client.delete(settings.TASK_QUEUES["detection_bulk"])
+    routes = {name: app.amqp.router.route({}, name)["queue"].name for name in (
+        "anomalies.tasks.detection_run_task", "anomalies.tasks.detection_tenant_pass_task",
+        "anomalies.tasks.notifications_deliver_task", "metrics.tasks.points_compact_task",
+        "metrics.tasks.rollups_refresh_task", "anomalies.tasks.detection_runs_prune_task")}
+    assert routes == {
+        "anomalies.tasks.detection_run_task": settings.TASK_QUEUES["detection_bulk"],
+        "anomalies.tasks.detection_tenant_pass_task": settings.TASK_QUEUES["detection"],
+        "anomalies.tasks.notifications_deliver_task": settings.TASK_QUEUES["notify"],
+        "metrics.tasks.points_compact_task": settings.TASK_QUEUES["maintenance"],
+        "metrics.tasks.rollups_refresh_task": settings.TASK_QUEUES["maintenance"],
+        "anomalies.tasks.detection_runs_prune_task": settings.TASK_QUEUES["maintenance"],
+    }
+
