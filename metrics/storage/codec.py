@@ -9,6 +9,10 @@ payloads and -0.0 included). Why pcodec and not Gorilla's scheme (delta-of-delta
 values, here with zstd): 1.68 bytes a point against 3.14 on the benchmark data, and 4-5 times
 faster to decode (README, Storage). The first byte names the codec, so another one can be added
 beside it and every chunk written stays readable.
+
+Timestamps at a regular step (an agent's scrape interval: nearly every chunk) are written as their
+first time and step alone (codec byte 3): pcodec spent about 316 bytes on the timestamps of a
+1,000-point chunk at 60 s, 0.3 bytes a point, against 16.
 """
 from __future__ import annotations
 
@@ -18,9 +22,11 @@ import numpy as np
 import pcodec
 from pcodec import standalone
 
-PCO = 1  # the codec byte of every chunk written (2 was Gorilla + zstd, never selected, removed)
+PCO = 1  # timestamps and values by pcodec (2 was Gorilla + zstd, never selected, removed)
+PCO_REGULAR = 3  # timestamps at one step as (first, step), values by pcodec
 
 _HEADER = struct.Struct("<BII")  # codec, point count, length of the timestamp part
+_REGULAR = struct.Struct("<qq")  # first timestamp, step (µs): the timestamp part of PCO_REGULAR
 # Level 6 against pcodec's default 8: 0.2 % larger, 1.7x faster to encode (bench/storage.py's data).
 _PCO_CONFIG = pcodec.ChunkConfig(compression_level=6)
 
@@ -33,10 +39,14 @@ def encode(ts_us: np.ndarray, values: np.ndarray) -> bytes:
         raise ValueError("timestamps and values differ in length")
     if len(ts_us) == 0:
         return _HEADER.pack(PCO, 0, 0)
-    ts_part = standalone.simple_compress(ts_us, _PCO_CONFIG)
     # Values as their bit patterns would lose pcodec's float modes; as floats, NaN payloads and
     # -0.0 still round-trip (pcodec is lossless on the bits).
     value_part = standalone.simple_compress(values, _PCO_CONFIG)
+    steps = np.diff(ts_us)
+    if len(steps) == 0 or (steps == steps[0]).all():
+        regular = _REGULAR.pack(int(ts_us[0]), int(steps[0]) if len(steps) else 0)
+        return _HEADER.pack(PCO_REGULAR, len(ts_us), len(regular)) + regular + value_part
+    ts_part = standalone.simple_compress(ts_us, _PCO_CONFIG)
     return _HEADER.pack(PCO, len(ts_us), len(ts_part)) + ts_part + value_part
 
 
@@ -46,11 +56,15 @@ def decode(blob: bytes | memoryview) -> tuple[np.ndarray, np.ndarray]:
     codec_id, count, ts_length = _HEADER.unpack_from(blob)
     if count == 0:
         return np.empty(0, np.int64), np.empty(0, np.float64)
-    if codec_id != PCO:
+    if codec_id not in (PCO, PCO_REGULAR):
         raise ValueError(f"unknown chunk codec {codec_id}")
     ts_part = blob[_HEADER.size:_HEADER.size + ts_length]
     value_part = blob[_HEADER.size + ts_length:]
-    ts_us = standalone.simple_decompress(bytes(ts_part)).astype(np.int64, copy=False)
+    if codec_id == PCO_REGULAR:
+        first, step = _REGULAR.unpack(ts_part)
+        ts_us = first + np.arange(count, dtype=np.int64) * step
+    else:
+        ts_us = standalone.simple_decompress(bytes(ts_part)).astype(np.int64, copy=False)
     values = standalone.simple_decompress(bytes(value_part)).astype(np.float64, copy=False)
     if len(ts_us) != count or len(values) != count:
         raise ValueError("chunk is damaged: point count does not match")

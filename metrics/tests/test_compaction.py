@@ -38,6 +38,35 @@ def test_the_codec_gives_back_every_bit(steps, values):
     assert decoded_values.view(np.uint64).tolist() == array.view(np.uint64).tolist()  # -0.0 and NaN too
 
 
+@hypothesis_settings(max_examples=100, deadline=None)
+@given(first=st.integers(-10**15, 4 * 10**15), step=st.integers(1, 10**9), count=st.integers(1, 2000))
+def test_regular_timestamps_come_back_from_first_and_step(first, step, count):
+    ts_us = first + np.arange(count, dtype=np.int64) * step
+    values = np.linspace(-1.0, 1.0, count)
+    blob = codec.encode(ts_us, values)
+    assert blob[0] == codec.PCO_REGULAR
+    decoded_ts, decoded_values = codec.decode(blob)
+    assert decoded_ts.tolist() == ts_us.tolist()
+    assert decoded_values.view(np.uint64).tolist() == values.view(np.uint64).tolist()
+
+
+def test_regular_timestamps_cost_16_bytes_and_pco_chunks_stay_readable():
+    from pcodec import standalone
+
+    ts_us = 1_700_000_000_000_000 + np.arange(1000, dtype=np.int64) * 60_000_000
+    values = np.round(np.random.default_rng(4).normal(40, 6, 1000), 2)
+    value_part = standalone.simple_compress(values, codec._PCO_CONFIG)
+    assert len(codec.encode(ts_us, values)) == codec._HEADER.size + 16 + len(value_part)
+    ts_part = standalone.simple_compress(ts_us, codec._PCO_CONFIG)  # a chunk written before codec byte 3
+    written_before = codec._HEADER.pack(codec.PCO, 1000, len(ts_part)) + ts_part + value_part
+    decoded_ts, decoded_values = codec.decode(written_before)
+    assert decoded_ts.tolist() == ts_us.tolist() and decoded_values.tolist() == values.tolist()
+    irregular = ts_us.copy()
+    irregular[500] += 1
+    assert codec.encode(irregular, values)[0] == codec.PCO
+    assert codec.decode(codec.encode(irregular, values))[0].tolist() == irregular.tolist()
+
+
 def test_a_regular_series_costs_about_a_byte_a_point_with_pco():
     ts_us = 1_700_000_000_000_000 + np.arange(1440, dtype=np.int64) * 60_000_000
     rng = np.random.default_rng(3)
