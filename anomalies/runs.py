@@ -82,13 +82,15 @@ def detection_run(
     replay_since: datetime | None = None,
     settle_seconds: float = 0.0,
     shard: int | None = None,
+    keep_queued_when_busy: bool = False,
 ) -> DetectionRun:
     """One detection pass over the tenant's new (and late, or replayed) points; safe to overlap.
 
     With `settle_seconds`, points newer than that are left for the next pass, so batches still
     in flight from agents are not turned into late points (scheduled runs use it). With `shard`,
     only the series whose id modulo DETECTION_SHARDS is `shard` (beat splits a large tenant so).
-    Raises RunInProgress when another run of the tenant holds the lock past `wait_seconds`.
+    Raises RunInProgress when another run of the tenant holds the lock past `wait_seconds`; the run
+    is recorded skipped, or left queued with `keep_queued_when_busy` (its caller tries again later).
     """
     if run_id is not None:
         run = DetectionRun.objects.for_tenant(tenant).get(run_id=run_id)
@@ -97,6 +99,8 @@ def detection_run(
     if replay_since is not None:
         run.replay_since = replay_since
     locked = _shard_lock_acquire(tenant.id, shard) if shard is not None else _run_lock_acquire(tenant.id, wait_seconds)
+    if not locked and keep_queued_when_busy:
+        raise RunInProgress(None, run)
     if not locked:
         raise _run_record_skipped(tenant=tenant, run=run)
     started = time.monotonic()

@@ -9,23 +9,31 @@ from anomalies.runs import RunInProgress, detection_run, detection_runs_prune
 from metrics.selectors import series_counts
 from tenants.selectors import tenant_get, tenant_list
 
-# An async run waits this long for a tenant's run already going before it is skipped.
+# An async run whose tenant has a run going tries again every ASYNC_RETRY_SECONDS, up to
+# ASYNC_WAIT_SECONDS in all, before it is recorded skipped: between tries it holds no worker process.
 ASYNC_WAIT_SECONDS = 60
+ASYNC_RETRY_SECONDS = 5
 
 
-@shared_task
-def detection_run_task(*, tenant_id: int, run_id: str | None = None, trigger: str = "api_async",
+@shared_task(bind=True)
+def detection_run_task(self, *, tenant_id: int, run_id: str | None = None, trigger: str = "api_async",
                        replay_since: str | None = None) -> str:
     """Run (or finish a queued) detection pass for one tenant, a replay from `replay_since` (ISO) when
-    given; returns the run's status."""
+    given; returns the run's status ("queued" while it waits for a retry)."""
     tenant = tenant_get(tenant_id=tenant_id)
     if tenant is None:
         return "gone"  # deleted since the run was queued; its runs went with it
+    tries_left = self.request.retries < ASYNC_WAIT_SECONDS // ASYNC_RETRY_SECONDS
     try:
-        return detection_run(tenant=tenant, trigger=trigger, run_id=run_id, wait_seconds=ASYNC_WAIT_SECONDS,
+        return detection_run(tenant=tenant, trigger=trigger, run_id=run_id, keep_queued_when_busy=tries_left,
                              replay_since=datetime.fromisoformat(replay_since) if replay_since else None).status
     except RunInProgress as busy:
-        return busy.run.status
+        if busy.run.status != busy.run.STATUS_QUEUED:
+            return busy.run.status
+        # Not waiting for the lock here: the tenant's other run may take minutes, and every waiting
+        # task would hold a worker process other tenants' runs need.
+        raise self.retry(countdown=ASYNC_RETRY_SECONDS, max_retries=None, kwargs={
+            "tenant_id": tenant_id, "run_id": str(busy.run.run_id), "trigger": trigger, "replay_since": replay_since})
 
 
 @shared_task

@@ -1,13 +1,15 @@
 """The Celery tasks on a real worker, through the real Redis broker."""
+import time
 from datetime import datetime, timedelta, timezone
 
 import psycopg2
 import pytest
 from django.db import connection
 
+from anomalies import tasks
 from anomalies.models import DetectionRun
 from anomalies.runs import MAX_SHARDS, RunInProgress, detection_run
-from anomalies.tasks import detection_run_all_task
+from anomalies.tasks import ASYNC_RETRY_SECONDS, detection_run_all_task
 from cloudwatchdog.locks import Lock
 from tests.helpers import steady_then_spike
 from tests.helpers import wait_for as _wait_for
@@ -127,3 +129,54 @@ def test_beat_passes_and_notifications_run_on_a_worker_that_bulk_work_never_reac
         "anomalies.tasks.detection_runs_prune_task": settings.TASK_QUEUES["maintenance"],
     }
 
+
+def _hold_run_lock(tenant_id: int):
+    """Another session holding the tenant's run lock, as a long run elsewhere does."""
+    other = psycopg2.connect(**{k: v for k, v in connection.get_connection_params().items()
+                                if k not in ("cursor_factory", "context")})
+    other.autocommit = True
+    with other.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s, %s)", [Lock.RUN, tenant_id])
+    return other
+
+
+def _release(other) -> None:
+    with other.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_unlock_all()")
+    other.close()
+
+
+def test_an_async_run_whose_tenant_is_busy_frees_the_worker_and_runs_once_the_lock_is_free(make_tenant, celery_worker):
+    # The fixture's worker has one process (solo): a task waiting for the lock inside it would hold
+    # back the other tenant's run for the whole wait.
+    busy, other = make_tenant("busy-tenant"), make_tenant("other-tenant")
+    busy.ingest(steady_then_spike(count=100))
+    other.ingest(steady_then_spike(count=100))
+    holder = _hold_run_lock(busy.tenant.id)
+    try:
+        waiting = busy.post("/api/v1/process/run?async=true").json()["run_id"]
+        time.sleep(0.5)  # the worker has tried it once by now
+        started = time.monotonic()
+        quick = other.post("/api/v1/process/run?async=true").json()["run_id"]
+        assert _wait_for(lambda: other.get(f"/api/v1/process/runs/{quick}").json()["status"] == "succeeded")
+        assert time.monotonic() - started < ASYNC_RETRY_SECONDS  # not behind the busy tenant's wait
+        assert busy.get(f"/api/v1/process/runs/{waiting}").json()["status"] == "queued"
+    finally:
+        _release(holder)
+    assert _wait_for(lambda: busy.get(f"/api/v1/process/runs/{waiting}").json()["status"] == "succeeded")
+    assert busy.get(f"/api/v1/process/runs/{waiting}").json()["points_processed"] == 100
+    assert DetectionRun.objects.for_tenant(busy.tenant).count() == 1  # the retries made no runs of their own
+
+
+def test_an_async_run_still_busy_after_the_wait_is_recorded_skipped(make_tenant, celery_worker, monkeypatch):
+    monkeypatch.setattr(tasks, "ASYNC_WAIT_SECONDS", 2)
+    monkeypatch.setattr(tasks, "ASYNC_RETRY_SECONDS", 1)
+    busy = make_tenant("always-busy")
+    holder = _hold_run_lock(busy.tenant.id)
+    try:
+        run_id = busy.post("/api/v1/process/run?async=true").json()["run_id"]
+        assert _wait_for(lambda: busy.get(f"/api/v1/process/runs/{run_id}").json()["status"] == "skipped")
+        waited = DetectionRun.objects.for_tenant(busy.tenant).get(run_id=run_id)
+        assert (waited.finished_at - waited.requested_at).total_seconds() >= 2  # two retries, a second apart
+    finally:
+        _release(holder)
