@@ -15,8 +15,10 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from celery import current_app
+from django.core.cache import cache
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from anomalies import evaluation
 from anomalies.models import DetectionRun
@@ -32,6 +34,9 @@ DETECTION_RUN_TASK = "anomalies.tasks.detection_run_task"
 # A shard's run holds the tenant's run lock shared (whole-tenant runs hold it exclusively) and its
 # shard's lock (tenant id × 256 + shard) exclusively: shards of one tenant run side by side.
 MAX_SHARDS = 256
+
+# Beat's pass count, which rotates the order its tenants are queued in.
+BEAT_PASS_KEY = "detection:beat-pass"
 
 
 class RunInProgress(Exception):
@@ -167,6 +172,20 @@ def detection_run_all(*, tenants, trigger: str, wait_seconds: float = 0.0, repla
         except Exception:  # one tenant's failure must not stop the others; detection_run logged it
             outcomes.append(TenantRunOutcome(tenant.slug, "failed", None))
     return outcomes
+
+
+def beat_order(tenants: list[Tenant]) -> list[Tenant]:
+    """The tenants in id order, rotated by one more place each time beat's pass asks: queued first
+    is run first, so no tenant always waits behind all the others."""
+    ordered = sorted(tenants, key=lambda tenant: tenant.id)
+    if not ordered:
+        return ordered
+    try:
+        cache.add(BEAT_PASS_KEY, 0, timeout=None)
+        offset = cache.incr(BEAT_PASS_KEY) % len(ordered)
+    except (ValueError, RedisError):  # evicted between add and incr, or Redis down: this pass keeps id order
+        offset = 0
+    return ordered[offset:] + ordered[:offset]
 
 
 def _interrupted_runs_close(*, tenant: Tenant, current: DetectionRun) -> None:

@@ -5,7 +5,7 @@ from celery import shared_task
 from django.conf import settings
 
 from anomalies.alerting import notifications_deliver_due, reminders_queue
-from anomalies.runs import RunInProgress, detection_run, detection_runs_prune
+from anomalies.runs import RunInProgress, beat_order, detection_run, detection_runs_prune
 from metrics.selectors import series_counts
 from tenants.selectors import tenant_get, tenant_list
 
@@ -40,10 +40,10 @@ def detection_run_task(self, *, tenant_id: int, run_id: str | None = None, trigg
 def detection_run_all_task() -> dict:
     """Beat's pass: one task per active tenant on the queue — DETECTION_SHARDS tasks for a tenant with
     more than DETECTION_SHARD_MIN_SERIES series — so every worker process (on every machine) takes
-    a share; returns {slug: tasks queued}. A task left waiting past the next pass expires: that
-    pass queued a newer one."""
+    a share; returns {slug: tasks queued}, in the order queued (rotated each pass). A task left
+    waiting past the next pass expires: that pass queued a newer one."""
     limits = settings.CLOUDWATCHDOG
-    tenants = list(tenant_list())
+    tenants = beat_order(list(tenant_list()))
     counts = series_counts(tenants=tenants)
     queued = {}
     for tenant in tenants:

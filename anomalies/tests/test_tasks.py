@@ -10,6 +10,7 @@ from anomalies import tasks
 from anomalies.models import DetectionRun
 from anomalies.runs import MAX_SHARDS, RunInProgress, detection_run
 from anomalies.tasks import ASYNC_RETRY_SECONDS, detection_run_all_task
+from cloudwatchdog.celery import app
 from cloudwatchdog.locks import Lock
 from tests.helpers import steady_then_spike
 from tests.helpers import wait_for as _wait_for
@@ -102,8 +103,6 @@ def test_beat_passes_and_notifications_run_on_a_worker_that_bulk_work_never_reac
     # pass waits for `worker_bulk`, and the pass does not wait behind it.
     from celery.contrib.testing.worker import start_worker
 
-    from cloudwatchdog.celery import app
-
     tenant = make_tenant("routed")
     tenant.ingest(steady_then_spike(count=100, end=datetime.now(timezone.utc) - timedelta(minutes=1)))
     queued = tenant.post("/api/v1/process/run?async=true").json()["run_id"]
@@ -180,3 +179,16 @@ def test_an_async_run_still_busy_after_the_wait_is_recorded_skipped(make_tenant,
         assert (waited.finished_at - waited.requested_at).total_seconds() >= 2  # two retries, a second apart
     finally:
         _release(holder)
+
+
+def test_beat_queues_its_tenants_in_an_order_rotated_each_pass(make_tenant, transactional_db, settings):
+    slugs = [make_tenant(f"rotated-{k}").tenant.slug for k in range(3)]  # created, so in id order
+    try:
+        orders = [list(detection_run_all_task()) for _ in range(3)]
+    finally:
+        with app.connection_for_write() as conn:  # the passes' tasks: no worker here to take them
+            conn.default_channel.client.delete(settings.TASK_QUEUES["detection"])
+    assert sorted(order[0] for order in orders) == sorted(slugs)  # each tenant first once in three passes
+    for order in orders:
+        start = slugs.index(order[0])
+        assert order == slugs[start:] + slugs[:start]  # a rotation of id order
