@@ -143,7 +143,7 @@ def _converted_store(meter: IngestMeter, limits, converted, *, protocol: str) ->
     if converted.events:
         _count_check(converted.events, limits)
         meter.points_take(len(converted.events))
-        result = points_store(tenant, converted.events, deltas=converted.deltas, keep_nan=True)
+        result = points_store(tenant, converted.events, limits=limits, deltas=converted.deltas, keep_nan=True)
         refused += rejections_named(converted.events, result.rejected)
     ingest_counted(tenant=tenant, protocol=protocol, result=result, refused_in_conversion=len(converted.refused))
     return refused, total

@@ -208,17 +208,19 @@ class _Batch:
 
 
 def points_ingest(*, tenant: Tenant, events: list, now: datetime | None = None,
-                  deltas: list[int] | None = None, keep_nan: bool = False) -> IngestResult:
+                  deltas: list[int] | None = None, keep_nan: bool = False, limits: Limits | None = None) -> IngestResult:
     """Store the valid events of a batch; each (series, ts) is stored once and the first write wins.
     `deltas`: the indices of events whose value is an increase (OTLP's delta temporality), stored as
     running totals (_deltas_accumulate). `keep_nan` (the agent protocols): NaN values are Prometheus
     samples, stored apart for PromQL (storage.nan_samples_write) in the points' transaction instead of
     refused; a staleness marker's series is found but never created.
 
+    `limits`: the tenant's ingest_limits, when the caller has them already.
+
     Raises PartitionsBusy when a new partition could not be created in time (nothing was stored).
     """
     now = now or timezone.now()
-    limits = ingest_limits(tenant=tenant)
+    limits = limits or ingest_limits(tenant=tenant)
     oldest_us, oldest_reason = _oldest_allowed(tenant, now)
     now_us = to_us(now)
     checker = EventChecker(now_us=now_us, oldest_us=oldest_us, oldest_reason=oldest_reason, limits=limits)
