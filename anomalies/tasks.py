@@ -15,7 +15,7 @@ ASYNC_WAIT_SECONDS = 60
 ASYNC_RETRY_SECONDS = 5
 
 
-@shared_task(bind=True)
+@shared_task(bind=True, max_retries=None)  # bounded below by ASYNC_WAIT_SECONDS
 def detection_run_task(self, *, tenant_id: int, run_id: str | None = None, trigger: str = "api_async",
                        replay_since: str | None = None) -> str:
     """Run (or finish a queued) detection pass for one tenant, a replay from `replay_since` (ISO) when
@@ -32,7 +32,7 @@ def detection_run_task(self, *, tenant_id: int, run_id: str | None = None, trigg
             return busy.run.status
         # Not waiting for the lock here: the tenant's other run may take minutes, and every waiting
         # task would hold a worker process other tenants' runs need.
-        raise self.retry(countdown=ASYNC_RETRY_SECONDS, max_retries=None, kwargs={
+        raise self.retry(countdown=ASYNC_RETRY_SECONDS, kwargs={
             "tenant_id": tenant_id, "run_id": str(busy.run.run_id), "trigger": trigger, "replay_since": replay_since})
 
 
