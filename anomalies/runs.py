@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from celery import current_app
+from django.conf import settings
 from django.core.cache import cache
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
@@ -22,7 +23,7 @@ from redis.exceptions import RedisError
 
 from anomalies import evaluation
 from anomalies.models import DetectionRun
-from cloudwatchdog import locks, telemetry
+from cloudwatchdog import locks, slots, telemetry
 from cloudwatchdog.locks import Lock
 from tenants.models import Tenant
 
@@ -37,6 +38,9 @@ MAX_SHARDS = 256
 
 # Beat's pass count, which rotates the order its tenants are queued in.
 BEAT_PASS_KEY = "detection:beat-pass"
+# A shard's hold on its tenant's worker slot ends by itself after this long (its worker may have
+# died); a pass running longer lets one more shard of the tenant start.
+SLOT_HOLD_SECONDS = 900
 
 
 class RunInProgress(Exception):
@@ -186,6 +190,18 @@ def beat_order(tenants: list[Tenant]) -> list[Tenant]:
     except (ValueError, RedisError):  # evicted between add and incr, or Redis down: this pass keeps id order
         offset = 0
     return ordered[offset:] + ordered[:offset]
+
+
+def tenant_slot_take(*, tenant_id: int, holder: str) -> bool:
+    """Whether `holder` (a shard's task) got one of its tenant's DETECTION_SLOTS_PER_TENANT worker
+    slots: a tenant split into many shards takes at most that many worker processes at once, and
+    the others stay free for the other tenants' passes."""
+    return slots.slot_take(f"detection:{tenant_id}", holder=holder, hold_seconds=SLOT_HOLD_SECONDS,
+                           cap=settings.CLOUDWATCHDOG["DETECTION_SLOTS_PER_TENANT"])
+
+
+def tenant_slot_release(*, tenant_id: int, holder: str) -> None:
+    slots.slot_release(f"detection:{tenant_id}", holder=holder)
 
 
 def _interrupted_runs_close(*, tenant: Tenant, current: DetectionRun) -> None:

@@ -1,11 +1,19 @@
 """Celery tasks: thin wrappers over the detection services (runs, alerting)."""
+import random
 from datetime import datetime, timedelta
 
 from celery import shared_task
 from django.conf import settings
 
 from anomalies.alerting import notifications_deliver_due, reminders_queue
-from anomalies.runs import RunInProgress, beat_order, detection_run, detection_runs_prune
+from anomalies.runs import (
+    RunInProgress,
+    beat_order,
+    detection_run,
+    detection_runs_prune,
+    tenant_slot_release,
+    tenant_slot_take,
+)
 from metrics.selectors import series_counts
 from tenants.selectors import tenant_get, tenant_list
 
@@ -13,6 +21,9 @@ from tenants.selectors import tenant_get, tenant_list
 # ASYNC_WAIT_SECONDS in all, before it is recorded skipped: between tries it holds no worker process.
 ASYNC_WAIT_SECONDS = 60
 ASYNC_RETRY_SECONDS = 5
+# A shard without a worker slot of its tenant is tried again after a pause drawn from this range
+# (drawn, so a big tenant's deferred shards do not all come back at once).
+SLOT_RETRY_SECONDS = (1.0, 3.0)
 
 
 @shared_task(bind=True, max_retries=None)  # bounded below by ASYNC_WAIT_SECONDS
@@ -56,13 +67,18 @@ def detection_run_all_task() -> dict:
     return queued
 
 
-@shared_task
-def detection_tenant_pass_task(*, tenant_id: int, shard: int | None = None) -> str:
+@shared_task(bind=True, max_retries=None)  # bounded by the expiry beat gives it
+def detection_tenant_pass_task(self, *, tenant_id: int, shard: int | None = None) -> str:
     """Beat's pass for one tenant (or one shard of its series): the run's status, "skipped" (a run
-    holding its lock is going) or "failed"."""
+    holding its lock is going) or "failed". A shard waits for one of its tenant's worker slots
+    (DETECTION_SLOTS_PER_TENANT): without one it is queued again a moment later, holding no worker,
+    until it gets one or beat's next pass replaces it."""
     tenant = tenant_get(tenant_id=tenant_id)
     if tenant is None or not tenant.is_active:
         return "gone"
+    holder = self.request.id or f"{tenant_id}:{shard}"
+    if shard is not None and not tenant_slot_take(tenant_id=tenant_id, holder=holder):
+        raise self.retry(countdown=random.uniform(*SLOT_RETRY_SECONDS))
     try:
         return detection_run(tenant=tenant, trigger="beat", shard=shard,
                              settle_seconds=settings.CLOUDWATCHDOG["DETECTION_SETTLE_SECONDS"]).status
@@ -70,6 +86,9 @@ def detection_tenant_pass_task(*, tenant_id: int, shard: int | None = None) -> s
         return "skipped"
     except Exception:  # detection_run logged it and marked the run failed; beat's next pass tries again
         return "failed"
+    finally:
+        if shard is not None:
+            tenant_slot_release(tenant_id=tenant_id, holder=holder)
 
 
 @shared_task

@@ -288,6 +288,10 @@ CLOUDWATCHDOG = {
     # change DETECTION_SHARDS only with beat and the workers stopped.
     "DETECTION_SHARD_MIN_SERIES": env.int("DETECTION_SHARD_MIN_SERIES", default=5000),
     "DETECTION_SHARDS": min(256, max(1, env.int("DETECTION_SHARDS", default=8))),
+    # A tenant's shards run on at most this many worker processes at once (the rest wait, holding none),
+    # so one large tenant never takes every worker from the others' passes.
+    "DETECTION_SLOTS_PER_TENANT": max(1, env.int("DETECTION_SLOTS_PER_TENANT",
+                                                 default=max(1, env.int("CELERY_CONCURRENCY", default=2) // 2))),
     # A pass over at least this many points is split over this many processes (1: never).
     "DETECTION_PROCESSES": env.int("DETECTION_PROCESSES", default=os.cpu_count() or 1),
     "DETECTION_PARALLEL_MIN_POINTS": env.int("DETECTION_PARALLEL_MIN_POINTS", default=200_000),

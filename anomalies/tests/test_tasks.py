@@ -8,8 +8,9 @@ from django.db import connection
 
 from anomalies import tasks
 from anomalies.models import DetectionRun
-from anomalies.runs import MAX_SHARDS, RunInProgress, detection_run
-from anomalies.tasks import ASYNC_RETRY_SECONDS, detection_run_all_task
+from anomalies.runs import MAX_SHARDS, RunInProgress, detection_run, tenant_slot_release, tenant_slot_take
+from anomalies.tasks import ASYNC_RETRY_SECONDS, SLOT_RETRY_SECONDS, detection_run_all_task
+from cloudwatchdog import slots
 from cloudwatchdog.celery import app
 from cloudwatchdog.locks import Lock
 from tests.helpers import steady_then_spike
@@ -192,3 +193,41 @@ def test_beat_queues_its_tenants_in_an_order_rotated_each_pass(make_tenant, tran
     for order in orders:
         start = slugs.index(order[0])
         assert order == slugs[start:] + slugs[:start]  # a rotation of id order
+
+
+def test_a_small_tenants_pass_runs_while_a_big_tenant_holds_its_share_and_the_big_ones_shards_run_later(
+        make_tenant, celery_worker, settings):
+    settings.CLOUDWATCHDOG = {**settings.CLOUDWATCHDOG, "DETECTION_SHARD_MIN_SERIES": 3, "DETECTION_SHARDS": 2,
+                              "DETECTION_SLOTS_PER_TENANT": 1}
+    big, small = make_tenant("big-sharded"), make_tenant("small-whole")
+    end = datetime.now(timezone.utc) - timedelta(minutes=1)
+    for resource in range(6):
+        big.ingest(steady_then_spike(count=100, end=end, resource_id=f"r{resource}"))
+    small.ingest(steady_then_spike(count=100, end=end))
+    assert tenant_slot_take(tenant_id=big.tenant.id, holder="a long shard elsewhere")  # its whole share
+    try:
+        detection_run_all_task()
+        assert _wait_for(lambda: DetectionRun.objects.for_tenant(small.tenant).filter(status="succeeded").exists())
+        time.sleep(2 * SLOT_RETRY_SECONDS[1])  # the big tenant's shards were tried, and deferred, meanwhile
+        assert not DetectionRun.objects.for_tenant(big.tenant).exists()
+        assert slots.slot_holders(f"detection:{big.tenant.id}") == 1
+    finally:
+        tenant_slot_release(tenant_id=big.tenant.id, holder="a long shard elsewhere")
+    # Deferred, not lost: once the share is free the same tasks run, one shard at a time.
+    assert _wait_for(lambda: DetectionRun.objects.for_tenant(big.tenant).filter(status="succeeded").count() == 2)
+    runs = DetectionRun.objects.for_tenant(big.tenant).order_by("started_at")
+    assert sorted(run.shard for run in runs) == [0, 1] and sum(run.points_processed for run in runs) == 600
+    assert slots.slot_holders(f"detection:{big.tenant.id}") == 0  # each shard gave its slot back
+
+
+def test_slots_cap_their_holders_and_a_dead_holders_slot_expires(db):
+    name = "test-slots"
+    assert slots.slot_take(name, holder="a", cap=2, hold_seconds=60)
+    assert slots.slot_take(name, holder="b", cap=2, hold_seconds=0.5)
+    assert not slots.slot_take(name, holder="c", cap=2, hold_seconds=60)
+    assert slots.slot_take(name, holder="a", cap=2, hold_seconds=60)  # a holder renews its own
+    time.sleep(0.6)  # b died without releasing
+    assert slots.slot_take(name, holder="c", cap=2, hold_seconds=60)
+    slots.slot_release(name, holder="a")
+    assert slots.slot_holders(name) == 1
+    slots.slot_release(name, holder="c")
