@@ -187,6 +187,9 @@ def main() -> int:
     env.setdefault("BIND", f"127.0.0.1:{port}")
     data_dir = embedded.data_dir(ROOT)
     env.setdefault("CELERY_BEAT_SCHEDULE_FILE", str(data_dir / "celerybeat-schedule"))
+    # One machine serves the web and detection here: a large pass must not spawn a process per core
+    # and take the cores the web needs (production sets it per role, see the README).
+    env.setdefault("DETECTION_PROCESSES", "1")
     # Every role counts into files here, and /metrics sums them (cloudwatchdog.telemetry); counts of
     # an earlier run are not this run's, so the directory starts empty.
     metrics_dir = Path(env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(data_dir / "run" / "prometheus")))

@@ -174,6 +174,9 @@ def test_kill_9_of_the_worker_starts_it_again_and_the_rest_stays_up(make_run):
         time.sleep(0.2)
     restarted = int(pid_file.read_text())
     assert restarted != worker and _group_alive(restarted), make_run.log_tail()
+    for role in ("worker", "worker_bulk", "web"):  # inline detection never spawns a process per core
+        role_pid = int((make_run.data_dir / "run" / f"{role}.pid").read_text())
+        assert b"\0DETECTION_PROCESSES=1\0" in b"\0" + Path(f"/proc/{role_pid}/environ").read_bytes()
     assert make_run.process.poll() is None  # make run is still up
     assert "starting it again" in make_run.log_tail()
     _assert_all_stopped(make_run, make_run.ctrl_c())
