@@ -134,6 +134,11 @@ def load(tenant, series: int, points: int, start_us: int, mix: ShapeMix) -> tupl
         sql, params = rollups.ingest_log_statement(tenant_id=tenant.id, min_us=int(ts_us[0]), max_us=int(ts_us[-1]))
         cursor.execute(sql, params)
     rollups_refresh()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM metrics_ingest_log")
+        if cursor.fetchone()[0]:
+            # Reads of hours still in the log aggregate raw points: other float bits, another answer hash.
+            print("warning: the rollup refresh left ingest-log rows; the answer hashes will differ")
     return series_ids, time.perf_counter() - began
 
 

@@ -17,6 +17,7 @@ first time and step alone (codec byte 3): pcodec spent about 316 bytes on the ti
 from __future__ import annotations
 
 import struct
+import zlib
 
 import numpy as np
 import pcodec
@@ -69,3 +70,32 @@ def decode(blob: bytes | memoryview) -> tuple[np.ndarray, np.ndarray]:
     if len(ts_us) != count or len(values) != count:
         raise ValueError("chunk is damaged: point count does not match")
     return ts_us, values
+
+
+# The hourly count/sum/min/max of a chunk's day, kept in the chunk row (`hours`) in place of the rollup
+# rows of a compacted day: the hour of the day (0-23), then each column as little-endian arrays,
+# deflated. Sums are float bits copied from the rollup rows, so they stay exactly what SQL summed.
+HOURS_FORMAT = 1
+_HOURS_HEADER = struct.Struct("<BB")  # format, number of hours
+
+
+def encode_hours(hour_of_day: np.ndarray, counts: np.ndarray, sums: np.ndarray, mins: np.ndarray,
+                 maxs: np.ndarray) -> bytes:
+    """Encode a day's hourly stats (hour of the day increasing)."""
+    packed = b"".join((np.asarray(hour_of_day, np.uint8).tobytes(), np.asarray(counts, "<u4").tobytes(),
+                       np.asarray(sums, "<f8").tobytes(), np.asarray(mins, "<f8").tobytes(),
+                       np.asarray(maxs, "<f8").tobytes()))
+    return _HOURS_HEADER.pack(HOURS_FORMAT, len(hour_of_day)) + zlib.compress(packed, 9)
+
+
+def decode_hours(blob: bytes | memoryview) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(hour of the day, counts, sums, mins, maxs) of encoded hourly stats."""
+    blob = memoryview(blob)
+    form, count = _HOURS_HEADER.unpack_from(blob)
+    if form != HOURS_FORMAT:
+        raise ValueError(f"unknown hours format {form}")
+    packed = zlib.decompress(blob[_HOURS_HEADER.size:])
+    hours = np.frombuffer(packed, np.uint8, count, 0).astype(np.int64)
+    counts = np.frombuffer(packed, "<u4", count, count).astype(np.int64)
+    floats = np.frombuffer(packed, "<f8", 3 * count, 5 * count).reshape(3, count)
+    return hours, counts, floats[0].copy(), floats[1].copy(), floats[2].copy()

@@ -9,7 +9,8 @@ detection pass has yet to read are rows.
 
 Each batch of series is one transaction: it deletes the rows (RETURNING them), merges them into the
 chunk of their day (a late point written after an earlier compaction joins its chunk here),
-and upserts the chunks; the hourly rollups of those days stay, refreshed first. It runs under an exclusive advisory lock per tenant that ingest takes shared only
+and upserts the chunks. The hourly rollups, refreshed first, are then folded into the chunks' hours
+(hours.py) and deleted. It runs under an exclusive advisory lock per tenant that ingest takes shared only
 for batches with points older than the late window, so a late point is either in the rows the
 batch moves or checked against the chunk it wrote: never lost, never stored twice. Running it again
 moves nothing more. Beat runs it hourly; `manage.py compact_points` runs it now.
@@ -29,9 +30,9 @@ from django.utils import timezone
 
 from cloudwatchdog import locks, pgcopy
 from cloudwatchdog.locks import Lock
-from cloudwatchdog.timeutil import sql_at, to_us
+from cloudwatchdog.timeutil import sql_at, sql_us, to_us
 from metrics.models import CHUNK_TABLE, POINT_TABLE, SERIES_TABLE
-from metrics.storage import chunks, codec, partitions, rollups
+from metrics.storage import chunks, codec, hours, partitions, rollups
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ def points_compact(*, tenant: Tenant | None = None, older_than: timedelta = time
     now = now or timezone.now()
     batch_series = batch_series or settings.CLOUDWATCHDOG["COMPACTION_BATCH_SERIES"]
     report = {"tenants": 0, "series": 0, "chunks": 0, "points": 0, "merged_chunks": 0, "chunk_bytes": 0,
-              "seconds": 0.0, "failed_tenants": []}
+              "hours_folded": 0, "rollups_kept": 0, "seconds": 0.0, "failed_tenants": []}
     started = time.perf_counter()
     tenants = [tenant] if tenant is not None else list(Tenant.objects.order_by("id"))
     rollups.rollups_refresh()  # the hourly rollups of the days moved stay: make them current first
@@ -84,7 +85,8 @@ def points_compact(*, tenant: Tenant | None = None, older_than: timedelta = time
 
 
 def _tenant_compact(tenant: Tenant, *, older_than: timedelta, now_us: int, batch_series: int) -> dict:
-    done = {"series": 0, "chunks": 0, "points": 0, "merged_chunks": 0, "chunk_bytes": 0}
+    done = {"series": 0, "chunks": 0, "points": 0, "merged_chunks": 0, "chunk_bytes": 0, "hours_folded": 0,
+            "rollups_kept": 0}
     cutoff_us = min(now_us - int(older_than.total_seconds() * 1_000_000),
                     late_before_us(tenant, now_us) - SAFETY_MARGIN_US)
     horizons: dict[int, int] = {}
@@ -104,6 +106,10 @@ def _tenant_compact(tenant: Tenant, *, older_than: timedelta, now_us: int, batch
             moved = _batch_compact(cursor, tenant_id=tenant.id, series_ids=batch, cutoffs_us=cutoffs)
         for name, count in moved.items():
             done[name] += count
+    # Rollup rows of compacted days left over (days compacted before migration 0011, late points merged
+    # since, a refresh that rewrote a row being folded) into their chunks' hours.
+    for name, count in hours.hours_fold_tenant(tenant_id=tenant.id).items():
+        done[name] += count
     return done
 
 
@@ -123,7 +129,7 @@ def _batch_compact(cursor, *, tenant_id: int, series_ids: list[int], cutoffs_us:
     pgcopy.copy(cursor, f"COPY ({query}) TO STDOUT WITH (FORMAT binary)", buffer)
     moved_series, moved_ts, moved_values = pgcopy.decode_points(buffer.getbuffer())
     if len(moved_series) == 0:
-        return {"series": 0, "chunks": 0, "points": 0, "merged_chunks": 0, "chunk_bytes": 0}
+        return {"series": 0, "chunks": 0, "points": 0, "merged_chunks": 0, "chunk_bytes": 0, "hours_folded": 0}
     series_step, ts_step = np.diff(moved_series), np.diff(moved_ts)
     if not ((series_step > 0) | ((series_step == 0) & (ts_step > 0))).all():
         # DELETE returns rows in the order it met them: per series through the key, usually sorted
@@ -135,7 +141,10 @@ def _batch_compact(cursor, *, tenant_id: int, series_ids: list[int], cutoffs_us:
     ends = np.append(starts[1:], len(moved_series))
     existing = chunks.existing_chunks(cursor, tenant_id=tenant_id, series_ids=moved_series[starts],
                                       periods_us=periods[starts])
-    records = []
+    existing_hours = _existing_hours(cursor, tenant_id=tenant_id, pairs=list(existing))
+    day_rollups = hours.day_rollups(cursor, tenant_id=tenant_id, series_ids=moved_series[starts].tolist(),
+                                    periods_us=periods[starts].tolist())
+    records, folded = [], []
     chunk_bytes = merged = 0
     for start, end in zip(starts.tolist(), ends.tolist()):
         series_id, period = int(moved_series[start]), int(periods[start])
@@ -151,24 +160,48 @@ def _batch_compact(cursor, *, tenant_id: int, series_ids: list[int], cutoffs_us:
             merged += 1
         data = codec.encode(ts_us, values)
         chunk_bytes += len(data)
+        # The day's refreshed rollup rows go into the chunk row as it is written (no second version of it).
+        hour_stats, folded_here = hours.fold(period_us=period, ts_us=ts_us, hours=existing_hours.get((series_id, period)),
+                                             rollups=day_rollups.get((series_id, period), []))
+        folded += [(series_id, *row) for row in folded_here]
         records.append((tenant_id, series_id, period, int(ts_us[0]), int(ts_us[-1]), len(ts_us),
-                        float(np.sum(values)), float(values.min()), float(values.max()), data))
+                        float(np.sum(values)), float(values.min()), float(values.max()), data, hour_stats))
     _chunks_write(cursor, records)
+    hours.rollups_delete(cursor, tenant_id=tenant_id, folded=folded)
     return {"series": len(np.unique(moved_series)), "chunks": len(records), "points": int(len(moved_series)),
-            "merged_chunks": merged, "chunk_bytes": chunk_bytes}
+            "merged_chunks": merged, "chunk_bytes": chunk_bytes, "hours_folded": len(folded)}
+
+
+def _existing_hours(cursor, *, tenant_id: int, pairs: list[tuple[int, int]]) -> dict:
+    """The stored hours of these (series, period µs) chunks that have some."""
+    if not pairs:
+        return {}
+    cursor.execute(
+        f"""
+        SELECT c.series_id, {sql_us('c.period_start')}, c.hours
+        FROM unnest(%s::bigint[], %s::bigint[]) AS s(series_id, period_us)
+        JOIN {CHUNK_TABLE} c ON c.tenant_id = %s AND c.series_id = s.series_id AND c.period_start = {sql_at('s.period_us')}
+        WHERE c.hours IS NOT NULL
+        """,
+        [[int(p[0]) for p in pairs], [int(p[1]) for p in pairs], tenant_id],
+    )
+    return {(series_id, period): blob for series_id, period, blob in cursor.fetchall()}
+
+
+_CHUNK_COLUMNS = "tenant_id, series_id, period_start, first_ts, last_ts, count, sum, min, max, data, hours"
 
 
 def _chunks_write(cursor, records: list[tuple]) -> None:
     cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS compacted_chunks (LIKE {CHUNK_TABLE}) ON COMMIT DELETE ROWS")
     cursor.execute("DELETE FROM compacted_chunks")
     stream = pgcopy.encode_rows(records, ("int8", "int8", "timestamptz_us", "timestamptz_us", "timestamptz_us",
-                                          "int4", "float8", "float8", "float8", "bytea"))
-    pgcopy.copy(cursor, "COPY compacted_chunks FROM STDIN WITH (FORMAT binary)", io.BytesIO(stream))
+                                          "int4", "float8", "float8", "float8", "bytea", "bytea"))
+    pgcopy.copy(cursor, f"COPY compacted_chunks ({_CHUNK_COLUMNS}) FROM STDIN WITH (FORMAT binary)", io.BytesIO(stream))
     cursor.execute(
         f"""
-        INSERT INTO {CHUNK_TABLE} SELECT * FROM compacted_chunks
+        INSERT INTO {CHUNK_TABLE} ({_CHUNK_COLUMNS}) SELECT {_CHUNK_COLUMNS} FROM compacted_chunks
         ON CONFLICT (tenant_id, series_id, period_start) DO UPDATE
         SET first_ts = excluded.first_ts, last_ts = excluded.last_ts, count = excluded.count, sum = excluded.sum,
-            min = excluded.min, max = excluded.max, data = excluded.data
+            min = excluded.min, max = excluded.max, data = excluded.data, hours = excluded.hours
         """
     )

@@ -26,7 +26,7 @@ from metrics.models import (
     SERIES_TABLE,
     Series,
 )
-from metrics.storage import chunks, nans
+from metrics.storage import chunks, hours, nans
 from metrics.storage.rollups import rollup_for_step
 from tenants.models import TENANT_TABLE, Tenant
 
@@ -41,12 +41,13 @@ class SeriesStats:
 
 
 def series_stats(*, tenant: Tenant, series_ids: list[int]) -> dict[int, SeriesStats]:
-    """First and last timestamp and point count of each series, in a few queries of index lookups.
+    """First and last timestamp and point count of each series, in one query of index lookups.
 
-    The count adds the hourly rollups before the newest rolled-up hour to the points from that
-    hour on (rows, and the chunk holding that hour if it is compacted), so it costs a few rows per
-    series whatever its size; only late points into older hours wait for the next rollup refresh (a
-    minute). First and last come from the rows and the chunks' stored first and last times.
+    The count is the chunks' stored counts, the rows of compacted days (late points), and after the
+    newest chunk's day the hourly rollups before the newest rolled-up hour and the rows from that hour
+    on: a few rows per series whatever its size. Late points into older hours not compacted yet wait
+    for the next rollup refresh (a minute). First and last come from the rows and the chunks' stored
+    first and last times.
     """
     if not series_ids:
         return {}
@@ -55,33 +56,37 @@ def series_stats(*, tenant: Tenant, series_ids: list[int]) -> dict[int, SeriesSt
             f"""
             SELECT s.id,
                    LEAST((SELECT min(ts) FROM {POINT_TABLE} p WHERE p.tenant_id = %(tenant)s AND p.series_id = s.id),
-                         (SELECT min(first_ts) FROM {CHUNK_TABLE} c WHERE c.tenant_id = %(tenant)s AND c.series_id = s.id)),
+                         c.first_ts),
                    GREATEST((SELECT max(ts) FROM {POINT_TABLE} p WHERE p.tenant_id = %(tenant)s AND p.series_id = s.id),
-                            (SELECT max(last_ts) FROM {CHUNK_TABLE} c WHERE c.tenant_id = %(tenant)s AND c.series_id = s.id)),
-                   r.before_newest_hour + (SELECT count(*) FROM {POINT_TABLE} p
-                                           WHERE p.tenant_id = %(tenant)s AND p.series_id = s.id
-                                             AND p.ts >= COALESCE(r.newest_hour, '-infinity')),
-                   {sql_us('r.newest_hour')}
+                            c.last_ts),
+                   COALESCE(c.points, 0)
+                   + (SELECT count(*) FROM {POINT_TABLE} p WHERE p.tenant_id = %(tenant)s AND p.series_id = s.id
+                        AND p.ts < COALESCE(c.until, '-infinity'))
+                   + r.before_newest_hour
+                   + (SELECT count(*) FROM {POINT_TABLE} p WHERE p.tenant_id = %(tenant)s AND p.series_id = s.id
+                        AND p.ts >= COALESCE(r.newest_hour, c.until, '-infinity'))
             FROM unnest(%(series)s::bigint[]) AS s(id)
             CROSS JOIN LATERAL (
+                SELECT min(first_ts) AS first_ts, max(last_ts) AS last_ts, sum(count) AS points,
+                       max(period_start) + interval '{chunks.CHUNK_SECONDS} seconds' AS until
+                FROM {CHUNK_TABLE} WHERE tenant_id = %(tenant)s AND series_id = s.id
+            ) c
+            CROSS JOIN LATERAL (
+                -- after the newest chunk's day only: the rollups of compacted days count points chunks hold
                 SELECT COALESCE(sum(count) FILTER (WHERE bucket < newest.hour), 0) AS before_newest_hour,
                        newest.hour AS newest_hour
                 FROM (SELECT max(bucket) AS hour FROM {ROLLUP_1H_TABLE}
-                      WHERE tenant_id = %(tenant)s AND series_id = s.id) newest
+                      WHERE tenant_id = %(tenant)s AND series_id = s.id
+                        AND bucket >= COALESCE(c.until, '-infinity')) newest
                 LEFT JOIN {ROLLUP_1H_TABLE} h ON h.tenant_id = %(tenant)s AND h.series_id = s.id
+                 AND h.bucket >= COALESCE(c.until, '-infinity')
                 GROUP BY newest.hour
             ) r
             """,
             {"tenant": tenant.id, "series": list(series_ids)},
         )
         rows = cursor.fetchall()
-    ordered = sorted(rows)
-    chunked = chunks.chunk_points(
-        tenant_id=tenant.id, series_ids=[row[0] for row in ordered],
-        low_us=[None if row[4] is None else row[4] - 1 for row in ordered], high_us=[None] * len(ordered))
-    compacted = dict(zip(*np.unique(chunked[0], return_counts=True))) if len(chunked[0]) else {}
-    return {series_id: SeriesStats(first, last, int(count) + int(compacted.get(series_id, 0)))
-            for series_id, first, last, count, _ in rows}
+    return {series_id: SeriesStats(first, last, int(count)) for series_id, first, last, count in rows}
 
 
 def timeseries_read(
@@ -160,7 +165,7 @@ def _aggregated_read(cursor, *, tenant, series_ids, start, end, step_seconds, ag
     rollup = rollup_for_step(step_seconds)
     rollup_from = rollup_to = None
     if rollup is not None:
-        table, seconds = rollup
+        _, seconds = rollup
         # Whole rollup buckets strictly inside (start, end]; ranges not yet refreshed read raw.
         rollup_from = floor(start, seconds) + timedelta(seconds=seconds)
         rollup_to = floor(end, seconds)
@@ -200,12 +205,15 @@ def _aggregated_read(cursor, *, tenant, series_ids, start, end, step_seconds, ag
     """
     rollup_parts = ""
     if rollup:
+        # Rollup rows, and the hours of compacted days kept in their chunks (a rollup row overrides).
+        hour_sql, hour_params = hours.hour_relation(tenant_id=tenant.id, series_ids=series_ids, start=rollup_from,
+                                                    end=rollup_to)
+        params.update(hour_params)
         rollup_parts = f"""
         UNION ALL
         SELECT series_id, date_bin({step}, bucket, timestamptz 'epoch'), min(bucket), sum(count)::float8,
                sum(sum ORDER BY bucket), min(min), max(max)
-        FROM {rollup[0]}
-        WHERE tenant_id = %(tenant)s AND series_id = ANY(%(series)s) AND bucket >= %(rollup_from)s AND bucket < %(rollup_to)s
+        FROM ({hour_sql}) h
         GROUP BY 1, 2
         """
     cursor.execute(
@@ -579,15 +587,35 @@ def chart_points(*, tenant: Tenant, series: Series, start: datetime, end: dateti
     return [(ts, avg) for _, ts, avg, _, _ in rows], [(ts, low, high) for _, ts, _, low, high in rows], step
 
 
+def _compacted_day_counts(*, since: datetime) -> str:
+    """SQL (day, series_id, points) from `since` (a UTC midnight): each chunk's count and its day's rows
+    (late points not merged yet), and the hourly rollups of days with no chunk for that series (those
+    of a compacted day count points its chunk holds). Parameters: tenant, since."""
+    day = f"interval '{chunks.CHUNK_SECONDS} seconds'"
+    return f"""
+        SELECT c.period_start AS day, c.series_id,
+               c.count + (SELECT count(*) FROM {POINT_TABLE} p WHERE p.tenant_id = %(tenant)s
+                          AND p.series_id = c.series_id AND p.ts >= c.period_start AND p.ts < c.period_start + {day})
+                 AS points
+        FROM {CHUNK_TABLE} c WHERE c.tenant_id = %(tenant)s AND c.period_start >= %(since)s
+        UNION ALL
+        SELECT date_bin({day}, r.bucket, timestamptz 'epoch'), r.series_id, r.count
+        FROM {ROLLUP_1H_TABLE} r
+        WHERE r.tenant_id = %(tenant)s AND r.bucket >= %(since)s
+          AND NOT EXISTS (SELECT 1 FROM {CHUNK_TABLE} c WHERE c.tenant_id = r.tenant_id AND c.series_id = r.series_id
+                          AND c.period_start = date_bin({day}, r.bucket, timestamptz 'epoch'))
+    """
+
+
 def points_per_day(*, tenant: Tenant, days: int, now: datetime) -> list[tuple[str, int]]:
-    """Points stored per UTC day over the last `days` days (from the hourly rollups: the current hour
-    counts after the next refresh)."""
+    """Points stored per UTC day over the last `days` days (compacted days from their chunks' counts,
+    the others from the hourly rollups: the current hour counts after the next refresh)."""
     since = floor(now, 86400) - timedelta(days=days - 1)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT date_trunc('day', bucket AT TIME ZONE 'UTC')::date, sum(count)::bigint FROM {ROLLUP_1H_TABLE} "
-            "WHERE tenant_id = %s AND bucket >= %s GROUP BY 1 ORDER BY 1",
-            [tenant.id, since],
+            f"SELECT (day AT TIME ZONE 'UTC')::date, sum(points)::bigint FROM ({_compacted_day_counts(since=since)}) d "
+            "GROUP BY 1 ORDER BY 1",
+            {"tenant": tenant.id, "since": since},
         )
         counted = {day.isoformat(): count for day, count in cursor.fetchall()}
     return [((since + timedelta(days=k)).date().isoformat(), counted.get((since + timedelta(days=k)).date().isoformat(), 0))
@@ -595,12 +623,22 @@ def points_per_day(*, tenant: Tenant, days: int, now: datetime) -> list[tuple[st
 
 
 def points_count_since(*, tenant: Tenant, since: datetime) -> tuple[int, int]:
-    """(series with points since `since`, about how many points) from the hourly rollups (for a replay's
-    confirmation: the current hour counts after the next refresh)."""
+    """(series with points since `since`, about how many points) from its hour on, as the hourly rollups
+    count (for a replay's confirmation: the current hour counts after the next refresh): whole days
+    after it from per_day counts, the hours of its day from the rollups and its chunks' hours."""
+    hour = floor(since, 3600)
+    next_day = floor(since, 86400) + timedelta(days=1)
     with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id FROM {SERIES_TABLE} WHERE tenant_id = %s", [tenant.id])
+        series_ids = [series_id for (series_id,) in cursor.fetchall()]
+        hour_sql, params = hours.hour_relation(tenant_id=tenant.id, series_ids=series_ids, start=hour, end=next_day)
         cursor.execute(
-            f"SELECT count(DISTINCT series_id), COALESCE(sum(count), 0)::bigint FROM {ROLLUP_1H_TABLE} "
-            "WHERE tenant_id = %s AND bucket >= %s",
-            [tenant.id, floor(since, 3600)],
+            f"""
+            SELECT count(DISTINCT series_id), COALESCE(sum(points), 0)::bigint FROM (
+                SELECT series_id, points FROM ({_compacted_day_counts(since=next_day)}) d
+                UNION ALL SELECT series_id, count FROM ({hour_sql}) h
+            ) x WHERE points > 0
+            """,
+            {**params, "tenant": tenant.id, "since": next_day},
         )
         return cursor.fetchone()

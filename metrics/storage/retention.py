@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from cloudwatchdog.timeutil import from_us, to_us
 from metrics.models import CHUNK_TABLE, INGEST_LOG_TABLE, NAN_SAMPLE_TABLE, POINT_TABLE, ROLLUP_1H_TABLE
-from metrics.storage import chunks, codec, partitions
+from metrics.storage import chunks, codec, hours, partitions
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -56,24 +56,25 @@ def points_retention_apply(*, now: datetime | None = None) -> dict:
 
 
 def _chunks_cut(cursor, *, tenant_id: int, cutoff: datetime) -> int:
-    """Delete a tenant's compacted points before the cutoff: whole chunks, and the chunk holding the
-    cutoff re-encoded without its older points; returns how many points went."""
+    """Delete a tenant's compacted points before the cutoff: whole chunks (their hours with them), and
+    the chunk holding the cutoff re-encoded without its older points and hours; returns how many points went."""
     cursor.execute(f"DELETE FROM {CHUNK_TABLE} WHERE tenant_id = %s AND last_ts < %s RETURNING count",
                    [tenant_id, cutoff])
     deleted = sum(count for (count,) in cursor.fetchall())
-    cursor.execute(f"SELECT series_id, period_start, data FROM {CHUNK_TABLE} WHERE tenant_id = %s AND first_ts < %s",
+    cursor.execute(f"SELECT series_id, period_start, data, hours FROM {CHUNK_TABLE} WHERE tenant_id = %s AND first_ts < %s",
                    [tenant_id, cutoff])
     cutoff_us = to_us(cutoff)
-    for series_id, period_start, data in cursor.fetchall():
+    for series_id, period_start, data, hour_stats in cursor.fetchall():
         ts_us, values = codec.decode(data)
         keep = ts_us >= cutoff_us
         deleted += int((~keep).sum())
         ts_us, values = ts_us[keep], values[keep]
         cursor.execute(
-            f"UPDATE {CHUNK_TABLE} SET first_ts = %s, count = %s, sum = %s, min = %s, max = %s, data = %s "
+            f"UPDATE {CHUNK_TABLE} SET first_ts = %s, count = %s, sum = %s, min = %s, max = %s, data = %s, hours = %s "
             "WHERE tenant_id = %s AND series_id = %s AND period_start = %s",
             [from_us(int(ts_us[0])), len(ts_us), float(np.sum(values)), float(values.min()), float(values.max()),
-             codec.encode(ts_us, values), tenant_id, series_id, period_start],
+             codec.encode(ts_us, values), hours.hours_cut(hour_stats, period_us=to_us(period_start), cutoff_us=cutoff_us),
+             tenant_id, series_id, period_start],
         )
     return deleted
 

@@ -16,7 +16,14 @@ from hypothesis import strategies as st
 
 from anomalies.runs import detection_run
 from metrics.services import points_ingest
-from metrics.storage import codec, points_compact, points_maintain, rollups_refresh
+from metrics.storage import (
+    codec,
+    points_compact,
+    points_count_since,
+    points_maintain,
+    points_per_day,
+    rollups_refresh,
+)
 from metrics.storage.compaction import SAFETY_MARGIN_US, late_window_us
 from tests.helpers import event, iso
 
@@ -194,8 +201,9 @@ def test_late_points_into_a_compacted_day_are_read_at_once_and_merged_later_firs
     day = (now - timedelta(days=3)).replace(hour=0, minute=0, second=0)
     points_ingest(tenant=owner.tenant, events=[event(float(i), day + timedelta(minutes=i)) for i in range(1440)])
     rollups_refresh()
-    assert points_compact(tenant=owner.tenant)["points"] == 1440
-    assert _stored(owner.tenant, "metrics_point") == 0
+    compacted = points_compact(tenant=owner.tenant)
+    assert (compacted["points"], compacted["hours_folded"], compacted["rollups_kept"]) == (1440, 24, 0)
+    assert _stored(owner.tenant, "metrics_point") == 0 and _stored(owner.tenant, "metrics_rollup_1h") == 0
 
     late = [event(1000.0 + i, day + timedelta(minutes=i, seconds=30)) for i in range(0, 1440, 60)]  # 24 new
     repeats = [event(-1.0, day + timedelta(minutes=i)) for i in range(0, 1440, 120)]  # 12 already compacted
@@ -210,15 +218,83 @@ def test_late_points_into_a_compacted_day_are_read_at_once_and_merged_later_firs
     assert values[iso(day + timedelta(minutes=120))] == 120.0  # the first write won
     assert values[iso(day + timedelta(minutes=60, seconds=30))] == 1060.0
     rollups_refresh()
+    # the refreshed rollup rows (chunk points and the late row) override the chunk's stored hours
+    assert _stored(owner.tenant, "metrics_rollup_1h") == 24
     hourly = owner.get(TIMESERIES, {**window, "step": "1h", "agg": "count"}).json()["series"][0]["points"]
     # every hour: its 60 compacted points and a late one (the first lacks 00:00, outside the window)
     assert [p["value"] for p in hourly] == [60.0] + [61.0] * 23
+    two_hours = {**window, "start": iso(day - timedelta(hours=1)), "step": "2h", "agg": "sum"}
+    summed = owner.get(TIMESERIES, two_hours).json()["series"][0]["points"]
+    assert summed[1]["value"] == sum(range(120, 240)) + 1120.0 + 1180.0
+    series = owner.get("/api/v1/series").json()["results"][0]
+    assert series["point_count"] == 1440 + 24  # late rows of a compacted day count at once
 
     merged = points_compact(tenant=owner.tenant)
-    assert (merged["points"], merged["merged_chunks"]) == (24, 1)
-    assert _stored(owner.tenant, "metrics_point") == 0
+    assert (merged["points"], merged["merged_chunks"], merged["hours_folded"]) == (24, 1, 24)
+    assert _stored(owner.tenant, "metrics_point") == 0 and _stored(owner.tenant, "metrics_rollup_1h") == 0
+    assert owner.get(TIMESERIES, {**window, "step": "1h", "agg": "count"}).json()["series"][0]["points"] == hourly
+    assert owner.get(TIMESERIES, two_hours).json()["series"][0]["points"] == summed
+    assert owner.get("/api/v1/series").json()["results"][0]["point_count"] == 1440 + 24
     assert owner.get(TIMESERIES, window).json()["series"][0]["points"] == points
     assert owner.ingest(repeats).json()["duplicates"] == 12
+
+
+def _hour_answers(owner, start: datetime, end: datetime) -> list:
+    reads = [owner.get("/api/v1/series").json()]
+    for step in ("1h", "2h", "1d"):
+        for agg in ("sum", "count", "min", "max"):
+            reads.append(owner.get(TIMESERIES, {"metric_name": "cpu_utilization", "start": iso(start), "end": iso(end),
+                                                "step": step, "agg": agg}).json())
+    return reads
+
+
+def test_chunks_compacted_before_their_hours_are_read_from_the_rollups_then_folded(owner):
+    """Chunks written before migration 0011 (no hours, rollup rows kept) answer the same, and the next
+    compaction folds their rollups in."""
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    day = (now - timedelta(days=3)).replace(hour=0, minute=0, second=0)
+    rng = np.random.default_rng(8)
+    points_ingest(tenant=owner.tenant, events=[event(float(v), day + timedelta(minutes=7 * i))
+                                               for i, v in enumerate(rng.normal(50, 9, 400))])
+    rollups_refresh()
+    start, end = day - timedelta(hours=5), now
+    before = _hour_answers(owner, start, end)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM metrics_rollup_1h WHERE tenant_id = %s", [owner.tenant.id])
+        [hourly_rows] = cursor.fetchone()
+    assert points_compact(tenant=owner.tenant)["hours_folded"] == hourly_rows
+    assert _hour_answers(owner, start, end) == before
+    with connection.cursor() as cursor:  # as migration 0011 leaves a chunk: no hours, its rollup rows stay
+        cursor.execute("UPDATE metrics_chunk SET hours = NULL WHERE tenant_id = %s", [owner.tenant.id])
+        cursor.execute("INSERT INTO metrics_ingest_log (tenant_id, min_ts, max_ts) VALUES (%s, %s, %s)",
+                       [owner.tenant.id, day, day + timedelta(days=2)])
+    rollups_refresh()
+    assert _stored(owner.tenant, "metrics_rollup_1h") == hourly_rows
+    assert _hour_answers(owner, start, end) == before
+    report = points_compact(tenant=owner.tenant)
+    assert (report["points"], report["hours_folded"]) == (0, hourly_rows)
+    assert _stored(owner.tenant, "metrics_rollup_1h") == 0
+    assert _hour_answers(owner, start, end) == before
+
+
+def test_console_counts_are_the_same_after_compaction_and_count_late_points(owner):
+    end = datetime.now(timezone.utc).replace(microsecond=0)
+    start = _mixed_history(owner, 3, end)
+    rollups_refresh()
+    since = start + timedelta(hours=30, minutes=20)
+
+    def counts():
+        return (points_per_day(tenant=owner.tenant, days=6, now=end), points_count_since(tenant=owner.tenant, since=since))
+
+    before = counts()
+    assert sum(n for _, n in before[0]) == _stored(owner.tenant, "metrics_point") and before[1][1] > 0
+    points_compact(tenant=owner.tenant)
+    assert _stored(owner.tenant, "metrics_chunk") > 0
+    assert counts() == before
+    late_day = start.replace(hour=0, minute=0, second=0) + timedelta(days=1)
+    assert owner.ingest([event(1.0, late_day + timedelta(hours=3, seconds=1), metric_name="cpu")]).json()["accepted"] == 1
+    days, (series, points) = counts()
+    assert dict(days)[late_day.date().isoformat()] == dict(before[0])[late_day.date().isoformat()] + 1
 
 
 def test_retention_drops_whole_chunks_and_cuts_the_one_holding_the_cutoff(owner, outsider):
@@ -238,6 +314,10 @@ def test_retention_drops_whole_chunks_and_cuts_the_one_holding_the_cutoff(owner,
     points = owner.get(TIMESERIES, {"metric_name": "cpu_utilization", "start": iso(first_day - timedelta(days=1)),
                                     "end": iso(now)}).json()["series"][0]["points"]
     assert [p["value"] for p in points] == [float(p) for p in kept]
+    hourly = owner.get(TIMESERIES, {"metric_name": "cpu_utilization", "start": iso(first_day - timedelta(days=1)),
+                                    "end": iso(now), "step": "1h", "agg": "sum"}).json()["series"][0]["points"]
+    # the chunk's hours before the cutoff went with its points
+    assert [p["value"] for p in hourly] == [float(p) for p in kept]
     assert _stored(outsider.tenant, "metrics_chunk") == 4
     owner.tenant.delete()
     assert _stored(owner.tenant, "metrics_chunk") == 0

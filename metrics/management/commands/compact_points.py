@@ -48,7 +48,9 @@ class Command(BaseCommand):
         self.stdout.write(
             f"compacted {report['points']} points of {report['series']} series into {report['chunks']} chunks "
             f"({report['merged_chunks']} merged into existing ones), {report['chunk_bytes']} bytes "
-            f"({per_point:.2f} per point), {report['tenants']} tenants in {report['seconds']} s"
+            f"({per_point:.2f} per point), {report['tenants']} tenants in {report['seconds']} s; "
+            f"{report['hours_folded']} hourly rollups folded into their chunks ({report['rollups_kept']} kept: "
+            "late points not merged yet)"
         )
         if report["failed_tenants"]:
             raise CommandError(f"compaction failed for tenants: {', '.join(report['failed_tenants'])} (see the log)")
