@@ -161,6 +161,9 @@ MIDDLEWARE = [
     "tenants.middleware.ApiKeyTenantMiddleware",
 ]
 
+# POST /api/v1/ingest/noop, an authenticated no-op that bench/mixed_load.py compares ingest with; 404 otherwise.
+BENCH_ENDPOINTS = env.bool("BENCH_ENDPOINTS", default=False)
+
 ROOT_URLCONF = "cloudwatchdog.urls"
 WSGI_APPLICATION = "cloudwatchdog.wsgi.application"
 

@@ -1,6 +1,52 @@
+"""The WSGI application gunicorn serves: Django's handler, and for the ingest paths a second one with a
+short middleware list (INGEST_MIDDLEWARE).
+
+An agent's POST with an API key needs none of the session, CSRF, auth, messages, static-file, admin
+and Prometheus-form middlewares; on a 100-point batch they were a measurable share of the request
+(bench/ingest_profile.py). Both handlers share the URLconf, views, DRF and error handlers, so answers,
+auth refusals and each protocol's error bodies are the same whichever handler serves a path.
+"""
 import os
 
+from django.conf import settings
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cloudwatchdog.settings")
-application = get_wsgi_application()
+application_full = get_wsgi_application()
+
+from django.core.handlers.wsgi import WSGIHandler  # noqa: E402 (after setup)
+
+# The exact paths of the ingest endpoints (cloudwatchdog/urls.py, metrics/urls.py); anything else,
+# a trailing slash or a typo included, goes to the full handler and is answered as before.
+INGEST_PATHS = frozenset({
+    "/api/v1/ingest/metrics", "/api/v1/ingest/noop", "/v1/metrics", "/otlp/v1/metrics", "/api/v1/write",
+    "/api/v1/push",
+})
+INGEST_MIDDLEWARE = [
+    "cloudwatchdog.telemetry.RequestTimingMiddleware",
+    "cloudwatchdog.middleware.ChunkedBodyMiddleware",
+    "cloudwatchdog.middleware.RefuseNulMiddleware",
+    "django.middleware.security.SecurityMiddleware",  # HTTPS redirect, HSTS, nosniff as on every answer
+    "tenants.middleware.ApiKeyTenantMiddleware",
+]
+
+
+class IngestHandler(WSGIHandler):
+    """Django's WSGI handler with INGEST_MIDDLEWARE instead of MIDDLEWARE."""
+
+    def load_middleware(self, is_async=False):
+        # BaseHandler reads settings.MIDDLEWARE; swapped only while this handler is built, at import.
+        full = settings.MIDDLEWARE
+        settings.MIDDLEWARE = INGEST_MIDDLEWARE
+        try:
+            super().load_middleware(is_async)
+        finally:
+            settings.MIDDLEWARE = full
+
+
+application_ingest = IngestHandler()
+
+
+def application(environ, start_response):
+    handler = application_ingest if environ.get("PATH_INFO") in INGEST_PATHS else application_full
+    return handler(environ, start_response)

@@ -3,6 +3,7 @@ import time
 from contextlib import contextmanager
 
 import orjson
+from django.conf import settings
 from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -13,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cloudwatchdog.api import cursor_id, keyset_page, query_params, step_check, window
-from cloudwatchdog.errors import ApiError
+from cloudwatchdog.errors import ApiError, not_found_json
 from cloudwatchdog.schema import ErrorSerializer
 from metrics import selectors, serializers, storage
 from metrics.ingest import BodyError, parse_body
@@ -158,6 +159,27 @@ class IngestView(APIView):
             code = status.HTTP_400_BAD_REQUEST
         # Serialised directly: DRF's content negotiation and rendering cost more than the JSON.
         return HttpResponse(orjson.dumps(body), status=code, content_type="application/json")
+
+
+class IngestNoopView(APIView):
+    """POST /api/v1/ingest/noop (BENCH_ENDPOINTS only): an ingest request's key check and DRF path, answered 202
+    without reading the body; bench/mixed_load.py compares ingest's requests/s with it."""
+
+    required_scope = ApiKey.SCOPE_INGEST
+    reads_own_body = True  # never read
+    parser_classes = []
+    throttle_classes = []
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = _JsonOnly
+
+    def dispatch(self, request, *args, **kwargs):
+        if not settings.BENCH_ENDPOINTS:  # as if the path did not exist, before any key check
+            return not_found_json(request)
+        return super().dispatch(request, *args, **kwargs)
+
+    @extend_schema(exclude=True)
+    def post(self, request):
+        return HttpResponse(b"{}", status=status.HTTP_202_ACCEPTED, content_type="application/json")
 
 
 class SeriesListView(APIView):
