@@ -23,7 +23,7 @@ ASYNC_WAIT_SECONDS = 60
 ASYNC_RETRY_SECONDS = 5
 # A shard without a worker slot of its tenant is tried again after a pause drawn from this range
 # (drawn, so a big tenant's deferred shards do not all come back at once).
-SLOT_RETRY_SECONDS = (1.0, 3.0)
+SLOT_RETRY_SECONDS = (0.5, 1.5)
 
 
 @shared_task(bind=True, max_retries=None)  # bounded below by ASYNC_WAIT_SECONDS
