@@ -341,9 +341,10 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = TEST_RUN_ID or env.str("CELERY_QUEUE", default="cloudwatchdog")
 # Four queues, so that beat's passes and notifications never wait behind bulk work: the Procfile's
 # `worker` takes notify and detection, `worker_bulk` takes detection_bulk and maintenance (and the
-# default queue, where tasks queued before the split still wait). A test run's queues are its own.
-TASK_QUEUES = {role: f"{TEST_RUN_ID}-{role}" if TEST_RUN_ID else role
-               for role in ("detection", "detection_bulk", "maintenance", "notify")}
+# default queue, where tasks queued before the split still wait). A test run's queues are its own
+# (CELERY_QUEUE_PREFIX gives a test's worker process the same names).
+CELERY_QUEUE_PREFIX = f"{TEST_RUN_ID}-" if TEST_RUN_ID else env.str("CELERY_QUEUE_PREFIX", default="")
+TASK_QUEUES = {role: f"{CELERY_QUEUE_PREFIX}{role}" for role in ("detection", "detection_bulk", "maintenance", "notify")}
 CELERY_TASK_ROUTES = {
     "anomalies.tasks.detection_run_all_task": {"queue": TASK_QUEUES["detection"]},
     "anomalies.tasks.detection_tenant_pass_task": {"queue": TASK_QUEUES["detection"]},

@@ -32,14 +32,16 @@ def _events(series: int, points: int):
 
 
 def _worker_env() -> dict:
-    return app_process_env(CELERY_QUEUE=settings.CELERY_TASK_DEFAULT_QUEUE, DETECTION_PARALLEL_MIN_POINTS="100000000")
+    return app_process_env(CELERY_QUEUE=settings.CELERY_TASK_DEFAULT_QUEUE, CELERY_QUEUE_PREFIX=settings.CELERY_QUEUE_PREFIX,
+                           DETECTION_PARALLEL_MIN_POINTS="100000000")
 
 
 @pytest.fixture
 def worker(transactional_db, tmp_path):
     log = open(tmp_path / "worker.log", "w")
     process = subprocess.Popen([str(ROOT / ".venv/bin/celery"), "-A", "cloudwatchdog", "worker", "--pool", "solo",
-                                "--loglevel", "INFO", "--without-mingle", "--without-gossip"],
+                                "--loglevel", "INFO", "--without-mingle", "--without-gossip", "--queues",
+                                ",".join([settings.CELERY_TASK_DEFAULT_QUEUE, *settings.TASK_QUEUES.values()])],
                                cwd=ROOT, env=_worker_env(), stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while "ready." not in (tmp_path / "worker.log").read_text():
