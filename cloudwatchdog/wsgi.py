@@ -43,6 +43,13 @@ class IngestHandler(WSGIHandler):
         finally:
             settings.MIDDLEWARE = full
 
+    def get_response(self, request):
+        response = super().get_response(request)
+        # CommonMiddleware's one step an agent relies on: without it gunicorn would answer chunked.
+        if not response.streaming and not response.has_header("Content-Length"):
+            response.headers["Content-Length"] = str(len(response.content))
+        return response
+
 
 application_ingest = IngestHandler()
 

@@ -60,7 +60,7 @@ def call(handler, path: str, body: bytes = b"", *, key: str | None = None, conte
 def _same_answer(path: str, body: bytes = b"", **options):
     slim, full = call(application, path, body, **options), call(application_full, path, body, **options)
     assert "X-Frame-Options" not in slim[1] and "X-Frame-Options" in full[1]  # each handler served its own
-    for name in ("Content-Type", "Retry-After", "WWW-Authenticate", "X-Content-Type-Options"):
+    for name in ("Content-Type", "Content-Length", "Retry-After", "WWW-Authenticate", "X-Content-Type-Options"):
         assert slim[1].get(name) == full[1].get(name), name
     assert (slim[0], slim[2]) == (full[0], full[2])
     return slim
