@@ -148,20 +148,14 @@ def rollups_delete(cursor, *, tenant_id: int, folded: list[tuple]) -> None:
     )
 
 
-def hour_relation(*, tenant_id: int, series_ids: list[int], start: datetime, end: datetime) -> tuple[str, dict]:
+def hour_relation(*, tenant_id: int, series_ids: list[int], start: datetime, end: datetime,
+                  stored: list[tuple] | None = None) -> tuple[str, dict]:
     """A SQL relation (series_id, bucket, count, sum, min, max) of the hourly stats of these series in
-    [start, end): the rollup rows, and the hours kept in chunks that no rollup row overrides. Its
+    [start, end): the rollup rows, and the hours kept in chunks that no rollup row overrides. `stored`:
+    the (series id, period µs, hours) of the chunks over the range if the caller has read them. Its
     parameters are named hours_*; the caller passes them with its own."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            SELECT series_id, {sql_us('period_start')}, hours FROM {CHUNK_TABLE}
-            WHERE tenant_id = %s AND series_id = ANY(%s) AND hours IS NOT NULL
-              AND period_start > %s - interval '{chunks.CHUNK_SECONDS} seconds' AND period_start < %s
-            """,
-            [tenant_id, list(series_ids), start, end],
-        )
-        stored = cursor.fetchall()
+    if stored is None:
+        stored = _stored_hours(tenant_id=tenant_id, series_ids=series_ids, start=start, end=end)
     params = {"hours_tenant": tenant_id, "hours_series": list(series_ids), "hours_start": start, "hours_end": end}
     sql = (f"SELECT series_id, bucket, count, sum, min, max FROM {ROLLUP_1H_TABLE} "
            "WHERE tenant_id = %(hours_tenant)s AND series_id = ANY(%(hours_series)s) "
@@ -188,6 +182,19 @@ def hour_relation(*, tenant_id: int, series_ids: list[int], start: datetime, end
         WHERE NOT EXISTS (SELECT 1 FROM {ROLLUP_1H_TABLE} r WHERE r.tenant_id = %(hours_tenant)s
                           AND r.series_id = h.series_id AND r.bucket = {sql_at('h.bucket_us')})"""
     return sql, params
+
+
+def _stored_hours(*, tenant_id: int, series_ids: list[int], start: datetime, end: datetime) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT series_id, {sql_us('period_start')}, hours FROM {CHUNK_TABLE}
+            WHERE tenant_id = %s AND series_id = ANY(%s) AND hours IS NOT NULL
+              AND period_start > %s - interval '{chunks.CHUNK_SECONDS} seconds' AND period_start < %s
+            """,
+            [tenant_id, list(series_ids), start, end],
+        )
+        return cursor.fetchall()
 
 
 def hours_cut(hours: bytes | None, *, period_us: int, cutoff_us: int) -> bytes | None:

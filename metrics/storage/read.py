@@ -182,9 +182,12 @@ def _aggregated_read(cursor, *, tenant, series_ids, start, end, step_seconds, ag
     # Compacted points outside the rollup range join the rows, older first, as they were stored.
     ranges = [(start, rollup_from - timedelta(microseconds=1)), (rollup_to - timedelta(microseconds=1), end)] \
         if rollup else [(start, end)]
+    # One look at the chunks over the window: which raw ranges need points decoded, and the hours.
+    window_chunks = _window_chunks(cursor, tenant=tenant, series_ids=series_ids, start=start, end=end)
     chunked = chunks.empty_points()
     for low, high in ranges:
-        if high > low and _chunks_in(tenant, series_ids, low, high):
+        low_us, high_us = to_us(low), to_us(high)
+        if high > low and any(period_us <= high_us and last_us > low_us for _, period_us, last_us, _ in window_chunks):
             part = chunks.chunk_points(tenant_id=tenant.id, series_ids=series_ids, low_us=[to_us(low)] * len(series_ids),
                                        high_us=[to_us(high)] * len(series_ids))
             chunked = tuple(np.concatenate(pair) for pair in zip(chunked, part))
@@ -206,8 +209,9 @@ def _aggregated_read(cursor, *, tenant, series_ids, start, end, step_seconds, ag
     rollup_parts = ""
     if rollup:
         # Rollup rows, and the hours of compacted days kept in their chunks (a rollup row overrides).
-        hour_sql, hour_params = hours.hour_relation(tenant_id=tenant.id, series_ids=series_ids, start=rollup_from,
-                                                    end=rollup_to)
+        hour_sql, hour_params = hours.hour_relation(
+            tenant_id=tenant.id, series_ids=series_ids, start=rollup_from, end=rollup_to,
+            stored=[(series_id, period_us, blob) for series_id, period_us, _, blob in window_chunks if blob is not None])
         params.update(hour_params)
         rollup_parts = f"""
         UNION ALL
@@ -223,6 +227,18 @@ def _aggregated_read(cursor, *, tenant, series_ids, start, end, step_seconds, ag
         """,
         params,
     )
+
+
+def _window_chunks(cursor, *, tenant, series_ids, start, end) -> list[tuple]:
+    """(series id, period start µs, last point µs, hours) of the chunks with points in (start, end]."""
+    cursor.execute(
+        f"""
+        SELECT series_id, {sql_us('period_start')}, {sql_us('last_ts')}, hours FROM {CHUNK_TABLE}
+        WHERE tenant_id = %s AND series_id = ANY(%s) AND period_start <= %s AND last_ts > %s
+        """,
+        [tenant.id, list(series_ids), end, start],
+    )
+    return cursor.fetchall()
 
 
 COUNTER_FUNCTIONS = ("rate", "increase")
