@@ -11,8 +11,10 @@ Against a server started by `make run` (or any, with --url and two keys of scope
 - phase 2: the same readers while 40 agents of tenant A post 100-point batches back to back;
 - phase 3: tenant B ingests at a modest rate (one agent, --b-rate batches/s) and reads (one reader),
   alone, then while tenant A floods with --flood-agents agents;
-- no-op: 100-point batches against an authenticated no-op on the same server (GET
-  /prometheus/api/v1/status/buildinfo: key check, DRF, a constant answer, no query), 8 connections each;
+- no-op: 100-point batches against an authenticated no-op on the same server, 8 connections each: the
+  same bodies POSTed to /api/v1/ingest/noop (the ingest key check and DRF path, 202 without reading the
+  body; the server needs BENCH_ENDPOINTS=true), or where that answers 404, GET
+  /prometheus/api/v1/status/buildinfo (key check, DRF, a constant answer, no query); it prints which;
 - COPY: bench/ingest_http.py's 1,000-event batches against one raw COPY, median of 3 rounds.
 Agents honour Retry-After on 429/503 (at most 1 s). Every client is a keep-alive http.client
 connection; agents and readers run in processes of their own, and their CPU is reported with the
@@ -39,7 +41,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.ingest_http import _django, _median, make_batches, run_copy, run_http  # noqa: E402
 
 INGEST_PATH = "/api/v1/ingest/metrics"
-NOOP_PATH = "/prometheus/api/v1/status/buildinfo"
+NOOP_PATH = "/api/v1/ingest/noop"
+NOOP_FALLBACK_PATH = "/prometheus/api/v1/status/buildinfo"
 POINTS_PER_BATCH = 100
 
 
@@ -94,9 +97,10 @@ def _agent_events(tag: str) -> list[dict]:
              "timestamp": ""} for s in range(POINTS_PER_BATCH)]
 
 
-def _agent(url: str, key: str, tag: str, begin: float, end: float, interval: float, tally: Tally) -> None:
+def _agent(url: str, key: str, tag: str, begin: float, end: float, interval: float, tally: Tally,
+           path: str = INGEST_PATH) -> None:
     """Posts 100-point batches (its own 100 series, a millisecond apart) back to back, or one every
-    `interval` seconds; the first batch (which creates the series) is sent before `begin`, untimed."""
+    `interval` seconds, to `path`; the first batch (which creates the series) is sent before `begin`, untimed."""
     connection = Connection(url, key)
     events = _agent_events(tag)
     first_ms = int(time.time() * 1000)
@@ -108,12 +112,12 @@ def _agent(url: str, key: str, tag: str, begin: float, end: float, interval: flo
             event["timestamp"] = stamp
         return orjson.dumps({"events": events})
 
-    connection.call("POST", INGEST_PATH, body())
+    connection.call("POST", path, body())
     sent += 1
     time.sleep(max(0.0, begin - time.time()))
     while (started := time.time()) < end:
         began = time.perf_counter()
-        status, retry_after = connection.call("POST", INGEST_PATH, body())
+        status, retry_after = connection.call("POST", path, body())
         tally.add(status, time.perf_counter() - began, POINTS_PER_BATCH)
         if 200 <= status < 300:
             sent += 1
@@ -147,7 +151,7 @@ def _process(jobs: list[tuple], begin: float, end: float, results) -> None:
     for group, kind, url, key, arg, offset in jobs:
         tally = tallies.setdefault(group, Tally())
         if kind == "agent":
-            target, args = _agent, (url, key, arg[0], begin, end, arg[1], tally)
+            target, args = _agent, (url, key, arg[0], begin, end, arg[1], tally, *arg[2:])
         else:
             target, args = _reader, (url, key, arg[0], arg[1], begin, end, tally, offset)
         threads.append(threading.Thread(target=target, args=args, daemon=True))
@@ -265,12 +269,34 @@ def make_keys() -> tuple[str, str]:
     return tuple(api_key_issue(tenant=tenant_create(slug=f"bench-mixed-{name}-{tag}")).plaintext for name in "ab")
 
 
-def agents(group: str, url: str, key: str, count: int, tag: str, interval: float = 0.0) -> list[tuple]:
-    return [(group, "agent", url, key, (f"{tag}{i}", interval), i) for i in range(count)]
+def agents(group: str, url: str, key: str, count: int, tag: str, interval: float = 0.0,
+           path: str = INGEST_PATH) -> list[tuple]:
+    return [(group, "agent", url, key, (f"{tag}{i}", interval, path), i) for i in range(count)]
 
 
 def readers(group: str, url: str, key: str, count: int, paths: list[str], pause: float = 0.0) -> list[tuple]:
     return [(group, "reader", url, key, (paths, pause), i * 7) for i in range(count)]
+
+
+def noop_jobs(url: str, key: str) -> tuple[list[tuple], str]:
+    """The no-op phase's jobs: the 100-point bodies POSTed to NOOP_PATH, or GETs of NOOP_FALLBACK_PATH
+    when the server answers it 404 (BENCH_ENDPOINTS is not true there)."""
+    probe = Connection(url, key)
+    status, _ = probe.call("POST", NOOP_PATH, orjson.dumps({"events": _agent_events("probe")}))
+    probe.close()
+    if status == 202:
+        return agents("noop", url, key, 8, "noop", path=NOOP_PATH), f"POST {NOOP_PATH}, the same 100-point bodies"
+    return readers("noop", url, key, 8, [NOOP_FALLBACK_PATH]), (
+        f"GET {NOOP_FALLBACK_PATH} ({NOOP_PATH} answered {status}: start the server with BENCH_ENDPOINTS=true)")
+
+
+def noop_phases(args, key_a: str, figures: dict) -> None:
+    batches = run_phase(agents("batch", args.url, key_a, 8, "noop-cmp"), args.noop_seconds)
+    figures["100-point batches, 8 conn"] = (summary(batches["batch"], args.noop_seconds), batches["_cpu"])
+    jobs, used = noop_jobs(args.url, key_a)
+    print(f"no-op: {used}")
+    noop = run_phase(jobs, args.noop_seconds)
+    figures["no-op, 8 conn"] = (summary(noop["noop"], args.noop_seconds), noop["_cpu"])
 
 
 def phases(args, key_a: str, key_b: str) -> dict:
@@ -291,10 +317,7 @@ def phases(args, key_a: str, key_b: str) -> dict:
     figures["B ingest, A floods"] = (summary(b_flood["b ingest"], args.flood_seconds), b_flood["_cpu"])
     figures["B reads, A floods"] = (summary(b_flood["b read"], args.flood_seconds), b_flood["_cpu"])
     figures["A flood"] = (summary(b_flood["a ingest"], args.flood_seconds), b_flood["_cpu"])
-    batches = run_phase(agents("batch", args.url, key_a, 8, "noop-cmp"), args.noop_seconds)
-    figures["100-point batches, 8 conn"] = (summary(batches["batch"], args.noop_seconds), batches["_cpu"])
-    noop = run_phase(readers("noop", args.url, key_a, 8, [NOOP_PATH]), args.noop_seconds)
-    figures["no-op GET, 8 conn"] = (summary(noop["noop"], args.noop_seconds), noop["_cpu"])
+    noop_phases(args, key_a, figures)
     return figures
 
 
@@ -325,16 +348,21 @@ def print_ratios(figures: dict, copy: tuple[float, float] | None, rounds: int) -
         return figures[a][0][field] / figures[b][0][field]
 
     print("\nacceptance (issue 26):")
+    if "reads alone" in figures:
+        _print_flood_ratios(figures, ratio)
+    print(f"  100-point batches / authenticated no-op, requests/s: "
+          f"{ratio('100-point batches, 8 conn', 'no-op, 8 conn', 'requests_s'):.2f} (target >= 0.5)")
+    if copy:
+        print(f"  1,000-event batches / raw COPY: {copy[0]:,.0f} / {copy[1]:,.0f} = {copy[0] / copy[1]:.2f} "
+              f"(median of {rounds} rounds each; target >= 0.5)")
+
+
+def _print_flood_ratios(figures: dict, ratio) -> None:
     print(f"  read p99 under the 40-agent flood / alone: {ratio('reads under flood', 'reads alone'):.1f}x "
           f"(target <= 3x); read errors: {figures['reads under flood'][0]['5xx'] + figures['reads under flood'][0]['other'] + figures['reads under flood'][0]['failed']}")
     print(f"  B's ingest p99 while A floods / alone: {ratio('B ingest, A floods', 'B ingest alone'):.1f}x "
           f"(target <= 2x); 429s: A {figures['A flood'][0]['429']}, B {figures['B ingest, A floods'][0]['429']} "
           "(target: A some, B none)")
-    print(f"  100-point batches / authenticated no-op ({NOOP_PATH}), requests/s: "
-          f"{ratio('100-point batches, 8 conn', 'no-op GET, 8 conn', 'requests_s'):.2f} (target >= 0.5)")
-    if copy:
-        print(f"  1,000-event batches / raw COPY: {copy[0]:,.0f} / {copy[1]:,.0f} = {copy[0] / copy[1]:.2f} "
-              f"(median of {rounds} rounds each; target >= 0.5)")
 
 
 def main():
@@ -356,16 +384,22 @@ def main():
     parser.add_argument("--noop-seconds", type=float, default=15.0)
     parser.add_argument("--copy-rounds", type=int, default=3)
     parser.add_argument("--copy-batches", type=int, default=100, help="1,000-event batches per COPY round")
+    parser.add_argument("--ingest-only", action="store_true",
+                        help="only the 100-point batches against the no-op, and the COPY rounds (no tenant B, no flood)")
     parser.add_argument("--skip-copy", action="store_true", help="no COPY rounds (the server's database is not ours)")
     args = parser.parse_args()
     if args.quick:
         args.hours, args.alone_seconds, args.flood_seconds, args.noop_seconds = 6, 5.0, 10.0, 4.0
         args.copy_rounds, args.copy_batches = 1, 30
     key_a, key_b = (args.key_a, args.key_b) if args.key_a and args.key_b else make_keys()
-    accepted, seconds = load_tenant_b(args.url, key_b, args.series, args.hours)
-    print(f"loaded tenant B: {args.series} series x {args.hours} h of minutes "
-          f"({accepted / seconds:,.0f} points/s in 1,000-event batches)")
-    figures = phases(args, key_a, key_b)
+    if args.ingest_only:
+        figures = {}
+        noop_phases(args, key_a, figures)
+    else:
+        accepted, seconds = load_tenant_b(args.url, key_b, args.series, args.hours)
+        print(f"loaded tenant B: {args.series} series x {args.hours} h of minutes "
+              f"({accepted / seconds:,.0f} points/s in 1,000-event batches)")
+        figures = phases(args, key_a, key_b)
     copy = None if args.skip_copy else copy_rounds(args, key_a)
     print_table(figures)
     print_ratios(figures, copy, args.copy_rounds)
