@@ -1,16 +1,26 @@
-"""Gunicorn settings for `make run` (override with GUNICORN_WORKERS / GUNICORN_THREADS).
+"""Gunicorn settings for `make run` and the Procfile's roles.
 
-Four single-threaded workers on two cores, chosen by measurement (bench/ingest_http.py: 4 x 1
-ahead of 3 x 1, 2 x 2, 3 x 2 and 4 x 2), with keep-alive connections spread over the workers.
+GUNICORN_ROLE picks the pool's size (cloudwatchdog/routes.py, POOL_SIZES): `ingest` (agents' writes,
+3 single-threaded workers, niced) and `web` (everything else, 2 workers x 2 threads) run apart so a
+flood of one cannot queue the other; unset, one gunicorn serves everything with 4 single-threaded
+workers (bench/ingest_http.py: 4 x 1 ahead of 3 x 1, 2 x 2, 3 x 2 and 4 x 2 for ingest alone).
+GUNICORN_WORKERS / GUNICORN_THREADS override the role's counts. Each worker thread keeps one
+database connection (CONN_MAX_AGE), so a pool holds at most workers x threads of them.
 """
 import gc
 import os
 
+# gunicorn puts its working directory on sys.path before it reads this file
+from cloudwatchdog.routes import ALL, INGEST, INGEST_NICE, POOL_SIZES, pool_size
+
 # Every database statement of a web request ends within this (settings: 503 with a sentence when it does not).
 os.environ.setdefault("DATABASE_STATEMENT_TIMEOUT", "60s")
 
-workers = int(os.environ.get("GUNICORN_WORKERS", "4"))
-threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+role = os.environ.get("GUNICORN_ROLE") or ALL
+if role not in POOL_SIZES:
+    raise SystemExit(f"GUNICORN_ROLE={role!r}: expected one of {', '.join(sorted(POOL_SIZES))}")
+workers, threads = pool_size(role)
+proc_name = f"cloudwatchdog-{role}"
 worker_class = "cloudwatchdog.gunicorn_worker.BalancedThreadWorker"  # gthread, keep-alive connections spread over workers
 keepalive = 75
 timeout = 120
@@ -27,3 +37,6 @@ def post_worker_init(worker):
     # Django and the app are loaded and never freed: keep them out of every later collection, so a
     # full collection walks only what requests allocate.
     gc.freeze()
+    if role == INGEST:
+        # On shared cores the kernel then runs read workers first: a flood of writes waits, reads do not.
+        os.nice(int(os.environ.get("INGEST_NICE", INGEST_NICE)))

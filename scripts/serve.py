@@ -1,6 +1,8 @@
-"""`make run`'s supervisor: starts the Procfile's roles (web, worker, worker_bulk, beat), prints the
-demo tenant's key, and stops everything, the embedded servers included, on Ctrl-C, TERM or when the
-web server dies. A background role (worker, worker_bulk, beat) that dies is started again after a
+"""`make run`'s supervisor: starts the Procfile's roles (web, ingest, worker, worker_bulk, beat) and
+the front on BIND (cloudwatchdog/front.py: make run's one port, routing each request to the ingest
+or the web pool's unix socket under .data/run/), prints the demo tenant's key, and stops everything,
+the embedded servers included, on Ctrl-C, TERM or when the front or a gunicorn pool dies. A
+background role (worker, worker_bulk, beat) that dies is started again after a
 growing pause (1 s up to 30 s): a Celery worker can die of its broker going away (seen: kombu's reconnect race while
 Redis was down took the whole stack with it); one that dies again and again (10 times in 10
 minutes) stops everything, as something is wrong at start-up.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -195,6 +198,12 @@ def main() -> int:
     metrics_dir = Path(env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(data_dir / "run" / "prometheus")))
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True, exist_ok=True)
+    # The pools listen on unix sockets; the front alone holds BIND (issue 26: reads apart from ingest).
+    run_dir = data_dir / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env.setdefault("FRONT_BIND", env["BIND"])
+    env.setdefault("INGEST_BIND", f"unix:{run_dir / 'ingest.sock'}")
+    env.setdefault("WEB_BIND", f"unix:{run_dir / 'web.sock'}")
     supervisor = Supervisor(data_dir, env)
     supervisor.listen_for_signals()  # from here on, Ctrl-C at any moment ends in stop() below
     status = 1
@@ -208,7 +217,9 @@ def main() -> int:
                               stdout=subprocess.PIPE, text=True)
         if supervisor.stopping or demo.returncode != 0:
             return 1
-        supervisor.start(procfile_roles())
+        for name in ("ingest.sock", "web.sock"):  # an earlier run killed -9 leaves them
+            (run_dir / name).unlink(missing_ok=True)
+        supervisor.start({**procfile_roles(), "front": f"{shlex.quote(sys.executable)} -m cloudwatchdog.front"})
         print(f"""
 CloudWatchDog is up:
   API      http://{env['BIND']}/api/v1/   (schema: /api/schema/, docs: /api/docs/)

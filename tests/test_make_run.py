@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -154,10 +155,24 @@ def test_kill_9_of_the_supervisor_leaves_nothing_in_the_way_of_the_next_start(ma
     _assert_all_stopped(make_run, make_run.ctrl_c())
 
 
-def test_kill_9_of_the_web_server_stops_the_rest_and_the_next_start_works(make_run):
+def _answer_status(port: int, method: str, path: str) -> int:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=b"{}" if method == "POST" else None,
+                                     method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+@pytest.mark.parametrize("role", ["web", "ingest", "front"])
+def test_kill_9_of_the_front_or_a_pool_stops_the_rest_and_the_next_start_works(make_run, role):
     make_run.start()
-    web = int((make_run.data_dir / "run" / "web.pid").read_text())
-    os.kill(web, signal.SIGKILL)
+    # One port, two pools: a read and an ingest request are each answered by a live gunicorn.
+    assert _answer_status(make_run.port, "GET", "/healthz") == 200
+    assert _answer_status(make_run.port, "POST", "/api/v1/ingest/metrics") == 401  # no key: the ingest pool's answer
+    process = int((make_run.data_dir / "run" / f"{role}.pid").read_text())
+    os.kill(process, signal.SIGKILL)
     assert make_run.process.wait(timeout=STOP_LIMIT_SECONDS) != 0
     assert _session_processes(make_run.process.pid) == []
     make_run.start()
