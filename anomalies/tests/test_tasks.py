@@ -1,4 +1,5 @@
 """The Celery tasks on a real worker, through the real Redis broker."""
+import subprocess
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -231,3 +232,20 @@ def test_slots_cap_their_holders_and_a_dead_holders_slot_expires(db):
     slots.slot_release(name, holder="a")
     assert slots.slot_holders(name) == 1
     slots.slot_release(name, holder="c")
+
+
+def test_the_procfiles_workers_take_every_routed_queue_and_bulk_work_stays_off_the_beat_worker(settings, monkeypatch):
+    from scripts.serve import procfile_roles
+
+    monkeypatch.setenv("CELERY_QUEUE_PREFIX", settings.CELERY_QUEUE_PREFIX)  # for the shell below
+    monkeypatch.setenv("CELERY_QUEUE", settings.CELERY_TASK_DEFAULT_QUEUE)
+    roles = procfile_roles()
+
+    def queues(role: str) -> set[str]:  # as the shell that starts the role expands them
+        option = next(part for part in roles[role].split() if part.startswith("--queues="))
+        expanded = subprocess.run(["/bin/sh", "-c", f"echo {option}"], capture_output=True, text=True, check=True)
+        return set(expanded.stdout.strip().removeprefix("--queues=").split(","))
+
+    routed = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
+    assert routed | {settings.CELERY_TASK_DEFAULT_QUEUE} == queues("worker") | queues("worker_bulk")
+    assert queues("worker") == {settings.TASK_QUEUES["notify"], settings.TASK_QUEUES["detection"]}
