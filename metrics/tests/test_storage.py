@@ -114,3 +114,24 @@ def test_rollup_tables_hold_exactly_the_raw_aggregates(owner):
             )
             assert cursor.fetchone()[0] == 0, table
             assert _count(table, owner.tenant) == 7200 // seconds
+
+
+def test_an_hours_rollup_sum_adds_in_time_order_whatever_the_plan(owner):
+    """1e16 + 1 rounds back to 1e16: in time order the hour sums to 1.0, in the reverse order it was
+    written (a sequential scan's order) to 0.0. The rollup must give the raw read's bits."""
+    hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    values = [1e16, 1.0, -1e16, 1.0]
+    for minute in reversed(range(4)):  # the heap holds them newest first
+        points_ingest(tenant=owner.tenant, events=[event(values[minute], hour + timedelta(minutes=minute + 1))])
+    with connection.cursor() as cursor:
+        cursor.execute("SET enable_indexscan = off")
+        cursor.execute("SET enable_bitmapscan = off")
+    try:
+        rollups_refresh()
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET enable_indexscan")
+            cursor.execute("RESET enable_bitmapscan")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT sum FROM metrics_rollup_1h WHERE tenant_id = %s", [owner.tenant.id])
+        assert cursor.fetchall() == [(1.0,)]
