@@ -30,6 +30,13 @@ def outsider(make_tenant):
 
 
 @pytest.fixture(autouse=True)
+def _ingest_finishes_inline(settings):
+    """Each ingest request's charge lands before the test's next request (tests of the background thread
+    turn it back on)."""
+    settings.INGEST_FINISH_IN_BACKGROUND = False
+
+
+@pytest.fixture(autouse=True)
 def _forget_process_caches():
     """Per-process caches of series ids and partitions would outlive a test's rolled-back rows."""
     from metrics.services import series_cache

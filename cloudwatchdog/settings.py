@@ -161,6 +161,10 @@ MIDDLEWARE = [
     "tenants.middleware.ApiKeyTenantMiddleware",
 ]
 
+# An ingest request's end (its in-flight slot freed, its points and CPU charged) is sent to Redis by a
+# thread of the process, off the request's path; tests turn it off to see each charge at once.
+INGEST_FINISH_IN_BACKGROUND = True
+
 # POST /api/v1/ingest/noop, an authenticated no-op that bench/mixed_load.py compares ingest with; 404 otherwise.
 BENCH_ENDPOINTS = env.bool("BENCH_ENDPOINTS", default=False)
 
@@ -274,6 +278,12 @@ CLOUDWATCHDOG = {
     # An ingest request's CPU beyond what its points paid for is charged to the points bucket at
     # this rate (about what a CPU second stores over OTLP, the dearest way in).
     "INGEST_POINTS_PER_CPU_SECOND": env.int("INGEST_POINTS_PER_CPU_SECOND", default=50_000),
+    # Ingest requests of one tenant in flight at once, over every process (Redis): its share of the ingest
+    # workers. Default half of one server's (GUNICORN_WORKERS x GUNICORN_THREADS); set it per deployment.
+    "INGEST_INFLIGHT_PER_TENANT": env.int("INGEST_INFLIGHT_PER_TENANT", default=max(
+        1, env.int("GUNICORN_WORKERS", default=4) * env.int("GUNICORN_THREADS", default=1) // 2)),
+    # A slot whose request never finished (its worker killed) frees itself after this: over the statement timeout.
+    "INGEST_INFLIGHT_TTL_SECONDS": env.float("INGEST_INFLIGHT_TTL_SECONDS", default=90.0),
     # Points before this are refused (a tenant may refuse more with max_point_age_days).
     "EARLIEST_TIMESTAMP": datetime.fromisoformat(env.str("EARLIEST_TIMESTAMP", default="2000-01-01T00:00:00+00:00")),
     "LATE_WINDOW_SECONDS": env.int("LATE_WINDOW_SECONDS", default=3600),
@@ -319,7 +329,7 @@ CLOUDWATCHDOG = {
 # of metrics_series' columns (metrics.models), which a larger override could not store.
 TENANT_LIMITS = ("MAX_EVENTS_PER_REQUEST", "MAX_BODY_BYTES", "MAX_FUTURE_SECONDS", "MAX_TAGS", "MAX_NAME_BYTES",
                  "MAX_VALUE_BYTES", "MAX_SERIES_PER_TENANT", "MAX_NEW_PARTITIONS_PER_REQUEST", "POINTS_PER_SECOND",
-                 "POINTS_BURST", "REQUESTS_PER_MINUTE")
+                 "POINTS_BURST", "REQUESTS_PER_MINUTE", "INGEST_INFLIGHT_PER_TENANT")
 TENANT_LIMIT_CEILINGS = {"MAX_NAME_BYTES": 1024, "MAX_VALUE_BYTES": 2048, "MAX_BODY_BYTES": 100 * 1024 * 1024,
                          "MAX_EVENTS_PER_REQUEST": 100_000, "MAX_TAGS": 100, "MAX_FUTURE_SECONDS": 86_400,
                          "MAX_NEW_PARTITIONS_PER_REQUEST": 100}

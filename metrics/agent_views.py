@@ -69,7 +69,8 @@ class OtlpMetricsView(_AgentView):
             403: "The key may not ingest.",
             413: "The body or its point count is over the tenant's limit.",
             415: "Not application/x-protobuf or application/json, or an encoding other than gzip.",
-            429: "Over the tenant's rate; retry after Retry-After.",
+            429: "Over the tenant's rate or its in-flight ingest requests (INGEST_INFLIGHT_PER_TENANT); retry after "
+                 "Retry-After.",
             503: "Storage unavailable; retry after Retry-After.",
         }),
         description="OTLP/HTTP metrics receiver (OpenTelemetry SDK exporters and the Collector's otlphttp "
@@ -172,7 +173,8 @@ class RemoteWriteView(_AgentView):
                 413: "The body or its sample count is over the tenant's limit.",
                 415: "A message other than remote write 1.0's (Content-Type proto= other than prometheus.WriteRequest, "
                      "as remote write 2.0 sends), refused before its body is read.",
-                429: "Over the tenant's rate; retry after Retry-After.",
+                429: "Over the tenant's rate or its in-flight ingest requests (INGEST_INFLIGHT_PER_TENANT); retry "
+                     "after Retry-After.",
                 503: "Storage unavailable; retry after Retry-After.",
             }.items()},
         },

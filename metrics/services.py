@@ -2,8 +2,13 @@
 series each point belongs to); the point store itself, retention included, is metrics.storage."""
 from __future__ import annotations
 
+import logging
 import math
+import os
+import queue
+import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -21,7 +26,9 @@ from metrics import storage
 from metrics.ingest import MAX_ABS_VALUE, Event, EventChecker, Limits, series_key_hash, typed_events, value_error
 from metrics.models import INGEST_REJECTION_TABLE, SERIES_TABLE
 from tenants.models import Tenant
-from tenants.ratelimit import buckets_charge, buckets_take
+
+logger = logging.getLogger(__name__)
+from tenants.ratelimit import inflight_admit, inflight_ended, inflight_finish
 
 
 @dataclass
@@ -138,51 +145,117 @@ def _oldest_allowed(tenant: Tenant, now: datetime) -> tuple[int, str]:
 
 
 def ingest_wait(*, tenant: Tenant) -> float | None:
-    """Seconds this process knows the tenant's ingest must wait, from what its refused or costly requests
-    were charged here (ingest_charge): checked before a body is read, at no cost."""
+    """Seconds this process knows the tenant's ingest must wait, from what its costly requests were charged
+    (ingest_finish): checked before a body is read, at no cost."""
     until = _ingest_blocked_until.get(tenant.id)
     if until is None:
         return None
     wait = until - time.monotonic()
     if wait <= 0:
-        del _ingest_blocked_until[tenant.id]
+        _ingest_blocked_until.pop(tenant.id, None)
         return None
     return wait
 
 
-def points_rate_check(*, tenant: Tenant, points: int) -> float | None:
-    """Take one request and `points` from the tenant's buckets; returns seconds to wait when either is short."""
-    return buckets_take(tenant_id=tenant.id, takes=[_requests_bucket(tenant, 1), _points_bucket(tenant, points)])
+@dataclass(frozen=True)
+class Admission:
+    """An ingest request's admission: `slot` when admitted, else why not (`refusal`: 'inflight' or 'rate')
+    and the seconds to wait."""
+
+    slot: str | None
+    refusal: str = ""
+    wait: float = 0.0
 
 
-def ingest_charge(*, tenant: Tenant, request_taken: bool, cpu_seconds: float, points_taken: int) -> None:
-    """Charge an ingest request what it cost beyond what it took: its request token when it was refused
-    before taking one, and its CPU beyond what its points paid for, at INGEST_POINTS_PER_CPU_SECOND (a
-    refused or hostile request costs its tenant what the same CPU spent storing points would, and
-    nobody else anything). A tenant left in debt waits (ingest_wait) until its buckets refill."""
-    charges = [] if request_taken else [_requests_bucket(tenant, 1)]
-    excess = cpu_seconds * settings.CLOUDWATCHDOG["INGEST_POINTS_PER_CPU_SECOND"] - points_taken
-    if excess > 0:
-        charges.append(_points_bucket(tenant, excess))
-    if not charges:
-        return
-    levels = buckets_charge(tenant_id=tenant.id, charges=charges)
-    waits = [(_NEXT_REQUEST_NEEDS[name] - level) / rate
-             for (name, rate, _, _), level in zip(charges, levels) if level < _NEXT_REQUEST_NEEDS[name]]
-    if waits:
-        if len(_ingest_blocked_until) > 10_000:  # tenants come and go
-            _ingest_blocked_until.clear()
-        _ingest_blocked_until[tenant.id] = time.monotonic() + max(waits)
-
-
-# What the next request needs of each bucket: a request token, and the points bucket out of debt.
-_NEXT_REQUEST_NEEDS = {"requests": 1, "points": 0}
-_ingest_blocked_until: dict[int, float] = {}
-
-
-def _requests_bucket(tenant: Tenant, cost: int) -> tuple[str, float, float, float]:
+def ingest_admit(*, tenant: Tenant) -> Admission:
+    """Admit an ingest request before its body is read, in one Redis call: one of the tenant's
+    INGEST_INFLIGHT_PER_TENANT slots, a REQUESTS_PER_MINUTE token, and a points bucket not in debt (the
+    request's points are charged when it ends, ingest_finish). Redis down: admitted by the process's buckets."""
+    wait = ingest_wait(tenant=tenant)
+    if wait is not None:
+        return Admission(None, "rate", wait)
+    slot = uuid.uuid4().hex
     per_minute = tenant.limit("REQUESTS_PER_MINUTE")
-    return ("requests", per_minute / 60, per_minute, cost)
+    refusal, wait = inflight_admit(
+        tenant_id=tenant.id, requests=(per_minute / 60, per_minute),
+        points=(tenant.limit("POINTS_PER_SECOND"), tenant.limit("POINTS_BURST")),
+        cap=tenant.limit("INGEST_INFLIGHT_PER_TENANT"), ttl_seconds=settings.CLOUDWATCHDOG["INGEST_INFLIGHT_TTL_SECONDS"],
+        member=slot)
+    return Admission(None, refusal, wait) if refusal else Admission(slot)
+
+
+def ingest_finish(*, tenant: Tenant, slot: str, cpu_seconds: float, points: int) -> None:
+    """End an admitted ingest request, off its path (a thread of this process sends it): free its slot and
+    charge its points, or its CPU at INGEST_POINTS_PER_CPU_SECOND when that is more (a refused or hostile
+    request costs its tenant what the same CPU spent storing points would, and nobody else anything). A
+    tenant left in debt waits (ingest_wait, and the next admission) until its bucket refills."""
+    cost = max(points, cpu_seconds * settings.CLOUDWATCHDOG["INGEST_POINTS_PER_CPU_SECOND"])
+    charges = [_points_bucket(tenant, cost)] if cost > 0 else []
+    tenant_id = tenant.id
+
+    def send() -> None:
+        levels = inflight_finish(tenant_id=tenant_id, member=slot, charges=charges)
+        waits = [(_NEXT_REQUEST_NEEDS[name] - level) / rate
+                 for (name, rate, _, _), level in zip(charges, levels) if level < _NEXT_REQUEST_NEEDS[name]]
+        if waits:
+            if len(_ingest_blocked_until) > 10_000:  # tenants come and go
+                _ingest_blocked_until.clear()
+            _ingest_blocked_until[tenant_id] = time.monotonic() + max(waits)
+
+    inflight_ended(tenant_id=tenant_id, member=slot)
+    _finisher.submit(send)
+
+
+class _Finisher:
+    """Runs ingest_finish's Redis calls on a daemon thread of this process, in order. A worker that dies with
+    some queued leaks their slots until INGEST_INFLIGHT_TTL_SECONDS and loses their charges."""
+
+    MAX_QUEUED = 10_000  # past it (Redis slow or gone), the request sends its own: back pressure
+
+    def __init__(self):
+        self._queue: queue.Queue | None = None
+        self._pid = None
+        self._lock = threading.Lock()
+
+    def submit(self, job) -> None:
+        if not settings.INGEST_FINISH_IN_BACKGROUND:
+            job()
+            return
+        if self._pid != os.getpid():  # first use in this process (gunicorn forks workers)
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._queue = queue.Queue()
+                    threading.Thread(target=self._run, args=(self._queue,), name="ingest-finish", daemon=True).start()
+                    self._pid = os.getpid()
+        if self._queue.qsize() >= self.MAX_QUEUED:
+            job()
+            return
+        self._queue.put(job)
+
+    @staticmethod
+    def _run(jobs: queue.Queue) -> None:
+        while True:
+            job = jobs.get()
+            try:
+                job()
+            except Exception:  # a failed charge must not stop the thread; the limiter logs Redis failures
+                logger.exception("ingest finish failed")
+            finally:
+                jobs.task_done()
+
+    def wait(self) -> None:
+        """Until every queued finish was sent (tests)."""
+        if self._queue is not None and self._pid == os.getpid():
+            self._queue.join()
+
+
+_finisher = _Finisher()
+ingest_finishes_wait = _finisher.wait
+
+
+# What the next request needs of each bucket: a request token, and a point.
+_NEXT_REQUEST_NEEDS = {"requests": 1, "points": 1}
+_ingest_blocked_until: dict[int, float] = {}
 
 
 def _points_bucket(tenant: Tenant, cost: int) -> tuple[str, float, float, float]:

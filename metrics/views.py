@@ -18,15 +18,7 @@ from cloudwatchdog.errors import ApiError, not_found_json
 from cloudwatchdog.schema import ErrorSerializer
 from metrics import selectors, serializers, storage
 from metrics.ingest import BodyError, parse_body
-from metrics.services import (
-    IngestResult,
-    ingest_charge,
-    ingest_counted,
-    ingest_limits,
-    ingest_wait,
-    points_ingest,
-    points_rate_check,
-)
+from metrics.services import IngestResult, ingest_admit, ingest_counted, ingest_finish, ingest_limits, points_ingest
 from tenants.models import ApiKey
 
 
@@ -55,17 +47,15 @@ def body_read(request, limits) -> bytes:
 
 
 class IngestMeter:
-    """One ingest request's use of its tenant's buckets: whether it took its request token, the points
-    it took, and the CPU it cost."""
+    """One admitted ingest request's points, charged with its CPU when it ends (ingest_metered)."""
 
     def __init__(self, tenant):
         self.tenant = tenant
         self.points = 0
-        self.request_taken = False
 
     def points_take(self, points: int) -> None:
-        """Take the request's token and its points at once (one Redis call); 429 with Retry-After when the
-        tenant is over its request or points rate, 413 when the request is larger than its burst."""
+        """Count the request's points (charged when it ends, off its path); 413 when they are more than the
+        tenant's burst, without a Redis call."""
         burst = self.tenant.limit("POINTS_BURST")
         if points > burst:
             # A 429 would be retried for ever: the bucket never holds more than the burst. Settings and
@@ -73,28 +63,32 @@ class IngestMeter:
             raise ApiError(413, f"The request has {points} points, more than this tenant's burst of {burst} "
                                 "(POINTS_BURST), so it could never be accepted; send at most that many a request.",
                            {"events": [f"at most {burst} points per request (POINTS_BURST)"]})
-        wait = points_rate_check(tenant=self.tenant, points=points)
-        self.request_taken = True  # taken, or answered 429, which is not charged (nor is it by the API's throttle)
-        if wait is not None:
-            raise _over_rate(self.tenant, wait)
         self.points = points
 
 
 @contextmanager
 def ingest_metered(tenant):
-    """Meter an ingest request: a tenant in debt is answered 429 before its body is read, and however
-    the request ends it is charged what it cost beyond what it took (a refused one its request token
-    too), so 400s and 413s count against the tenant's rates."""
-    wait = ingest_wait(tenant=tenant)
-    if wait is not None:
-        raise _over_rate(tenant, wait)
+    """Admit an ingest request before its body is read (429 with Retry-After when the tenant has
+    INGEST_INFLIGHT_PER_TENANT requests in flight, is out of request tokens or its points bucket is in
+    debt), and however it ends free its slot and charge its points or CPU, off its path, so 400s and 413s
+    count against the tenant's rates too."""
+    admission = ingest_admit(tenant=tenant)
+    if admission.refusal == "inflight":
+        raise _over_inflight(tenant)
+    if admission.refusal:
+        raise _over_rate(tenant, admission.wait)
     began = time.thread_time()
     meter = IngestMeter(tenant)
     try:
         yield meter
     finally:
-        ingest_charge(tenant=tenant, request_taken=meter.request_taken, cpu_seconds=time.thread_time() - began,
-                      points_taken=meter.points)
+        ingest_finish(tenant=tenant, slot=admission.slot, cpu_seconds=time.thread_time() - began, points=meter.points)
+
+
+def _over_inflight(tenant) -> ApiError:
+    return ApiError(429, f"This tenant already has {tenant.limit('INGEST_INFLIGHT_PER_TENANT')} ingest requests in "
+                         "flight, its share of the servers (INGEST_INFLIGHT_PER_TENANT); retry in 1 second.",
+                    headers={"Retry-After": "1"})
 
 
 def _over_rate(tenant, wait: float) -> ApiError:
@@ -119,7 +113,7 @@ class IngestView(APIView):
     required_scope = ApiKey.SCOPE_INGEST
     reads_own_body = True  # with body_read, under the tenant's MAX_BODY_BYTES
     parser_classes = []  # the body is read and parsed by the hot path itself
-    throttle_classes = []  # ingest is limited by the points bucket below, one Redis call per request
+    throttle_classes = []  # ingest is limited by its admission (ingest_metered), one Redis call per request
     renderer_classes = [JSONRenderer]
     content_negotiation_class = _JsonOnly
 
@@ -131,7 +125,8 @@ class IngestView(APIView):
             400: OpenApiResponse(ErrorSerializer, "No valid event (the body then also has accepted, duplicates and "
                                  "rejected), or the body is not an events object."),
             413: OpenApiResponse(ErrorSerializer, "The body or the event count is over the tenant's limit."),
-            429: OpenApiResponse(ErrorSerializer, "Over the tenant's request or points rate; retry after Retry-After."),
+            429: OpenApiResponse(ErrorSerializer, "Over the tenant's request or points rate, or its in-flight ingest "
+                                 "requests (INGEST_INFLIGHT_PER_TENANT); retry after Retry-After."),
             503: OpenApiResponse(ErrorSerializer, "PostgreSQL is unavailable, or storage for a new time range is "
                                  "being prepared; nothing was stored, retry after Retry-After."),
         },
