@@ -1,4 +1,4 @@
-"""Where a 100-point JSON ingest request spends its time, in process (issue 26).
+"""Where a 100-point (--points) JSON ingest request spends its time, in process (issue 26).
 
 POSTs N 100-point bodies (known series, fresh timestamps) through cloudwatchdog.wsgi.application, the
 WSGI callable gunicorn serves (its middleware lists included), under cProfile. Prints the top entries by
@@ -77,14 +77,14 @@ class QueryCounter:
         return execute(sql, params, many, context)
 
 
-def bodies(count: int) -> list[bytes]:
+def bodies(count: int, points: int = POINTS) -> list[bytes]:
     # Live data: timestamps in the last seconds (older ones are late points, checked against chunks).
     start = datetime.now(timezone.utc) - timedelta(seconds=20)
     out = []
     for n in range(count):
         ts = (start + timedelta(microseconds=n * 2)).isoformat(timespec="microseconds").replace("+00:00", "Z")
         events = [{"source": "bench", "service": "profile", "resource_id": f"r{s}", "metric_name": "load",
-                   "value": float(n + s), "timestamp": ts, "tags": {"env": "bench"}} for s in range(POINTS)]
+                   "value": float(n + s), "timestamp": ts, "tags": {"env": "bench"}} for s in range(points)]
         out.append(orjson.dumps({"events": events}))
     return out
 
@@ -110,7 +110,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--sort", default="cumulative", help="pstats sort key: cumulative (default) or tottime")
     parser.add_argument("--path", default="/api/v1/ingest/metrics")
+    parser.add_argument("--points", type=int, default=POINTS, help="events a request (default 100)")
     args = parser.parse_args()
     fresh_database(BENCH_DB)
     from cloudwatchdog.wsgi import application
@@ -118,7 +120,7 @@ def main():
 
     tenant = tenant_create(slug="profile")
     key = api_key_issue(tenant=tenant, scope="all").plaintext
-    warm = bodies(args.requests * 3 + 50)
+    warm = bodies(args.requests * 3 + 50, args.points)
     for body in warm[:50]:  # series made, caches and connections warm
         status = post(application, args.path, key, body)
     print(f"status of the last warm-up request: {status}")
@@ -150,7 +152,7 @@ def main():
     for body in profiled:
         post(application, args.path, key, body)
     profiler.disable()
-    stats = pstats.Stats(profiler).sort_stats("cumulative")
+    stats = pstats.Stats(profiler).sort_stats(args.sort)
     stats.print_stats(args.top)
 
 
