@@ -148,7 +148,7 @@ class Front:
                 try:
                     backend[1].write(head)
                     backend[1].write(request.body)
-                    status_line = await asyncio.wait_for(backend[0].readline(), ANSWER_SECONDS)
+                    status_line = await timed(backend[0].readline(), ANSWER_SECONDS)
                     if not status_line:
                         raise ConnectionResetError("closed before answering")
                 except (ConnectionError, asyncio.IncompleteReadError) as error:
@@ -168,12 +168,18 @@ class Front:
             pool.semaphore.release()
 
 
+async def timed(awaitable, seconds: float):
+    """`awaitable`'s result, or TimeoutError after `seconds` (asyncio.wait_for without its task a call)."""
+    async with asyncio.timeout(seconds):
+        return await awaitable
+
+
 async def read_request(reader, writer, front: Front) -> Request | None:
     """The next request, its body read whole; None when the client closed or idled out between requests."""
     try:
-        first = await asyncio.wait_for(reader.readline(), IDLE_SECONDS)
+        first = await timed(reader.readline(), IDLE_SECONDS)
         while first in (b"\r\n", b"\n"):  # RFC 9112: ignore empty lines before a request line
-            first = await asyncio.wait_for(reader.readline(), IDLE_SECONDS)
+            first = await timed(reader.readline(), IDLE_SECONDS)
     except (asyncio.TimeoutError, ValueError, ConnectionError):
         return None
     if not first:
@@ -181,7 +187,7 @@ async def read_request(reader, writer, front: Front) -> Request | None:
     if len(first) > MAX_HEAD_BYTES:
         raise Refusal(431, "request head too large")
     try:
-        head = await asyncio.wait_for(read_header_lines(reader), HEAD_SECONDS)
+        head = await timed(read_header_lines(reader), HEAD_SECONDS)
     except (asyncio.LimitOverrunError, ValueError):
         raise Refusal(431, "request head too large")
     except asyncio.IncompleteReadError:
@@ -202,7 +208,7 @@ async def read_request(reader, writer, front: Front) -> Request | None:
             raise Refusal(413, f"request body over {MAX_BODY_BYTES} bytes")
         reserve(front, length)
         try:
-            request.body = await asyncio.wait_for(reader.readexactly(length), BODY_SECONDS + length / 1e6)
+            request.body = await timed(reader.readexactly(length), BODY_SECONDS + length / 1e6)
         except BaseException:
             front.buffered -= length
             raise
@@ -277,7 +283,7 @@ async def read_chunked(reader, front: Front) -> bytes:
     body = bytearray()
     try:
         while True:
-            size_line = await asyncio.wait_for(reader.readline(), BODY_SECONDS)
+            size_line = await timed(reader.readline(), BODY_SECONDS)
             size_text = size_line.split(b";")[0].strip()
             if not size_line.endswith(b"\n") or not size_text or any(c not in b"0123456789abcdefABCDEF" for c in size_text):
                 raise Refusal(400, "malformed chunk size")
@@ -288,10 +294,10 @@ async def read_chunked(reader, front: Front) -> bytes:
                 raise Refusal(413, f"request body over {MAX_BODY_BYTES} bytes")
             reserve(front, len(body) + size)
             front.buffered -= len(body) + size  # counted once the whole body is in (read_request)
-            body += await asyncio.wait_for(reader.readexactly(size), BODY_SECONDS)
-            if await asyncio.wait_for(reader.readline(), BODY_SECONDS) not in (b"\r\n", b"\n"):
+            body += await timed(reader.readexactly(size), BODY_SECONDS)
+            if await timed(reader.readline(), BODY_SECONDS) not in (b"\r\n", b"\n"):
                 raise Refusal(400, "chunk not followed by CRLF")
-        while (await asyncio.wait_for(reader.readline(), BODY_SECONDS)) not in (b"\r\n", b"\n", b""):
+        while (await timed(reader.readline(), BODY_SECONDS)) not in (b"\r\n", b"\n", b""):
             pass  # trailers: dropped, as the body is forwarded with a Content-Length
     except asyncio.TimeoutError:
         raise Refusal(408, f"request body not received in {BODY_SECONDS} s")
@@ -319,7 +325,7 @@ def backend_head(request: Request, peer_ip: str) -> bytes:
 async def relay_answer(status_line: bytes, backend, request: Request, client, pool: Pool) -> bool:
     """Streams the pool's answer to the client; returns whether the client connection stays open."""
     reader, writer = backend
-    head = await asyncio.wait_for(read_header_lines(reader), ANSWER_SECONDS)
+    head = await timed(read_header_lines(reader), ANSWER_SECONDS)
     status = int(status_line.split(b" ", 2)[1])
     headers = [line for line in head.split(b"\r\n") if line]
     names = {line.partition(b":")[0].strip().lower(): line.partition(b":")[2].strip() for line in headers}
@@ -364,7 +370,7 @@ async def relay_answer(status_line: bytes, backend, request: Request, client, po
 
 async def relay_bytes(reader, client, length: int | None) -> None:
     while length is None or length > 0:
-        data = await asyncio.wait_for(reader.read(CHUNK if length is None else min(CHUNK, length)), ANSWER_SECONDS)
+        data = await timed(reader.read(CHUNK if length is None else min(CHUNK, length)), ANSWER_SECONDS)
         if not data:
             if length is None:
                 return
@@ -377,16 +383,16 @@ async def relay_bytes(reader, client, length: int | None) -> None:
 
 async def relay_chunked(reader, client, raw: bool) -> None:
     while True:
-        size_line = await asyncio.wait_for(reader.readline(), ANSWER_SECONDS)
+        size_line = await timed(reader.readline(), ANSWER_SECONDS)
         size = int(size_line.split(b";")[0].strip() or b"x", 16)
         if size == 0:
             trailer = b""
-            while (line := await asyncio.wait_for(reader.readline(), ANSWER_SECONDS)) not in (b"\r\n", b"\n", b""):
+            while (line := await timed(reader.readline(), ANSWER_SECONDS)) not in (b"\r\n", b"\n", b""):
                 trailer += line
             if raw:
                 client.write(b"0\r\n" + trailer + b"\r\n")
             return
-        data = await asyncio.wait_for(reader.readexactly(size + 2), ANSWER_SECONDS)
+        data = await timed(reader.readexactly(size + 2), ANSWER_SECONDS)
         client.write(size_line + data if raw else data[:-2])
         await client.drain()
 
