@@ -285,3 +285,32 @@ def test_a_head_too_large_is_431_and_a_slow_one_408(served, monkeypatch):
         status, headers, _ = Answers(client).next()
         assert status == 408 and headers["connection"] == "close"
     assert echo[WEB].connections == 0  # neither reached a pool
+
+
+def test_clients_that_send_slowly_hold_no_pool_slot(served):
+    port, echo, _, _ = served
+    slow = [_connect(port) for _ in range(8)]  # more than the pools' 2 slots each
+    try:
+        for client in slow:
+            client.sendall(b"POST /api/v1/write HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
+        started = time.monotonic()
+        with _connect(port) as client:
+            client.sendall(_request("POST", "/api/v1/write", b"whole"))
+            assert json.loads(Answers(client).next()[2])["body"] == "whole"
+        assert time.monotonic() - started < 1
+        assert echo[INGEST].connections == 1  # the half-sent requests never reached the pool
+    finally:
+        for client in slow:
+            client.close()
+
+
+def test_bodies_past_the_buffer_budget_are_503_with_retry_after(served, monkeypatch):
+    port, echo, _, _ = served
+    monkeypatch.setattr(front, "BUFFER_BYTES", 50)
+    with _connect(port) as client:
+        client.sendall(_request("POST", "/api/v1/write", b"x" * 51))
+        status, headers, _ = Answers(client).next()
+    assert status == 503 and headers["retry-after"] == "1" and echo[INGEST].connections == 0
+    with _connect(port) as client:
+        client.sendall(_request("POST", "/api/v1/write", b"x" * 50))
+        assert Answers(client).next()[0] == 200
