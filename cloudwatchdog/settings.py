@@ -1,6 +1,7 @@
 """The one settings module. Everything a deployment changes comes from the environment
 (django-environ); with DATABASE_URL / REDIS_URL unset, embedded servers under `.data/` are used."""
 import ipaddress
+import math
 import os
 import uuid
 import warnings
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+
+from cloudwatchdog.routes import INGEST, pool_size
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -279,9 +282,8 @@ CLOUDWATCHDOG = {
     # this rate (about what a CPU second stores over OTLP, the dearest way in).
     "INGEST_POINTS_PER_CPU_SECOND": env.int("INGEST_POINTS_PER_CPU_SECOND", default=50_000),
     # Ingest requests of one tenant in flight at once, over every process (Redis): its share of the ingest
-    # workers. Default half of one server's (GUNICORN_WORKERS x GUNICORN_THREADS); set it per deployment.
-    "INGEST_INFLIGHT_PER_TENANT": env.int("INGEST_INFLIGHT_PER_TENANT", default=max(
-        1, env.int("GUNICORN_WORKERS", default=4) * env.int("GUNICORN_THREADS", default=1) // 2)),
+    # workers. Default half of one ingest pool's workers x threads, rounded up; set it per deployment.
+    "INGEST_INFLIGHT_PER_TENANT": env.int("INGEST_INFLIGHT_PER_TENANT", default=-(-math.prod(pool_size(INGEST)) // 2)),
     # A slot whose request never finished (its worker killed) frees itself after this: over the statement timeout.
     "INGEST_INFLIGHT_TTL_SECONDS": env.float("INGEST_INFLIGHT_TTL_SECONDS", default=90.0),
     # Points before this are refused (a tenant may refuse more with max_point_age_days).

@@ -16,12 +16,11 @@ application_full = get_wsgi_application()
 
 from django.core.handlers.wsgi import WSGIHandler  # noqa: E402 (after setup)
 
-# The exact paths of the ingest endpoints (cloudwatchdog/urls.py, metrics/urls.py); anything else,
-# a trailing slash or a typo included, goes to the full handler and is answered as before.
-INGEST_PATHS = frozenset({
-    "/api/v1/ingest/metrics", "/api/v1/ingest/noop", "/v1/metrics", "/otlp/v1/metrics", "/api/v1/write",
-    "/api/v1/push",
-})
+from cloudwatchdog.routes import INGEST_ROUTES  # noqa: E402
+
+# The exact paths of the ingest endpoints, as the ingest pool is routed (cloudwatchdog/routes.py); anything
+# else, a trailing slash or a typo included, goes to the full handler and is answered as before.
+INGEST_PATHS = frozenset(path for _, path in INGEST_ROUTES)
 INGEST_MIDDLEWARE = [
     "cloudwatchdog.telemetry.RequestTimingMiddleware",
     "cloudwatchdog.middleware.ChunkedBodyMiddleware",
