@@ -10,7 +10,8 @@ Both paths store the same rows: batches of 1,000 points over 1,000 series.
 usage: .venv/bin/python bench/ingest_http.py --url http://127.0.0.1:8000 [--rounds 5] [--batches 300]
        [--protocol json|otlp|remote_write]
 Each run makes its own tenant (and ingest key) in the database the project's settings point at
-(embedded by default), so earlier runs' watermarks cannot turn its points into late points.
+(embedded by default), so earlier runs' watermarks cannot turn its points into late points; its
+INGEST_INFLIGHT_PER_TENANT is --connections, and a 429 is waited out (Retry-After) and sent again.
 """
 import argparse
 import io
@@ -104,12 +105,17 @@ def _client(url: str, key: str, bodies: list[bytes], ready, results, protocol: s
     def post(request: bytes) -> int:
         sock.sendall(request)
         status = int(reader.readline().split()[1])
-        length = 0
+        length, retry_after = 0, None
         while (line := reader.readline()) not in (b"\r\n", b""):
             name, _, value = line.partition(b":")
             if name.strip().lower() == b"content-length":
                 length = int(value)
+            elif name.strip().lower() == b"retry-after":
+                retry_after = value.strip()
         payload = reader.read(length)
+        if status == 429:  # over the tenant's rate or in-flight share: wait as told and send it again, as agents do
+            time.sleep(float(retry_after or 1))
+            return post(request)
         if status != ok:
             raise RuntimeError(f"{status}: {payload[:500]!r}")
         if protocol == "json":
@@ -153,11 +159,17 @@ def _django():
     django.setup()
 
 
-def bench_key(run_tag: str) -> str:
+def bench_key(run_tag: str, inflight: int | None = None) -> str:
+    """An ingest key of a new tenant; `inflight`: its INGEST_INFLIGHT_PER_TENANT, so that many connections
+    measure ingest rather than the tenant's share."""
     _django()
     from tenants.services import api_key_issue, tenant_create
 
-    return api_key_issue(tenant=tenant_create(slug=f"bench-ingest-{run_tag}"), scope="ingest").plaintext
+    tenant = tenant_create(slug=f"bench-ingest-{run_tag}")
+    if inflight:
+        tenant.limits = {**tenant.limits, "INGEST_INFLIGHT_PER_TENANT": inflight}
+        tenant.save(update_fields=["limits"])
+    return api_key_issue(tenant=tenant, scope="ingest").plaintext
 
 
 def run_copy(rows: int, series: int, start: datetime) -> float:
@@ -196,7 +208,7 @@ def main():
     parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="json")
     args = parser.parse_args()
     run_tag = f"b{int(time.time())}"
-    key = bench_key(run_tag)
+    key = bench_key(run_tag, inflight=args.connections)  # ingest measured, not one tenant's share of it
     http_rates, copy_rates = [], []
     for round_number in range(args.rounds):
         # Each round's timestamps start at the current time and are a millisecond apart, as a live
