@@ -161,21 +161,25 @@ _COMBINE = {"avg": "sum(s ORDER BY f) / sum(c)", "min": "min(mn)", "max": "max(m
             "envelope": "sum(s ORDER BY f) / sum(c), min(mn), max(mx)"}  # envelope: charts only, three values a bucket
 
 
-def _aggregated_read(cursor, *, tenant, series_ids, start, end, step_seconds, agg, max_points) -> None:
+def _rollup_range(cursor, *, tenant, start, end, step_seconds) -> tuple:
+    """The whole rollup buckets strictly inside (start, end] that are refreshed, or (None, None)."""
     rollup = rollup_for_step(step_seconds)
-    rollup_from = rollup_to = None
-    if rollup is not None:
-        _, seconds = rollup
-        # Whole rollup buckets strictly inside (start, end]; ranges not yet refreshed read raw.
-        rollup_from = floor(start, seconds) + timedelta(seconds=seconds)
-        rollup_to = floor(end, seconds)
-        cursor.execute(f"SELECT min(min_ts), max(max_ts) FROM {INGEST_LOG_TABLE} WHERE tenant_id = %s", [tenant.id])
-        dirty_low, dirty_high = cursor.fetchone()
-        if dirty_low is not None and dirty_high >= rollup_from and dirty_low < rollup_to:
-            # Keep the clean part before the dirty range; the rest comes from raw points.
-            rollup_to = min(rollup_to, floor(dirty_low, seconds))
-        if rollup_to <= rollup_from:
-            rollup = None
+    if rollup is None:
+        return None, None
+    _, seconds = rollup
+    rollup_from = floor(start, seconds) + timedelta(seconds=seconds)
+    rollup_to = floor(end, seconds)
+    cursor.execute(f"SELECT min(min_ts), max(max_ts) FROM {INGEST_LOG_TABLE} WHERE tenant_id = %s", [tenant.id])
+    dirty_low, dirty_high = cursor.fetchone()
+    if dirty_low is not None and dirty_high >= rollup_from and dirty_low < rollup_to:
+        # Keep the clean part before the dirty range; the rest comes from raw points.
+        rollup_to = min(rollup_to, floor(dirty_low, seconds))
+    return (rollup_from, rollup_to) if rollup_to > rollup_from else (None, None)
+
+
+def _aggregated_read(cursor, *, tenant, series_ids, start, end, step_seconds, agg, max_points) -> None:
+    rollup_from, rollup_to = _rollup_range(cursor, tenant=tenant, start=start, end=end, step_seconds=step_seconds)
+    rollup = rollup_from is not None
     step = f"make_interval(secs => {int(step_seconds)})"
     params = {"tenant": tenant.id, "series": series_ids, "start": start, "end": end, "rollup_from": rollup_from,
               "rollup_to": rollup_to, "limit": max_points}
