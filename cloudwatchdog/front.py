@@ -8,7 +8,11 @@ client that sends slowly holds no gunicorn worker.
 
 At most workers x threads requests per pool are in gunicorn at once (one connection each); the
 rest wait here, in a queue bounded by FRONT_QUEUE (503 + Retry-After beyond it), and bodies held at
-once are bounded by FRONT_BUFFER_BYTES. A pool that cannot be reached answers 502 + Retry-After.
+once are bounded by FRONT_BUFFER_BYTES. A freed slot goes to the credentials waiting in turn (round
+robin over API keys, or client addresses without one), first come first served within one, so one
+tenant's forty agents queue behind each other, not in front of another tenant's request; one
+credential may have FRONT_QUEUE_PER_CREDENTIAL requests waiting, and is answered 429 + Retry-After
+beyond it (the tenant's share in the pool itself is INGEST_INFLIGHT_PER_TENANT, held in Redis). A pool that cannot be reached answers 502 + Retry-After.
 Conflicting Content-Length / Transfer-Encoding is refused (400): no request smuggling past us.
 Timeouts follow the README's nginx advice: 10 s for a request's head, 30 s between body reads,
 90 s for the pool's answer; an idle keep-alive client is closed after 75 s, as gunicorn does.
@@ -19,11 +23,14 @@ No Django import: it starts in a fraction of a second and costs little per reque
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import json
 import os
 import signal
 import sys
+from collections import deque
 from dataclasses import dataclass, field
 
 if __package__ in (None, ""):
@@ -35,6 +42,7 @@ STREAM_LIMIT = 1024 * 1024  # asyncio's buffer per connection: a small one pause
 MAX_BODY_BYTES = int(os.environ.get("FRONT_MAX_BODY_BYTES", 100 * 1024 * 1024))  # TENANT_LIMIT_CEILINGS' body cap
 BUFFER_BYTES = int(os.environ.get("FRONT_BUFFER_BYTES", 256 * 1024 * 1024))
 QUEUE_LIMIT = int(os.environ.get("FRONT_QUEUE", 128))  # requests waiting for one pool
+CREDENTIAL_QUEUE_LIMIT = int(os.environ.get("FRONT_QUEUE_PER_CREDENTIAL", 16))  # of those, for one credential
 IDLE_SECONDS, HEAD_SECONDS, BODY_SECONDS, ANSWER_SECONDS = 75, 10, 30, 90
 BACKEND_IDLE_SECONDS = 60  # under gunicorn's keepalive (75 s), so it never closes one we are about to use
 CHUNK = 64 * 1024
@@ -73,10 +81,9 @@ class Pool:
     address: str
     slots: int
     idle: list = field(default_factory=list)  # (reader, writer, since)
-    waiting: int = 0
 
     def __post_init__(self):
-        self.semaphore = asyncio.Semaphore(self.slots)
+        self.gate = FairGate(self.slots)
 
     async def connect(self):
         if self.address.startswith("unix:"):
@@ -92,6 +99,60 @@ class Pool:
                 return reader, writer
             writer.close()
         return None
+
+
+class FairGate:
+    """A pool's slots, handed out in turn to the credentials waiting for one.
+
+    `waiting` keeps one queue per credential in the order they are served: the credential at its head
+    gets the next free slot, then goes to its end (round robin), so a request waits behind at most
+    one request of each other credential, however many a flooding tenant has queued."""
+
+    def __init__(self, slots: int):
+        self.free = slots
+        self.waiting: dict[bytes, deque[asyncio.Future]] = {}
+        self.queued = 0
+
+    def queued_for(self, credential: bytes) -> int:
+        queue = self.waiting.get(credential)
+        return len(queue) if queue else 0
+
+    async def acquire(self, credential: bytes) -> None:
+        if self.free and not self.waiting:
+            self.free -= 1
+            return
+        turn = asyncio.get_running_loop().create_future()
+        self.waiting.setdefault(credential, deque()).append(turn)
+        self.queued += 1
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self.release()  # handed a slot as it was cancelled: pass it on
+            else:
+                self._forget(credential, turn)
+            raise
+
+    def release(self) -> None:
+        while self.waiting:
+            credential, queue = next(iter(self.waiting.items()))
+            del self.waiting[credential]
+            turn = queue.popleft()
+            if queue:
+                self.waiting[credential] = queue  # to the end of the round
+            self.queued -= 1
+            if not turn.done():
+                turn.set_result(None)
+                return
+        self.free += 1
+
+    def _forget(self, credential: bytes, turn: asyncio.Future) -> None:
+        queue = self.waiting.get(credential)
+        if queue and turn in queue:
+            queue.remove(turn)
+            self.queued -= 1
+            if not queue:
+                del self.waiting[credential]
 
 
 class Front:
@@ -127,14 +188,15 @@ class Front:
     async def forward(self, request: Request, peer_ip: str, client: asyncio.StreamWriter) -> bool:
         """Sends one request to its pool and its answer to the client; False when the client must be closed."""
         pool = self.pools[pool_for(request.method.decode("latin-1"), request.target.decode("latin-1"))]
-        if pool.waiting >= QUEUE_LIMIT:
+        if pool.gate.queued >= QUEUE_LIMIT:
             await send_refusal(client, Refusal(503, f"the {pool.name} pool's queue is full", retry_after=True), close=False)
             return True
-        pool.waiting += 1
-        try:
-            await pool.semaphore.acquire()
-        finally:
-            pool.waiting -= 1
+        credential = credential_of(request, peer_ip)
+        if pool.gate.queued_for(credential) >= CREDENTIAL_QUEUE_LIMIT:
+            await send_refusal(client, Refusal(429, f"this API key already has {CREDENTIAL_QUEUE_LIMIT} requests waiting "
+                                                    f"for the {pool.name} pool", retry_after=True), close=False)
+            return True
+        await pool.gate.acquire(credential)
         try:
             head = backend_head(request, peer_ip)
             for attempt in (0, 1):
@@ -165,7 +227,21 @@ class Front:
                 return await relay_answer(status_line, backend, request, client, pool)
             return True
         finally:
-            pool.semaphore.release()
+            pool.gate.release()
+
+
+def credential_of(request: Request, peer_ip: str) -> bytes:
+    """Whose turn a request waits for: its API key (Bearer, or Basic's password, so both schemes of one
+    key share a turn), else the client's address. Not checked here: a wrong key is answered 401 by
+    the pool at the cost of one turn of its own."""
+    for name, value in request.headers:
+        if name == b"authorization":
+            scheme, _, token = value.partition(b" ")
+            if scheme.lower() == b"basic":
+                with contextlib.suppress(binascii.Error, ValueError):
+                    return b"key:" + base64.b64decode(token.strip(), validate=True).partition(b":")[2]
+            return b"key:" + token.strip()
+    return b"addr:" + peer_ip.encode()
 
 
 async def timed(awaitable, seconds: float):
@@ -399,7 +475,7 @@ async def relay_chunked(reader, client, raw: bool) -> None:
 
 async def send_refusal(writer, refusal: Refusal, close: bool = True) -> None:
     body = json.dumps({"detail": refusal.reason[0].upper() + refusal.reason[1:] + "."}).encode() + b"\n"
-    reasons = {400: b"Bad Request", 408: b"Request Timeout", 413: b"Content Too Large", 431: b"Request Header Fields Too Large",
+    reasons = {400: b"Bad Request", 408: b"Request Timeout", 413: b"Content Too Large", 429: b"Too Many Requests", 431: b"Request Header Fields Too Large",
                502: b"Bad Gateway", 503: b"Service Unavailable", 504: b"Gateway Timeout", 505: b"HTTP Version Not Supported"}
     lines = [b"HTTP/1.1 %d %s" % (refusal.status, reasons.get(refusal.status, b"Error")),
              b"Content-Type: application/json", b"Content-Length: %d" % len(body)]

@@ -3,6 +3,7 @@ HTTP/1.1 it must get right on a public port. The pools here are two small HTTP s
 sockets that answer with what they received (which pool, the head, the body), so each test runs in
 milliseconds; tests/test_make_run.py runs the front in front of the real gunicorn pools."""
 import asyncio
+import base64
 import json
 import socket
 import threading
@@ -21,6 +22,7 @@ class EchoPool:
         self.name, self.path = name, path
         self.release = None  # set by a test: /slow waits on it
         self.connections = 0
+        self.received = []  # targets in the order the pool got them
 
     async def handle(self, reader, writer):
         self.connections += 1
@@ -35,6 +37,7 @@ class EchoPool:
                     headers.setdefault(name.strip().lower(), []).append(value.strip())
                 method, target, _ = line.decode().split(" ")
                 body = await reader.readexactly(int(headers.get("content-length", ["0"])[0]))
+                self.received.append(target)
                 if target == "/slow":
                     await self.release.wait()
                 answer = json.dumps({"pool": self.name, "method": method, "target": target, "headers": headers,
@@ -240,6 +243,57 @@ def test_a_full_queue_is_503_with_retry_after_and_reads_are_not_queued_behind_it
         assert json.loads(Answers(clients[3]).next()[2])["pool"] == INGEST
         loop.call_soon_threadsafe(echo[WEB].release.set)
         assert [Answers(c).next()[0] for c in clients[:3]] == [200, 200, 200]
+    finally:
+        for client in clients:
+            client.close()
+
+
+def _waiting(pools, name: str, count: int) -> None:
+    deadline = time.monotonic() + 5
+    while pools[name].gate.queued < count:
+        assert time.monotonic() < deadline, f"{count} requests never queued"
+        time.sleep(0.01)
+
+
+def test_a_freed_slot_goes_to_the_next_credential_in_turn_not_to_the_longest_queue(served):
+    port, echo, pools, loop = served
+    key_a, key_b = "Authorization: Bearer key-of-a\r\n", "Authorization: Basic " + \
+        base64.b64encode(b"tenant-b:key-of-b").decode() + "\r\n"
+    clients = [_connect(port) for _ in range(7)]
+    try:
+        for client in clients[:2]:  # tenant A holds both of the web pool's slots
+            client.sendall(_request("GET", "/slow", extra=key_a))
+        time.sleep(0.2)
+        for number, client in enumerate(clients[2:6], 1):  # and queues four more, one at a time
+            client.sendall(_request("GET", f"/a{number}", extra=key_a))
+            _waiting(pools, WEB, number)
+        clients[6].sendall(_request("GET", "/b1", extra=key_b))
+        _waiting(pools, WEB, 5)
+        loop.call_soon_threadsafe(echo[WEB].release.set)
+        assert [Answers(c).next()[0] for c in clients] == [200] * 7
+        # the slow pair first, then A and B in turn: B waited for one of A's requests, not four
+        assert echo[WEB].received == ["/slow", "/slow", "/a1", "/b1", "/a2", "/a3", "/a4"]
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_a_credential_past_its_queue_share_gets_429_and_others_still_queue(served, monkeypatch):
+    port, echo, pools, loop = served
+    monkeypatch.setattr(front, "CREDENTIAL_QUEUE_LIMIT", 1)
+    key_a, key_b = "Authorization: Bearer key-of-a\r\n", "Authorization: Bearer key-of-b\r\n"
+    clients = [_connect(port) for _ in range(5)]
+    try:
+        for client in clients[:3]:  # two in the pool, one waiting: A's share of the queue
+            client.sendall(_request("GET", "/slow", extra=key_a))
+        _waiting(pools, WEB, 1)
+        clients[3].sendall(_request("GET", "/slow", extra=key_a))
+        status, headers, body = Answers(clients[3]).next()
+        assert status == 429 and headers["retry-after"] == "1" and b"already has 1 requests waiting" in body
+        clients[4].sendall(_request("GET", "/b", extra=key_b))  # another key still queues
+        _waiting(pools, WEB, 2)
+        loop.call_soon_threadsafe(echo[WEB].release.set)
+        assert [Answers(c).next()[0] for c in clients[:3] + clients[4:]] == [200] * 4
     finally:
         for client in clients:
             client.close()
