@@ -10,7 +10,8 @@ At most workers x threads requests per pool are in gunicorn at once (one connect
 rest wait here, in a queue bounded by FRONT_QUEUE (503 + Retry-After beyond it), and bodies held at
 once are bounded by FRONT_BUFFER_BYTES. A freed slot goes to the credentials waiting in turn (round
 robin over API keys, or client addresses without one), first come first served within one, so one
-tenant's forty agents queue behind each other, not in front of another tenant's request; one
+tenant's forty agents queue behind each other, not in front of another tenant's request, and
+while others are about one credential holds at most all of a pool's slots but one; one
 credential may have FRONT_QUEUE_PER_CREDENTIAL requests waiting, and is answered 429 + Retry-After
 beyond it (the tenant's share in the pool itself is INGEST_INFLIGHT_PER_TENANT, held in Redis). A pool that cannot be reached answers 502 + Retry-After.
 Conflicting Content-Length / Transfer-Encoding is refused (400): no request smuggling past us.
@@ -43,6 +44,7 @@ MAX_BODY_BYTES = int(os.environ.get("FRONT_MAX_BODY_BYTES", 100 * 1024 * 1024)) 
 BUFFER_BYTES = int(os.environ.get("FRONT_BUFFER_BYTES", 256 * 1024 * 1024))
 QUEUE_LIMIT = int(os.environ.get("FRONT_QUEUE", 128))  # requests waiting for one pool
 CREDENTIAL_QUEUE_LIMIT = int(os.environ.get("FRONT_QUEUE_PER_CREDENTIAL", 16))  # of those, for one credential
+RESERVE_SECONDS = 1.0  # a credential seen this recently still has a pool's last slot kept for it
 IDLE_SECONDS, HEAD_SECONDS, BODY_SECONDS, ANSWER_SECONDS = 75, 10, 30, 90
 BACKEND_IDLE_SECONDS = 60  # under gunicorn's keepalive (75 s), so it never closes one we are about to use
 CHUNK = 64 * 1024
@@ -106,45 +108,81 @@ class FairGate:
 
     `waiting` keeps one queue per credential in the order they are served: the credential at its head
     gets the next free slot, then goes to its end (round robin), so a request waits behind at most
-    one request of each other credential, however many a flooding tenant has queued."""
+    one request of each other credential, however many a flooding tenant has queued. And while
+    another credential uses the pool, or did within RESERVE_SECONDS, no credential holds more than
+    all slots but one: the last is kept for the others' next request, which then waits for no
+    flooding tenant's request to finish. A credential alone gets every slot.
+    """
 
     def __init__(self, slots: int):
         self.free = slots
+        self.cap = max(1, slots - 1)  # slots one credential may hold while others are about
         self.waiting: dict[bytes, deque[asyncio.Future]] = {}
         self.queued = 0
+        self.held: dict[bytes, int] = {}
+        self.seen: dict[bytes, float] = {}  # credential -> when its last request came
+        self.timer = None
 
     def queued_for(self, credential: bytes) -> int:
         queue = self.waiting.get(credential)
         return len(queue) if queue else 0
 
     async def acquire(self, credential: bytes) -> None:
-        if self.free and not self.waiting:
-            self.free -= 1
-            return
+        self.seen[credential] = asyncio.get_running_loop().time()
         turn = asyncio.get_running_loop().create_future()
         self.waiting.setdefault(credential, deque()).append(turn)
         self.queued += 1
+        self.dispatch()
         try:
             await turn
         except asyncio.CancelledError:
             if turn.done() and not turn.cancelled():
-                self.release()  # handed a slot as it was cancelled: pass it on
+                self.release(credential)  # handed a slot as it was cancelled: pass it on
             else:
                 self._forget(credential, turn)
             raise
 
-    def release(self) -> None:
-        while self.waiting:
-            credential, queue = next(iter(self.waiting.items()))
-            del self.waiting[credential]
+    def release(self, credential: bytes) -> None:
+        self.held[credential] -= 1
+        if not self.held[credential]:
+            del self.held[credential]
+        self.free += 1
+        self.dispatch()
+
+    def dispatch(self) -> None:
+        """Hands free slots to the waiting credentials in turn, skipping those at their cap."""
+        while self.free and self.waiting:
+            active = self._active()
+            for credential in self.waiting:
+                if self.held.get(credential, 0) < self.cap or active == {credential}:
+                    break
+            else:  # all at their cap while others are about: look again once those may have gone
+                if self.timer is None:
+                    self.timer = asyncio.get_running_loop().call_later(RESERVE_SECONDS, self._look_again)
+                return
+            queue = self.waiting.pop(credential)
             turn = queue.popleft()
             if queue:
                 self.waiting[credential] = queue  # to the end of the round
             self.queued -= 1
-            if not turn.done():
-                turn.set_result(None)
-                return
-        self.free += 1
+            if turn.done():  # cancelled while waiting
+                continue
+            self.free -= 1
+            self.held[credential] = self.held.get(credential, 0) + 1
+            turn.set_result(None)
+
+    def _active(self) -> set[bytes]:
+        """Credentials with requests here or in the pool, or one within RESERVE_SECONDS; forgets the rest."""
+        now = asyncio.get_running_loop().time()
+        gone = [c for c, when in self.seen.items()
+                if now - when >= RESERVE_SECONDS and c not in self.held and c not in self.waiting]
+        for credential in gone:
+            del self.seen[credential]
+        return set(self.seen)
+
+    def _look_again(self) -> None:
+        self.timer = None
+        self.dispatch()
 
     def _forget(self, credential: bytes, turn: asyncio.Future) -> None:
         queue = self.waiting.get(credential)
@@ -227,7 +265,7 @@ class Front:
                 return await relay_answer(status_line, backend, request, client, pool)
             return True
         finally:
-            pool.gate.release()
+            pool.gate.release(credential)
 
 
 def credential_of(request: Request, peer_ip: str) -> bytes:
