@@ -23,6 +23,7 @@ class Lock(IntEnum):
     RULES = 7_308  # a tenant's detection rule creations, one at a time, so its rule limit holds
     PARTITIONS = 7_309  # DDL on the points table's partitions, one process at a time (key 0)
     ROLLUPS_REFRESH = 7_310  # one rollup refresh at a time (key 0)
+    ROLLUP_REINDEX = 7_311  # one rebuild of the rollup index at a time, after a compaction (key 0)
 
 
 def xact_lock_sql(lock: Lock, key: int, *, shared: bool = False) -> tuple[str, list]:

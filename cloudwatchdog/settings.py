@@ -293,6 +293,7 @@ CLOUDWATCHDOG = {
     # this and wholly behind the late window; series per transaction.
     "COMPACTION_OLDER_THAN_SECONDS": env.int("COMPACTION_OLDER_THAN_SECONDS", default=0),
     "COMPACTION_BATCH_SERIES": env.int("COMPACTION_BATCH_SERIES", default=100),
+    "COMPACTION_REINDEX_MIN_FOLDED": env.int("COMPACTION_REINDEX_MIN_FOLDED", default=10_000),
     # Alerting: how long a notification is retried, and how many messages a channel takes a minute.
     "NOTIFY_RETRY_HOURS": env.int("NOTIFY_RETRY_HOURS", default=24),
     "CHANNEL_MESSAGES_PER_MINUTE": env.int("CHANNEL_MESSAGES_PER_MINUTE", default=30),

@@ -10,7 +10,7 @@ detection pass has yet to read are rows.
 Each batch of series is one transaction: it deletes the rows (RETURNING them), merges them into the
 chunk of their day (a late point written after an earlier compaction joins its chunk here),
 and upserts the chunks. The hourly rollups, refreshed first, are then folded into the chunks' hours
-(hours.py) and deleted. It runs under an exclusive advisory lock per tenant that ingest takes shared only
+(hours.py) and deleted; when many were, the rollup index is rebuilt to give their pages back. It runs under an exclusive advisory lock per tenant that ingest takes shared only
 for batches with points older than the late window, so a late point is either in the rows the
 batch moves or checked against the chunk it wrote: never lost, never stored twice. Running it again
 moves nothing more. Beat runs it hourly; `manage.py compact_points` runs it now.
@@ -80,6 +80,9 @@ def points_compact(*, tenant: Tenant | None = None, older_than: timedelta = time
             report[name] += count
     # Days compacted by every tenant leave their partitions empty: give their space back.
     report["partitions_truncated"] = partitions.partitions_truncate_emptied(before=now)
+    # The folded rollup rows leave their index pages empty: rebuilt when many were (hours.py).
+    report["rollup_index_rebuilt"] = hours.rollup_index_reclaim(
+        folded=report["hours_folded"], min_folded=settings.CLOUDWATCHDOG["COMPACTION_REINDEX_MIN_FOLDED"])
     report["seconds"] = round(time.perf_counter() - started, 3)
     return report
 

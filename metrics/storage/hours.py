@@ -14,10 +14,11 @@ so sums stay what SQL added, in time order.
 """
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 import numpy as np
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 
 from cloudwatchdog import locks
 from cloudwatchdog.locks import Lock
@@ -25,7 +26,10 @@ from cloudwatchdog.timeutil import sql_at, sql_us, to_us
 from metrics.models import CHUNK_TABLE, ROLLUP_1H_TABLE
 from metrics.storage import chunks, codec
 
+logger = logging.getLogger(__name__)
+
 HOUR_US = 3_600_000_000
+ROLLUP_INDEX = "metrics_rollup_1h_pkey"
 
 
 def hours_fold_tenant(*, tenant_id: int, batch_chunks: int = 1000) -> dict:
@@ -91,6 +95,43 @@ def _fold(cursor, *, tenant_id: int, pairs: list[tuple[int, int]]) -> tuple[int,
         )
     rollups_delete(cursor, tenant_id=tenant_id, folded=folded)
     return len(folded), sum(len(rows) for rows in rollups.values()) - len(folded)
+
+
+def rollup_index_reclaim(*, folded: int, min_folded: int) -> bool:
+    """Rebuild the rollup table's primary key when a compaction folded (deleted) at least `min_folded`
+    rollup rows; True when it was rebuilt.
+
+    Folding a closed day deletes a day of rollup rows per series; VACUUM leaves their B-tree pages
+    empty, and until later days' rollups reuse them they cost more than the rows left (at 1,000 series
+    x 1,000 points, 0.70 of 3.51 bytes a point). REINDEX CONCURRENTLY rebuilds it from the rows left
+    (the uncompacted days, a small index) without blocking ingest, the refresh or reads; it cannot run
+    in a transaction, so a caller inside one (a test's) keeps the pages. A failure is logged and leaves
+    the old index in use; the invalid copy it leaves is dropped, so the next pass starts clean.
+    """
+    if folded < min_folded or connection.in_atomic_block:
+        return False
+    with connection.cursor() as cursor, locks.held_if_free(cursor, Lock.ROLLUP_REINDEX, 0) as held:
+        if not held:
+            return False  # another compaction is rebuilding it now
+        try:
+            _drop_invalid_copies(cursor)
+            cursor.execute(f"REINDEX INDEX CONCURRENTLY {ROLLUP_INDEX}")
+        except DatabaseError:
+            logger.exception("rebuilding %s failed; its emptied pages wait for the next compaction", ROLLUP_INDEX)
+            _drop_invalid_copies(cursor)
+            return False
+    return True
+
+
+def _drop_invalid_copies(cursor) -> None:
+    """Drop what an interrupted REINDEX CONCURRENTLY left: invalid `<index>_ccnew` / `_ccold` indexes."""
+    cursor.execute(
+        "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "WHERE i.indrelid = %s::regclass AND NOT i.indisvalid AND c.relname LIKE %s",
+        [ROLLUP_1H_TABLE, f"{ROLLUP_INDEX}_cc%"],
+    )
+    for (name,) in cursor.fetchall():
+        cursor.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"')
 
 
 def day_rollups(cursor, *, tenant_id: int, series_ids: list[int], periods_us: list[int]) -> dict[tuple[int, int], list]:
