@@ -7,6 +7,7 @@ class MetricsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        from cloudwatchdog import checks  # noqa: F401  (registers the connection budget check)
         from cloudwatchdog.telemetry import scrape_collectors
         from metrics.services import ingest_figures
         from metrics.storage import tenant_points_delete

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from cloudwatchdog import front
 from cloudwatchdog.routes import INGEST, INGEST_ROUTES, POOL_SIZES, WEB, pool_for
 from scripts.serve import procfile_roles
@@ -64,3 +66,23 @@ def test_the_slim_ingest_handler_serves_the_paths_the_ingest_pool_gets():
     from cloudwatchdog import wsgi
 
     assert set(wsgi.INGEST_PATHS) == {path for _, path in INGEST_ROUTES}
+
+
+@pytest.mark.django_db
+def test_a_connection_budget_over_postgresqls_limit_is_a_warning_at_migrate_time(monkeypatch):
+    from django.core.checks import run_checks
+    from django.db import connection
+
+    def budget_warnings():
+        return [m for m in run_checks(databases=["default"]) if m.id == "cloudwatchdog.W001"]
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int")
+        accepted = cursor.fetchone()[0]
+    assert budget_warnings() == []  # the defaults: 15 connections
+    monkeypatch.setenv("GUNICORN_WORKERS", str(accepted))
+    monkeypatch.setenv("GUNICORN_THREADS", "2")
+    [warning] = budget_warnings()
+    assert f"ingest pool {2 * accepted}, web pool {2 * accepted}," in warning.msg and f"PostgreSQL accepts {accepted}." in warning.msg
+    assert "max_connections" in warning.hint
+    assert [m for m in run_checks() if m.id == "cloudwatchdog.W001"] == []  # only where a database is checked
