@@ -1,7 +1,7 @@
 """Storage density and speed on compacted data (issue 14): bytes per point, compaction throughput,
 reads and detection on rows against the same points in chunks, and the codec's bytes and speed.
 
-usage: .venv/bin/python bench/storage.py [--series 1000] [--points 10000] [--reads 200] [--skip-detection]
+usage: .venv/bin/python bench/storage.py [--series 1000] [--points 10000] [--reads 200] [--skip-detection] [--wide-read]
 
 Works in a database of its own (`cloudwatchdog_bench_storage` on the project's server, created
 fresh and migrated), so sizes are the benchmark's alone. Loads --series series × --points points
@@ -16,6 +16,8 @@ hashes must match each other, and across commits for the same arguments run on t
 data is seeded; its times end before yesterday). The database stays until the
 next run, for a look with psql. Reads go through the API's
 view stack in-process (Django's test client: middleware, auth, serialization; no socket).
+--wide-read: one read of every series over the last 30 days at step=1h (timeseries_read, the selector
+the API calls; median of 3 ms, and a hash of its answer) on rows and rollups, then on chunks and their hours.
 Detection: a second tenant of 1,000 series × 1,000 points; `fetchall` of them from the row table,
 a first detection pass and a whole replay on rows, then the same on a copy compacted first.
 """
@@ -171,6 +173,22 @@ def read_queries(mix: ShapeMix, series: int, start_us: int, points: int, count: 
     return hour, month
 
 
+def time_wide_read(tenant, series_ids: list[int], start_us: int, points: int) -> tuple[float, str]:
+    """Median of 3 milliseconds of one 30-day step=1h read of all these series, and its answer's hash."""
+    from metrics.storage import timeseries_read
+
+    end = datetime.fromtimestamp((start_us + points * STEP_US) / 1e6, timezone.utc)
+    start = datetime.fromtimestamp((start_us + points * STEP_US - 30 * DAY_US) / 1e6, timezone.utc)
+    elapsed = []
+    for _ in range(3):
+        began = time.perf_counter()
+        answer = timeseries_read(tenant=tenant, series_ids=series_ids, start=start, end=end, step_seconds=3600,
+                                 agg="avg", max_points=10**8)
+        elapsed.append((time.perf_counter() - began) * 1000)
+    text = repr(sorted((series_id, [(ts.isoformat(), value) for ts, value in rows]) for series_id, rows in answer.items()))
+    return statistics.median(elapsed), answers_hash([text.encode()])
+
+
 def detection_figures(mix: ShapeMix, compacted: bool) -> dict:
     """fetchall from rows, then a first detection pass and a whole replay (on chunks when `compacted`)."""
     from anomalies.runs import detection_run
@@ -237,6 +255,7 @@ def main():
     parser.add_argument("--points", type=int, default=10_000, help="per series, one a minute")
     parser.add_argument("--reads", type=int, default=200)
     parser.add_argument("--skip-detection", action="store_true")
+    parser.add_argument("--wide-read", action="store_true", help="time a 30-day step=1h read of every series")
     args = parser.parse_args()
     mix = ShapeMix()
     codec_table(mix, args.series, args.points)
@@ -249,18 +268,21 @@ def main():
     total = args.series * args.points
     days = -(-args.points * STEP_US // DAY_US)
     start_us = (int(time.time() * 1e6) // DAY_US - days - 2) * DAY_US
-    _, loaded = load(tenant, args.series, args.points, start_us, mix)
+    series_ids, loaded = load(tenant, args.series, args.points, start_us, mix)
     print(f"\nloaded {total:,} points (COPY + rollup refresh) in {loaded:.1f} s")
     rows = sizes()
     client = Client()
     hour, month = read_queries(mix, args.series, start_us, args.points, args.reads)
     rows_reads = time_reads(client, key, hour), time_reads(client, key, month)
+    wide = [time_wide_read(tenant, series_ids, start_us, args.points)] if args.wide_read else []
 
     began = time.perf_counter()
     report = points_compact(tenant=tenant)
     compaction = time.perf_counter() - began
     compacted = sizes()
     chunk_reads = time_reads(client, key, hour), time_reads(client, key, month)
+    if args.wide_read:
+        wide.append(time_wide_read(tenant, series_ids, start_us, args.points))
 
     print(f"compaction: {report['points']:,} points into {report['chunks']:,} chunks in {compaction:.1f} s "
           f"= {report['points'] / compaction:,.0f} points/s (encoded data {report['chunk_bytes'] / report['points']:.2f} B/point)")
@@ -286,6 +308,10 @@ def main():
         same = "same" if on_rows[2] == on_chunks[2] else "DIFFERENT"
         print(f"{label:24} {on_rows[0]:9.1f} {on_rows[1]:7.1f} {on_chunks[0]:11.1f} {on_chunks[1]:7.1f}  "
               f"{on_rows[2]} {on_chunks[2]} {same}")
+    if wide:
+        (rows_ms, rows_hash), (chunks_ms, chunks_hash) = wide
+        print(f"{'wide: %d series 30 days 1h' % args.series:24} {rows_ms:9.1f} {'':7} {chunks_ms:11.1f} {'':7}  "
+              f"{rows_hash} {chunks_hash} {'same' if rows_hash == chunks_hash else 'DIFFERENT'}  (median of 3)")
     if not args.skip_detection:
         print("\ndetection over 1,000 series × 1,000 points:")
         for compacted_first in (False, True):

@@ -225,6 +225,39 @@ def hour_relation(*, tenant_id: int, series_ids: list[int], start: datetime, end
     return sql, params
 
 
+def hour_arrays(cursor, *, tenant_id: int, series_ids: list[int], start: datetime, end: datetime,
+                stored: list[tuple]) -> tuple[np.ndarray, ...]:
+    """What hour_relation holds, as arrays (series, bucket µs, count, sum, min, max) in series and bucket
+    order: the rollup rows, and the hours of the `stored` (series id, period µs, hours) chunks that no
+    rollup row overrides."""
+    cursor.execute(
+        f"SELECT series_id, {sql_us('bucket')}, count, sum, min, max FROM {ROLLUP_1H_TABLE} "
+        "WHERE tenant_id = %s AND series_id = ANY(%s) AND bucket >= %s AND bucket < %s",
+        [tenant_id, list(series_ids), start, end],
+    )
+    rows = cursor.fetchall()
+    parts = [tuple(np.array(column, dtype) for column, dtype in zip(zip(*rows), _HOUR_DTYPES))] if rows else []
+    start_us, end_us = to_us(start), to_us(end)
+    for series_id, period_us, blob in stored:
+        hour, counts, sums, mins, maxs = codec.decode_hours(blob)
+        buckets = period_us + hour * HOUR_US
+        keep = (buckets >= start_us) & (buckets < end_us)
+        if keep.any():
+            parts.append((np.full(int(keep.sum()), series_id, np.int64), buckets[keep], counts[keep], sums[keep],
+                          mins[keep], maxs[keep]))
+    if not parts:
+        return tuple(np.array([], dtype) for dtype in _HOUR_DTYPES)
+    columns = [np.concatenate(column) for column in zip(*parts)]
+    # A rollup row (first in `parts`) overrides a chunk's hour: keep the first of each (series, bucket).
+    order = np.lexsort((columns[1], columns[0]))  # stable: among equal keys, the rollup row stays first
+    columns = [column[order] for column in columns]
+    first = np.concatenate(([True], (columns[0][1:] != columns[0][:-1]) | (columns[1][1:] != columns[1][:-1])))
+    return tuple(column[first] for column in columns)
+
+
+_HOUR_DTYPES = (np.int64, np.int64, np.int64, np.float64, np.float64, np.float64)
+
+
 def _stored_hours(*, tenant_id: int, series_ids: list[int], start: datetime, end: datetime) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(

@@ -110,8 +110,11 @@ def timeseries_read(
         return result
     with connection.cursor() as cursor:
         if step_seconds:
-            _aggregated_read(cursor, tenant=tenant, series_ids=list(series_ids), start=start, end=end,
-                             step_seconds=step_seconds, agg=agg, max_points=max_points)
+            rows = _aggregated_read(cursor, tenant=tenant, series_ids=list(series_ids), start=start, end=end,
+                                    step_seconds=step_seconds, agg=agg, max_points=max_points)
+            for series_id, ts, value in rows:
+                result[series_id].append((ts, value))
+            return result
         elif _chunks_in(tenant, series_ids, start, end):
             start_us, end_us = to_us(start), to_us(end)
             merged = points_after(tenant=tenant, after_us={s: start_us for s in series_ids},
@@ -177,9 +180,14 @@ def _rollup_range(cursor, *, tenant, start, end, step_seconds) -> tuple:
     return (rollup_from, rollup_to) if rollup_to > rollup_from else (None, None)
 
 
-def _aggregated_read(cursor, *, tenant, series_ids, start, end, step_seconds, agg, max_points) -> None:
+def _aggregated_read(cursor, *, tenant, series_ids, start, end, step_seconds, agg, max_points) -> list[tuple]:
+    """Rows (series id, bucket, value or, for envelope, avg, min, max) in series and bucket order."""
     rollup_from, rollup_to = _rollup_range(cursor, tenant=tenant, start=start, end=end, step_seconds=step_seconds)
     rollup = rollup_from is not None
+    # At step=1h each bucket inside the rollup range is one hour from one source (a rollup row or a chunk's
+    # hour), so its answer is that hour's stats as they are: taken in Python, not sent through SQL as text
+    # (a 30-day read of 1,000 series sent 720k hours to be parsed, anti-joined and sorted again).
+    whole_hours = rollup and step_seconds == 3600
     step = f"make_interval(secs => {int(step_seconds)})"
     params = {"tenant": tenant.id, "series": series_ids, "start": start, "end": end, "rollup_from": rollup_from,
               "rollup_to": rollup_to, "limit": max_points}
@@ -211,6 +219,19 @@ def _aggregated_read(cursor, *, tenant, series_ids, start, end, step_seconds, ag
         GROUP BY 1, 2
     """
     rollup_parts = ""
+    if whole_hours:
+        cursor.execute(
+            f"""
+            SELECT series_id, b, {_COMBINE[agg]} FROM ({raw_parts}) parts
+            GROUP BY series_id, b ORDER BY series_id, b LIMIT %(limit)s
+            """,
+            params,
+        )
+        edges = cursor.fetchall()
+        stored = [(series_id, period_us, blob) for series_id, period_us, _, blob in window_chunks if blob is not None]
+        hourly = _hour_answers(cursor, tenant_id=tenant.id, series_ids=series_ids, start=rollup_from, end=rollup_to,
+                               stored=stored, agg=agg)
+        return sorted(edges + hourly, key=lambda row: (row[0], row[1]))[:max_points]
     if rollup:
         # Rollup rows, and the hours of compacted days kept in their chunks (a rollup row overrides).
         hour_sql, hour_params = hours.hour_relation(
@@ -231,6 +252,22 @@ def _aggregated_read(cursor, *, tenant, series_ids, start, end, step_seconds, ag
         """,
         params,
     )
+    return cursor.fetchall()
+
+
+def _hour_answers(cursor, *, tenant_id, series_ids, start, end, stored, agg) -> list[tuple]:
+    """The rows a step=1h read answers for the hours in [start, end): each hour's rollup row, else its
+    chunk's stored hour (hours.hour_arrays). An hour's sum is one value, so `sum(s) / sum(c)` in SQL is
+    this one division: the same bits."""
+    series, buckets, counts, sums, mins, maxs = hours.hour_arrays(cursor, tenant_id=tenant_id, series_ids=series_ids,
+                                                                  start=start, end=end, stored=stored)
+    moments = [from_us(bucket) for bucket in buckets.tolist()]
+    counts = counts.astype(np.float64)
+    if agg == "envelope":
+        return list(zip(series.tolist(), moments, (sums / counts).tolist(), mins.tolist(), maxs.tolist()))
+    values = {"avg": lambda: sums / counts, "sum": lambda: sums, "min": lambda: mins, "max": lambda: maxs,
+              "count": lambda: counts}[agg]()
+    return list(zip(series.tolist(), moments, values.tolist()))
 
 
 def _window_chunks(cursor, *, tenant, series_ids, start, end) -> list[tuple]:
@@ -601,9 +638,8 @@ def chart_points(*, tenant: Tenant, series: Series, start: datetime, end: dateti
         return counter_read(tenant=tenant, series_ids=[series.id], start=start, end=end, fn="rate",
                             step_seconds=step)[series.id], [], step
     with connection.cursor() as cursor:
-        _aggregated_read(cursor, tenant=tenant, series_ids=[series.id], start=start, end=end, step_seconds=step,
-                         agg="envelope", max_points=max_buckets + 2)
-        rows = cursor.fetchall()
+        rows = _aggregated_read(cursor, tenant=tenant, series_ids=[series.id], start=start, end=end, step_seconds=step,
+                                agg="envelope", max_points=max_buckets + 2)
     return [(ts, avg) for _, ts, avg, _, _ in rows], [(ts, low, high) for _, ts, _, low, high in rows], step
 
 
