@@ -237,14 +237,15 @@ def hour_arrays(cursor, *, tenant_id: int, series_ids: list[int], start: datetim
     )
     rows = cursor.fetchall()
     parts = [tuple(np.array(column, dtype) for column, dtype in zip(zip(*rows), _HOUR_DTYPES))] if rows else []
-    start_us, end_us = to_us(start), to_us(end)
-    for series_id, period_us, blob in stored:
-        hour, counts, sums, mins, maxs = codec.decode_hours(blob)
-        buckets = period_us + hour * HOUR_US
-        keep = (buckets >= start_us) & (buckets < end_us)
-        if keep.any():
-            parts.append((np.full(int(keep.sum()), series_id, np.int64), buckets[keep], counts[keep], sums[keep],
-                          mins[keep], maxs[keep]))
+    if stored:
+        # Decoded chunk by chunk, then placed and cut to the range in one pass over all of them.
+        decoded = [codec.decode_hours(blob) for _, _, blob in stored]
+        sizes = [len(day[0]) for day in decoded]
+        columns = [np.concatenate([day[k] for day in decoded]) for k in range(5)]
+        series = np.repeat(np.array([row[0] for row in stored], np.int64), sizes)
+        buckets = np.repeat(np.array([row[1] for row in stored], np.int64), sizes) + columns[0] * HOUR_US
+        keep = (buckets >= to_us(start)) & (buckets < to_us(end))
+        parts.append((series[keep], buckets[keep], *(column[keep] for column in columns[1:])))
     if not parts:
         return tuple(np.array([], dtype) for dtype in _HOUR_DTYPES)
     columns = [np.concatenate(column) for column in zip(*parts)]

@@ -229,9 +229,13 @@ def _aggregated_read(cursor, *, tenant, series_ids, start, end, step_seconds, ag
         )
         edges = cursor.fetchall()
         stored = [(series_id, period_us, blob) for series_id, period_us, _, blob in window_chunks if blob is not None]
-        hourly = _hour_answers(cursor, tenant_id=tenant.id, series_ids=series_ids, start=rollup_from, end=rollup_to,
-                               stored=stored, agg=agg)
-        return sorted(edges + hourly, key=lambda row: (row[0], row[1]))[:max_points]
+        hourly, hour_series, hour_buckets = _hour_answers(cursor, tenant_id=tenant.id, series_ids=series_ids,
+                                                          start=rollup_from, end=rollup_to, stored=stored, agg=agg)
+        # Both are in series and bucket order and share no bucket: one lexsort of the keys merges them.
+        keys_series = np.concatenate((np.array([row[0] for row in edges], np.int64), hour_series))
+        keys_buckets = np.concatenate((np.array([to_us(row[1]) for row in edges], np.int64), hour_buckets))
+        merged = edges + hourly
+        return [merged[k] for k in np.lexsort((keys_buckets, keys_series))[:max_points].tolist()]
     if rollup:
         # Rollup rows, and the hours of compacted days kept in their chunks (a rollup row overrides).
         hour_sql, hour_params = hours.hour_relation(
@@ -255,19 +259,24 @@ def _aggregated_read(cursor, *, tenant, series_ids, start, end, step_seconds, ag
     return cursor.fetchall()
 
 
-def _hour_answers(cursor, *, tenant_id, series_ids, start, end, stored, agg) -> list[tuple]:
-    """The rows a step=1h read answers for the hours in [start, end): each hour's rollup row, else its
-    chunk's stored hour (hours.hour_arrays). An hour's sum is one value, so `sum(s) / sum(c)` in SQL is
-    this one division: the same bits."""
+def _hour_answers(cursor, *, tenant_id, series_ids, start, end, stored, agg) -> tuple[list[tuple], np.ndarray, np.ndarray]:
+    """The rows a step=1h read answers for the hours in [start, end) (each hour's rollup row, else its
+    chunk's stored hour: hours.hour_arrays), with their series and bucket µs. An hour's sum is one value,
+    so SQL's `sum(s) / sum(c)` is this one division: the same bits."""
     series, buckets, counts, sums, mins, maxs = hours.hour_arrays(cursor, tenant_id=tenant_id, series_ids=series_ids,
                                                                   start=start, end=end, stored=stored)
-    moments = [from_us(bucket) for bucket in buckets.tolist()]
+    # Series share their hours: one datetime per distinct hour.
+    distinct, which = np.unique(buckets, return_inverse=True)
+    moments = [from_us(bucket) for bucket in distinct.tolist()]
+    moments = [moments[k] for k in which.tolist()]
     counts = counts.astype(np.float64)
     if agg == "envelope":
-        return list(zip(series.tolist(), moments, (sums / counts).tolist(), mins.tolist(), maxs.tolist()))
-    values = {"avg": lambda: sums / counts, "sum": lambda: sums, "min": lambda: mins, "max": lambda: maxs,
-              "count": lambda: counts}[agg]()
-    return list(zip(series.tolist(), moments, values.tolist()))
+        rows = list(zip(series.tolist(), moments, (sums / counts).tolist(), mins.tolist(), maxs.tolist()))
+    else:
+        values = {"avg": lambda: sums / counts, "sum": lambda: sums, "min": lambda: mins, "max": lambda: maxs,
+                  "count": lambda: counts}[agg]()
+        rows = list(zip(series.tolist(), moments, values.tolist()))
+    return rows, series, buckets
 
 
 def _window_chunks(cursor, *, tenant, series_ids, start, end) -> list[tuple]:

@@ -504,3 +504,39 @@ def test_a_compaction_inside_a_transaction_keeps_the_rollup_index(owner, setting
     settings.CLOUDWATCHDOG = {**settings.CLOUDWATCHDOG, "COMPACTION_REINDEX_MIN_FOLDED": 1}
     report = points_compact(tenant=owner.tenant)
     assert report["hours_folded"] == 24 and report["rollup_index_rebuilt"] is False and _rollup_index()[0] == node
+
+
+def test_a_step_of_one_hour_answers_each_hour_from_its_points_whether_rollup_row_or_chunk_hour(owner, outsider):
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    day = (now - timedelta(days=3)).replace(hour=0, minute=0, second=0)
+    rng = np.random.default_rng(3)
+    stored = {}  # (resource, µs) -> value: what every hour is computed from, in time order
+    for name in ("a", "b"):
+        moments = [day + timedelta(seconds=int(s)) for s in np.sort(rng.choice(3 * 86400, 2000, replace=False))]
+        values = rng.normal(100, 30, len(moments)).tolist()
+        points_ingest(tenant=owner.tenant, events=[event(v, t, resource_id=name) for t, v in zip(moments, values)])
+        stored.update({(name, t): v for t, v in zip(moments, values)})
+    points_ingest(tenant=outsider.tenant, events=[event(1e9, day + timedelta(hours=5))])
+    rollups_refresh()
+    points_compact(tenant=owner.tenant)  # the closed days: chunk hours; the open day: rollup rows
+    late = day + timedelta(hours=7, minutes=30, seconds=1)  # a late point: its hour's rollup row overrides
+    assert owner.ingest([event(-5.5, late, resource_id="a")]).json()["accepted"] == 1
+    stored[("a", late)] = -5.5
+    rollups_refresh()
+    start, end = day - timedelta(minutes=17), now
+    for agg in ("avg", "sum", "min", "max", "count"):
+        for name in ("a", "b"):
+            buckets = {}
+            for (resource, moment), value in sorted(stored.items()):
+                if resource == name and start < moment <= end:
+                    buckets.setdefault(moment.replace(minute=0, second=0), []).append(value)
+            expected = []
+            for bucket, values in sorted(buckets.items()):
+                total = values[0]
+                for value in values[1:]:
+                    total += value  # in time order, as SQL's sum(value ORDER BY ts)
+                expected.append({"avg": total / len(values), "sum": total, "min": min(values), "max": max(values),
+                                 "count": float(len(values))}[agg])
+            answer = owner.get(TIMESERIES, {"metric_name": "cpu_utilization", "resource_id": name, "start": iso(start), "end": iso(end), "step": "1h",
+                                            "agg": agg}).json()["series"][0]["points"]
+            assert [p["value"] for p in answer] == expected, (agg, name)
