@@ -11,7 +11,7 @@ rest wait here, in a queue bounded by FRONT_QUEUE (503 + Retry-After beyond it),
 once are bounded by FRONT_BUFFER_BYTES. A freed slot goes to the credentials waiting in turn (round
 robin over API keys, or client addresses without one), first come first served within one, so one
 tenant's forty agents queue behind each other, not in front of another tenant's request, and
-while others are about one credential holds at most all of a pool's slots but one; one
+while others are about one credential holds at most half of a pool's slots (at least one); one
 credential may have FRONT_QUEUE_PER_CREDENTIAL requests waiting, and is answered 429 + Retry-After
 beyond it (the tenant's share in the pool itself is INGEST_INFLIGHT_PER_TENANT, held in Redis). A pool that cannot be reached answers 502 + Retry-After.
 Conflicting Content-Length / Transfer-Encoding is refused (400): no request smuggling past us.
@@ -110,13 +110,15 @@ class FairGate:
     gets the next free slot, then goes to its end (round robin), so a request waits behind at most
     one request of each other credential, however many a flooding tenant has queued. And while
     another credential uses the pool, or did within RESERVE_SECONDS, no credential holds more than
-    all slots but one: the last is kept for the others' next request, which then waits for no
-    flooding tenant's request to finish. A credential alone gets every slot.
+    half the slots (rounded down, at least one): the rest are kept for the others, whose next request
+    then waits for no flooding tenant's request to finish, and shares the cores with fewer of them
+    (on 2 cores, two of one tenant's requests in flight and their PostgreSQL backends take both).
+    A credential alone gets every slot.
     """
 
     def __init__(self, slots: int):
         self.free = slots
-        self.cap = max(1, slots - 1)  # slots one credential may hold while others are about
+        self.cap = max(1, slots // 2)  # slots one credential may hold while others are about
         self.waiting: dict[bytes, deque[asyncio.Future]] = {}
         self.queued = 0
         self.held: dict[bytes, int] = {}

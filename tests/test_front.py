@@ -396,3 +396,27 @@ def test_bodies_past_the_buffer_budget_are_503_with_retry_after(served, monkeypa
     with _connect(port) as client:
         client.sendall(_request("POST", "/api/v1/write", b"x" * 50))
         assert Answers(client).next()[0] == 200
+
+
+def test_a_key_holds_half_a_pools_slots_while_another_is_about_and_all_of_them_alone():
+    async def scenario():
+        alone, shared = front.FairGate(4), front.FairGate(4)
+        for _ in range(4):
+            await asyncio.wait_for(alone.acquire(b"a"), 1)
+        await shared.acquire(b"b")
+        shared.release(b"b")  # B was here a moment ago
+        grants = [asyncio.ensure_future(shared.acquire(b"a")) for _ in range(4)]
+        await asyncio.sleep(0.05)
+        held_while_b_about = shared.held.get(b"a")
+        granted = [grant for grant in grants if grant.done()]
+        for grant in grants:
+            grant.cancel()  # the waiting ones
+        await asyncio.gather(*grants, return_exceptions=True)
+        for _ in granted:
+            shared.release(b"a")
+        return alone.held, alone.free, held_while_b_about, shared.held, shared.free, shared.queued
+
+    alone_held, alone_free, held_while_b_about, shared_held, shared_free, shared_queued = asyncio.run(scenario())
+    assert alone_held == {b"a": 4} and alone_free == 0
+    assert held_while_b_about == 2
+    assert shared_held == {} and shared_free == 4 and shared_queued == 0  # cancelled waits leave nothing behind
