@@ -184,42 +184,18 @@ def _aggregated_read(cursor, *, tenant, series_ids, start, end, step_seconds, ag
     """Rows (series id, bucket, value or, for envelope, avg, min, max) in series and bucket order."""
     rollup_from, rollup_to = _rollup_range(cursor, tenant=tenant, start=start, end=end, step_seconds=step_seconds)
     rollup = rollup_from is not None
-    # At step=1h each bucket inside the rollup range is one hour from one source (a rollup row or a chunk's
-    # hour), so its answer is that hour's stats as they are: taken in Python, not sent through SQL as text
-    # (a 30-day read of 1,000 series sent 720k hours to be parsed, anti-joined and sorted again).
-    whole_hours = rollup and step_seconds == 3600
     step = f"make_interval(secs => {int(step_seconds)})"
     params = {"tenant": tenant.id, "series": series_ids, "start": start, "end": end, "rollup_from": rollup_from,
               "rollup_to": rollup_to, "limit": max_points}
-    # Compacted points outside the rollup range join the rows, older first, as they were stored.
-    ranges = [(start, rollup_from - timedelta(microseconds=1)), (rollup_to - timedelta(microseconds=1), end)] \
-        if rollup else [(start, end)]
     # One look at the chunks over the window: which raw ranges need points decoded, and the hours.
     window_chunks = _window_chunks(cursor, tenant=tenant, series_ids=series_ids, start=start, end=end)
-    chunked = chunks.empty_points()
-    for low, high in ranges:
-        low_us, high_us = to_us(low), to_us(high)
-        if high > low and any(period_us <= high_us and last_us > low_us for _, period_us, last_us, _ in window_chunks):
-            part = chunks.chunk_points(tenant_id=tenant.id, series_ids=series_ids, low_us=[to_us(low)] * len(series_ids),
-                                       high_us=[to_us(high)] * len(series_ids))
-            chunked = tuple(np.concatenate(pair) for pair in zip(chunked, part))
-    rows = f"""
-        SELECT series_id, ts, value FROM {POINT_TABLE}
-        WHERE tenant_id = %(tenant)s AND series_id = ANY(%(series)s) AND ts > %(start)s AND ts <= %(end)s
-          {"AND NOT (ts >= %(rollup_from)s AND ts < %(rollup_to)s)" if rollup else ""}
-    """
-    if len(chunked[0]):
-        chunk_sql, chunk_params = chunks.chunk_relation(chunked)
-        params.update(chunk_params)
-        rows = f"{chunk_sql} UNION ALL {rows}"
-    raw_parts = f"""
-        SELECT series_id, date_bin({step}, ts, timestamptz 'epoch') AS b, min(ts) AS f,
-               count(*)::float8 AS c, sum(value ORDER BY ts) AS s, min(value) AS mn, max(value) AS mx
-        FROM ({rows}) p
-        GROUP BY 1, 2
-    """
-    rollup_parts = ""
-    if whole_hours:
+    stored = [(series_id, period_us, blob) for series_id, period_us, _, blob in window_chunks if blob is not None]
+    raw_parts = _raw_parts_sql(tenant=tenant, series_ids=series_ids, start=start, end=end, rollup_from=rollup_from,
+                               rollup_to=rollup_to, window_chunks=window_chunks, step=step, params=params)
+    # At step=1h each bucket inside the rollup range is one hour from one source (a rollup row or a chunk's
+    # hour), so its answer is that hour's stats as they are: taken in Python, not sent through SQL as text
+    # (a 30-day read of 1,000 series sent 720k hours to be parsed, anti-joined and sorted again).
+    if rollup and step_seconds == 3600:
         cursor.execute(
             f"""
             SELECT series_id, b, {_COMBINE[agg]} FROM ({raw_parts}) parts
@@ -228,7 +204,6 @@ def _aggregated_read(cursor, *, tenant, series_ids, start, end, step_seconds, ag
             params,
         )
         edges = cursor.fetchall()
-        stored = [(series_id, period_us, blob) for series_id, period_us, _, blob in window_chunks if blob is not None]
         hourly, hour_series, hour_buckets = _hour_answers(cursor, tenant_id=tenant.id, series_ids=series_ids,
                                                           start=rollup_from, end=rollup_to, stored=stored, agg=agg)
         # Both are in series and bucket order and share no bucket: one lexsort of the keys merges them.
@@ -236,11 +211,11 @@ def _aggregated_read(cursor, *, tenant, series_ids, start, end, step_seconds, ag
         keys_buckets = np.concatenate((np.array([to_us(row[1]) for row in edges], np.int64), hour_buckets))
         merged = edges + hourly
         return [merged[k] for k in np.lexsort((keys_buckets, keys_series))[:max_points].tolist()]
+    rollup_parts = ""
     if rollup:
         # Rollup rows, and the hours of compacted days kept in their chunks (a rollup row overrides).
         hour_sql, hour_params = hours.hour_relation(
-            tenant_id=tenant.id, series_ids=series_ids, start=rollup_from, end=rollup_to,
-            stored=[(series_id, period_us, blob) for series_id, period_us, _, blob in window_chunks if blob is not None])
+            tenant_id=tenant.id, series_ids=series_ids, start=rollup_from, end=rollup_to, stored=stored)
         params.update(hour_params)
         rollup_parts = f"""
         UNION ALL
@@ -257,6 +232,37 @@ def _aggregated_read(cursor, *, tenant, series_ids, start, end, step_seconds, ag
         params,
     )
     return cursor.fetchall()
+
+
+def _raw_parts_sql(*, tenant, series_ids, start, end, rollup_from, rollup_to, window_chunks, step, params) -> str:
+    """SQL of the per-bucket parts (count, sum, min, max) of the points outside the rollup range: rows and,
+    decoded, the compacted points there; their parameters are added to `params`."""
+    rollup = rollup_from is not None
+    # Compacted points outside the rollup range join the rows, older first, as they were stored.
+    ranges = [(start, rollup_from - timedelta(microseconds=1)), (rollup_to - timedelta(microseconds=1), end)] \
+        if rollup else [(start, end)]
+    chunked = chunks.empty_points()
+    for low, high in ranges:
+        low_us, high_us = to_us(low), to_us(high)
+        if high > low and any(period_us <= high_us and last_us > low_us for _, period_us, last_us, _ in window_chunks):
+            part = chunks.chunk_points(tenant_id=tenant.id, series_ids=series_ids, low_us=[to_us(low)] * len(series_ids),
+                                       high_us=[to_us(high)] * len(series_ids))
+            chunked = tuple(np.concatenate(pair) for pair in zip(chunked, part))
+    rows = f"""
+        SELECT series_id, ts, value FROM {POINT_TABLE}
+        WHERE tenant_id = %(tenant)s AND series_id = ANY(%(series)s) AND ts > %(start)s AND ts <= %(end)s
+          {"AND NOT (ts >= %(rollup_from)s AND ts < %(rollup_to)s)" if rollup else ""}
+    """
+    if len(chunked[0]):
+        chunk_sql, chunk_params = chunks.chunk_relation(chunked)
+        params.update(chunk_params)
+        rows = f"{chunk_sql} UNION ALL {rows}"
+    return f"""
+        SELECT series_id, date_bin({step}, ts, timestamptz 'epoch') AS b, min(ts) AS f,
+               count(*)::float8 AS c, sum(value ORDER BY ts) AS s, min(value) AS mn, max(value) AS mx
+        FROM ({rows}) p
+        GROUP BY 1, 2
+    """
 
 
 def _hour_answers(cursor, *, tenant_id, series_ids, start, end, stored, agg) -> tuple[list[tuple], np.ndarray, np.ndarray]:
