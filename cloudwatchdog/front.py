@@ -13,7 +13,8 @@ robin over API keys, or client addresses without one), first come first served w
 tenant's forty agents queue behind each other, not in front of another tenant's request, and
 while others are about one credential holds at most half of a pool's slots (at least one); one
 credential may have FRONT_QUEUE_PER_CREDENTIAL requests waiting, and is answered 429 + Retry-After
-beyond it (the tenant's share in the pool itself is INGEST_INFLIGHT_PER_TENANT, held in Redis). A pool that cannot be reached answers 502 + Retry-After.
+beyond it (the tenant's share in the pool itself is INGEST_INFLIGHT_PER_TENANT, held in Redis). A
+pool that cannot be reached answers 502 + Retry-After.
 Conflicting Content-Length / Transfer-Encoding is refused (400): no request smuggling past us.
 Timeouts follow the README's nginx advice: 10 s for a request's head, 30 s between body reads,
 90 s for the pool's answer; an idle keep-alive client is closed after 75 s, as gunicorn does.
@@ -44,7 +45,7 @@ MAX_BODY_BYTES = int(os.environ.get("FRONT_MAX_BODY_BYTES", 100 * 1024 * 1024)) 
 BUFFER_BYTES = int(os.environ.get("FRONT_BUFFER_BYTES", 256 * 1024 * 1024))
 QUEUE_LIMIT = int(os.environ.get("FRONT_QUEUE", 128))  # requests waiting for one pool
 CREDENTIAL_QUEUE_LIMIT = int(os.environ.get("FRONT_QUEUE_PER_CREDENTIAL", 16))  # of those, for one credential
-RESERVE_SECONDS = 1.0  # a credential seen this recently still has a pool's last slot kept for it
+RESERVE_SECONDS = 1.0  # a credential seen this recently still counts as using the pool (FairGate)
 IDLE_SECONDS, HEAD_SECONDS, BODY_SECONDS, ANSWER_SECONDS = 75, 10, 30, 90
 BACKEND_IDLE_SECONDS = 60  # under gunicorn's keepalive (75 s), so it never closes one we are about to use
 CHUNK = 64 * 1024
@@ -122,7 +123,7 @@ class FairGate:
         self.waiting: dict[bytes, deque[asyncio.Future]] = {}
         self.queued = 0
         self.held: dict[bytes, int] = {}
-        self.seen: dict[bytes, float] = {}  # credential -> when its last request came
+        self.seen: dict[bytes, float] = {}  # credential -> when its last request came, oldest first
         self.timer = None
 
     def queued_for(self, credential: bytes) -> int:
@@ -130,6 +131,7 @@ class FairGate:
         return len(queue) if queue else 0
 
     async def acquire(self, credential: bytes) -> None:
+        self.seen.pop(credential, None)  # to the end: `seen` stays in order of last request
         self.seen[credential] = asyncio.get_running_loop().time()
         turn = asyncio.get_running_loop().create_future()
         self.waiting.setdefault(credential, deque()).append(turn)
@@ -154,9 +156,8 @@ class FairGate:
     def dispatch(self) -> None:
         """Hands free slots to the waiting credentials in turn, skipping those at their cap."""
         while self.free and self.waiting:
-            active = self._active()
             for credential in self.waiting:
-                if self.held.get(credential, 0) < self.cap or active == {credential}:
+                if self.held.get(credential, 0) < self.cap or not self._others_about(credential):
                     break
             else:  # all at their cap while others are about: look again once those may have gone
                 if self.timer is None:
@@ -173,14 +174,19 @@ class FairGate:
             self.held[credential] = self.held.get(credential, 0) + 1
             turn.set_result(None)
 
-    def _active(self) -> set[bytes]:
-        """Credentials with requests here or in the pool, or one within RESERVE_SECONDS; forgets the rest."""
+    def _others_about(self, credential: bytes) -> bool:
+        """Whether another credential has requests here or in the pool, or sent one within RESERVE_SECONDS.
+
+        Costs the same however many keys a client invents: `seen` is trimmed from its oldest end, and
+        `held` and `waiting` are bounded by the pool's slots and FRONT_QUEUE."""
         now = asyncio.get_running_loop().time()
-        gone = [c for c, when in self.seen.items()
-                if now - when >= RESERVE_SECONDS and c not in self.held and c not in self.waiting]
-        for credential in gone:
-            del self.seen[credential]
-        return set(self.seen)
+        while self.seen:
+            oldest, when = next(iter(self.seen.items()))
+            if now - when < RESERVE_SECONDS:
+                break
+            del self.seen[oldest]
+        seen_other = len(self.seen) > 1 or (self.seen and credential not in self.seen)
+        return bool(seen_other or (self.held.keys() | self.waiting.keys()) - {credential})
 
     def _look_again(self) -> None:
         self.timer = None
