@@ -18,6 +18,7 @@ import io
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 import numpy as np
 import orjson
@@ -96,15 +97,24 @@ def _late_points_mark(cursor, tenant_id: int, rows, watermark_row) -> None:
 late_points_hook = IngestHook(query=_watermark_query, apply=_late_points_mark)
 
 
+class _Marks(NamedTuple):
+    """The part of a series' baseline that planning reads. Loaded as plain rows: phase 1 holds the tenant's
+    ingest up while it reads them, and model instances took 196 ms for 8,000 series where rows take 11."""
+    series_id: int
+    watermark: datetime | None
+    evaluating_from: datetime | None
+    late_from: datetime | None
+
+
 @dataclass
 class _Plan:
     series_id: int
-    baseline: Baseline | None
+    baseline: _Marks | None
     restart_us: int | None  # evaluate from this time inclusive, state rebuilt from history
     consumes_late: bool
 
 
-def _plan(tenant: Tenant, baselines: dict[int, Baseline], series_ids: list[int], replay_us: int | None) -> list[_Plan]:
+def _plan(tenant: Tenant, baselines: dict[int, _Marks], series_ids: list[int], replay_us: int | None) -> list[_Plan]:
     late_window_us = (tenant.late_window_seconds or settings.CLOUDWATCHDOG["LATE_WINDOW_SECONDS"]) * 1_000_000
     plans = []
     for series_id in series_ids:
@@ -189,7 +199,7 @@ def _watermarks_fix(*, tenant: Tenant, replay_us: int | None, cutoff_us: int | N
     late_points_hook; a newer one is read by the next run. Returns the plans and newest points."""
     with transaction.atomic(), connection.cursor() as cursor:
         locks.xact_lock(cursor, Lock.INGEST, tenant.id)
-        baselines = {b.series_id: b for b in Baseline.objects.for_tenant(tenant).defer("checkpoint")}
+        baselines = {row[0]: _Marks(*row) for row in Baseline.objects.for_tenant(tenant).values_list(*_Marks._fields)}
         newest = metrics_storage.series_newest_ts(tenant=tenant, until_us=cutoff_us)
         if shard is not None:
             shards = settings.CLOUDWATCHDOG["DETECTION_SHARDS"]
