@@ -420,3 +420,35 @@ def test_a_key_holds_half_a_pools_slots_while_another_is_about_and_all_of_them_a
     assert alone_held == {b"a": 4} and alone_free == 0
     assert held_while_b_about == 2
     assert shared_held == {} and shared_free == 4 and shared_queued == 0  # cancelled waits leave nothing behind
+
+
+def test_while_reads_are_in_flight_a_flood_holds_fewer_ingest_slots_and_another_key_still_finds_one():
+    async def scenario():
+        pools = {INGEST: front.Pool(INGEST, "unix:ingest.sock", 3), WEB: front.Pool(WEB, "unix:web.sock", 4)}
+        front.reads_first(pools, 2)
+        ingest, web = pools[INGEST].gate, pools[WEB].gate
+        await web.acquire(b"reader")
+        flood = [asyncio.ensure_future(ingest.acquire(b"a")) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        held_while_reading = dict(ingest.held)
+        web.release(b"reader")  # the reads are done: the flood gets the kept-back slots
+        await asyncio.sleep(0.05)
+        held_after_reading = dict(ingest.held)
+        for _ in range(2):
+            ingest.release(b"a")
+        await web.acquire(b"reader")
+        more = [asyncio.ensure_future(ingest.acquire(b"a")) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        held_reading_again = dict(ingest.held)
+        await asyncio.wait_for(ingest.acquire(b"b"), 1)  # B holds nothing: a kept-back slot is B's
+        held_with_b = dict(ingest.held)
+        for waiting in more:
+            waiting.cancel()
+        await asyncio.gather(*flood, *more, return_exceptions=True)
+        return held_while_reading, held_after_reading, held_reading_again, held_with_b
+
+    while_reading, after_reading, reading_again, with_b = asyncio.run(scenario())
+    assert while_reading == {b"a": 1}
+    assert after_reading == {b"a": 3}
+    assert reading_again == {b"a": 1}
+    assert with_b == {b"a": 1, b"b": 1}
