@@ -26,6 +26,7 @@ Not part of make test.
 """
 import argparse
 import http.client
+import io
 import multiprocessing
 import os
 import sys
@@ -272,7 +273,7 @@ def catch_up() -> float:
     from metrics.storage import rollups_refresh
 
     began = time.time()
-    call_command("run_detection", wait=300.0, verbosity=0)
+    call_command("run_detection", wait=300.0, stdout=io.StringIO())
     rollups_refresh()
     return time.time() - began
 
