@@ -114,7 +114,8 @@ class FairGate:
     half the slots (rounded down, at least one): the rest are kept for the others, whose next request
     then waits for no flooding tenant's request to finish, and shares the cores with fewer of them
     (on 2 cores, two of one tenant's requests in flight and their PostgreSQL backends take both).
-    A credential alone gets every slot.
+    A credential alone gets every slot, unless the pool comes second to another that is busy
+    (reads_first: then only its first slot is sure).
     """
 
     def __init__(self, slots: int):
@@ -167,7 +168,8 @@ class FairGate:
         return self.free < self.slots or bool(self.queued)
 
     def dispatch(self) -> None:
-        """Hands free slots to the waiting credentials in turn, skipping those at their cap."""
+        """Hands free slots to the waiting credentials in turn, skipping those at their cap, and those
+        holding a slot already while the slots kept back for the pool that comes first are all that is free."""
         kept_back = self.kept_back if self.comes_first is not None and self.comes_first.busy() else 0
         while self.free and self.waiting:
             for credential in self.waiting:
@@ -561,10 +563,11 @@ def pools_from_environment(environ=os.environ) -> dict[str, Pool]:
 
 
 def reads_first(pools: dict[str, Pool], kept_back: int) -> None:
-    """While reads are in flight or waiting, `kept_back` of the ingest pool's slots are left to credentials
-    holding none (at least one slot stays open to all): on 2 shared cores a flood of writes then takes
-    less of them from the reads (read p99 under a 40-agent flood 3-4x its figure alone with every
-    slot open, 2.3-3.1x so; bench/mixed_load.py), and another tenant's request still finds a slot."""
+    """While the web pool has requests in flight or waiting (reads, the console, scrapes, health checks),
+    `kept_back` of the ingest pool's slots are left to credentials holding none (at least one slot stays
+    open to all): on 2 shared cores a flood of writes then takes less of them from the reads (read p99
+    under a 40-agent flood 2.7-4.6x its figure alone with every slot open, 2.1-2.5x so; the README's
+    bench/mixed_load.py figures), and another tenant's request still finds a slot."""
     ingest, web = pools[INGEST].gate, pools[WEB].gate
     ingest.comes_first, ingest.kept_back = web, min(kept_back, ingest.slots - 1)
     web.pokes.append(ingest)
