@@ -1,20 +1,36 @@
-"""A niced role's database work runs at the role's nice level too, when PostgreSQL shares the machine.
+"""Niced roles keep their priority on a shared machine: in their own session, and in their database work.
 
 The roles are niced so that on shared cores the kernel runs reads first (ingest workers at INGEST_NICE,
-Celery workers at 5). On one machine most of a request's CPU is spent in its PostgreSQL backend, which the
-postmaster starts at nice 0: without this, a flood of writes or a detection pass competes with reads at
-full weight in the database, whatever the role's own priority. Connected only when DATABASE_BACKENDS_SHARE_NICE
-is on (the default with the embedded PostgreSQL: same host, same user); with PostgreSQL on another host a
-backend's pid means nothing here."""
+Celery workers at 5 and 10). Two things undo a nice level on Linux:
+
+- **Autogroups** (kernel.sched_autogroup_enabled, on by default in most distributions): the scheduler
+  shares the CPU between sessions first, and a nice level only counts inside its own session. `make run`
+  and systemd start each role in a session of its own, and every PostgreSQL backend makes its own (the
+  postmaster's children call setsid), so a niced worker or backend competed with reads at full weight.
+  A session's weight is its autogroup's nice value (/proc/<pid>/autogroup, sched(7)); a process may
+  raise its own without privileges.
+- **The backend's own nice**: the postmaster starts every backend at nice 0, and on one machine most of
+  a request's CPU is spent there.
+
+So a niced role gives its session's autogroup its nice level (`own_session_follows_nice`, at start), and
+a connection's backend gets the nice level of the process it serves (`carry_niceness_to_backend`,
+connected only when DATABASE_BACKENDS_SHARE_NICE is on: the default with the embedded PostgreSQL, same
+host and user; with PostgreSQL on another host a backend's pid means nothing here).
+"""
+import errno
 import logging
 import os
+import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+# The kernel takes one autogroup change every 100 ms from unprivileged processes (EAGAIN otherwise).
+_AUTOGROUP_TRIES, _AUTOGROUP_PAUSE = 40, 0.11
+
 
 def carry_niceness_to_backend(sender, connection, **kwargs) -> None:
-    """connection_created receiver: renice the new connection's backend to this process's nice level."""
+    """connection_created receiver: renice the new connection's backend (and its session) to this process's nice level."""
     nice = os.getpriority(os.PRIO_PROCESS, 0)
     if nice <= 0 or connection.vendor != "postgresql":
         return
@@ -24,5 +40,36 @@ def carry_niceness_to_backend(sender, connection, **kwargs) -> None:
         if not Path(f"/proc/{pid}/comm").read_text().startswith("postgres"):
             return
         os.setpriority(os.PRIO_PROCESS, pid, nice)
+        if os.getsid(pid) == pid:  # a backend alone in its session: its autogroup is its own
+            autogroup_nice_set(pid, nice)
     except OSError as error:  # not ours to renice (another user's server), or gone already
         log.info("database backend %s keeps its priority: %s", pid, error)
+
+
+def own_session_follows_nice() -> None:
+    """Give this process's session (autogroup) its nice level, when the session is the role's own: started
+    for this process or its parent (make run, systemd), never a terminal's shared with a shell."""
+    nice = os.getpriority(os.PRIO_PROCESS, 0)
+    if nice > 0 and os.getsid(0) in (os.getpid(), os.getppid()):
+        try:
+            autogroup_nice_set(os.getpid(), nice)
+        except OSError as error:
+            log.info("this role's session keeps its priority: %s", error)
+
+
+def autogroup_nice_set(pid: int, nice: int) -> None:
+    """Set the nice level of `pid`'s autogroup, unless it has it already or the kernel has no autogroups."""
+    path = Path(f"/proc/{pid}/autogroup")
+    try:
+        if path.read_text().split()[-1] == str(nice):
+            return
+    except FileNotFoundError:  # a kernel built without autogroups: nice levels count as they are
+        return
+    for attempt in range(_AUTOGROUP_TRIES):
+        try:
+            path.write_text(str(nice))
+            return
+        except OSError as error:
+            if error.errno != errno.EAGAIN or attempt == _AUTOGROUP_TRIES - 1:
+                raise
+            time.sleep(_AUTOGROUP_PAUSE)

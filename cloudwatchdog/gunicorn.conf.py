@@ -40,3 +40,6 @@ def post_worker_init(worker):
     if role == INGEST:
         # On shared cores the kernel then runs read workers first: a flood of writes waits, reads do not.
         os.nice(int(os.environ.get("INGEST_NICE", INGEST_NICE)))
+        from cloudwatchdog.backend_priority import own_session_follows_nice
+
+        own_session_follows_nice()  # else, in a session of its own, the nice level counts for nothing against reads
