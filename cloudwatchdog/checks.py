@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core.checks import Tags, Warning, register
 from django.db import DatabaseError, connections
 
-from cloudwatchdog.routes import INGEST, WEB, pool_size
+from cloudwatchdog.routes import INGEST, INGEST_BULK, WEB, pool_size
 
 # migrate / maintain_points and an operator's psql, beside the roles
 SPARE_CONNECTIONS = 2
@@ -24,6 +24,7 @@ def connection_budget(environ=os.environ) -> dict[str, int]:
     one per Celery process, beat and detection process."""
     return {
         "ingest pool": math.prod(pool_size(INGEST, environ)),
+        "ingest_bulk pool": math.prod(pool_size(INGEST_BULK, environ)),
         "web pool": math.prod(pool_size(WEB, environ)),
         "worker": int(environ.get("CELERY_CONCURRENCY", 2)),
         "worker_bulk": int(environ.get("CELERY_BULK_CONCURRENCY", 1)),

@@ -15,11 +15,14 @@ while others are about one credential holds at most half of a pool's slots (at l
 credential may have FRONT_QUEUE_PER_CREDENTIAL requests waiting, and is answered 429 + Retry-After
 beyond it (the tenant's share in the pool itself is INGEST_INFLIGHT_PER_TENANT, held in Redis). A
 pool that cannot be reached answers 502 + Retry-After.
+A credential whose requests queue behind its share (a flood: more of its requests wait as one gets its
+slot) is served by the ingest_bulk pool when INGEST_BULK_BIND is set: the same application in workers
+at a lower priority, so on shared cores another tenant's writes pass the flood's, not only at the gate.
 Conflicting Content-Length / Transfer-Encoding is refused (400): no request smuggling past us.
 Timeouts follow the README's nginx advice: 10 s for a request's head, 30 s between body reads,
 90 s for the pool's answer; an idle keep-alive client is closed after 75 s, as gunicorn does.
 
-usage: python -m cloudwatchdog.front   (FRONT_BIND, INGEST_BIND, WEB_BIND: see the README's Settings)
+usage: python -m cloudwatchdog.front   (FRONT_BIND, INGEST_BIND, INGEST_BULK_BIND, WEB_BIND: see the README's Settings)
 No Django import: it starts in a fraction of a second and costs little per request.
 """
 from __future__ import annotations
@@ -37,7 +40,7 @@ from dataclasses import dataclass, field
 
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from cloudwatchdog.routes import INGEST, WEB, pool_for, pool_size  # noqa: E402
+from cloudwatchdog.routes import INGEST, INGEST_BULK, WEB, pool_for, pool_size  # noqa: E402
 
 MAX_HEAD_BYTES = 64 * 1024
 STREAM_LIMIT = 1024 * 1024  # asyncio's buffer per connection: a small one pauses and resumes reading a body many times
@@ -84,6 +87,9 @@ class Pool:
     address: str
     slots: int
     idle: list = field(default_factory=list)  # (reader, writer, since)
+    # Serves the requests of credentials whose requests queue behind their share (a flood), at a lower
+    # priority: another tenant's request then passes them on the cores, not only at the gate.
+    backlog: Pool | None = None
 
     def __post_init__(self):
         self.gate = FairGate(self.slots)
@@ -138,7 +144,8 @@ class FairGate:
         queue = self.waiting.get(credential)
         return len(queue) if queue else 0
 
-    async def acquire(self, credential: bytes) -> None:
+    async def acquire(self, credential: bytes) -> bool:
+        """Waits for a slot; returns whether more of this credential's requests wait behind this one."""
         self.seen.pop(credential, None)  # to the end: `seen` stays in order of last request
         self.seen[credential] = asyncio.get_running_loop().time()
         turn = asyncio.get_running_loop().create_future()
@@ -146,7 +153,7 @@ class FairGate:
         self.queued += 1
         self.dispatch()
         try:
-            await turn
+            return await turn
         except asyncio.CancelledError:
             if turn.done() and not turn.cancelled():
                 self.release(credential)  # handed a slot as it was cancelled: pass it on
@@ -191,7 +198,7 @@ class FairGate:
                 continue
             self.free -= 1
             self.held[credential] = self.held.get(credential, 0) + 1
-            turn.set_result(None)
+            turn.set_result(bool(queue))  # more of its requests wait behind this one
 
     def _others_about(self, credential: bytes) -> bool:
         """Whether another credential has requests here or in the pool, or sent one within RESERVE_SECONDS.
@@ -261,15 +268,16 @@ class Front:
             await send_refusal(client, Refusal(429, f"this API key already has {CREDENTIAL_QUEUE_LIMIT} requests waiting "
                                                     f"for the {pool.name} pool", retry_after=True), close=False)
             return True
-        await pool.gate.acquire(credential)
+        behind = await pool.gate.acquire(credential)
+        server = pool.backlog if behind and pool.backlog is not None else pool
         try:
             head = backend_head(request, peer_ip)
             for attempt in (0, 1):
-                reused = pool.take_idle() if attempt == 0 else None
+                reused = server.take_idle() if attempt == 0 else None
                 try:
-                    backend = reused or await pool.connect()
+                    backend = reused or await server.connect()
                 except OSError:
-                    await send_refusal(client, Refusal(502, f"the {pool.name} pool is not reachable", retry_after=True),
+                    await send_refusal(client, Refusal(502, f"the {server.name} pool is not reachable", retry_after=True),
                                        close=False)
                     return True
                 try:
@@ -282,14 +290,14 @@ class Front:
                     backend[1].close()
                     if reused:  # an idle connection the pool closed as we sent: nothing was processed
                         continue
-                    await send_refusal(client, Refusal(502, f"the {pool.name} pool closed the connection ({error})",
+                    await send_refusal(client, Refusal(502, f"the {server.name} pool closed the connection ({error})",
                                                        retry_after=True), close=False)
                     return True
                 except asyncio.TimeoutError:
                     backend[1].close()
-                    await send_refusal(client, Refusal(504, f"the {pool.name} pool did not answer in {ANSWER_SECONDS} s"))
+                    await send_refusal(client, Refusal(504, f"the {server.name} pool did not answer in {ANSWER_SECONDS} s"))
                     return False
-                return await relay_answer(status_line, backend, request, client, pool)
+                return await relay_answer(status_line, backend, request, client, server)
             return True
         finally:
             pool.gate.release(credential)
@@ -559,6 +567,9 @@ def pools_from_environment(environ=os.environ) -> dict[str, Pool]:
         workers, threads = pool_size(role, environ)
         pools[role] = Pool(role, environ[variable], workers * threads)
     reads_first(pools, int(environ.get("FRONT_INGEST_KEPT_BACK", 2)))
+    if environ.get("INGEST_BULK_BIND"):
+        # The gate is the ingest pool's: a flood's requests hold its slots wherever they are served.
+        pools[INGEST].backlog = Pool(INGEST_BULK, environ["INGEST_BULK_BIND"], pools[INGEST].slots)
     return pools
 
 
@@ -594,7 +605,9 @@ def main() -> int:
     except KeyError as missing:
         print(f"front: {missing.args[0]} is not set (the pool's address, e.g. unix:.data/run/ingest.sock)", file=sys.stderr)
         return 2
-    print(f"front: listening on {bind}; ingest -> {pools[INGEST].address}, web -> {pools[WEB].address}",
+    backlog = pools[INGEST].backlog
+    print(f"front: listening on {bind}; ingest -> {pools[INGEST].address}"
+          + (f" (a flood -> {backlog.address})" if backlog else "") + f", web -> {pools[WEB].address}",
           file=sys.stderr, flush=True)
     asyncio.run(serve(bind, pools))
     return 0

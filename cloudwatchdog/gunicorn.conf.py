@@ -2,8 +2,10 @@
 
 GUNICORN_ROLE picks the pool's size (cloudwatchdog/routes.py, POOL_SIZES): `ingest` (agents' writes,
 3 single-threaded workers, niced) and `web` (everything else, 2 workers x 2 threads) run apart so a
-flood of one cannot queue the other; unset, one gunicorn serves everything with 4 single-threaded
-workers (bench/ingest_http.py: 4 x 1 ahead of 3 x 1, 2 x 2, 3 x 2 and 4 x 2 for ingest alone).
+flood of one cannot queue the other; `ingest_bulk` (the same as ingest, at INGEST_BULK_NICE) serves
+the writes of a key whose requests queue behind its share, when make run's front sends them there;
+unset, one gunicorn serves everything with 4 single-threaded workers (bench/ingest_http.py: 4 x 1
+ahead of 3 x 1, 2 x 2, 3 x 2 and 4 x 2 for ingest alone).
 GUNICORN_WORKERS / GUNICORN_THREADS override the role's counts. Each worker thread keeps one
 database connection (CONN_MAX_AGE), so a pool holds at most workers x threads of them.
 """
@@ -11,7 +13,7 @@ import gc
 import os
 
 # gunicorn puts its working directory on sys.path before it reads this file
-from cloudwatchdog.routes import ALL, INGEST, INGEST_NICE, POOL_SIZES, pool_size
+from cloudwatchdog.routes import ALL, INGEST, INGEST_BULK, INGEST_BULK_NICE, INGEST_NICE, POOL_SIZES, pool_size
 
 # Every database statement of a web request ends within this (settings: 503 with a sentence when it does not).
 os.environ.setdefault("DATABASE_STATEMENT_TIMEOUT", "60s")
@@ -37,9 +39,11 @@ def post_worker_init(worker):
     # Django and the app are loaded and never freed: keep them out of every later collection, so a
     # full collection walks only what requests allocate.
     gc.freeze()
-    if role == INGEST:
-        # On shared cores the kernel then runs read workers first: a flood of writes waits, reads do not.
-        os.nice(int(os.environ.get("INGEST_NICE", INGEST_NICE)))
+    if role in (INGEST, INGEST_BULK):
+        # On shared cores the kernel then runs read workers first: a flood of writes waits, reads do not;
+        # and a flood (served by ingest_bulk) waits for other tenants' writes.
+        os.nice(int(os.environ.get("INGEST_NICE", INGEST_NICE)) if role == INGEST
+                else int(os.environ.get("INGEST_BULK_NICE", INGEST_BULK_NICE)))
         from cloudwatchdog.backend_priority import own_session_follows_nice
 
         own_session_follows_nice()  # else, in a session of its own, the nice level counts for nothing against reads

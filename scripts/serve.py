@@ -203,6 +203,7 @@ def main() -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     env.setdefault("FRONT_BIND", env["BIND"])
     env.setdefault("INGEST_BIND", f"unix:{run_dir / 'ingest.sock'}")
+    env.setdefault("INGEST_BULK_BIND", f"unix:{run_dir / 'ingest_bulk.sock'}")
     env.setdefault("WEB_BIND", f"unix:{run_dir / 'web.sock'}")
     supervisor = Supervisor(data_dir, env)
     supervisor.listen_for_signals()  # from here on, Ctrl-C at any moment ends in stop() below
@@ -217,7 +218,7 @@ def main() -> int:
                               stdout=subprocess.PIPE, text=True)
         if supervisor.stopping or demo.returncode != 0:
             return 1
-        for name in ("ingest.sock", "web.sock"):  # an earlier run killed -9 leaves them
+        for name in ("ingest.sock", "ingest_bulk.sock", "web.sock"):  # an earlier run killed -9 leaves them
             (run_dir / name).unlink(missing_ok=True)
         supervisor.start({**procfile_roles(), "front": f"{shlex.quote(sys.executable)} -m cloudwatchdog.front"})
         print(f"""

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from cloudwatchdog import front
-from cloudwatchdog.routes import INGEST, INGEST_ROUTES, WEB
+from cloudwatchdog.routes import INGEST, INGEST_BULK, INGEST_ROUTES, WEB
 
 
 class EchoPool:
@@ -38,7 +38,7 @@ class EchoPool:
                 method, target, _ = line.decode().split(" ")
                 body = await reader.readexactly(int(headers.get("content-length", ["0"])[0]))
                 self.received.append(target)
-                if target == "/slow":
+                if target.endswith("slow"):
                     await self.release.wait()
                 answer = json.dumps({"pool": self.name, "method": method, "target": target, "headers": headers,
                                      "body": body.decode("latin-1")}).encode()
@@ -55,14 +55,16 @@ class EchoPool:
 
 @pytest.fixture
 def served(tmp_path):
-    """A front on a free port in front of two echo pools; yields (port, {name: EchoPool}, {name: front.Pool})."""
+    """A front on a free port in front of echo pools (ingest, with ingest_bulk for its floods, and web);
+    yields (port, {name: EchoPool}, {name: front.Pool}, loop)."""
     loop = asyncio.new_event_loop()
-    echo = {name: EchoPool(name, str(tmp_path / f"{name}.sock")) for name in (INGEST, WEB)}
+    echo = {name: EchoPool(name, str(tmp_path / f"{name}.sock")) for name in (INGEST, WEB, INGEST_BULK)}
     ready, state = threading.Event(), {}
 
     async def main():
         servers = [await asyncio.start_unix_server(pool.handle, pool.path) for pool in echo.values()]
-        pools = {name: front.Pool(name, f"unix:{pool.path}", 2) for name, pool in echo.items()}
+        pools = {name: front.Pool(name, f"unix:{echo[name].path}", 2) for name in (INGEST, WEB)}
+        pools[INGEST].backlog = front.Pool(INGEST_BULK, f"unix:{echo[INGEST_BULK].path}", 2)
         for pool in echo.values():
             pool.release = asyncio.Event()
         state["pools"] = pools
@@ -322,6 +324,40 @@ def test_a_credential_past_its_queue_share_gets_429_and_others_still_queue(serve
         _waiting(pools, WEB, 2)
         loop.call_soon_threadsafe(echo[WEB].release.set)
         assert [Answers(c).next()[0] for c in clients[:3] + clients[4:]] == [200] * 4
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_a_request_with_more_of_its_keys_queued_behind_it_is_served_by_the_bulk_pool(served):
+    # A flood's work runs in the lower-priority pool; a key's lone request, and the last of a queue, do not.
+    port, echo, pools, loop = served
+    ingest = INGEST_ROUTES[0][1]
+    key_a, key_b = "Authorization: Bearer key-of-a\r\n", "Authorization: Bearer key-of-b\r\n"
+    clients = [_connect(port) for _ in range(5)]
+    try:
+        for number, client in enumerate(clients[:2], 1):  # A alone takes both slots, nothing queued
+            client.sendall(_request("POST", f"{ingest}?a{number}-slow", b"x", extra=key_a))
+            deadline = time.monotonic() + 5
+            while len(echo[INGEST].received) < number:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+        for number, client in enumerate(clients[2:4], 3):
+            client.sendall(_request("POST", f"{ingest}?a{number}", b"x", extra=key_a))
+            _waiting(pools, INGEST, number - 2)
+        loop.call_soon_threadsafe(echo[INGEST].release.set)
+        assert [Answers(c).next()[0] for c in clients[:4]] == [200] * 4
+        # a3 got a slot with a4 still waiting behind it: the flood's pool; a4 was the last
+        assert echo[INGEST_BULK].received == [f"{ingest}?a3"]
+        assert echo[INGEST].received == [f"{ingest}?a1-slow", f"{ingest}?a2-slow", f"{ingest}?a4"]
+        clients[4].sendall(_request("POST", f"{ingest}?b1", b"x", extra=key_b))
+        status, _, body = Answers(clients[4]).next()
+        assert status == 200 and json.loads(body)["pool"] == INGEST
+        deadline = time.monotonic() + 5
+        while pools[INGEST].gate.free < 2:  # every slot back (its answer is sent before its slot is freed)
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert not pools[INGEST].gate.held
     finally:
         for client in clients:
             client.close()

@@ -38,6 +38,7 @@ def test_the_procfile_starts_both_pools_with_their_roles():
     roles = procfile_roles()
     assert "GUNICORN_ROLE=web" in roles["web"] and "GUNICORN_ROLE=ingest" in roles["ingest"]
     assert "${INGEST_BIND" in roles["ingest"] and "${WEB_BIND" in roles["web"]
+    assert "GUNICORN_ROLE=ingest_bulk" in roles["ingest_bulk"] and "${INGEST_BULK_BIND" in roles["ingest_bulk"]
 
 
 def _gunicorn_settings(**environ) -> str:
@@ -79,10 +80,10 @@ def test_a_connection_budget_over_postgresqls_limit_is_a_warning_at_migrate_time
     with connection.cursor() as cursor:
         cursor.execute("SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int")
         accepted = cursor.fetchone()[0]
-    assert budget_warnings() == []  # the defaults: 15 connections
+    assert budget_warnings() == []  # the defaults: 18 connections
     monkeypatch.setenv("GUNICORN_WORKERS", str(accepted))
     monkeypatch.setenv("GUNICORN_THREADS", "2")
     [warning] = budget_warnings()
-    assert f"ingest pool {2 * accepted}, web pool {2 * accepted}," in warning.msg and f"PostgreSQL accepts {accepted}." in warning.msg
+    assert f"ingest pool {2 * accepted}, ingest_bulk pool {2 * accepted}, web pool {2 * accepted}," in warning.msg and f"PostgreSQL accepts {accepted}." in warning.msg
     assert "max_connections" in warning.hint
     assert [m for m in run_checks() if m.id == "cloudwatchdog.W001"] == []  # only where a database is checked
