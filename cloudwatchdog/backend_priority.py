@@ -12,7 +12,8 @@ Celery workers at 5 and 10). Two things undo a nice level on Linux:
 - **The backend's own nice**: the postmaster starts every backend at nice 0, and on one machine most of
   a request's CPU is spent there.
 
-So a niced role gives its session's autogroup its nice level (`own_session_follows_nice`, at start), and
+So a niced role gives its session's autogroup its nice level when it leads that session (`own_session_follows_nice`,
+at start: never a terminal's, which its shell leads), and
 a connection's backend gets the nice level of the process it serves (`carry_niceness_to_backend`,
 connected only when DATABASE_BACKENDS_SHARE_NICE is on: the default with the embedded PostgreSQL, same
 host and user; with PostgreSQL on another host a backend's pid means nothing here).
@@ -25,8 +26,9 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-# The kernel takes one autogroup change every 100 ms from unprivileged processes (EAGAIN otherwise).
-_AUTOGROUP_TRIES, _AUTOGROUP_PAUSE = 40, 0.11
+# The kernel takes one autogroup change every 100 ms from unprivileged processes, machine-wide (EAGAIN
+# otherwise): a role at start-up waits its turn; a new connection's backend, on a request's path, tries briefly.
+_ROLE_TRIES, _BACKEND_TRIES, _AUTOGROUP_PAUSE = 40, 3, 0.11
 
 
 def carry_niceness_to_backend(sender, connection, **kwargs) -> None:
@@ -41,35 +43,37 @@ def carry_niceness_to_backend(sender, connection, **kwargs) -> None:
             return
         os.setpriority(os.PRIO_PROCESS, pid, nice)
         if os.getsid(pid) == pid:  # a backend alone in its session: its autogroup is its own
-            autogroup_nice_set(pid, nice)
+            autogroup_nice_set(pid, nice, tries=_BACKEND_TRIES)
     except OSError as error:  # not ours to renice (another user's server), or gone already
         log.info("database backend %s keeps its priority: %s", pid, error)
 
 
-def own_session_follows_nice() -> None:
-    """Give this process's session (autogroup) its nice level, when the session is the role's own: started
-    for this process or its parent (make run, systemd), never a terminal's shared with a shell."""
+def own_session_follows_nice(*, role_pid: int) -> None:
+    """Give this process's session (autogroup) its nice level when the role's process `role_pid` (this one,
+    or a gunicorn worker's master) leads it, as make run and systemd start a role: a role started from a
+    terminal shares the shell's session, which keeps its weight."""
     nice = os.getpriority(os.PRIO_PROCESS, 0)
-    if nice > 0 and os.getsid(0) in (os.getpid(), os.getppid()):
+    if nice > 0 and os.getsid(0) == role_pid:
         try:
-            autogroup_nice_set(os.getpid(), nice)
+            autogroup_nice_set(os.getpid(), nice, tries=_ROLE_TRIES)
         except OSError as error:
             log.info("this role's session keeps its priority: %s", error)
 
 
-def autogroup_nice_set(pid: int, nice: int) -> None:
-    """Set the nice level of `pid`'s autogroup, unless it has it already or the kernel has no autogroups."""
+def autogroup_nice_set(pid: int, nice: int, *, tries: int) -> None:
+    """Set the nice level of `pid`'s autogroup, unless it has it already (another process of the session
+    may set it meanwhile) or the kernel has no autogroups."""
     path = Path(f"/proc/{pid}/autogroup")
-    try:
-        if path.read_text().split()[-1] == str(nice):
+    for attempt in range(tries):
+        try:
+            if path.read_text().split()[-1] == str(nice):
+                return
+        except FileNotFoundError:  # a kernel built without autogroups: nice levels count as they are
             return
-    except FileNotFoundError:  # a kernel built without autogroups: nice levels count as they are
-        return
-    for attempt in range(_AUTOGROUP_TRIES):
         try:
             path.write_text(str(nice))
             return
         except OSError as error:
-            if error.errno != errno.EAGAIN or attempt == _AUTOGROUP_TRIES - 1:
+            if error.errno != errno.EAGAIN or attempt == tries - 1:
                 raise
             time.sleep(_AUTOGROUP_PAUSE)

@@ -17,4 +17,4 @@ def _session_follows_nice(**kwargs) -> None:
     # once the session's autogroup has the same level (cloudwatchdog/backend_priority.py).
     from cloudwatchdog.backend_priority import own_session_follows_nice
 
-    own_session_follows_nice()
+    own_session_follows_nice(role_pid=os.getpid())

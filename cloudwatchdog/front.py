@@ -15,8 +15,9 @@ while others are about one credential holds at most half of a pool's slots (at l
 credential may have FRONT_QUEUE_PER_CREDENTIAL requests waiting, and is answered 429 + Retry-After
 beyond it (the tenant's share in the pool itself is INGEST_INFLIGHT_PER_TENANT, held in Redis). A
 pool that cannot be reached answers 502 + Retry-After.
-A credential whose requests queue behind its share (a flood: more of its requests wait as one gets its
-slot) is served by the ingest_bulk pool when INGEST_BULK_BIND is set: the same application in workers
+A credential whose requests queue behind its share (a flood: FLOOD_QUEUED more of its requests wait as
+one gets its slot) is served by the ingest_bulk pool when INGEST_BULK_BIND is set (by the ingest pool
+while ingest_bulk cannot be reached): the same application in workers
 at a lower priority, so on shared cores another tenant's writes pass the flood's, not only at the gate.
 Conflicting Content-Length / Transfer-Encoding is refused (400): no request smuggling past us.
 Timeouts follow the README's nginx advice: 10 s for a request's head, 30 s between body reads,
@@ -48,6 +49,9 @@ MAX_BODY_BYTES = int(os.environ.get("FRONT_MAX_BODY_BYTES", 100 * 1024 * 1024)) 
 BUFFER_BYTES = int(os.environ.get("FRONT_BUFFER_BYTES", 256 * 1024 * 1024))
 QUEUE_LIMIT = int(os.environ.get("FRONT_QUEUE", 128))  # requests waiting for one pool
 CREDENTIAL_QUEUE_LIMIT = int(os.environ.get("FRONT_QUEUE_PER_CREDENTIAL", 16))  # of those, for one credential
+# A request that gets its slot with this many more of its credential's waiting behind it is a flood's: a
+# tenant's few agents, queued behind their share a moment while another floods, are not.
+FLOOD_QUEUED = 4
 RESERVE_SECONDS = 1.0  # a credential seen this recently still counts as using the pool (FairGate)
 IDLE_SECONDS, HEAD_SECONDS, BODY_SECONDS, ANSWER_SECONDS = 75, 10, 30, 90
 BACKEND_IDLE_SECONDS = 60  # under gunicorn's keepalive (75 s), so it never closes one we are about to use
@@ -145,7 +149,7 @@ class FairGate:
         return len(queue) if queue else 0
 
     async def acquire(self, credential: bytes) -> bool:
-        """Waits for a slot; returns whether more of this credential's requests wait behind this one."""
+        """Waits for a slot; returns whether FLOOD_QUEUED more of this credential's requests wait behind this one."""
         self.seen.pop(credential, None)  # to the end: `seen` stays in order of last request
         self.seen[credential] = asyncio.get_running_loop().time()
         turn = asyncio.get_running_loop().create_future()
@@ -198,7 +202,7 @@ class FairGate:
                 continue
             self.free -= 1
             self.held[credential] = self.held.get(credential, 0) + 1
-            turn.set_result(bool(queue))  # more of its requests wait behind this one
+            turn.set_result(len(queue) >= FLOOD_QUEUED)  # a flood: many more of its requests wait behind this one
 
     def _others_about(self, credential: bytes) -> bool:
         """Whether another credential has requests here or in the pool, or sent one within RESERVE_SECONDS.
@@ -268,16 +272,15 @@ class Front:
             await send_refusal(client, Refusal(429, f"this API key already has {CREDENTIAL_QUEUE_LIMIT} requests waiting "
                                                     f"for the {pool.name} pool", retry_after=True), close=False)
             return True
-        behind = await pool.gate.acquire(credential)
-        server = pool.backlog if behind and pool.backlog is not None else pool
+        flood = await pool.gate.acquire(credential)
+        server = pool.backlog if flood and pool.backlog is not None else pool
         try:
             head = backend_head(request, peer_ip)
             for attempt in (0, 1):
-                reused = server.take_idle() if attempt == 0 else None
                 try:
-                    backend = reused or await server.connect()
+                    server, reused, backend = await open_backend(server, pool, attempt)
                 except OSError:
-                    await send_refusal(client, Refusal(502, f"the {server.name} pool is not reachable", retry_after=True),
+                    await send_refusal(client, Refusal(502, f"the {pool.name} pool is not reachable", retry_after=True),
                                        close=False)
                     return True
                 try:
@@ -301,6 +304,20 @@ class Front:
             return True
         finally:
             pool.gate.release(credential)
+
+
+async def open_backend(server: Pool, pool: Pool, attempt: int):
+    """(the pool, the idle connection reused or None, the connection) for a request `server` should serve:
+    an idle connection on the first attempt, else a new one; the request's own `pool` when `server` is
+    its backlog pool and cannot be reached (ingest_bulk not running): a flood is served, not refused."""
+    for candidate in (server, pool) if server is not pool else (pool,):
+        reused = candidate.take_idle() if attempt == 0 else None
+        try:
+            return candidate, reused, reused or await candidate.connect()
+        except OSError:
+            if candidate is pool:
+                raise
+    raise AssertionError("unreachable: the last candidate is the request's own pool")
 
 
 def credential_of(request: Request, peer_ip: str) -> bytes:

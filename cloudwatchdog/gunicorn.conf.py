@@ -46,4 +46,4 @@ def post_worker_init(worker):
                 else int(os.environ.get("INGEST_BULK_NICE", INGEST_BULK_NICE)))
         from cloudwatchdog.backend_priority import own_session_follows_nice
 
-        own_session_follows_nice()  # else, in a session of its own, the nice level counts for nothing against reads
+        own_session_follows_nice(role_pid=os.getppid())  # else the nice level counts for nothing against reads

@@ -1,6 +1,6 @@
-"""`make run`'s supervisor: starts the Procfile's roles (web, ingest, worker, worker_bulk, beat) and
-the front on BIND (cloudwatchdog/front.py: make run's one port, routing each request to the ingest
-or the web pool's unix socket under .data/run/), prints the demo tenant's key, and stops everything,
+"""`make run`'s supervisor: starts the Procfile's roles (web, ingest, ingest_bulk, worker, worker_bulk,
+beat) and the front on BIND (cloudwatchdog/front.py: make run's one port, routing each request to the
+ingest (or, for a flooding key, ingest_bulk) or the web pool's unix socket under .data/run/), prints the demo tenant's key, and stops everything,
 the embedded servers included, on Ctrl-C, TERM or when the front or a gunicorn pool dies. A
 background role (worker, worker_bulk, beat) that dies is started again after a
 growing pause (1 s up to 30 s): a Celery worker can die of its broker going away (seen: kombu's reconnect race while

@@ -23,9 +23,10 @@ print(os.getpriority(os.PRIO_PROCESS, pid), autogroup)
 """
 # Prints this process's autogroup nice before and after a role's start-up call.
 SESSION_NICE = """
+import os
 from cloudwatchdog.backend_priority import own_session_follows_nice
 before = open("/proc/self/autogroup").read().split()[-1]
-own_session_follows_nice()
+own_session_follows_nice(role_pid=os.getpid())
 print(before, open("/proc/self/autogroup").read().split()[-1])
 """
 needs_autogroups = pytest.mark.skipif(not Path("/proc/self/autogroup").exists(), reason="a kernel without autogroups")
@@ -61,8 +62,9 @@ def test_backends_keep_their_priority_when_the_database_is_not_shared():
 
 def _session_nice(*, nice: int, own_session: bool) -> tuple[str, str]:
     command = ["nice", "-n", str(nice), sys.executable, "-c", SESSION_NICE]
-    if not own_session:  # under a shell that is not the session's leader, as from a terminal
-        command = ["sh", "-c", '"$@"; exit $?', "sh", *command]  # the shell waits: it is the parent
+    if not own_session:
+        # under a shell that leads its session, as a terminal's does (setsid: a session of the test's own)
+        command = ["setsid", "sh", "-c", '"$@"; exit $?', "sh", *command]
     done = subprocess.run(command, cwd=ROOT, start_new_session=own_session, capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0, done.stderr

@@ -329,12 +329,12 @@ def test_a_credential_past_its_queue_share_gets_429_and_others_still_queue(serve
             client.close()
 
 
-def test_a_request_with_more_of_its_keys_queued_behind_it_is_served_by_the_bulk_pool(served):
-    # A flood's work runs in the lower-priority pool; a key's lone request, and the last of a queue, do not.
-    port, echo, pools, loop = served
+def _flood(port: int, echo: dict, pools: dict, loop) -> list[str]:
+    """Key A takes both ingest slots with slow requests, queues five more behind them (a3..a7), and
+    they are all answered once the slow ones end; returns the ingest path."""
     ingest = INGEST_ROUTES[0][1]
-    key_a, key_b = "Authorization: Bearer key-of-a\r\n", "Authorization: Bearer key-of-b\r\n"
-    clients = [_connect(port) for _ in range(5)]
+    key_a = "Authorization: Bearer key-of-a\r\n"
+    clients = [_connect(port) for _ in range(7)]
     try:
         for number, client in enumerate(clients[:2], 1):  # A alone takes both slots, nothing queued
             client.sendall(_request("POST", f"{ingest}?a{number}-slow", b"x", extra=key_a))
@@ -342,25 +342,45 @@ def test_a_request_with_more_of_its_keys_queued_behind_it_is_served_by_the_bulk_
             while len(echo[INGEST].received) < number:
                 assert time.monotonic() < deadline
                 time.sleep(0.01)
-        for number, client in enumerate(clients[2:4], 3):
+        for number, client in enumerate(clients[2:], 3):
             client.sendall(_request("POST", f"{ingest}?a{number}", b"x", extra=key_a))
             _waiting(pools, INGEST, number - 2)
         loop.call_soon_threadsafe(echo[INGEST].release.set)
-        assert [Answers(c).next()[0] for c in clients[:4]] == [200] * 4
-        # a3 got a slot with a4 still waiting behind it: the flood's pool; a4 was the last
-        assert echo[INGEST_BULK].received == [f"{ingest}?a3"]
-        assert echo[INGEST].received == [f"{ingest}?a1-slow", f"{ingest}?a2-slow", f"{ingest}?a4"]
-        clients[4].sendall(_request("POST", f"{ingest}?b1", b"x", extra=key_b))
-        status, _, body = Answers(clients[4]).next()
-        assert status == 200 and json.loads(body)["pool"] == INGEST
-        deadline = time.monotonic() + 5
-        while pools[INGEST].gate.free < 2:  # every slot back (its answer is sent before its slot is freed)
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        assert not pools[INGEST].gate.held
+        assert [Answers(c).next()[0] for c in clients] == [200] * 7
     finally:
         for client in clients:
             client.close()
+    return ingest
+
+
+def test_a_request_with_many_of_its_keys_queued_behind_it_is_served_by_the_bulk_pool(served):
+    # A flood's work runs in the lower-priority pool; a key's lone request, and a short queue's, do not.
+    port, echo, pools, loop = served
+    assert front.FLOOD_QUEUED == 4
+    ingest = _flood(port, echo, pools, loop)
+    # a3 got a slot with a4..a7 waiting behind it: the flood's pool; a4 had three behind it
+    assert echo[INGEST_BULK].received == [f"{ingest}?a3"]
+    assert echo[INGEST].received == [f"{ingest}?a1-slow", f"{ingest}?a2-slow"] + [f"{ingest}?a{n}" for n in range(4, 8)]
+    client = _connect(port)
+    try:
+        client.sendall(_request("POST", f"{ingest}?b1", b"x", extra="Authorization: Bearer key-of-b\r\n"))
+        status, _, body = Answers(client).next()
+        assert status == 200 and json.loads(body)["pool"] == INGEST
+    finally:
+        client.close()
+    deadline = time.monotonic() + 5
+    while pools[INGEST].gate.free < 2:  # every slot back (an answer is sent before its slot is freed)
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert not pools[INGEST].gate.held
+
+
+def test_a_flood_is_served_by_the_ingest_pool_when_the_bulk_pool_is_not_running(served, tmp_path):
+    port, echo, pools, loop = served
+    pools[INGEST].backlog.address = f"unix:{tmp_path / 'nobody.sock'}"
+    ingest = _flood(port, echo, pools, loop)  # answered 200 every one, none refused
+    assert echo[INGEST_BULK].received == []
+    assert f"{ingest}?a3" in echo[INGEST].received
 
 
 def test_forwarded_headers_name_the_client_and_are_trusted_only_from_trusted_peers(served, monkeypatch):
