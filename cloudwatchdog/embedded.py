@@ -102,22 +102,22 @@ _TUNING = {
     # 2.5x (bench/mixed_load.py on fresh `make clean` runs; a new cluster has no segments to recycle).
     "wal_init_zero": "off",
 }
-_RESTART_NEEDED = ("shared_buffers", "max_connections")  # the others take effect on a reload
 
 
 def _tune_postgres(server) -> None:
     from pgserver._commands import pg_ctl
 
     names = ", ".join(f"'{name}'" for name in _TUNING)
-    current = dict(line.split("|", 1) for line in server.psql(
-        f"\\pset format unaligned\n\\pset tuples_only on\nSELECT name, current_setting(name) FROM pg_settings WHERE name IN ({names});"
-    ).splitlines() if "|" in line)
-    # SHOW prints sizes its own way ("1GB", "4GB", "256MB"): compared as PostgreSQL prints them.
-    stale = {name: value for name, value in _TUNING.items() if current.get(name) != value}
+    # (value as PostgreSQL prints it: "1GB", "256MB"; 'postmaster' when only a restart applies it)
+    current = {name: (value, context) for name, value, context in (line.split("|") for line in server.psql(
+        "\\pset format unaligned\n\\pset tuples_only on\n"
+        f"SELECT name, current_setting(name), context FROM pg_settings WHERE name IN ({names});"
+    ).splitlines() if "|" in line)}
+    stale = {name: value for name, value in _TUNING.items() if current.get(name, (None,))[0] != value}
     if not stale:
         return
     server.psql("".join(f"ALTER SYSTEM SET {name} = '{value}';" for name, value in stale.items()))
-    if stale.keys() & set(_RESTART_NEEDED):
+    if any(current.get(name, (None, "postmaster"))[1] == "postmaster" for name in stale):
         pg_ctl(["-w", "restart"], pgdata=server.pgdata, user=server.system_user, timeout=60)
     else:
         server.psql("SELECT pg_reload_conf();")

@@ -310,14 +310,14 @@ async def open_backend(server: Pool, pool: Pool, attempt: int):
     """(the pool, the idle connection reused or None, the connection) for a request `server` should serve:
     an idle connection on the first attempt, else a new one; the request's own `pool` when `server` is
     its backlog pool and cannot be reached (ingest_bulk not running): a flood is served, not refused."""
-    for candidate in (server, pool) if server is not pool else (pool,):
-        reused = candidate.take_idle() if attempt == 0 else None
+    if server is not pool:
+        reused = server.take_idle() if attempt == 0 else None
         try:
-            return candidate, reused, reused or await candidate.connect()
+            return server, reused, reused or await server.connect()
         except OSError:
-            if candidate is pool:
-                raise
-    raise AssertionError("unreachable: the last candidate is the request's own pool")
+            pass  # ingest_bulk is not running: the ingest pool serves the flood
+    reused = pool.take_idle() if attempt == 0 else None
+    return pool, reused, reused or await pool.connect()
 
 
 def credential_of(request: Request, peer_ip: str) -> bytes:
