@@ -31,7 +31,7 @@ INGEST, INGEST_BULK, WEB, ALL = "ingest", "ingest_bulk", "web", "all"
 # many at once as the ingest pool (make run's front hands out the ingest pool's slots to both).
 POOL_SIZES = {INGEST: (3, 1), INGEST_BULK: (3, 1), WEB: (2, 2), ALL: (4, 1)}
 # Ingest workers run at this nice level, so on shared cores the kernel favours reads; a flood's at the
-# second, so other tenants' writes (and the Celery workers, at 5 and 10) pass it too.
+# second, so other tenants' writes (and the Celery workers, at 10 and 12) pass it too.
 INGEST_NICE, INGEST_BULK_NICE = 5, 15
 
 
