@@ -407,8 +407,9 @@ def main():
     parser.add_argument("--read-pause", type=float, default=0.0,
                         help="seconds each reader waits between reads (default 0: back to back, as the issue has it; "
                              "4 such readers already keep 2 cores busy)")
-    parser.add_argument("--alone-seconds", type=float, default=20.0)
-    parser.add_argument("--flood-seconds", type=float, default=60.0)
+    parser.add_argument("--alone-seconds", type=float, default=20.0, help="phase 1: the readers alone (default 20)")
+    parser.add_argument("--flood-seconds", type=float, default=60.0,
+                        help="phase 2, and each half of phase 3: B alone, then B while A floods (default 60)")
     parser.add_argument("--noop-seconds", type=float, default=15.0)
     parser.add_argument("--copy-rounds", type=int, default=3)
     parser.add_argument("--copy-batches", type=int, default=100, help="1,000-event batches per COPY round")
@@ -416,7 +417,7 @@ def main():
                         help="only the 100-point batches against the no-op, and the COPY rounds (no tenant B, no flood)")
     parser.add_argument("--skip-copy", action="store_true", help="no COPY rounds (the server's database is not ours)")
     args = parser.parse_args()
-    if args.quick:
+    if args.quick:  # a smoke run: 10 s phases may hold none of beat's passes, so its ratios are rough
         args.hours, args.alone_seconds, args.flood_seconds, args.noop_seconds = 6, 5.0, 10.0, 4.0
         args.copy_rounds, args.copy_batches = 1, 30
     local = not (args.key_a and args.key_b)  # the server's database is the one our settings point at
