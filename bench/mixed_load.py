@@ -7,11 +7,12 @@ Against a server started by `make run` (or any, with --url and two keys of scope
 - load: tenant B gets --series one-minute series over --hours (default 200 x 24 h) through
   1,000-event JSON batches (4 keep-alive connections); then, when the tenants were made here, the
   detection pass and the rollups of that backfill run to completion before the phases;
+- B alone (first, before tenant A has sent anything, so no pass over A's points runs inside it): tenant
+  B ingests at a modest rate (one agent, --b-rate batches/s) and reads (one reader), --flood-seconds;
 - phase 1: 4 readers of tenant B (60-minute series reads and the anomalies list, in turn, back to back
   or --read-pause seconds apart) alone;
 - phase 2: the same readers while 40 agents of tenant A post 100-point batches back to back;
-- phase 3: tenant B ingests at a modest rate (one agent, --b-rate batches/s) and reads (one reader),
-  alone, then while tenant A floods with --flood-agents agents (both --flood-seconds long);
+- phase 3: B as alone, while tenant A floods with --flood-agents agents (--flood-seconds);
 - no-op: 100-point batches against an authenticated no-op on the same server, 8 connections each: the
   same bodies POSTed to /api/v1/ingest/noop (the ingest key check and DRF path, 202 without reading the
   body; the server needs BENCH_ENDPOINTS=true), or where that answers 404, GET
@@ -214,6 +215,9 @@ def run_phase(jobs: list[tuple], seconds: float, processes: int = 4, settle_limi
     busy_after = _machine_busy()
     for worker in workers:
         worker.join()
+    # To match a phase with the server's log (beat's passes, rollup refreshes).
+    print(f"  {', '.join(sorted({job[0] for job in jobs}))}: {datetime.fromtimestamp(begin, timezone.utc):%H:%M:%S}"
+          f"-{datetime.fromtimestamp(end, timezone.utc):%H:%M:%S} UTC", flush=True)
     cores = os.cpu_count() or 1
     machine = (busy_after[0] - busy_before[0]) / max(1, busy_after[1] - busy_before[1])
     # The generator's CPU includes its warm-up; over the whole phase it is a close upper bound.
@@ -325,17 +329,18 @@ def noop_phases(args, key_a: str, figures: dict) -> None:
 def phases(args, key_a: str, key_b: str) -> dict:
     paths = read_paths(args.series)
     figures = {}
+    b_jobs = (agents("b ingest", args.url, key_b, 1, "b-agent", 1.0 / args.b_rate)
+              + readers("b read", args.url, key_b, 1, paths, args.read_pause))
+    # B alone comes first, before A has sent anything: later, beat's passes over the flood's last points
+    # would run inside it. As long as the phase it is compared with: at 10 requests/s a 20 s phase's p99
+    # is its 2nd-slowest request, and it holds one of beat's top-of-the-minute passes or none; 60 s hold one.
+    b_alone = run_phase(b_jobs, args.flood_seconds)
     alone = run_phase(readers("read", args.url, key_b, 4, paths, args.read_pause), args.alone_seconds)
     figures["reads alone"] = (summary(alone["read"], args.alone_seconds), alone["_cpu"])
     flood = run_phase(readers("read", args.url, key_b, 4, paths, args.read_pause)
                       + agents("ingest", args.url, key_a, args.agents, "agent"), args.flood_seconds)
     figures["reads under flood"] = (summary(flood["read"], args.flood_seconds), flood["_cpu"])
     figures["agents (flood)"] = (summary(flood["ingest"], args.flood_seconds), flood["_cpu"])
-    b_jobs = (agents("b ingest", args.url, key_b, 1, "b-agent", 1.0 / args.b_rate)
-              + readers("b read", args.url, key_b, 1, paths, args.read_pause))
-    # As long as the phase it is compared with: at 10 requests/s a 20 s phase's p99 is its 2nd-slowest
-    # request, and it holds one of beat's top-of-the-minute passes or none; 60 s always hold one.
-    b_alone = run_phase(b_jobs, args.flood_seconds)
     figures["B ingest alone"] = (summary(b_alone["b ingest"], args.flood_seconds), b_alone["_cpu"])
     figures["B reads alone"] = (summary(b_alone["b read"], args.flood_seconds), b_alone["_cpu"])
     b_flood = run_phase(b_jobs + agents("a ingest", args.url, key_a, args.flood_agents, "flood"), args.flood_seconds)
@@ -409,7 +414,7 @@ def main():
                              "4 such readers already keep 2 cores busy)")
     parser.add_argument("--alone-seconds", type=float, default=20.0, help="phase 1: the readers alone (default 20)")
     parser.add_argument("--flood-seconds", type=float, default=60.0,
-                        help="phase 2, and each half of phase 3: B alone, then B while A floods (default 60)")
+                        help="phase 2, B alone, and B while A floods (default 60)")
     parser.add_argument("--noop-seconds", type=float, default=15.0)
     parser.add_argument("--copy-rounds", type=int, default=3)
     parser.add_argument("--copy-batches", type=int, default=100, help="1,000-event batches per COPY round")
