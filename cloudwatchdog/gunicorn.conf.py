@@ -1,7 +1,7 @@
 """Gunicorn settings for `make run` and the Procfile's roles.
 
 GUNICORN_ROLE picks the pool's size (cloudwatchdog/routes.py, POOL_SIZES): `ingest` (agents' writes,
-3 single-threaded workers, niced) and `web` (everything else, 2 workers x 2 threads) run apart so a
+3 single-threaded workers, at INGEST_NICE) and `web` (everything else, 2 workers x 2 threads) run apart so a
 flood of one cannot queue the other; `ingest_bulk` (the same as ingest, at INGEST_BULK_NICE) serves
 the writes of a key whose requests queue behind its share, when make run's front sends them there;
 unset, one gunicorn serves everything with 4 single-threaded workers (bench/ingest_http.py: 4 x 1
@@ -40,8 +40,8 @@ def post_worker_init(worker):
     # full collection walks only what requests allocate.
     gc.freeze()
     if role in (INGEST, INGEST_BULK):
-        # On shared cores the kernel then runs read workers first: a flood of writes waits, reads do not;
-        # and a flood (served by ingest_bulk) waits for other tenants' writes.
+        # On shared cores a flood (served by ingest_bulk) then waits for reads and other tenants' writes
+        # (and, with INGEST_NICE set, the ingest pool's writes for reads).
         os.nice(int(os.environ.get("INGEST_NICE", INGEST_NICE)) if role == INGEST
                 else int(os.environ.get("INGEST_BULK_NICE", INGEST_BULK_NICE)))
         from cloudwatchdog.backend_priority import own_session_follows_nice
