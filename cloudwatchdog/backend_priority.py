@@ -1,7 +1,7 @@
 """Niced roles keep their priority on a shared machine: in their own session, and in their database work.
 
 The roles are niced so that on shared cores the kernel runs reads and agents' writes first (a flood's
-ingest_bulk workers at INGEST_BULK_NICE, Celery workers at 10 and 12, ingest workers at INGEST_NICE if set). Two things undo a nice level on Linux:
+ingest_bulk workers at INGEST_BULK_NICE, Celery workers at 10 and 12, ingest workers at INGEST_NICE). Two things undo a nice level on Linux:
 
 - **Autogroups** (kernel.sched_autogroup_enabled, on by default in most distributions): the scheduler
   shares the CPU between sessions first, and a nice level only counts inside its own session. `make run`

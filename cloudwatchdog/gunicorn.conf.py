@@ -41,7 +41,7 @@ def post_worker_init(worker):
     gc.freeze()
     if role in (INGEST, INGEST_BULK):
         # On shared cores a flood (served by ingest_bulk) then waits for reads and other tenants' writes
-        # (and, with INGEST_NICE set, the ingest pool's writes for reads).
+        # (and, at an INGEST_NICE above 0, the ingest pool's writes for reads).
         os.nice(int(os.environ.get("INGEST_NICE", INGEST_NICE)) if role == INGEST
                 else int(os.environ.get("INGEST_BULK_NICE", INGEST_BULK_NICE)))
         from cloudwatchdog.backend_priority import own_session_follows_nice

@@ -30,12 +30,11 @@ INGEST, INGEST_BULK, WEB, ALL = "ingest", "ingest_bulk", "web", "all"
 # INGEST_BULK serves the ingest requests of a key whose requests queue behind its share (a flood), as
 # many at once as the ingest pool (make run's front hands out the ingest pool's slots to both).
 POOL_SIZES = {INGEST: (3, 1), INGEST_BULK: (3, 1), WEB: (2, 2), ALL: (4, 1)}
-# Ingest workers run at the first nice level, the readers' own: a flood goes to ingest_bulk (make run's
-# front), so the ingest pool serves tenants that do not flood, whose agents wait on their requests as a
-# reader does (another tenant's ingest p99 while one floods 1.4-1.6x its figure alone, 2.1x at nice 5;
-# bench/mixed_load.py). With no front to send floods there (nginx alone), INGEST_NICE=5 puts reads first.
+# Ingest workers run at the first nice level, so behind nginx alone, where a flood reaches the ingest
+# pool, the kernel runs reads first on shared cores. Where the front sends a flood to ingest_bulk (make
+# run sets INGEST_NICE=0), the ingest pool serves tenants that do not flood, at the readers' level.
 # A flood's at the second, so other tenants' writes and the Celery workers (at 10 and 12) pass it.
-INGEST_NICE, INGEST_BULK_NICE = 0, 15
+INGEST_NICE, INGEST_BULK_NICE = 5, 15
 
 
 def pool_for(method: str, path: str) -> str:

@@ -71,7 +71,7 @@ else:
     warnings.filterwarnings("ignore", module="platformdirs")
     DATABASES = {"default": environ.Env.db_url_config(embedded.postgres_url(BASE_DIR))}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=300)
-# A niced role (ingest, Celery workers) renices its PostgreSQL backends (and their sessions) to its own level
+# A niced role (ingest_bulk, Celery workers, ingest at INGEST_NICE > 0) renices its PostgreSQL backends (and their sessions) to its own level
 # (cloudwatchdog/backend_priority.py); only meaningful when PostgreSQL runs on this machine as this user.
 DATABASE_BACKENDS_SHARE_NICE = env.bool("DATABASE_BACKENDS_SHARE_NICE", default=EMBEDDED)
 # gunicorn.conf.py sets this for web processes: no API request may hold a database backend longer.
