@@ -179,16 +179,13 @@ def _port_free(bind: str) -> bool:
             return False
 
 
-def main() -> int:
-    sys.path.insert(0, str(ROOT))
-    from cloudwatchdog import embedded
-
+def roles_environment(data_dir: Path, run_dir: Path) -> dict:
+    """The roles' environment: this one's, with make run's defaults for what it leaves unset."""
     venv_bin = Path(sys.executable).parent
     env = dict(os.environ)
     env["PATH"] = f"{venv_bin}{os.pathsep}{env.get('PATH', '')}"
     port = env.setdefault("PORT", "8000")
     env.setdefault("BIND", f"127.0.0.1:{port}")
-    data_dir = embedded.data_dir(ROOT)
     env.setdefault("CELERY_BEAT_SCHEDULE_FILE", str(data_dir / "celerybeat-schedule"))
     # One machine serves the web and detection here: a large pass must not spawn a process per core
     # and take the cores the web needs (production sets it per role, see the README).
@@ -199,8 +196,6 @@ def main() -> int:
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True, exist_ok=True)
     # The pools listen on unix sockets; the front alone holds BIND (issue 26: reads apart from ingest).
-    run_dir = data_dir / "run"
-    run_dir.mkdir(parents=True, exist_ok=True)
     env.setdefault("FRONT_BIND", env["BIND"])
     env.setdefault("INGEST_BIND", f"unix:{run_dir / 'ingest.sock'}")
     env.setdefault("INGEST_BULK_BIND", f"unix:{run_dir / 'ingest_bulk.sock'}")
@@ -209,6 +204,17 @@ def main() -> int:
     # their agents wait on each request as readers do: another tenant's ingest p99 while one floods was
     # 2.1x its figure alone at nice 5, 1.4-1.6x at 0 (bench/mixed_load.py).
     env.setdefault("INGEST_NICE", "0")
+    return env
+
+
+def main() -> int:
+    sys.path.insert(0, str(ROOT))
+    from cloudwatchdog import embedded
+
+    data_dir = embedded.data_dir(ROOT)
+    run_dir = data_dir / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env = roles_environment(data_dir, run_dir)
     supervisor = Supervisor(data_dir, env)
     supervisor.listen_for_signals()  # from here on, Ctrl-C at any moment ends in stop() below
     status = 1
